@@ -1,0 +1,3 @@
+//! Pieces shared by the three roles.
+
+pub mod rng;

@@ -1,0 +1,214 @@
+//! File metadata: what the catalog says about a shared file, and the rules
+//! that make it trustworthy. The content id is the SHA-1 of the canonical
+//! encoding, so chunk hashes fetched from an untrusted tracker are checked
+//! against the id the user asked for before a single chunk is requested.
+
+use std::fmt;
+
+use crate::hash::{ContentId, Hash20};
+use crate::wire;
+
+/// Smallest chunk size a seeder may use.
+pub const MIN_CHUNK: u32 = 16 * 1024;
+/// Largest chunk size: bounds every peer frame and every buffer.
+pub const MAX_CHUNK: u32 = 16 * 1024 * 1024;
+/// Chunk size unless the seeder is told otherwise.
+pub const DEFAULT_CHUNK: u32 = 1024 * 1024;
+/// Most chunks one file may have: its hashes must fit one catalog frame.
+pub const MAX_CHUNKS: u32 = (wire::catalog::MAX_CATALOG_FRAME - 1024) / 20;
+
+/// Name, size, chunk size and the SHA-1 of every chunk of one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMeta {
+    name: String,
+    size: u64,
+    chunk_size: u32,
+    hashes: Vec<Hash20>,
+}
+
+/// Metadata that breaks a structural rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetaError {
+    NameLength(usize),
+    EmptyFile,
+    ChunkSize(u32),
+    ChunkCount { expected: u64, got: usize },
+}
+
+impl fmt::Display for MetaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MetaError::NameLength(n) => write!(f, "name length {n} not in 1..={}", wire::MAX_NAME),
+            MetaError::EmptyFile => write!(f, "empty files are not shared"),
+            MetaError::ChunkSize(c) => write!(f, "chunk size {c} not in {MIN_CHUNK}..={MAX_CHUNK}"),
+            MetaError::ChunkCount { expected, got } => {
+                write!(f, "{got} chunk hashes for a file of {expected} chunks (at most {MAX_CHUNKS})")
+            }
+        }
+    }
+}
+
+impl std::error::Error for MetaError {}
+
+impl FileMeta {
+    /// Checks the structure: name length, non-empty file, chunk size in range,
+    /// exactly one hash per chunk. Path safety of the name is a separate check
+    /// ([`check_name`]) so a reader can report an unsafe name precisely.
+    pub fn new(name: String, size: u64, chunk_size: u32, hashes: Vec<Hash20>) -> Result<Self, MetaError> {
+        if name.is_empty() || name.len() > wire::MAX_NAME {
+            return Err(MetaError::NameLength(name.len()));
+        }
+        if size == 0 {
+            return Err(MetaError::EmptyFile);
+        }
+        if !(MIN_CHUNK..=MAX_CHUNK).contains(&chunk_size) {
+            return Err(MetaError::ChunkSize(chunk_size));
+        }
+        let expected = chunk_count(size, chunk_size);
+        if expected > u64::from(MAX_CHUNKS) || hashes.len() as u64 != expected {
+            return Err(MetaError::ChunkCount { expected, got: hashes.len() });
+        }
+        Ok(FileMeta { name, size, chunk_size, hashes })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn chunk_size(&self) -> u32 {
+        self.chunk_size
+    }
+
+    pub fn hashes(&self) -> &[Hash20] {
+        &self.hashes
+    }
+
+    /// Number of chunks; fits u32 because of [`MAX_CHUNKS`].
+    pub fn chunk_count(&self) -> u32 {
+        self.hashes.len() as u32
+    }
+
+    /// Byte offset of chunk `index` in the file.
+    pub fn chunk_offset(&self, index: u32) -> u64 {
+        u64::from(index) * u64::from(self.chunk_size)
+    }
+
+    /// Length of chunk `index` (the last one may be short), `None` past the end.
+    pub fn chunk_len(&self, index: u32) -> Option<u32> {
+        if index >= self.chunk_count() {
+            return None;
+        }
+        let rest = self.size - self.chunk_offset(index);
+        Some(rest.min(u64::from(self.chunk_size)) as u32)
+    }
+
+    /// SHA-1 of the canonical encoding: the file's identity everywhere.
+    pub fn content_id(&self) -> ContentId {
+        let mut buf = Vec::with_capacity(64 + self.hashes.len() * 20);
+        wire::catalog::encode_meta(self, &mut buf);
+        Hash20::of(&buf)
+    }
+}
+
+/// Number of chunks of `chunk_size` needed for `size` bytes.
+pub fn chunk_count(size: u64, chunk_size: u32) -> u64 {
+    size.div_ceil(u64::from(chunk_size.max(1)))
+}
+
+/// A name that would escape or confuse the output directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsafeName {
+    pub name: String,
+    pub why: &'static str,
+}
+
+impl fmt::Display for UnsafeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unsafe file name {:?}: {}", self.name, self.why)
+    }
+}
+
+impl std::error::Error for UnsafeName {}
+
+/// Accepts only a plain file name: no path separators, no `.` or `..`, no
+/// control characters (NUL included). Everything that touches the disk checks this.
+pub fn check_name(name: &str) -> Result<(), UnsafeName> {
+    let why = if name.is_empty() {
+        Some("empty")
+    } else if name.len() > wire::MAX_NAME {
+        Some("longer than 255 bytes")
+    } else if name == "." || name == ".." {
+        Some("names a directory")
+    } else if name.contains('/') || name.contains('\\') {
+        Some("contains a path separator")
+    } else if name.chars().any(char::is_control) {
+        Some("contains a control character")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(UnsafeName { name: name.to_string(), why }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(size: u64) -> Result<FileMeta, MetaError> {
+        let n = chunk_count(size, MIN_CHUNK) as usize;
+        FileMeta::new("f.bin".into(), size, MIN_CHUNK, vec![Hash20::default(); n])
+    }
+
+    #[test]
+    fn chunk_geometry() {
+        let m = meta(u64::from(MIN_CHUNK) * 2 + 5).unwrap();
+        assert_eq!(m.chunk_count(), 3);
+        assert_eq!(m.chunk_len(0), Some(MIN_CHUNK));
+        assert_eq!(m.chunk_len(2), Some(5));
+        assert_eq!(m.chunk_len(3), None);
+        assert_eq!(m.chunk_offset(2), u64::from(MIN_CHUNK) * 2);
+    }
+
+    #[test]
+    fn structural_rules() {
+        assert_eq!(meta(0), Err(MetaError::EmptyFile));
+        assert!(matches!(
+            FileMeta::new("x".into(), 10, 1, vec![]),
+            Err(MetaError::ChunkSize(1))
+        ));
+        assert!(matches!(
+            FileMeta::new("x".into(), 10, MIN_CHUNK, vec![]),
+            Err(MetaError::ChunkCount { expected: 1, got: 0 })
+        ));
+        assert!(matches!(
+            FileMeta::new(String::new(), 10, MIN_CHUNK, vec![Hash20::default()]),
+            Err(MetaError::NameLength(0))
+        ));
+    }
+
+    #[test]
+    fn content_id_depends_on_every_field() {
+        let a = meta(100).unwrap();
+        let b = FileMeta::new("g.bin".into(), 100, MIN_CHUNK, vec![Hash20::default()]).unwrap();
+        let c = FileMeta::new("f.bin".into(), 100, MIN_CHUNK, vec![Hash20::of(b"x")]).unwrap();
+        assert_ne!(a.content_id(), b.content_id());
+        assert_ne!(a.content_id(), c.content_id());
+        assert_eq!(a.content_id(), meta(100).unwrap().content_id());
+    }
+
+    #[test]
+    fn unsafe_names_refused() {
+        for bad in ["", ".", "..", "../x", "a/b", "/etc/passwd", "a\\b", "a\0b", "a\nb"] {
+            assert!(check_name(bad).is_err(), "{bad:?} accepted");
+        }
+        for good in ["file.bin", "ümlaut ok.txt", "..hidden-but-flat", "a..b"] {
+            assert_eq!(check_name(good), Ok(()), "{good:?}");
+        }
+    }
+}
