@@ -178,10 +178,7 @@ mod tests {
     #[test]
     fn structural_rules() {
         assert_eq!(meta(0), Err(MetaError::EmptyFile));
-        assert!(matches!(
-            FileMeta::new("x".into(), 10, 1, vec![]),
-            Err(MetaError::ChunkSize(1))
-        ));
+        assert!(matches!(FileMeta::new("x".into(), 10, 1, vec![]), Err(MetaError::ChunkSize(1))));
         assert!(matches!(
             FileMeta::new("x".into(), 10, MIN_CHUNK, vec![]),
             Err(MetaError::ChunkCount { expected: 1, got: 0 })

@@ -1,3 +1,4 @@
 //! Pieces shared by the three roles.
 
+pub mod net;
 pub mod rng;

@@ -8,10 +8,7 @@
 //!
 //! Decoding never panics and never trusts a length: every count is checked
 //! against the bytes actually present before anything is allocated.
-#![cfg_attr(
-    not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)
-)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 pub mod catalog;
 pub mod peer;
@@ -185,10 +182,7 @@ mod tests {
     #[test]
     fn huge_length_rejected_before_body_arrives() {
         let buf = [0xff, 0xff, 0xff, 0xff];
-        assert_eq!(
-            split_frame(&buf, 1024),
-            Err(DecodeError::TooLarge { len: u32::MAX as u64, max: 1024 })
-        );
+        assert_eq!(split_frame(&buf, 1024), Err(DecodeError::TooLarge { len: u32::MAX as u64, max: 1024 }));
     }
 
     #[test]

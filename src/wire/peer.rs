@@ -47,11 +47,25 @@ pub enum RejectReason {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Message<'a> {
-    State { version: u8, state: SeederState },
-    Request { id: ContentId, index: u32 },
+    State {
+        version: u8,
+        state: SeederState,
+    },
+    Request {
+        id: ContentId,
+        index: u32,
+    },
     /// Borrowed from the receive buffer: the leecher hashes and writes it in place.
-    Chunk { id: ContentId, index: u32, data: &'a [u8] },
-    Reject { id: ContentId, index: u32, reason: RejectReason },
+    Chunk {
+        id: ContentId,
+        index: u32,
+        data: &'a [u8],
+    },
+    Reject {
+        id: ContentId,
+        index: u32,
+        reason: RejectReason,
+    },
 }
 
 impl Message<'_> {

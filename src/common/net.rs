@@ -1,0 +1,555 @@
+//! The one mio loop all three roles run in. `Net` owns the `Poll`, the
+//! listeners, the UDP socket and a slab of TCP connections; it moves bytes
+//! and frames and knows no protocol. A role plugs in as a [`Handler`], a thin
+//! adapter that feeds its sans-IO core and turns the core's outputs into
+//! calls on `Net` (send, connect, close).
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use log::{debug, trace};
+use mio::net::{TcpListener, TcpStream, UdpSocket};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::wire::{split_frame, DecodeError, Frame};
+
+/// A connection's name: its slab key. Cores never see a `mio::Token`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub usize);
+
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "conn#{}", self.0)
+    }
+}
+
+const UDP: Token = Token(0);
+const FIRST_LISTENER: usize = 1;
+const FIRST_CONN: usize = 16;
+/// Bytes read per `read` call; the buffer grows to hold one whole frame at most.
+const READ_CHUNK: usize = 256 * 1024;
+/// Largest UDP datagram we accept or send.
+const MAX_DATAGRAM: usize = 2048;
+
+/// Why a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// We closed it (asked by the handler).
+    Local,
+    /// The peer closed it (EOF) or reset it.
+    Remote,
+    /// Dialling failed or did not complete in time.
+    ConnectFailed,
+    /// The peer sent bytes that are not a valid frame.
+    Malformed(DecodeError),
+    /// Nothing was received for the connection's idle timeout.
+    Idle,
+}
+
+/// The role-specific side of the loop. Every callback gets the same `now`
+/// within one wake-up. A handler reacts by calling `Net` methods.
+pub trait Handler {
+    /// A listener accepted `conn`.
+    fn on_accept(&mut self, _net: &mut Net, _now: Instant, _conn: ConnId) {}
+    /// A connection we dialled is established.
+    fn on_connected(&mut self, _net: &mut Net, _now: Instant, _conn: ConnId) {}
+    /// A complete frame arrived. An error closes the connection as malformed.
+    fn on_frame(&mut self, net: &mut Net, now: Instant, conn: ConnId, frame: Frame<'_>) -> Result<(), DecodeError>;
+    /// The connection's write queue fell below the low-water mark (only for
+    /// connections that asked with [`Net::want_drained`]).
+    fn on_drained(&mut self, _net: &mut Net, _now: Instant, _conn: ConnId) {}
+    /// The connection is gone; its id may be reused after this call.
+    fn on_closed(&mut self, _net: &mut Net, _now: Instant, _conn: ConnId, _reason: CloseReason) {}
+    /// A datagram arrived on the UDP socket.
+    fn on_datagram(&mut self, _net: &mut Net, _now: Instant, _from: SocketAddr, _data: &[u8]) {}
+    /// Called on every wake-up after the events; fire the core's expired timers.
+    fn on_tick(&mut self, net: &mut Net, now: Instant);
+    /// The next instant the handler must be woken, if any.
+    fn next_deadline(&self) -> Option<Instant>;
+    /// True once the role is finished and the loop should return.
+    fn done(&self) -> bool {
+        false
+    }
+}
+
+struct Conn {
+    stream: TcpStream,
+    peer: SocketAddr,
+    max_frame: u32,
+    rbuf: Vec<u8>,
+    rlen: usize,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    writable_interest: bool,
+    connecting: bool,
+    connect_deadline: Option<Instant>,
+    idle: Option<Duration>,
+    last_read: Instant,
+    want_drained: bool,
+    close_after_flush: bool,
+    closing: Option<CloseReason>,
+}
+
+/// The sockets of one role and the buffers that move their bytes.
+pub struct Net {
+    poll: Poll,
+    udp: Option<UdpSocket>,
+    listeners: Vec<TcpListener>,
+    conns: Slab<Conn>,
+    /// Connections touched in this batch that may need a flush.
+    dirty: Vec<ConnId>,
+    udp_buf: Vec<u8>,
+    /// Datagram replies that met `WouldBlock` and were dropped.
+    pub udp_dropped: u64,
+    /// Low-water mark: `on_drained` is called while the queue is below it.
+    low_water: usize,
+}
+
+impl Net {
+    pub fn new() -> io::Result<Net> {
+        Ok(Net {
+            poll: Poll::new()?,
+            udp: None,
+            listeners: Vec::new(),
+            conns: Slab::new(),
+            dirty: Vec::new(),
+            udp_buf: vec![0; MAX_DATAGRAM],
+            udp_dropped: 0,
+            low_water: 2 * 1024 * 1024,
+        })
+    }
+
+    /// Binds the UDP socket (one per role at most).
+    pub fn bind_udp(&mut self, addr: SocketAddr) -> io::Result<SocketAddr> {
+        let mut sock = UdpSocket::bind(addr)?;
+        self.poll.registry().register(&mut sock, UDP, Interest::READABLE)?;
+        let local = sock.local_addr()?;
+        self.udp = Some(sock);
+        Ok(local)
+    }
+
+    /// Binds a TCP listener; accepted connections get `max_frame` and `idle`.
+    pub fn listen(&mut self, addr: SocketAddr) -> io::Result<SocketAddr> {
+        let mut l = TcpListener::bind(addr)?;
+        let token = Token(FIRST_LISTENER + self.listeners.len());
+        self.poll.registry().register(&mut l, token, Interest::READABLE)?;
+        let local = l.local_addr()?;
+        self.listeners.push(l);
+        Ok(local)
+    }
+
+    /// Sends a datagram now; a full socket buffer drops it (counted), never queues.
+    pub fn send_to(&mut self, to: SocketAddr, data: &[u8]) {
+        let Some(sock) = &self.udp else { return };
+        match sock.send_to(data, to) {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => self.udp_dropped += 1,
+            Err(e) => debug!("udp send to {to}: {e}"),
+        }
+    }
+
+    /// Starts a non-blocking connect. `on_connected` or `on_closed(ConnectFailed)` follows.
+    pub fn connect(&mut self, addr: SocketAddr, max_frame: u32, now: Instant, timeout: Duration) -> io::Result<ConnId> {
+        let stream = TcpStream::connect(addr)?;
+        let id = self.insert(stream, addr, max_frame, now, Interest::WRITABLE)?;
+        if let Some(c) = self.conns.get_mut(id.0) {
+            c.connecting = true;
+            c.writable_interest = true;
+            c.connect_deadline = Some(now + timeout);
+        }
+        Ok(id)
+    }
+
+    /// Sets the receive idle timeout of a connection.
+    pub fn set_idle(&mut self, conn: ConnId, idle: Option<Duration>) {
+        if let Some(c) = self.conns.get_mut(conn.0) {
+            c.idle = idle;
+        }
+    }
+
+    /// Sets the maximum frame a connection accepts.
+    pub fn set_max_frame(&mut self, conn: ConnId, max_frame: u32) {
+        if let Some(c) = self.conns.get_mut(conn.0) {
+            c.max_frame = max_frame;
+        }
+    }
+
+    /// The connection's write queue, to append encoded frames to.
+    /// `None` for an unknown or closing connection.
+    pub fn out(&mut self, conn: ConnId) -> Option<&mut Vec<u8>> {
+        let c = self.conns.get_mut(conn.0)?;
+        if c.closing.is_some() {
+            return None;
+        }
+        self.dirty.push(conn);
+        Some(&mut c.wbuf)
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued(&self, conn: ConnId) -> usize {
+        self.conns.get(conn.0).map_or(0, |c| c.wbuf.len() - c.wpos)
+    }
+
+    /// Asks for `on_drained` calls whenever the write queue is below the low-water mark.
+    pub fn want_drained(&mut self, conn: ConnId, want: bool) {
+        if let Some(c) = self.conns.get_mut(conn.0) {
+            c.want_drained = want;
+            self.dirty.push(conn);
+        }
+    }
+
+    pub fn set_low_water(&mut self, bytes: usize) {
+        self.low_water = bytes;
+    }
+
+    pub fn peer_addr(&self, conn: ConnId) -> Option<SocketAddr> {
+        self.conns.get(conn.0).map(|c| c.peer)
+    }
+
+    /// Closes once the write queue is flushed (e.g. after an `Unavailable` state).
+    pub fn close_after_flush(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(conn.0) {
+            c.close_after_flush = true;
+            self.dirty.push(conn);
+        }
+    }
+
+    /// Closes now; queued bytes are discarded. `on_closed(Local)` follows at the end of the batch.
+    pub fn close(&mut self, conn: ConnId) {
+        self.mark_closing(conn, CloseReason::Local);
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    fn mark_closing(&mut self, conn: ConnId, reason: CloseReason) {
+        if let Some(c) = self.conns.get_mut(conn.0) {
+            if c.closing.is_none() {
+                c.closing = Some(reason);
+                self.dirty.push(conn);
+            }
+        }
+    }
+
+    fn insert(
+        &mut self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        max_frame: u32,
+        now: Instant,
+        interest: Interest,
+    ) -> io::Result<ConnId> {
+        let entry = self.conns.vacant_entry();
+        let id = ConnId(entry.key());
+        self.poll.registry().register(&mut stream, Token(FIRST_CONN + id.0), interest)?;
+        let _ = stream.set_nodelay(true);
+        entry.insert(Conn {
+            stream,
+            peer,
+            max_frame,
+            rbuf: Vec::new(),
+            rlen: 0,
+            wbuf: Vec::new(),
+            wpos: 0,
+            writable_interest: interest.is_writable(),
+            connecting: false,
+            connect_deadline: None,
+            idle: None,
+            last_read: now,
+            want_drained: false,
+            close_after_flush: false,
+            closing: None,
+        });
+        Ok(id)
+    }
+
+    /// Runs the loop until the handler is done. Returns on a poll failure only.
+    pub fn run<H: Handler>(&mut self, handler: &mut H, accept_frame: u32) -> io::Result<()> {
+        let mut events = Events::with_capacity(256);
+        while !handler.done() {
+            let timeout = self.poll_timeout(handler.next_deadline(), Instant::now());
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => {
+                    let now = Instant::now();
+                    handler.on_tick(self, now);
+                    self.finish_batch(handler, now);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    UDP => self.read_datagrams(handler, now),
+                    Token(t) if t < FIRST_CONN => self.accept(handler, now, t - FIRST_LISTENER, accept_frame),
+                    Token(t) => self.conn_event(handler, now, ConnId(t - FIRST_CONN), event),
+                }
+            }
+            self.check_deadlines(now);
+            handler.on_tick(self, now);
+            self.finish_batch(handler, now);
+        }
+        Ok(())
+    }
+
+    fn poll_timeout(&self, handler_deadline: Option<Instant>, now: Instant) -> Option<Duration> {
+        let conn_deadline = self
+            .conns
+            .iter()
+            .filter_map(|(_, c)| match (c.connect_deadline, c.idle) {
+                (Some(d), _) => Some(d),
+                (None, Some(idle)) => Some(c.last_read + idle),
+                (None, None) => None,
+            })
+            .min();
+        let deadline = match (handler_deadline, conn_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        // Round up to whole milliseconds so we never wake just before a deadline.
+        deadline.map(|d| d.saturating_duration_since(now) + Duration::from_micros(999))
+    }
+
+    fn read_datagrams<H: Handler>(&mut self, handler: &mut H, now: Instant) {
+        let mut buf = std::mem::take(&mut self.udp_buf);
+        loop {
+            let Some(sock) = &self.udp else { break };
+            match sock.recv_from(&mut buf) {
+                Ok((n, from)) => handler.on_datagram(self, now, from, buf.get(..n).unwrap_or(&[])),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                // ICMP errors from earlier sends surface here on Linux; keep reading.
+                Err(e) => debug!("udp recv: {e}"),
+            }
+        }
+        self.udp_buf = buf;
+    }
+
+    fn accept<H: Handler>(&mut self, handler: &mut H, now: Instant, index: usize, max_frame: u32) {
+        loop {
+            let Some(listener) = self.listeners.get(index) else { return };
+            match listener.accept() {
+                Ok((stream, peer)) => match self.insert(stream, peer, max_frame, now, Interest::READABLE) {
+                    Ok(id) => {
+                        debug!("{id} {peer}: accepted");
+                        handler.on_accept(self, now, id);
+                    }
+                    Err(e) => debug!("register {peer}: {e}"),
+                },
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                // Out of descriptors and the like: leave the rest in the backlog.
+                Err(e) => {
+                    debug!("accept: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn conn_event<H: Handler>(&mut self, handler: &mut H, now: Instant, id: ConnId, event: &mio::event::Event) {
+        // Sporadic events for a closed (or reused) slot are ignored.
+        let Some(c) = self.conns.get_mut(id.0) else { return };
+        if c.closing.is_some() {
+            return;
+        }
+        if c.connecting {
+            if !event.is_writable() && !event.is_error() && !event.is_write_closed() {
+                return;
+            }
+            let failed = matches!(c.stream.take_error(), Ok(Some(_)) | Err(_)) || c.stream.peer_addr().is_err();
+            if failed {
+                self.mark_closing(id, CloseReason::ConnectFailed);
+                return;
+            }
+            c.connecting = false;
+            c.connect_deadline = None;
+            c.last_read = now;
+            self.dirty.push(id);
+            handler.on_connected(self, now, id);
+        }
+        if event.is_readable() || event.is_read_closed() {
+            self.read_conn(handler, now, id);
+        }
+        if event.is_writable() {
+            self.dirty.push(id);
+        }
+    }
+
+    /// Reads until `WouldBlock`, handing every complete frame to the handler.
+    /// `rbuf[..rlen]` holds unparsed bytes; the buffer only grows (zero-filled
+    /// once) up to one frame plus one read, so a steady stream costs no memset.
+    fn read_conn<H: Handler>(&mut self, handler: &mut H, now: Instant, id: ConnId) {
+        loop {
+            let Some(c) = self.conns.get_mut(id.0) else { return };
+            if c.closing.is_some() {
+                return;
+            }
+            let cap = c.max_frame as usize + crate::wire::FRAME_HEADER + READ_CHUNK;
+            if c.rbuf.len() - c.rlen < READ_CHUNK.min(cap - c.rlen) {
+                let grown = (c.rbuf.len() * 2).max(c.rlen + READ_CHUNK).min(cap);
+                c.rbuf.resize(grown, 0);
+            }
+            let room = c.rbuf.get_mut(c.rlen..).unwrap_or(&mut []);
+            match c.stream.read(room) {
+                Ok(0) => {
+                    self.drain_frames(handler, now, id);
+                    self.mark_closing(id, CloseReason::Remote);
+                    return;
+                }
+                Ok(n) => {
+                    c.rlen += n;
+                    c.last_read = now;
+                    self.drain_frames(handler, now, id);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    trace!("{id}: read error {e}");
+                    self.mark_closing(id, CloseReason::Remote);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn drain_frames<H: Handler>(&mut self, handler: &mut H, now: Instant, id: ConnId) {
+        let Some(c) = self.conns.get_mut(id.0) else { return };
+        // Take the buffer so the handler may use `self` while a frame borrows it.
+        let rbuf = std::mem::take(&mut c.rbuf);
+        let (rlen, max) = (c.rlen, c.max_frame);
+        let mut used = 0;
+        let mut error = None;
+        while let Some(rest) = rbuf.get(used..rlen) {
+            match split_frame(rest, max) {
+                Ok(Some((frame, n))) => {
+                    used += n;
+                    if let Err(e) = handler.on_frame(self, now, id, frame) {
+                        error = Some(e);
+                        break;
+                    }
+                    if self.conns.get(id.0).is_none_or(|c| c.closing.is_some()) {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(c) = self.conns.get_mut(id.0) {
+            c.rbuf = rbuf;
+            c.rbuf.copy_within(used..rlen, 0);
+            c.rlen = rlen - used;
+        }
+        if let Some(e) = error {
+            debug!("{id}: malformed frame: {e}");
+            self.mark_closing(id, CloseReason::Malformed(e));
+        }
+    }
+
+    fn check_deadlines(&mut self, now: Instant) {
+        let expired: Vec<(ConnId, CloseReason)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.closing.is_none())
+            .filter_map(|(k, c)| {
+                if c.connect_deadline.is_some_and(|d| now >= d) {
+                    Some((ConnId(k), CloseReason::ConnectFailed))
+                } else if c.idle.is_some_and(|idle| now >= c.last_read + idle) && !c.connecting {
+                    Some((ConnId(k), CloseReason::Idle))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for (id, reason) in expired {
+            self.mark_closing(id, reason);
+        }
+    }
+
+    /// Flushes every touched connection, feeds drained ones, removes closed ones.
+    fn finish_batch<H: Handler>(&mut self, handler: &mut H, now: Instant) {
+        while let Some(id) = self.dirty.pop() {
+            self.pump(handler, now, id);
+            let closing = self.conns.get(id.0).and_then(|c| c.closing.clone());
+            if let Some(reason) = closing {
+                if let Some(mut c) = self.conns.try_remove(id.0) {
+                    let _ = self.poll.registry().deregister(&mut c.stream);
+                    debug!("{id} {}: closed ({reason:?})", c.peer);
+                    handler.on_closed(self, now, id, reason);
+                }
+            }
+        }
+    }
+
+    /// Writes until `WouldBlock` or empty, asking the handler for more while
+    /// it wants to be fed, and keeps WRITABLE interest only while bytes wait.
+    fn pump<H: Handler>(&mut self, handler: &mut H, now: Instant, id: ConnId) {
+        loop {
+            let low_water = self.low_water;
+            let Some(c) = self.conns.get_mut(id.0) else { return };
+            if c.closing.is_some() || c.connecting {
+                return;
+            }
+            let before = c.wbuf.len();
+            if c.want_drained && before - c.wpos < low_water {
+                handler.on_drained(self, now, id);
+            }
+            let Some(c) = self.conns.get_mut(id.0) else { return };
+            let fed = c.wbuf.len() > before;
+            match flush(c) {
+                Ok(()) => {}
+                Err(e) => {
+                    trace!("{id}: write error {e}");
+                    self.mark_closing(id, CloseReason::Remote);
+                    return;
+                }
+            }
+            let pending = c.wbuf.len() > c.wpos;
+            if pending != c.writable_interest {
+                let interest = if pending { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+                let token = Token(FIRST_CONN + id.0);
+                if self.poll.registry().reregister(&mut c.stream, token, interest).is_err() {
+                    self.mark_closing(id, CloseReason::Remote);
+                    return;
+                }
+                c.writable_interest = pending;
+            }
+            if !pending && c.close_after_flush {
+                self.mark_closing(id, CloseReason::Local);
+                return;
+            }
+            // Stop when the socket is full or the handler had nothing more to give.
+            if pending || !fed {
+                return;
+            }
+        }
+    }
+}
+
+/// Writes the queue until it is empty or the socket would block.
+fn flush(c: &mut Conn) -> io::Result<()> {
+    while c.wpos < c.wbuf.len() {
+        match c.stream.write(c.wbuf.get(c.wpos..).unwrap_or(&[])) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => c.wpos += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    if c.wpos == c.wbuf.len() {
+        c.wbuf.clear();
+        c.wpos = 0;
+    } else if c.wpos > c.wbuf.len() / 2 {
+        c.wbuf.drain(..c.wpos);
+        c.wpos = 0;
+    }
+    Ok(())
+}
