@@ -1,1 +1,51 @@
-fn main() {}
+//! lmk-tracker: command line to `lmk::tracker::Config`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use lmk::common::cli::{self, Usage};
+use lmk::tracker::{self, Config, CoreConfig};
+
+const HELP: &str = "\
+lmk-tracker: BEP 15 UDP tracker and LMK file catalog (TCP, same port)
+
+USAGE: lmk-tracker [OPTIONS]
+
+OPTIONS:
+  --listen ADDR       UDP and TCP address to serve           [default: 127.0.0.1:6969]
+  --interval SECS     announce interval told to clients      [default: 10]
+  --expiry SECS       drop peers silent for this long        [default: 3 x interval]
+  --status SECS       print the status table this often      [default: 5; 0: never]
+  -v, --verbose       more log output (repeat for more)
+  -q, --quiet         less log output
+  -h, --help          this text
+";
+
+fn parse() -> Result<Option<Config>, Usage> {
+    let mut args = pico_args::Arguments::from_env();
+    if args.contains(["-h", "--help"]) {
+        print!("{HELP}");
+        return Ok(None);
+    }
+    cli::init_logging(&mut args);
+    let listen = cli::addr(&mut args, "--listen", "127.0.0.1:6969")?;
+    let interval = cli::secs(&mut args, "--interval", 0.1)?.unwrap_or(Duration::from_secs(10));
+    let expiry = cli::secs(&mut args, "--expiry", 0.1)?.unwrap_or(interval * 3);
+    let status_every = cli::secs(&mut args, "--status", 0.0)?.unwrap_or(Duration::from_secs(5));
+    cli::no_leftovers(args)?;
+    if expiry < interval {
+        return Err(Usage(format!("--expiry {expiry:?} is shorter than --interval {interval:?}")));
+    }
+    Ok(Some(Config { listen, core: CoreConfig { interval, expiry, seed: 0 }, status_every }))
+}
+
+fn main() -> ExitCode {
+    match parse() {
+        Ok(None) => ExitCode::SUCCESS,
+        Ok(Some(config)) => match tracker::run(config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => cli::fail("lmk-tracker", e, false),
+        },
+        Err(Usage(msg)) => cli::fail("lmk-tracker", msg, true),
+    }
+}

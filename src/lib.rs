@@ -4,4 +4,5 @@
 pub mod common;
 pub mod hash;
 pub mod meta;
+pub mod tracker;
 pub mod wire;

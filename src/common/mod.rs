@@ -1,4 +1,6 @@
 //! Pieces shared by the three roles.
 
+pub mod cli;
+pub mod fmt;
 pub mod net;
 pub mod rng;

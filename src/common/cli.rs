@@ -1,0 +1,95 @@
+//! What the three binaries share: logging set-up, option parsing helpers
+//! and the one-line error exit.
+
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::time::Duration;
+
+use log::LevelFilter;
+use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
+
+/// A bad command line: printed as one line, exit code 2.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl From<pico_args::Error> for Usage {
+    fn from(e: pico_args::Error) -> Self {
+        Usage(e.to_string())
+    }
+}
+
+/// Logs to stderr (stdout carries status and progress), level info moved by
+/// each `-v` (up) and `-q` (down).
+pub fn init_logging(args: &mut pico_args::Arguments) {
+    let mut level: i32 = 3;
+    while args.contains(["-v", "--verbose"]) {
+        level += 1;
+    }
+    while args.contains(["-q", "--quiet"]) {
+        level -= 1;
+    }
+    let filter = match level {
+        i32::MIN..=0 => LevelFilter::Off,
+        1 => LevelFilter::Error,
+        2 => LevelFilter::Warn,
+        3 => LevelFilter::Info,
+        4 => LevelFilter::Debug,
+        _ => LevelFilter::Trace,
+    };
+    let config = ConfigBuilder::new().set_time_format_rfc3339().set_target_level(LevelFilter::Off).build();
+    let _ = TermLogger::init(filter, config, TerminalMode::Stderr, ColorChoice::Never);
+}
+
+/// An option's value parsed with `FromStr`, naming the option on failure.
+pub fn opt<T: FromStr>(args: &mut pico_args::Arguments, name: &'static str) -> Result<Option<T>, Usage>
+where
+    T::Err: Display,
+{
+    match args.opt_value_from_str::<_, String>(name)? {
+        None => Ok(None),
+        Some(raw) => raw.parse().map(Some).map_err(|e| Usage(format!("{name} {raw:?}: {e}"))),
+    }
+}
+
+/// An address option (`host:port`).
+pub fn addr(args: &mut pico_args::Arguments, name: &'static str, default: &str) -> Result<SocketAddr, Usage> {
+    let raw = args.opt_value_from_str::<_, String>(name)?.unwrap_or_else(|| default.to_string());
+    parse_addr(&raw).map_err(|e| Usage(format!("{name} {raw:?}: {e}")))
+}
+
+/// `host:port`, resolving names such as `localhost`.
+pub fn parse_addr(raw: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    raw.to_socket_addrs().map_err(|e| e.to_string())?.next().ok_or_else(|| "resolves to no address".to_string())
+}
+
+/// A duration in seconds (fractions allowed), at least `min`.
+pub fn secs(args: &mut pico_args::Arguments, name: &'static str, min: f64) -> Result<Option<Duration>, Usage> {
+    match opt::<f64>(args, name)? {
+        None => Ok(None),
+        Some(s) if s.is_finite() && s >= min => Ok(Some(Duration::from_secs_f64(s))),
+        Some(s) => Err(Usage(format!("{name} {s}: must be at least {min} seconds"))),
+    }
+}
+
+/// Rejects anything pico-args did not consume.
+pub fn no_leftovers(args: pico_args::Arguments) -> Result<(), Usage> {
+    let rest = args.finish();
+    match rest.first() {
+        None => Ok(()),
+        Some(arg) => Err(Usage(format!("unexpected argument {:?}", arg.to_string_lossy()))),
+    }
+}
+
+/// Prints `prog: error: ...` and returns the exit code (2 usage, 1 runtime).
+pub fn fail(prog: &str, message: impl Display, usage: bool) -> ExitCode {
+    eprintln!("{prog}: error: {message}");
+    if usage {
+        eprintln!("{prog}: try --help");
+        ExitCode::from(2)
+    } else {
+        ExitCode::from(1)
+    }
+}
