@@ -1,6 +1,7 @@
 //! LMKtorrent: peer-to-peer file distribution. A BEP 15 tracker, seeders and
 //! leechers, each a sans-IO protocol core driven by a single-threaded mio reactor.
 
+pub mod announce;
 pub mod common;
 pub mod hash;
 pub mod meta;

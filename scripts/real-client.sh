@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Interop check: a stock BitTorrent client (aria2c, from Debian) uses lmk-tracker
+# as its BEP 15 UDP tracker, and one aria2c leecher fetches an ~8 MiB file from
+# one aria2c seeder whose address it can only have learnt from lmk-tracker.
+# Everything stays on 127.0.0.1: no DHT entry point, no LPD, no PEX, a private
+# torrent, sockets bound to 127.0.0.1, and a watch on the clients' sockets.
+# Env: LMK_BIN_DIR=dir holding lmk-tracker (else cargo builds it); DEADLINE=secs.
+set -euo pipefail
+
+DEADLINE=${DEADLINE:-90}
+fail() { echo "real-client: FAIL: $*" >&2; exit 1; }
+cd "$(dirname "$0")/.."
+
+if ! command -v aria2c >/dev/null; then
+    # Debian ships aria2; install it only where we may (root), else skip.
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y aria2; } >/dev/null 2>&1 || true
+    fi
+    command -v aria2c >/dev/null || { echo "SKIP: aria2c not available"; exit 0; }
+fi
+command -v python3 >/dev/null || fail "python3 is needed to write the torrent and scrape"
+
+if [ -n "${LMK_BIN_DIR:-}" ]; then
+    TRACKER=$LMK_BIN_DIR/lmk-tracker
+else
+    # cargo is a no-op when the binary is fresh, and never tests a stale one.
+    cargo build --release --quiet --bin lmk-tracker || fail "cargo build of lmk-tracker failed"
+    TRACKER=target/release/lmk-tracker
+fi
+[ -x "$TRACKER" ] || fail "no executable $TRACKER"
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/real-client.XXXXXX")
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+# On failure, show the tail of every log before the temp dir goes.
+trap 'rc=$?; [ $rc = 0 ] || for f in "$TMP"/*.log; do [ -f "$f" ] && { echo "--- $f"; tail -n 25 "$f"; }; done >&2; cleanup' EXIT
+
+# The tracker: -v for debug lines (every datagram's fate) in its log.
+"$TRACKER" --listen 127.0.0.1:0 --interval 2 --status 0 -v >"$TMP/tracker.out" 2>"$TMP/tracker.log" &
+PIDS+=($!)
+TPID=$!
+for _ in $(seq 100); do
+    PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$TMP/tracker.out")
+    [ -n "$PORT" ] && break
+    kill -0 "$TPID" 2>/dev/null || fail "lmk-tracker exited before binding"
+    sleep 0.1
+done
+[ -n "$PORT" ] || fail "lmk-tracker printed no 'listening on' line within 10 s"
+
+# Random 8 MiB payload and a private torrent (BEP 27: tracker-only peers).
+mkdir -p "$TMP/seed" "$TMP/leech"
+head -c $((8 << 20)) /dev/urandom >"$TMP/seed/payload.bin"
+HASH=$(python3 - "$TMP/seed/payload.bin" "udp://127.0.0.1:$PORT/announce" "$TMP/payload.torrent" <<'EOF'
+import hashlib, os, sys
+def b(x):
+    if isinstance(x, int): return b"i%de" % x
+    if isinstance(x, str): x = x.encode()
+    if isinstance(x, bytes): return b"%d:%s" % (len(x), x)
+    return b"d" + b"".join(b(k) + b(v) for k, v in sorted(x.items())) + b"e"
+path, url, out = sys.argv[1:]
+data, plen = open(path, "rb").read(), 256 * 1024
+pieces = b"".join(hashlib.sha1(data[i:i + plen]).digest() for i in range(0, len(data), plen))
+info = {"name": os.path.basename(path), "length": len(data), "piece length": plen, "pieces": pieces, "private": 1}
+open(out, "wb").write(b({"announce": url, "info": info}))
+print(hashlib.sha1(b(info)).hexdigest())
+EOF
+)
+
+# Four free loopback ports: TCP peer and UDP DHT/tracker socket per client.
+read -r SEED_TCP SEED_UDP LEECH_TCP LEECH_UDP < <(python3 -c '
+import socket
+ss = [socket.socket(socket.AF_INET, t) for t in (1, 2, 1, 2)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in ss])')
+
+# aria2c only speaks UDP trackers over its DHT socket, so DHT is on, but with a
+# fresh routing table and no entry point it has nobody to talk to.
+aria() { # name tcp-port udp-port dir [more options]
+    local name=$1 tcp=$2 udp=$3 dir=$4; shift 4
+    aria2c --no-conf=true --dir="$dir" --listen-port="$tcp" --interface=127.0.0.1 \
+        --enable-dht=true --dht-listen-port="$udp" --dht-file-path="$TMP/$name.dht" \
+        --enable-dht6=false --disable-ipv6=true --bt-enable-lpd=false --enable-peer-exchange=false \
+        --bt-external-ip=127.0.0.1 --async-dns=false --file-allocation=none --summary-interval=0 \
+        --bt-save-metadata=false --console-log-level=warn --log="$TMP/$name.log" --log-level=info \
+        "$@" "$TMP/payload.torrent" >"$TMP/$name.out" 2>&1 &
+    PIDS+=($!)
+}
+# The seeder verifies its copy, then seeds until killed.
+aria seeder "$SEED_TCP" "$SEED_UDP" "$TMP/seed" --check-integrity=true --seed-ratio=0.0
+SEEDER=$!
+# The leecher exits (status 0) as soon as its copy is complete.
+START=$SECONDS
+aria leecher "$LEECH_TCP" "$LEECH_UDP" "$TMP/leech" --seed-time=0
+LEECHER=$!
+
+# Wait for the leecher; meanwhile every client socket must face 127.0.0.0/8.
+CLIENTS="pid=($SEEDER|$LEECHER),"
+while kill -0 "$LEECHER" 2>/dev/null; do
+    [ $((SECONDS - START)) -lt "$DEADLINE" ] || fail "leecher not done within $DEADLINE s"
+    kill -0 "$SEEDER" 2>/dev/null || fail "seeder aria2c exited early"
+    foreign=$(ss -tunpH 2>/dev/null | grep -E "$CLIENTS" | awk '{print $6}' | grep -vE '^(127\.[0-9.]+|\*|0\.0\.0\.0):' || true)
+    [ -z "$foreign" ] && grep -qE "$CLIENTS" /dev/null || [ -z "$foreign" ] || fail "aria2c reached beyond loopback: $foreign"
+    sleep 0.2
+done
+ELAPSED=$((SECONDS - START))
+wait "$LEECHER" || fail "leecher aria2c exited with status $?"
+
+SRC=$(sha1sum <"$TMP/seed/payload.bin" | cut -d' ' -f1)
+GOT=$(sha1sum <"$TMP/leech/payload.bin" 2>/dev/null | cut -d' ' -f1) || true
+[ "$SRC" = "$GOT" ] || fail "leecher copy differs (sha1 ${GOT:-missing} != $SRC)"
+
+# The tracker must have stored both clients at the TCP ports they listen on.
+grep -q "seeder 127.0.0.1:$SEED_TCP joined" "$TMP/tracker.log" || fail "tracker log has no seeder join"
+grep -q "leecher 127.0.0.1:$LEECH_TCP joined" "$TMP/tracker.log" || fail "tracker log has no leecher join"
+
+# A BEP 15 scrape of our own: connect (action 0), then scrape (action 2).
+python3 - "$PORT" "$HASH" <<'EOF' || fail "scrape of lmk-tracker failed"
+import socket, struct, sys
+port, ih = int(sys.argv[1]), bytes.fromhex(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)
+s.sendto(struct.pack(">QII", 0x41727101980, 0, 7), ("127.0.0.1", port))
+action, tid, conn = struct.unpack(">IIQ", s.recv(64))
+assert (action, tid) == (0, 7), "bad connect answer"
+s.sendto(struct.pack(">QII", conn, 2, 8) + ih, ("127.0.0.1", port))
+action, tid, seeders, completed, leechers = struct.unpack(">IIIII", s.recv(64)[:20])
+assert (action, tid) == (2, 8), "bad scrape answer"
+print(f"real-client: scrape: seeders={seeders} completed={completed} leechers={leechers}")
+assert seeders >= 1, "tracker lists no seeder"
+EOF
+
+echo "real-client: PASS (aria2c $(stat -c %s "$TMP/leech/payload.bin") bytes in $ELAPSED s through lmk-tracker)"
