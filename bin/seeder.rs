@@ -1,1 +1,68 @@
-fn main() {}
+//! lmk-seeder: command line to `lmk::seeder::Config`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use lmk::common::cli::{self, Usage};
+use lmk::meta::{DEFAULT_CHUNK, MAX_CHUNK, MIN_CHUNK};
+use lmk::seeder::{self, Config};
+
+const HELP: &str = "\
+lmk-seeder: share files through an LMK tracker
+
+USAGE: lmk-seeder [OPTIONS] PATH...
+
+  PATH                a file, or a directory whose regular files are shared
+
+OPTIONS:
+  --tracker ADDR      tracker address (UDP and TCP)          [default: 127.0.0.1:6969]
+  --listen ADDR       address leechers connect to            [default: 0.0.0.0:0]
+  --slots N           leechers served at once                [default: 1]
+  --chunk-size BYTES  chunk size, 16384..=16777216           [default: 1048576]
+  --status SECS       print the status line this often       [default: 5; 0: never]
+  -v, --verbose       more log output (repeat for more)
+  -q, --quiet         less log output
+  -h, --help          this text
+
+Stops on Ctrl-C or SIGTERM after telling the tracker it left.
+";
+
+fn parse() -> Result<Option<Config>, Usage> {
+    let mut args = pico_args::Arguments::from_env();
+    if args.contains(["-h", "--help"]) {
+        print!("{HELP}");
+        return Ok(None);
+    }
+    cli::init_logging(&mut args);
+    let tracker = cli::addr(&mut args, "--tracker", "127.0.0.1:6969")?;
+    let listen = cli::addr(&mut args, "--listen", "0.0.0.0:0")?;
+    let slots: usize = cli::opt(&mut args, "--slots")?.unwrap_or(1);
+    let chunk_size: u32 = cli::opt(&mut args, "--chunk-size")?.unwrap_or(DEFAULT_CHUNK);
+    let status_every = cli::secs(&mut args, "--status", 0.0)?.unwrap_or(Duration::from_secs(5));
+    let paths: Vec<PathBuf> = args.finish().into_iter().map(PathBuf::from).collect();
+    if let Some(flag) = paths.iter().find(|p| p.to_string_lossy().starts_with('-')) {
+        return Err(Usage(format!("unknown option {:?}", flag.display().to_string())));
+    }
+    if paths.is_empty() {
+        return Err(Usage("no PATH to share".into()));
+    }
+    if slots == 0 {
+        return Err(Usage("--slots must be at least 1".into()));
+    }
+    if !(MIN_CHUNK..=MAX_CHUNK).contains(&chunk_size) {
+        return Err(Usage(format!("--chunk-size {chunk_size}: must be in {MIN_CHUNK}..={MAX_CHUNK}")));
+    }
+    Ok(Some(Config { tracker, listen, slots, chunk_size, paths, status_every }))
+}
+
+fn main() -> ExitCode {
+    match parse() {
+        Ok(None) => ExitCode::SUCCESS,
+        Ok(Some(config)) => match seeder::run(config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => cli::fail("lmk-seeder", e, false),
+        },
+        Err(Usage(msg)) => cli::fail("lmk-seeder", msg, true),
+    }
+}

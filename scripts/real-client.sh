@@ -8,7 +8,27 @@
 set -euo pipefail
 
 DEADLINE=${DEADLINE:-90}
-fail() { echo "real-client: FAIL: $*" >&2; exit 1; }
+TMP="" PIDS=() FAILED=""
+fail() { FAILED="real-client: FAIL: $*"; exit 1; }
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [ -n "$TMP" ]; then rm -rf "$TMP"; fi
+}
+on_exit() {
+    set +e # clean up whatever fails here
+    # On failure, show the tail of every log before the temp dir goes,
+    # then the reason, last, where it is seen.
+    if [ "$1" != 0 ] && [ -n "$TMP" ]; then
+        for f in "$TMP"/*.log; do echo "--- ${f##*/}"; tail -n 25 "$f"; done >&2
+    fi
+    cleanup
+    if [ -n "$FAILED" ]; then echo "$FAILED" >&2; fi
+}
+trap 'on_exit $?' EXIT
+trap 'FAILED="real-client: FAIL: interrupted"; exit 130' INT
+trap 'FAILED="real-client: FAIL: terminated"; exit 143' TERM
 cd "$(dirname "$0")/.."
 
 if ! command -v aria2c >/dev/null; then
@@ -30,18 +50,6 @@ fi
 [ -x "$TRACKER" ] || fail "no executable $TRACKER"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/real-client.XXXXXX")
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-# On failure, show the tail of every log before the temp dir goes.
-trap 'rc=$?; [ $rc = 0 ] || for f in "$TMP"/*.log; do [ -f "$f" ] && { echo "--- $f"; tail -n 25 "$f"; }; done >&2; cleanup' EXIT
 
 # The tracker: -v for debug lines (every datagram's fate) in its log.
 "$TRACKER" --listen 127.0.0.1:0 --interval 2 --status 0 -v >"$TMP/tracker.out" 2>"$TMP/tracker.log" &
@@ -96,6 +104,14 @@ aria() { # name tcp-port udp-port dir [more options]
 # The seeder verifies its copy, then seeds until killed.
 aria seeder "$SEED_TCP" "$SEED_UDP" "$TMP/seed" --check-integrity=true --seed-ratio=0.0
 SEEDER=$!
+# Start the leecher only once the tracker has the seeder, so its very first
+# announce answer carries the seeder's address (no re-announce wait).
+for _ in $(seq 300); do
+    grep -q "seeder 127.0.0.1:$SEED_TCP joined" "$TMP/tracker.log" && break
+    kill -0 "$SEEDER" 2>/dev/null || fail "seeder aria2c exited early"
+    sleep 0.1
+done
+grep -q "seeder 127.0.0.1:$SEED_TCP joined" "$TMP/tracker.log" || fail "seeder never announced to lmk-tracker within 30 s"
 # The leecher exits (status 0) as soon as its copy is complete.
 START=$SECONDS
 aria leecher "$LEECH_TCP" "$LEECH_UDP" "$TMP/leech" --seed-time=0
@@ -107,18 +123,24 @@ while kill -0 "$LEECHER" 2>/dev/null; do
     [ $((SECONDS - START)) -lt "$DEADLINE" ] || fail "leecher not done within $DEADLINE s"
     kill -0 "$SEEDER" 2>/dev/null || fail "seeder aria2c exited early"
     foreign=$(ss -tunpH 2>/dev/null | grep -E "$CLIENTS" | awk '{print $6}' | grep -vE '^(127\.[0-9.]+|\*|0\.0\.0\.0):' || true)
-    [ -z "$foreign" ] && grep -qE "$CLIENTS" /dev/null || [ -z "$foreign" ] || fail "aria2c reached beyond loopback: $foreign"
+    [ -z "$foreign" ] || fail "aria2c reached beyond loopback: $foreign"
     sleep 0.2
 done
 ELAPSED=$((SECONDS - START))
+PIDS=("$TPID" "$SEEDER") # the leecher is reaped below: never signal its PID again
 wait "$LEECHER" || fail "leecher aria2c exited with status $?"
+
+# Belt and braces: the clients' logs name no address outside 127.0.0.0/8
+# (aria2c logs the host's own interface addresses at start: not traffic).
+foreign=$(grep -vh "Found configured address" "$TMP/seeder.log" "$TMP/leecher.log" |
+    grep -ohE '\b[0-9]{1,3}(\.[0-9]{1,3}){3}\b' | grep -v '^127\.' | sort -u || true)
+[ -z "$foreign" ] || fail "aria2c logs mention non-loopback addresses: $foreign"
 
 SRC=$(sha1sum <"$TMP/seed/payload.bin" | cut -d' ' -f1)
 GOT=$(sha1sum <"$TMP/leech/payload.bin" 2>/dev/null | cut -d' ' -f1) || true
 [ "$SRC" = "$GOT" ] || fail "leecher copy differs (sha1 ${GOT:-missing} != $SRC)"
 
-# The tracker must have stored both clients at the TCP ports they listen on.
-grep -q "seeder 127.0.0.1:$SEED_TCP joined" "$TMP/tracker.log" || fail "tracker log has no seeder join"
+# The tracker must have stored the leecher too, at the TCP port it listens on.
 grep -q "leecher 127.0.0.1:$LEECH_TCP joined" "$TMP/tracker.log" || fail "tracker log has no leecher join"
 
 # A BEP 15 scrape of our own: connect (action 0), then scrape (action 2).

@@ -5,5 +5,6 @@ pub mod announce;
 pub mod common;
 pub mod hash;
 pub mod meta;
+pub mod seeder;
 pub mod tracker;
 pub mod wire;

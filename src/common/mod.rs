@@ -4,3 +4,4 @@ pub mod cli;
 pub mod fmt;
 pub mod net;
 pub mod rng;
+pub mod signal;
