@@ -86,8 +86,10 @@ struct Conn {
     connecting: bool,
     connect_deadline: Option<Instant>,
     idle: Option<Duration>,
-    last_read: Instant,
+    last_active: Instant,
     want_drained: bool,
+    /// Queued in `Net::dirty` for the end of the batch.
+    dirty: bool,
     close_after_flush: bool,
     closing: Option<CloseReason>,
 }
@@ -183,7 +185,9 @@ impl Net {
         if c.closing.is_some() {
             return None;
         }
-        self.dirty.push(conn);
+        if !std::mem::replace(&mut c.dirty, true) {
+            self.dirty.push(conn);
+        }
         Some(&mut c.wbuf)
     }
 
@@ -196,8 +200,8 @@ impl Net {
     pub fn want_drained(&mut self, conn: ConnId, want: bool) {
         if let Some(c) = self.conns.get_mut(conn.0) {
             c.want_drained = want;
-            self.dirty.push(conn);
         }
+        self.mark_dirty(conn);
     }
 
     pub fn set_low_water(&mut self, bytes: usize) {
@@ -212,8 +216,8 @@ impl Net {
     pub fn close_after_flush(&mut self, conn: ConnId) {
         if let Some(c) = self.conns.get_mut(conn.0) {
             c.close_after_flush = true;
-            self.dirty.push(conn);
         }
+        self.mark_dirty(conn);
     }
 
     /// Closes now; queued bytes are discarded. `on_closed(Local)` follows at the end of the batch.
@@ -229,6 +233,15 @@ impl Net {
         if let Some(c) = self.conns.get_mut(conn.0) {
             if c.closing.is_none() {
                 c.closing = Some(reason);
+            }
+        }
+        self.mark_dirty(conn);
+    }
+
+    /// Queues the connection once for the end-of-batch flush.
+    fn mark_dirty(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(conn.0) {
+            if !std::mem::replace(&mut c.dirty, true) {
                 self.dirty.push(conn);
             }
         }
@@ -258,8 +271,9 @@ impl Net {
             connecting: false,
             connect_deadline: None,
             idle: None,
-            last_read: now,
+            last_active: now,
             want_drained: false,
+            dirty: false,
             close_after_flush: false,
             closing: None,
         });
@@ -302,7 +316,7 @@ impl Net {
             .iter()
             .filter_map(|(_, c)| match (c.connect_deadline, c.idle) {
                 (Some(d), _) => Some(d),
-                (None, Some(idle)) => Some(c.last_read + idle),
+                (None, Some(idle)) => Some(c.last_active + idle),
                 (None, None) => None,
             })
             .min();
@@ -367,15 +381,15 @@ impl Net {
             }
             c.connecting = false;
             c.connect_deadline = None;
-            c.last_read = now;
-            self.dirty.push(id);
+            c.last_active = now;
+            self.mark_dirty(id);
             handler.on_connected(self, now, id);
         }
         if event.is_readable() || event.is_read_closed() {
             self.read_conn(handler, now, id);
         }
         if event.is_writable() {
-            self.dirty.push(id);
+            self.mark_dirty(id);
         }
     }
 
@@ -402,7 +416,7 @@ impl Net {
                 }
                 Ok(n) => {
                     c.rlen += n;
-                    c.last_read = now;
+                    c.last_active = now;
                     self.drain_frames(handler, now, id);
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
@@ -461,7 +475,7 @@ impl Net {
             .filter_map(|(k, c)| {
                 if c.connect_deadline.is_some_and(|d| now >= d) {
                     Some((ConnId(k), CloseReason::ConnectFailed))
-                } else if c.idle.is_some_and(|idle| now >= c.last_read + idle) && !c.connecting {
+                } else if c.idle.is_some_and(|idle| now >= c.last_active + idle) && !c.connecting {
                     Some((ConnId(k), CloseReason::Idle))
                 } else {
                     None
@@ -477,6 +491,10 @@ impl Net {
     fn finish_batch<H: Handler>(&mut self, handler: &mut H, now: Instant) {
         while let Some(id) = self.dirty.pop() {
             self.pump(handler, now, id);
+            // Cleared after the pump: what the pump itself queues is already being handled.
+            if let Some(c) = self.conns.get_mut(id.0) {
+                c.dirty = false;
+            }
             let closing = self.conns.get(id.0).and_then(|c| c.closing.clone());
             if let Some(reason) = closing {
                 if let Some(mut c) = self.conns.try_remove(id.0) {
@@ -504,7 +522,8 @@ impl Net {
             let Some(c) = self.conns.get_mut(id.0) else { return };
             let fed = c.wbuf.len() > before;
             match flush(c) {
-                Ok(()) => {}
+                Ok(0) => {}
+                Ok(_) => c.last_active = now,
                 Err(e) => {
                     trace!("{id}: write error {e}");
                     self.mark_closing(id, CloseReason::Remote);
@@ -533,8 +552,10 @@ impl Net {
     }
 }
 
-/// Writes the queue until it is empty or the socket would block.
-fn flush(c: &mut Conn) -> io::Result<()> {
+/// Writes the queue until it is empty or the socket would block; returns
+/// the bytes written.
+fn flush(c: &mut Conn) -> io::Result<usize> {
+    let start = c.wpos;
     while c.wpos < c.wbuf.len() {
         match c.stream.write(c.wbuf.get(c.wpos..).unwrap_or(&[])) {
             Ok(0) => return Err(ErrorKind::WriteZero.into()),
@@ -544,6 +565,7 @@ fn flush(c: &mut Conn) -> io::Result<()> {
             Err(e) => return Err(e),
         }
     }
+    let written = c.wpos - start;
     if c.wpos == c.wbuf.len() {
         c.wbuf.clear();
         c.wpos = 0;
@@ -551,5 +573,5 @@ fn flush(c: &mut Conn) -> io::Result<()> {
         c.wbuf.drain(..c.wpos);
         c.wpos = 0;
     }
-    Ok(())
+    Ok(written)
 }
