@@ -1,0 +1,41 @@
+# LMKtorrent. `make demo` runs a local swarm; `make test` runs every test.
+CARGO ?= cargo
+BIN   := target/release
+TRACKER ?= 127.0.0.1:6969
+
+.PHONY: build test demo bench real-client run-tracker run-seeder run-leecher clean
+
+build:
+	$(CARGO) build --release
+
+# Unit and integration tests, then the real BitTorrent client check.
+test:
+	$(CARGO) test --release
+	$(MAKE) real-client
+
+demo: build
+	bash scripts/demo.sh
+
+bench: build
+	@echo "make bench: not built yet (tracked in its own issue)"
+
+# aria2c moves a file between two of its own peers through lmk-tracker.
+real-client:
+	$(CARGO) build --release --bin lmk-tracker
+	LMK_BIN_DIR=$(BIN) bash scripts/real-client.sh
+
+run-tracker: build
+	$(BIN)/lmk-tracker --listen $(TRACKER) $(ARGS)
+
+# make run-seeder FILE=path   or   make run-seeder DIR=path
+run-seeder: build
+	@test -n "$(FILE)$(DIR)" || { echo "usage: make run-seeder FILE=path | DIR=path [ARGS=...]"; exit 2; }
+	$(BIN)/lmk-seeder --tracker $(TRACKER) $(ARGS) $(FILE) $(DIR)
+
+# make run-leecher NAME=file [OUT=dir]   (without NAME: list the catalog)
+run-leecher: build
+	@if [ -n "$(NAME)" ]; then $(BIN)/lmk-leecher --tracker $(TRACKER) get $(NAME) --out $(or $(OUT),downloads) $(ARGS); \
+	else $(BIN)/lmk-leecher --tracker $(TRACKER) list $(ARGS); fi
+
+clean:
+	$(CARGO) clean
