@@ -13,7 +13,7 @@ USAGE: lmk-tracker [OPTIONS]
 
 OPTIONS:
   --listen ADDR       UDP and TCP address to serve           [default: 127.0.0.1:6969]
-  --interval SECS     announce interval told to clients      [default: 10]
+  --interval SECS     announce interval, whole seconds       [default: 10]
   --expiry SECS       drop peers silent for this long        [default: 3 x interval]
   --status SECS       print the status table this often      [default: 5; 0: never]
   -v, --verbose       more log output (repeat for more)
@@ -29,7 +29,11 @@ fn parse() -> Result<Option<Config>, Usage> {
     }
     cli::init_logging(&mut args);
     let listen = cli::addr(&mut args, "--listen", "127.0.0.1:6969")?;
-    let interval = cli::secs(&mut args, "--interval", 0.1)?.unwrap_or(Duration::from_secs(10));
+    // BEP 15 carries the interval in whole seconds.
+    let interval = Duration::from_secs(cli::opt::<u32>(&mut args, "--interval")?.unwrap_or(10).into());
+    if interval.is_zero() {
+        return Err(Usage("--interval must be at least 1 second".into()));
+    }
     let expiry = cli::secs(&mut args, "--expiry", 0.1)?.unwrap_or(interval * 3);
     let status_every = cli::secs(&mut args, "--status", 0.0)?.unwrap_or(Duration::from_secs(5));
     cli::no_leftovers(args)?;

@@ -148,7 +148,10 @@ impl Announcer {
                 let Some(failed) = self.take_in_flight(tx) else { return };
                 if message == UNKNOWN_CONNECTION_ID {
                     debug!("tracker {}: connection id rejected; reconnecting", self.tracker);
-                    self.conn = ConnState::None;
+                    // Several announces fail together after a restart: one reconnect serves all.
+                    if matches!(self.conn, ConnState::Connected { .. }) {
+                        self.conn = ConnState::None;
+                    }
                     self.recovering = true;
                     self.waiting.push_front(failed.announce);
                     self.pump(now);
@@ -180,7 +183,9 @@ impl Announcer {
         if !expired.is_empty() {
             self.replies.push_back(Reply::Timeout);
             // An unanswered announce may mean a lost connection id: start over.
-            self.conn = ConnState::None;
+            if matches!(self.conn, ConnState::Connected { .. }) {
+                self.conn = ConnState::None;
+            }
             self.recovering = true;
             for (announce, _) in expired.into_iter().rev() {
                 self.waiting.push_front(announce);
@@ -326,6 +331,34 @@ mod tests {
         }
         assert_eq!(c.poll_reply(), Some(Reply::Reconnected));
         assert!(matches!(c.poll_reply(), Some(Reply::Peers { seeders: 1, .. })));
+    }
+
+    #[test]
+    fn many_rejected_announces_share_one_reconnect() {
+        let t0 = Instant::now();
+        let mut tracker = new_tracker(t0, 1);
+        let mut c = Announcer::new(addr(6969), 1);
+        let hashes = [Hash20::of(b"a"), Hash20::of(b"b"), Hash20::of(b"c")];
+        for h in hashes {
+            c.announce(t0, seeder_announce(h));
+        }
+        exchange(&mut c, &mut tracker, t0);
+        exchange(&mut c, &mut tracker, t0);
+        let mut restarted = new_tracker(t0, 2);
+        for h in hashes {
+            c.announce(t0, seeder_announce(h));
+        }
+        // All three reach the restarted tracker and are rejected.
+        let batch: Vec<Vec<u8>> = std::iter::from_fn(|| c.poll_transmit()).collect();
+        assert_eq!(batch.len(), 3);
+        let mut out = Vec::new();
+        for d in batch {
+            assert!(restarted.handle_datagram(t0, addr(5000), &d, &mut out));
+            c.handle_datagram(t0, &out);
+        }
+        let sent: Vec<Vec<u8>> = std::iter::from_fn(|| c.poll_transmit()).collect();
+        let connects = sent.iter().filter(|d| matches!(Request::decode(d), Ok(Request::Connect { .. }))).count();
+        assert_eq!(connects, 1, "one reconnect for three rejected announces");
     }
 
     #[test]

@@ -31,7 +31,7 @@ const FIRST_CONN: usize = 16;
 /// Bytes read per `read` call; the buffer grows to hold one whole frame at most.
 const READ_CHUNK: usize = 256 * 1024;
 /// Largest UDP datagram we accept or send.
-const MAX_DATAGRAM: usize = 2048;
+const MAX_DATAGRAM: usize = 4096;
 
 /// Why a connection ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

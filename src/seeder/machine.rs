@@ -161,7 +161,7 @@ impl<S: ChunkStore> Seeder<S> {
     }
 
     /// The connection can take more: appends the answer to the oldest request.
-    pub fn handle_drained(&mut self, conn: ConnId, out: &mut Vec<u8>) {
+    pub fn handle_drained(&mut self, now: Instant, conn: ConnId, out: &mut Vec<u8>) {
         let Some((id, index)) = self.leechers.get_mut(&conn).and_then(|l| l.queue.pop_front()) else {
             return;
         };
@@ -186,7 +186,8 @@ impl<S: ChunkStore> Seeder<S> {
                                     warn!("{} changed on disk since it was hashed: withdrawn", f.meta.name());
                                     f.withdrawn = true;
                                     let goodbye = self.goodbye(id);
-                                    self.announcer.announce(Instant::now(), goodbye);
+                                    self.announcer.announce(now, goodbye);
+                                    self.after_announcer(now);
                                     RejectReason::Withdrawn
                                 }
                                 ReadError::Io(e) => {
@@ -203,13 +204,13 @@ impl<S: ChunkStore> Seeder<S> {
         Message::Reject { id, index, reason }.encode(out);
     }
 
-    pub fn handle_closed(&mut self, conn: ConnId) {
+    pub fn handle_closed(&mut self, now: Instant, conn: ConnId) {
         if let Some(l) = self.leechers.remove(&conn) {
             info!("{conn} {}: leecher gone, slot free", l.addr);
         }
         if let Publish::Sending { conn: c, .. } = self.publish {
             if c == conn {
-                self.publish_failed(Instant::now());
+                self.publish_failed(now);
             }
         }
     }
@@ -308,6 +309,7 @@ impl<S: ChunkStore> Seeder<S> {
 
     pub fn next_deadline(&self) -> Option<Instant> {
         let publish = match self.publish {
+            _ if self.stopping.is_some() => None,
             Publish::Needed { at } => Some(at),
             Publish::Opening { since } | Publish::Sending { since, .. } => Some(since + PUBLISH_TIMEOUT),
             Publish::Done => None,

@@ -145,10 +145,11 @@ impl Handler for Shell {
         Ok(())
     }
 
-    fn on_drained(&mut self, net: &mut Net, _now: Instant, conn: ConnId) {
+    fn on_drained(&mut self, net: &mut Net, now: Instant, conn: ConnId) {
         if let Some(out) = net.out(conn) {
-            self.core.handle_drained(conn, out);
+            self.core.handle_drained(now, conn, out);
         }
+        self.drain(net, now);
     }
 
     fn on_closed(&mut self, net: &mut Net, now: Instant, conn: ConnId, reason: CloseReason) {
@@ -161,7 +162,7 @@ impl Handler for Shell {
         if let CloseReason::Malformed(e) = &reason {
             debug!("{conn}: malformed frame: {e}");
         }
-        self.core.handle_closed(conn);
+        self.core.handle_closed(now, conn);
         self.drain(net, now);
     }
 

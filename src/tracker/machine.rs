@@ -89,7 +89,8 @@ impl Tracker {
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8], out: &mut Vec<u8>) -> bool {
         out.clear();
         self.stats.datagrams += 1;
-        let ipv6 = from.is_ipv6();
+        // A v4-mapped source (dual-stack socket) is an IPv4 client.
+        let ipv6 = matches!(from.ip(), IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none());
         let response = match Request::decode(data) {
             Err(RequestError::Unsendable(e)) => {
                 self.stats.dropped += 1;
@@ -98,14 +99,14 @@ impl Tracker {
             }
             Err(RequestError::Sendable { transaction_id, error, .. }) => {
                 debug!("udp {from}: bad request: {error}");
-                self.error(transaction_id, &error.to_string())
+                self.error(transaction_id, &error.to_string(), data.len())
             }
             Ok(Request::Connect { transaction_id }) => {
                 self.stats.connects += 1;
                 Response::Connect { transaction_id, connection_id: self.connection_id(from, self.epoch(now)) }
             }
             Ok(req) if !self.valid_connection_id(from, now, connection_id(&req)) => {
-                self.error(req.transaction_id(), UNKNOWN_CONNECTION_ID)
+                self.error(req.transaction_id(), UNKNOWN_CONNECTION_ID, data.len())
             }
             Ok(Request::Announce(a)) => self.announce(now, from, &a),
             Ok(Request::Scrape(s)) => {
@@ -131,9 +132,15 @@ impl Tracker {
         true
     }
 
-    fn error(&mut self, transaction_id: u32, message: &str) -> Response {
+    /// An error reply no longer than the request it answers, so a spoofed
+    /// source cannot use us to amplify traffic.
+    fn error(&mut self, transaction_id: u32, message: &str, request_len: usize) -> Response {
         self.stats.errors_sent += 1;
-        Response::Error { transaction_id, message: message.to_string() }
+        let mut end = message.len().min(request_len.saturating_sub(8));
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        Response::Error { transaction_id, message: message.get(..end).unwrap_or("").to_string() }
     }
 
     fn announce(&mut self, now: Instant, from: SocketAddr, a: &udp::AnnounceRequest) -> Response {
@@ -141,15 +148,13 @@ impl Tracker {
         let seeder = a.left == 0;
         let peer = SocketAddr::new(from.ip(), a.port);
         let swarm = self.swarms.entry(a.info_hash);
+        if a.event == Event::Completed {
+            swarm.completed = swarm.completed.saturating_add(1);
+        }
         let change = match a.event {
             Event::Stopped => swarm.remove(peer),
             _ if a.port == 0 => Change::Unchanged,
-            event => {
-                if event == Event::Completed {
-                    swarm.completed = swarm.completed.saturating_add(1);
-                }
-                swarm.upsert(peer, seeder, now)
-            }
+            _ => swarm.upsert(peer, seeder, now),
         };
         let want = match usize::try_from(a.num_want) {
             Ok(0) | Err(_) => DEFAULT_NUM_WANT,
@@ -474,7 +479,11 @@ mod tests {
         Request::Connect { transaction_id: 1 }.encode(&mut bad);
         bad[11] = 77; // unknown action after a valid header
         assert!(t.handle_datagram(t0, from(1), &bad, &mut out));
-        assert!(out.len() <= bad.len() + 64);
+        assert!(out.len() <= bad.len(), "error reply {} bytes for a {}-byte request", out.len(), bad.len());
+        let mut wrong_id = Vec::new();
+        announce(12345, Hash20::of(b"x"), 0, 1, Event::None).encode(&mut wrong_id);
+        assert!(t.handle_datagram(t0, from(1), &wrong_id, &mut out));
+        assert!(out.len() <= wrong_id.len());
         let mut rng = Rng::new(5);
         let mut buf = [0u8; 200];
         for _ in 0..5000 {
