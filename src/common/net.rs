@@ -331,8 +331,11 @@ impl Net {
     fn read_datagrams<H: Handler>(&mut self, handler: &mut H, now: Instant) {
         let mut buf = std::mem::take(&mut self.udp_buf);
         loop {
-            let Some(sock) = &self.udp else { break };
-            match sock.recv_from(&mut buf) {
+            let received = match &self.udp {
+                Some(sock) => sock.recv_from(&mut buf),
+                None => break,
+            };
+            match received {
                 Ok((n, from)) => handler.on_datagram(self, now, from, buf.get(..n).unwrap_or(&[])),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 // ICMP errors from earlier sends surface here on Linux; keep reading.

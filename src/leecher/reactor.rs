@@ -117,7 +117,7 @@ impl Shell {
         self.view.clear();
         match note {
             Note::Listing(entries) => {
-                println!("{:<32} {:>10} {:>7}  {}", "NAME", "SIZE", "SEEDERS", "CONTENT ID");
+                println!("{:<32} {:>10} {:>7}  CONTENT ID", "NAME", "SIZE", "SEEDERS");
                 for e in entries {
                     println!("{:<32} {:>10} {:>7}  {}", e.name, fmt::bytes(e.size), e.seeders, e.id);
                 }

@@ -266,7 +266,7 @@ impl Tracker {
         );
         let list = self.catalog.list(|id| self.swarms.seeders(id));
         if !list.is_empty() {
-            let _ = writeln!(out, "  {:<32} {:>10} {:>7}  {}", "NAME", "SIZE", "SEEDERS", "CONTENT ID");
+            let _ = writeln!(out, "  {:<32} {:>10} {:>7}  CONTENT ID", "NAME", "SIZE", "SEEDERS");
         }
         for e in list.iter().take(20) {
             let _ = writeln!(out, "  {:<32} {:>10} {:>7}  {}", e.name, fmt::bytes(e.size), e.seeders, e.id.short());

@@ -230,7 +230,7 @@ mod tests {
     #[test]
     fn random_bytes_never_panic() {
         let mut rng = Rng::new(7);
-        let mut buf = vec![0u8; 64];
+        let mut buf = [0u8; 64];
         for i in 0..20_000 {
             let len = rng.below(buf.len());
             rng.fill(&mut buf[..len]);
