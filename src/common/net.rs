@@ -330,11 +330,7 @@ impl Net {
 
     fn read_datagrams<H: Handler>(&mut self, handler: &mut H, now: Instant) {
         let mut buf = std::mem::take(&mut self.udp_buf);
-        loop {
-            let received = match &self.udp {
-                Some(sock) => sock.recv_from(&mut buf),
-                None => break,
-            };
+        while let Some(received) = self.udp.as_ref().map(|sock| sock.recv_from(&mut buf)) {
             match received {
                 Ok((n, from)) => handler.on_datagram(self, now, from, buf.get(..n).unwrap_or(&[])),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
