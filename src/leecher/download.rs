@@ -2,7 +2,7 @@
 //! comes back and whether it is true. Sans-IO: the leecher core owns one of
 //! these per file and relays its outputs.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,8 @@ enum PeerState {
 
 struct Peer {
     addr: SocketAddr,
+    /// Consecutive failed or busy attempts at this address, for the backoff.
+    failures: u32,
     state: PeerState,
     /// Requested chunks, in the order the seeder answers them.
     in_flight: VecDeque<u32>,
@@ -66,6 +68,7 @@ enum Known {
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
     pub bad_chunks: u64,
+    /// Distinct seeders that granted a slot.
     pub seeders_used: usize,
     pub seeders_banned: usize,
     pub busy_answers: u64,
@@ -78,6 +81,8 @@ pub struct Download {
     picker: Picker,
     peers: HashMap<ConnId, Peer>,
     known: HashMap<SocketAddr, Known>,
+    /// Seeders that granted us a slot, for the summary.
+    used: HashSet<SocketAddr>,
     max_peers: usize,
     depth: usize,
     pub bytes_done: u64,
@@ -101,6 +106,7 @@ impl Download {
             meta,
             peers: HashMap::new(),
             known: HashMap::new(),
+            used: HashSet::new(),
             max_peers,
             depth,
             bytes_done: 0,
@@ -142,13 +148,19 @@ impl Download {
 
     /// The shell started dialling `addr` as `conn` (after an `Action::Connect`).
     pub fn handle_dialling(&mut self, now: Instant, addr: SocketAddr, conn: ConnId) {
-        self.known.insert(addr, Known::Active(conn));
-        self.peers.insert(conn, Peer { addr, state: PeerState::Dialling, in_flight: VecDeque::new(), last_data: now });
+        let failures = match self.known.insert(addr, Known::Active(conn)) {
+            Some(Known::Idle { failures, .. }) => failures,
+            _ => 0,
+        };
+        let peer = Peer { addr, failures, state: PeerState::Dialling, in_flight: VecDeque::new(), last_data: now };
+        self.peers.insert(conn, peer);
     }
 
     /// Dialling `addr` failed before a connection existed.
     pub fn handle_dial_failed(&mut self, now: Instant, addr: SocketAddr) {
-        self.backoff(now, addr, false);
+        if let Some(Known::Idle { failures, .. }) = self.known.get(&addr).copied() {
+            self.backoff(now, addr, failures, false);
+        }
     }
 
     pub fn handle_connected(&mut self, now: Instant, conn: ConnId) {
@@ -174,9 +186,10 @@ impl Download {
                     SeederState::Available => {
                         debug!("{conn} {addr}: available");
                         peer.state = PeerState::Connected;
-                        peer.last_data = now;
-                        self.stats.seeders_used += 1;
-                        self.fill(conn);
+                        peer.failures = 0;
+                        self.used.insert(addr);
+                        self.stats.seeders_used = self.used.len();
+                        self.fill(now, conn);
                     }
                     SeederState::Unavailable => {
                         debug!("{conn} {addr}: unavailable (busy)");
@@ -281,13 +294,17 @@ impl Download {
         if self.picker.complete(index) {
             self.bytes_done += expected_len as u64;
         }
-        self.fill(conn);
+        self.fill(now, conn);
         Ok(())
     }
 
-    /// Tops up a connected seeder's pipeline.
-    fn fill(&mut self, conn: ConnId) {
+    /// Tops up a connected seeder's pipeline. An idle seeder given work
+    /// starts a fresh stall window.
+    fn fill(&mut self, now: Instant, conn: ConnId) {
         let Some(peer) = self.peers.get_mut(&conn) else { return };
+        if peer.in_flight.is_empty() {
+            peer.last_data = now;
+        }
         while peer.in_flight.len() < self.depth {
             let Some(index) = self.picker.next() else { break };
             peer.in_flight.push_back(index);
@@ -327,24 +344,23 @@ impl Download {
                 self.stats.seeders_banned += 1;
                 self.known.insert(peer.addr, Known::Banned);
             }
-            Retry::Busy => self.backoff(now, peer.addr, true),
-            Retry::Failed => self.backoff(now, peer.addr, false),
+            Retry::Busy => self.backoff(now, peer.addr, peer.failures, true),
+            Retry::Failed => self.backoff(now, peer.addr, peer.failures, false),
         }
         // Requeued chunks go to seeders that have room now.
         let open: Vec<ConnId> =
             self.peers.iter().filter(|(_, p)| p.state == PeerState::Connected).map(|(c, _)| *c).collect();
         for c in open {
-            self.fill(c);
+            self.fill(now, c);
         }
         self.dial(now);
     }
 
-    fn backoff(&mut self, now: Instant, addr: SocketAddr, busy: bool) {
-        let failures = match self.known.get(&addr) {
-            Some(Known::Banned) => return,
-            Some(Known::Idle { failures, .. }) => *failures,
-            _ => 0,
-        };
+    /// Makes `addr` idle until a delay that doubles with each consecutive failure.
+    fn backoff(&mut self, now: Instant, addr: SocketAddr, failures: u32, busy: bool) {
+        if self.known.get(&addr) == Some(&Known::Banned) {
+            return;
+        }
         let failures = failures.saturating_add(1);
         let (base, max) = if busy { (BUSY_RETRY, MAX_BUSY_RETRY) } else { (FAIL_RETRY, MAX_FAIL_RETRY) };
         let delay = base.saturating_mul(1 << failures.min(6).saturating_sub(1)).min(max);

@@ -24,6 +24,8 @@ const CATALOG_RETRY: Duration = Duration::from_secs(1);
 const EAGER_ANNOUNCE: Duration = Duration::from_secs(1);
 /// Peers asked of the tracker per announce.
 const NUM_WANT: i32 = 50;
+/// How long a finished leecher waits for its Completed announce to go out.
+const LINGER: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -76,9 +78,21 @@ pub struct Progress {
 }
 
 enum Phase {
-    Catalog { conn: Option<ConnId>, awaiting: VecDeque<Selector>, retry_at: Option<Instant>, deadline: Instant },
-    Downloading { download: Box<Download>, next_announce: Instant },
-    Done,
+    /// `unanswered`: the selectors still to resolve, asked again in full on a new connection.
+    Catalog {
+        conn: Option<ConnId>,
+        unanswered: VecDeque<Selector>,
+        retry_at: Option<Instant>,
+        deadline: Instant,
+    },
+    Downloading {
+        download: Box<Download>,
+        next_announce: Instant,
+    },
+    /// Nothing left to do but let the last announce leave (at most [`LINGER`]).
+    Done {
+        since: Instant,
+    },
 }
 
 pub struct Leecher<D: Disk> {
@@ -89,6 +103,7 @@ pub struct Leecher<D: Disk> {
     queue: VecDeque<FileMeta>,
     interval: Duration,
     failures: usize,
+    linger_over: bool,
     outputs: VecDeque<Output>,
     notes: VecDeque<Note>,
 }
@@ -99,7 +114,10 @@ impl<D: Disk> Leecher<D> {
             announcer: Announcer::new(config.tracker, config.seed),
             phase: Phase::Catalog {
                 conn: None,
-                awaiting: VecDeque::new(),
+                unanswered: match &config.command {
+                    Command::List => VecDeque::new(),
+                    Command::Get(selectors) => selectors.iter().cloned().collect(),
+                },
                 retry_at: None,
                 deadline: now + config.timeout,
             },
@@ -108,6 +126,7 @@ impl<D: Disk> Leecher<D> {
             queue: VecDeque::new(),
             interval: Duration::from_secs(10),
             failures: 0,
+            linger_over: false,
             outputs: VecDeque::new(),
             notes: VecDeque::new(),
         };
@@ -115,19 +134,15 @@ impl<D: Disk> Leecher<D> {
         leecher
     }
 
-    /// The catalog connection is open: ask everything at once.
+    /// The catalog connection is open: ask everything still unanswered at once.
     pub fn handle_catalog_opened(&mut self, conn: ConnId) {
-        let Phase::Catalog { conn: slot, awaiting, .. } = &mut self.phase else { return };
+        let Phase::Catalog { conn: slot, unanswered, .. } = &mut self.phase else { return };
         *slot = Some(conn);
-        awaiting.clear();
-        match &self.config.command {
-            Command::List => self.outputs.push_back(Output::CatalogSend(conn, Request::List)),
-            Command::Get(selectors) => {
-                for s in selectors {
-                    awaiting.push_back(s.clone());
-                    self.outputs.push_back(Output::CatalogSend(conn, Request::GetMeta(s.clone())));
-                }
-            }
+        if self.config.command == Command::List {
+            self.outputs.push_back(Output::CatalogSend(conn, Request::List));
+        }
+        for s in unanswered.iter() {
+            self.outputs.push_back(Output::CatalogSend(conn, Request::GetMeta(s.clone())));
         }
     }
 
@@ -140,7 +155,7 @@ impl<D: Disk> Leecher<D> {
     }
 
     pub fn handle_catalog_response(&mut self, now: Instant, response: Response) {
-        let Phase::Catalog { conn: Some(conn), awaiting, .. } = &mut self.phase else { return };
+        let Phase::Catalog { conn: Some(conn), unanswered, .. } = &mut self.phase else { return };
         let conn = *conn;
         if self.config.command == Command::List {
             match response {
@@ -148,11 +163,11 @@ impl<D: Disk> Leecher<D> {
                 other => self.fail_all(format!("tracker answered the list with {other:?}")),
             }
             self.outputs.push_back(Output::Close(conn));
-            self.phase = Phase::Done;
+            self.phase = Phase::Done { since: now };
             return;
         }
-        let Some(selector) = awaiting.pop_front() else { return };
-        let last = awaiting.is_empty();
+        let Some(selector) = unanswered.pop_front() else { return };
+        let last = unanswered.is_empty();
         match checked_meta(&selector, response) {
             Ok(meta) => self.queue.push_back(meta),
             Err(reason) => self.fail(label(&selector), reason),
@@ -215,18 +230,10 @@ impl<D: Disk> Leecher<D> {
             Phase::Catalog { deadline, .. } if now >= *deadline => {
                 let tracker = self.config.tracker;
                 self.fail_all(format!("tracker catalog at {tracker} did not answer within {:?}", self.config.timeout));
-                self.phase = Phase::Done;
+                self.phase = Phase::Done { since: now };
             }
-            Phase::Catalog { conn: None, retry_at: Some(at), .. } if now >= *at => {
-                self.phase = Phase::Catalog {
-                    conn: None,
-                    awaiting: VecDeque::new(),
-                    retry_at: None,
-                    deadline: match self.phase {
-                        Phase::Catalog { deadline, .. } => deadline,
-                        _ => now,
-                    },
-                };
+            Phase::Catalog { conn: None, retry_at: retry @ Some(_), .. } if retry.is_some_and(|at| now >= at) => {
+                *retry = None;
                 self.outputs.push_back(Output::OpenCatalog);
             }
             Phase::Downloading { download, next_announce } => {
@@ -252,6 +259,7 @@ impl<D: Disk> Leecher<D> {
                     self.announcer.announce(now, announce);
                 }
             }
+            Phase::Done { since } if now >= *since + LINGER => self.linger_over = true,
             _ => {}
         }
         self.pump(now);
@@ -266,7 +274,7 @@ impl<D: Disk> Leecher<D> {
                     .flatten()
                     .min()
             }
-            Phase::Done => None,
+            Phase::Done { since } => self.announcer.busy().then_some(*since + LINGER),
         };
         [phase, self.announcer.next_deadline()].into_iter().flatten().min()
     }
@@ -290,8 +298,10 @@ impl<D: Disk> Leecher<D> {
         })
     }
 
+    /// True once every file is done or failed and the last announce has
+    /// left (or had [`LINGER`] to).
     pub fn finished(&self) -> bool {
-        matches!(self.phase, Phase::Done)
+        matches!(self.phase, Phase::Done { .. }) && (!self.announcer.busy() || self.linger_over)
     }
 
     /// Files that could not be downloaded.
@@ -376,7 +386,7 @@ impl<D: Disk> Leecher<D> {
 
     /// Starts the next queued file, or ends.
     fn next_file(&mut self, now: Instant) {
-        self.phase = Phase::Done;
+        self.phase = Phase::Done { since: now };
         while let Some(meta) = self.queue.pop_front() {
             if let Err(e) = self.disk.create(meta.name(), meta.size()) {
                 self.fail(meta.name().to_string(), format!("cannot create {}.part: {e}", meta.name()));
