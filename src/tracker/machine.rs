@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use log::{debug, info};
 
 use super::catalog::Catalog;
-use super::swarms::{Change, Swarms};
+use super::swarms::{Change, Millis, Swarms};
 use crate::common::fmt;
 use crate::common::rng::Rng;
 use crate::hash::Hash20;
@@ -116,9 +116,9 @@ impl Tracker {
                     .iter()
                     .map(|h| {
                         self.swarms.get(h).map_or(ScrapeStats::default(), |sw| ScrapeStats {
-                            seeders: count(sw.seeders.len()),
+                            seeders: sw.seeders(),
                             completed: sw.completed,
-                            leechers: count(sw.leechers.len()),
+                            leechers: sw.leechers(),
                         })
                     })
                     .collect();
@@ -147,22 +147,25 @@ impl Tracker {
         self.stats.announces += 1;
         let seeder = a.left == 0;
         let peer = SocketAddr::new(from.ip(), a.port);
-        let swarm = self.swarms.entry(a.info_hash);
-        if a.event == Event::Completed {
-            swarm.completed = swarm.completed.saturating_add(1);
-        }
-        let change = match a.event {
-            Event::Stopped => swarm.remove(peer),
-            _ if a.port == 0 => Change::Unchanged,
-            _ => swarm.upsert(peer, seeder, now),
-        };
         let want = match usize::try_from(a.num_want) {
             Ok(0) | Err(_) => DEFAULT_NUM_WANT,
             Ok(n) => n.min(udp::MAX_PEERS),
         };
+        let millis = self.millis(now);
         let mut picked = std::mem::take(&mut self.picked);
-        swarm.pick(peer, seeder, want, &mut self.rng, &mut picked);
-        let (seeders, leechers) = (count(swarm.seeders.len()), count(swarm.leechers.len()));
+        let rng = &mut self.rng;
+        let (change, seeders, leechers) = self.swarms.with(a.info_hash, |swarm| {
+            if a.event == Event::Completed {
+                swarm.completed = swarm.completed.saturating_add(1);
+            }
+            let change = match a.event {
+                Event::Stopped => swarm.remove(peer),
+                _ if a.port == 0 => Change::Unchanged,
+                _ => swarm.upsert(peer, seeder, millis),
+            };
+            swarm.pick(peer, seeder, want, rng, &mut picked);
+            (change, swarm.seeders(), swarm.leechers())
+        });
         match change {
             Change::Joined => {
                 self.stats.joins += 1;
@@ -219,14 +222,15 @@ impl Tracker {
             return;
         }
         self.next_sweep = now + sweep_period(&self.config);
-        let Some(cutoff) = now.checked_sub(self.config.expiry) else { return };
+        let expiry_ms = self.config.expiry.as_millis().try_into().unwrap_or(u32::MAX >> 1);
         let mut expired = Vec::new();
-        self.swarms.expire(cutoff, |hash, n| expired.push((*hash, n)));
+        self.swarms.expire(self.millis(now), expiry_ms, |hash, n| expired.push((*hash, n)));
         for (hash, n) in expired {
             self.stats.expiries += n as u64;
             self.changed = true;
             info!("{n} peer(s) of {} expired", self.describe(&hash));
         }
+        let Some(cutoff) = now.checked_sub(self.config.expiry) else { return };
         let swarms = &self.swarms;
         for name in self.catalog.expire(now, cutoff, |id| swarms.seeders(id) > 0) {
             self.changed = true;
@@ -284,6 +288,11 @@ impl Tracker {
         }
     }
 
+    /// The swarm tables' clock: milliseconds since start, wrapping.
+    fn millis(&self, now: Instant) -> Millis {
+        now.saturating_duration_since(self.start).as_millis() as Millis
+    }
+
     fn epoch(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.start).as_secs() / EPOCH.as_secs()
     }
@@ -318,10 +327,6 @@ fn connection_id(req: &Request) -> u64 {
 /// Expiry is checked this often: a quarter of the expiry time, at most a second.
 fn sweep_period(config: &Config) -> Duration {
     (config.expiry / 4).clamp(Duration::from_millis(50), Duration::from_secs(1))
-}
-
-fn count(n: usize) -> u32 {
-    n.try_into().unwrap_or(u32::MAX)
 }
 
 fn role(seeder: bool) -> &'static str {
