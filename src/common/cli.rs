@@ -24,6 +24,11 @@ impl From<pico_args::Error> for Usage {
 /// each `-v` (up) and `-q` (down).
 pub fn init_logging(args: &mut pico_args::Arguments) {
     let mut level: i32 = 3;
+    for (flag, step) in [("-vvv", 3), ("-vv", 2), ("-qq", -2)] {
+        while args.contains(flag) {
+            level += step;
+        }
+    }
     while args.contains(["-v", "--verbose"]) {
         level += 1;
     }

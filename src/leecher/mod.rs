@@ -37,6 +37,8 @@ pub enum Error {
         failed: usize,
         asked: usize,
     },
+    /// The catalog could not be listed (the reason was reported already).
+    ListFailed,
 }
 
 impl fmt::Display for Error {
@@ -45,6 +47,7 @@ impl fmt::Display for Error {
             Error::OutDir(p, e) => write!(f, "output directory {}: {e}", p.display()),
             Error::Poll(e) => write!(f, "event loop failed: {e}"),
             Error::Incomplete { failed, asked } => write!(f, "{failed} of {asked} file(s) not downloaded"),
+            Error::ListFailed => write!(f, "could not list the catalog"),
         }
     }
 }

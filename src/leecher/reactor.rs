@@ -34,7 +34,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         std::fs::create_dir_all(&config.out_dir).map_err(|e| Error::OutDir(config.out_dir.clone(), e))?;
     }
     let asked = match &config.command {
-        Command::List => 1,
+        Command::List => 0,
         Command::Get(s) => s.len(),
     };
     let mut net = Net::new().map_err(Error::Poll)?;
@@ -65,9 +65,10 @@ pub fn run(config: Config) -> Result<(), Error> {
         let secs = shell.started.elapsed().as_secs_f64().max(1e-9);
         println!("total: {} in {:.2}s ({})", fmt::bytes(bytes), secs, fmt::rate(bytes as f64 / secs));
     }
-    match shell.core.failures() {
-        0 => Ok(()),
-        failed => Err(Error::Incomplete { failed, asked }),
+    match (shell.core.failures(), &config.command) {
+        (0, _) => Ok(()),
+        (_, Command::List) => Err(Error::ListFailed),
+        (failed, Command::Get(_)) => Err(Error::Incomplete { failed, asked }),
     }
 }
 

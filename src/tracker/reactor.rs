@@ -10,7 +10,7 @@ use log::{debug, info};
 use super::machine::Tracker;
 use super::{Config, Error};
 use crate::common::net::{CloseReason, ConnId, Handler, Net};
-use crate::common::rng;
+use crate::common::{rng, signal};
 use crate::wire::catalog::{Request, MAX_CATALOG_FRAME};
 use crate::wire::{DecodeError, Frame};
 
@@ -40,6 +40,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         next_status: (!config.status_every.is_zero()).then_some(now),
         bad_frames: 0,
     };
+    signal::install();
     info!("interval {:?}, expiry {:?}", config.core.interval, config.core.expiry);
     println!("listening on {local}");
     let _ = std::io::stdout().flush();
@@ -98,6 +99,10 @@ impl Handler for Shell {
     }
 
     fn on_tick(&mut self, _net: &mut Net, now: Instant) {
+        if signal::stop_requested() {
+            info!("stopping");
+            return;
+        }
         self.core.handle_timeout(now);
         let Some(next) = self.next_status else { return };
         let changed = self.core.take_changed();
@@ -117,6 +122,11 @@ impl Handler for Shell {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// The tracker keeps only soft state: on SIGINT or SIGTERM it just stops.
+    fn done(&self) -> bool {
+        signal::stop_requested()
     }
 }
 
