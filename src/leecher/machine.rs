@@ -347,6 +347,8 @@ impl<D: Disk> Leecher<D> {
             Reply::Peers { info_hash, peers, interval, .. } => {
                 self.interval = interval;
                 if let Phase::Downloading { download, next_announce } = &mut self.phase {
+                    // The tracker's interval replaces our default at once.
+                    *next_announce = (*next_announce).min(now + interval);
                     if info_hash == download.id() {
                         debug!("tracker: {} seeder(s) for {}", peers.len(), download.meta().name());
                         if peers.is_empty() && download.connected() == 0 {

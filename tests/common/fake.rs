@@ -1,0 +1,254 @@
+//! Fakes run inside the test process, built on the crate's wire codecs, to
+//! inject faults the shipped binaries never produce: a seeder that lies about
+//! chunk contents, a tracker that hands out a hostile file name.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use lmk::meta::FileMeta;
+use lmk::wire::catalog::{self, ErrorCode, ListEntry, MAX_CATALOG_FRAME};
+use lmk::wire::peer::{Message, SeederState, MAX_PEER_FRAME, PEER_VERSION};
+use lmk::wire::split_frame;
+use lmk::wire::udp::{self, Event};
+
+use super::UdpClient;
+
+/// Threads that stop when the owner is dropped.
+struct Workers {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    fn new() -> Workers {
+        Workers { stop: Arc::new(AtomicBool::new(false)), threads: Vec::new() }
+    }
+
+    fn spawn(&mut self, f: impl FnOnce(Arc<AtomicBool>) + Send + 'static) {
+        let stop = Arc::clone(&self.stop);
+        self.threads.push(std::thread::spawn(move || f(stop)));
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Accepts on `listener` (non-blocking) until `stop`, handing each stream
+/// (blocking, 100 ms read timeout) to `serve` on its own thread.
+fn accept_loop(
+    listener: TcpListener,
+    stop: Arc<AtomicBool>,
+    accepted: Arc<AtomicUsize>,
+    serve: impl Fn(TcpStream, Arc<AtomicBool>) + Send + Sync + Clone + 'static,
+) {
+    listener.set_nonblocking(true).expect("nonblocking listener");
+    let mut conns = Vec::new();
+    while !stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                stream.set_nonblocking(false).expect("blocking stream");
+                stream.set_read_timeout(Some(Duration::from_millis(100))).expect("read timeout");
+                let (serve, stop) = (serve.clone(), Arc::clone(&stop));
+                conns.push(std::thread::spawn(move || serve(stream, stop)));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    for c in conns {
+        let _ = c.join();
+    }
+}
+
+/// Reads frames from `stream` and answers each with `answer` until the peer
+/// closes, a write fails, a frame is malformed, or `stop`.
+fn frame_loop(
+    mut stream: TcpStream,
+    stop: &AtomicBool,
+    max: u32,
+    mut answer: impl FnMut(lmk::wire::Frame<'_>, &mut Vec<u8>) -> bool,
+) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !stop.load(Ordering::SeqCst) {
+        loop {
+            let (used, out) = match split_frame(&buf, max) {
+                Ok(Some((frame, used))) => {
+                    let mut out = Vec::new();
+                    if !answer(frame, &mut out) {
+                        return;
+                    }
+                    (used, out)
+                }
+                Ok(None) => break,
+                Err(_) => return,
+            };
+            buf.drain(..used);
+            if stream.write_all(&out).is_err() {
+                return;
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// A seeder that greets with Available and answers every request with a
+/// chunk of the right length and the wrong bytes. It announces itself to the
+/// tracker as a seeder of `meta` every second, like a real one.
+pub struct LyingSeeder {
+    pub addr: SocketAddr,
+    /// TCP connections accepted.
+    pub connections: Arc<AtomicUsize>,
+    /// Requests answered with a bad chunk.
+    pub answered: Arc<AtomicUsize>,
+    _workers: Workers,
+}
+
+impl LyingSeeder {
+    pub fn start(meta: FileMeta, tracker: SocketAddr) -> LyingSeeder {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake seeder");
+        let addr = listener.local_addr().expect("local addr");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let answered = Arc::new(AtomicUsize::new(0));
+        let mut workers = Workers::new();
+
+        let (count, meta2) = (Arc::clone(&answered), meta.clone());
+        let serve = move |mut stream: TcpStream, stop: Arc<AtomicBool>| {
+            let mut hello = Vec::new();
+            Message::State { version: PEER_VERSION, state: SeederState::Available }.encode(&mut hello);
+            if stream.write_all(&hello).is_err() {
+                return;
+            }
+            frame_loop(stream, &stop, MAX_PEER_FRAME, |frame, out| {
+                let Ok(Message::Request { id, index }) = Message::decode(frame) else { return false };
+                let Some(len) = meta2.chunk_len(index) else { return false };
+                let wrong: Vec<u8> = (0..len).map(|i| (i % 251) as u8 ^ 0x5a).collect();
+                Message::Chunk { id, index, data: &wrong }.encode(out);
+                count.fetch_add(1, Ordering::SeqCst);
+                true
+            });
+        };
+        let accepted = Arc::clone(&connections);
+        workers.spawn(move |stop| accept_loop(listener, stop, accepted, serve));
+
+        let id = meta.content_id();
+        workers.spawn(move |stop| {
+            let mut client = UdpClient::connect(tracker);
+            let mut event = Event::Started;
+            while !stop.load(Ordering::SeqCst) {
+                client.announce(id, 0, event, addr.port());
+                event = Event::None;
+                for _ in 0..20 {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+            client.announce(id, 0, Event::Stopped, addr.port());
+        });
+        LyingSeeder { addr, connections, answered, _workers: workers }
+    }
+}
+
+/// A tracker (catalog on TCP, BEP 15 on UDP, same port) whose catalog holds
+/// exactly one file, `meta`, whatever it is asked for, and whose swarms are
+/// empty.
+pub struct FakeTracker {
+    pub addr: SocketAddr,
+    /// Catalog requests answered.
+    pub requests: Arc<AtomicUsize>,
+    _workers: Workers,
+}
+
+impl FakeTracker {
+    pub fn start(meta: FileMeta) -> FakeTracker {
+        let (udp, listener) = bind_pair();
+        let addr = udp.local_addr().expect("local addr");
+        let requests = Arc::new(AtomicUsize::new(0));
+        let mut workers = Workers::new();
+
+        let count = Arc::clone(&requests);
+        let serve = move |stream: TcpStream, stop: Arc<AtomicBool>| {
+            frame_loop(stream, &stop, MAX_CATALOG_FRAME, |frame, out| {
+                let Ok(request) = catalog::Request::decode(frame) else { return false };
+                count.fetch_add(1, Ordering::SeqCst);
+                let response = match request {
+                    catalog::Request::GetMeta(_) => catalog::Response::Meta(meta.clone()),
+                    catalog::Request::List => catalog::Response::List(vec![ListEntry {
+                        id: meta.content_id(),
+                        name: meta.name().to_string(),
+                        size: meta.size(),
+                        chunk_size: meta.chunk_size(),
+                        seeders: 0,
+                    }]),
+                    catalog::Request::Publish(_) => {
+                        catalog::Response::Error { code: ErrorCode::Refused, message: "fake".into() }
+                    }
+                };
+                response.encode(out);
+                true
+            });
+        };
+        workers.spawn(move |stop| accept_loop(listener, stop, Arc::new(AtomicUsize::new(0)), serve));
+
+        workers.spawn(move |stop| {
+            udp.set_read_timeout(Some(Duration::from_millis(100))).expect("read timeout");
+            let mut buf = [0u8; 2048];
+            while !stop.load(Ordering::SeqCst) {
+                let Ok((n, from)) = udp.recv_from(&mut buf) else { continue };
+                let response = match udp::Request::decode(&buf[..n]) {
+                    Ok(udp::Request::Connect { transaction_id }) => {
+                        udp::Response::Connect { transaction_id, connection_id: 42 }
+                    }
+                    Ok(udp::Request::Announce(a)) => udp::Response::Announce {
+                        transaction_id: a.transaction_id,
+                        interval: 1,
+                        leechers: 0,
+                        seeders: 0,
+                        peers: Vec::new(),
+                    },
+                    _ => continue,
+                };
+                let mut out = Vec::new();
+                response.encode(&mut out, false);
+                let _ = udp.send_to(&out, from);
+            }
+        });
+        FakeTracker { addr, requests, _workers: workers }
+    }
+}
+
+/// A UDP socket and a TCP listener on the same ephemeral port.
+fn bind_pair() -> (UdpSocket, TcpListener) {
+    for _ in 0..50 {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        if let Ok(tcp) = TcpListener::bind(udp.local_addr().expect("local addr")) {
+            return (udp, tcp);
+        }
+    }
+    panic!("no port free for both UDP and TCP after 50 tries");
+}
+
+/// A loopback address nobody listens on (bound, then released).
+pub fn dead_addr() -> SocketAddr {
+    let (udp, tcp) = bind_pair();
+    let addr = udp.local_addr().expect("local addr");
+    drop((udp, tcp));
+    addr
+}
