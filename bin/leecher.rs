@@ -33,13 +33,7 @@ A download is written to DIR/NAME.part and renamed to DIR/NAME once every
 chunk has passed its SHA-1 check. Exit status 0 only if every file is complete.
 ";
 
-fn parse() -> Result<Option<Config>, Usage> {
-    let mut args = pico_args::Arguments::from_env();
-    if args.contains(["-h", "--help"]) {
-        print!("{HELP}");
-        return Ok(None);
-    }
-    cli::init_logging(&mut args);
+fn parse(mut args: pico_args::Arguments) -> Result<Config, Usage> {
     let tracker = cli::addr(&mut args, "--tracker", "127.0.0.1:6969")?;
     let out_dir: PathBuf = args.opt_value_from_str("--out")?.unwrap_or_else(|| PathBuf::from("."));
     let max_seeders: usize = cli::opt(&mut args, "--max-seeders")?.unwrap_or(8);
@@ -61,7 +55,7 @@ fn parse() -> Result<Option<Config>, Usage> {
         return Err(Usage("--max-seeders must be at least 1".into()));
     }
     let tty = std::io::stdout().is_terminal();
-    Ok(Some(Config { tracker, command, out_dir, max_seeders, timeout, tty }))
+    Ok(Config { tracker, command, out_dir, max_seeders, timeout, tty })
 }
 
 /// A content id if it is 40 hex digits, else a name.
@@ -76,12 +70,5 @@ fn selector(arg: &str) -> Result<Selector, Usage> {
 }
 
 fn main() -> ExitCode {
-    match parse() {
-        Ok(None) => ExitCode::SUCCESS,
-        Ok(Some(config)) => match leecher::run(config) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => cli::fail("lmk-leecher", e, false),
-        },
-        Err(Usage(msg)) => cli::fail("lmk-leecher", msg, true),
-    }
+    cli::main("lmk-leecher", HELP, parse, leecher::run)
 }

@@ -28,13 +28,7 @@ OPTIONS:
 Stops on Ctrl-C or SIGTERM after telling the tracker it left.
 ";
 
-fn parse() -> Result<Option<Config>, Usage> {
-    let mut args = pico_args::Arguments::from_env();
-    if args.contains(["-h", "--help"]) {
-        print!("{HELP}");
-        return Ok(None);
-    }
-    cli::init_logging(&mut args);
+fn parse(mut args: pico_args::Arguments) -> Result<Config, Usage> {
     let tracker = cli::addr(&mut args, "--tracker", "127.0.0.1:6969")?;
     let listen = cli::addr(&mut args, "--listen", "0.0.0.0:0")?;
     let slots: usize = cli::opt(&mut args, "--slots")?.unwrap_or(1);
@@ -53,16 +47,9 @@ fn parse() -> Result<Option<Config>, Usage> {
     if !(MIN_CHUNK..=MAX_CHUNK).contains(&chunk_size) {
         return Err(Usage(format!("--chunk-size {chunk_size}: must be in {MIN_CHUNK}..={MAX_CHUNK}")));
     }
-    Ok(Some(Config { tracker, listen, slots, chunk_size, paths, status_every }))
+    Ok(Config { tracker, listen, slots, chunk_size, paths, status_every })
 }
 
 fn main() -> ExitCode {
-    match parse() {
-        Ok(None) => ExitCode::SUCCESS,
-        Ok(Some(config)) => match seeder::run(config) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => cli::fail("lmk-seeder", e, false),
-        },
-        Err(Usage(msg)) => cli::fail("lmk-seeder", msg, true),
-    }
+    cli::main("lmk-seeder", HELP, parse, seeder::run)
 }

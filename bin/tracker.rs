@@ -21,13 +21,7 @@ OPTIONS:
   -h, --help          this text
 ";
 
-fn parse() -> Result<Option<Config>, Usage> {
-    let mut args = pico_args::Arguments::from_env();
-    if args.contains(["-h", "--help"]) {
-        print!("{HELP}");
-        return Ok(None);
-    }
-    cli::init_logging(&mut args);
+fn parse(mut args: pico_args::Arguments) -> Result<Config, Usage> {
     let listen = cli::addr(&mut args, "--listen", "127.0.0.1:6969")?;
     // BEP 15 carries the interval in whole seconds.
     let interval = Duration::from_secs(cli::opt::<u32>(&mut args, "--interval")?.unwrap_or(10).into());
@@ -40,16 +34,9 @@ fn parse() -> Result<Option<Config>, Usage> {
     if expiry < interval {
         return Err(Usage(format!("--expiry {expiry:?} is shorter than --interval {interval:?}")));
     }
-    Ok(Some(Config { listen, core: CoreConfig { interval, expiry, seed: 0 }, status_every }))
+    Ok(Config { listen, core: CoreConfig { interval, expiry, seed: 0 }, status_every })
 }
 
 fn main() -> ExitCode {
-    match parse() {
-        Ok(None) => ExitCode::SUCCESS,
-        Ok(Some(config)) => match tracker::run(config) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => cli::fail("lmk-tracker", e, false),
-        },
-        Err(Usage(msg)) => cli::fail("lmk-tracker", msg, true),
-    }
+    cli::main("lmk-tracker", HELP, parse, tracker::run)
 }

@@ -134,7 +134,7 @@ fn garbage_on_every_port() {
     let sock = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
     for i in 0..600 {
         let len = rng.below(2000);
-        let mut d = rng.bytes(len);
+        let mut d = random_bytes(&mut rng, len);
         if len >= 16 {
             match i % 4 {
                 1 => d[..12].copy_from_slice(&[&PROTOCOL_ID.to_be_bytes()[..], &[0, 0, 0, 0]].concat()),
@@ -160,7 +160,7 @@ fn garbage_on_every_port() {
                 _ => Vec::new(),
             };
             let n = rng.below(5000);
-            payload.extend(rng.bytes(n));
+            payload.extend(random_bytes(&mut rng, n));
             let Ok(mut s) = TcpStream::connect(target) else { continue };
             let _ = s.write_all(&payload);
             match i % 3 {

@@ -22,7 +22,7 @@ impl From<pico_args::Error> for Usage {
 
 /// Logs to stderr (stdout carries status and progress), level info moved by
 /// each `-v` (up) and `-q` (down).
-pub fn init_logging(args: &mut pico_args::Arguments) {
+fn init_logging(args: &mut pico_args::Arguments) {
     let mut level: i32 = 3;
     for (flag, step) in [("-vvv", 3), ("-vv", 2), ("-qq", -2)] {
         while args.contains(flag) {
@@ -85,6 +85,29 @@ pub fn no_leftovers(args: pico_args::Arguments) -> Result<(), Usage> {
     match rest.first() {
         None => Ok(()),
         Some(arg) => Err(Usage(format!("unexpected argument {:?}", arg.to_string_lossy()))),
+    }
+}
+
+/// Every binary's `main`: `--help`, logging, then `parse` and `run`. An
+/// error becomes one line on stderr and the exit code (2 usage, 1 runtime).
+pub fn main<C, E: Display>(
+    prog: &str,
+    help: &str,
+    parse: impl FnOnce(pico_args::Arguments) -> Result<C, Usage>,
+    run: impl FnOnce(C) -> Result<(), E>,
+) -> ExitCode {
+    let mut args = pico_args::Arguments::from_env();
+    if args.contains(["-h", "--help"]) {
+        print!("{help}");
+        return ExitCode::SUCCESS;
+    }
+    init_logging(&mut args);
+    match parse(args) {
+        Ok(config) => match run(config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(prog, e, false),
+        },
+        Err(Usage(msg)) => fail(prog, msg, true),
     }
 }
 

@@ -70,6 +70,44 @@ impl Disk for PartFiles {
     }
 }
 
+/// The leecher's disk in memory, for the cores' tests: `finish` moves the
+/// part file into `files`.
+#[cfg(test)]
+#[derive(Default)]
+pub struct MemDisk {
+    pub files: std::collections::HashMap<String, Vec<u8>>,
+    pub part: Option<(String, Vec<u8>)>,
+    pub fail_writes: bool,
+}
+
+#[cfg(test)]
+impl Disk for MemDisk {
+    fn create(&mut self, name: &str, size: u64) -> io::Result<()> {
+        self.part = Some((name.to_string(), vec![0; size as usize]));
+        Ok(())
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        if self.fail_writes {
+            return Err(io::Error::other("disk full"));
+        }
+        let Some((_, buf)) = &mut self.part else { return Err(io::Error::other("no file open")) };
+        let start = offset as usize;
+        let end = start + data.len();
+        if end > buf.len() {
+            return Err(io::Error::other("write past the end"));
+        }
+        buf[start..end].copy_from_slice(data);
+        Ok(())
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        let (name, data) = self.part.take().ok_or_else(|| io::Error::other("no file open"))?;
+        self.files.insert(name, data);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub use lmk::common::rng::Rng;
 use lmk::hash::Hash20;
 use lmk::meta::FileMeta;
 use lmk::wire::catalog::{self, ListEntry, MAX_CATALOG_FRAME};
@@ -401,45 +402,17 @@ pub fn assert_success(out: &Output, what: &str) {
 // ---------------------------------------------------------------------------
 // Files
 
-/// A small seeded PRNG (splitmix64): the same seed gives the same bytes.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-
-    pub fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let v = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-    }
-
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let mut v = vec![0; n];
-        self.fill(&mut v);
-        v
-    }
+/// `n` seeded random bytes (the library's own PRNG: same seed, same bytes).
+pub fn random_bytes(rng: &mut Rng, n: usize) -> Vec<u8> {
+    let mut v = vec![0; n];
+    rng.fill(&mut v);
+    v
 }
 
 /// Writes `size` seeded random bytes to `dir/name`; returns the path.
 pub fn random_file(dir: &Path, name: &str, size: usize, seed: u64) -> PathBuf {
     let path = dir.join(name);
-    let data = Rng::new(seed).bytes(size);
+    let data = random_bytes(&mut Rng::new(seed), size);
     std::fs::write(&path, data).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     path
 }

@@ -1,49 +1,13 @@
 //! One file's download on its own: an in-memory disk, seeders played by hand
 //! and a fake clock.
 
-use std::io;
-
 use super::*;
 use crate::common::rng::Rng;
+use crate::leecher::output::MemDisk;
 use crate::meta::MIN_CHUNK;
 use crate::wire::peer::RejectReason;
 
 const CHUNK: usize = MIN_CHUNK as usize;
-
-/// The leecher's disk in memory: `finish` moves the part file into `files`.
-#[derive(Default)]
-struct MemDisk {
-    files: HashMap<String, Vec<u8>>,
-    part: Option<(String, Vec<u8>)>,
-    fail_writes: bool,
-}
-
-impl Disk for MemDisk {
-    fn create(&mut self, name: &str, size: u64) -> io::Result<()> {
-        self.part = Some((name.to_string(), vec![0; size as usize]));
-        Ok(())
-    }
-
-    fn write(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
-        if self.fail_writes {
-            return Err(io::Error::other("disk full"));
-        }
-        let Some((_, buf)) = &mut self.part else { return Err(io::Error::other("no file open")) };
-        let start = offset as usize;
-        let end = start + data.len();
-        if end > buf.len() {
-            return Err(io::Error::other("write past the end"));
-        }
-        buf[start..end].copy_from_slice(data);
-        Ok(())
-    }
-
-    fn finish(&mut self) -> io::Result<()> {
-        let (name, data) = self.part.take().ok_or_else(|| io::Error::other("no file open"))?;
-        self.files.insert(name, data);
-        Ok(())
-    }
-}
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
