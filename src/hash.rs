@@ -56,6 +56,20 @@ impl fmt::Debug for Hash20 {
     }
 }
 
+/// SHA-1 fed piece by piece, for data read in blocks smaller than a chunk.
+#[derive(Default, Clone)]
+pub struct Hasher(Sha1);
+
+impl Hasher {
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    pub fn finish(self) -> Hash20 {
+        Hash20(self.0.finalize().into())
+    }
+}
+
 /// A string that is not 40 hex digits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadHex;
@@ -93,6 +107,10 @@ mod tests {
     fn sha1_known_vector() {
         assert_eq!(Hash20::of(b"abc").to_hex(), "a9993e364706816aba3e25717850c26c9cd0d89d");
         assert_eq!(Hash20::of_parts(&[b"a", b"bc"]), Hash20::of(b"abc"));
+        let mut h = Hasher::default();
+        h.update(b"ab");
+        h.update(b"c");
+        assert_eq!(h.finish(), Hash20::of(b"abc"));
     }
 
     #[test]
