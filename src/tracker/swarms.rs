@@ -1,55 +1,150 @@
-//! The tracker's peer tables: one swarm per info hash. A peer costs a packed
-//! address key and a 4-byte stamp (role and last-heard time), so a million
-//! peers fit in tens of megabytes.
+//! The tracker's peer tables: one swarm per info hash. Each swarm keeps its
+//! peers in dense lists (one per role) so an answer is a random window copied
+//! out, and an index from address to list position so an announce, a stop or
+//! an expiry is O(1). A peer costs about 40 bytes.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::common::rng::Rng;
 use crate::hash::Hash20;
 
-/// Milliseconds since the tracker started, modulo 2^31: ages are computed
+/// Milliseconds since the tracker started, modulo 2^32: ages are computed
 /// with wrapping arithmetic and never approach the wrap (peers expire first).
 pub type Millis = u32;
 
+/// Bit of an index entry that says the peer is a seeder; the rest is its position.
 const SEEDER_BIT: u32 = 1 << 31;
-const TIME_MASK: u32 = SEEDER_BIT - 1;
 
-/// Role and last-heard time of one peer, in 4 bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp(u32);
-
-impl Stamp {
-    fn new(seeder: bool, now: Millis) -> Stamp {
-        Stamp(if seeder { SEEDER_BIT } else { 0 } | (now & TIME_MASK))
-    }
-
-    fn seeder(self) -> bool {
-        self.0 & SEEDER_BIT != 0
-    }
-
-    fn age(self, now: Millis) -> u32 {
-        now.wrapping_sub(self.0) & TIME_MASK
-    }
+/// A peer address in the form its table keys it by.
+trait PeerKey: Copy + Eq + Hash {
+    fn addr(self) -> SocketAddr;
 }
 
 /// An IPv4 peer as `ip << 16 | port`.
-fn pack_v4(ip: Ipv4Addr, port: u16) -> u64 {
-    u64::from(u32::from(ip)) << 16 | u64::from(port)
+impl PeerKey for u64 {
+    fn addr(self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::from((self >> 16) as u32), self as u16))
+    }
 }
 
-fn unpack_v4(key: u64) -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::from((key >> 16) as u32), key as u16))
+impl PeerKey for (u128, u16) {
+    fn addr(self) -> SocketAddr {
+        SocketAddr::from((Ipv6Addr::from(self.0), self.1))
+    }
 }
 
-/// Peers of one info hash. IPv4 and IPv6 peers live in separate maps so the
-/// common case pays 8 bytes of key.
+/// Peers of one address family.
+#[derive(Debug)]
+struct Table<K> {
+    /// `[leechers, seeders]`: each peer's key and last-heard time.
+    lists: [Vec<(K, Millis)>; 2],
+    /// Role (`SEEDER_BIT`) and position of every peer in `lists`.
+    index: HashMap<K, u32>,
+}
+
+impl<K> Default for Table<K> {
+    fn default() -> Self {
+        Table { lists: [Vec::new(), Vec::new()], index: HashMap::new() }
+    }
+}
+
+impl<K: PeerKey> Table<K> {
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Records the peer; returns its previous role if it was known.
+    fn upsert(&mut self, key: K, seeder: bool, now: Millis) -> Option<bool> {
+        let old = self.index.get(&key).copied();
+        if let Some(slot) = old {
+            let was_seeder = slot & SEEDER_BIT != 0;
+            if was_seeder == seeder {
+                if let Some(entry) = self.lists[usize::from(seeder)].get_mut((slot & !SEEDER_BIT) as usize) {
+                    entry.1 = now;
+                }
+                return Some(was_seeder);
+            }
+            self.take(slot);
+        }
+        let list = &mut self.lists[usize::from(seeder)];
+        let slot = list.len() as u32 | if seeder { SEEDER_BIT } else { 0 };
+        list.push((key, now));
+        self.index.insert(key, slot);
+        old.map(|slot| slot & SEEDER_BIT != 0)
+    }
+
+    /// Forgets the peer; returns its role if it was known.
+    fn remove(&mut self, key: K) -> Option<bool> {
+        let slot = self.index.remove(&key)?;
+        self.take(slot);
+        Some(slot & SEEDER_BIT != 0)
+    }
+
+    /// Swap-removes the list entry at `slot`, re-indexing the entry moved into it.
+    fn take(&mut self, slot: u32) {
+        let list = &mut self.lists[usize::from(slot & SEEDER_BIT != 0)];
+        let pos = (slot & !SEEDER_BIT) as usize;
+        if pos < list.len() {
+            list.swap_remove(pos);
+            if let Some((moved, _)) = list.get(pos) {
+                self.index.insert(*moved, slot);
+            }
+        }
+    }
+
+    /// Drops peers not heard from for more than `expiry` ms; returns how many
+    /// seeders and leechers went.
+    fn expire(&mut self, now: Millis, expiry: u32) -> [u32; 2] {
+        let mut gone = [0; 2];
+        for role in [0, 1] {
+            // Backwards, so the entry swapped into a hole was already checked.
+            for pos in (0..self.lists[role].len()).rev() {
+                let (key, seen) = self.lists[role][pos];
+                if now.wrapping_sub(seen) > expiry {
+                    self.index.remove(&key);
+                    self.take(pos as u32 | if role == 1 { SEEDER_BIT } else { 0 });
+                    gone[role] += 1;
+                }
+            }
+        }
+        gone
+    }
+
+    /// Appends up to `want` peers of one role other than `skip`: a window of
+    /// the list at a random start, so every peer is equally likely to be picked.
+    fn sample(&self, seeders: bool, skip: SocketAddr, want: usize, rng: &mut Rng, out: &mut Vec<SocketAddr>) {
+        let list = &self.lists[usize::from(seeders)];
+        if want == 0 || list.is_empty() {
+            return;
+        }
+        let start = if list.len() > want { rng.below(list.len()) } else { 0 };
+        let (tail, head) = (list.get(start..).unwrap_or(&[]), list.get(..start).unwrap_or(&[]));
+        let addrs = tail.iter().chain(head).map(|(key, _)| key.addr()).filter(|a| *a != skip);
+        out.extend(addrs.take(want));
+    }
+}
+
+/// An IPv4 address as its table key, or the IPv6 one.
+enum Key {
+    V4(u64),
+    V6((u128, u16)),
+}
+
+fn key(addr: SocketAddr) -> Key {
+    match addr.ip().to_canonical() {
+        IpAddr::V4(ip) => Key::V4(u64::from(u32::from(ip)) << 16 | u64::from(addr.port())),
+        IpAddr::V6(ip) => Key::V6((u128::from(ip), addr.port())),
+    }
+}
+
+/// Peers of one info hash, IPv4 and IPv6 apart: a requester is answered
+/// from its own family, the only one its reply format can carry.
 #[derive(Debug, Default)]
 pub struct Swarm {
-    v4: HashMap<u64, Stamp>,
-    v6: HashMap<(u128, u16), Stamp>,
-    seeders: u32,
-    leechers: u32,
+    v4: Table<u64>,
+    v6: Table<(u128, u16)>,
     /// Announces with event=completed, for scrape.
     pub completed: u32,
 }
@@ -65,24 +160,23 @@ pub enum Change {
 
 impl Swarm {
     pub fn seeders(&self) -> u32 {
-        self.seeders
+        (self.v4.lists[1].len() + self.v6.lists[1].len()) as u32
     }
 
     pub fn leechers(&self) -> u32 {
-        self.leechers
+        (self.v4.lists[0].len() + self.v6.lists[0].len()) as u32
+    }
+
+    fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
     }
 
     /// Records a peer as seeder or leecher (switching its role if needed).
     pub fn upsert(&mut self, addr: SocketAddr, seeder: bool, now: Millis) -> Change {
-        let stamp = Stamp::new(seeder, now);
-        let old = match to_canonical(addr) {
-            (IpAddr::V4(ip), port) => self.v4.insert(pack_v4(ip, port), stamp),
-            (IpAddr::V6(ip), port) => self.v6.insert((u128::from(ip), port), stamp),
+        let old = match key(addr) {
+            Key::V4(k) => self.v4.upsert(k, seeder, now),
+            Key::V6(k) => self.v6.upsert(k, seeder, now),
         };
-        if let Some(old) = old {
-            self.count(old.seeder(), false);
-        }
-        self.count(seeder, true);
         if old.is_some() {
             Change::Refreshed
         } else {
@@ -91,47 +185,31 @@ impl Swarm {
     }
 
     pub fn remove(&mut self, addr: SocketAddr) -> Change {
-        let old = match to_canonical(addr) {
-            (IpAddr::V4(ip), port) => self.v4.remove(&pack_v4(ip, port)),
-            (IpAddr::V6(ip), port) => self.v6.remove(&(u128::from(ip), port)),
+        let old = match key(addr) {
+            Key::V4(k) => self.v4.remove(k),
+            Key::V6(k) => self.v6.remove(k),
         };
-        match old {
-            Some(old) => {
-                self.count(old.seeder(), false);
-                Change::Left
-            }
-            None => Change::Unchanged,
+        if old.is_some() {
+            Change::Left
+        } else {
+            Change::Unchanged
         }
     }
 
     /// Drops peers not heard from for more than `expiry` ms; returns how many went.
     pub fn expire(&mut self, now: Millis, expiry: u32) -> usize {
-        let (mut seeders, mut leechers) = (0, 0);
-        let mut keep = |stamp: &mut Stamp| {
-            let alive = stamp.age(now) <= expiry;
-            if !alive {
-                if stamp.seeder() {
-                    seeders += 1;
-                } else {
-                    leechers += 1;
-                }
-            }
-            alive
-        };
-        self.v4.retain(|_, s| keep(s));
-        self.v6.retain(|_, s| keep(s));
-        self.seeders -= seeders;
-        self.leechers -= leechers;
-        (seeders + leechers) as usize
+        let [a, b] = self.v4.expire(now, expiry);
+        let [c, d] = self.v6.expire(now, expiry);
+        (a + b + c + d) as usize
     }
 
     pub fn is_empty(&self) -> bool {
-        self.v4.is_empty() && self.v6.is_empty()
+        self.len() == 0
     }
 
-    /// Up to `want` peers for a requester: seeders then leechers for a
-    /// leecher, leechers only for a seeder, never the requester, each a
-    /// uniform random pick (reservoir sampling, so no copy of the table).
+    /// Up to `want` peers of the requester's address family: seeders then
+    /// leechers for a leecher, leechers only for a seeder, never the
+    /// requester itself, each role's part shuffled.
     pub fn pick(
         &self,
         requester: SocketAddr,
@@ -141,49 +219,24 @@ impl Swarm {
         out: &mut Vec<SocketAddr>,
     ) {
         out.clear();
+        let v4 = matches!(key(requester), Key::V4(_));
+        let mut sample = |seeders: bool, out: &mut Vec<SocketAddr>| {
+            let room = want - out.len();
+            if v4 {
+                self.v4.sample(seeders, requester, room, rng, out);
+            } else {
+                self.v6.sample(seeders, requester, room, rng, out);
+            }
+        };
         if !requester_is_seeder {
-            self.sample(true, requester, want, rng, out);
+            sample(true, out);
         }
         let seeders = out.len();
-        self.sample(false, requester, want - seeders, rng, out);
+        sample(false, out);
         let (s, l) = out.split_at_mut(seeders);
         rng.shuffle(s);
         rng.shuffle(l);
     }
-
-    /// Appends a uniform sample of at most `want` peers of one role other than `skip`.
-    fn sample(&self, seeders: bool, skip: SocketAddr, want: usize, rng: &mut Rng, out: &mut Vec<SocketAddr>) {
-        if want == 0 {
-            return;
-        }
-        let v4 = self.v4.iter().filter(|(_, s)| s.seeder() == seeders).map(|(k, _)| unpack_v4(*k));
-        let v6 = self
-            .v6
-            .iter()
-            .filter(|(_, s)| s.seeder() == seeders)
-            .map(|((ip, port), _)| SocketAddr::from((Ipv6Addr::from(*ip), *port)));
-        let start = out.len();
-        for (seen, addr) in v4.chain(v6).filter(|a| *a != skip).enumerate() {
-            if seen < want {
-                out.push(addr);
-            } else {
-                let j = rng.below(seen + 1);
-                if let Some(slot) = out.get_mut(start + j).filter(|_| j < want) {
-                    *slot = addr;
-                }
-            }
-        }
-    }
-
-    fn count(&mut self, seeder: bool, add: bool) {
-        let n = if seeder { &mut self.seeders } else { &mut self.leechers };
-        *n = if add { n.saturating_add(1) } else { n.saturating_sub(1) };
-    }
-}
-
-/// The address as the tables key it: a v4-mapped IPv6 address is IPv4.
-fn to_canonical(addr: SocketAddr) -> (IpAddr, u16) {
-    (addr.ip().to_canonical(), addr.port())
 }
 
 /// All swarms, by info hash.
@@ -201,9 +254,9 @@ impl Swarms {
     /// Applies `f` to the swarm of `hash` (created if new), keeping the peer count.
     pub fn with<T>(&mut self, hash: Hash20, f: impl FnOnce(&mut Swarm) -> T) -> T {
         let swarm = self.map.entry(hash).or_default();
-        let before = swarm.v4.len() + swarm.v6.len();
+        let before = swarm.len();
         let result = f(swarm);
-        self.peers = self.peers + (swarm.v4.len() + swarm.v6.len()) - before;
+        self.peers = self.peers + swarm.len() - before;
         result
     }
 
@@ -222,7 +275,7 @@ impl Swarms {
     }
 
     pub fn seeders(&self, hash: &Hash20) -> usize {
-        self.map.get(hash).map_or(0, |s| s.seeders as usize)
+        self.map.get(hash).map_or(0, |s| s.seeders() as usize)
     }
 
     pub fn peer_count(&self) -> usize {
@@ -264,8 +317,10 @@ mod tests {
         s.upsert(v6, true, 0);
         let mut out = Vec::new();
         s.pick(addr(9), false, 10, &mut Rng::new(1), &mut out);
-        out.sort();
-        assert_eq!(out, vec![addr(1), v6]);
+        assert_eq!(out, vec![addr(1)], "an IPv4 requester gets IPv4 peers");
+        s.pick("[2001:db8::2]:9".parse().unwrap(), false, 10, &mut Rng::new(1), &mut out);
+        assert_eq!(out, vec![v6]);
+        assert_eq!((s.seeders(), s.len()), (2, 2));
     }
 
     #[test]
@@ -281,7 +336,7 @@ mod tests {
     #[test]
     fn ages_survive_the_clock_wrap() {
         let mut s = Swarm::default();
-        let near_wrap = TIME_MASK - 10;
+        let near_wrap = u32::MAX - 10;
         s.upsert(addr(1), true, near_wrap);
         let later = near_wrap.wrapping_add(500);
         assert_eq!(s.expire(later, 1000), 0);
