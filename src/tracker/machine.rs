@@ -242,6 +242,11 @@ impl Tracker {
         Some(self.next_sweep)
     }
 
+    /// True when something the status table shows has changed since it was last taken.
+    pub fn changed(&self) -> bool {
+        self.changed
+    }
+
     /// True once after anything the status table shows has changed.
     pub fn take_changed(&mut self) -> bool {
         std::mem::replace(&mut self.changed, false)

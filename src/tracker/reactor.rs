@@ -16,6 +16,9 @@ use crate::wire::{DecodeError, Frame};
 
 /// A catalog connection that sends nothing for this long is closed.
 pub const CATALOG_IDLE: Duration = Duration::from_secs(30);
+/// A change is shown at most this often, so a busy tracker does not print a
+/// table per datagram.
+const STATUS_GAP: Duration = Duration::from_secs(1);
 /// Catalog connections served at once; more are closed on accept.
 const MAX_CATALOG_CONNS: usize = 512;
 
@@ -24,6 +27,7 @@ struct Shell {
     reply: Vec<u8>,
     status_every: Duration,
     next_status: Option<Instant>,
+    last_status: Instant,
     bad_frames: u64,
 }
 
@@ -38,6 +42,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         reply: Vec::with_capacity(2048),
         status_every: config.status_every,
         next_status: (!config.status_every.is_zero()).then_some(now),
+        last_status: now,
         bad_frames: 0,
     };
     signal::install();
@@ -105,8 +110,9 @@ impl Handler for Shell {
         }
         self.core.handle_timeout(now);
         let Some(next) = self.next_status else { return };
-        let changed = self.core.take_changed();
-        if changed || now >= next {
+        if now >= next || (self.core.changed() && now >= self.last_status + STATUS_GAP) {
+            self.core.take_changed();
+            self.last_status = now;
             let mut status = self.core.status();
             if self.bad_frames > 0 {
                 status.push_str(&format!("  (malformed catalog frames: {})\n", self.bad_frames));
@@ -118,10 +124,11 @@ impl Handler for Shell {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        match (self.core.next_deadline(), self.next_status) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let status = self.next_status.map(|next| match self.core.changed() {
+            true => next.min(self.last_status + STATUS_GAP),
+            false => next,
+        });
+        [self.core.next_deadline(), status].into_iter().flatten().min()
     }
 
     /// The tracker keeps only soft state: on SIGINT or SIGTERM it just stops.
