@@ -16,8 +16,9 @@ test:
 demo: build
 	bash scripts/demo.sh
 
+# Figures against references measured in the same run (~3 min); see docs/BENCHMARKS.md.
 bench: build
-	@echo "make bench: not built yet (tracked in its own issue)"
+	LMK_BIN_DIR=$(BIN) bash scripts/bench.sh
 
 # aria2c moves a file between two of its own peers through lmk-tracker.
 real-client:

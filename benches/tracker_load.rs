@@ -1,0 +1,534 @@
+//! BEP 15 load generator for `make bench` (scripts/bench.sh): how many announces
+//! per second a UDP tracker answers, and (with `--pid`) its memory per peer.
+//!
+//! ```text
+//! cargo bench --bench tracker_load -- --tracker 127.0.0.1:PORT [--seconds 5] [--sockets 4]
+//!     [--window 64] [--hashes 1000] [--peers 100000] [--pid PID] [--fill-timeout 60]
+//! cargo bench --bench tracker_load -- --hashes 1000 --whitelist-out FILE
+//! ```
+//!
+//! Single-threaded, std only plus the crate's own BEP 15 codec. Each socket is
+//! bound to its own loopback source address (127.0.0.2, 127.0.0.3, ...) and
+//! connected to the tracker, gets a connection id, then keeps `window` announces
+//! in flight: it sends, reads replies until `WouldBlock`, and sends the next
+//! announce in the slot a reply freed. A slot unanswered for 100 ms is sent
+//! again (counted as lost), which re-primes the window after datagram loss.
+//! Connection ids are refreshed every 60 s, and at once when the tracker says it
+//! does not know the one we used.
+//!
+//! Info hash `i` is the SHA-1 of `i` as 8 big-endian bytes, so a whitelist can
+//! be written beforehand (`--whitelist-out`: the hex hashes, one per line).
+//! Peer `k` of a socket announces hash `k % hashes` on port `1024 + k / hashes`,
+//! so sockets x ports x hashes give `--peers` distinct (source IP, port, hash)
+//! peers. With `--peers` a fill phase first announces (event=started) each of
+//! them once and waits for every answer; then the timed phase re-announces the
+//! same peers (event=none) round-robin for `--seconds` and counts the replies
+//! that match the action and transaction id of an announce in flight.
+//!
+//! Prints one JSON line and exits: 0 on success, 1 if the fill phase did not
+//! finish in time or the tracker never answered a connect.
+
+use std::fs;
+use std::io::{self, Write};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use lmk::common::rng::Rng;
+use lmk::hash::Hash20;
+use lmk::wire::udp::{AnnounceRequest, Event, Request, Response, ACTION_ANNOUNCE, ACTION_CONNECT, ACTION_ERROR};
+
+/// A slot unanswered this long is sent again.
+const LOST_AFTER: Duration = Duration::from_millis(100);
+/// Connection ids are refreshed this often (BEP 15: valid for at least a minute).
+const REFRESH_CONNECTION: Duration = Duration::from_secs(60);
+/// A connect unanswered this long is sent again.
+const CONNECT_RETRY: Duration = Duration::from_millis(500);
+/// Give up when no socket has a connection id after this long.
+const CONNECT_DEADLINE: Duration = Duration::from_secs(5);
+/// Slot index bits in an announce transaction id; the rest is a sequence number.
+const SLOT_BITS: u32 = 12;
+const MAX_WINDOW: usize = 1 << SLOT_BITS;
+/// Connect transaction ids have the top bit set; announce ids never do.
+const CONNECT_TAG: u32 = 1 << 31;
+
+struct Args {
+    tracker: SocketAddr,
+    seconds: f64,
+    sockets: usize,
+    window: usize,
+    hashes: usize,
+    peers: usize,
+    fill_timeout: f64,
+    pid: Option<u32>,
+    whitelist_out: Option<String>,
+}
+
+const USAGE: &str = "usage: tracker_load --tracker ADDR [--seconds S] [--sockets N] [--window N] [--hashes N] \
+[--peers N] [--pid PID] [--fill-timeout S] | --hashes N --whitelist-out FILE";
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        tracker: SocketAddr::from(([127, 0, 0, 1], 6969)),
+        seconds: 5.0,
+        sockets: 4,
+        window: 64,
+        hashes: 1000,
+        peers: 0,
+        fill_timeout: 60.0,
+        pid: None,
+        whitelist_out: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        if flag == "--bench" {
+            continue; // cargo bench passes it to harness = false targets
+        }
+        if flag == "-h" || flag == "--help" {
+            return Err(USAGE.into());
+        }
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let bad = |e: &dyn std::fmt::Display| format!("{flag} {value}: {e}");
+        match flag.as_str() {
+            "--tracker" => a.tracker = value.parse().map_err(|e| bad(&e))?,
+            "--seconds" => a.seconds = value.parse().map_err(|e| bad(&e))?,
+            "--sockets" => a.sockets = value.parse().map_err(|e| bad(&e))?,
+            "--window" => a.window = value.parse().map_err(|e| bad(&e))?,
+            "--hashes" => a.hashes = value.parse().map_err(|e| bad(&e))?,
+            "--peers" => a.peers = value.parse().map_err(|e| bad(&e))?,
+            "--fill-timeout" => a.fill_timeout = value.parse().map_err(|e| bad(&e))?,
+            "--pid" => a.pid = Some(value.parse().map_err(|e| bad(&e))?),
+            "--whitelist-out" => a.whitelist_out = Some(value),
+            _ => return Err(format!("unknown option {flag}\n{USAGE}")),
+        }
+    }
+    if !(1..=250).contains(&a.sockets) {
+        return Err("--sockets must be 1..=250 (one source address 127.0.0.2.. each)".into());
+    }
+    if !(1..=MAX_WINDOW).contains(&a.window) {
+        return Err(format!("--window must be 1..={MAX_WINDOW}"));
+    }
+    if a.hashes == 0 {
+        return Err("--hashes must be at least 1".into());
+    }
+    if !(a.seconds > 0.0 && a.seconds <= 600.0 && a.fill_timeout > 0.0 && a.fill_timeout <= 600.0) {
+        return Err("--seconds and --fill-timeout must be in (0, 600]".into());
+    }
+    if a.peers.div_ceil(a.sockets).div_ceil(a.hashes) > usize::from(u16::MAX - 1024) {
+        return Err("--peers too large: ports per (socket, hash) would pass 65535".into());
+    }
+    Ok(a)
+}
+
+fn info_hash(index: usize) -> Hash20 {
+    Hash20::of(&(index as u64).to_be_bytes())
+}
+
+#[derive(Clone, Copy)]
+struct Slot {
+    busy: bool,
+    /// Busy, but to be sent again (same peer) once we have a connection id.
+    resend: bool,
+    seq: u32,
+    peer: usize,
+    sent: Instant,
+}
+
+struct Sock {
+    sock: UdpSocket,
+    ip: Ipv4Addr,
+    rng: Rng,
+    connection_id: Option<u64>,
+    connected_at: Instant,
+    /// A connect in flight: its transaction id and when it was sent.
+    connecting: Option<(u32, Instant)>,
+    slots: Vec<Slot>,
+    /// Next peer (local index) to announce; peers of this socket are 0..per_socket.
+    next_peer: usize,
+    /// Fill phase: peers whose announce has been answered.
+    filled: usize,
+}
+
+#[derive(Default, Debug, Clone, Copy)]
+struct Counts {
+    sent: u64,
+    received: u64,
+    errors: u64,
+    lost: u64,
+}
+
+struct Load {
+    hashes: Vec<Hash20>,
+    per_socket: usize,
+    event: Event,
+    /// Fill phase: announce each peer once and no more.
+    fill: bool,
+    counts: Counts,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+}
+
+impl Load {
+    fn send_connect(&mut self, s: &mut Sock, now: Instant) {
+        let txid = CONNECT_TAG | (s.rng.next_u32() >> 1);
+        self.out.clear();
+        Request::Connect { transaction_id: txid }.encode(&mut self.out);
+        match s.sock.send(&self.out) {
+            Ok(_) => s.connecting = Some((txid, now)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => self.counts.errors += 1,
+        }
+    }
+
+    /// Sends the announce of slot `i` (its peer, a new sequence number).
+    fn send_announce(&mut self, s: &mut Sock, i: usize, now: Instant) {
+        let slot = &mut s.slots[i];
+        slot.busy = true;
+        let Some(connection_id) = s.connection_id else {
+            slot.resend = true; // sent once we have an id
+            return;
+        };
+        slot.seq = slot.seq.wrapping_add(1) & ((CONNECT_TAG - 1) >> SLOT_BITS);
+        let transaction_id = (slot.seq << SLOT_BITS) | i as u32;
+        let k = slot.peer;
+        let mut peer_id = [0u8; 20];
+        peer_id[..8].copy_from_slice(b"-LB0001-");
+        peer_id[8..12].copy_from_slice(&s.ip.octets());
+        peer_id[12..20].copy_from_slice(&(k as u64).to_be_bytes());
+        let req = Request::Announce(AnnounceRequest {
+            connection_id,
+            transaction_id,
+            info_hash: self.hashes[k % self.hashes.len()],
+            peer_id,
+            downloaded: 0,
+            // One peer in four is a seeder, the same one every time.
+            left: if k.is_multiple_of(4) { 0 } else { 1 << 30 },
+            uploaded: 0,
+            event: self.event,
+            ip: Ipv4Addr::UNSPECIFIED,
+            key: k as u32,
+            num_want: -1,
+            port: 1024 + (k / self.hashes.len()) as u16,
+        });
+        self.out.clear();
+        req.encode(&mut self.out);
+        slot.sent = now;
+        slot.resend = false;
+        match s.sock.send(&self.out) {
+            Ok(_) => self.counts.sent += 1,
+            // A full send buffer: the slot times out and is sent again.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => self.counts.errors += 1,
+        }
+    }
+
+    /// Puts the next peer into slot `i` and sends it; false when the fill
+    /// phase has no peer left for it.
+    fn next_in_slot(&mut self, s: &mut Sock, i: usize, now: Instant) -> bool {
+        if s.next_peer >= self.per_socket {
+            if self.fill {
+                s.slots[i].busy = false;
+                return false;
+            }
+            s.next_peer = 0;
+        }
+        s.slots[i].peer = s.next_peer;
+        s.next_peer += 1;
+        self.send_announce(s, i, now);
+        true
+    }
+
+    /// Reads every datagram waiting on the socket; true if any arrived.
+    fn receive(&mut self, s: &mut Sock, now: Instant) -> bool {
+        let mut any = false;
+        loop {
+            let n = match s.sock.recv(&mut self.buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return any,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    // e.g. ECONNREFUSED from an ICMP error: the tracker is gone or not there yet.
+                    self.counts.errors += 1;
+                    return any;
+                }
+            };
+            any = true;
+            let data = &self.buf[..n];
+            if n < 8 {
+                self.counts.errors += 1;
+                continue;
+            }
+            let action = u32::from_be_bytes([data[0], data[1], data[2], data[3]]);
+            let txid = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
+            if txid & CONNECT_TAG != 0 {
+                match (s.connecting, Response::decode(data, false)) {
+                    (Some((want, _)), Ok(Response::Connect { transaction_id, connection_id }))
+                        if action == ACTION_CONNECT && transaction_id == want =>
+                    {
+                        s.connection_id = Some(connection_id);
+                        s.connected_at = now;
+                        s.connecting = None;
+                    }
+                    _ => self.counts.errors += 1,
+                }
+                continue;
+            }
+            let i = (txid & (MAX_WINDOW as u32 - 1)) as usize;
+            let seq = txid >> SLOT_BITS;
+            if !s.slots.get(i).is_some_and(|slot| slot.busy && !slot.resend && slot.seq == seq) {
+                continue; // a late answer to an announce we already sent again
+            }
+            match Response::decode(data, false) {
+                Ok(Response::Announce { transaction_id, .. })
+                    if action == ACTION_ANNOUNCE && transaction_id == txid =>
+                {
+                    self.counts.received += 1;
+                    if self.fill {
+                        s.filled += 1;
+                    }
+                    self.next_in_slot(s, i, now);
+                }
+                Ok(Response::Error { message, .. }) if action == ACTION_ERROR && message.contains("connection id") => {
+                    // Our id expired: get a new one; the slot is sent again once we have it.
+                    self.counts.errors += 1;
+                    s.connection_id = None;
+                    s.slots[i].resend = true;
+                    if s.connecting.is_none() {
+                        self.send_connect(s, now);
+                    }
+                }
+                _ => {
+                    // An error answer, or one our codec refuses (opentracker answers a hash
+                    // outside its whitelist with a bare 8-byte announce header).
+                    self.counts.errors += 1;
+                    if self.fill {
+                        s.filled += 1; // answered, if not stored: do not wait for it
+                    }
+                    self.next_in_slot(s, i, now);
+                }
+            }
+        }
+    }
+
+    /// Connects, refreshes the id, resends lost slots, fills idle slots.
+    fn tend(&mut self, s: &mut Sock, now: Instant) {
+        match s.connecting {
+            Some((_, sent)) if now - sent >= CONNECT_RETRY => self.send_connect(s, now),
+            None if s.connection_id.is_none() || now - s.connected_at >= REFRESH_CONNECTION => {
+                self.send_connect(s, now)
+            }
+            _ => {}
+        }
+        if s.connection_id.is_none() {
+            return;
+        }
+        for i in 0..s.slots.len() {
+            if s.slots[i].resend {
+                self.send_announce(s, i, now);
+            } else if s.slots[i].busy {
+                if now - s.slots[i].sent >= LOST_AFTER {
+                    self.counts.lost += 1;
+                    self.send_announce(s, i, now);
+                }
+            } else if !self.fill || s.next_peer < self.per_socket {
+                self.next_in_slot(s, i, now);
+            }
+        }
+    }
+
+    /// Drives every socket until `until`, or (fill phase) until every peer is answered.
+    fn run(&mut self, socks: &mut [Sock], until: Instant) -> bool {
+        let mut next_tend = Instant::now();
+        loop {
+            let now = Instant::now();
+            if now >= until {
+                return !self.fill;
+            }
+            if self.fill && socks.iter().all(|s| s.filled >= self.per_socket) {
+                return true;
+            }
+            let mut any = false;
+            for s in socks.iter_mut() {
+                any |= self.receive(s, now);
+            }
+            if now >= next_tend {
+                for s in socks.iter_mut() {
+                    self.tend(s, now);
+                }
+                next_tend = now + Duration::from_millis(5);
+            }
+            if !any {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+/// VmRSS of a process in kB, from /proc.
+fn rss_kb(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// User plus system CPU seconds of a process, from /proc (USER_HZ = 100 on Linux).
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
+fn json_opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or("null".into(), |v| v.to_string())
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("tracker_load: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let hashes: Vec<Hash20> = (0..args.hashes).map(info_hash).collect();
+    if let Some(path) = &args.whitelist_out {
+        let text: String = hashes.iter().map(|h| format!("{}\n", h.to_hex())).collect();
+        return match fs::write(path, text) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tracker_load: cannot write {path}: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let fill = args.peers > 0;
+    // Without --peers each socket is one peer in every swarm.
+    let per_socket = if fill { args.peers.div_ceil(args.sockets) } else { args.hashes };
+    let start = Instant::now();
+    let mut socks = Vec::new();
+    for n in 0..args.sockets {
+        let ip = Ipv4Addr::new(127, 0, 0, 2 + n as u8);
+        // Connected: no route lookup per datagram, and only the tracker's answers arrive.
+        let bound = UdpSocket::bind((ip, 0))
+            .and_then(|s| s.connect(args.tracker).map(|()| s))
+            .and_then(|s| s.set_nonblocking(true).map(|()| s));
+        let sock = match bound {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("tracker_load: cannot bind {ip}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let now = Instant::now();
+        let idle = Slot { busy: false, resend: false, seq: 0, peer: 0, sent: now };
+        socks.push(Sock {
+            sock,
+            ip,
+            rng: Rng::new(0x7ac4 ^ n as u64),
+            connection_id: None,
+            connected_at: now,
+            connecting: None,
+            slots: vec![idle; args.window],
+            next_peer: 0,
+            filled: 0,
+        });
+    }
+    let mut load = Load {
+        hashes,
+        per_socket,
+        event: Event::Started,
+        fill,
+        counts: Counts::default(),
+        buf: vec![0u8; 65536],
+        out: Vec::with_capacity(128),
+    };
+    let rss_before = args.pid.and_then(rss_kb);
+
+    // Connect every socket first (bounded), so neither phase times handshakes.
+    let connect_until = Instant::now() + CONNECT_DEADLINE;
+    while socks.iter().any(|s| s.connection_id.is_none()) && Instant::now() < connect_until {
+        let now = Instant::now();
+        for s in socks.iter_mut() {
+            load.receive(s, now);
+            if s.connection_id.is_none() && s.connecting.is_none_or(|(_, t)| now - t >= CONNECT_RETRY) {
+                load.send_connect(s, now);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    if socks.iter().any(|s| s.connection_id.is_none()) {
+        println!("{{\"error\": \"no connect answer from {} within {:?}\"}}", args.tracker, CONNECT_DEADLINE);
+        return ExitCode::FAILURE;
+    }
+
+    let mut fill_seconds = None;
+    let mut fill_counts = Counts::default();
+    if fill {
+        let t = Instant::now();
+        let done = load.run(&mut socks, t + Duration::from_secs_f64(args.fill_timeout));
+        fill_seconds = Some(t.elapsed().as_secs_f64());
+        fill_counts = load.counts;
+        if !done {
+            let filled: usize = socks.iter().map(|s| s.filled).sum();
+            println!(
+                "{{\"error\": \"fill phase incomplete: {filled} of {} peers answered in {:.1} s\"}}",
+                per_socket * args.sockets,
+                args.fill_timeout
+            );
+            return ExitCode::FAILURE;
+        }
+    }
+    let rss_after_fill = args.pid.and_then(rss_kb);
+
+    // The timed phase: the same peers again, round-robin, every slot busy.
+    load.fill = false;
+    load.event = Event::None;
+    load.counts = Counts::default();
+    for s in socks.iter_mut() {
+        s.next_peer = 0;
+        for slot in s.slots.iter_mut() {
+            slot.busy = false; // answers to fill announces still in flight are ignored
+            slot.resend = false;
+            slot.seq = slot.seq.wrapping_add(1);
+        }
+    }
+    let cpu_before = args.pid.and_then(cpu_secs);
+    let t = Instant::now();
+    load.run(&mut socks, t + Duration::from_secs_f64(args.seconds));
+    let seconds = t.elapsed().as_secs_f64();
+    let cpu = match (cpu_before, args.pid.and_then(cpu_secs)) {
+        (Some(a), Some(b)) => Some(format!("{:.1}", (b - a) / seconds * 100.0)),
+        _ => None,
+    };
+    let rss_after = args.pid.and_then(rss_kb);
+    let c = load.counts;
+    let peers = if fill { per_socket * args.sockets } else { 0 };
+    let extra = format!(
+        ", \"peers\": {peers}, \"fill_seconds\": {}, \"fill_errors\": {}, \"rss_before_kb\": {}, \"rss_after_fill_kb\": {}, \"rss_after_kb\": {}, \"tracker_cpu_pct\": {}",
+        json_opt(fill_seconds.map(|s| format!("{s:.3}"))),
+        fill_counts.errors,
+        json_opt(rss_before),
+        json_opt(rss_after_fill),
+        json_opt(rss_after),
+        json_opt(cpu),
+    );
+    let line = format!(
+        "{{\"announces_per_sec\": {:.0}, \"sent\": {}, \"received\": {}, \"errors\": {}, \"lost\": {}, \"seconds\": {:.3}, \"sockets\": {}, \"window\": {}, \"hashes\": {}{extra}, \"total_seconds\": {:.3}}}",
+        c.received as f64 / seconds,
+        c.sent,
+        c.received,
+        c.errors,
+        c.lost,
+        seconds,
+        args.sockets,
+        args.window,
+        args.hashes,
+        start.elapsed().as_secs_f64(),
+    );
+    println!("{line}");
+    let _ = io::stdout().flush();
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,660 @@
+#!/usr/bin/env bash
+# make bench: LMKtorrent's figures next to references measured in the same run,
+# everything on 127.0.0.1. Each figure is the median of RUNS runs with min and max.
+#
+#   references   iperf3 (one loopback TCP stream), openssl speed -evp sha1 (one
+#                core), curl of the same file from a local HTTP server
+#   aria2c       one aria2c seeder -> one aria2c leecher, lmk-tracker as tracker
+#   LMKtorrent   1 GiB from 1 and from 4 seeders: wall time, MB/s, peak RSS of the
+#                leecher and seeders, leecher CPU seconds per GiB; leecher peak RSS
+#                for a 4 GiB file; seeder start-up (hash and publish 1 GiB)
+#   trackers     BEP 15 announces/s under benches/tracker_load.rs and RSS per peer
+#                after 100,000 distinct peers, lmk-tracker and opentracker
+#
+# Prints a table with the targets (ratios, PASS/MISS) and, last, one JSON object.
+# Source and downloaded files live in a per-run directory on tmpfs (/dev/shm) so
+# that the disk does not bound the figures; it is removed at the end. Pages are
+# pre-faulted before each timed download (see prefault). Every process started
+# here is stopped by its PID on exit. MB = 10^6 bytes. docs/BENCHMARKS.md has
+# the method in full and the figures of a run.
+#
+# Env: RUNS (3), SIZE_MIB (1024), BIG_MIB (4096; 0 skips), BIG_RUNS (3),
+#      TRACKER_SECONDS (5), TRACKER_PEERS (100000), SHM (/dev/shm), KEEP=1 keeps
+#      the run directory, NO_INSTALL=1 never calls apt-get, PREFAULT=0 skips the
+#      pre-faulting, LMK_BIN_DIR=dir with the lmk-* binaries (else cargo builds them).
+set -euo pipefail
+
+RUNS=${RUNS:-3}
+SIZE_MIB=${SIZE_MIB:-1024}
+BIG_MIB=${BIG_MIB:-4096}
+BIG_RUNS=${BIG_RUNS:-3}
+BIG_ASKED=$BIG_MIB
+TRACKER_SECONDS=${TRACKER_SECONDS:-5}
+TRACKER_PEERS=${TRACKER_PEERS:-100000}
+SHM=${SHM:-/dev/shm}
+SEEDERS=4 # the many-seeder configuration
+SLOTS=4   # slots per seeder
+
+RUN="" PIDS=() FAILED=""
+T0=$(date +%s)
+fail() { FAILED="bench: FAIL: $*"; exit 1; }
+log() { printf '[bench %4ds] %s\n' "$(($(date +%s) - T0))" "$*"; }
+ms() { echo $(($(date +%s%N) / 1000000)); }
+# Other work on this machine shows in the load average: printed with each section.
+section() { log "== $* == (load average $(cut -d' ' -f1 /proc/loadavg))"; }
+
+# Stops a process and whatever it started (e.g. /usr/bin/time -> timeout ->
+# program), children first, by PID; KILL after 3 s; reaps it.
+stop_tree() {
+    local pid=$1 child
+    # shellcheck disable=SC2013 # PIDs, one word each
+    for child in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do stop_tree "$child"; done
+    kill "$pid" 2>/dev/null || return 0
+    for _ in $(seq 30); do
+        kill -0 "$pid" 2>/dev/null || break
+        # A zombie child of ours is gone but for the reaping.
+        [ "$(cut -d' ' -f3 /proc/"$pid"/stat 2>/dev/null)" != Z ] || break
+        sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+# Stops PIDs started here and forgets them (a reaped PID is never signalled again).
+stop() {
+    local pid keep=() p
+    for pid in "$@"; do stop_tree "$pid"; done
+    for p in "${PIDS[@]}"; do
+        for pid in "$@"; do [ "$p" != "$pid" ] || continue 2; done
+        keep+=("$p")
+    done
+    PIDS=("${keep[@]}")
+}
+forget() { # a PID that was reaped by wait
+    local keep=() p
+    for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
+on_exit() {
+    set +e # clean up whatever fails here
+    local i
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_tree "${PIDS[i]}"; done
+    if [ "$1" != 0 ] && [ -n "$RUN" ]; then
+        for f in "$RUN"/*.log; do [ -s "$f" ] && { echo "--- ${f##*/}"; tail -n 8 "$f"; }; done >&2
+    fi
+    if [ -n "$RUN" ] && [ -n "${KEEP:-}" ]; then
+        echo "bench: kept $RUN" >&2
+    elif [ -n "$RUN" ]; then
+        rm -rf "$RUN"
+    fi
+    if [ -n "$FAILED" ]; then echo "$FAILED" >&2; fi
+}
+trap 'on_exit $?' EXIT
+trap 'FAILED="bench: FAIL: interrupted"; exit 130' INT
+trap 'FAILED="bench: FAIL: terminated"; exit 143' TERM
+cd "$(dirname "$0")/.."
+
+# --- tools: install from Debian's packages what is missing (as root only) ------
+need=()
+command -v iperf3 >/dev/null || need+=(iperf3)
+command -v aria2c >/dev/null || need+=(aria2)
+command -v opentracker >/dev/null || need+=(opentracker)
+command -v curl >/dev/null || need+=(curl)
+command -v openssl >/dev/null || need+=(openssl)
+[ -x /usr/bin/time ] || need+=(time)
+command -v ss >/dev/null || need+=(iproute2)
+if [ ${#need[@]} -gt 0 ]; then
+    if [ -z "${NO_INSTALL:-}" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        log "installing ${need[*]} from Debian's packages"
+        # iperf3's "start a daemon?" question defaults to no when noninteractive.
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"; } >/dev/null 2>&1 ||
+            fail "apt-get install ${need[*]} failed"
+    else
+        fail "missing ${need[*]} (Debian packages; run as root or install them)"
+    fi
+fi
+command -v python3 >/dev/null || fail "python3 is needed (torrent, HTTP server, summary)"
+
+# --- build, then snapshot the binaries so a rebuild during the run changes nothing
+if [ -n "${LMK_BIN_DIR:-}" ]; then
+    SRC_BIN=$LMK_BIN_DIR
+else
+    log "cargo build --release"
+    cargo build --release --quiet || fail "cargo build failed"
+    SRC_BIN=target/release
+fi
+log "cargo bench --no-run (benches/tracker_load.rs)"
+LOADGEN=$(cargo bench --quiet --bench tracker_load --no-run --message-format=json |
+    python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "tracker_load" and m.get("executable"):
+        print(m["executable"])') || true
+[ -x "$LOADGEN" ] || fail "cargo bench --bench tracker_load --no-run built no executable"
+
+MEM_AVAIL_MIB=$(($(awk '/^MemAvailable:/ {print $2}' /proc/meminfo) / 1024))
+SHM_FREE_MIB=$(($(df -Pk "$SHM" | awk 'NR == 2 {print $4}') / 1024))
+# Source and copy of the big file, the 1 GiB source, and some slack.
+if [ "$BIG_MIB" -gt 0 ] && { [ $((BIG_MIB * 2 + SIZE_MIB + 1024)) -gt "$SHM_FREE_MIB" ] ||
+    [ $((BIG_MIB * 2 + SIZE_MIB + 2048)) -gt "$MEM_AVAIL_MIB" ]; }; then
+    log "WARNING: $SHM has $SHM_FREE_MIB MiB free, $MEM_AVAIL_MIB MiB available: skipping the $BIG_MIB MiB file"
+    BIG_MIB=0
+fi
+[ $((SIZE_MIB * 2 + 512)) -le "$SHM_FREE_MIB" ] || fail "$SHM has only $SHM_FREE_MIB MiB free"
+RUN=$(mktemp -d "$SHM/lmk-bench.XXXXXX")
+mkdir -p "$RUN/bin" "$RUN/src" "$RUN/out"
+cp "$SRC_BIN/lmk-tracker" "$SRC_BIN/lmk-seeder" "$SRC_BIN/lmk-leecher" "$RUN/bin/" || fail "no lmk-* binaries in $SRC_BIN"
+cp "$LOADGEN" "$RUN/bin/tracker_load"
+BIN=$RUN/bin
+SAMPLES=$RUN/samples.tsv
+: >"$SAMPLES"
+sample() { printf '%s\t%s\n' "$1" "$2" >>"$SAMPLES"; } # figure value
+CPU_MODEL=$(lscpu | sed -n 's/^Model name: *//p' | head -n 1)
+CORES=$(nproc)
+log "machine: $CPU_MODEL, $CORES cores, $(($(awk '/^MemTotal:/ {print $2}' /proc/meminfo) / 1024)) MiB RAM; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+LOAD_START=$(cut -d' ' -f1 /proc/loadavg)
+COMMIT=$(git describe --always --dirty 2>/dev/null || echo unknown)
+log "binaries built from commit $COMMIT, copied to $RUN/bin for the whole run"
+log "files on $(findmnt -no FSTYPE --target "$RUN" 2>/dev/null | head -n 1): $RUN (source and downloads), so the disk does not bound the figures"
+
+SIZE=$((SIZE_MIB << 20))
+NAME=bench-$SIZE_MIB.bin
+# Random data, written in 4 MiB blocks (tmpfs page allocation dominates).
+make_file() { dd if=/dev/urandom of="$1" bs=4M count=$(($2 / 4)) iflag=fullblock status=none; }
+log "making $SIZE_MIB MiB of random data"
+make_file "$RUN/src/$NAME" "$SIZE_MIB"
+# This machine is a VM whose balloon takes freed memory back (free page
+# reporting): the first write to such a page faults in the host, which made
+# writing 1 GiB to tmpfs cost anywhere from 0.4 to 2.6 s. So right before each
+# timed download (curl, aria2c, lmk-leecher alike) and each dd reference, as
+# much zeros as the download is written to the tmpfs and deleted: every run
+# starts from the same recently freed pages. PREFAULT=0 turns this off.
+prefault() { # MiB
+    [ "${PREFAULT:-1}" = 1 ] || return 0
+    dd if=/dev/zero of="$RUN/prefault.bin" bs=1M count="$1" status=none
+    rm -f "$RUN/prefault.bin"
+}
+
+# Free loopback ports, TCP and UDP alike free: prints N of them.
+free_ports() {
+    python3 - "$1" <<'EOF'
+import socket, sys
+out, held = [], []
+while len(out) < int(sys.argv[1]):
+    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM); t.bind(("127.0.0.1", 0))
+    p = t.getsockname()[1]
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        u.bind(("127.0.0.1", p)); out.append(p)
+    except OSError:
+        pass
+    held += [t, u]
+print(*out)
+EOF
+}
+# wait_line FILE REGEX SECS PID: until FILE has a line matching REGEX.
+wait_line() {
+    local end=$(($(ms) + $3 * 1000))
+    until grep -qE "$2" "$1" 2>/dev/null; do
+        [ "$(ms)" -lt "$end" ] || return 1
+        [ -z "${4:-}" ] || kill -0 "$4" 2>/dev/null || return 1
+        sleep 0.02
+    done
+}
+# Every socket of PID faces 127.0.0.0/8 (or is unbound/wildcard with no peer).
+loopback_only() {
+    local foreign
+    foreign=$(ss -tunapH 2>/dev/null | grep -E "pid=$1," | awk '{print $5; print $6}' |
+        grep -vE '^(127\.[0-9.]+|\*|0\.0\.0\.0):' || true)
+    [ -z "$foreign" ] || fail "pid $1 has a socket beyond loopback: $foreign"
+}
+descendants() { # PIDs of the processes below PID
+    local child
+    # shellcheck disable=SC2013 # PIDs, one word each
+    for child in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
+        echo "$child"
+        descendants "$child"
+    done
+}
+# Figures parsed from /usr/bin/time -f '%e %U %S %M'.
+read_time() { read -r T_WALL T_USER T_SYS T_RSS <"$1"; }
+py() { python3 -c "$@"; }
+status_kib() { awk -v k="$2:" '$1 == k {print $2}' /proc/"$1"/status; }
+
+# --- 1. references ---------------------------------------------------------------
+section "references"
+for i in $(seq "$RUNS"); do
+    # One core's SHA-1 over 16 KiB blocks; openssl prints 1000s of bytes per second.
+    k=$(openssl speed -evp sha1 -bytes 16384 -seconds 3 2>/dev/null | awk '/^sha1 / {sub(/k$/, "", $2); print $2}')
+    [ -n "$k" ] || fail "openssl speed printed no sha1 line"
+    v=$(py "print(round($k / 1000, 1))")
+    sample sha1_MBps "$v"
+    log "openssl speed -evp sha1 -bytes 16384, run $i/$RUNS: $v MB/s"
+done
+
+read -r IPERF_PORT HTTP_PORT < <(free_ports 2)
+iperf3 -s -B 127.0.0.1 -p "$IPERF_PORT" >"$RUN/iperf3-server.log" 2>&1 &
+IPERF_PID=$!
+PIDS+=("$IPERF_PID")
+for _ in $(seq 50); do ss -tlnH "sport = :$IPERF_PORT" | grep -q . && break; sleep 0.1; done
+loopback_only "$IPERF_PID"
+for i in $(seq "$RUNS"); do
+    iperf3 -c 127.0.0.1 -B 127.0.0.1 -p "$IPERF_PORT" -P 1 -t 3 -J >"$RUN/iperf3.json" 2>"$RUN/iperf3.log" ||
+        fail "iperf3 client failed"
+    v=$(py "import json; print(round(json.load(open('$RUN/iperf3.json'))['end']['sum_received']['bits_per_second'] / 8e6, 1))")
+    sample iperf3_MBps "$v"
+    log "iperf3 one TCP stream over loopback, run $i/$RUNS: $v MB/s"
+done
+stop "$IPERF_PID"
+
+for i in $(seq "$RUNS"); do
+    # What writing new pages to tmpfs costs here: every download pays it too.
+    prefault "$SIZE_MIB"
+    t=$(ms)
+    dd if=/dev/zero of="$RUN/out/zero.bin" bs=1M count="$SIZE_MIB" status=none
+    t=$(($(ms) - t))
+    rm -f "$RUN/out/zero.bin"
+    v=$(py "print(round($SIZE / $t / 1e3, 1))")
+    sample tmpfs_write_MBps "$v"
+    log "dd if=/dev/zero bs=1M to tmpfs ($SIZE_MIB MiB), run $i/$RUNS: $v MB/s"
+done
+
+(cd "$RUN/src" && exec python3 -m http.server "$HTTP_PORT" --bind 127.0.0.1) >"$RUN/http.log" 2>&1 &
+HTTP_PID=$!
+PIDS+=("$HTTP_PID")
+for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$HTTP_PORT/" && break; sleep 0.1; done
+loopback_only "$HTTP_PID"
+for i in $(seq "$RUNS"); do
+    rm -f "$RUN/out/$NAME"
+    prefault "$SIZE_MIB"
+    # Into a file on the same tmpfs, as the leechers do.
+    read -r secs bytes < <(curl -sS -o "$RUN/out/$NAME" -w '%{time_total} %{size_download}\n' \
+        "http://127.0.0.1:$HTTP_PORT/$NAME") || fail "curl failed"
+    [ "$bytes" = "$SIZE" ] || fail "curl got $bytes bytes, not $SIZE"
+    v=$(py "print(round($SIZE / $secs / 1e6, 1))")
+    sample curl_MBps "$v"
+    log "curl from python3 -m http.server, run $i/$RUNS: $v MB/s ($secs s)"
+done
+rm -f "$RUN/out/$NAME"
+stop "$HTTP_PID"
+
+# --- 2. seeder start-up: hash and publish ------------------------------------------
+section "lmk-seeder start-up: hash and publish $SIZE_MIB MiB"
+start_tracker() { # NAME ARGS...: sets TR_ADDR and TR_PID
+    local name=$1
+    shift
+    "$BIN/lmk-tracker" --listen 127.0.0.1:0 --status 0 "$@" >"$RUN/$name.out" 2>"$RUN/$name.log" &
+    TR_PID=$!
+    PIDS+=("$TR_PID")
+    wait_line "$RUN/$name.out" '^listening on 127\.0\.0\.1:[0-9]+$' 10 "$TR_PID" || fail "$name did not start"
+    TR_ADDR=$(sed -n 's/^listening on //p' "$RUN/$name.out")
+}
+start_seeder() { # NAME TRACKER FILE: sets SD_PID
+    "$BIN/lmk-seeder" --tracker "$2" --listen 127.0.0.1:0 --slots "$SLOTS" --status 0 "$3" \
+        >"$RUN/$1.out" 2>"$RUN/$1.log" &
+    SD_PID=$!
+    PIDS+=("$SD_PID")
+}
+# Trackers for LMK transfers: 1 s interval, as in the demo and the tests.
+start_tracker tracker-startup --interval 1 -q
+for i in $(seq "$RUNS"); do
+    t=$(ms)
+    start_seeder "startup-$i" "$TR_ADDR" "$RUN/src/$NAME"
+    wait_line "$RUN/startup-$i.log" 'catalog published' 120 "$SD_PID" || fail "seeder $i never published"
+    t=$(($(ms) - t))
+    hashed=$(sed -nE 's/.* in [0-9]+ chunks, hashed in ([0-9.]+)s .*/\1/p' "$RUN/startup-$i.log" | head -n 1)
+    [ -n "$hashed" ] || fail "no 'hashed in' line in the seeder log"
+    stop "$SD_PID"
+    v=$(py "print(round($SIZE / $hashed / 1e6, 1))")
+    sample seeder_hash_MBps "$v"
+    sample seeder_publish_s "$(py "print($t / 1000)")"
+    log "seeder run $i/$RUNS: hashed in ${hashed}s ($v MB/s), 'catalog published' $((t / 1000)).$(printf %03d $((t % 1000)))s after start"
+done
+stop "$TR_PID"
+
+# --- 3. LMKtorrent transfers ----------------------------------------------------------
+# content id of a published file, from a seeder log
+content_id() { sed -nE 's/.*content id ([0-9a-f]{40}).*/\1/p' "$1" | head -n 1; }
+# seeders the tracker lists for an info hash (BEP 15 scrape)
+scrape_seeders() { # TRACKER HASH
+    python3 - "$1" "$2" <<'EOF'
+import socket, struct, sys
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1)
+s.sendto(struct.pack(">QII", 0x41727101980, 0, 7), (host, int(port)))
+action, tid, conn = struct.unpack(">IIQ", s.recv(64))
+s.sendto(struct.pack(">QII", conn, 2, 8) + bytes.fromhex(sys.argv[2]), (host, int(port)))
+print(struct.unpack(">IIIII", s.recv(64)[:20])[2])
+EOF
+}
+# start_seeders N TRACKER FILE TAG: N more seeders, all published and announced.
+SEEDER_PIDS=()
+start_seeders() {
+    local n=$1 i id want
+    want=$((${#SEEDER_PIDS[@]} + n))
+    for ((i = ${#SEEDER_PIDS[@]} + 1; i <= want; i++)); do
+        start_seeder "seeder-$4-$i" "$2" "$3"
+        SEEDER_PIDS+=("$SD_PID")
+    done
+    for ((i = 1; i <= want; i++)); do
+        wait_line "$RUN/seeder-$4-$i.log" 'catalog published' 300 "${SEEDER_PIDS[i - 1]}" ||
+            fail "seeder $i of $4 never published"
+        loopback_only "${SEEDER_PIDS[i - 1]}"
+    done
+    id=$(content_id "$RUN/seeder-$4-1.log")
+    for _ in $(seq 100); do
+        [ "$(scrape_seeders "$2" "$id" 2>/dev/null || echo 0)" -ge "$want" ] && return 0
+        sleep 0.1
+    done
+    fail "the tracker does not list $want seeders of $4"
+}
+# leech LABEL TRACKER NAME BYTES SOURCE RUN SEEDERS: one verified download, timed.
+leech() {
+    local label=$1 pid rc mbps cpu used
+    rm -rf "$RUN/out" && mkdir -p "$RUN/out"
+    prefault $(($4 >> 20))
+    # time(1) reports the leecher's wall time, user+sys and peak RSS (timeout adds ~1 MB, not more).
+    /usr/bin/time -f '%e %U %S %M' -o "$RUN/leech.time" timeout -k 5 300 \
+        "$BIN/lmk-leecher" -q --tracker "$2" get "$3" --out "$RUN/out" >"$RUN/leech.out" 2>"$RUN/leech.log" &
+    pid=$!
+    PIDS+=("$pid")
+    rc=0
+    wait "$pid" || rc=$?
+    forget "$pid"
+    [ "$rc" = 0 ] || fail "lmk-leecher exited with status $rc ($label run $6)"
+    [ "$(stat -c %s "$RUN/out/$3")" = "$4" ] || fail "lmk-leecher wrote a file of the wrong size"
+    if [ "$6" = 1 ]; then cmp -s "$5" "$RUN/out/$3" || fail "lmk-leecher copy differs from the source"; fi
+    rm -f "$RUN/out/$3" # drop the copy before the next run
+    read_time "$RUN/leech.time"
+    used=$(cat "$RUN/leech.out" "$RUN/leech.log" | sed -nE 's/.*done, .* from ([0-9]+) seeder.*/\1/p' | tail -n 1)
+    [ "${used:-0}" -ge "$7" ] || log "WARNING: $label run $6 used ${used:-?} seeder(s) of $7"
+    mbps=$(py "print(round($4 / $T_WALL / 1e6, 1))")
+    cpu=$(py "print(round(($T_USER + $T_SYS) / ($4 / 2**30), 2))")
+    sample "${label}_wall_s" "$T_WALL"
+    sample "${label}_MBps" "$mbps"
+    sample "${label}_leecher_rss_KiB" "$T_RSS"
+    sample "${label}_cpu_s_per_GiB" "$cpu"
+    log "$label run $6: ${T_WALL}s, $mbps MB/s from ${used:-?} seeder(s), leecher peak RSS $((T_RSS / 1024)) MiB, CPU ${cpu}s/GiB (user ${T_USER}s sys ${T_SYS}s)"
+}
+seeders_hwm() { # largest VmHWM over SEEDER_PIDS
+    local p m=0 v
+    for p in "${SEEDER_PIDS[@]}"; do
+        v=$(status_kib "$p" VmHWM)
+        [ "${v:-0}" -le "$m" ] || m=$v
+    done
+    echo "$m"
+}
+
+section "LMKtorrent: $SIZE_MIB MiB, 1 seeder then $SEEDERS seeders (--slots $SLOTS), one leecher"
+start_tracker tracker-lmk --interval 1 -q
+LMK_TRACKER_PID=$TR_PID LMK_TRACKER=$TR_ADDR
+start_seeders 1 "$LMK_TRACKER" "$RUN/src/$NAME" 1g
+for i in $(seq "$RUNS"); do leech lmk1 "$LMK_TRACKER" "$NAME" "$SIZE" "$RUN/src/$NAME" "$i" 1; done
+sample lmk1_seeder_rss_KiB "$(seeders_hwm)"
+start_seeders $((SEEDERS - 1)) "$LMK_TRACKER" "$RUN/src/$NAME" 1g
+for i in $(seq "$RUNS"); do leech lmk4 "$LMK_TRACKER" "$NAME" "$SIZE" "$RUN/src/$NAME" "$i" "$SEEDERS"; done
+sample lmk4_seeder_rss_KiB "$(seeders_hwm)"
+log "seeders' peak RSS (VmHWM, hashing included): 1-seeder runs $(($(awk '$1=="lmk1_seeder_rss_KiB"{print $2}' "$SAMPLES") / 1024)) MiB, $SEEDERS-seeder runs $(($(awk '$1=="lmk4_seeder_rss_KiB"{print $2}' "$SAMPLES") / 1024)) MiB (largest)"
+stop "${SEEDER_PIDS[@]}"
+SEEDER_PIDS=()
+
+# --- 4. aria2c -> aria2c through lmk-tracker -------------------------------------------
+section "aria2c: $SIZE_MIB MiB from one aria2c seeder to one aria2c leecher, lmk-tracker as UDP tracker"
+# Its own tracker at info level: the log says when the seeder has announced.
+start_tracker tracker-aria --interval 2
+ARIA_TRACKER_PID=$TR_PID
+ARIA_PORT=${TR_ADDR##*:}
+# A private torrent (BEP 27: tracker-only peers) with 1 MiB pieces, as LMK's chunks.
+python3 - "$RUN/src/$NAME" "udp://127.0.0.1:$ARIA_PORT/announce" "$RUN/bench.torrent" <<'EOF'
+import hashlib, os, sys
+def b(x):
+    if isinstance(x, int): return b"i%de" % x
+    if isinstance(x, str): x = x.encode()
+    if isinstance(x, bytes): return b"%d:%s" % (len(x), x)
+    return b"d" + b"".join(b(k) + b(v) for k, v in sorted(x.items())) + b"e"
+path, url, out = sys.argv[1:]
+plen, pieces = 1 << 20, []
+with open(path, "rb") as f:
+    while chunk := f.read(plen):
+        pieces.append(hashlib.sha1(chunk).digest())
+info = {"name": os.path.basename(path), "length": os.path.getsize(path), "piece length": plen,
+        "pieces": b"".join(pieces), "private": 1}
+open(out, "wb").write(b({"announce": url, "info": info}))
+EOF
+# aria2c speaks UDP trackers over its DHT socket only, so DHT is on, with a fresh
+# routing table and no entry point; LPD, PEX and IPv6 off; sockets on 127.0.0.1.
+aria_args() { # NAME TCP UDP DIR: sets ARIA_ARGS (a fresh DHT file each time)
+    rm -f "$RUN/$1.dht"
+    ARIA_ARGS=(--no-conf=true --dir="$4" --listen-port="$2" --interface=127.0.0.1
+        --enable-dht=true --dht-listen-port="$3" --dht-file-path="$RUN/$1.dht"
+        --enable-dht6=false --disable-ipv6=true --bt-enable-lpd=false --enable-peer-exchange=false
+        --bt-external-ip=127.0.0.1 --async-dns=false --file-allocation=none --summary-interval=0
+        --bt-save-metadata=false --console-log-level=warn --log="$RUN/$1.log" --log-level=notice)
+}
+# aria2c runs this hook once the download is complete and verified, before it
+# seeds and exits (its exit comes 1-2 s later): the end of its transfer time.
+printf '#!/bin/sh\ndate +%%s%%N >"%s"\n' "$RUN/aria-done.ns" >"$RUN/aria-done.sh"
+chmod +x "$RUN/aria-done.sh"
+read -r SEED_TCP SEED_UDP < <(free_ports 2)
+# The seeder verifies its copy, then seeds until stopped.
+aria_args aria-seeder "$SEED_TCP" "$SEED_UDP" "$RUN/src"
+aria2c "${ARIA_ARGS[@]}" --check-integrity=true --seed-ratio=0.0 "$RUN/bench.torrent" >"$RUN/aria-seeder.out" 2>&1 &
+ARIA_SEEDER=$!
+PIDS+=("$ARIA_SEEDER")
+wait_line "$RUN/tracker-aria.log" "seeder 127\.0\.0\.1:$SEED_TCP joined" 120 "$ARIA_SEEDER" ||
+    fail "the aria2c seeder never announced to lmk-tracker"
+for i in $(seq "$RUNS"); do
+    read -r LEECH_TCP LEECH_UDP < <(free_ports 2)
+    rm -rf "$RUN/out" && mkdir -p "$RUN/out"
+    prefault "$SIZE_MIB"
+    rm -f "$RUN/aria-done.ns"
+    aria_args aria-leecher "$LEECH_TCP" "$LEECH_UDP" "$RUN/out"
+    # --seed-time=0: exits once complete (and its tracker says it stopped).
+    t0=$(date +%s%N)
+    /usr/bin/time -f '%e %U %S %M' -o "$RUN/aria.time" timeout -k 5 300 \
+        aria2c "${ARIA_ARGS[@]}" --seed-time=0 --on-bt-download-complete="$RUN/aria-done.sh" \
+        "$RUN/bench.torrent" >"$RUN/aria-leecher.out" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    # Meanwhile every aria2c socket must face 127.0.0.0/8.
+    while kill -0 "$pid" 2>/dev/null && [ "$(cut -d' ' -f3 /proc/"$pid"/stat 2>/dev/null)" != Z ]; do
+        for p in "$ARIA_SEEDER" $(descendants "$pid"); do loopback_only "$p"; done
+        sleep 0.25
+    done
+    rc=0
+    wait "$pid" || rc=$?
+    forget "$pid"
+    [ "$rc" = 0 ] || fail "aria2c leecher exited with status $rc"
+    [ "$(stat -c %s "$RUN/out/$NAME")" = "$SIZE" ] || fail "aria2c wrote a file of the wrong size"
+    if [ "$i" = 1 ]; then cmp -s "$RUN/src/$NAME" "$RUN/out/$NAME" || fail "aria2c copy differs from the source"; fi
+    rm -rf "$RUN/out"
+    read_time "$RUN/aria.time"
+    [ -s "$RUN/aria-done.ns" ] || fail "aria2c never ran its download-complete hook"
+    done_s=$(py "print(round(($(cat "$RUN/aria-done.ns") - $t0) / 1e9, 3))")
+    v=$(py "print(round($SIZE / $done_s / 1e6, 1))")
+    sample aria_done_s "$done_s"
+    sample aria_MBps "$v"
+    sample aria_wall_s "$T_WALL"
+    sample aria_exit_MBps "$(py "print(round($SIZE / $T_WALL / 1e6, 1))")"
+    log "aria2c run $i/$RUNS: complete after ${done_s}s, $v MB/s (exit after ${T_WALL}s; leecher peak RSS $((T_RSS / 1024)) MiB, user ${T_USER}s sys ${T_SYS}s)"
+done
+# The aria2c logs name no address outside 127.0.0.0/8 (but the host's own interfaces).
+foreign=$(grep -vh "Found configured address" "$RUN"/aria-*.log |
+    grep -ohE '\b[0-9]{1,3}(\.[0-9]{1,3}){3}\b' | grep -v '^127\.' | sort -u || true)
+[ -z "$foreign" ] || fail "aria2c logs mention non-loopback addresses: $foreign"
+stop "$ARIA_SEEDER" "$ARIA_TRACKER_PID"
+
+# --- 5. LMKtorrent: leecher peak RSS with a big file --------------------------------
+if [ "$BIG_MIB" -gt 0 ]; then
+    BIG=$((BIG_MIB << 20))
+    BIG_NAME=bench-$BIG_MIB.bin
+    section "LMKtorrent: $BIG_MIB MiB from $SEEDERS seeders, $BIG_RUNS run(s): leecher peak RSS"
+    log "making $BIG_MIB MiB of random data"
+    make_file "$RUN/src/$BIG_NAME" "$BIG_MIB"
+    start_seeders "$SEEDERS" "$LMK_TRACKER" "$RUN/src/$BIG_NAME" big
+    for i in $(seq "$BIG_RUNS"); do leech lmkbig "$LMK_TRACKER" "$BIG_NAME" "$BIG" "$RUN/src/$BIG_NAME" "$i" "$SEEDERS"; done
+    sample lmkbig_seeder_rss_KiB "$(seeders_hwm)"
+    stop "${SEEDER_PIDS[@]}"
+    SEEDER_PIDS=()
+    rm -f "$RUN/src/$BIG_NAME"
+fi
+stop "$LMK_TRACKER_PID"
+rm -rf "$RUN/src" "$RUN/out"
+
+# --- 6. trackers under load ---------------------------------------------------------
+section "trackers: BEP 15 announces/s (tracker_load: 4 sockets, window 64, 1000 hashes, ${TRACKER_SECONDS}s) and RSS after $TRACKER_PEERS peers"
+mkdir -p "$RUN/ot"
+"$BIN/tracker_load" --hashes 1000 --whitelist-out "$RUN/ot/whitelist.txt" || fail "tracker_load --whitelist-out failed"
+alive() { kill -0 "$1" 2>/dev/null && [ "$(cut -d' ' -f3 /proc/"$1"/stat 2>/dev/null)" != Z ]; }
+# opentracker, bound to 127.0.0.1 only (TCP and UDP), chrooted in its directory
+# with its whitelist (Debian's build only serves listed hashes). A free port can
+# be taken before opentracker binds it: then another port, up to 5 times.
+start_opentracker() { # sets OT_PID and OT_PORT
+    local attempt
+    for attempt in 1 2 3 4 5; do
+        read -r OT_PORT < <(free_ports 1)
+        (cd "$RUN/ot" && exec opentracker -i 127.0.0.1 -p "$OT_PORT" -P "$OT_PORT" -d "$RUN/ot" -w whitelist.txt) \
+            >"$RUN/opentracker.log" 2>&1 &
+        OT_PID=$!
+        PIDS+=("$OT_PID")
+        for _ in $(seq 100); do
+            ss -ulnpH | grep -q "pid=$OT_PID," && return 0
+            alive "$OT_PID" || break
+            sleep 0.05
+        done
+        log "opentracker did not start on port $OT_PORT (attempt $attempt): $(tr '\n' ' ' <"$RUN/opentracker.log")"
+        stop "$OT_PID"
+    done
+    fail "opentracker did not start"
+}
+ot_only_loopback() { # every socket of opentracker is on 127.0.0.1:OT_PORT
+    local others
+    others=$(ss -tuanpH | grep "pid=$OT_PID," | awk '{print $5}' | grep -v "^127\.0\.0\.1:$OT_PORT$" || true)
+    [ -z "$others" ] || fail "opentracker has sockets beyond 127.0.0.1:$OT_PORT: $others"
+}
+load() { # NAME TRACKER PID
+    "$BIN/tracker_load" --tracker "$2" --seconds "$TRACKER_SECONDS" --sockets 4 --window 64 --hashes 1000 \
+        --peers "$TRACKER_PEERS" --pid "$3" >"$RUN/load.json" 2>"$RUN/load.log" || {
+        cat "$RUN/load.json" "$RUN/load.log" >&2
+        fail "tracker_load against $1 failed"
+    }
+    loopback_only "$3"
+    read -r aps bpp cpu < <(python3 - "$RUN/load.json" "$TRACKER_PEERS" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+bpp = (d["rss_after_kb"] - d["rss_before_kb"]) * 1024 / int(sys.argv[2])
+print(d["announces_per_sec"], round(bpp, 1), d["tracker_cpu_pct"] or 0)
+EOF
+    )
+    sample "${1}_announces_per_s" "$aps"
+    sample "${1}_bytes_per_peer" "$bpp"
+    sample "${1}_cpu_pct" "$cpu"
+    # Throughput per CPU-second of the tracker: what it could do were the load generator not the limit.
+    sample "${1}_announces_per_cpu_s" "$(py "print(round($aps / max($cpu, 1) * 100))")"
+    log "$1 run $4/$RUNS: $aps announces/s (tracker CPU $cpu%), $bpp bytes/peer; $(cat "$RUN/load.json")"
+}
+for i in $(seq "$RUNS"); do
+    # lmk-tracker with its default interval (10 s; peers expire after 30 s).
+    start_tracker "tracker-load-$i" -q
+    load lmk_tracker "$TR_ADDR" "$TR_PID" "$i"
+    stop "$TR_PID"
+
+    start_opentracker
+    ot_only_loopback
+    load opentracker "127.0.0.1:$OT_PORT" "$OT_PID" "$i"
+    ot_only_loopback
+    stop "$OT_PID"
+done
+
+# --- 7. summary ------------------------------------------------------------------------
+ELAPSED=$(($(date +%s) - T0))
+log "done in ${ELAPSED}s; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+python3 - "$SAMPLES" <<EOF
+import json, statistics, sys
+S = {}
+for line in open(sys.argv[1]):
+    k, v = line.split("\t")
+    S.setdefault(k, []).append(float(v))
+def med(k): return statistics.median(S[k]) if k in S else None
+FIG = [  # key, label, unit
+    ("iperf3_MBps", "loopback TCP, one stream (iperf3)", "MB/s"),
+    ("tmpfs_write_MBps", "writing new pages to tmpfs (dd if=/dev/zero bs=1M)", "MB/s"),
+    ("sha1_MBps", "SHA-1, one core (openssl speed -evp sha1, 16 KiB)", "MB/s"),
+    ("curl_MBps", "curl <- python3 http.server, $SIZE_MIB MiB", "MB/s"),
+    ("aria_MBps", "aria2c -> aria2c, $SIZE_MIB MiB (start to complete)", "MB/s"),
+    ("aria_done_s", "aria2c, start to download complete (hook)", "s"),
+    ("aria_wall_s", "aria2c, start to exit", "s"),
+    ("aria_exit_MBps", "aria2c, MB/s counting up to its exit", "MB/s"),
+    ("lmk1_MBps", "LMK 1 seeder -> leecher, $SIZE_MIB MiB", "MB/s"),
+    ("lmk1_wall_s", "LMK 1 seeder, wall (start to verified exit)", "s"),
+    ("lmk1_leecher_rss_KiB", "LMK 1 seeder, leecher peak RSS", "KiB"),
+    ("lmk1_cpu_s_per_GiB", "LMK 1 seeder, leecher CPU (user+sys) per GiB", "s"),
+    ("lmk1_seeder_rss_KiB", "LMK 1 seeder, seeder peak RSS", "KiB"),
+    ("lmk4_MBps", "LMK $SEEDERS seeders -> leecher, $SIZE_MIB MiB", "MB/s"),
+    ("lmk4_wall_s", "LMK $SEEDERS seeders, wall (start to verified exit)", "s"),
+    ("lmk4_leecher_rss_KiB", "LMK $SEEDERS seeders, leecher peak RSS", "KiB"),
+    ("lmk4_cpu_s_per_GiB", "LMK $SEEDERS seeders, leecher CPU (user+sys) per GiB", "s"),
+    ("lmk4_seeder_rss_KiB", "LMK $SEEDERS seeders, largest seeder peak RSS", "KiB"),
+    ("lmkbig_MBps", "LMK $SEEDERS seeders -> leecher, $BIG_MIB MiB", "MB/s"),
+    ("lmkbig_leecher_rss_KiB", "LMK $SEEDERS seeders, $BIG_MIB MiB, leecher peak RSS", "KiB"),
+    ("lmkbig_cpu_s_per_GiB", "LMK $SEEDERS seeders, $BIG_MIB MiB, leecher CPU per GiB", "s"),
+    ("lmkbig_seeder_rss_KiB", "LMK $SEEDERS seeders, $BIG_MIB MiB, largest seeder RSS", "KiB"),
+    ("seeder_hash_MBps", "lmk-seeder hashing $SIZE_MIB MiB (its log)", "MB/s"),
+    ("seeder_publish_s", "lmk-seeder start to 'catalog published'", "s"),
+    ("lmk_tracker_announces_per_s", "lmk-tracker announces/s", "1/s"),
+    ("opentracker_announces_per_s", "opentracker announces/s", "1/s"),
+    ("lmk_tracker_cpu_pct", "lmk-tracker CPU during the timed phase", "%"),
+    ("opentracker_cpu_pct", "opentracker CPU during the timed phase", "%"),
+    ("lmk_tracker_announces_per_cpu_s", "lmk-tracker announces per CPU-second", "1/s"),
+    ("opentracker_announces_per_cpu_s", "opentracker announces per CPU-second", "1/s"),
+    ("lmk_tracker_bytes_per_peer", "lmk-tracker RSS per peer ($TRACKER_PEERS peers)", "B"),
+    ("opentracker_bytes_per_peer", "opentracker RSS per peer ($TRACKER_PEERS peers)", "B"),
+]
+def fmt(v):
+    if v is None: return "-"
+    return f"{v:.0f}" if abs(v) >= 1000 else f"{v:.2f}" if abs(v) < 10 else f"{v:.1f}"
+print()
+print("Figures: median of runs [min, max] ($RUNS runs; $BIG_MIB MiB: $BIG_RUNS); MB = 10^6 bytes; files on tmpfs ($SHM)")
+print(f"{'figure':<58} {'median':>10} {'min':>10} {'max':>10} {'runs':>4}  unit")
+figures = {}
+for k, label, unit in FIG:
+    if k not in S: continue
+    v = S[k]
+    figures[k] = {"label": label, "unit": unit, "median": med(k), "min": min(v), "max": max(v), "runs": v}
+    print(f"{label:<58} {fmt(med(k)):>10} {fmt(min(v)):>10} {fmt(max(v)):>10} {len(v):>4}  {unit}")
+# Targets: ratios of medians measured in this run.
+T = []
+def target(name, measured, ratio, op, threshold):
+    if ratio is None:
+        T.append({"target": name, "measured": measured, "ratio": None, "threshold": threshold, "verdict": "n/a"}); return
+    ok = ratio >= threshold if op == ">=" else ratio <= threshold
+    T.append({"target": name, "measured": measured, "ratio": round(ratio, 3), "threshold": threshold, "op": op,
+              "verdict": "PASS" if ok else "MISS"})
+def ratio(a, b): return med(a) / med(b) if a in S and b in S and med(b) else None
+l4 = med("lmk4_MBps")
+target("leecher $SIZE_MIB MiB/$SEEDERS seeders >= 0.65 x openssl SHA-1", f"{fmt(l4)} vs {fmt(med('sha1_MBps'))} MB/s", ratio("lmk4_MBps", "sha1_MBps"), ">=", 0.65)
+target("leecher $SIZE_MIB MiB/$SEEDERS seeders >= 7 x aria2c", f"{fmt(l4)} vs {fmt(med('aria_MBps'))} MB/s", ratio("lmk4_MBps", "aria_MBps"), ">=", 7)
+target("leecher $SIZE_MIB MiB/$SEEDERS seeders >= 2 x curl over HTTP", f"{fmt(l4)} vs {fmt(med('curl_MBps'))} MB/s", ratio("lmk4_MBps", "curl_MBps"), ">=", 2)
+rss = S.get("lmk1_leecher_rss_KiB", []) + S.get("lmk4_leecher_rss_KiB", [])
+target("leecher peak RSS <= 32 MiB (largest, all $SIZE_MIB MiB runs)", f"{max(rss) / 1024:.1f} MiB" if rss else "-", max(rss) / 1024 / 32 if rss else None, "<=", 1.0)
+big = ratio("lmkbig_leecher_rss_KiB", "lmk4_leecher_rss_KiB")
+target("leecher peak RSS $BIG_ASKED MiB within 10% of $SIZE_MIB MiB", f"{fmt(med('lmkbig_leecher_rss_KiB'))} vs {fmt(med('lmk4_leecher_rss_KiB'))} KiB", None if big is None else abs(big - 1), "<=", 0.10)
+target("seeder hashing >= 0.85 x openssl SHA-1", f"{fmt(med('seeder_hash_MBps'))} vs {fmt(med('sha1_MBps'))} MB/s", ratio("seeder_hash_MBps", "sha1_MBps"), ">=", 0.85)
+target("lmk-tracker >= 1.5 x opentracker announces/s", f"{fmt(med('lmk_tracker_announces_per_s'))} vs {fmt(med('opentracker_announces_per_s'))} /s", ratio("lmk_tracker_announces_per_s", "opentracker_announces_per_s"), ">=", 1.5)
+bpp = med("lmk_tracker_bytes_per_peer")
+target("lmk-tracker <= 100 bytes of RSS per peer", f"{fmt(bpp)} B/peer", None if bpp is None else bpp / 100, "<=", 1.0)
+print()
+print("Targets: ratios of medians from this run (for RSS: measured / limit; for the big file: |big/1 GiB - 1|)")
+print(f"{'target':<58} {'measured':>26} {'ratio':>8} {'need':>8}  verdict")
+for t in T:
+    r = "-" if t["ratio"] is None else f"{t['ratio']:.3f}"
+    need = f"{t.get('op', '')} {t['threshold']:.2f}"
+    print(f"{t['target']:<58} {t['measured']:>26} {r:>8} {need:>8}  {t['verdict']}")
+print()
+summary = {
+    "date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "commit": "$COMMIT", "machine": {"cpu": "$CPU_MODEL", "cores": $CORES},
+    "files_on": "tmpfs ($SHM)", "runs": $RUNS, "size_mib": $SIZE_MIB, "big_mib": $BIG_MIB, "big_runs": $BIG_RUNS,
+    "seconds": $ELAPSED, "loadavg_start": $LOAD_START, "loadavg_end": $(cut -d' ' -f1 /proc/loadavg), "figures": {k: {kk: round(f[kk], 3) if kk != "unit" else f[kk] for kk in ("median", "min", "max", "unit")} for k, f in figures.items()},
+    "targets": T, "passed": sum(t["verdict"] == "PASS" for t in T), "missed": sum(t["verdict"] == "MISS" for t in T),
+}
+print(json.dumps(summary, separators=(",", ":")))
+EOF
