@@ -1,6 +1,7 @@
 //! Pieces shared by the three roles.
 
 pub mod cli;
+mod conn;
 pub mod fmt;
 pub mod net;
 pub mod rng;

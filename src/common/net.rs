@@ -4,7 +4,7 @@
 //! adapter that feeds its sans-IO core and turns the core's outputs into
 //! calls on `Net` (send, connect, close).
 
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,8 @@ use log::{debug, trace};
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
+
+use super::conn::Conn;
 
 use crate::wire::{split_frame, DecodeError, Frame};
 
@@ -28,8 +30,6 @@ impl std::fmt::Display for ConnId {
 const UDP: Token = Token(0);
 const FIRST_LISTENER: usize = 1;
 const FIRST_CONN: usize = 16;
-/// Bytes read per `read` call; the buffer grows to hold one whole frame at most.
-const READ_CHUNK: usize = 256 * 1024;
 /// Largest UDP datagram we accept or send.
 const MAX_DATAGRAM: usize = 4096;
 
@@ -72,26 +72,6 @@ pub trait Handler {
     fn done(&self) -> bool {
         false
     }
-}
-
-struct Conn {
-    stream: TcpStream,
-    peer: SocketAddr,
-    max_frame: u32,
-    rbuf: Vec<u8>,
-    rlen: usize,
-    wbuf: Vec<u8>,
-    wpos: usize,
-    writable_interest: bool,
-    connecting: bool,
-    connect_deadline: Option<Instant>,
-    idle: Option<Duration>,
-    last_active: Instant,
-    want_drained: bool,
-    /// Queued in `Net::dirty` for the end of the batch.
-    dirty: bool,
-    close_after_flush: bool,
-    closing: Option<CloseReason>,
 }
 
 /// The sockets of one role and the buffers that move their bytes.
@@ -259,24 +239,7 @@ impl Net {
         let id = ConnId(entry.key());
         self.poll.registry().register(&mut stream, Token(FIRST_CONN + id.0), interest)?;
         let _ = stream.set_nodelay(true);
-        entry.insert(Conn {
-            stream,
-            peer,
-            max_frame,
-            rbuf: Vec::new(),
-            rlen: 0,
-            wbuf: Vec::new(),
-            wpos: 0,
-            writable_interest: interest.is_writable(),
-            connecting: false,
-            connect_deadline: None,
-            idle: None,
-            last_active: now,
-            want_drained: false,
-            dirty: false,
-            close_after_flush: false,
-            closing: None,
-        });
+        entry.insert(Conn::new(stream, peer, max_frame, now, interest.is_writable()));
         Ok(id)
     }
 
@@ -311,15 +274,7 @@ impl Net {
     }
 
     fn poll_timeout(&self, handler_deadline: Option<Instant>, now: Instant) -> Option<Duration> {
-        let conn_deadline = self
-            .conns
-            .iter()
-            .filter_map(|(_, c)| match (c.connect_deadline, c.idle) {
-                (Some(d), _) => Some(d),
-                (None, Some(idle)) => Some(c.last_active + idle),
-                (None, None) => None,
-            })
-            .min();
+        let conn_deadline = self.conns.iter().filter_map(|(_, c)| c.deadline()).min();
         let deadline = match (handler_deadline, conn_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -392,31 +347,21 @@ impl Net {
         }
     }
 
-    /// Reads until `WouldBlock`, handing every complete frame to the handler.
-    /// `rbuf[..rlen]` holds unparsed bytes; the buffer only grows (zero-filled
-    /// once) up to one frame plus one read, so a steady stream costs no memset.
+    /// Reads until `WouldBlock` (readiness is edge-triggered), handing every
+    /// complete frame to the handler.
     fn read_conn<H: Handler>(&mut self, handler: &mut H, now: Instant, id: ConnId) {
         loop {
             let Some(c) = self.conns.get_mut(id.0) else { return };
             if c.closing.is_some() {
                 return;
             }
-            let cap = c.max_frame as usize + crate::wire::FRAME_HEADER + READ_CHUNK;
-            if c.rbuf.len() - c.rlen < READ_CHUNK.min(cap - c.rlen) {
-                // One read's worth at a time: a 1 MiB chunk stream settles near
-                // 1.25 MiB instead of the 2 MiB a doubling would reach.
-                let grown = (c.rlen + READ_CHUNK).min(cap);
-                c.rbuf.resize(grown, 0);
-            }
-            let room = c.rbuf.get_mut(c.rlen..).unwrap_or(&mut []);
-            match c.stream.read(room) {
+            match c.read_some() {
                 Ok(0) => {
                     self.drain_frames(handler, now, id);
                     self.mark_closing(id, CloseReason::Remote);
                     return;
                 }
-                Ok(n) => {
-                    c.rlen += n;
+                Ok(_) => {
                     c.last_active = now;
                     self.drain_frames(handler, now, id);
                 }
@@ -473,15 +418,7 @@ impl Net {
             .conns
             .iter()
             .filter(|(_, c)| c.closing.is_none())
-            .filter_map(|(k, c)| {
-                if c.connect_deadline.is_some_and(|d| now >= d) {
-                    Some((ConnId(k), CloseReason::ConnectFailed))
-                } else if c.idle.is_some_and(|idle| now >= c.last_active + idle) && !c.connecting {
-                    Some((ConnId(k), CloseReason::Idle))
-                } else {
-                    None
-                }
-            })
+            .filter_map(|(k, c)| c.expired(now).map(|reason| (ConnId(k), reason)))
             .collect();
         for (id, reason) in expired {
             self.mark_closing(id, reason);
@@ -522,7 +459,7 @@ impl Net {
             }
             let Some(c) = self.conns.get_mut(id.0) else { return };
             let fed = c.wbuf.len() > before;
-            match flush(c) {
+            match c.flush() {
                 Ok(0) => {}
                 Ok(_) => c.last_active = now,
                 Err(e) => {
@@ -551,28 +488,4 @@ impl Net {
             }
         }
     }
-}
-
-/// Writes the queue until it is empty or the socket would block; returns
-/// the bytes written.
-fn flush(c: &mut Conn) -> io::Result<usize> {
-    let start = c.wpos;
-    while c.wpos < c.wbuf.len() {
-        match c.stream.write(c.wbuf.get(c.wpos..).unwrap_or(&[])) {
-            Ok(0) => return Err(ErrorKind::WriteZero.into()),
-            Ok(n) => c.wpos += n,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    let written = c.wpos - start;
-    if c.wpos == c.wbuf.len() {
-        c.wbuf.clear();
-        c.wpos = 0;
-    } else if c.wpos > c.wbuf.len() / 2 {
-        c.wbuf.drain(..c.wpos);
-        c.wpos = 0;
-    }
-    Ok(written)
 }

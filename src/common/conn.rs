@@ -1,0 +1,115 @@
+//! One TCP connection as the loop keeps it: the socket, the bytes read and
+//! not yet parsed, the bytes queued and not yet written, its timers and flags.
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+
+use super::net::CloseReason;
+use crate::wire::FRAME_HEADER;
+
+/// Bytes read per `read` call; the buffer grows to hold one whole frame at most.
+const READ_CHUNK: usize = 256 * 1024;
+
+pub(super) struct Conn {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    pub max_frame: u32,
+    /// `rbuf[..rlen]` holds bytes read and not yet parsed.
+    pub rbuf: Vec<u8>,
+    pub rlen: usize,
+    /// `wbuf[wpos..]` holds bytes queued and not yet written.
+    pub wbuf: Vec<u8>,
+    pub wpos: usize,
+    pub writable_interest: bool,
+    pub connecting: bool,
+    pub connect_deadline: Option<Instant>,
+    pub idle: Option<Duration>,
+    /// Last time a byte moved in either direction.
+    pub last_active: Instant,
+    pub want_drained: bool,
+    /// Queued in `Net::dirty` for the end of the batch.
+    pub dirty: bool,
+    pub close_after_flush: bool,
+    pub closing: Option<CloseReason>,
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream, peer: SocketAddr, max_frame: u32, now: Instant, writable: bool) -> Conn {
+        Conn {
+            stream,
+            peer,
+            max_frame,
+            rbuf: Vec::new(),
+            rlen: 0,
+            wbuf: Vec::new(),
+            wpos: 0,
+            writable_interest: writable,
+            connecting: false,
+            connect_deadline: None,
+            idle: None,
+            last_active: now,
+            want_drained: false,
+            dirty: false,
+            close_after_flush: false,
+            closing: None,
+        }
+    }
+
+    /// One `read` into the free end of the buffer. The buffer only grows, one
+    /// read's worth at a time (zero-filled once), up to one frame plus a read:
+    /// a 1 MiB chunk stream settles near 1.25 MiB and a steady stream costs no memset.
+    pub fn read_some(&mut self) -> io::Result<usize> {
+        let cap = self.max_frame as usize + FRAME_HEADER + READ_CHUNK;
+        if self.rbuf.len() - self.rlen < READ_CHUNK.min(cap - self.rlen) {
+            self.rbuf.resize((self.rlen + READ_CHUNK).min(cap), 0);
+        }
+        let n = self.stream.read(self.rbuf.get_mut(self.rlen..).unwrap_or(&mut []))?;
+        self.rlen += n;
+        Ok(n)
+    }
+
+    /// Writes the queue until it is empty or the socket would block; returns
+    /// the bytes written. A short write just advances the offset.
+    pub fn flush(&mut self) -> io::Result<usize> {
+        let start = self.wpos;
+        while self.wpos < self.wbuf.len() {
+            match self.stream.write(self.wbuf.get(self.wpos..).unwrap_or(&[])) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => self.wpos += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        let written = self.wpos - start;
+        if self.wpos == self.wbuf.len() {
+            self.wbuf.clear();
+            self.wpos = 0;
+        } else if self.wpos > self.wbuf.len() / 2 {
+            self.wbuf.drain(..self.wpos);
+            self.wpos = 0;
+        }
+        Ok(written)
+    }
+
+    /// When this connection's timer (connect or idle) fires.
+    pub fn deadline(&self) -> Option<Instant> {
+        match (self.connect_deadline, self.idle) {
+            (Some(d), _) => Some(d),
+            (None, Some(idle)) => Some(self.last_active + idle),
+            (None, None) => None,
+        }
+    }
+
+    /// Why the connection must close by `now`, if a timer has fired.
+    pub fn expired(&self, now: Instant) -> Option<CloseReason> {
+        match self.deadline() {
+            Some(d) if now >= d && self.connecting => Some(CloseReason::ConnectFailed),
+            Some(d) if now >= d => Some(CloseReason::Idle),
+            _ => None,
+        }
+    }
+}
