@@ -24,9 +24,10 @@ impl Rng {
         (self.next_u64() >> 32) as u32
     }
 
-    /// A number in `0..n`; `n` must be non-zero.
+    /// A number in `0..n`; `n` must be non-zero. Multiply-high (Lemire)
+    /// instead of a modulo: a few cycles, not a 64-bit division.
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
+        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
     }
 
     pub fn fill(&mut self, buf: &mut [u8]) {
