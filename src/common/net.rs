@@ -112,6 +112,16 @@ impl Net {
         Ok(local)
     }
 
+    /// Binds the UDP socket on an ephemeral port of `peer`'s address family,
+    /// for a role that talks to one tracker.
+    pub fn bind_udp_towards(&mut self, peer: SocketAddr) -> io::Result<SocketAddr> {
+        let any = match peer {
+            SocketAddr::V4(_) => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)),
+            SocketAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+        };
+        self.bind_udp(any)
+    }
+
     /// Binds a TCP listener; accepted connections get `max_frame` and `idle`.
     pub fn listen(&mut self, addr: SocketAddr) -> io::Result<SocketAddr> {
         let mut l = TcpListener::bind(addr)?;

@@ -38,10 +38,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         Command::Get(s) => s.len(),
     };
     let mut net = Net::new().map_err(Error::Poll)?;
-    let udp_bind: SocketAddr = if config.tracker.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
-        .parse()
-        .map_err(|_| Error::Poll(std::io::ErrorKind::InvalidInput.into()))?;
-    net.bind_udp(udp_bind).map_err(Error::Poll)?;
+    net.bind_udp_towards(config.tracker).map_err(Error::Poll)?;
     let now = Instant::now();
     let core_config = CoreConfig {
         tracker: config.tracker,

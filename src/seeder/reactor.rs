@@ -21,7 +21,7 @@ use crate::wire::{DecodeError, Frame};
 /// A leecher that moves no bytes for this long loses its slot.
 const LEECHER_IDLE: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Largest frame a leecher may send us: a chunk request is 30 bytes.
+/// Largest frame a leecher may send us: a chunk request is 25 bytes (type and body).
 const MAX_INBOUND_PEER_FRAME: u32 = 64;
 
 struct Shell {
@@ -38,8 +38,7 @@ struct Shell {
 pub fn run(config: Config, files: Vec<(FileMeta, usize)>, store: FileStore) -> Result<(), Error> {
     let mut net = Net::new().map_err(Error::Poll)?;
     let local = net.listen(config.listen).map_err(|e| Error::Bind(config.listen, e))?;
-    let udp_bind: SocketAddr = if config.tracker.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().unwrap_or(local);
-    net.bind_udp(udp_bind).map_err(|e| Error::Bind(udp_bind, e))?;
+    net.bind_udp_towards(config.tracker).map_err(|e| Error::Bind(config.tracker, e))?;
     signal::install();
     let now = Instant::now();
     let core_config = CoreConfig {
