@@ -24,8 +24,8 @@ struct Shell {
     tracker: SocketAddr,
     catalog_conn: Option<ConnId>,
     view: View,
-    /// Bytes and time of every finished file, for the closing summary.
-    totals: (u64, Duration),
+    /// Bytes of every finished file, for the closing summary.
+    total_bytes: u64,
     started: Instant,
 }
 
@@ -52,13 +52,14 @@ pub fn run(config: Config) -> Result<(), Error> {
         tracker: config.tracker,
         catalog_conn: None,
         view: View::new(config.tty),
-        totals: (0, Duration::ZERO),
+        total_bytes: 0,
         started: now,
     };
     shell.drain(&mut net, now);
     net.run(&mut shell, MAX_PEER_FRAME).map_err(Error::Poll)?;
     shell.view.clear();
-    if let (bytes @ 1.., _) = shell.totals {
+    if shell.total_bytes > 0 {
+        let bytes = shell.total_bytes;
         let secs = shell.started.elapsed().as_secs_f64().max(1e-9);
         println!("total: {} in {:.2}s ({})", fmt::bytes(bytes), secs, fmt::rate(bytes as f64 / secs));
     }
@@ -134,8 +135,7 @@ impl Shell {
                     secs,
                     fmt::rate(size as f64 / secs)
                 );
-                self.totals.0 += size;
-                self.totals.1 += elapsed;
+                self.total_bytes += size;
             }
             Note::Failed { name, reason } => eprintln!("lmk-leecher: {name}: {reason}"),
         }
