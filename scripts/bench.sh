@@ -404,22 +404,7 @@ start_tracker tracker-aria --interval 2
 ARIA_TRACKER_PID=$TR_PID
 ARIA_PORT=${TR_ADDR##*:}
 # A private torrent (BEP 27: tracker-only peers) with 1 MiB pieces, as LMK's chunks.
-python3 - "$RUN/src/$NAME" "udp://127.0.0.1:$ARIA_PORT/announce" "$RUN/bench.torrent" <<'EOF'
-import hashlib, os, sys
-def b(x):
-    if isinstance(x, int): return b"i%de" % x
-    if isinstance(x, str): x = x.encode()
-    if isinstance(x, bytes): return b"%d:%s" % (len(x), x)
-    return b"d" + b"".join(b(k) + b(v) for k, v in sorted(x.items())) + b"e"
-path, url, out = sys.argv[1:]
-plen, pieces = 1 << 20, []
-with open(path, "rb") as f:
-    while chunk := f.read(plen):
-        pieces.append(hashlib.sha1(chunk).digest())
-info = {"name": os.path.basename(path), "length": os.path.getsize(path), "piece length": plen,
-        "pieces": b"".join(pieces), "private": 1}
-open(out, "wb").write(b({"announce": url, "info": info}))
-EOF
+python3 scripts/mktorrent.py "$RUN/src/$NAME" "udp://127.0.0.1:$ARIA_PORT/announce" "$RUN/bench.torrent" $((1 << 20)) >/dev/null
 # aria2c speaks UDP trackers over its DHT socket only, so DHT is on, with a fresh
 # routing table and no entry point; LPD, PEX and IPv6 off; sockets on 127.0.0.1.
 aria_args() { # NAME TCP UDP DIR: sets ARIA_ARGS (a fresh DHT file each time)

@@ -66,21 +66,7 @@ done
 # Random 8 MiB payload and a private torrent (BEP 27: tracker-only peers).
 mkdir -p "$TMP/seed" "$TMP/leech"
 head -c $((8 << 20)) /dev/urandom >"$TMP/seed/payload.bin"
-HASH=$(python3 - "$TMP/seed/payload.bin" "udp://127.0.0.1:$PORT/announce" "$TMP/payload.torrent" <<'EOF'
-import hashlib, os, sys
-def b(x):
-    if isinstance(x, int): return b"i%de" % x
-    if isinstance(x, str): x = x.encode()
-    if isinstance(x, bytes): return b"%d:%s" % (len(x), x)
-    return b"d" + b"".join(b(k) + b(v) for k, v in sorted(x.items())) + b"e"
-path, url, out = sys.argv[1:]
-data, plen = open(path, "rb").read(), 256 * 1024
-pieces = b"".join(hashlib.sha1(data[i:i + plen]).digest() for i in range(0, len(data), plen))
-info = {"name": os.path.basename(path), "length": len(data), "piece length": plen, "pieces": pieces, "private": 1}
-open(out, "wb").write(b({"announce": url, "info": info}))
-print(hashlib.sha1(b(info)).hexdigest())
-EOF
-)
+HASH=$(python3 scripts/mktorrent.py "$TMP/seed/payload.bin" "udp://127.0.0.1:$PORT/announce" "$TMP/payload.torrent" $((256 << 10)))
 
 # Four free loopback ports: TCP peer and UDP DHT/tracker socket per client.
 read -r SEED_TCP SEED_UDP LEECH_TCP LEECH_UDP < <(python3 -c '
