@@ -37,15 +37,16 @@ impl View {
         self.next_draw = Some(now);
     }
 
-    /// Draws if due.
-    pub fn tick(&mut self, now: Instant, progress: Option<Progress>) {
-        let Some(p) = progress else {
-            self.next_draw = None;
-            return;
-        };
+    /// Draws if due. `progress` is asked only then: this runs on every
+    /// wake-up of the loop, and a snapshot allocates.
+    pub fn tick(&mut self, now: Instant, progress: impl FnOnce() -> Option<Progress>) {
         if self.next_draw.is_some_and(|at| now < at) {
             return;
         }
+        let Some(p) = progress() else {
+            self.next_draw = None;
+            return;
+        };
         self.next_draw = Some(now + if self.tty { TTY_EVERY } else { PLAIN_EVERY });
         if let Some((bytes, at)) = self.sample {
             let dt = now.saturating_duration_since(at).as_secs_f64();

@@ -186,7 +186,7 @@ impl Handler for Shell {
     fn on_tick(&mut self, net: &mut Net, now: Instant) {
         self.core.handle_timeout(now);
         self.drain(net, now);
-        self.view.tick(now, self.core.progress(now));
+        self.view.tick(now, || self.core.progress(now));
     }
 
     fn next_deadline(&self) -> Option<Instant> {
