@@ -56,7 +56,6 @@ struct InFlight {
     transaction_id: u32,
     announce: Announce,
     deadline: Instant,
-    attempt: u32,
 }
 
 pub struct Announcer {
@@ -172,14 +171,9 @@ impl Announcer {
                 self.send_connect(now, attempt + 1);
             }
         }
-        let mut expired = Vec::new();
-        self.in_flight.retain(|f| {
-            let keep = now < f.deadline;
-            if !keep {
-                expired.push((f.announce.clone(), f.attempt));
-            }
-            keep
-        });
+        let (expired, waiting): (Vec<InFlight>, Vec<InFlight>) =
+            std::mem::take(&mut self.in_flight).into_iter().partition(|f| now >= f.deadline);
+        self.in_flight = waiting;
         if !expired.is_empty() {
             self.replies.push_back(Reply::Timeout);
             // An unanswered announce may mean a lost connection id: start over.
@@ -187,8 +181,8 @@ impl Announcer {
                 self.conn = ConnState::None;
             }
             self.recovering = true;
-            for (announce, _) in expired.into_iter().rev() {
-                self.waiting.push_front(announce);
+            for f in expired.into_iter().rev() {
+                self.waiting.push_front(f.announce);
             }
         }
         self.pump(now);
@@ -248,7 +242,7 @@ impl Announcer {
             let mut bytes = Vec::with_capacity(100);
             request.encode(&mut bytes);
             self.transmit.push_back(bytes);
-            self.in_flight.push(InFlight { transaction_id, announce, deadline: now + backoff(0), attempt: 0 });
+            self.in_flight.push(InFlight { transaction_id, announce, deadline: now + backoff(0) });
         }
     }
 

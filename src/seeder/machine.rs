@@ -222,15 +222,19 @@ impl<S: ChunkStore> Seeder<S> {
 
     /// The publish connection is open: send every file's metadata.
     pub fn handle_catalog_opened(&mut self, now: Instant, conn: ConnId) {
-        let live: Vec<&Shared> = self.files.iter().filter(|f| !f.withdrawn).collect();
-        self.publish = Publish::Sending { conn, pending: live.len(), since: now };
-        for f in live {
-            self.outputs.push_back(Output::CatalogSend(conn, catalog::Request::Publish(f.meta.clone())));
-        }
-        if self.files.iter().all(|f| f.withdrawn) {
-            self.publish = Publish::Done;
+        let sends: Vec<Output> = self
+            .files
+            .iter()
+            .filter(|f| !f.withdrawn)
+            .map(|f| Output::CatalogSend(conn, catalog::Request::Publish(f.meta.clone())))
+            .collect();
+        self.publish = if sends.is_empty() {
             self.outputs.push_back(Output::Close(conn));
-        }
+            Publish::Done
+        } else {
+            Publish::Sending { conn, pending: sends.len(), since: now }
+        };
+        self.outputs.extend(sends);
     }
 
     /// The publish connection could not be opened.
@@ -238,7 +242,7 @@ impl<S: ChunkStore> Seeder<S> {
         self.publish_failed(now);
     }
 
-    pub fn handle_catalog_response(&mut self, now: Instant, conn: ConnId, response: catalog::Response) {
+    pub fn handle_catalog_response(&mut self, _now: Instant, conn: ConnId, response: catalog::Response) {
         let Publish::Sending { conn: c, pending, since } = self.publish else { return };
         if c != conn {
             return;
@@ -255,7 +259,6 @@ impl<S: ChunkStore> Seeder<S> {
         } else {
             self.publish = Publish::Sending { conn, pending: pending - 1, since };
         }
-        let _ = now;
     }
 
     /// Heartbeats, publish retries and announce retries. Early calls are no-ops.

@@ -32,8 +32,7 @@ struct Shell {
 }
 
 pub fn run(config: Config) -> Result<(), Error> {
-    let mut net = Net::new().map_err(Error::Poll)?;
-    let local = bind(&mut net, config.listen)?;
+    let (mut net, local) = bind(config.listen)?;
     let now = Instant::now();
     let mut core_config = config.core.clone();
     core_config.seed ^= rng::seed_from_os();
@@ -54,16 +53,13 @@ pub fn run(config: Config) -> Result<(), Error> {
 
 /// UDP and TCP on the same port. With port 0 the UDP port is picked first
 /// and TCP follows it; a clash with a TCP user of that port picks again.
-fn bind(net: &mut Net, addr: SocketAddr) -> Result<SocketAddr, Error> {
+fn bind(addr: SocketAddr) -> Result<(Net, SocketAddr), Error> {
     let mut last_err = None;
     for _ in 0..if addr.port() == 0 { 20 } else { 1 } {
         let mut candidate = Net::new().map_err(Error::Poll)?;
         let udp = candidate.bind_udp(addr).map_err(|e| Error::Bind(addr, e))?;
         match candidate.listen(udp) {
-            Ok(_) => {
-                *net = candidate;
-                return Ok(udp);
-            }
+            Ok(_) => return Ok((candidate, udp)),
             Err(e) => last_err = Some(Error::Bind(udp, e)),
         }
     }
