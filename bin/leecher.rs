@@ -8,6 +8,7 @@ use std::time::Duration;
 use lmk::common::cli::{self, Usage};
 use lmk::hash::Hash20;
 use lmk::leecher::{self, Command, Config};
+use lmk::peer::torrent::Goal;
 use lmk::wire::catalog::Selector;
 use lmk::wire::MAX_NAME;
 
@@ -16,28 +17,44 @@ lmk-leecher: list and download files shared through an LMK tracker
 
 USAGE:
   lmk-leecher [OPTIONS] list
-  lmk-leecher [OPTIONS] get NAME... [--out DIR] [--max-seeders N]
+  lmk-leecher [OPTIONS] get NAME... [--out DIR]
 
   NAME                a file name from the catalog, or its 40-hex-digit content id
 
 OPTIONS:
   --tracker ADDR      tracker address (UDP and TCP)          [default: 127.0.0.1:6969]
   --out DIR           where files are written                [default: .]
-  --max-seeders N     seeders used at once per file          [default: 8]
-  --timeout SECS      give up when no seeder answers this long [default: 30]
+  --listen ADDR       address other peers connect to         [default: 0.0.0.0:0]
+  --slots N           peers uploaded to at once              [default: 4]
+  --max-peers N       connections per file                   [default: 50]
+  --up-limit RATE     upload limit in bytes/s (20M, 512K)    [default: none]
+  --down-limit RATE   download limit in bytes/s             [default: none]
+  --seed-ratio R      after a file is complete, serve it until R x its size
+                      is uploaded; 0: leave at once          [default: 1.0]
+  --seed-time SECS    ... or until this long has passed      [default: none]
+  --timeout SECS      give up a file when no chunk arrives this long [default: 30]
   -v, --verbose       more log output (repeat for more)
   -q, --quiet         less log output
   -h, --help          this text
 
 A download is written to DIR/NAME.part and renamed to DIR/NAME once every
-chunk has passed its SHA-1 check. Exit status 0 only if every file is complete.
+chunk has passed its SHA-1 check; files of one get download one after the
+other, each served to other peers while the next downloads. Ctrl-C leaves
+the swarms. Exit status 0 only if every file is complete.
 ";
 
 fn parse(mut args: pico_args::Arguments) -> Result<Config, Usage> {
     let tracker = cli::addr(&mut args, "--tracker", "127.0.0.1:6969")?;
     let out_dir: PathBuf = args.opt_value_from_str("--out")?.unwrap_or_else(|| PathBuf::from("."));
-    let max_seeders: usize = cli::opt(&mut args, "--max-seeders")?.unwrap_or(8);
+    let listen = cli::addr(&mut args, "--listen", "0.0.0.0:0")?;
+    let peer = cli::peer_options(&mut args)?;
     let timeout = cli::secs(&mut args, "--timeout", 1.0)?.unwrap_or(Duration::from_secs(30));
+    let ratio: f64 = cli::opt(&mut args, "--seed-ratio")?.unwrap_or(1.0);
+    if !(ratio.is_finite() && ratio >= 0.0) {
+        return Err(Usage(format!("--seed-ratio {ratio}: must be a number >= 0")));
+    }
+    let time = cli::secs(&mut args, "--seed-time", 0.0)?;
+    let goal = Goal::Until { ratio, time };
     let sub: Option<String> = args.subcommand()?;
     let rest: Vec<String> = args.finish().into_iter().map(|a| a.to_string_lossy().into_owned()).collect();
     if let Some(flag) = rest.iter().find(|a| a.starts_with('-')) {
@@ -51,11 +68,8 @@ fn parse(mut args: pico_args::Arguments) -> Result<Config, Usage> {
         Some(other) => return Err(Usage(format!("unknown command {other:?} (list or get)"))),
         None => return Err(Usage("missing command: list or get".into())),
     };
-    if max_seeders == 0 {
-        return Err(Usage("--max-seeders must be at least 1".into()));
-    }
     let tty = std::io::stdout().is_terminal();
-    Ok(Config { tracker, command, out_dir, max_seeders, timeout, tty })
+    Ok(Config { tracker, command, out_dir, listen, peer, timeout, goal, tty })
 }
 
 /// A content id if it is 40 hex digits, else a name.

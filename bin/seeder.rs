@@ -17,8 +17,11 @@ USAGE: lmk-seeder [OPTIONS] PATH...
 
 OPTIONS:
   --tracker ADDR      tracker address (UDP and TCP)          [default: 127.0.0.1:6969]
-  --listen ADDR       address leechers connect to            [default: 0.0.0.0:0]
-  --slots N           leechers served at once                [default: 1]
+  --listen ADDR       address peers connect to               [default: 0.0.0.0:0]
+  --slots N           peers uploaded to at once              [default: 4]
+  --max-peers N       connections per file                   [default: 50]
+  --up-limit RATE     upload limit in bytes/s (20M, 512K)    [default: none]
+  --down-limit RATE   download limit in bytes/s              [default: none]
   --chunk-size BYTES  chunk size, 16384..=16777216           [default: 1048576]
   --status SECS       print the status line this often       [default: 5; 0: never]
   -v, --verbose       more log output (repeat for more)
@@ -31,7 +34,7 @@ Stops on Ctrl-C or SIGTERM after telling the tracker it left.
 fn parse(mut args: pico_args::Arguments) -> Result<Config, Usage> {
     let tracker = cli::addr(&mut args, "--tracker", "127.0.0.1:6969")?;
     let listen = cli::addr(&mut args, "--listen", "0.0.0.0:0")?;
-    let slots: usize = cli::opt(&mut args, "--slots")?.unwrap_or(1);
+    let peer = cli::peer_options(&mut args)?;
     let chunk_size: u32 = cli::opt(&mut args, "--chunk-size")?.unwrap_or(DEFAULT_CHUNK);
     let status_every = cli::secs(&mut args, "--status", 0.0)?.unwrap_or(Duration::from_secs(5));
     let paths: Vec<PathBuf> = args.finish().into_iter().map(PathBuf::from).collect();
@@ -41,13 +44,10 @@ fn parse(mut args: pico_args::Arguments) -> Result<Config, Usage> {
     if paths.is_empty() {
         return Err(Usage("no PATH to share".into()));
     }
-    if slots == 0 {
-        return Err(Usage("--slots must be at least 1".into()));
-    }
     if !(MIN_CHUNK..=MAX_CHUNK).contains(&chunk_size) {
         return Err(Usage(format!("--chunk-size {chunk_size}: must be in {MIN_CHUNK}..={MAX_CHUNK}")));
     }
-    Ok(Config { tracker, listen, slots, chunk_size, paths, status_every })
+    Ok(Config { tracker, listen, peer, chunk_size, paths, status_every })
 }
 
 fn main() -> ExitCode {

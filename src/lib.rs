@@ -6,6 +6,7 @@ pub mod common;
 pub mod hash;
 pub mod leecher;
 pub mod meta;
+pub mod peer;
 pub mod seeder;
 pub mod tracker;
 pub mod wire;

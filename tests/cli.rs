@@ -52,6 +52,9 @@ fn cli_errors() {
         &["--chunk-size", "16777217", file],
         &[],
         &["--slots", "2"],
+        &["--up-limit", "fast", file],
+        &["--down-limit", "0", file],
+        &["--max-peers", "0", file],
     ] {
         assert_usage_error(SEEDER, args);
     }
@@ -65,8 +68,13 @@ fn cli_errors() {
         &["list", "extra"],
         &["get"],
         &["get", "--out", "x"],
-        &["get", "f.bin", "--max-seeders", "0"],
+        &["get", "f.bin", "--max-peers", "0"],
         &["get", "f.bin", "--timeout", "nope"],
+        &["get", "f.bin", "--seed-ratio", "-1"],
+        &["get", "f.bin", "--seed-ratio", "nan"],
+        &["get", "f.bin", "--seed-time", "-5"],
+        &["get", "f.bin", "--up-limit", "1X"],
+        &["get", "f.bin", "--listen", "nowhere"],
     ] {
         assert_usage_error(LEECHER, args);
     }

@@ -15,6 +15,7 @@ use common::*;
 use lmk::hash::Hash20;
 use lmk::meta::{FileMeta, MIN_CHUNK};
 use lmk::wire::catalog::{Request, Response};
+use lmk::peer::bitfield::Bitfield;
 use lmk::wire::peer::Message;
 use lmk::wire::udp::PROTOCOL_ID;
 
@@ -78,14 +79,11 @@ fn leecher_reasks_tracker_every_interval() {
     assert_success(&out, "leecher with --timeout 6 and a tracker interval of 1 s");
 }
 
-/// The `served ...` part of a seeder status line with a non-zero chunk count
-/// (`seeder: ... | served 1.0 MiB in 16 chunks | ...`).
+/// The `sent ...` part of a seeder status line once it is not zero
+/// (`seeder: ... | sent 1.0 MiB (0.02 copies) | ...`).
 fn served(line: &str) -> Option<String> {
-    let served = line.split('|').map(str::trim).find(|part| part.starts_with("served"))?;
-    let words: Vec<&str> = served.split_whitespace().collect();
-    let at = words.iter().position(|w| *w == "chunks")?;
-    let n: u64 = words.get(at.checked_sub(1)?)?.parse().ok()?;
-    (n > 0).then(|| served.to_string())
+    let sent = line.split('|').map(str::trim).find(|part| part.starts_with("sent "))?;
+    (!sent.starts_with("sent 0 B")).then(|| sent.to_string())
 }
 
 #[test]
@@ -178,8 +176,10 @@ fn garbage_on_every_port() {
     for requests in [8u32, 200] {
         let mut s = TcpStream::connect(seeder_addr).expect("connect seeder");
         let mut out = Vec::new();
+        Message::Hello { id: meta.content_id(), port: 0, nonce: 1 }.encode(&mut out);
+        Message::Bitfield(&Bitfield::new(meta.chunk_count()).as_bytes().to_vec()).encode(&mut out);
         for index in 0..requests {
-            Message::Request { id: meta.content_id(), index: index % meta.chunk_count() }.encode(&mut out);
+            Message::Request(index % meta.chunk_count()).encode(&mut out);
         }
         let _ = s.write_all(&out);
     }

@@ -121,3 +121,29 @@ pub fn fail(prog: &str, message: impl Display, usage: bool) -> ExitCode {
         ExitCode::from(1)
     }
 }
+
+/// `--slots`, `--max-peers`, `--up-limit` and `--down-limit`, shared by the seeder and the leecher.
+pub fn peer_options(args: &mut pico_args::Arguments) -> Result<crate::peer::PeerOptions, Usage> {
+    let slots: usize = opt(args, "--slots")?.unwrap_or(DEFAULT_SLOTS);
+    let max_peers: usize = opt(args, "--max-peers")?.unwrap_or(DEFAULT_MAX_PEERS);
+    if slots == 0 {
+        return Err(Usage("--slots must be at least 1".into()));
+    }
+    if max_peers == 0 {
+        return Err(Usage("--max-peers must be at least 1".into()));
+    }
+    let mut rate = |name: &'static str| -> Result<Option<u64>, Usage> {
+        match args.opt_value_from_str::<_, String>(name)? {
+            None => Ok(None),
+            Some(raw) => crate::peer::rate::parse_rate(&raw).map(Some).map_err(|e| Usage(format!("{name} {raw:?}: {e}"))),
+        }
+    };
+    let up_limit = rate("--up-limit")?;
+    let down_limit = rate("--down-limit")?;
+    Ok(crate::peer::PeerOptions { slots, max_peers, up_limit, down_limit })
+}
+
+/// Peers uploaded to at once, by default.
+pub const DEFAULT_SLOTS: usize = 4;
+/// Connections per file, by default.
+pub const DEFAULT_MAX_PEERS: usize = 50;

@@ -456,6 +456,9 @@ impl Net {
 
     /// Writes until `WouldBlock` or empty, asking the handler for more while
     /// it wants to be fed, and keeps WRITABLE interest only while bytes wait.
+    /// A queue that one write empties is offered to the handler again at
+    /// once: stopping there would drop write interest with nothing queued
+    /// and nobody left to ask for the next answer (a lost wake-up).
     fn pump<H: Handler>(&mut self, handler: &mut H, now: Instant, id: ConnId) {
         loop {
             let low_water = self.low_water;
@@ -464,7 +467,8 @@ impl Net {
                 return;
             }
             let before = c.wbuf.len();
-            if c.want_drained && before - c.wpos < low_water {
+            let asked = c.want_drained && before - c.wpos < low_water;
+            if asked {
                 handler.on_drained(self, now, id);
             }
             let Some(c) = self.conns.get_mut(id.0) else { return };
@@ -492,8 +496,9 @@ impl Net {
                 self.mark_closing(id, CloseReason::Local);
                 return;
             }
-            // Stop when the socket is full or the handler had nothing more to give.
-            if pending || !fed {
+            // Stop when the socket is full (a writable event follows), when
+            // nobody wants feeding, or when the handler was asked and had nothing.
+            if pending || !c.want_drained || (asked && !fed) {
                 return;
             }
         }

@@ -1,31 +1,24 @@
 //! The leecher's sans-IO core: ask the catalog, check what it says, then
-//! download the files one after another, asking the tracker for seeders
-//! every interval while chunks remain.
+//! hand the files to the peer core one after another. A finished file keeps
+//! being served while the next downloads, until its seeding goal is met.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use log::{debug, info, warn};
+use log::info;
 
-use super::download::{Action, Download};
-use super::output::Disk;
-use crate::announce::{Announce, Announcer, Reply};
 use crate::common::net::ConnId;
 use crate::hash::ContentId;
 use crate::meta::{check_name, FileMeta};
+use crate::peer::bitfield::Bitfield;
+use crate::peer::machine::{Config as PeerConfig, Event, Machine};
+use crate::peer::storage::{PartFile, Storage};
+use crate::peer::torrent::{Counters, Goal};
 use crate::wire::catalog::{ListEntry, Request, Response, Selector};
-use crate::wire::peer::Message;
-use crate::wire::udp::Event;
 
 /// Catalog connection attempts are this far apart.
 const CATALOG_RETRY: Duration = Duration::from_secs(1);
-/// Ask the tracker again this soon while no seeder is known at all.
-const EAGER_ANNOUNCE: Duration = Duration::from_secs(1);
-/// Peers asked of the tracker per announce.
-const NUM_WANT: i32 = 50;
-/// How long a finished leecher waits for its Completed announce to go out.
-const LINGER: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -37,96 +30,77 @@ pub enum Command {
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub tracker: SocketAddr,
     pub command: Command,
-    /// Seeders connected at once per file.
-    pub max_seeders: usize,
-    /// Give up on a file when no seeder has shown life for this long.
-    pub timeout: Duration,
-    pub seed: u64,
+    pub peer: PeerConfig,
+    /// After a file is complete: serve it until this ratio or time.
+    pub goal: Goal,
 }
 
-/// What the shell must do.
+/// Creates the storage of a download; the real one makes `DIR/NAME.part`.
+pub trait Disk {
+    fn create(&mut self, meta: &FileMeta) -> std::io::Result<Box<dyn Storage>>;
+}
+
+/// Downloads into one directory.
+pub struct Dir(pub PathBuf);
+
+impl Disk for Dir {
+    fn create(&mut self, meta: &FileMeta) -> std::io::Result<Box<dyn Storage>> {
+        Ok(Box::new(PartFile::create(self.0.clone(), meta.name(), meta.size())?))
+    }
+}
+
+/// What the shell must do for the catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
-    Datagram(Vec<u8>),
     OpenCatalog,
     CatalogSend(ConnId, Request),
-    /// Dial a seeder; answer with `handle_dialling` or `handle_dial_failed`.
-    Connect(SocketAddr),
-    Request(ConnId, ContentId, u32),
     Close(ConnId),
 }
 
 /// What the user is told.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Note {
     Listing(Vec<ListEntry>),
-    Started { name: String, size: u64 },
-    Finished { name: String, size: u64, elapsed: Duration, seeders: usize, bad_chunks: u64 },
+    Started { id: ContentId, name: String, size: u64 },
+    Done { name: String, size: u64, elapsed: Duration, counters: Counters },
+    Seeded { name: String, size: u64, counters: Counters },
     Failed { name: String, reason: String },
-}
-
-/// Where a running download stands, for the progress bar.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Progress {
-    pub name: String,
-    pub size: u64,
-    pub done: u64,
-    pub seeders: usize,
-    pub elapsed: Duration,
 }
 
 enum Phase {
     /// `unanswered`: the selectors still to resolve, asked again in full on a new connection.
-    Catalog {
-        conn: Option<ConnId>,
-        unanswered: VecDeque<Selector>,
-        retry_at: Option<Instant>,
-        deadline: Instant,
-    },
-    Downloading {
-        download: Box<Download>,
-        next_announce: Instant,
-    },
-    /// Nothing left to do but let the last announce leave (at most [`LINGER`]).
-    Done {
-        since: Instant,
-    },
+    Catalog { conn: Option<ConnId>, unanswered: VecDeque<Selector>, retry_at: Option<Instant>, deadline: Instant },
+    /// Downloading `current` (if any) while finished files seed.
+    Trading { current: Option<ContentId> },
 }
 
 pub struct Leecher<D: Disk> {
     config: Config,
     disk: D,
-    announcer: Announcer,
+    pub peer: Machine,
     phase: Phase,
     queue: VecDeque<FileMeta>,
-    interval: Duration,
     failures: usize,
-    linger_over: bool,
+    stopping: bool,
     outputs: VecDeque<Output>,
     notes: VecDeque<Note>,
 }
 
 impl<D: Disk> Leecher<D> {
     pub fn new(config: Config, disk: D, now: Instant) -> Self {
+        let unanswered = match &config.command {
+            Command::List => VecDeque::new(),
+            Command::Get(selectors) => selectors.iter().cloned().collect(),
+        };
         let mut leecher = Leecher {
-            announcer: Announcer::new(config.tracker, config.seed),
-            phase: Phase::Catalog {
-                conn: None,
-                unanswered: match &config.command {
-                    Command::List => VecDeque::new(),
-                    Command::Get(selectors) => selectors.iter().cloned().collect(),
-                },
-                retry_at: None,
-                deadline: now + config.timeout,
-            },
+            peer: Machine::new(config.peer.clone(), now),
+            phase: Phase::Catalog { conn: None, unanswered, retry_at: None, deadline: now + config.peer.timeout },
             config,
             disk,
             queue: VecDeque::new(),
-            interval: Duration::from_secs(10),
             failures: 0,
-            linger_over: false,
+            stopping: false,
             outputs: VecDeque::new(),
             notes: VecDeque::new(),
         };
@@ -163,7 +137,7 @@ impl<D: Disk> Leecher<D> {
                 other => self.fail_all(format!("tracker answered the list with {other:?}")),
             }
             self.outputs.push_back(Output::Close(conn));
-            self.phase = Phase::Done { since: now };
+            self.phase = Phase::Trading { current: None };
             return;
         }
         let Some(selector) = unanswered.pop_front() else { return };
@@ -174,109 +148,69 @@ impl<D: Disk> Leecher<D> {
         }
         if last {
             self.outputs.push_back(Output::Close(conn));
+            self.phase = Phase::Trading { current: None };
             self.next_file(now);
         }
     }
 
-    pub fn handle_dialling(&mut self, now: Instant, addr: SocketAddr, conn: ConnId) {
-        if let Some(d) = self.download() {
-            d.handle_dialling(now, addr, conn);
-        }
-        self.pump(now);
-    }
-
-    pub fn handle_dial_failed(&mut self, now: Instant, addr: SocketAddr) {
-        if let Some(d) = self.download() {
-            d.handle_dial_failed(now, addr);
-        }
-        self.pump(now);
-    }
-
-    pub fn handle_peer_connected(&mut self, now: Instant, conn: ConnId) {
-        if let Some(d) = self.download() {
-            d.handle_connected(now, conn);
-        }
-    }
-
-    pub fn handle_peer_message(&mut self, now: Instant, conn: ConnId, msg: Message<'_>) {
-        let Phase::Downloading { download, .. } = &mut self.phase else { return };
-        if let Err(fatal) = download.handle_message(now, conn, msg, &mut self.disk) {
-            let name = download.meta().name().to_string();
-            download.close_all();
-            self.pump(now);
-            self.fail(name, fatal.0);
-            self.next_file(now);
-            return;
-        }
-        self.pump(now);
-    }
-
-    pub fn handle_peer_closed(&mut self, now: Instant, conn: ConnId) {
-        if let Some(d) = self.download() {
-            d.handle_closed(now, conn);
-        }
-        self.pump(now);
-    }
-
-    pub fn handle_datagram(&mut self, now: Instant, data: &[u8]) {
-        self.announcer.handle_datagram(now, data);
-        self.pump(now);
-    }
-
-    /// Retries, re-announces, stalls and give-ups. Early calls are no-ops.
+    /// Catalog retries and give-up, then the peer core's timers.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.announcer.handle_timeout(now);
         match &mut self.phase {
             Phase::Catalog { deadline, .. } if now >= *deadline => {
-                let tracker = self.config.tracker;
-                self.fail_all(format!("tracker catalog at {tracker} did not answer within {:?}", self.config.timeout));
-                self.phase = Phase::Done { since: now };
+                let reason = format!("tracker catalog did not answer within {:?}", self.config.peer.timeout);
+                self.fail_all(reason);
+                self.phase = Phase::Trading { current: None };
             }
             Phase::Catalog { conn: None, retry_at: retry @ Some(_), .. } if retry.is_some_and(|at| now >= at) => {
                 *retry = None;
                 self.outputs.push_back(Output::OpenCatalog);
             }
-            Phase::Downloading { download, next_announce } => {
-                download.handle_timeout(now);
-                if now >= download.last_alive + self.config.timeout {
-                    let reason = format!("no seeder answered within {}s", self.config.timeout.as_secs());
-                    let name = download.meta().name().to_string();
-                    download.close_all();
-                    self.pump(now);
-                    self.fail(name, reason);
-                    self.next_file(now);
-                    return;
-                }
-                if now >= *next_announce {
-                    let announce = Announce {
-                        info_hash: download.id(),
-                        left: download.remaining(),
-                        event: Event::None,
-                        port: 0,
-                        num_want: NUM_WANT,
-                    };
-                    *next_announce = now + self.interval;
-                    self.announcer.announce(now, announce);
-                }
-            }
-            Phase::Done { since } if now >= *since + LINGER => self.linger_over = true,
             _ => {}
         }
-        self.pump(now);
+        self.peer.handle_timeout(now);
+        self.after_peer(now);
+    }
+
+    /// Reads what the peer core reported: a file complete or failed starts
+    /// the next; a file done seeding is reported. Call after every peer input.
+    pub fn after_peer(&mut self, now: Instant) {
+        while let Some(event) = self.peer.poll_event() {
+            match event {
+                Event::Complete { id, name, size, elapsed, counters } => {
+                    self.notes.push_back(Note::Done { name, size, elapsed, counters });
+                    self.current_ended(now, id);
+                }
+                Event::Failed { id, name, reason } => {
+                    self.fail(name, reason);
+                    self.current_ended(now, id);
+                }
+                Event::Finished { id, name, size, counters } => {
+                    self.notes.push_back(Note::Seeded { name, size, counters });
+                    self.current_ended(now, id);
+                }
+                Event::Reconnected => {}
+            }
+        }
+    }
+
+    /// Ctrl-C: leave every swarm.
+    pub fn shutdown(&mut self, now: Instant) {
+        self.stopping = true;
+        self.queue.clear();
+        if let Phase::Catalog { conn: Some(conn), .. } = self.phase {
+            self.outputs.push_back(Output::Close(conn));
+        }
+        self.phase = Phase::Trading { current: None };
+        self.peer.shutdown(now);
+        self.after_peer(now);
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
         let phase = match &self.phase {
             Phase::Catalog { retry_at, deadline, .. } => Some(retry_at.map_or(*deadline, |r| r.min(*deadline))),
-            Phase::Downloading { download, next_announce } => {
-                [Some(*next_announce), Some(download.last_alive + self.config.timeout), download.next_deadline()]
-                    .into_iter()
-                    .flatten()
-                    .min()
-            }
-            Phase::Done { since } => self.announcer.busy().then_some(*since + LINGER),
+            Phase::Trading { .. } => None,
         };
-        [phase, self.announcer.next_deadline()].into_iter().flatten().min()
+        [phase, self.peer.next_deadline()].into_iter().flatten().min()
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
@@ -287,21 +221,24 @@ impl<D: Disk> Leecher<D> {
         self.notes.pop_front()
     }
 
-    pub fn progress(&self, now: Instant) -> Option<Progress> {
-        let Phase::Downloading { download, .. } = &self.phase else { return None };
-        Some(Progress {
-            name: download.meta().name().to_string(),
-            size: download.meta().size(),
-            done: download.bytes_done,
-            seeders: download.connected(),
-            elapsed: now.saturating_duration_since(download.started),
-        })
+    /// The file being downloaded, if any.
+    pub fn current(&self) -> Option<ContentId> {
+        match self.phase {
+            Phase::Trading { current } => current,
+            Phase::Catalog { .. } => None,
+        }
     }
 
-    /// True once every file is done or failed and the last announce has
-    /// left (or had [`LINGER`] to).
-    pub fn finished(&self) -> bool {
-        matches!(self.phase, Phase::Done { .. }) && (!self.announcer.busy() || self.linger_over)
+    /// True once every file is done (downloaded and seeded) or failed, and
+    /// the last announce has left.
+    pub fn finished(&self, now: Instant) -> bool {
+        if self.stopping {
+            return self.peer.stopped(now);
+        }
+        matches!(self.phase, Phase::Trading { current: None })
+            && self.queue.is_empty()
+            && self.peer.files().next().is_none()
+            && !self.peer.announcing()
     }
 
     /// Files that could not be downloaded.
@@ -309,105 +246,35 @@ impl<D: Disk> Leecher<D> {
         self.failures
     }
 
-    fn download(&mut self) -> Option<&mut Download> {
-        match &mut self.phase {
-            Phase::Downloading { download, .. } => Some(download),
-            _ => None,
+    fn current_ended(&mut self, now: Instant, id: ContentId) {
+        if self.current() == Some(id) {
+            self.phase = Phase::Trading { current: None };
+            self.next_file(now);
         }
     }
 
-    /// Moves the current download's and the announcer's wishes to the outputs,
-    /// and finishes the file once every chunk is in.
-    fn pump(&mut self, now: Instant) {
-        while let Some(reply) = self.announcer.poll_reply() {
-            self.on_reply(now, reply);
-        }
-        if let Phase::Downloading { download, .. } = &mut self.phase {
-            if download.is_complete() {
-                download.close_all();
-            }
-            while let Some(action) = download.poll_action() {
-                self.outputs.push_back(match action {
-                    Action::Connect(addr) => Output::Connect(addr),
-                    Action::Request(conn, id, index) => Output::Request(conn, id, index),
-                    Action::Close(conn) => Output::Close(conn),
-                });
-            }
-            if download.is_complete() {
-                self.complete(now);
-            }
-        }
-        while let Some(datagram) = self.announcer.poll_transmit() {
-            self.outputs.push_back(Output::Datagram(datagram));
-        }
-    }
-
-    fn on_reply(&mut self, now: Instant, reply: Reply) {
-        match reply {
-            Reply::Peers { info_hash, peers, interval, .. } => {
-                self.interval = interval;
-                if let Phase::Downloading { download, next_announce } = &mut self.phase {
-                    // The tracker's interval replaces our default at once.
-                    *next_announce = (*next_announce).min(now + interval);
-                    if info_hash == download.id() {
-                        debug!("tracker: {} seeder(s) for {}", peers.len(), download.meta().name());
-                        if peers.is_empty() && download.connected() == 0 {
-                            *next_announce = (*next_announce).min(now + EAGER_ANNOUNCE);
-                        }
-                        download.add_seeders(now, &peers);
-                    }
-                }
-            }
-            Reply::Refused { message, .. } => warn!("tracker refused our announce: {message}"),
-            Reply::Reconnected | Reply::Timeout => {}
-        }
-    }
-
-    fn complete(&mut self, now: Instant) {
-        let Phase::Downloading { download, .. } = &self.phase else { return };
-        let meta = download.meta().clone();
-        let (elapsed, stats) = (now.saturating_duration_since(download.started), download.stats.clone());
-        match self.disk.finish() {
-            Ok(()) => {
-                info!("{}: complete and verified", meta.name());
-                self.notes.push_back(Note::Finished {
-                    name: meta.name().to_string(),
-                    size: meta.size(),
-                    elapsed,
-                    seeders: stats.seeders_used,
-                    bad_chunks: stats.bad_chunks,
-                });
-                let done =
-                    Announce { info_hash: meta.content_id(), left: 0, event: Event::Completed, port: 0, num_want: 0 };
-                self.announcer.announce(now, done);
-            }
-            Err(e) => self.fail(meta.name().to_string(), format!("cannot finish {}: {e}", meta.name())),
-        }
-        self.next_file(now);
-    }
-
-    /// Starts the next queued file, or ends.
+    /// Starts the next queued file, if none is downloading.
     fn next_file(&mut self, now: Instant) {
-        self.phase = Phase::Done { since: now };
-        while let Some(meta) = self.queue.pop_front() {
-            if let Err(e) = self.disk.create(meta.name(), meta.size()) {
-                self.fail(meta.name().to_string(), format!("cannot create {}.part: {e}", meta.name()));
-                continue;
-            }
-            self.notes.push_back(Note::Started { name: meta.name().to_string(), size: meta.size() });
-            let download = Download::new(meta, self.config.max_seeders, now);
-            let announce = Announce {
-                info_hash: download.id(),
-                left: download.remaining(),
-                event: Event::Started,
-                port: 0,
-                num_want: NUM_WANT,
-            };
-            self.announcer.announce(now, announce);
-            self.phase = Phase::Downloading { download: Box::new(download), next_announce: now + self.interval };
-            break;
+        if self.current().is_some() || self.stopping {
+            return;
         }
-        self.pump(now);
+        while let Some(meta) = self.queue.pop_front() {
+            let storage = match self.disk.create(&meta) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.fail(meta.name().to_string(), format!("cannot create {}.part: {e}", meta.name()));
+                    continue;
+                }
+            };
+            let id = meta.content_id();
+            info!("{}: downloading", meta.name());
+            self.notes.push_back(Note::Started { id, name: meta.name().to_string(), size: meta.size() });
+            self.phase = Phase::Trading { current: Some(id) };
+            let have = Bitfield::new(meta.chunk_count());
+            self.peer.add(now, meta, storage, have, self.config.goal);
+            self.after_peer(now);
+            return;
+        }
     }
 
     fn fail(&mut self, name: String, reason: String) {
@@ -452,6 +319,3 @@ fn label(selector: &Selector) -> String {
         Selector::Id(id) => id.to_hex(),
     }
 }
-
-#[cfg(test)]
-mod tests;

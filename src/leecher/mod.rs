@@ -1,10 +1,8 @@
-//! lmk-leecher: lists the tracker's catalog, or downloads files from several
-//! seeders at once, verifying every chunk, into `DIR/NAME.part` then `DIR/NAME`.
+//! lmk-leecher: lists the tracker's catalog, or downloads files from many
+//! peers at once, verifying every chunk, into `DIR/NAME.part` then
+//! `DIR/NAME`, serving what it holds to the other peers meanwhile and after.
 
-mod download;
 pub mod machine;
-pub mod output;
-mod picker;
 mod progress;
 mod reactor;
 
@@ -21,8 +19,13 @@ pub struct Config {
     pub tracker: std::net::SocketAddr,
     pub command: Command,
     pub out_dir: PathBuf,
-    pub max_seeders: usize,
+    /// Where other peers connect to us.
+    pub listen: std::net::SocketAddr,
+    pub peer: crate::peer::PeerOptions,
+    /// Give up a file when no chunk has been verified for this long.
     pub timeout: Duration,
+    /// How long a complete file is served.
+    pub goal: crate::peer::torrent::Goal,
     /// Draw a progress bar (a terminal) or print plain lines.
     pub tty: bool,
 }
@@ -31,7 +34,10 @@ pub struct Config {
 #[derive(Debug)]
 pub enum Error {
     OutDir(PathBuf, io::Error),
+    Bind(std::net::SocketAddr, io::Error),
     Poll(io::Error),
+    /// Ctrl-C or SIGTERM.
+    Interrupted,
     /// Some files could not be downloaded (each was reported already).
     Incomplete {
         failed: usize,
@@ -45,7 +51,9 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::OutDir(p, e) => write!(f, "output directory {}: {e}", p.display()),
+            Error::Bind(addr, e) => write!(f, "cannot bind {addr}: {e}"),
             Error::Poll(e) => write!(f, "event loop failed: {e}"),
+            Error::Interrupted => write!(f, "interrupted; a partial download stays as NAME.part"),
             Error::Incomplete { failed, asked } => write!(f, "{failed} of {asked} file(s) not downloaded"),
             Error::ListFailed => write!(f, "could not list the catalog"),
         }

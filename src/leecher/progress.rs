@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use super::machine::Progress;
+use crate::peer::machine::Snapshot;
 use crate::common::fmt;
 
 const TTY_EVERY: Duration = Duration::from_millis(200);
@@ -14,15 +14,15 @@ const BAR: usize = 24;
 pub struct View {
     tty: bool,
     next_draw: Option<Instant>,
-    /// Bytes and instant of the previous sample, for the rate.
-    sample: Option<(u64, Instant)>,
-    rate: f64,
+    /// Bytes down, bytes up and instant of the previous sample, for the rates.
+    sample: Option<(u64, u64, Instant)>,
+    rate: (f64, f64),
     drawn: bool,
 }
 
 impl View {
     pub fn new(tty: bool) -> View {
-        View { tty, next_draw: None, sample: None, rate: 0.0, drawn: false }
+        View { tty, next_draw: None, sample: None, rate: (0.0, 0.0), drawn: false }
     }
 
     /// When the display next wants to be drawn.
@@ -33,13 +33,13 @@ impl View {
     /// A new file starts: forget the previous one's rate.
     pub fn reset(&mut self, now: Instant) {
         self.sample = None;
-        self.rate = 0.0;
+        self.rate = (0.0, 0.0);
         self.next_draw = Some(now);
     }
 
     /// Draws if due. `progress` is asked only then: this runs on every
     /// wake-up of the loop, and a snapshot allocates.
-    pub fn tick(&mut self, now: Instant, progress: impl FnOnce() -> Option<Progress>) {
+    pub fn tick(&mut self, now: Instant, progress: impl FnOnce() -> Option<Snapshot>) {
         if self.next_draw.is_some_and(|at| now < at) {
             return;
         }
@@ -48,15 +48,17 @@ impl View {
             return;
         };
         self.next_draw = Some(now + if self.tty { TTY_EVERY } else { PLAIN_EVERY });
-        if let Some((bytes, at)) = self.sample {
+        let up = p.counters.uploaded;
+        if let Some((down_then, up_then, at)) = self.sample {
             let dt = now.saturating_duration_since(at).as_secs_f64();
             if dt > 0.0 {
-                let instant = (p.done - bytes) as f64 / dt;
+                let instant = (p.done.saturating_sub(down_then) as f64 / dt, up.saturating_sub(up_then) as f64 / dt);
                 // Smooth on a terminal, where redraws are frequent.
-                self.rate = if self.tty && self.rate > 0.0 { 0.7 * self.rate + 0.3 * instant } else { instant };
+                let smooth = |old: f64, new: f64| if self.tty && old > 0.0 { 0.7 * old + 0.3 * new } else { new };
+                self.rate = (smooth(self.rate.0, instant.0), smooth(self.rate.1, instant.1));
             }
         }
-        self.sample = Some((p.done, now));
+        self.sample = Some((p.done, up, now));
         let line = render(&p, self.rate);
         let mut out = std::io::stdout().lock();
         if self.tty {
@@ -78,8 +80,8 @@ impl View {
     }
 }
 
-/// `name [#####-----]  42%  27.0 MiB / 64.0 MiB  120.3 MiB/s  ETA 0.3s  3 seeders`
-pub fn render(p: &Progress, rate: f64) -> String {
+/// `name [#####-----]  42%  27.0 MiB / 64.0 MiB  down 120.3 MiB/s  up 3.0 MiB/s  ETA 0.3s  3 peer(s)`
+pub fn render(p: &Snapshot, (rate, up): (f64, f64)) -> String {
     let fraction = if p.size == 0 { 1.0 } else { p.done as f64 / p.size as f64 };
     let filled = ((fraction * BAR as f64) as usize).min(BAR);
     let eta = if rate > 0.0 {
@@ -88,7 +90,7 @@ pub fn render(p: &Progress, rate: f64) -> String {
         "?".to_string()
     };
     format!(
-        "{} [{}{}] {:>3.0}%  {} / {}  {}  ETA {}  {} seeder(s)",
+        "{} [{}{}] {:>3.0}%  {} / {}  down {}  up {}  ETA {}  {} peer(s)",
         p.name,
         "#".repeat(filled),
         "-".repeat(BAR - filled),
@@ -96,8 +98,9 @@ pub fn render(p: &Progress, rate: f64) -> String {
         fmt::bytes(p.done),
         fmt::bytes(p.size),
         fmt::rate(rate),
+        fmt::rate(up),
         eta,
-        p.seeders
+        p.peers
     )
 }
 
@@ -107,13 +110,21 @@ mod tests {
 
     #[test]
     fn renders_bar_percent_rate_eta() {
-        let p = Progress { name: "f".into(), size: 100 << 20, done: 50 << 20, seeders: 3, elapsed: Duration::ZERO };
-        let line = render(&p, (10 << 20) as f64);
+        let p = Snapshot {
+            name: "f".into(),
+            size: 100 << 20,
+            done: 50 << 20,
+            complete: false,
+            peers: 3,
+            elapsed: Duration::ZERO,
+            counters: Default::default(),
+        };
+        let line = render(&p, ((10 << 20) as f64, 1024.0));
         assert!(line.starts_with("f [############------------]  50%"), "{line}");
         assert!(line.contains("50.0 MiB / 100.0 MiB"), "{line}");
-        assert!(line.contains("10.0 MiB/s"), "{line}");
+        assert!(line.contains("down 10.0 MiB/s  up 1.0 KiB/s"), "{line}");
         assert!(line.contains("ETA 5.0s"), "{line}");
-        assert!(line.ends_with("3 seeder(s)"), "{line}");
-        assert!(render(&p, 0.0).contains("ETA ?"));
+        assert!(line.ends_with("3 peer(s)"), "{line}");
+        assert!(render(&p, (0.0, 0.0)).contains("ETA ?"));
     }
 }

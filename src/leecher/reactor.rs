@@ -1,32 +1,38 @@
-//! The leecher's mio shell: the catalog connection, seeder connections, the
-//! UDP socket to the tracker, and what the user sees.
+//! The leecher's mio shell: the catalog connection, the peer listener and
+//! connections (through the peer core), the UDP socket to the tracker, and
+//! what the user sees.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use log::debug;
+use log::{debug, info};
 
-use super::machine::{Config as CoreConfig, Leecher, Note, Output};
-use super::output::PartFiles;
+use super::machine::{Command, Config as CoreConfig, Dir, Leecher, Note, Output};
 use super::progress::View;
-use super::{Command, Config, Error};
+use super::{Config, Error};
 use crate::common::fmt;
 use crate::common::net::{CloseReason, ConnId, Handler, Net};
-use crate::common::rng;
+use crate::common::{rng, signal};
+use crate::peer::machine::Config as PeerConfig;
+use crate::peer::reactor::Peers;
+use crate::peer::torrent::Counters;
 use crate::wire::catalog::{Response, MAX_CATALOG_FRAME};
-use crate::wire::peer::{Message, MAX_PEER_FRAME};
+use crate::wire::peer::MAX_PEER_FRAME;
 use crate::wire::{DecodeError, Frame};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 struct Shell {
-    core: Leecher<PartFiles>,
+    core: Leecher<Dir>,
+    peers: Peers,
     tracker: SocketAddr,
     catalog_conn: Option<ConnId>,
     view: View,
     /// Bytes of every finished file, for the closing summary.
     total_bytes: u64,
     started: Instant,
+    interrupted: bool,
+    finished: bool,
 }
 
 pub fn run(config: Config) -> Result<(), Error> {
@@ -39,29 +45,49 @@ pub fn run(config: Config) -> Result<(), Error> {
     };
     let mut net = Net::new().map_err(Error::Poll)?;
     net.bind_udp_towards(config.tracker).map_err(Error::Poll)?;
+    let port = match config.command {
+        Command::Get(_) => net.listen(config.listen).map_err(|e| Error::Bind(config.listen, e))?.port(),
+        Command::List => 0,
+    };
+    signal::install();
     let now = Instant::now();
     let core_config = CoreConfig {
-        tracker: config.tracker,
         command: config.command.clone(),
-        max_seeders: config.max_seeders,
-        timeout: config.timeout,
-        seed: rng::seed_from_os(),
+        peer: PeerConfig {
+            tracker: config.tracker,
+            port,
+            slots: config.peer.slots,
+            max_peers: config.peer.max_peers,
+            up_limit: config.peer.up_limit,
+            down_limit: config.peer.down_limit,
+            timeout: config.timeout,
+            interval: Duration::from_secs(10),
+            seed: rng::seed_from_os(),
+        },
+        goal: config.goal,
     };
+    let core = Leecher::new(core_config, Dir(config.out_dir.clone()), now);
     let mut shell = Shell {
-        core: Leecher::new(core_config, PartFiles::new(config.out_dir.clone()), now),
+        peers: Peers::new(config.tracker),
+        core,
         tracker: config.tracker,
         catalog_conn: None,
         view: View::new(config.tty),
         total_bytes: 0,
         started: now,
+        interrupted: false,
+        finished: false,
     };
-    shell.drain(&mut net, now);
+    shell.carry_out(&mut net, now);
     net.run(&mut shell, MAX_PEER_FRAME).map_err(Error::Poll)?;
     shell.view.clear();
     if shell.total_bytes > 0 {
         let bytes = shell.total_bytes;
         let secs = shell.started.elapsed().as_secs_f64().max(1e-9);
         println!("total: {} in {:.2}s ({})", fmt::bytes(bytes), secs, fmt::rate(bytes as f64 / secs));
+    }
+    if shell.interrupted {
+        return Err(Error::Interrupted);
     }
     match (shell.core.failures(), &config.command) {
         (0, _) => Ok(()),
@@ -71,10 +97,10 @@ pub fn run(config: Config) -> Result<(), Error> {
 }
 
 impl Shell {
-    fn drain(&mut self, net: &mut Net, now: Instant) {
+    fn carry_out(&mut self, net: &mut Net, now: Instant) {
+        self.peers.carry_out(&mut self.core.peer, net, now);
         while let Some(output) = self.core.poll_output() {
             match output {
-                Output::Datagram(d) => net.send_to(self.tracker, &d),
                 Output::OpenCatalog => match net.connect(self.tracker, MAX_CATALOG_FRAME, now, CONNECT_TIMEOUT) {
                     Ok(conn) => self.catalog_conn = Some(conn),
                     Err(e) => {
@@ -87,18 +113,6 @@ impl Shell {
                         request.encode(out);
                     }
                 }
-                Output::Connect(addr) => match net.connect(addr, MAX_PEER_FRAME, now, CONNECT_TIMEOUT) {
-                    Ok(conn) => self.core.handle_dialling(now, addr, conn),
-                    Err(e) => {
-                        debug!("connect to {addr}: {e}");
-                        self.core.handle_dial_failed(now, addr);
-                    }
-                },
-                Output::Request(conn, id, index) => {
-                    if let Some(out) = net.out(conn) {
-                        Message::Request { id, index }.encode(out);
-                    }
-                }
                 Output::Close(conn) => {
                     if self.catalog_conn == Some(conn) {
                         self.catalog_conn = None;
@@ -107,6 +121,7 @@ impl Shell {
                 }
             }
         }
+        self.peers.carry_out(&mut self.core.peer, net, now);
         while let Some(note) = self.core.poll_note() {
             self.show(now, note);
         }
@@ -121,45 +136,71 @@ impl Shell {
                     println!("{:<32} {:>10} {:>7}  {}", e.name, fmt::bytes(e.size), e.seeders, e.id);
                 }
             }
-            Note::Started { name, size } => {
+            Note::Started { name, size, .. } => {
                 println!("{name}: downloading {}", fmt::bytes(size));
                 self.view.reset(now);
             }
-            Note::Finished { name, size, elapsed, seeders, bad_chunks } => {
+            Note::Done { name, size, elapsed, counters } => {
                 let secs = elapsed.as_secs_f64().max(1e-9);
-                let bad =
-                    if bad_chunks > 0 { format!(", {bad_chunks} bad chunk(s) re-fetched") } else { String::new() };
+                let bad = match counters.bad_chunks {
+                    0 => String::new(),
+                    n => format!(", {n} bad chunk(s) re-fetched"),
+                };
                 println!(
-                    "{name}: done, {} in {:.2}s ({}) from {seeders} seeder(s){bad}",
+                    "{name}: done, {} in {secs:.2}s ({}) from {} peer(s); {}{bad}",
                     fmt::bytes(size),
-                    secs,
-                    fmt::rate(size as f64 / secs)
+                    fmt::rate(size as f64 / secs),
+                    counters.sources,
+                    sources(&counters),
                 );
                 self.total_bytes += size;
+            }
+            Note::Seeded { name, size, counters } => {
+                let ratio = counters.uploaded as f64 / size.max(1) as f64;
+                println!("{name}: seeded, {} uploaded (ratio {ratio:.2})", fmt::bytes(counters.uploaded));
             }
             Note::Failed { name, reason } => eprintln!("lmk-leecher: {name}: {reason}"),
         }
     }
 }
 
+/// `12.0 MiB from seeders, 20.0 MiB from leechers`
+fn sources(c: &Counters) -> String {
+    format!("{} from seeders, {} from leechers", fmt::bytes(c.from_seeders), fmt::bytes(c.from_leechers))
+}
+
 impl Handler for Shell {
+    fn on_accept(&mut self, net: &mut Net, now: Instant, conn: ConnId) {
+        self.peers.on_accept(&mut self.core.peer, net, now, conn);
+        self.core.after_peer(now);
+        self.carry_out(net, now);
+    }
+
     fn on_connected(&mut self, net: &mut Net, now: Instant, conn: ConnId) {
         if self.catalog_conn == Some(conn) {
             self.core.handle_catalog_opened(conn);
         } else {
-            self.core.handle_peer_connected(now, conn);
+            self.peers.on_connected(&mut self.core.peer, net, now, conn);
         }
-        self.drain(net, now);
+        self.core.after_peer(now);
+        self.carry_out(net, now);
     }
 
     fn on_frame(&mut self, net: &mut Net, now: Instant, conn: ConnId, frame: Frame<'_>) -> Result<(), DecodeError> {
         if self.catalog_conn == Some(conn) {
             self.core.handle_catalog_response(now, Response::decode(frame)?);
         } else {
-            self.core.handle_peer_message(now, conn, Message::decode(frame)?);
+            self.peers.on_frame(&mut self.core.peer, net, now, conn, frame)?;
+            self.core.after_peer(now);
         }
-        self.drain(net, now);
+        self.carry_out(net, now);
         Ok(())
+    }
+
+    fn on_drained(&mut self, net: &mut Net, now: Instant, conn: ConnId) {
+        self.peers.on_drained(&mut self.core.peer, net, now, conn);
+        self.core.after_peer(now);
+        self.carry_out(net, now);
     }
 
     fn on_closed(&mut self, net: &mut Net, now: Instant, conn: ConnId, reason: CloseReason) {
@@ -168,25 +209,33 @@ impl Handler for Shell {
             debug!("catalog connection closed: {reason:?}");
             self.core.handle_catalog_failed(now);
         } else {
-            if let CloseReason::Malformed(e) = &reason {
-                debug!("{conn}: malformed frame from seeder: {e}");
-            }
-            self.core.handle_peer_closed(now, conn);
+            self.peers.on_closed(&mut self.core.peer, net, now, conn, reason);
+            self.core.after_peer(now);
         }
-        self.drain(net, now);
+        self.carry_out(net, now);
     }
 
     fn on_datagram(&mut self, net: &mut Net, now: Instant, from: SocketAddr, data: &[u8]) {
         if from == self.tracker {
-            self.core.handle_datagram(now, data);
-            self.drain(net, now);
+            self.core.peer.handle_datagram(now, data);
+            self.core.after_peer(now);
+            self.carry_out(net, now);
         }
     }
 
     fn on_tick(&mut self, net: &mut Net, now: Instant) {
+        if signal::stop_requested() && !self.interrupted {
+            self.interrupted = true;
+            self.view.clear();
+            info!("interrupted: leaving the swarms");
+            self.core.shutdown(now);
+        }
         self.core.handle_timeout(now);
-        self.drain(net, now);
-        self.view.tick(now, || self.core.progress(now));
+        self.carry_out(net, now);
+        let current = self.core.current();
+        let peer = &self.core.peer;
+        self.view.tick(now, || current.and_then(|id| peer.snapshot(id, now)));
+        self.finished = self.core.finished(now);
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -194,6 +243,6 @@ impl Handler for Shell {
     }
 
     fn done(&self) -> bool {
-        self.core.finished()
+        self.finished
     }
 }

@@ -1,7 +1,7 @@
 //! lmk-seeder: hashes the files it is given, publishes their metadata to the
-//! tracker's catalog, joins and heartbeats, and serves chunks to leechers.
+//! tracker's catalog, and serves them as a peer that holds every chunk.
 
-pub mod machine;
+pub mod publish;
 mod reactor;
 pub mod store;
 
@@ -15,14 +15,16 @@ use log::{info, warn};
 
 use crate::common::fmt as human;
 use crate::meta::{check_name, FileMeta};
-use store::{hash_file, FileStore, HashError};
+use crate::peer::storage::SharedFile;
+use crate::peer::PeerOptions;
+use store::{hash_file, HashError};
 
 /// Everything `lmk-seeder` is told on its command line.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub tracker: SocketAddr,
     pub listen: SocketAddr,
-    pub slots: usize,
+    pub peer: PeerOptions,
     pub chunk_size: u32,
     pub paths: Vec<PathBuf>,
     /// How often the status line is printed; zero: never.
@@ -55,9 +57,8 @@ impl std::error::Error for Error {}
 
 /// Hashes the files, then serves until SIGINT or SIGTERM.
 pub fn run(config: Config) -> Result<(), Error> {
-    let mut store = FileStore::default();
-    let files = hash_all(&config, &mut store)?;
-    reactor::run(config, files, store)
+    let files = hash_all(&config)?;
+    reactor::run(config, files)
 }
 
 /// The regular files named by `paths` (a directory contributes its own
@@ -93,7 +94,7 @@ fn named(path: PathBuf) -> Option<(PathBuf, String)> {
     }
 }
 
-fn hash_all(config: &Config, store: &mut FileStore) -> Result<Vec<(FileMeta, usize)>, Error> {
+fn hash_all(config: &Config) -> Result<Vec<(FileMeta, SharedFile)>, Error> {
     let mut files = Vec::new();
     for (path, name) in list_files(&config.paths)? {
         if std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) == 0 {
@@ -101,8 +102,7 @@ fn hash_all(config: &Config, store: &mut FileStore) -> Result<Vec<(FileMeta, usi
             continue;
         }
         let started = std::time::Instant::now();
-        let (meta, index) =
-            hash_file(store, &path, name, config.chunk_size, progress(&path, started)).map_err(Error::Hash)?;
+        let (meta, file) = hash_file(&path, name, config.chunk_size, progress(&path, started)).map_err(Error::Hash)?;
         let secs = started.elapsed().as_secs_f64().max(1e-9);
         info!(
             "{}: {} in {} chunks, hashed in {:.2}s ({}), content id {}",
@@ -113,7 +113,7 @@ fn hash_all(config: &Config, store: &mut FileStore) -> Result<Vec<(FileMeta, usi
             human::rate(meta.size() as f64 / secs),
             meta.content_id()
         );
-        files.push((meta, index));
+        files.push((meta, file));
     }
     if files.is_empty() {
         return Err(Error::NothingToShare);

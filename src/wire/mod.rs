@@ -1,7 +1,7 @@
 //! Every byte LMKtorrent puts on the wire is built and parsed here.
 //!
 //! Three channels, each in its own module: [`udp`] (BEP 15 tracker datagrams),
-//! [`catalog`] (tracker TCP frames) and [`peer`] (seeder <-> leecher frames).
+//! [`catalog`] (tracker TCP frames) and [`peer`] (peer <-> peer frames).
 //! The TCP channels share one framing, `u32 length | u8 type | body`, where
 //! `length` counts the type byte and the body; it is checked against the
 //! channel's maximum before a single byte of the body is buffered.
@@ -35,6 +35,8 @@ pub enum DecodeError {
     BadUtf8,
     /// Bytes left over after a complete message.
     TrailingBytes,
+    /// A peer speaks another protocol version.
+    Version { got: u8, want: u8 },
 }
 
 impl fmt::Display for DecodeError {
@@ -46,6 +48,7 @@ impl fmt::Display for DecodeError {
             DecodeError::BadValue { field } => write!(f, "bad value in field `{field}`"),
             DecodeError::BadUtf8 => write!(f, "name is not valid UTF-8"),
             DecodeError::TrailingBytes => write!(f, "trailing bytes after message"),
+            DecodeError::Version { got, want } => write!(f, "peer speaks protocol version {got}, we speak {want}"),
         }
     }
 }

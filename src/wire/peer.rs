@@ -1,133 +1,180 @@
-//! Seeder <-> leecher frames. On accept the seeder speaks first with its
-//! state; a leecher holding a slot then pipelines chunk requests, and the
-//! seeder answers each, in order, with the chunk's bytes or a rejection.
+//! Peer <-> peer frames, version 2. One connection carries one file in both
+//! directions. The dialler sends Hello naming the file; the other side
+//! answers with its own Hello (or closes: it does not share that file). Then
+//! both send their Bitfield, then a State saying whether the other may
+//! request now; from then on Have announces each newly verified chunk, and
+//! requests are answered in order with the chunk's bytes or a typed Reject.
 
 use byteorder::{NetworkEndian, ReadBytesExt, WriteBytesExt};
 
 use super::{finish, put_frame, put_frame_header, read_hash, take, DecodeError, Frame};
 use crate::hash::ContentId;
-use crate::meta::MAX_CHUNK;
+use crate::meta::{MAX_CHUNK, MAX_CHUNKS};
 
-/// Protocol version carried in the state message.
-pub const PEER_VERSION: u8 = 1;
-/// Magic bytes that open the state message, so a leecher that dialled the
-/// wrong service finds out at once.
+/// Protocol version carried in Hello. Version 1 (seeder-only, the seeder
+/// spoke first with its state) is refused.
+pub const PEER_VERSION: u8 = 2;
+/// Magic bytes that open Hello, so a peer that dialled the wrong service finds out at once.
 pub const MAGIC: [u8; 3] = *b"LMK";
-/// Bytes of a chunk frame's body before the data: content id and index.
-pub const CHUNK_PREFIX: usize = 24;
+/// Bytes of a chunk frame's body before the data: the index.
+pub const CHUNK_PREFIX: usize = 4;
 /// Largest peer frame (type byte and body): a chunk of the largest size.
 pub const MAX_PEER_FRAME: u32 = 1 + CHUNK_PREFIX as u32 + MAX_CHUNK;
+/// Largest bitfield body: one bit per chunk of the largest file.
+pub const MAX_BITFIELD: usize = MAX_CHUNKS.div_ceil(8) as usize;
 
-const STATE: u8 = 0x01;
-const REQUEST: u8 = 0x02;
-const CHUNK: u8 = 0x03;
-const REJECT: u8 = 0x04;
+const HELLO: u8 = 0x01;
+const BITFIELD: u8 = 0x10;
+const HAVE: u8 = 0x11;
+const STATE: u8 = 0x12;
+const REQUEST: u8 = 0x13;
+const CHUNK: u8 = 0x14;
+const REJECT: u8 = 0x15;
+const CANCEL: u8 = 0x16;
 
-/// What a seeder says to a new connection (the original design's states).
-/// `Available` grants a slot: from then on the leecher is Connected.
-/// `Unavailable` means every slot is taken: go elsewhere; the seeder closes.
+/// The seed notes' three states, said by the uploading side of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SeederState {
+pub enum State {
+    /// A slot was free when you arrived: it is yours, request now.
     Available = 1,
+    /// No upload slot for you: fetch elsewhere without waiting. The
+    /// connection stays open while we trade; you are told when a slot is yours.
     Unavailable = 2,
+    /// You now hold an upload slot (after waiting for it): request now.
+    Connected = 3,
 }
 
-/// Why a seeder will not send a chunk.
+impl State {
+    /// Whether requests will be served.
+    pub fn serves(self) -> bool {
+        self != State::Unavailable
+    }
+}
+
+/// Why a peer will not send a chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RejectReason {
-    /// The seeder does not share that content id.
-    UnknownFile = 1,
+    /// We never said we hold that chunk (no Bitfield bit, no Have).
+    NotHeld = 1,
     /// The index is past the file's last chunk.
     BadIndex = 2,
-    /// The file changed on the seeder's disk since it was hashed; it is withdrawn.
+    /// The file changed on our disk since it was hashed; it is withdrawn.
     Withdrawn = 3,
-    /// The seeder could not read its file.
+    /// We could not read our file.
     ReadError = 4,
+    /// You hold no upload slot (it was taken away while the request travelled).
+    NoSlot = 5,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Message<'a> {
-    State {
-        version: u8,
-        state: SeederState,
-    },
-    Request {
+    /// `port`: where the sender accepts peers (0: it does not). `nonce`: a
+    /// random number per process, to spot a connection to ourselves and to
+    /// keep one of two connections dialled at once between the same peers.
+    Hello {
         id: ContentId,
-        index: u32,
+        port: u16,
+        nonce: u64,
     },
-    /// Borrowed from the receive buffer: the leecher hashes and writes it in place.
+    /// Borrowed: the receiver checks its length against the file's chunk count.
+    Bitfield(&'a [u8]),
+    Have(u32),
+    State(State),
+    Request(u32),
+    /// Borrowed from the receive buffer: hashed and written in place.
     Chunk {
-        id: ContentId,
         index: u32,
         data: &'a [u8],
     },
     Reject {
-        id: ContentId,
         index: u32,
         reason: RejectReason,
     },
+    /// The end game: the chunk arrived from someone else; drop the request if still queued.
+    Cancel(u32),
 }
 
 impl Message<'_> {
-    /// Appends the frame. Chunk data longer than [`MAX_CHUNK`] is never built:
-    /// the seeder's chunk size is bounded when its metadata is made.
+    /// Appends the frame. Chunk data longer than [`MAX_CHUNK`] and bitfields
+    /// longer than [`MAX_BITFIELD`] are never built: both are bounded by the metadata.
     pub fn encode(&self, out: &mut Vec<u8>) {
         match *self {
-            Message::State { version, state } => put_frame(out, STATE, |o| {
+            Message::Hello { id, port, nonce } => put_frame(out, HELLO, |o| {
                 o.extend_from_slice(&MAGIC);
-                o.push(version);
-                o.push(state as u8);
+                o.push(PEER_VERSION);
+                o.extend_from_slice(&id.0);
+                let _ = o.write_u16::<NetworkEndian>(port);
+                let _ = o.write_u64::<NetworkEndian>(nonce);
             }),
-            Message::Request { id, index } => put_frame(out, REQUEST, |o| put_ref(o, id, index)),
-            Message::Chunk { id, index, data } => {
-                put_chunk_header(out, id, index, data.len());
+            Message::Bitfield(bits) => put_frame(out, BITFIELD, |o| o.extend_from_slice(bits)),
+            Message::Have(index) => put_frame(out, HAVE, |o| put_index(o, index)),
+            Message::State(state) => put_frame(out, STATE, |o| o.push(state as u8)),
+            Message::Request(index) => put_frame(out, REQUEST, |o| put_index(o, index)),
+            Message::Chunk { index, data } => {
+                put_chunk_header(out, index, data.len());
                 out.extend_from_slice(data);
             }
-            Message::Reject { id, index, reason } => put_frame(out, REJECT, |o| {
-                put_ref(o, id, index);
+            Message::Reject { index, reason } => put_frame(out, REJECT, |o| {
+                put_index(o, index);
                 o.push(reason as u8);
             }),
+            Message::Cancel(index) => put_frame(out, CANCEL, |o| put_index(o, index)),
         }
     }
 
     pub fn decode(frame: Frame<'_>) -> Result<Message<'_>, DecodeError> {
         let mut input = frame.body;
         let msg = match frame.kind {
-            STATE => {
+            HELLO => {
                 if take(&mut input, 3)? != MAGIC {
                     return Err(DecodeError::BadValue { field: "magic" });
                 }
                 let version = input.read_u8()?;
-                let state = match input.read_u8()? {
-                    1 => SeederState::Available,
-                    2 => SeederState::Unavailable,
-                    _ => return Err(DecodeError::BadValue { field: "state" }),
-                };
-                Message::State { version, state }
+                if version != PEER_VERSION {
+                    return Err(DecodeError::Version { got: version, want: PEER_VERSION });
+                }
+                let id = read_hash(&mut input)?;
+                let port = input.read_u16::<NetworkEndian>()?;
+                let nonce = input.read_u64::<NetworkEndian>()?;
+                Message::Hello { id, port, nonce }
             }
-            REQUEST => {
-                let (id, index) = read_ref(&mut input)?;
-                Message::Request { id, index }
+            BITFIELD => {
+                if input.is_empty() {
+                    return Err(DecodeError::BadValue { field: "bitfield" });
+                }
+                if input.len() > MAX_BITFIELD {
+                    return Err(DecodeError::TooLarge { len: input.len() as u64, max: MAX_BITFIELD as u64 });
+                }
+                Message::Bitfield(std::mem::take(&mut input))
             }
+            HAVE => Message::Have(input.read_u32::<NetworkEndian>()?),
+            STATE => Message::State(match input.read_u8()? {
+                1 => State::Available,
+                2 => State::Unavailable,
+                3 => State::Connected,
+                _ => return Err(DecodeError::BadValue { field: "state" }),
+            }),
+            REQUEST => Message::Request(input.read_u32::<NetworkEndian>()?),
             CHUNK => {
-                let (id, index) = read_ref(&mut input)?;
+                let index = input.read_u32::<NetworkEndian>()?;
                 if input.is_empty() {
                     return Err(DecodeError::BadValue { field: "chunk data" });
                 }
-                let data = std::mem::take(&mut input);
-                Message::Chunk { id, index, data }
+                Message::Chunk { index, data: std::mem::take(&mut input) }
             }
             REJECT => {
-                let (id, index) = read_ref(&mut input)?;
+                let index = input.read_u32::<NetworkEndian>()?;
                 let reason = match input.read_u8()? {
-                    1 => RejectReason::UnknownFile,
+                    1 => RejectReason::NotHeld,
                     2 => RejectReason::BadIndex,
                     3 => RejectReason::Withdrawn,
                     4 => RejectReason::ReadError,
+                    5 => RejectReason::NoSlot,
                     _ => return Err(DecodeError::BadValue { field: "reject reason" }),
                 };
-                Message::Reject { id, index, reason }
+                Message::Reject { index, reason }
             }
+            CANCEL => Message::Cancel(input.read_u32::<NetworkEndian>()?),
             other => return Err(DecodeError::UnknownType(other.into())),
         };
         finish(input)?;
@@ -136,19 +183,14 @@ impl Message<'_> {
 }
 
 /// Appends a chunk frame's header for `data_len` bytes of data; the caller
-/// appends the data itself (the seeder reads it from disk straight into the buffer).
-pub fn put_chunk_header(out: &mut Vec<u8>, id: ContentId, index: u32, data_len: usize) {
+/// appends the data itself (read from disk straight into the buffer).
+pub fn put_chunk_header(out: &mut Vec<u8>, index: u32, data_len: usize) {
     put_frame_header(out, CHUNK, CHUNK_PREFIX + data_len);
-    put_ref(out, id, index);
+    put_index(out, index);
 }
 
-fn put_ref(out: &mut Vec<u8>, id: ContentId, index: u32) {
-    out.extend_from_slice(&id.0);
+fn put_index(out: &mut Vec<u8>, index: u32) {
     let _ = out.write_u32::<NetworkEndian>(index);
-}
-
-fn read_ref(input: &mut &[u8]) -> Result<(ContentId, u32), DecodeError> {
-    Ok((read_hash(input)?, input.read_u32::<NetworkEndian>()?))
 }
 
 #[cfg(test)]
@@ -161,14 +203,20 @@ mod tests {
     fn messages(data: &[u8]) -> Vec<Message<'_>> {
         let id = Hash20::of(b"file");
         vec![
-            Message::State { version: PEER_VERSION, state: SeederState::Available },
-            Message::State { version: PEER_VERSION, state: SeederState::Unavailable },
-            Message::Request { id, index: 7 },
-            Message::Chunk { id, index: u32::MAX, data },
-            Message::Reject { id, index: 1, reason: RejectReason::UnknownFile },
-            Message::Reject { id, index: 1, reason: RejectReason::BadIndex },
-            Message::Reject { id, index: 1, reason: RejectReason::Withdrawn },
-            Message::Reject { id, index: 1, reason: RejectReason::ReadError },
+            Message::Hello { id, port: 7000, nonce: u64::MAX },
+            Message::Bitfield(&[0x81, 0x40]),
+            Message::Have(9),
+            Message::State(State::Available),
+            Message::State(State::Unavailable),
+            Message::State(State::Connected),
+            Message::Request(7),
+            Message::Chunk { index: u32::MAX, data },
+            Message::Reject { index: 1, reason: RejectReason::NotHeld },
+            Message::Reject { index: 1, reason: RejectReason::BadIndex },
+            Message::Reject { index: 1, reason: RejectReason::Withdrawn },
+            Message::Reject { index: 1, reason: RejectReason::ReadError },
+            Message::Reject { index: 1, reason: RejectReason::NoSlot },
+            Message::Cancel(3),
         ]
     }
 
@@ -185,16 +233,23 @@ mod tests {
     }
 
     #[test]
-    fn golden_state_and_request() {
-        let mut buf = Vec::new();
-        Message::State { version: 1, state: SeederState::Available }.encode(&mut buf);
-        assert_eq!(buf, [0, 0, 0, 6, 0x01, b'L', b'M', b'K', 1, 1]);
-        buf.clear();
-        Message::Request { id: Hash20([0xAB; 20]), index: 0x0102_0304 }.encode(&mut buf);
-        let mut want = vec![0, 0, 0, 25, 0x02];
-        want.extend_from_slice(&[0xAB; 20]);
-        want.extend_from_slice(&[1, 2, 3, 4]);
-        assert_eq!(buf, want);
+    fn golden_bytes() {
+        let enc = |m: Message<'_>| {
+            let mut b = Vec::new();
+            m.encode(&mut b);
+            b
+        };
+        let mut hello = vec![0, 0, 0, 35, 0x01, b'L', b'M', b'K', 2];
+        hello.extend_from_slice(&[0xAB; 20]);
+        hello.extend_from_slice(&[0x1B, 0x58, 0, 0, 0, 0, 0, 0, 0, 0x2A]);
+        assert_eq!(enc(Message::Hello { id: Hash20([0xAB; 20]), port: 7000, nonce: 42 }), hello);
+        assert_eq!(enc(Message::Bitfield(&[0x81, 0x40])), [0, 0, 0, 3, 0x10, 0x81, 0x40]);
+        assert_eq!(enc(Message::Have(0x0102_0304)), [0, 0, 0, 5, 0x11, 1, 2, 3, 4]);
+        assert_eq!(enc(Message::State(State::Connected)), [0, 0, 0, 2, 0x12, 3]);
+        assert_eq!(enc(Message::Request(5)), [0, 0, 0, 5, 0x13, 0, 0, 0, 5]);
+        assert_eq!(enc(Message::Chunk { index: 2, data: b"xy" }), [0, 0, 0, 7, 0x14, 0, 0, 0, 2, b'x', b'y']);
+        assert_eq!(enc(Message::Reject { index: 5, reason: RejectReason::NotHeld }), [0, 0, 0, 6, 0x15, 0, 0, 0, 5, 1]);
+        assert_eq!(enc(Message::Cancel(5)), [0, 0, 0, 5, 0x16, 0, 0, 0, 5]);
     }
 
     #[test]
@@ -203,7 +258,9 @@ mod tests {
             let mut buf = Vec::new();
             msg.encode(&mut buf);
             let (frame, _) = split_frame(&buf, MAX_PEER_FRAME).unwrap().unwrap();
-            for n in 0..frame.body.len() {
+            // A shorter bitfield is well-formed here; its length is checked against the file by the core.
+            let shortest = if frame.kind == BITFIELD { 1 } else { frame.body.len() };
+            for n in 0..shortest.min(frame.body.len()) {
                 let cut = Frame { kind: frame.kind, body: &frame.body[..n] };
                 assert!(Message::decode(cut).is_err(), "{msg:?} cut at {n}");
             }
@@ -215,14 +272,20 @@ mod tests {
         fn f(kind: u8, body: &[u8]) -> Frame<'_> {
             Frame { kind, body }
         }
-        assert_eq!(Message::decode(f(0x99, &[])), Err(DecodeError::UnknownType(0x99)));
-        assert_eq!(Message::decode(f(STATE, b"XYZ\x01\x01")), Err(DecodeError::BadValue { field: "magic" }));
-        assert_eq!(Message::decode(f(STATE, b"LMK\x01\x07")), Err(DecodeError::BadValue { field: "state" }));
-        assert_eq!(Message::decode(f(STATE, b"LMK\x01\x01\x00")), Err(DecodeError::TrailingBytes));
-        assert_eq!(Message::decode(f(CHUNK, &[0; 24])), Err(DecodeError::BadValue { field: "chunk data" }));
-        let mut reject = vec![0; 24];
-        reject.push(9);
-        assert_eq!(Message::decode(f(REJECT, &reject)), Err(DecodeError::BadValue { field: "reject reason" }));
+        assert_eq!(Message::decode(f(0x02, &[0; 24])), Err(DecodeError::UnknownType(0x02)), "a version 1 request");
+        assert_eq!(Message::decode(f(HELLO, b"XYZ\x02")), Err(DecodeError::BadValue { field: "magic" }));
+        // A version 1 seeder's first frame (State Available) is a Hello of version 1.
+        assert_eq!(Message::decode(f(HELLO, b"LMK\x01\x01")), Err(DecodeError::Version { got: 1, want: 2 }));
+        assert_eq!(Message::decode(f(STATE, &[7])), Err(DecodeError::BadValue { field: "state" }));
+        assert_eq!(Message::decode(f(STATE, &[1, 0])), Err(DecodeError::TrailingBytes));
+        assert_eq!(Message::decode(f(CHUNK, &[0; 4])), Err(DecodeError::BadValue { field: "chunk data" }));
+        assert_eq!(Message::decode(f(BITFIELD, &[])), Err(DecodeError::BadValue { field: "bitfield" }));
+        let big = vec![0; MAX_BITFIELD + 1];
+        assert!(matches!(Message::decode(f(BITFIELD, &big)), Err(DecodeError::TooLarge { .. })));
+        assert_eq!(
+            Message::decode(f(REJECT, &[0, 0, 0, 1, 9])),
+            Err(DecodeError::BadValue { field: "reject reason" })
+        );
         let huge = (MAX_PEER_FRAME + 1).to_be_bytes();
         assert!(matches!(split_frame(&huge, MAX_PEER_FRAME), Err(DecodeError::TooLarge { .. })));
     }
@@ -231,10 +294,11 @@ mod tests {
     fn random_bytes_never_panic() {
         let mut rng = Rng::new(7);
         let mut buf = [0u8; 64];
+        let kinds = [HELLO, BITFIELD, HAVE, STATE, REQUEST, CHUNK, REJECT, CANCEL, 0x02, 0xFF];
         for i in 0..20_000 {
             let len = rng.below(buf.len());
             rng.fill(&mut buf[..len]);
-            let _ = Message::decode(Frame { kind: (i % 6) as u8, body: &buf[..len] });
+            let _ = Message::decode(Frame { kind: kinds[i % kinds.len()], body: &buf[..len] });
             let _ = split_frame(&buf[..len], MAX_PEER_FRAME);
         }
     }

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use lmk::meta::FileMeta;
 use lmk::wire::catalog::{self, ErrorCode, ListEntry, MAX_CATALOG_FRAME};
-use lmk::wire::peer::{Message, SeederState, MAX_PEER_FRAME, PEER_VERSION};
+use lmk::peer::bitfield::Bitfield;
+use lmk::wire::peer::{Message, State, MAX_PEER_FRAME};
 use lmk::wire::split_frame;
 use lmk::wire::udp::{self, Event};
 
@@ -107,8 +108,8 @@ fn frame_loop(
     }
 }
 
-/// A seeder that greets with Available and answers every request with a
-/// chunk of the right length and the wrong bytes. It announces itself to the
+/// A seeder that answers Hello with a full bitfield and Available, and every
+/// request with a chunk of the right length and the wrong bytes. It announces itself to the
 /// tracker as a seeder of `meta` every second, like a real one.
 pub struct LyingSeeder {
     pub addr: SocketAddr,
@@ -128,19 +129,24 @@ impl LyingSeeder {
         let mut workers = Workers::new();
 
         let (count, meta2) = (Arc::clone(&answered), meta.clone());
-        let serve = move |mut stream: TcpStream, stop: Arc<AtomicBool>| {
-            let mut hello = Vec::new();
-            Message::State { version: PEER_VERSION, state: SeederState::Available }.encode(&mut hello);
-            if stream.write_all(&hello).is_err() {
-                return;
-            }
-            frame_loop(stream, &stop, MAX_PEER_FRAME, |frame, out| {
-                let Ok(Message::Request { id, index }) = Message::decode(frame) else { return false };
-                let Some(len) = meta2.chunk_len(index) else { return false };
-                let wrong: Vec<u8> = (0..len).map(|i| (i % 251) as u8 ^ 0x5a).collect();
-                Message::Chunk { id, index, data: &wrong }.encode(out);
-                count.fetch_add(1, Ordering::SeqCst);
-                true
+        let full = Bitfield::full(meta.chunk_count()).as_bytes().to_vec();
+        let serve = move |stream: TcpStream, stop: Arc<AtomicBool>| {
+            frame_loop(stream, &stop, MAX_PEER_FRAME, |frame, out| match Message::decode(frame) {
+                Ok(Message::Hello { id, .. }) => {
+                    Message::Hello { id, port: addr.port(), nonce: 0x5eed }.encode(out);
+                    Message::Bitfield(&full).encode(out);
+                    Message::State(State::Available).encode(out);
+                    true
+                }
+                Ok(Message::Bitfield(_) | Message::State(_) | Message::Have(_)) => true,
+                Ok(Message::Request(index)) => {
+                    let Some(len) = meta2.chunk_len(index) else { return false };
+                    let wrong: Vec<u8> = (0..len).map(|i| (i % 251) as u8 ^ 0x5a).collect();
+                    Message::Chunk { index, data: &wrong }.encode(out);
+                    count.fetch_add(1, Ordering::SeqCst);
+                    true
+                }
+                _ => false,
             });
         };
         let accepted = Arc::clone(&connections);

@@ -364,9 +364,17 @@ pub fn start_seeder(tracker: SocketAddr, args: &[&str], paths: &[&Path]) -> (Pro
     (p, addr)
 }
 
-/// Starts `lmk-leecher --tracker ADDR ARGS...` without waiting for it.
+/// Starts `lmk-leecher --tracker ADDR ARGS...` without waiting for it. A
+/// `get` listens on 127.0.0.1 and, unless the test says otherwise, leaves as
+/// soon as its files are complete (`--seed-ratio 0`).
 pub fn spawn_leecher(tracker: SocketAddr, args: &[&str]) -> Proc {
     let mut all = strings(&["--tracker", &tracker.to_string()]);
+    if args.contains(&"get") {
+        all.extend(strings(&["--listen", "127.0.0.1:0"]));
+        if !args.contains(&"--seed-ratio") {
+            all.extend(strings(&["--seed-ratio", "0"]));
+        }
+    }
     all.extend(strings(args));
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
     Proc::spawn(&format!("leecher#{n}"), LEECHER, &all)

@@ -1,0 +1,214 @@
+//! Which chunks a peer holds, in the layout it has on the wire so a bitfield
+//! message is sent and checked without conversion. Chunk 0 is the high bit of
+//! byte 0 (as BitTorrent); the spare bits of the last byte are always zero, so
+//! bytewise comparisons never see phantom chunks.
+
+/// Which chunks a peer holds. On the wire: ceil(len/8) bytes, chunk 0 is the
+/// high bit of byte 0 (as BitTorrent), spare bits zero.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bitfield {
+    bytes: Vec<u8>,
+    len: u32,
+    /// Bits set, kept so `count` and `is_full` are O(1).
+    count: u32,
+}
+
+/// Bytes needed for `len` chunks.
+fn byte_len(len: u32) -> usize {
+    len.div_ceil(8) as usize
+}
+
+/// The mask of the bit for `index` within its byte.
+fn mask(index: u32) -> u8 {
+    0x80 >> (index % 8)
+}
+
+/// The spare (must be zero) bits of the last byte for `len` chunks.
+fn spare_mask(len: u32) -> u8 {
+    match len % 8 {
+        0 => 0,
+        used => 0xFF >> used,
+    }
+}
+
+impl Bitfield {
+    /// No chunk held.
+    pub fn new(len: u32) -> Bitfield {
+        Bitfield { bytes: vec![0; byte_len(len)], len, count: 0 }
+    }
+
+    /// Every chunk held (a seeder), spare bits zero.
+    pub fn full(len: u32) -> Bitfield {
+        let mut bytes = vec![0xFF; byte_len(len)];
+        if let Some(last) = bytes.last_mut() {
+            *last &= !spare_mask(len);
+        }
+        Bitfield { bytes, len, count: len }
+    }
+
+    /// None unless `bytes` is exactly ceil(len/8) long with zero spare bits:
+    /// a peer that sends anything else is confused or lying.
+    pub fn from_wire(bytes: &[u8], len: u32) -> Option<Bitfield> {
+        if bytes.len() != byte_len(len) {
+            return None;
+        }
+        if bytes.last().is_some_and(|&b| b & spare_mask(len) != 0) {
+            return None;
+        }
+        let count = bytes.iter().map(|b| b.count_ones()).sum();
+        Some(Bitfield { bytes: bytes.to_vec(), len, count })
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Chunks in the file, held or not.
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    /// Chunks held.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.count == self.len
+    }
+
+    /// No chunk held.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Whether `index` is held; false when out of range.
+    pub fn get(&self, index: u32) -> bool {
+        index < self.len && self.bytes.get((index / 8) as usize).is_some_and(|&b| b & mask(index) != 0)
+    }
+
+    /// Marks `index` held; true if it was not held before. Out of range:
+    /// false, no change (indices come from the network).
+    pub fn set(&mut self, index: u32) -> bool {
+        if index >= self.len {
+            return false;
+        }
+        match self.bytes.get_mut((index / 8) as usize) {
+            Some(b) if *b & mask(index) == 0 => {
+                *b |= mask(index);
+                self.count += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Held indices in ascending order; zero bytes are skipped whole, so a
+    /// sparse bitfield costs about len/8 byte tests.
+    pub fn ones(&self) -> impl Iterator<Item = u32> + '_ {
+        self.bytes.iter().zip(0u32..).filter(|(&b, _)| b != 0).flat_map(|(&b, i)| {
+            let mut rest = b;
+            std::iter::from_fn(move || {
+                if rest == 0 {
+                    return None;
+                }
+                let bit = rest.leading_zeros();
+                rest &= !(0x80 >> bit);
+                Some(i * 8 + bit)
+            })
+        })
+    }
+
+    /// True if `self` holds some chunk that `other` lacks (same len assumed;
+    /// compared bytewise, `a & !b`).
+    pub fn has_any_missing_from(&self, other: &Bitfield) -> bool {
+        self.bytes.iter().zip(&other.bytes).any(|(&a, &b)| a & !b != 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn golden_bytes() {
+        let mut b = Bitfield::new(10);
+        assert_eq!(b.as_bytes(), &[0, 0]);
+        for i in [0, 7, 9] {
+            assert!(b.set(i));
+        }
+        assert_eq!(b.as_bytes(), &[0x81, 0x40]);
+        assert_eq!(b.count(), 3);
+        assert_eq!(Bitfield::from_wire(&[0x81, 0x40], 10), Some(b));
+    }
+
+    #[test]
+    fn from_wire_rejects_wrong_length_and_spare_bits() {
+        assert_eq!(Bitfield::from_wire(&[0x81], 10), None);
+        assert_eq!(Bitfield::from_wire(&[0x81, 0, 0], 10), None);
+        assert_eq!(Bitfield::from_wire(&[0x81, 0x20], 10), None);
+        assert_eq!(Bitfield::from_wire(&[0x81, 0x01], 10), None);
+        assert_eq!(Bitfield::from_wire(&[0x00], 0), None);
+        assert_eq!(Bitfield::from_wire(&[], 0).map(|b| b.len()), Some(0));
+        // A multiple of 8 has no spare bits.
+        assert_eq!(Bitfield::from_wire(&[0xFF, 0xFF], 16).map(|b| b.count()), Some(16));
+    }
+
+    #[test]
+    fn set_get_count() {
+        let mut b = Bitfield::new(20);
+        assert!(b.is_empty() && !b.is_full());
+        assert!(b.set(3));
+        assert!(!b.set(3), "second set reports no change");
+        assert!(b.set(19));
+        assert!(!b.set(20) && !b.set(u32::MAX), "out of range");
+        assert!(b.get(3) && b.get(19) && !b.get(4) && !b.get(20) && !b.get(u32::MAX));
+        assert_eq!(b.count(), 2);
+        assert!(!b.is_empty());
+        for i in 0..20 {
+            b.set(i);
+        }
+        assert!(b.is_full());
+        assert_eq!(b, Bitfield::full(20));
+    }
+
+    #[test]
+    fn full_has_zero_spare_bits() {
+        for len in 0..=17 {
+            let f = Bitfield::full(len);
+            assert_eq!(f.count(), len);
+            assert!(f.is_full());
+            assert_eq!(Bitfield::from_wire(f.as_bytes(), len).as_ref(), Some(&f), "len {len}");
+            assert_eq!(f.ones().collect::<Vec<_>>(), (0..len).collect::<Vec<_>>());
+        }
+        assert_eq!(Bitfield::full(10).as_bytes(), &[0xFF, 0xC0]);
+        assert!(Bitfield::full(0).is_empty() && Bitfield::full(0).is_full());
+    }
+
+    #[test]
+    fn ones_ascending_and_sparse() {
+        let mut b = Bitfield::new(100_000);
+        let want = [0, 1, 8, 15, 16, 4097, 99_999];
+        for &i in want.iter().rev() {
+            b.set(i);
+        }
+        assert_eq!(b.ones().collect::<Vec<_>>(), want);
+        assert_eq!(Bitfield::new(9).ones().count(), 0);
+    }
+
+    #[test]
+    fn missing_from() {
+        let mut a = Bitfield::new(10);
+        let mut b = Bitfield::new(10);
+        assert!(!a.has_any_missing_from(&b));
+        a.set(9);
+        assert!(a.has_any_missing_from(&b));
+        assert!(!b.has_any_missing_from(&a));
+        b.set(9);
+        b.set(2);
+        assert!(!a.has_any_missing_from(&b));
+        assert!(b.has_any_missing_from(&a));
+        assert!(!Bitfield::full(10).has_any_missing_from(&Bitfield::full(10)));
+        assert!(Bitfield::full(10).has_any_missing_from(&b));
+    }
+}

@@ -1,0 +1,118 @@
+//! Who holds our upload slots: a pure function over the connected peers, run
+//! on every change and on a rotation timer. Slots go to peers that lack
+//! something we hold, the longest waiting first; a holder that asks for
+//! nothing or drains nothing loses its slot at once; a holder that has had
+//! its slot for a rotation period gives it to a waiting peer, so new peers
+//! get data early and every peer gets a turn.
+
+use std::time::{Duration, Instant};
+
+use crate::common::net::ConnId;
+
+/// One connected peer as the choker sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidate {
+    pub conn: ConnId,
+    /// Since when it holds one of our slots, if it does.
+    pub slot_since: Option<Instant>,
+    /// It lacks a chunk we hold.
+    pub interested: bool,
+    /// Since when it has been waiting (connected, or since it last lost a slot).
+    pub waiting_since: Instant,
+    /// A holder that requested or received something recently.
+    pub active: bool,
+}
+
+/// The connections that hold a slot after this round, at most `slots` of them.
+pub fn choose(cands: &[Candidate], slots: usize, now: Instant, rotation: Duration) -> Vec<ConnId> {
+    let mut holders: Vec<&Candidate> =
+        cands.iter().filter(|c| c.slot_since.is_some() && c.interested && c.active).collect();
+    let mut waiters: Vec<&Candidate> = cands.iter().filter(|c| c.slot_since.is_none() && c.interested).collect();
+    waiters.sort_by_key(|c| (c.waiting_since, c.conn));
+    // Oldest grants first: they are the first to rotate out.
+    holders.sort_by_key(|c| (c.slot_since, c.conn));
+    holders.truncate(slots);
+    let mut waiters = waiters.into_iter();
+    let mut kept: Vec<ConnId> = Vec::with_capacity(slots);
+    for h in holders {
+        let due = h.slot_since.is_some_and(|since| now.saturating_duration_since(since) >= rotation);
+        match waiters.as_slice().first() {
+            Some(w) if due => {
+                kept.push(w.conn);
+                waiters.next();
+            }
+            _ => kept.push(h.conn),
+        }
+    }
+    kept.extend(waiters.take(slots.saturating_sub(kept.len())).map(|w| w.conn));
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROT: Duration = Duration::from_secs(10);
+
+    fn cand(id: usize, slot: Option<u64>, waiting: u64, t0: Instant) -> Candidate {
+        Candidate {
+            conn: ConnId(id),
+            slot_since: slot.map(|s| t0 + Duration::from_secs(s)),
+            interested: true,
+            waiting_since: t0 + Duration::from_secs(waiting),
+            active: true,
+        }
+    }
+
+    #[test]
+    fn free_slots_go_to_the_longest_waiting() {
+        let t0 = Instant::now();
+        let cands = [cand(1, None, 5, t0), cand(2, None, 1, t0), cand(3, None, 3, t0)];
+        assert_eq!(choose(&cands, 2, t0 + ROT, ROT), vec![ConnId(2), ConnId(3)]);
+    }
+
+    #[test]
+    fn uninterested_peers_get_nothing() {
+        let t0 = Instant::now();
+        let mut c = cand(1, None, 0, t0);
+        c.interested = false;
+        let mut h = cand(2, Some(0), 0, t0);
+        h.interested = false;
+        assert!(choose(&[c, h], 4, t0, ROT).is_empty());
+    }
+
+    #[test]
+    fn holders_keep_their_slot_until_the_rotation_period() {
+        let t0 = Instant::now();
+        let cands = [cand(1, Some(0), 0, t0), cand(2, None, 1, t0)];
+        let now = t0 + ROT - Duration::from_millis(1);
+        assert_eq!(choose(&cands, 1, now, ROT), vec![ConnId(1)], "one tick before the period");
+        assert_eq!(choose(&cands, 1, t0 + ROT, ROT), vec![ConnId(2)], "at the period it rotates");
+    }
+
+    #[test]
+    fn nobody_waiting_means_no_rotation() {
+        let t0 = Instant::now();
+        let cands = [cand(1, Some(0), 0, t0)];
+        assert_eq!(choose(&cands, 1, t0 + ROT * 5, ROT), vec![ConnId(1)]);
+    }
+
+    #[test]
+    fn an_idle_holder_loses_its_slot_at_once() {
+        let t0 = Instant::now();
+        let mut idle = cand(1, Some(0), 0, t0);
+        idle.active = false;
+        let cands = [idle, cand(2, None, 1, t0)];
+        assert_eq!(choose(&cands, 1, t0 + Duration::from_secs(1), ROT), vec![ConnId(2)]);
+        assert!(choose(&[idle], 1, t0, ROT).is_empty(), "even with nobody waiting");
+    }
+
+    #[test]
+    fn oldest_grant_rotates_first_and_slots_cap() {
+        let t0 = Instant::now();
+        let cands = [cand(1, Some(2), 0, t0), cand(2, Some(0), 0, t0), cand(3, None, 1, t0), cand(4, None, 9, t0)];
+        let got = choose(&cands, 2, t0 + Duration::from_secs(11), ROT);
+        assert_eq!(got, vec![ConnId(3), ConnId(1)], "conn 2 held longest and rotates out; conn 1 is not due");
+        assert_eq!(choose(&cands, 1, t0 + Duration::from_secs(30), ROT).len(), 1);
+    }
+}

@@ -1,0 +1,955 @@
+//! The peer core, sans-IO: files by content id, connections by `ConnId`, the
+//! upload slots, the rate buckets and the tracker announces. A peer both
+//! serves and fetches; a seeder's files start complete, a leecher's empty.
+//!
+//! Inputs are `handle_*` calls with the current time; outputs are drained
+//! with [`Machine::poll_output`] (bytes to send, connections to open or
+//! close) and [`Machine::poll_event`] (what the user is told), and
+//! [`Machine::next_deadline`] says when to call [`Machine::handle_timeout`].
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+
+use super::bitfield::Bitfield;
+use super::choker::{self, Candidate};
+use super::rate::Bucket;
+use super::session::{Answer, Asked, Phase, Session};
+use super::storage::{ReadError, Storage};
+use super::torrent::{Counters, Goal, Stage, Torrent};
+use crate::announce::{Announce, Announcer, Reply};
+use crate::common::net::ConnId;
+use crate::common::rng::Rng;
+use crate::hash::{ContentId, Hash20};
+use crate::meta::FileMeta;
+use crate::wire::peer::{put_chunk_header, Message, RejectReason, State};
+use crate::wire::udp::Event as AnnounceEvent;
+
+/// Requests a peer may have outstanding with us; more closes the connection.
+pub const MAX_PIPELINE: usize = 64;
+/// Bytes we keep requested from one peer: enough to keep its pipe full.
+const PIPELINE_BYTES: u64 = 8 * 1024 * 1024;
+/// Requests kept outstanding per peer at least, whatever the chunk size.
+const MIN_PIPELINE: usize = 2;
+/// A peer owing chunks that sends nothing for this long is dropped.
+const STALL: Duration = Duration::from_secs(15);
+/// How long a connection may take to exchange Hellos.
+const GREETING: Duration = Duration::from_secs(10);
+/// A slot holder gives its slot to a waiting peer after this long.
+const ROTATION: Duration = Duration::from_secs(10);
+/// A slot holder that asks for nothing, or drains nothing, this long loses it.
+const SLOT_IDLE: Duration = Duration::from_secs(5);
+/// Peers asked of the tracker per announce while downloading.
+const NUM_WANT: i32 = 50;
+/// Ask the tracker again this soon while no peer is known at all.
+const EAGER_ANNOUNCE: Duration = Duration::from_secs(1);
+/// How long leaving waits for the tracker to acknowledge our goodbyes.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub tracker: SocketAddr,
+    /// Where we accept peers, as announced to the tracker and in Hello.
+    pub port: u16,
+    /// Peers uploaded to at once, over all files.
+    pub slots: usize,
+    /// Connections per file.
+    pub max_peers: usize,
+    pub up_limit: Option<u64>,
+    pub down_limit: Option<u64>,
+    /// Give up a download when no chunk has been verified for this long.
+    pub timeout: Duration,
+    /// Announce interval until the tracker tells us its own.
+    pub interval: Duration,
+    pub seed: u64,
+}
+
+/// What the shell must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Datagram(Vec<u8>),
+    /// Dial a peer for a file; answer with `handle_dialling` or `handle_dial_failed`.
+    Connect(SocketAddr, ContentId),
+    Send(ConnId, Message<'static>),
+    Bitfield(ConnId, Vec<u8>),
+    /// Answers are owed: call `handle_drained` while the connection's queue has room.
+    Feed(ConnId),
+    Close(ConnId),
+    /// Close once what is queued has been sent.
+    CloseAfterFlush(ConnId),
+}
+
+/// What the user is told.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Every chunk verified and the file under its final name.
+    Complete { id: ContentId, name: String, size: u64, elapsed: Duration, counters: Counters },
+    /// The download cannot go on.
+    Failed { id: ContentId, name: String, reason: String },
+    /// Seeding is over (goal met, or the shared file changed); the file is gone from the core.
+    Finished { id: ContentId, name: String, size: u64, counters: Counters },
+    /// The tracker forgot us (it restarted): the catalog needs our files again.
+    Reconnected,
+}
+
+/// A snapshot of one file, for progress and status lines.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub name: String,
+    pub size: u64,
+    pub done: u64,
+    pub complete: bool,
+    pub peers: usize,
+    pub elapsed: Duration,
+    pub counters: Counters,
+}
+
+pub struct Machine {
+    config: Config,
+    nonce: u64,
+    rng: Rng,
+    torrents: HashMap<ContentId, Torrent>,
+    sessions: HashMap<ConnId, Session>,
+    announcer: Announcer,
+    interval: Duration,
+    up: Bucket,
+    down: Bucket,
+    next_rotation: Instant,
+    /// Connections waiting for upload tokens, served in turn so that a
+    /// limit is shared fairly (only used under `--up-limit`).
+    turns: VecDeque<ConnId>,
+    /// Creation time: earlier than any instant the buckets have seen.
+    born: Instant,
+    stopping: Option<Instant>,
+    outputs: VecDeque<Output>,
+    events: VecDeque<Event>,
+    /// Peers that broke the protocol (bad frames are counted by the shell).
+    pub violations: u64,
+}
+
+impl Machine {
+    pub fn new(config: Config, now: Instant) -> Machine {
+        let mut rng = Rng::new(config.seed);
+        Machine {
+            nonce: rng.next_u64(),
+            announcer: Announcer::new(config.tracker, rng.next_u64()),
+            interval: config.interval,
+            up: Bucket::new(config.up_limit, now),
+            down: Bucket::new(config.down_limit, now),
+            next_rotation: now + ROTATION,
+            born: now,
+            turns: VecDeque::new(),
+            rng,
+            config,
+            torrents: HashMap::new(),
+            sessions: HashMap::new(),
+            stopping: None,
+            outputs: VecDeque::new(),
+            events: VecDeque::new(),
+            violations: 0,
+        }
+    }
+
+    /// Starts serving (and, unless `have` is full, fetching) a file.
+    pub fn add(&mut self, now: Instant, meta: FileMeta, storage: Box<dyn Storage>, have: Bitfield, goal: Goal) {
+        let seed = self.rng.next_u64();
+        let torrent = Torrent::new(meta, storage, have, goal, seed, now);
+        info!("{}: {} ({} chunks)", torrent.meta.name(), stage_word(&torrent), torrent.meta.chunk_count());
+        self.torrents.insert(torrent.id, torrent);
+        self.handle_timeout(now);
+    }
+
+    pub fn handle_accept(&mut self, now: Instant, conn: ConnId, addr: SocketAddr) {
+        if self.stopping.is_some() {
+            self.outputs.push_back(Output::Close(conn));
+            return;
+        }
+        self.sessions.insert(conn, Session::new(addr, false, None, now));
+    }
+
+    /// The shell is dialling `addr` for `id` as `conn` (after `Output::Connect`).
+    pub fn handle_dialling(&mut self, now: Instant, addr: SocketAddr, id: ContentId, conn: ConnId) {
+        self.sessions.insert(conn, Session::new(addr, true, Some(id), now));
+    }
+
+    pub fn handle_dial_failed(&mut self, now: Instant, addr: SocketAddr, id: ContentId) {
+        if let Some(t) = self.torrents.get_mut(&id) {
+            t.backoff(addr, true, now);
+        }
+    }
+
+    /// A dialled connection is up: introduce ourselves.
+    pub fn handle_connected(&mut self, now: Instant, conn: ConnId) {
+        let Some(s) = self.sessions.get_mut(&conn) else { return };
+        s.phase = Phase::Greeting { since: now };
+        if let Some(id) = s.torrent {
+            self.outputs.push_back(Output::Send(conn, self.hello(id)));
+        }
+    }
+
+    pub fn handle_message(&mut self, now: Instant, conn: ConnId, msg: Message<'_>) -> Result<(), Fatal> {
+        let Some(s) = self.sessions.get(&conn) else { return Ok(()) };
+        match (s.phase, msg) {
+            (Phase::Greeting { .. }, Message::Hello { id, port, nonce }) => self.on_hello(now, conn, id, port, nonce),
+            (Phase::Open, Message::Bitfield(bytes)) if s.theirs.is_none() => self.on_bitfield(now, conn, bytes),
+            (Phase::Open, _) if s.theirs.is_none() => self.violation(now, conn, "first frame after Hello is not a Bitfield"),
+            (Phase::Open, Message::Have(index)) => self.on_have(now, conn, index),
+            (Phase::Open, Message::State(state)) => self.on_state(now, conn, state),
+            (Phase::Open, Message::Request(index)) => self.on_request(now, conn, index),
+            (Phase::Open, Message::Cancel(index)) => {
+                if let Some(s) = self.sessions.get_mut(&conn) {
+                    s.owed.retain(|a| *a != Answer::Chunk(index));
+                }
+            }
+            (Phase::Open, Message::Chunk { index, data }) => return self.on_chunk(now, conn, index, data),
+            (Phase::Open, Message::Reject { index, reason }) => self.on_reject(now, conn, index, reason),
+            (_, other) => self.violation(now, conn, &format!("unexpected {}", describe(&other))),
+        }
+        Ok(())
+    }
+
+    /// The connection's queue has room: append the next answer we owe.
+    pub fn handle_drained(&mut self, now: Instant, conn: ConnId, out: &mut Vec<u8>) {
+        let Some(s) = self.sessions.get_mut(&conn) else { return };
+        let Some(answer) = s.owed.front().copied() else { return };
+        let Some(t) = s.torrent.and_then(|id| self.torrents.get_mut(&id)) else { return };
+        let reason = match answer {
+            Answer::Reject(_, reason) => reason,
+            Answer::Chunk(index) => {
+                if self.up.rate().is_some() {
+                    if !self.turns.contains(&conn) {
+                        self.turns.push_back(conn);
+                    }
+                    if self.turns.front() != Some(&conn) || !self.up.ready(now) {
+                        return; // the bucket refills on a timer, which feeds the next in turn
+                    }
+                    self.turns.pop_front();
+                }
+                let len = t.meta.chunk_len(index).unwrap_or(0) as usize;
+                let start = out.len();
+                put_chunk_header(out, index, len);
+                match t.storage.read(t.meta.chunk_offset(index), len, out) {
+                    Ok(()) => {
+                        s.owed.pop_front();
+                        if self.up.rate().is_some() && matches!(s.owed.front(), Some(Answer::Chunk(_))) {
+                            self.turns.push_back(conn);
+                        }
+                        s.last_sent = now;
+                        s.uploaded += len as u64;
+                        t.counters.uploaded += len as u64;
+                        t.counters.chunks_sent += 1;
+                        self.up.take(now, len as u64);
+                        return;
+                    }
+                    Err(e) => {
+                        out.truncate(start);
+                        match e {
+                            ReadError::Changed => {
+                                warn!("{} changed on disk since it was hashed: withdrawn", t.meta.name());
+                                t.stage = Stage::Done;
+                                RejectReason::Withdrawn
+                            }
+                            ReadError::Io(e) => {
+                                warn!("{}: read failed: {e}", t.meta.name());
+                                RejectReason::ReadError
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        s.owed.pop_front();
+        let index = match answer {
+            Answer::Chunk(i) | Answer::Reject(i, _) => i,
+        };
+        Message::Reject { index, reason }.encode(out);
+        self.sweep(now);
+    }
+
+    /// The connection is gone (closed by either side, failed, idle).
+    pub fn handle_closed(&mut self, now: Instant, conn: ConnId) {
+        let Some(s) = self.sessions.remove(&conn) else { return };
+        let Some(t) = s.torrent.and_then(|id| self.torrents.get_mut(&id)) else { return };
+        if let Some(theirs) = &s.theirs {
+            t.picker.remove_holder(theirs);
+        }
+        for a in s.asked.iter().filter(|a| !a.cancelled) {
+            t.picker.release(a.index);
+        }
+        if s.outbound {
+            t.backoff(s.addr, s.downloaded == 0, now);
+        }
+        debug!("{conn} {}: gone from {}", s.addr, t.meta.name());
+        let id = t.id;
+        self.refill(now, id);
+        self.rechoke(now);
+    }
+
+    pub fn handle_datagram(&mut self, now: Instant, data: &[u8]) {
+        self.announcer.handle_datagram(now, data);
+        self.after_announcer(now);
+    }
+
+    /// Announces, retries, stalls, rotation, rate buckets, goals. Early calls are no-ops.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.announcer.handle_timeout(now);
+        if self.stopping.is_none() {
+            self.announce_due(now);
+            self.drop_stuck(now);
+            self.dial(now);
+            if now >= self.next_rotation {
+                self.next_rotation = now + ROTATION;
+                self.rechoke(now);
+            }
+            // Owed chunks held back by the upload bucket, requests by the download one.
+            let sessions = &self.sessions;
+            self.turns.retain(|c| sessions.get(c).is_some_and(|s| matches!(s.owed.front(), Some(Answer::Chunk(_)))));
+            if let Some(&next) = self.turns.front().filter(|_| self.up.ready(now)) {
+                self.outputs.push_back(Output::Feed(next));
+            }
+            if self.down.ready(now) {
+                let ids: Vec<ContentId> = self.torrents.keys().copied().collect();
+                for id in ids {
+                    self.refill(now, id);
+                }
+            }
+            self.give_up(now);
+            self.sweep(now);
+        }
+        self.after_announcer(now);
+    }
+
+    /// Leaves every swarm (announce stopped) and closes every connection.
+    pub fn shutdown(&mut self, now: Instant) {
+        if self.stopping.is_some() {
+            return;
+        }
+        self.stopping = Some(now);
+        let ids: Vec<ContentId> = self.torrents.keys().copied().collect();
+        for id in ids {
+            self.leave(now, id);
+        }
+        let conns: Vec<ConnId> = self.sessions.keys().copied().collect();
+        self.outputs.extend(conns.into_iter().map(Output::Close));
+        self.after_announcer(now);
+    }
+
+    /// True once shut down and the goodbyes are acknowledged or have had their time.
+    pub fn stopped(&self, now: Instant) -> bool {
+        self.stopping.is_some_and(|at| !self.announcer.busy() || now >= at + GOODBYE_TIMEOUT)
+    }
+
+    /// True while an announce waits for the tracker (a last goodbye, say).
+    pub fn announcing(&self) -> bool {
+        self.announcer.busy()
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let announcer = self.announcer.next_deadline();
+        if let Some(at) = self.stopping {
+            return [announcer, Some(at + GOODBYE_TIMEOUT)].into_iter().flatten().min();
+        }
+        let sessions = self.sessions.values().filter_map(|s| match s.phase {
+            Phase::Greeting { since } => Some(since + GREETING),
+            Phase::Open if s.outstanding() > 0 && s.their_state.serves() => Some(s.last_data + STALL),
+            Phase::Open => s.slot_since.map(|_| s.last_request.max(s.last_sent) + SLOT_IDLE),
+            Phase::Dialling => None,
+        });
+        let torrents = self.torrents.values().flat_map(|t| {
+            let downloading = t.stage == Stage::Downloading;
+            [
+                Some(t.next_announce),
+                t.goal_deadline(),
+                downloading.then_some(t.last_progress + self.config.timeout),
+                t.next_retry().filter(|_| self.dial_room(t.id) > 0),
+            ]
+        });
+        let up = self.turns.front().and_then(|_| self.up.ready_at(self.born));
+        let down = self.down.ready_at(self.born).filter(|_| self.wants_anything());
+        sessions.chain(torrents.flatten()).chain([Some(self.next_rotation), announcer, up, down].into_iter().flatten()).min()
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    pub fn snapshot(&self, id: ContentId, now: Instant) -> Option<Snapshot> {
+        let t = self.torrents.get(&id)?;
+        Some(Snapshot {
+            name: t.meta.name().to_string(),
+            size: t.meta.size(),
+            done: t.meta.size() - t.left(),
+            complete: t.is_complete(),
+            peers: self.open_peers(id),
+            elapsed: now.saturating_duration_since(t.started),
+            counters: t.counters.clone(),
+        })
+    }
+
+    pub fn files(&self) -> impl Iterator<Item = ContentId> + '_ {
+        self.torrents.keys().copied()
+    }
+
+    /// Connections trading, over all files.
+    pub fn peers(&self) -> usize {
+        self.sessions.values().filter(|s| s.phase == Phase::Open).count()
+    }
+
+    /// Upload slots held now.
+    pub fn slots_used(&self) -> usize {
+        self.sessions.values().filter(|s| s.slot_since.is_some()).count()
+    }
+
+    /// Bytes uploaded over all files still in the core.
+    pub fn uploaded(&self) -> u64 {
+        self.torrents.values().map(|t| t.counters.uploaded).sum()
+    }
+
+    fn open_peers(&self, id: ContentId) -> usize {
+        self.sessions.values().filter(|s| s.phase == Phase::Open && s.torrent == Some(id)).count()
+    }
+
+    fn hello(&self, id: ContentId) -> Message<'static> {
+        Message::Hello { id, port: self.config.port, nonce: self.nonce }
+    }
+
+    fn on_hello(&mut self, now: Instant, conn: ConnId, id: ContentId, port: u16, nonce: u64) {
+        let Some(s) = self.sessions.get(&conn) else { return };
+        let (outbound, addr) = (s.outbound, s.addr);
+        if outbound && s.torrent != Some(id) {
+            return self.violation(now, conn, "Hello for another file");
+        }
+        if nonce == self.nonce {
+            debug!("{conn} {addr}: a connection to ourselves; closed");
+            return self.close(conn);
+        }
+        let Some(t) = self.torrents.get(&id) else {
+            debug!("{conn} {addr}: asks for {} which we do not share; closed", id.short());
+            return self.close(conn);
+        };
+        if t.stage == Stage::Done {
+            return self.close(conn);
+        }
+        // Two connections between the same peers for one file (both dialled
+        // at once): keep the one dialled by the smaller nonce, on both sides.
+        let twin = self
+            .sessions
+            .iter()
+            .find(|(c, o)| **c != conn && o.torrent == Some(id) && o.nonce == nonce && o.phase == Phase::Open)
+            .map(|(c, o)| (*c, o.outbound));
+        if let Some((other, other_outbound)) = twin {
+            let dialler = |out: bool| if out { self.nonce } else { nonce };
+            if dialler(outbound) > dialler(other_outbound) {
+                debug!("{conn} {addr}: second connection to the same peer; closed");
+                return self.close(conn);
+            }
+            self.close(other);
+            self.handle_closed(now, other);
+        }
+        if !outbound && self.open_peers(id) >= self.config.max_peers {
+            // No room at all: say so, and the shell closes after the flush.
+            debug!("{conn} {addr}: no room for another peer of {}", id.short());
+            self.outputs.push_back(Output::Send(conn, self.hello(id)));
+            self.outputs.push_back(Output::Send(conn, Message::State(State::Unavailable)));
+            self.outputs.push_back(Output::CloseAfterFlush(conn));
+            self.sessions.remove(&conn);
+            return;
+        }
+        let Some(t) = self.torrents.get_mut(&id) else { return };
+        if !outbound && port != 0 {
+            t.mark_active(SocketAddr::new(addr.ip(), port));
+        }
+        let bits = t.held().as_bytes().to_vec();
+        if let Some(s) = self.sessions.get_mut(&conn) {
+            s.torrent = Some(id);
+            s.nonce = nonce;
+            s.phase = Phase::Open;
+            s.waiting_since = now;
+        }
+        if !outbound {
+            self.outputs.push_back(Output::Send(conn, self.hello(id)));
+        }
+        self.outputs.push_back(Output::Bitfield(conn, bits));
+    }
+
+    fn on_bitfield(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        let Some((s, t)) = self.pair(conn) else { return };
+        let Some(theirs) = Bitfield::from_wire(bytes, t.meta.chunk_count()) else {
+            return self.violation(now, conn, "bitfield of the wrong length");
+        };
+        t.picker.add_holder(&theirs);
+        let both_complete = theirs.is_full() && t.is_complete();
+        s.theirs = Some(theirs);
+        if both_complete {
+            debug!("{conn} {}: both hold the whole file; closed", s.addr);
+            return self.close(conn);
+        }
+        self.rechoke(now);
+        // Not chosen: say so, so it fetches elsewhere at once.
+        if let Some(s) = self.sessions.get_mut(&conn) {
+            if !s.told_state {
+                s.told_state = true;
+                self.outputs.push_back(Output::Send(conn, Message::State(State::Unavailable)));
+            }
+        }
+    }
+
+    fn on_have(&mut self, now: Instant, conn: ConnId, index: u32) {
+        let Some((s, t)) = self.pair(conn) else { return };
+        let Some(theirs) = s.theirs.as_mut() else { return };
+        if index >= t.meta.chunk_count() {
+            return self.violation(now, conn, "Have past the last chunk");
+        }
+        if !theirs.set(index) {
+            return;
+        }
+        t.picker.add_have(index);
+        if theirs.is_full() && t.is_complete() {
+            return self.close(conn);
+        }
+        let id = t.id;
+        if !t.held().get(index) {
+            self.fill(now, conn, id);
+        }
+    }
+
+    fn on_state(&mut self, now: Instant, conn: ConnId, state: State) {
+        let Some(s) = self.sessions.get_mut(&conn) else { return };
+        s.their_state = state;
+        if state.serves() {
+            s.last_data = now;
+            if let Some(id) = s.torrent {
+                self.fill(now, conn, id);
+            }
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, conn: ConnId, index: u32) {
+        let Some((s, t)) = self.pair(conn) else { return };
+        if s.owed.len() >= MAX_PIPELINE {
+            return self.violation(now, conn, "too many requests outstanding");
+        }
+        s.last_request = now;
+        let answer = if s.slot_since.is_none() {
+            Answer::Reject(index, RejectReason::NoSlot)
+        } else if index >= t.meta.chunk_count() {
+            Answer::Reject(index, RejectReason::BadIndex)
+        } else if t.stage == Stage::Done {
+            Answer::Reject(index, RejectReason::Withdrawn)
+        } else if !t.held().get(index) {
+            debug!("{conn} {}: asked for chunk {index}, which we never said we hold", s.addr);
+            Answer::Reject(index, RejectReason::NotHeld)
+        } else {
+            Answer::Chunk(index)
+        };
+        s.owed.push_back(answer);
+        if matches!(answer, Answer::Reject(_, RejectReason::NotHeld)) {
+            self.violations += 1;
+        }
+        self.outputs.push_back(Output::Feed(conn));
+    }
+
+    fn on_chunk(&mut self, now: Instant, conn: ConnId, index: u32, data: &[u8]) -> Result<(), Fatal> {
+        self.down.take(now, data.len() as u64);
+        let Some((s, t)) = self.pair(conn) else { return Ok(()) };
+        let Some(cancelled) = s.take_answer(index) else {
+            self.violation(now, conn, &format!("chunk {index} that was not asked for"));
+            return Ok(());
+        };
+        s.last_data = now;
+        let addr = s.addr;
+        let expected_len = t.meta.chunk_len(index).unwrap_or(0) as usize;
+        let expected_hash = t.meta.hashes().get(index as usize).copied().unwrap_or_default();
+        if data.len() != expected_len || Hash20::of(data) != expected_hash {
+            t.counters.bad_chunks += 1;
+            if !cancelled {
+                t.picker.release(index);
+            }
+            warn!("{conn} {addr}: chunk {index} of {} failed its SHA-1 check; peer dropped", t.meta.name());
+            t.ban(addr);
+            let id = t.id;
+            self.close(conn);
+            self.refill(now, id);
+            return Ok(());
+        }
+        if t.held().get(index) {
+            // A duplicate from the end game.
+            let id = t.id;
+            self.fill(now, conn, id);
+            return Ok(());
+        }
+        t.storage.write(t.meta.chunk_offset(index), data).map_err(|e| Fatal {
+            id: t.id,
+            reason: format!("cannot write {}.part: {e}", t.meta.name()),
+        })?;
+        t.picker.complete(index);
+        s.downloaded += data.len() as u64;
+        let seed = s.is_seed();
+        t.count_download(addr, seed, data.len() as u64, now);
+        let id = t.id;
+        self.announce_have(id, index);
+        if self.slots_used() < self.config.slots {
+            self.rechoke(now); // peers that lacked nothing we had may want this chunk
+        }
+        self.fill(now, conn, id);
+        if self.torrents.get(&id).is_some_and(Torrent::is_complete) {
+            self.complete(now, id);
+        }
+        Ok(())
+    }
+
+    fn on_reject(&mut self, now: Instant, conn: ConnId, index: u32, reason: RejectReason) {
+        let Some((s, t)) = self.pair(conn) else { return };
+        let Some(cancelled) = s.take_answer(index) else {
+            return self.violation(now, conn, &format!("reject of chunk {index} that was not asked for"));
+        };
+        if !cancelled {
+            t.picker.release(index);
+        }
+        let id = t.id;
+        match reason {
+            RejectReason::NoSlot => {}
+            RejectReason::NotHeld | RejectReason::BadIndex => {
+                return self.violation(now, conn, &format!("rejected chunk {index} it said it holds"));
+            }
+            RejectReason::Withdrawn | RejectReason::ReadError => {
+                warn!("{conn} {}: cannot serve {}: {reason:?}; dropped for this file", s.addr, t.meta.name());
+                t.ban(s.addr);
+                self.close(conn);
+            }
+        }
+        self.refill(now, id);
+    }
+
+    /// Tops up one peer's pipeline with the rarest chunks it holds.
+    fn fill(&mut self, now: Instant, conn: ConnId, id: ContentId) {
+        let down_ready = self.down.ready(now);
+        let Some(t) = self.torrents.get_mut(&id) else { return };
+        let Some(s) = self.sessions.get_mut(&conn) else { return };
+        if t.stage != Stage::Downloading || !s.their_state.serves() || !down_ready {
+            return;
+        }
+        let Some(theirs) = s.theirs.as_ref() else { return };
+        let depth = (PIPELINE_BYTES / u64::from(t.meta.chunk_size())).clamp(MIN_PIPELINE as u64, MAX_PIPELINE as u64);
+        let depth = depth as usize;
+        if s.outstanding() == 0 {
+            s.last_data = now; // an idle peer given work starts a fresh stall window
+        }
+        // Cancelled requests may still sit in its queue: they count against its cap.
+        while s.outstanding() < depth && s.asked.len() < MAX_PIPELINE {
+            let asked = &s.asked;
+            let Some(index) = t.picker.pick(theirs, |i| asked.iter().any(|a| a.index == i && !a.cancelled)) else {
+                break;
+            };
+            s.asked.push_back(Asked { index, cancelled: false });
+            self.outputs.push_back(Output::Send(conn, Message::Request(index)));
+        }
+    }
+
+    /// Tops up every peer of a file (after chunks were handed back).
+    fn refill(&mut self, now: Instant, id: ContentId) {
+        let conns: Vec<ConnId> = self.sessions.iter().filter(|(_, s)| s.torrent == Some(id)).map(|(c, _)| *c).collect();
+        for conn in conns {
+            self.fill(now, conn, id);
+        }
+    }
+
+    /// Tells every peer of the file that lacks `index` that we hold it now,
+    /// and cancels end-game duplicates.
+    fn announce_have(&mut self, id: ContentId, index: u32) {
+        for (conn, s) in self.sessions.iter_mut().filter(|(_, s)| s.torrent == Some(id) && s.phase == Phase::Open) {
+            if s.cancel(index) {
+                self.outputs.push_back(Output::Send(*conn, Message::Cancel(index)));
+            }
+            if s.theirs.as_ref().is_some_and(|b| !b.get(index)) {
+                self.outputs.push_back(Output::Send(*conn, Message::Have(index)));
+            }
+        }
+    }
+
+    fn complete(&mut self, now: Instant, id: ContentId) {
+        let Some(t) = self.torrents.get_mut(&id) else { return };
+        if let Err(e) = t.storage.finish() {
+            let reason = format!("cannot finish {}: {e}", t.meta.name());
+            return self.fail(now, id, reason);
+        }
+        t.stage = Stage::Seeding { since: now };
+        info!("{}: complete and verified; seeding", t.meta.name());
+        self.events.push_back(Event::Complete {
+            id,
+            name: t.meta.name().to_string(),
+            size: t.meta.size(),
+            elapsed: now.saturating_duration_since(t.started),
+            counters: t.counters.clone(),
+        });
+        let done = Announce { info_hash: id, left: 0, event: AnnounceEvent::Completed, port: self.config.port, num_want: 0 };
+        t.next_announce = now + self.interval;
+        self.announcer.announce(now, done);
+        // Seeds have nothing to give us now and want nothing from us.
+        let seeds: Vec<ConnId> =
+            self.sessions.iter().filter(|(_, s)| s.torrent == Some(id) && s.is_seed()).map(|(c, _)| *c).collect();
+        for conn in seeds {
+            self.close(conn);
+        }
+        self.sweep(now);
+        self.rechoke(now);
+    }
+
+    fn fail(&mut self, now: Instant, id: ContentId, reason: String) {
+        if let Some(t) = self.torrents.get(&id) {
+            self.events.push_back(Event::Failed { id, name: t.meta.name().to_string(), reason });
+        }
+        self.leave(now, id);
+    }
+
+    /// Says goodbye to the tracker and the peers of one file and forgets it.
+    fn leave(&mut self, now: Instant, id: ContentId) {
+        let Some(t) = self.torrents.remove(&id) else { return };
+        let left = t.left();
+        let stopped = Announce { info_hash: id, left, event: AnnounceEvent::Stopped, port: self.config.port, num_want: 0 };
+        self.announcer.announce(now, stopped);
+        let conns: Vec<ConnId> = self.sessions.iter().filter(|(_, s)| s.torrent == Some(id)).map(|(c, _)| *c).collect();
+        for conn in conns {
+            self.sessions.remove(&conn);
+            self.outputs.push_back(Output::Close(conn));
+        }
+        if !matches!(t.stage, Stage::Downloading) || self.stopping.is_some() {
+            self.events.push_back(Event::Finished { id, name: t.meta.name().to_string(), size: t.meta.size(), counters: t.counters });
+        }
+    }
+
+    /// Files whose seeding goal is met, or that were withdrawn, leave.
+    fn sweep(&mut self, now: Instant) {
+        let over: Vec<ContentId> =
+            self.torrents.values().filter(|t| t.goal_met(now) || t.stage == Stage::Done).map(|t| t.id).collect();
+        for id in over {
+            if let Some(t) = self.torrents.get(&id) {
+                info!("{}: seeding over, {} uploaded", t.meta.name(), crate::common::fmt::bytes(t.counters.uploaded));
+            }
+            self.leave(now, id);
+        }
+    }
+
+    fn give_up(&mut self, now: Instant) {
+        let stuck: Vec<ContentId> = self
+            .torrents
+            .values()
+            .filter(|t| t.stage == Stage::Downloading && now >= t.last_progress + self.config.timeout)
+            .map(|t| t.id)
+            .collect();
+        for id in stuck {
+            let reason = format!("no chunk verified within {}s", self.config.timeout.as_secs());
+            self.fail(now, id, reason);
+        }
+    }
+
+    fn drop_stuck(&mut self, now: Instant) {
+        let stuck: Vec<(ConnId, &'static str)> = self
+            .sessions
+            .iter()
+            .filter_map(|(c, s)| match s.phase {
+                Phase::Greeting { since } if now >= since + GREETING => Some((*c, "no Hello")),
+                Phase::Open if s.outstanding() > 0 && s.their_state.serves() && now >= s.last_data + STALL => {
+                    Some((*c, "stalled"))
+                }
+                _ => None,
+            })
+            .collect();
+        for (conn, why) in stuck {
+            if let Some(s) = self.sessions.get(&conn) {
+                info!("{conn} {}: {why}; its chunks go to the others", s.addr);
+            }
+            self.close(conn);
+            self.handle_closed(now, conn);
+        }
+    }
+
+    fn announce_due(&mut self, now: Instant) {
+        let port = self.config.port;
+        for t in self.torrents.values_mut().filter(|t| now >= t.next_announce) {
+            let first = t.next_announce == t.started;
+            t.next_announce = now + self.interval;
+            let downloading = t.stage == Stage::Downloading;
+            let event = if first { AnnounceEvent::Started } else { AnnounceEvent::None };
+            let num_want = if downloading { NUM_WANT } else { 0 };
+            self.announcer.announce(now, Announce { info_hash: t.id, left: t.left(), event, port, num_want });
+        }
+    }
+
+    fn dial_room(&self, id: ContentId) -> usize {
+        let used = self.sessions.values().filter(|s| s.torrent == Some(id)).count();
+        self.config.max_peers.saturating_sub(used)
+    }
+
+    fn dial(&mut self, now: Instant) {
+        let ids: Vec<ContentId> = self.torrents.keys().copied().collect();
+        for id in ids {
+            let room = self.dial_room(id);
+            let Some(t) = self.torrents.get_mut(&id) else { continue };
+            for addr in t.to_dial(now, room) {
+                self.outputs.push_back(Output::Connect(addr, id));
+            }
+        }
+    }
+
+    /// Gives the upload slots to the chosen peers and tells each that gained or lost one.
+    fn rechoke(&mut self, now: Instant) {
+        let cands: Vec<Candidate> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.phase == Phase::Open)
+            .filter_map(|(c, s)| {
+                let t = self.torrents.get(&s.torrent?)?;
+                let theirs = s.theirs.as_ref()?;
+                Some(Candidate {
+                    conn: *c,
+                    slot_since: s.slot_since,
+                    interested: t.stage != Stage::Done && t.held().has_any_missing_from(theirs),
+                    waiting_since: s.waiting_since,
+                    active: s.active(now, SLOT_IDLE),
+                })
+            })
+            .collect();
+        let chosen = choker::choose(&cands, self.config.slots, now, ROTATION);
+        for c in &cands {
+            let Some(s) = self.sessions.get_mut(&c.conn) else { continue };
+            let keep = chosen.contains(&c.conn);
+            match (s.slot_since.is_some(), keep) {
+                (false, true) => {
+                    s.slot_since = Some(now);
+                    s.last_request = now;
+                    let state = if s.told_state { State::Connected } else { State::Available };
+                    s.told_state = true;
+                    self.outputs.push_back(Output::Send(c.conn, Message::State(state)));
+                }
+                (true, false) => {
+                    s.slot_since = None;
+                    s.waiting_since = now;
+                    // Whatever it asked for is refused, in order, so it can ask elsewhere.
+                    for a in s.owed.iter_mut() {
+                        if let Answer::Chunk(i) = *a {
+                            *a = Answer::Reject(i, RejectReason::NoSlot);
+                        }
+                    }
+                    self.outputs.push_back(Output::Send(c.conn, Message::State(State::Unavailable)));
+                    self.outputs.push_back(Output::Feed(c.conn));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn violation(&mut self, now: Instant, conn: ConnId, what: &str) {
+        self.violations += 1;
+        if let Some(s) = self.sessions.get(&conn) {
+            debug!("{conn} {}: protocol violation: {what}; closed", s.addr);
+            if let Some(t) = s.torrent.and_then(|id| self.torrents.get_mut(&id)) {
+                t.ban(s.addr);
+            }
+        }
+        self.close(conn);
+        self.handle_closed(now, conn);
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        self.outputs.push_back(Output::Close(conn));
+    }
+
+    fn pair(&mut self, conn: ConnId) -> Option<(&mut Session, &mut Torrent)> {
+        let s = self.sessions.get_mut(&conn)?;
+        let t = self.torrents.get_mut(&s.torrent?)?;
+        Some((s, t))
+    }
+
+    fn wants_anything(&self) -> bool {
+        self.torrents.values().any(|t| t.stage == Stage::Downloading)
+    }
+
+    fn after_announcer(&mut self, now: Instant) {
+        while let Some(reply) = self.announcer.poll_reply() {
+            match reply {
+                Reply::Peers { info_hash, peers, interval, .. } => {
+                    if interval != self.interval {
+                        debug!("tracker interval {interval:?}");
+                        self.interval = interval;
+                        for t in self.torrents.values_mut() {
+                            t.next_announce = t.next_announce.min(now + interval);
+                        }
+                    }
+                    let alone = self.open_peers(info_hash) == 0;
+                    if let Some(t) = self.torrents.get_mut(&info_hash) {
+                        if t.stage == Stage::Downloading {
+                            debug!("tracker: {} peer(s) for {}", peers.len(), t.meta.name());
+                            t.learn(&peers, now);
+                            if peers.is_empty() && alone {
+                                t.next_announce = t.next_announce.min(now + EAGER_ANNOUNCE);
+                            }
+                        }
+                    }
+                    if self.stopping.is_none() {
+                        self.dial(now);
+                    }
+                }
+                Reply::Reconnected => {
+                    info!("tracker {} answered with a new connection id: joining again", self.config.tracker);
+                    for t in self.torrents.values_mut() {
+                        t.next_announce = now;
+                    }
+                    self.events.push_back(Event::Reconnected);
+                    if self.stopping.is_none() {
+                        self.announce_due(now);
+                    }
+                }
+                Reply::Refused { info_hash, message } => warn!("tracker refused {}: {message}", info_hash.short()),
+                Reply::Timeout => debug!("tracker {} did not answer; retrying", self.config.tracker),
+            }
+        }
+        while let Some(datagram) = self.announcer.poll_transmit() {
+            self.outputs.push_back(Output::Datagram(datagram));
+        }
+    }
+}
+
+/// A local failure that ends one download (the disk refused a write).
+#[derive(Debug)]
+pub struct Fatal {
+    pub id: ContentId,
+    pub reason: String,
+}
+
+impl Machine {
+    /// Reports a fatal local error for one file and drops it.
+    pub fn handle_fatal(&mut self, now: Instant, fatal: Fatal) {
+        self.fail(now, fatal.id, fatal.reason);
+    }
+}
+
+fn stage_word(t: &Torrent) -> &'static str {
+    match t.stage {
+        Stage::Downloading => "downloading",
+        Stage::Seeding { .. } => "seeding",
+        Stage::Done => "done",
+    }
+}
+
+fn describe(msg: &Message<'_>) -> String {
+    match msg {
+        Message::Hello { .. } => "Hello".into(),
+        Message::Bitfield(b) => format!("Bitfield ({} bytes)", b.len()),
+        Message::Have(i) => format!("Have {i}"),
+        Message::State(s) => format!("State {s:?}"),
+        Message::Request(i) => format!("Request {i}"),
+        Message::Chunk { index, data } => format!("Chunk {index} ({} bytes)", data.len()),
+        Message::Reject { index, reason } => format!("Reject {index} {reason:?}"),
+        Message::Cancel(i) => format!("Cancel {i}"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

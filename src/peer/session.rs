@@ -1,0 +1,181 @@
+//! One connection to another peer: its phase, what it holds, what we asked of
+//! it (in the order it answers) and what it asked of us (in the order we answer).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::bitfield::Bitfield;
+use crate::hash::ContentId;
+use crate::wire::peer::{RejectReason, State};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// We are dialling it.
+    Dialling,
+    /// Connected; Hellos not yet exchanged.
+    Greeting { since: Instant },
+    /// Hellos exchanged; trading.
+    Open,
+}
+
+/// One answer we owe, in request order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Chunk(u32),
+    Reject(u32, RejectReason),
+}
+
+/// One of our requests, in the order it will be answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Asked {
+    pub index: u32,
+    /// Cancelled in the end game: the answer may still come, or not at all.
+    pub cancelled: bool,
+}
+
+pub struct Session {
+    pub addr: SocketAddr,
+    pub outbound: bool,
+    pub phase: Phase,
+    /// The file, from the start when we dial, from its Hello when it dials.
+    pub torrent: Option<ContentId>,
+    /// Its process nonce, from its Hello.
+    pub nonce: u64,
+    /// What it holds; `None` until its Bitfield arrives.
+    pub theirs: Option<Bitfield>,
+    /// Its last State to us: may we request.
+    pub their_state: State,
+    pub asked: VecDeque<Asked>,
+    /// Last chunk from it, or when it was last given work while idle.
+    pub last_data: Instant,
+    /// What we owe it.
+    pub owed: VecDeque<Answer>,
+    /// Since when it holds one of our upload slots.
+    pub slot_since: Option<Instant>,
+    /// Since when it has waited for a slot.
+    pub waiting_since: Instant,
+    pub last_request: Instant,
+    pub last_sent: Instant,
+    /// We told it our State (after its Bitfield).
+    pub told_state: bool,
+    pub downloaded: u64,
+    pub uploaded: u64,
+}
+
+impl Session {
+    pub fn new(addr: SocketAddr, outbound: bool, torrent: Option<ContentId>, now: Instant) -> Session {
+        Session {
+            addr,
+            outbound,
+            phase: if outbound { Phase::Dialling } else { Phase::Greeting { since: now } },
+            torrent,
+            nonce: 0,
+            theirs: None,
+            their_state: State::Unavailable,
+            asked: VecDeque::new(),
+            last_data: now,
+            owed: VecDeque::new(),
+            slot_since: None,
+            waiting_since: now,
+            last_request: now,
+            last_sent: now,
+            told_state: false,
+            downloaded: 0,
+            uploaded: 0,
+        }
+    }
+
+    /// Whether it holds every chunk.
+    pub fn is_seed(&self) -> bool {
+        self.theirs.as_ref().is_some_and(Bitfield::is_full)
+    }
+
+    /// Requests that will still be answered.
+    pub fn outstanding(&self) -> usize {
+        self.asked.iter().filter(|a| !a.cancelled).count()
+    }
+
+    pub fn has_asked(&self, index: u32) -> bool {
+        self.asked.iter().any(|a| a.index == index && !a.cancelled)
+    }
+
+    /// Matches an answer for `index` to our requests: skips cancelled ones
+    /// it passed (they will never be answered) and takes the one it answers.
+    /// `None`: an answer to nothing we asked, a protocol violation. `Some(true)`
+    /// for a cancelled request (its chunk is a duplicate).
+    pub fn take_answer(&mut self, index: u32) -> Option<bool> {
+        while let Some(front) = self.asked.front().copied() {
+            if front.index == index {
+                self.asked.pop_front();
+                return Some(front.cancelled);
+            }
+            if !front.cancelled {
+                return None;
+            }
+            self.asked.pop_front();
+        }
+        None
+    }
+
+    /// Marks our request for `index` cancelled; true if one was outstanding.
+    pub fn cancel(&mut self, index: u32) -> bool {
+        match self.asked.iter_mut().find(|a| a.index == index && !a.cancelled) {
+            Some(a) => {
+                a.cancelled = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A slot holder that asks for nothing, or whose queue does not drain, for `idle`.
+    pub fn active(&self, now: Instant, idle: std::time::Duration) -> bool {
+        let Some(since) = self.slot_since else { return false };
+        let last = if self.owed.is_empty() { self.last_request } else { self.last_sent };
+        now.saturating_duration_since(last.max(since)) < idle
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> Session {
+        Session::new("127.0.0.1:1".parse().unwrap(), true, None, Instant::now())
+    }
+
+    #[test]
+    fn answers_match_in_order_skipping_cancelled() {
+        let mut s = session();
+        for index in [1, 2, 3] {
+            s.asked.push_back(Asked { index, cancelled: false });
+        }
+        assert_eq!(s.take_answer(2), None, "out of order");
+        assert!(s.cancel(1));
+        assert!(!s.cancel(1), "cancelled once");
+        assert_eq!(s.outstanding(), 2);
+        assert_eq!(s.take_answer(2), Some(false), "the cancelled request was dropped by the other side");
+        assert!(s.cancel(3));
+        assert_eq!(s.take_answer(3), Some(true), "a cancelled request answered anyway");
+        assert_eq!(s.take_answer(3), None);
+    }
+
+    #[test]
+    fn activity_of_a_slot_holder() {
+        let t0 = Instant::now();
+        let idle = std::time::Duration::from_secs(10);
+        let mut s = session();
+        assert!(!s.active(t0, idle), "no slot");
+        s.slot_since = Some(t0);
+        s.last_request = t0;
+        s.last_sent = t0;
+        assert!(s.active(t0 + idle / 2, idle));
+        assert!(!s.active(t0 + idle, idle), "asked for nothing");
+        s.owed.push_back(Answer::Chunk(0));
+        s.last_request = t0 + idle;
+        assert!(!s.active(t0 + idle, idle), "asks but drains nothing");
+        s.last_sent = t0 + idle;
+        assert!(s.active(t0 + idle, idle));
+    }
+}

@@ -1,0 +1,243 @@
+//! Where a file's chunk bytes live. One trait for a shared file (read only,
+//! withdrawn if it changes under us) and a download (written in place into
+//! `DIR/NAME.part`, read back to serve verified chunks, synced and renamed
+//! to `DIR/NAME` when complete); an in-memory one for the cores' tests.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use crate::meta::check_name;
+
+/// Why a chunk could not be read.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The file changed on disk since it was hashed.
+    Changed,
+    Io(io::Error),
+}
+
+/// One file's bytes, by position.
+pub trait Storage {
+    /// Appends `len` bytes from `offset` to `out`; on error `out` is unchanged.
+    fn read(&mut self, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<(), ReadError>;
+    fn write(&mut self, offset: u64, data: &[u8]) -> io::Result<()>;
+    /// Every chunk is verified: make the file durable under its final name.
+    fn finish(&mut self) -> io::Result<()>;
+}
+
+/// Appends `len` bytes of `file` at `offset` to `out`.
+fn read_into(file: &File, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<(), ReadError> {
+    let start = out.len();
+    out.resize(start + len, 0);
+    if let Err(e) = file.read_exact_at(out.get_mut(start..).unwrap_or(&mut []), offset) {
+        out.truncate(start);
+        return Err(ReadError::Io(e));
+    }
+    Ok(())
+}
+
+/// What a shared file looked like when it was hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+impl Stamp {
+    pub fn of(file: &File) -> io::Result<Stamp> {
+        let m = file.metadata()?;
+        Ok(Stamp { len: m.len(), modified: m.modified().ok() })
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+/// A file the user shares: read in place, never written. A size or
+/// modification time that differs from hashing time means the bytes may no
+/// longer match their hashes, so nothing more is served from it.
+pub struct SharedFile {
+    file: File,
+    stamp: Stamp,
+}
+
+impl SharedFile {
+    pub fn new(file: File, stamp: Stamp) -> SharedFile {
+        SharedFile { file, stamp }
+    }
+}
+
+impl Storage for SharedFile {
+    fn read(&mut self, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<(), ReadError> {
+        // One fstat per chunk: cheap next to the read, and it catches an edit.
+        if Stamp::of(&self.file).map_err(ReadError::Io)? != self.stamp {
+            return Err(ReadError::Changed);
+        }
+        read_into(&self.file, offset, len, out)
+    }
+
+    fn write(&mut self, _offset: u64, _data: &[u8]) -> io::Result<()> {
+        Err(io::Error::other("a shared file is never written"))
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A download: `DIR/NAME.part`, renamed to `DIR/NAME` once complete. The
+/// open descriptor survives the rename, so the file is served on from it.
+pub struct PartFile {
+    file: File,
+    dir: PathBuf,
+    name: String,
+    finished: bool,
+}
+
+impl PartFile {
+    /// Creates `DIR/NAME.part` of `size` bytes; `name` must pass [`check_name`].
+    pub fn create(dir: PathBuf, name: &str, size: u64) -> io::Result<PartFile> {
+        // Defence in depth: the core checked already; a path must never escape `dir`.
+        check_name(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let path = dir.join(format!("{name}.part"));
+        // Remove whatever is there (a symlink is removed, not followed), then
+        // create exclusively so nothing planted in between is written through.
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+        file.set_len(size)?;
+        Ok(PartFile { file, dir, name: name.to_string(), finished: false })
+    }
+}
+
+impl Storage for PartFile {
+    fn read(&mut self, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<(), ReadError> {
+        read_into(&self.file, offset, len, out)
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.file.write_all_at(data, offset)
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        if self.finished {
+            return Ok(());
+        }
+        self.file.sync_all()?;
+        std::fs::rename(self.dir.join(format!("{}.part", self.name)), self.dir.join(&self.name))?;
+        // Make the rename itself durable.
+        File::open(&self.dir).and_then(|d| d.sync_all())?;
+        self.finished = true;
+        Ok(())
+    }
+}
+
+/// A file in memory, for the cores' tests.
+#[cfg(test)]
+#[derive(Default, Clone)]
+pub struct MemStorage {
+    pub data: std::rc::Rc<std::cell::RefCell<Vec<u8>>>,
+    pub finished: std::rc::Rc<std::cell::Cell<bool>>,
+    pub fail_writes: bool,
+}
+
+#[cfg(test)]
+impl MemStorage {
+    pub fn with(data: Vec<u8>) -> MemStorage {
+        MemStorage { data: std::rc::Rc::new(std::cell::RefCell::new(data)), ..MemStorage::default() }
+    }
+}
+
+#[cfg(test)]
+impl Storage for MemStorage {
+    fn read(&mut self, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<(), ReadError> {
+        let data = self.data.borrow();
+        let bytes = data.get(offset as usize..offset as usize + len).ok_or(ReadError::Changed)?;
+        out.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn write(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        if self.fail_writes {
+            return Err(io::Error::other("disk full"));
+        }
+        let mut data = self.data.borrow_mut();
+        let slot = data.get_mut(offset as usize..offset as usize + bytes.len()).ok_or(io::ErrorKind::InvalidInput)?;
+        slot.copy_from_slice(bytes);
+        Ok(())
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.finished.set(true);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("lmk-storage-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn part_file_becomes_final_only_on_finish_and_still_serves() {
+        let dir = temp_dir("finish");
+        let mut d = PartFile::create(dir.clone(), "f.bin", 6).unwrap();
+        d.write(3, b"def").unwrap();
+        d.write(0, b"abc").unwrap();
+        assert!(!dir.join("f.bin").exists());
+        assert_eq!(std::fs::read(dir.join("f.bin.part")).unwrap(), b"abcdef");
+        d.finish().unwrap();
+        assert_eq!(std::fs::read(dir.join("f.bin")).unwrap(), b"abcdef");
+        assert!(!dir.join("f.bin.part").exists());
+        let mut out = b"hdr".to_vec();
+        d.read(2, 3, &mut out).unwrap();
+        assert_eq!(out, b"hdrcde", "served from the renamed file");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn refuses_unsafe_names_and_planted_symlinks() {
+        let dir = temp_dir("unsafe");
+        std::fs::create_dir_all(dir.join("out")).unwrap();
+        assert!(PartFile::create(dir.join("out"), "../escape", 1).is_err());
+        assert!(!dir.join("escape.part").exists());
+        let victim = dir.join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join("out/x.part")).unwrap();
+        let mut d = PartFile::create(dir.join("out"), "x", 4).unwrap();
+        d.write(0, b"evil").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep", "the symlink was not followed");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_changed_shared_file_is_not_served() {
+        let dir = temp_dir("changed");
+        let path = dir.join("s");
+        std::fs::write(&path, [1u8; 1000]).unwrap();
+        let file = File::open(&path).unwrap();
+        let stamp = Stamp::of(&file).unwrap();
+        let mut shared = SharedFile::new(file, stamp);
+        let mut out = Vec::new();
+        shared.read(10, 5, &mut out).unwrap();
+        assert_eq!(out, [1u8; 5]);
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"more").unwrap();
+        out.clear();
+        assert!(matches!(shared.read(0, 10, &mut out), Err(ReadError::Changed)));
+        assert!(out.is_empty());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,222 @@
+//! One file in the peer core: what we hold (the picker), where its bytes
+//! live, which addresses the tracker gave us and how each fared, what we
+//! uploaded and downloaded, and when seeding is over.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::bitfield::Bitfield;
+use super::picker::Picker;
+use super::storage::Storage;
+use crate::hash::ContentId;
+use crate::meta::FileMeta;
+
+/// Retry delays for an address: after a failed or lost connection, after "no room".
+const FAIL_RETRY: Duration = Duration::from_secs(1);
+const MAX_FAIL_RETRY: Duration = Duration::from_secs(16);
+/// How many of the first picks ignore rarity, so a new peer soon has something to trade.
+const RANDOM_FIRST: u32 = 4;
+
+/// How long a complete file is served.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Goal {
+    /// Until the process stops (lmk-seeder).
+    Forever,
+    /// Until `ratio` x the file size is uploaded or `time` has passed since completion.
+    Until { ratio: f64, time: Option<Duration> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Downloading,
+    Seeding { since: Instant },
+    /// Changed on disk (shared) or the goal is met: leaving.
+    Done,
+}
+
+/// What we know of an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Known {
+    Idle { retry_at: Instant, failures: u32 },
+    Active,
+    /// Sent bad data or cannot serve this file: never dialled again.
+    Banned,
+}
+
+/// Counters for progress, status lines and the summary.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Counters {
+    pub uploaded: u64,
+    pub from_seeders: u64,
+    pub from_leechers: u64,
+    pub bad_chunks: u64,
+    /// Chunks sent, for "copies of the file sent".
+    pub chunks_sent: u64,
+    /// Distinct peers that sent us data.
+    pub sources: usize,
+}
+
+pub struct Torrent {
+    pub meta: FileMeta,
+    pub id: ContentId,
+    pub storage: Box<dyn Storage>,
+    pub picker: Picker,
+    pub goal: Goal,
+    pub stage: Stage,
+    pub started: Instant,
+    /// Last verified chunk (or the start): `--timeout` counts from here.
+    pub last_progress: Instant,
+    pub next_announce: Instant,
+    pub counters: Counters,
+    known: HashMap<SocketAddr, Known>,
+    sources: HashSet<SocketAddr>,
+}
+
+impl Torrent {
+    pub fn new(meta: FileMeta, storage: Box<dyn Storage>, have: Bitfield, goal: Goal, seed: u64, now: Instant) -> Self {
+        let stage = if have.is_full() { Stage::Seeding { since: now } } else { Stage::Downloading };
+        Torrent {
+            id: meta.content_id(),
+            picker: Picker::new(&have, RANDOM_FIRST, seed),
+            meta,
+            storage,
+            goal,
+            stage,
+            started: now,
+            last_progress: now,
+            next_announce: now,
+            counters: Counters::default(),
+            known: HashMap::new(),
+            sources: HashSet::new(),
+        }
+    }
+
+    pub fn held(&self) -> &Bitfield {
+        self.picker.held()
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.picker.is_complete()
+    }
+
+    /// Bytes still missing, as announced to the tracker.
+    pub fn left(&self) -> u64 {
+        let missing = self.meta.chunk_count() - self.held().count();
+        if missing == 0 {
+            return 0;
+        }
+        // Every missing chunk is full-size except possibly the last.
+        let last = self.meta.chunk_count() - 1;
+        let last_len = self.meta.chunk_len(last).map_or(0, u64::from);
+        let full = u64::from(self.meta.chunk_size());
+        if self.held().get(last) {
+            u64::from(missing) * full
+        } else {
+            u64::from(missing - 1) * full + last_len
+        }
+    }
+
+    pub fn downloaded(&self) -> u64 {
+        self.counters.from_seeders + self.counters.from_leechers
+    }
+
+    /// A verified chunk from `addr`, who holds every chunk if `seed`.
+    pub fn count_download(&mut self, addr: SocketAddr, seed: bool, len: u64, now: Instant) {
+        if seed {
+            self.counters.from_seeders += len;
+        } else {
+            self.counters.from_leechers += len;
+        }
+        self.sources.insert(addr);
+        self.counters.sources = self.sources.len();
+        self.last_progress = now;
+    }
+
+    /// True once a seeding goal is met.
+    pub fn goal_met(&self, now: Instant) -> bool {
+        let Stage::Seeding { since } = self.stage else { return false };
+        match self.goal {
+            Goal::Forever => false,
+            Goal::Until { ratio, time } => {
+                self.counters.uploaded as f64 >= ratio * self.meta.size() as f64
+                    || time.is_some_and(|t| now >= since + t)
+            }
+        }
+    }
+
+    /// When the seed time runs out, if it can.
+    pub fn goal_deadline(&self) -> Option<Instant> {
+        match (self.stage, self.goal) {
+            (Stage::Seeding { since }, Goal::Until { time: Some(t), .. }) => Some(since + t),
+            _ => None,
+        }
+    }
+
+    /// Addresses from the tracker.
+    pub fn learn(&mut self, addrs: &[SocketAddr], now: Instant) {
+        for addr in addrs {
+            self.known.entry(*addr).or_insert(Known::Idle { retry_at: now, failures: 0 });
+        }
+    }
+
+    /// Addresses worth dialling now, at most `room`; each is marked active.
+    pub fn to_dial(&mut self, now: Instant, room: usize) -> Vec<SocketAddr> {
+        if self.stage != Stage::Downloading || room == 0 {
+            return Vec::new();
+        }
+        let mut ready: Vec<SocketAddr> = self
+            .known
+            .iter()
+            .filter(|(_, k)| matches!(k, Known::Idle { retry_at, .. } if *retry_at <= now))
+            .map(|(a, _)| *a)
+            .collect();
+        ready.sort();
+        ready.truncate(room);
+        for addr in &ready {
+            self.mark_active(*addr);
+        }
+        ready
+    }
+
+    /// An address now connected (dialled by us, or it dialled us from its listening port).
+    pub fn mark_active(&mut self, addr: SocketAddr) {
+        if !self.is_banned(addr) {
+            self.known.insert(addr, Known::Active);
+        }
+    }
+
+    /// The connection to `addr` ended: retry later, the delay doubling with each failure in a row.
+    pub fn backoff(&mut self, addr: SocketAddr, failed: bool, now: Instant) {
+        let failures = match self.known.get(&addr) {
+            Some(Known::Banned) => return,
+            Some(Known::Idle { failures, .. }) => *failures,
+            _ => 0,
+        };
+        let failures = if failed { failures.saturating_add(1) } else { 0 };
+        let delay = FAIL_RETRY.saturating_mul(1 << failures.min(5)).min(MAX_FAIL_RETRY);
+        self.known.insert(addr, Known::Idle { retry_at: now + delay, failures });
+    }
+
+    pub fn ban(&mut self, addr: SocketAddr) {
+        self.known.insert(addr, Known::Banned);
+    }
+
+    pub fn is_banned(&self, addr: SocketAddr) -> bool {
+        self.known.get(&addr) == Some(&Known::Banned)
+    }
+
+    /// The next retry of an idle address, while downloading.
+    pub fn next_retry(&self) -> Option<Instant> {
+        if self.stage != Stage::Downloading {
+            return None;
+        }
+        self.known
+            .values()
+            .filter_map(|k| match k {
+                Known::Idle { retry_at, .. } => Some(*retry_at),
+                _ => None,
+            })
+            .min()
+    }
+}
