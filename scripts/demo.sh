@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Local swarm demo: one lmk-tracker, three lmk-seeders of a random 64 MiB file
-# and two lmk-leechers downloading it at the same time, all on 127.0.0.1.
+# Local swarm demo: one lmk-tracker, one lmk-seeder of a random 64 MiB file
+# whose upload is limited to 16 MiB/s, and four lmk-leechers started at the
+# same moment that fetch from the seeder and from each other, all on 127.0.0.1.
+# The summary shows how much each leecher got from the seeder and from the
+# other leechers, and how many copies of the file the seeder itself sent.
 # Each process's stdout (status table, status lines, progress) is shown with a
 # [role] tag; logs (stderr) go to files in the temp dir.
 # Env: LMK_BIN_DIR=dir with the binaries (else target/release, built if missing);
@@ -78,10 +81,9 @@ until_ok() {
 listening() { sed -n 's/^listening on //p' "$TMP/$1.out" 2>/dev/null; }
 has_listening() { [ -n "$(listening "$1")" ]; }
 ms() { echo $(($(date +%s%N) / 1000000)); }
-alive() { # the tracker and the seeders run until we stop them
-    local i
+alive() { # the tracker and the seeder run until we stop them
     kill -0 "$TRACKER_PID" 2>/dev/null || fail "lmk-tracker exited early"
-    for i in 1 2 3; do kill -0 "${SEEDERS[i - 1]}" 2>/dev/null || fail "seeder$i exited early"; done
+    kill -0 "$SEEDER_PID" 2>/dev/null || fail "lmk-seeder exited early"
 }
 
 # A short interval (2 s) so joins, heartbeats and status show up quickly.
@@ -90,49 +92,52 @@ TRACKER_PID=$PID
 until_ok 10 "'listening on' line from lmk-tracker" has_listening tracker
 TRACKER=$(listening tracker)
 
-mkdir -p "$TMP/share" "$TMP/dl1" "$TMP/dl2"
+N=4 UP=16M
+mkdir -p "$TMP/share"
 head -c 64M /dev/urandom >"$TMP/share/demo.bin"
 SRC=$(sha1sum <"$TMP/share/demo.bin" | cut -d' ' -f1)
 
-# One slot each (the default, as in the original design): when the two
-# leechers ask the same seeder at once, the second is told Unavailable and
-# retries a moment later, so both still finish; the seeders' "turned away"
-# counters show it happening. --slots 2 would let both download side by side.
-SEEDERS=()
-for i in 1 2 3; do
-    start "seeder$i" "$BIN/lmk-seeder" --tracker "$TRACKER" --listen 127.0.0.1:0 --status 2 "$TMP/share/demo.bin"
-    SEEDERS+=("$PID")
-done
+# One seeder with a slow uplink: alone it needs 4 x 4 s to hand each leecher
+# a copy; in a swarm it sends each chunk about once and the leechers pass the
+# chunks on, so all four finish in about the time of one copy.
+start seeder "$BIN/lmk-seeder" --tracker "$TRACKER" --listen 127.0.0.1:0 --up-limit "$UP" --status 2 \
+    "$TMP/share/demo.bin"
+SEEDER_PID=$PID
 # A leecher started too early finds no file in the catalog and gives up, so
-# wait until every seeder has published its file and joined the swarm.
-for i in 1 2 3; do
-    until_ok 30 "'listening on' line from seeder$i" has_listening "seeder$i"
-    until_ok 30 "catalog publish by seeder$i" grep -q "catalog published" "$TMP/seeder$i.log"
-    until_ok 30 "join of seeder$i at the tracker" grep -q "seeder $(listening "seeder$i") joined" "$TMP/tracker.log"
-done
+# wait until the seeder has published its file and joined the swarm.
+until_ok 30 "'listening on' line from the seeder" has_listening seeder
+until_ok 30 "catalog publish by the seeder" grep -q "catalog published" "$TMP/seeder.log"
+until_ok 30 "join of the seeder at the tracker" grep -q "seeder $(listening seeder) joined" "$TMP/tracker.log"
 
+# Each leecher keeps serving for 3 s after it is complete (or until it has
+# uploaded one copy), so the last ones still find sources.
 START=$(ms) LEECHERS=()
-for i in 1 2; do
-    start "leecher$i" "$BIN/lmk-leecher" --tracker "$TRACKER" get demo.bin --out "$TMP/dl$i"
+for i in $(seq 1 $N); do
+    mkdir -p "$TMP/dl$i"
+    start "leecher$i" "$BIN/lmk-leecher" --tracker "$TRACKER" --listen 127.0.0.1:0 --up-limit "$UP" \
+        --seed-time 3 get demo.bin --out "$TMP/dl$i"
     LEECHERS+=("$PID")
 done
-while kill -0 "${LEECHERS[0]}" 2>/dev/null || kill -0 "${LEECHERS[1]}" 2>/dev/null; do
+running() { local pid; for pid in "${LEECHERS[@]}"; do kill -0 "$pid" 2>/dev/null && return 0; done; return 1; }
+while running; do
     [ $(($(ms) - START)) -lt $((DEADLINE * 1000)) ] || fail "leechers not done within $DEADLINE s"
     alive
     sleep 0.1
 done
-ELAPSED=$(($(ms) - START))
-for i in 1 2; do
+for i in $(seq 1 $N); do
     wait "${LEECHERS[i - 1]}" || fail "leecher$i exited with status $?"
 done
-PIDS=("$TRACKER_PID" "${SEEDERS[@]}") # reaped leechers: never signal their PIDs again
+LAST=0
+for i in $(seq 1 $N); do
+    t=$(sed -n 's/^demo.bin: done, .* in \([0-9.]*\)s .*/\1/p' "$TMP/leecher$i.out")
+    LAST=$(echo "$t $LAST" | awk '{print ($1 > $2) ? $1 : $2}')
+done
+PIDS=("$TRACKER_PID" "$SEEDER_PID") # reaped leechers: never signal their PIDs again
 
-# One more round of status lines with the final counts, then stop the
-# seeders first so the tracker's table shows them leaving.
-sleep 2.5
-alive
-for pid in "${SEEDERS[@]}"; do kill "$pid"; done
-for i in 1 2 3; do wait "${SEEDERS[i - 1]}" || fail "seeder$i exited with status $? on SIGTERM"; done
+# Stop the seeder first so the tracker's table shows it leaving; its last
+# status line has the final count of copies sent.
+kill "$SEEDER_PID"
+wait "$SEEDER_PID" || fail "lmk-seeder exited with status $? on SIGTERM"
 sleep 0.5
 kill "$TRACKER_PID" # it has no state to save: SIGTERM stops it, status 0
 wait "$TRACKER_PID" || fail "lmk-tracker exited with status $? on SIGTERM"
@@ -140,11 +145,13 @@ PIDS=()
 for pid in "${TAGS[@]}"; do wait "$pid" || true; done # every tagged line is out
 TAGS=()
 
-for i in 1 2; do
+for i in $(seq 1 $N); do
     GOT=$(sha1sum <"$TMP/dl$i/demo.bin" 2>/dev/null | cut -d' ' -f1) || true
     [ "$SRC" = "$GOT" ] || fail "leecher$i copy differs (sha1 ${GOT:-missing} != $SRC)"
     [ ! -e "$TMP/dl$i/demo.bin.part" ] || fail "leecher$i left demo.bin.part behind"
 done
-echo "demo: PASS: both leechers downloaded demo.bin ($(stat -c %s "$TMP/share/demo.bin") bytes, sha1 $SRC)" \
-    "in $((ELAPSED / 1000)).$((ELAPSED % 1000 / 100)) s from a swarm of 3 seeders"
-for i in 1 2; do sed -n "s/^demo.bin: done, /demo:   leecher$i: /p" "$TMP/leecher$i.out"; done
+SENT=$(grep '^seeder:' "$TMP/seeder.out" | tail -n 1 | sed -n 's/.*| sent \([^|]*\) |.*/\1/p')
+echo "demo: PASS: $N leechers downloaded demo.bin ($(stat -c %s "$TMP/share/demo.bin") bytes, sha1 $SRC);" \
+    "the last finished after ${LAST}s; one copy through the seeder's $UP/s uplink takes 4.0s"
+echo "demo:   seeder: sent $SENT"
+for i in $(seq 1 $N); do sed -n "s/^demo.bin: done, /demo:   leecher$i: /p" "$TMP/leecher$i.out"; done

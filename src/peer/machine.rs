@@ -127,6 +127,8 @@ pub struct Machine {
     events: VecDeque<Event>,
     /// Peers that broke the protocol (bad frames are counted by the shell).
     pub violations: u64,
+    /// Bytes uploaded for files no longer in the core.
+    uploaded_before: u64,
 }
 
 impl Machine {
@@ -149,6 +151,7 @@ impl Machine {
             outputs: VecDeque::new(),
             events: VecDeque::new(),
             violations: 0,
+            uploaded_before: 0,
         }
     }
 
@@ -406,9 +409,9 @@ impl Machine {
         self.sessions.values().filter(|s| s.slot_since.is_some()).count()
     }
 
-    /// Bytes uploaded over all files still in the core.
+    /// Bytes uploaded over all files, since the start.
     pub fn uploaded(&self) -> u64 {
-        self.torrents.values().map(|t| t.counters.uploaded).sum()
+        self.uploaded_before + self.torrents.values().map(|t| t.counters.uploaded).sum::<u64>()
     }
 
     fn open_peers(&self, id: ContentId) -> usize {
@@ -711,6 +714,7 @@ impl Machine {
     /// Says goodbye to the tracker and the peers of one file and forgets it.
     fn leave(&mut self, now: Instant, id: ContentId) {
         let Some(t) = self.torrents.remove(&id) else { return };
+        self.uploaded_before += t.counters.uploaded;
         let left = t.left();
         let stopped = Announce { info_hash: id, left, event: AnnounceEvent::Stopped, port: self.config.port, num_want: 0 };
         self.announcer.announce(now, stopped);
