@@ -197,6 +197,12 @@ impl Machine {
         match (s.phase, msg) {
             (Phase::Greeting { .. }, Message::Hello { id, port, nonce }) => self.on_hello(now, conn, id, port, nonce),
             (Phase::Open, Message::Bitfield(bytes)) if s.theirs.is_none() => self.on_bitfield(now, conn, bytes),
+            (Phase::Open, Message::State(State::Unavailable)) if s.theirs.is_none() => {
+                // Its Hello then Unavailable: no room for another connection. Not a fault.
+                debug!("{conn} {}: no room there; closed", s.addr);
+                self.close(conn);
+                self.handle_closed(now, conn);
+            }
             (Phase::Open, _) if s.theirs.is_none() => self.violation(now, conn, "first frame after Hello is not a Bitfield"),
             (Phase::Open, Message::Have(index)) => self.on_have(now, conn, index),
             (Phase::Open, Message::State(state)) => self.on_state(now, conn, state),
@@ -281,8 +287,11 @@ impl Machine {
         for a in s.asked.iter().filter(|a| !a.cancelled) {
             t.picker.release(a.index);
         }
-        if s.outbound {
-            t.backoff(s.addr, s.downloaded == 0, now);
+        if let Some(listen) = s.listen {
+            let twin = self.sessions.values().any(|o| o.torrent == s.torrent && o.listen == Some(listen));
+            if !twin {
+                t.backoff(listen, s.downloaded == 0, now);
+            }
         }
         debug!("{conn} {}: gone from {}", s.addr, t.meta.name());
         let id = t.id;
@@ -302,8 +311,11 @@ impl Machine {
             self.announce_due(now);
             self.drop_stuck(now);
             self.dial(now);
+            let idle_holder = self.sessions.values().any(|s| s.slot_since.is_some() && !s.active(now, SLOT_IDLE));
             if now >= self.next_rotation {
                 self.next_rotation = now + ROTATION;
+                self.rechoke(now);
+            } else if idle_holder {
                 self.rechoke(now);
             }
             // Owed chunks held back by the upload bucket, requests by the download one.
@@ -357,7 +369,7 @@ impl Machine {
         let sessions = self.sessions.values().filter_map(|s| match s.phase {
             Phase::Greeting { since } => Some(since + GREETING),
             Phase::Open if s.outstanding() > 0 && s.their_state.serves() => Some(s.last_data + STALL),
-            Phase::Open => s.slot_since.map(|_| s.last_request.max(s.last_sent) + SLOT_IDLE),
+            Phase::Open => s.slot_idle_at(SLOT_IDLE),
             Phase::Dialling => None,
         });
         let torrents = self.torrents.values().flat_map(|t| {
@@ -465,12 +477,18 @@ impl Machine {
             return;
         }
         let Some(t) = self.torrents.get_mut(&id) else { return };
-        if !outbound && port != 0 {
-            t.mark_active(SocketAddr::new(addr.ip(), port));
+        let listen = if outbound { Some(addr) } else { (port != 0).then(|| SocketAddr::new(addr.ip(), port)) };
+        if let Some(listen) = listen {
+            if t.is_banned(listen) {
+                debug!("{conn} {addr}: banned for {}; closed", t.meta.name());
+                return self.close(conn);
+            }
+            t.mark_active(listen);
         }
         let bits = t.held().as_bytes().to_vec();
         if let Some(s) = self.sessions.get_mut(&conn) {
             s.torrent = Some(id);
+            s.listen = listen;
             s.nonce = nonce;
             s.phase = Phase::Open;
             s.waiting_since = now;
@@ -566,7 +584,7 @@ impl Machine {
             return Ok(());
         };
         s.last_data = now;
-        let addr = s.addr;
+        let (addr, listen) = (s.addr, s.listen);
         let expected_len = t.meta.chunk_len(index).unwrap_or(0) as usize;
         let expected_hash = t.meta.hashes().get(index as usize).copied().unwrap_or_default();
         if data.len() != expected_len || Hash20::of(data) != expected_hash {
@@ -575,7 +593,9 @@ impl Machine {
                 t.picker.release(index);
             }
             warn!("{conn} {addr}: chunk {index} of {} failed its SHA-1 check; peer dropped", t.meta.name());
-            t.ban(addr);
+            if let Some(l) = listen {
+                t.ban(l);
+            }
             let id = t.id;
             self.close(conn);
             self.refill(now, id);
@@ -623,7 +643,9 @@ impl Machine {
             }
             RejectReason::Withdrawn | RejectReason::ReadError => {
                 warn!("{conn} {}: cannot serve {}: {reason:?}; dropped for this file", s.addr, t.meta.name());
-                t.ban(s.addr);
+                if let Some(l) = s.listen {
+                    t.ban(l);
+                }
                 self.close(conn);
             }
         }
@@ -670,7 +692,7 @@ impl Machine {
             if s.cancel(index) {
                 self.outputs.push_back(Output::Send(*conn, Message::Cancel(index)));
             }
-            if s.theirs.as_ref().is_some_and(|b| !b.get(index)) {
+            if s.theirs.as_ref().is_none_or(|b| !b.get(index)) {
                 self.outputs.push_back(Output::Send(*conn, Message::Have(index)));
             }
         }
@@ -853,8 +875,8 @@ impl Machine {
         self.violations += 1;
         if let Some(s) = self.sessions.get(&conn) {
             debug!("{conn} {}: protocol violation: {what}; closed", s.addr);
-            if let Some(t) = s.torrent.and_then(|id| self.torrents.get_mut(&id)) {
-                t.ban(s.addr);
+            if let (Some(t), Some(l)) = (s.torrent.and_then(|id| self.torrents.get_mut(&id)), s.listen) {
+                t.ban(l);
             }
         }
         self.close(conn);

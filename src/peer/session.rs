@@ -35,7 +35,11 @@ pub struct Asked {
 }
 
 pub struct Session {
+    /// The remote end of the connection.
     pub addr: SocketAddr,
+    /// Where the peer accepts connections: `addr` when we dialled, its IP and
+    /// Hello port when it dialled (unknown for port 0). Bans and redials use it.
+    pub listen: Option<SocketAddr>,
     pub outbound: bool,
     pub phase: Phase,
     /// The file, from the start when we dial, from its Hello when it dials.
@@ -67,6 +71,7 @@ impl Session {
     pub fn new(addr: SocketAddr, outbound: bool, torrent: Option<ContentId>, now: Instant) -> Session {
         Session {
             addr,
+            listen: outbound.then_some(addr),
             outbound,
             phase: if outbound { Phase::Dialling } else { Phase::Greeting { since: now } },
             torrent,
@@ -131,9 +136,14 @@ impl Session {
 
     /// A slot holder that asks for nothing, or whose queue does not drain, for `idle`.
     pub fn active(&self, now: Instant, idle: std::time::Duration) -> bool {
-        let Some(since) = self.slot_since else { return false };
+        self.slot_idle_at(idle).is_some_and(|at| now < at)
+    }
+
+    /// When a slot holder becomes idle unless it asks or drains something.
+    pub fn slot_idle_at(&self, idle: std::time::Duration) -> Option<Instant> {
+        let since = self.slot_since?;
         let last = if self.owed.is_empty() { self.last_request } else { self.last_sent };
-        now.saturating_duration_since(last.max(since)) < idle
+        Some(last.max(since) + idle)
     }
 }
 

@@ -12,7 +12,7 @@ use super::storage::Storage;
 use crate::hash::ContentId;
 use crate::meta::FileMeta;
 
-/// Retry delays for an address: after a failed or lost connection, after "no room".
+/// Redial delay after a connection that delivered nothing, doubling per failure in a row.
 const FAIL_RETRY: Duration = Duration::from_secs(1);
 const MAX_FAIL_RETRY: Duration = Duration::from_secs(16);
 /// How many of the first picks ignore rarity, so a new peer soon has something to trade.
