@@ -29,8 +29,12 @@ use crate::wire::udp::Event as AnnounceEvent;
 
 /// Requests a peer may have outstanding with us; more closes the connection.
 pub const MAX_PIPELINE: usize = 64;
-/// Bytes we keep requested from one peer: enough to keep its pipe full.
+/// Most bytes we keep requested from one peer, however fast it is.
 const PIPELINE_BYTES: u64 = 8 * 1024 * 1024;
+/// Seconds of a peer's measured rate kept requested from it, plus one chunk:
+/// enough to keep its pipe full, short enough that a request queued behind
+/// others is not stale (a slow queue at the seed means duplicates).
+const PIPELINE_SECS: f64 = 1.0;
 /// Requests kept outstanding per peer at least, whatever the chunk size.
 const MIN_PIPELINE: usize = 2;
 /// A peer owing chunks that sends nothing for this long is dropped.
@@ -613,6 +617,7 @@ impl Machine {
         })?;
         t.picker.complete(index);
         s.downloaded += data.len() as u64;
+        s.rate.add(now, data.len() as u64);
         let seed = s.is_seed();
         t.count_download(addr, seed, data.len() as u64, now);
         let id = t.id;
@@ -661,8 +666,9 @@ impl Machine {
             return;
         }
         let Some(theirs) = s.theirs.as_ref() else { return };
-        let depth = (PIPELINE_BYTES / u64::from(t.meta.chunk_size())).clamp(MIN_PIPELINE as u64, MAX_PIPELINE as u64);
-        let depth = depth as usize;
+        let chunk = f64::from(t.meta.chunk_size());
+        let most = (PIPELINE_BYTES as f64 / chunk).clamp(MIN_PIPELINE as f64, MAX_PIPELINE as f64);
+        let depth = (1.0 + (s.rate.per_sec(now) * PIPELINE_SECS / chunk).ceil()).clamp(MIN_PIPELINE as f64, most) as usize;
         if s.outstanding() == 0 {
             s.last_data = now; // an idle peer given work starts a fresh stall window
         }

@@ -65,6 +65,42 @@ pub struct Session {
     pub told_state: bool,
     pub downloaded: u64,
     pub uploaded: u64,
+    /// Its recent sending rate to us, bytes per second, for the pipeline depth.
+    pub rate: Rate,
+}
+
+/// A rate over windows of at least [`Rate::WINDOW`], smoothed across windows.
+#[derive(Debug, Clone, Copy)]
+pub struct Rate {
+    per_sec: f64,
+    since: Instant,
+    bytes: u64,
+}
+
+impl Rate {
+    const WINDOW: std::time::Duration = std::time::Duration::from_millis(500);
+
+    pub fn new(now: Instant) -> Rate {
+        Rate { per_sec: 0.0, since: now, bytes: 0 }
+    }
+
+    pub fn add(&mut self, now: Instant, n: u64) {
+        self.bytes += n;
+        let dt = now.saturating_duration_since(self.since);
+        if dt >= Self::WINDOW {
+            let sample = self.bytes as f64 / dt.as_secs_f64();
+            self.per_sec = if self.per_sec == 0.0 { sample } else { 0.5 * self.per_sec + 0.5 * sample };
+            self.since = now;
+            self.bytes = 0;
+        }
+    }
+
+    /// Bytes per second: the smoothed rate, or the current window's if higher
+    /// (a fast start is seen before its first window closes).
+    pub fn per_sec(&self, now: Instant) -> f64 {
+        let dt = now.saturating_duration_since(self.since).as_secs_f64().max(1e-3);
+        self.per_sec.max(self.bytes as f64 / dt.max(Self::WINDOW.as_secs_f64()))
+    }
 }
 
 impl Session {
@@ -88,6 +124,7 @@ impl Session {
             told_state: false,
             downloaded: 0,
             uploaded: 0,
+            rate: Rate::new(now),
         }
     }
 

@@ -589,3 +589,166 @@ pub fn wait_listed(tracker: SocketAddr, name: &str, seeders: u32) -> ListEntry {
     });
     found.expect("found")
 }
+
+// ---------------------------------------------------------------------------
+// Reading the binaries' status output
+
+/// `512 B`, `1.5 KiB`, `12.0 MiB`, `1.0 GiB` (what `fmt::bytes` prints) in
+/// bytes; the one-decimal forms are rounded, so this is within 0.05 of a unit.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let (num, unit) = s.trim().split_once(' ')?;
+    let shift = match unit {
+        "B" => return num.parse().ok(),
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        "TiB" => 40,
+        _ => return None,
+    };
+    let v: f64 = num.parse().ok()?;
+    Some((v * (1u64 << shift) as f64).round() as u64)
+}
+
+/// One seeder status line:
+/// `seeder: 1 file(s) | peers 3 | slots 3 | up 8.2 MiB/s | sent 105.0 MiB (1.64 copies) | bad frames 0`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeederStatus {
+    pub peers: usize,
+    pub slots: usize,
+    /// Bytes sent since the start (rounded as printed).
+    pub sent: u64,
+    /// `sent` over the total size of the shared files.
+    pub copies: f64,
+    pub bad_frames: u64,
+}
+
+/// The parsed status line, or `None` if `line` is not one.
+pub fn parse_seeder_status(line: &str) -> Option<SeederStatus> {
+    let rest = line.strip_prefix("seeder: ")?;
+    let field = |key: &str| rest.split(" | ").find_map(|part| part.strip_prefix(key)).map(str::trim);
+    let (sent, copies) = field("sent ")?.split_once(" (")?;
+    Some(SeederStatus {
+        peers: field("peers ")?.parse().ok()?,
+        slots: field("slots ")?.parse().ok()?,
+        sent: parse_size(sent)?,
+        copies: copies.strip_suffix(" copies)")?.parse().ok()?,
+        bad_frames: field("bad frames ")?.parse().ok()?,
+    })
+}
+
+/// The last status line among `lines`, parsed.
+pub fn last_seeder_status(lines: &[String]) -> Option<SeederStatus> {
+    lines.iter().rev().find_map(|l| parse_seeder_status(l))
+}
+
+/// A leecher's line for a complete file:
+/// `NAME: done, 32.0 MiB in 9.12s (3.5 MiB/s) from 5 peer(s); 12.0 MiB from seeders, 20.0 MiB from leechers`
+/// (possibly followed by `, N bad chunk(s) re-fetched`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DoneLine {
+    pub size: u64,
+    pub peers: usize,
+    pub from_seeders: u64,
+    pub from_leechers: u64,
+}
+
+/// The parsed done line for `name`, or `None` if `line` is not one.
+pub fn parse_done(line: &str, name: &str) -> Option<DoneLine> {
+    let rest = line.strip_prefix(name)?.strip_prefix(": done, ")?;
+    let (head, sources) = rest.split_once("; ")?;
+    let (size, head) = head.split_once(" in ")?;
+    let peers = head.split_once(" from ")?.1.strip_suffix(" peer(s)")?;
+    let mut parts = sources.split(", ");
+    let from_seeders = parts.next()?.strip_suffix(" from seeders")?;
+    let from_leechers = parts.next()?.strip_suffix(" from leechers")?;
+    Some(DoneLine {
+        size: parse_size(size)?,
+        peers: peers.parse().ok()?,
+        from_seeders: parse_size(from_seeders)?,
+        from_leechers: parse_size(from_leechers)?,
+    })
+}
+
+/// Bytes done and total of a plain progress line for `name`:
+/// `NAME [#####-----]  42%  27.0 MiB / 64.0 MiB  down ...`.
+pub fn parse_progress(line: &str, name: &str) -> Option<(u64, u64)> {
+    let rest = line.strip_prefix(name)?.strip_prefix(" [")?;
+    let (_bar, rest) = rest.split_once(']')?;
+    let amounts = rest.split("  ").map(str::trim).find(|part| part.contains(" / "))?;
+    let (done, size) = amounts.split_once(" / ")?;
+    Some((parse_size(done)?, parse_size(size)?))
+}
+
+impl Proc {
+    /// Waits for the done line of `name` (the leecher may go on seeding).
+    pub fn wait_done(&mut self, limit: Duration, name: &str) -> DoneLine {
+        let what = format!("`{name}: done` on the stdout of {}", self.name);
+        self.wait_stdout(limit, &what, |l| parse_done(l, name))
+    }
+
+    /// The done line of `name` printed so far, if any.
+    pub fn done_line(&self, name: &str) -> Option<DoneLine> {
+        self.stdout_lines().iter().find_map(|l| parse_done(l, name))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// What downloads hold, read from their files
+
+/// Which chunks of a source file are held by at least one of several
+/// downloads, judged from their files: a leecher writes a chunk into
+/// `DIR/NAME.part` only after its SHA-1 check (and marks it held in the same
+/// step), so a chunk of the `.part` (or of the final `DIR/NAME`) equal to the
+/// source's is one the leecher holds and can serve. Random source data never
+/// matches the zeros of a chunk not written yet. Chunks found held stay
+/// counted (a running leecher never drops one), so each poll reads only the
+/// chunks still missing.
+pub struct ChunkUnion {
+    want: Vec<u8>,
+    chunk: usize,
+    held: Vec<bool>,
+}
+
+impl ChunkUnion {
+    pub fn new(src: &Path, chunk: u32) -> ChunkUnion {
+        let want = std::fs::read(src).unwrap_or_else(|e| panic!("read {}: {e}", src.display()));
+        let n = want.len().div_ceil(chunk as usize);
+        ChunkUnion { want, chunk: chunk as usize, held: vec![false; n] }
+    }
+
+    /// Looks at `DIR/NAME.part` or `DIR/NAME` in each of `dirs`; returns how
+    /// many chunks no download holds yet.
+    pub fn missing(&mut self, dirs: &[PathBuf], name: &str) -> usize {
+        use std::os::unix::fs::FileExt;
+        for dir in dirs {
+            // The .part is renamed when complete: try it, then the final name.
+            let Some(file) =
+                [format!("{name}.part"), name.to_string()].iter().find_map(|n| File::open(dir.join(n)).ok())
+            else {
+                continue;
+            };
+            let mut buf = vec![0u8; self.chunk];
+            for (i, held) in self.held.iter_mut().enumerate().filter(|(_, h)| !**h) {
+                let start = i * self.chunk;
+                let want = &self.want[start..(start + self.chunk).min(self.want.len())];
+                let got = &mut buf[..want.len()];
+                if file.read_exact_at(got, start as u64).is_ok() && got == want {
+                    *held = true;
+                }
+            }
+        }
+        self.held.iter().filter(|h| !**h).count()
+    }
+
+    /// How many chunks the one download in `dir` holds (for messages).
+    pub fn held_in(&self, dir: &Path, name: &str) -> usize {
+        let data = std::fs::read(dir.join(format!("{name}.part"))).or_else(|_| std::fs::read(dir.join(name)));
+        let data = data.unwrap_or_default();
+        self.want.chunks(self.chunk).zip(data.chunks(self.chunk)).filter(|(want, got)| want == got).count()
+    }
+
+    /// Chunks in the source file.
+    pub fn chunks(&self) -> usize {
+        self.held.len()
+    }
+}
