@@ -197,6 +197,12 @@ impl Machine {
     }
 
     pub fn handle_message(&mut self, now: Instant, conn: ConnId, msg: Message<'_>) -> Result<(), Fatal> {
+        let result = self.on_message(now, conn, msg);
+        self.after_announcer(now);
+        result
+    }
+
+    fn on_message(&mut self, now: Instant, conn: ConnId, msg: Message<'_>) -> Result<(), Fatal> {
         let Some(s) = self.sessions.get(&conn) else { return Ok(()) };
         match (s.phase, msg) {
             (Phase::Greeting { .. }, Message::Hello { id, port, nonce }) => self.on_hello(now, conn, id, port, nonce),
@@ -205,7 +211,7 @@ impl Machine {
                 // Its Hello then Unavailable: no room for another connection. Not a fault.
                 debug!("{conn} {}: no room there; closed", s.addr);
                 self.close(conn);
-                self.handle_closed(now, conn);
+                self.on_closed(now, conn);
             }
             (Phase::Open, _) if s.theirs.is_none() => self.violation(now, conn, "first frame after Hello is not a Bitfield"),
             (Phase::Open, Message::Have(index)) => self.on_have(now, conn, index),
@@ -225,9 +231,17 @@ impl Machine {
 
     /// The connection's queue has room: append the next answer we owe.
     pub fn handle_drained(&mut self, now: Instant, conn: ConnId, out: &mut Vec<u8>) {
-        let Some(s) = self.sessions.get_mut(&conn) else { return };
-        let Some(answer) = s.owed.front().copied() else { return };
-        let Some(t) = s.torrent.and_then(|id| self.torrents.get_mut(&id)) else { return };
+        if self.answer(now, conn, out) {
+            self.sweep(now); // the upload that meets a seeding goal ends it now
+        }
+        self.after_announcer(now);
+    }
+
+    /// Appends the next answer owed on `conn`; true if it changed a file's state.
+    fn answer(&mut self, now: Instant, conn: ConnId, out: &mut Vec<u8>) -> bool {
+        let Some(s) = self.sessions.get_mut(&conn) else { return false };
+        let Some(answer) = s.owed.front().copied() else { return false };
+        let Some(t) = s.torrent.and_then(|id| self.torrents.get_mut(&id)) else { return false };
         let reason = match answer {
             Answer::Reject(_, reason) => reason,
             Answer::Chunk(index) => {
@@ -236,7 +250,7 @@ impl Machine {
                         self.turns.push_back(conn);
                     }
                     if self.turns.front() != Some(&conn) || !self.up.ready(now) {
-                        return; // the bucket refills on a timer, which feeds the next in turn
+                        return false; // the bucket refills on a timer, which feeds the next in turn
                     }
                     self.turns.pop_front();
                 }
@@ -254,7 +268,7 @@ impl Machine {
                         t.counters.uploaded += len as u64;
                         t.counters.chunks_sent += 1;
                         self.up.take(now, len as u64);
-                        return;
+                        return t.goal_met(now);
                     }
                     Err(e) => {
                         out.truncate(start);
@@ -278,11 +292,16 @@ impl Machine {
             Answer::Chunk(i) | Answer::Reject(i, _) => i,
         };
         Message::Reject { index, reason }.encode(out);
-        self.sweep(now);
+        true
     }
 
     /// The connection is gone (closed by either side, failed, idle).
     pub fn handle_closed(&mut self, now: Instant, conn: ConnId) {
+        self.on_closed(now, conn);
+        self.after_announcer(now);
+    }
+
+    fn on_closed(&mut self, now: Instant, conn: ConnId) {
         let Some(s) = self.sessions.remove(&conn) else { return };
         let Some(t) = s.torrent.and_then(|id| self.torrents.get_mut(&id)) else { return };
         if let Some(theirs) = &s.theirs {
@@ -446,6 +465,9 @@ impl Machine {
         }
         if nonce == self.nonce {
             debug!("{conn} {addr}: a connection to ourselves; closed");
+            if let Some(t) = self.torrents.get_mut(&id).filter(|_| outbound) {
+                t.ban(addr); // never dialled again
+            }
             return self.close(conn);
         }
         let Some(t) = self.torrents.get(&id) else {
@@ -469,7 +491,7 @@ impl Machine {
                 return self.close(conn);
             }
             self.close(other);
-            self.handle_closed(now, other);
+            self.on_closed(now, other);
         }
         if !outbound && self.open_peers(id) >= self.config.max_peers {
             // No room at all: say so, and the shell closes after the flush.
@@ -747,9 +769,10 @@ impl Machine {
         let stopped = Announce { info_hash: id, left, event: AnnounceEvent::Stopped, port: self.config.port, num_want: 0 };
         self.announcer.announce(now, stopped);
         let conns: Vec<ConnId> = self.sessions.iter().filter(|(_, s)| s.torrent == Some(id)).map(|(c, _)| *c).collect();
+        // After what is queued (the chunk that met a seeding goal, a last Reject).
         for conn in conns {
             self.sessions.remove(&conn);
-            self.outputs.push_back(Output::Close(conn));
+            self.outputs.push_back(Output::CloseAfterFlush(conn));
         }
         if !matches!(t.stage, Stage::Downloading) || self.stopping.is_some() {
             self.events.push_back(Event::Finished { id, name: t.meta.name().to_string(), size: t.meta.size(), counters: t.counters });
@@ -798,7 +821,7 @@ impl Machine {
                 info!("{conn} {}: {why}; its chunks go to the others", s.addr);
             }
             self.close(conn);
-            self.handle_closed(now, conn);
+            self.on_closed(now, conn);
         }
     }
 
@@ -886,7 +909,7 @@ impl Machine {
             }
         }
         self.close(conn);
-        self.handle_closed(now, conn);
+        self.on_closed(now, conn);
     }
 
     fn close(&mut self, conn: ConnId) {
@@ -959,6 +982,7 @@ impl Machine {
     /// Reports a fatal local error for one file and drops it.
     pub fn handle_fatal(&mut self, now: Instant, fatal: Fatal) {
         self.fail(now, fatal.id, fatal.reason);
+        self.after_announcer(now);
     }
 }
 

@@ -39,7 +39,8 @@ pub enum Stage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Known {
     Idle { retry_at: Instant, failures: u32 },
-    Active,
+    /// Connected or being dialled; `failures` in a row so far, for the next backoff.
+    Active { failures: u32 },
     /// Sent bad data or cannot serve this file: never dialled again.
     Banned,
 }
@@ -181,17 +182,20 @@ impl Torrent {
 
     /// An address now connected (dialled by us, or it dialled us from its listening port).
     pub fn mark_active(&mut self, addr: SocketAddr) {
-        if !self.is_banned(addr) {
-            self.known.insert(addr, Known::Active);
-        }
+        let failures = match self.known.get(&addr) {
+            Some(Known::Banned) => return,
+            Some(Known::Idle { failures, .. } | Known::Active { failures }) => *failures,
+            None => 0,
+        };
+        self.known.insert(addr, Known::Active { failures });
     }
 
     /// The connection to `addr` ended: retry later, the delay doubling with each failure in a row.
     pub fn backoff(&mut self, addr: SocketAddr, failed: bool, now: Instant) {
         let failures = match self.known.get(&addr) {
             Some(Known::Banned) => return,
-            Some(Known::Idle { failures, .. }) => *failures,
-            _ => 0,
+            Some(Known::Idle { failures, .. } | Known::Active { failures }) => *failures,
+            None => 0,
         };
         let failures = if failed { failures.saturating_add(1) } else { 0 };
         let delay = FAIL_RETRY.saturating_mul(1 << failures.min(5)).min(MAX_FAIL_RETRY);
