@@ -44,7 +44,10 @@ fn init_logging(args: &mut pico_args::Arguments) {
         _ => LevelFilter::Trace,
     };
     let config = ConfigBuilder::new().set_time_format_rfc3339().set_target_level(LevelFilter::Off).build();
-    let _ = TermLogger::init(filter, config, TerminalMode::Stderr, ColorChoice::Never);
+    let logger = TermLogger::new(filter, config, TerminalMode::Stderr, ColorChoice::Never);
+    if log::set_boxed_logger(Box::new(super::bar::AroundBar(logger))).is_ok() {
+        log::set_max_level(filter);
+    }
 }
 
 /// An option's value parsed with `FromStr`, naming the option on failure.

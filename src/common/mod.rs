@@ -1,5 +1,6 @@
 //! Pieces shared by the three roles.
 
+pub mod bar;
 pub mod cli;
 mod conn;
 pub mod fmt;

@@ -6,8 +6,6 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use log::info;
-
 use crate::common::net::ConnId;
 use crate::hash::ContentId;
 use crate::meta::{check_name, FileMeta};
@@ -267,7 +265,6 @@ impl<D: Disk> Leecher<D> {
                 }
             };
             let id = meta.content_id();
-            info!("{}: downloading", meta.name());
             self.notes.push_back(Note::Started { id, name: meta.name().to_string(), size: meta.size() });
             self.phase = Phase::Trading { current: Some(id) };
             let have = Bitfield::new(meta.chunk_count());

@@ -1,11 +1,12 @@
-//! The progress display: a bar redrawn in place on a terminal, one plain
-//! line every few seconds otherwise (logs, CI, pipes).
+//! The progress display: a bar redrawn in place on a terminal (log lines
+//! step around it, see `common::bar`), one plain line every few seconds
+//! otherwise (logs, CI, pipes).
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use crate::peer::machine::Snapshot;
-use crate::common::fmt;
+use crate::common::{bar, fmt};
 
 const TTY_EVERY: Duration = Duration::from_millis(200);
 const PLAIN_EVERY: Duration = Duration::from_secs(2);
@@ -17,12 +18,11 @@ pub struct View {
     /// Bytes down, bytes up and instant of the previous sample, for the rates.
     sample: Option<(u64, u64, Instant)>,
     rate: (f64, f64),
-    drawn: bool,
 }
 
 impl View {
     pub fn new(tty: bool) -> View {
-        View { tty, next_draw: None, sample: None, rate: (0.0, 0.0), drawn: false }
+        View { tty, next_draw: None, sample: None, rate: (0.0, 0.0) }
     }
 
     /// When the display next wants to be drawn.
@@ -60,22 +60,19 @@ impl View {
         }
         self.sample = Some((p.done, up, now));
         let line = render(&p, self.rate);
-        let mut out = std::io::stdout().lock();
         if self.tty {
-            let _ = write!(out, "\r\x1b[2K{line}");
-            self.drawn = true;
+            bar::draw(&line);
         } else {
+            let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{line}");
+            let _ = out.flush();
         }
-        let _ = out.flush();
     }
 
-    /// Clears the bar so a line can be printed under it.
+    /// Clears the bar so a line can be printed where it was.
     pub fn clear(&mut self) {
-        if self.tty && self.drawn {
-            print!("\r\x1b[2K");
-            let _ = std::io::stdout().flush();
-            self.drawn = false;
+        if self.tty {
+            bar::clear();
         }
     }
 }

@@ -1,0 +1,64 @@
+//! The one status line a terminal shows in place (the leecher's progress
+//! bar), and a logger that steps around it: a log line clears the bar,
+//! prints, and redraws it below, so log lines never tear the bar. The same
+//! thing indicatif's `suspend` does, in a few lines for one bar and one thread.
+
+use std::io::Write;
+use std::sync::Mutex;
+
+use log::{Log, Metadata, Record};
+
+/// The line drawn now, if any.
+static DRAWN: Mutex<Option<String>> = Mutex::new(None);
+
+/// Draws `line` in place of the current bar.
+pub fn draw(line: &str) {
+    let mut drawn = DRAWN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut out = std::io::stdout().lock();
+    let _ = write!(out, "\r\x1b[2K{line}");
+    let _ = out.flush();
+    *drawn = Some(line.to_string());
+}
+
+/// Removes the bar, so that a line can be printed where it was.
+pub fn clear() {
+    let mut drawn = DRAWN.lock().unwrap_or_else(|e| e.into_inner());
+    if drawn.take().is_some() {
+        let mut out = std::io::stdout().lock();
+        let _ = write!(out, "\r\x1b[2K");
+        let _ = out.flush();
+    }
+}
+
+/// Wraps a logger: while a bar is drawn, each record is printed on a clean
+/// line and the bar is drawn again after it.
+pub struct AroundBar<L>(pub L);
+
+impl<L: Log> Log for AroundBar<L> {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if !self.0.enabled(record.metadata()) {
+            return;
+        }
+        let drawn = DRAWN.lock().unwrap_or_else(|e| e.into_inner());
+        if drawn.is_some() {
+            let mut out = std::io::stdout().lock();
+            let _ = write!(out, "\r\x1b[2K");
+            let _ = out.flush();
+        }
+        self.0.log(record);
+        self.0.flush();
+        if let Some(line) = drawn.as_deref() {
+            let mut out = std::io::stdout().lock();
+            let _ = write!(out, "{line}");
+            let _ = out.flush();
+        }
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
+}
