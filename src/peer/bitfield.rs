@@ -103,6 +103,18 @@ impl Bitfield {
         }
     }
 
+    /// Marks `index` not held; true if it was held before.
+    pub fn clear(&mut self, index: u32) -> bool {
+        if !self.get(index) {
+            return false;
+        }
+        if let Some(b) = self.bytes.get_mut((index / 8) as usize) {
+            *b &= !mask(index);
+            self.count -= 1;
+        }
+        true
+    }
+
     /// Held indices in ascending order; zero bytes are skipped whole, so a
     /// sparse bitfield costs about len/8 byte tests.
     pub fn ones(&self) -> impl Iterator<Item = u32> + '_ {

@@ -218,8 +218,12 @@ impl Machine {
             (Phase::Open, Message::State(state)) => self.on_state(now, conn, state),
             (Phase::Open, Message::Request(index)) => self.on_request(now, conn, index),
             (Phase::Open, Message::Cancel(index)) => {
-                if let Some(s) = self.sessions.get_mut(&conn) {
+                if let Some((s, t)) = self.pair(conn) {
+                    let before = s.owed.len();
                     s.owed.retain(|a| *a != Answer::Chunk(index));
+                    if s.owed.len() < before {
+                        t.unpromise(index);
+                    }
                 }
             }
             (Phase::Open, Message::Chunk { index, data }) => return self.on_chunk(now, conn, index, data),
@@ -309,6 +313,11 @@ impl Machine {
         }
         for a in s.asked.iter().filter(|a| !a.cancelled) {
             t.picker.release(a.index);
+        }
+        for a in &s.owed {
+            if let Answer::Chunk(i) = *a {
+                t.unpromise(i);
+            }
         }
         if let Some(listen) = s.listen {
             let twin = self.sessions.values().any(|o| o.torrent == s.torrent && o.listen == Some(listen));
@@ -532,6 +541,7 @@ impl Machine {
         };
         t.picker.add_holder(&theirs);
         let both_complete = theirs.is_full() && t.is_complete();
+        s.seed = theirs.is_full();
         s.theirs = Some(theirs);
         if both_complete {
             debug!("{conn} {}: both hold the whole file; closed", s.addr);
@@ -592,7 +602,11 @@ impl Machine {
         } else if !t.held().get(index) {
             debug!("{conn} {}: asked for chunk {index}, which we never said we hold", s.addr);
             Answer::Reject(index, RejectReason::NotHeld)
+        } else if t.spreading(index) {
+            s.spread.push(index);
+            Answer::Reject(index, RejectReason::Spread)
         } else {
+            t.promise(index);
             Answer::Chunk(index)
         };
         s.owed.push_back(answer);
@@ -600,6 +614,9 @@ impl Machine {
             self.violations += 1;
         }
         self.outputs.push_back(Output::Feed(conn));
+        if let Some(id) = self.sessions.get(&conn).and_then(|s| s.torrent) {
+            self.end_spread(id);
+        }
     }
 
     fn on_chunk(&mut self, now: Instant, conn: ConnId, index: u32, data: &[u8]) -> Result<(), Fatal> {
@@ -665,6 +682,16 @@ impl Machine {
         let id = t.id;
         match reason {
             RejectReason::NoSlot => {}
+            RejectReason::Spread => {
+                // Ask it of the peer that got it; the sender says Have again later.
+                if let Some(theirs) = s.theirs.as_mut() {
+                    if theirs.clear(index) {
+                        let mut one = Bitfield::new(theirs.len());
+                        one.set(index);
+                        t.picker.remove_holder(&one);
+                    }
+                }
+            }
             RejectReason::NotHeld | RejectReason::BadIndex => {
                 return self.violation(now, conn, &format!("rejected chunk {index} it said it holds"));
             }
@@ -702,6 +729,19 @@ impl Machine {
             };
             s.asked.push_back(Asked { index, cancelled: false });
             self.outputs.push_back(Output::Send(conn, Message::Request(index)));
+        }
+    }
+
+    /// Once every chunk of a complete file has been promised, the chunks
+    /// refused with `Spread` are offered again with a Have.
+    fn end_spread(&mut self, id: ContentId) {
+        if !self.torrents.get(&id).is_some_and(Torrent::spread_done) {
+            return;
+        }
+        for (conn, s) in self.sessions.iter_mut().filter(|(_, s)| s.torrent == Some(id) && !s.spread.is_empty()) {
+            for index in std::mem::take(&mut s.spread) {
+                self.outputs.push_back(Output::Send(*conn, Message::Have(index)));
+            }
         }
     }
 
@@ -887,10 +927,16 @@ impl Machine {
                     s.slot_since = None;
                     s.waiting_since = now;
                     // Whatever it asked for is refused, in order, so it can ask elsewhere.
+                    let t = s.torrent.and_then(|id| self.torrents.get_mut(&id));
+                    let mut dropped = Vec::new();
                     for a in s.owed.iter_mut() {
                         if let Answer::Chunk(i) = *a {
                             *a = Answer::Reject(i, RejectReason::NoSlot);
+                            dropped.push(i);
                         }
+                    }
+                    if let Some(t) = t {
+                        dropped.into_iter().for_each(|i| t.unpromise(i));
                     }
                     self.outputs.push_back(Output::Send(c.conn, Message::State(State::Unavailable)));
                     self.outputs.push_back(Output::Feed(c.conn));

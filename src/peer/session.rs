@@ -48,6 +48,8 @@ pub struct Session {
     pub nonce: u64,
     /// What it holds; `None` until its Bitfield arrives.
     pub theirs: Option<Bitfield>,
+    /// Its Bitfield said it holds every chunk.
+    pub seed: bool,
     /// Its last State to us: may we request.
     pub their_state: State,
     pub asked: VecDeque<Asked>,
@@ -63,6 +65,8 @@ pub struct Session {
     pub last_sent: Instant,
     /// We told it our State (after its Bitfield).
     pub told_state: bool,
+    /// Chunks we refused it with `Spread`: a Have for each once the spread is over.
+    pub spread: Vec<u32>,
     pub downloaded: u64,
     pub uploaded: u64,
     /// Its recent sending rate to us, bytes per second, for the pipeline depth.
@@ -113,6 +117,7 @@ impl Session {
             torrent,
             nonce: 0,
             theirs: None,
+            seed: false,
             their_state: State::Unavailable,
             asked: VecDeque::new(),
             last_data: now,
@@ -122,15 +127,17 @@ impl Session {
             last_request: now,
             last_sent: now,
             told_state: false,
+            spread: Vec::new(),
             downloaded: 0,
             uploaded: 0,
             rate: Rate::new(now),
         }
     }
 
-    /// Whether it holds every chunk.
+    /// Whether it holds every chunk (or did when it said so: a seed that
+    /// refuses a chunk with `Spread` has its bit cleared here for a while).
     pub fn is_seed(&self) -> bool {
-        self.theirs.as_ref().is_some_and(Bitfield::is_full)
+        self.seed || self.theirs.as_ref().is_some_and(Bitfield::is_full)
     }
 
     /// Requests that will still be answered.

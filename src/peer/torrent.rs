@@ -72,6 +72,14 @@ pub struct Torrent {
     pub counters: Counters,
     known: HashMap<SocketAddr, Known>,
     sources: HashSet<SocketAddr>,
+    /// While complete: answers owed or sent per chunk (a chunk sent once stays
+    /// counted), so each chunk goes out once before any goes out twice.
+    promised: Vec<u16>,
+    /// Chunks never promised to anybody.
+    unpromised: u32,
+    /// It held every chunk from the start: a seed, which spreads distinct
+    /// chunks first. (A leecher that completed answers whatever it is asked.)
+    origin: bool,
 }
 
 impl Torrent {
@@ -90,7 +98,48 @@ impl Torrent {
             counters: Counters::default(),
             known: HashMap::new(),
             sources: HashSet::new(),
+            promised: Vec::new(),
+            unpromised: 0,
+            origin: have.is_full(),
         }
+    }
+
+    /// Whether a complete file should refuse `index` for now: it went to
+    /// another peer already, and some chunk has gone to nobody yet.
+    pub fn spreading(&mut self, index: u32) -> bool {
+        if !self.origin {
+            return false;
+        }
+        if self.promised.is_empty() {
+            self.promised = vec![0; self.meta.chunk_count() as usize];
+            self.unpromised = self.meta.chunk_count();
+        }
+        self.unpromised > 0 && self.promised.get(index as usize).is_some_and(|&n| n > 0)
+    }
+
+    /// A chunk answer is owed (a seed's files only).
+    pub fn promise(&mut self, index: u32) {
+        if let Some(n) = self.promised.get_mut(index as usize) {
+            if *n == 0 {
+                self.unpromised -= 1;
+            }
+            *n = n.saturating_add(1);
+        }
+    }
+
+    /// An owed chunk answer will not be sent after all.
+    pub fn unpromise(&mut self, index: u32) {
+        if let Some(n) = self.promised.get_mut(index as usize).filter(|n| **n > 0) {
+            *n -= 1;
+            if *n == 0 {
+                self.unpromised += 1;
+            }
+        }
+    }
+
+    /// True once every chunk has been promised (or the file is not complete).
+    pub fn spread_done(&self) -> bool {
+        self.unpromised == 0
     }
 
     pub fn held(&self) -> &Bitfield {

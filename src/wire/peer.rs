@@ -64,6 +64,10 @@ pub enum RejectReason {
     ReadError = 4,
     /// You hold no upload slot (it was taken away while the request travelled).
     NoSlot = 5,
+    /// A complete peer already sent that chunk into the swarm and still has
+    /// chunks it never sent: get this one from the peer that has it. A Have
+    /// for it follows once every chunk has left the sender once.
+    Spread = 6,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +174,7 @@ impl Message<'_> {
                     3 => RejectReason::Withdrawn,
                     4 => RejectReason::ReadError,
                     5 => RejectReason::NoSlot,
+                    6 => RejectReason::Spread,
                     _ => return Err(DecodeError::BadValue { field: "reject reason" }),
                 };
                 Message::Reject { index, reason }
@@ -216,6 +221,7 @@ mod tests {
             Message::Reject { index: 1, reason: RejectReason::Withdrawn },
             Message::Reject { index: 1, reason: RejectReason::ReadError },
             Message::Reject { index: 1, reason: RejectReason::NoSlot },
+            Message::Reject { index: 1, reason: RejectReason::Spread },
             Message::Cancel(3),
         ]
     }
@@ -249,6 +255,7 @@ mod tests {
         assert_eq!(enc(Message::Request(5)), [0, 0, 0, 5, 0x13, 0, 0, 0, 5]);
         assert_eq!(enc(Message::Chunk { index: 2, data: b"xy" }), [0, 0, 0, 7, 0x14, 0, 0, 0, 2, b'x', b'y']);
         assert_eq!(enc(Message::Reject { index: 5, reason: RejectReason::NotHeld }), [0, 0, 0, 6, 0x15, 0, 0, 0, 5, 1]);
+        assert_eq!(enc(Message::Reject { index: 5, reason: RejectReason::Spread }), [0, 0, 0, 6, 0x15, 0, 0, 0, 5, 6]);
         assert_eq!(enc(Message::Cancel(5)), [0, 0, 0, 5, 0x16, 0, 0, 0, 5]);
     }
 
@@ -283,7 +290,7 @@ mod tests {
         let big = vec![0; MAX_BITFIELD + 1];
         assert!(matches!(Message::decode(f(BITFIELD, &big)), Err(DecodeError::TooLarge { .. })));
         assert_eq!(
-            Message::decode(f(REJECT, &[0, 0, 0, 1, 9])),
+            Message::decode(f(REJECT, &[0, 0, 0, 1, 7])),
             Err(DecodeError::BadValue { field: "reject reason" })
         );
         let huge = (MAX_PEER_FRAME + 1).to_be_bytes();

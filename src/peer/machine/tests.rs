@@ -633,9 +633,10 @@ fn the_upload_bucket_paces_chunks_and_serves_downloaders_in_turn() {
     let s = sw.peer(t0, &f, &f.all(), |c| c.up_limit = Some(4 * CHUNK as u64)); // 4 chunks a second
     sw.run(t0);
     let (h1, h2) = (sw.accept(t0, s, hand_addr(1)), sw.accept(t0, s, hand_addr(2)));
-    for h in [h1, h2] {
+    // Distinct chunks: a seed refuses a chunk it already promised (Spread).
+    for (k, h) in [h1, h2].into_iter().enumerate() {
         sw.greet(t0, s, h, &f, &[], None);
-        for index in 0..4 {
+        for index in 4 * k as u32..4 * k as u32 + 4 {
             sw.inject(t0, s, h, Message::Request(index));
         }
     }
@@ -857,4 +858,26 @@ fn a_connection_to_ourselves_is_closed() {
     assert!(sw.links.is_empty());
     assert_eq!(sw.nodes[a].m.peers(), 0);
     assert!(sw.nodes[a].m.sessions.is_empty());
+}
+
+#[test]
+fn a_seed_sends_each_chunk_once_before_any_twice() {
+    let (t0, f, mut sw) = start(3);
+    let s = sw.peer(t0, &f, &f.all(), |_| {});
+    sw.run(t0);
+    let (h1, h2) = (sw.accept(t0, s, hand_addr(1)), sw.accept(t0, s, hand_addr(2)));
+    for h in [h1, h2] {
+        sw.greet(t0, s, h, &f, &[], None);
+    }
+    sw.inject(t0, s, h1, Message::Request(0));
+    sw.inject(t0, s, h2, Message::Request(0));
+    let refused = |sw: &Swarm| sw.said_on(s, h2).into_iter().filter(|m| matches!(m, Seen::Reject(..))).collect::<Vec<_>>();
+    assert_eq!(refused(&sw), [Seen::Reject(0, RejectReason::Spread)], "chunk 0 went to h1: h2 gets it there");
+    assert!(!sw.said_on(s, h2).contains(&Seen::Have(0)), "no Have while chunks 1 and 2 have gone to nobody");
+    sw.inject(t0, s, h2, Message::Request(1));
+    sw.inject(t0, s, h1, Message::Request(2));
+    assert_eq!(of(&sw.said_on(s, h2), Seen::Chunk), [1]);
+    assert!(sw.said_on(s, h2).contains(&Seen::Have(0)), "every chunk has left once: chunk 0 is offered again");
+    sw.inject(t0, s, h2, Message::Request(0));
+    assert_eq!(of(&sw.said_on(s, h2), Seen::Chunk), [1, 0], "and served on request");
 }
