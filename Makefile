@@ -3,7 +3,7 @@ CARGO ?= cargo
 BIN   := target/release
 TRACKER ?= 127.0.0.1:6969
 
-.PHONY: build test demo bench real-client run-tracker run-seeder run-leecher clean
+.PHONY: build test demo bench bench-swarm real-client run-tracker run-seeder run-leecher clean
 
 build:
 	$(CARGO) build --release
@@ -19,6 +19,11 @@ demo: build
 # Figures against references measured in the same run (~3 min); see docs/BENCHMARKS.md.
 bench: build
 	LMK_BIN_DIR=$(BIN) bash scripts/bench.sh
+
+# A swarm on network namespaces with capped uplinks: LMK, aria2c and libtorrent
+# against the fluid bound (root; 7-12 min). See scripts/bench-swarm.sh.
+bench-swarm: build
+	LMK_BIN_DIR=$(BIN) bash scripts/bench-swarm.sh
 
 # aria2c moves a file between two of its own peers through lmk-tracker.
 real-client:
