@@ -18,7 +18,7 @@ USAGE: lmk-seeder [OPTIONS] PATH...
 OPTIONS:
   --tracker ADDR      tracker address (UDP and TCP)          [default: 127.0.0.1:6969]
   --listen ADDR       address peers connect to               [default: 0.0.0.0:0]
-  --slots N           peers uploaded to at once              [default: 4]
+  --slots N           peers uploaded to at once              [default: 8]
   --max-peers N       connections per file                   [default: 50]
   --up-limit RATE     upload limit in bytes/s (20M, 512K)    [default: none]
   --down-limit RATE   download limit in bytes/s              [default: none]

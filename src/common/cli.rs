@@ -138,7 +138,9 @@ pub fn peer_options(args: &mut pico_args::Arguments) -> Result<crate::peer::Peer
     let mut rate = |name: &'static str| -> Result<Option<u64>, Usage> {
         match args.opt_value_from_str::<_, String>(name)? {
             None => Ok(None),
-            Some(raw) => crate::peer::rate::parse_rate(&raw).map(Some).map_err(|e| Usage(format!("{name} {raw:?}: {e}"))),
+            Some(raw) => {
+                crate::peer::rate::parse_rate(&raw).map(Some).map_err(|e| Usage(format!("{name} {raw:?}: {e}")))
+            }
         }
     };
     let up_limit = rate("--up-limit")?;
@@ -147,6 +149,6 @@ pub fn peer_options(args: &mut pico_args::Arguments) -> Result<crate::peer::Peer
 }
 
 /// Peers uploaded to at once, by default.
-pub const DEFAULT_SLOTS: usize = 4;
+pub const DEFAULT_SLOTS: usize = 8;
 /// Connections per file, by default.
 pub const DEFAULT_MAX_PEERS: usize = 50;

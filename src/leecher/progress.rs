@@ -5,8 +5,8 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use crate::peer::machine::Snapshot;
 use crate::common::{bar, fmt};
+use crate::peer::machine::Snapshot;
 
 const TTY_EVERY: Duration = Duration::from_millis(200);
 const PLAIN_EVERY: Duration = Duration::from_secs(2);

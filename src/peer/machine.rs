@@ -213,7 +213,9 @@ impl Machine {
                 self.close(conn);
                 self.on_closed(now, conn);
             }
-            (Phase::Open, _) if s.theirs.is_none() => self.violation(now, conn, "first frame after Hello is not a Bitfield"),
+            (Phase::Open, _) if s.theirs.is_none() => {
+                self.violation(now, conn, "first frame after Hello is not a Bitfield")
+            }
             (Phase::Open, Message::Have(index)) => self.on_have(now, conn, index),
             (Phase::Open, Message::State(state)) => self.on_state(now, conn, state),
             (Phase::Open, Message::Request(index)) => self.on_request(now, conn, index),
@@ -269,6 +271,12 @@ impl Machine {
                         }
                         s.last_sent = now;
                         s.uploaded += len as u64;
+                        if t.is_complete() {
+                            // It holds it now (its Have is on the way): a seed may send others there.
+                            if let Some(theirs) = s.theirs.as_mut() {
+                                theirs.set(index);
+                            }
+                        }
                         t.counters.uploaded += len as u64;
                         t.counters.chunks_sent += 1;
                         self.up.take(now, len as u64);
@@ -327,6 +335,8 @@ impl Machine {
         }
         debug!("{conn} {}: gone from {}", s.addr, t.meta.name());
         let id = t.id;
+        // The chunks we sent others to fetch there may be gone with it.
+        self.offer_spread(id);
         self.refill(now, id);
         self.rechoke(now);
     }
@@ -415,7 +425,10 @@ impl Machine {
         });
         let up = self.turns.front().and_then(|_| self.up.ready_at(self.born));
         let down = self.down.ready_at(self.born).filter(|_| self.wants_anything());
-        sessions.chain(torrents.flatten()).chain([Some(self.next_rotation), announcer, up, down].into_iter().flatten()).min()
+        sessions
+            .chain(torrents.flatten())
+            .chain([Some(self.next_rotation), announcer, up, down].into_iter().flatten())
+            .min()
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
@@ -588,6 +601,8 @@ impl Machine {
     }
 
     fn on_request(&mut self, now: Instant, conn: ConnId, index: u32) {
+        let mut spread_over = false;
+        let elsewhere = self.elsewhere(conn, index);
         let Some((s, t)) = self.pair(conn) else { return };
         if s.owed.len() >= MAX_PIPELINE {
             return self.violation(now, conn, "too many requests outstanding");
@@ -602,11 +617,11 @@ impl Machine {
         } else if !t.held().get(index) {
             debug!("{conn} {}: asked for chunk {index}, which we never said we hold", s.addr);
             Answer::Reject(index, RejectReason::NotHeld)
-        } else if t.spreading(index) {
+        } else if elsewhere && t.spreading(index) {
             s.spread.push(index);
             Answer::Reject(index, RejectReason::Spread)
         } else {
-            t.promise(index);
+            spread_over = t.promise(index);
             Answer::Chunk(index)
         };
         s.owed.push_back(answer);
@@ -614,8 +629,8 @@ impl Machine {
             self.violations += 1;
         }
         self.outputs.push_back(Output::Feed(conn));
-        if let Some(id) = self.sessions.get(&conn).and_then(|s| s.torrent) {
-            self.end_spread(id);
+        if let Some(id) = self.sessions.get(&conn).and_then(|s| s.torrent).filter(|_| spread_over) {
+            self.offer_spread(id);
         }
     }
 
@@ -650,10 +665,9 @@ impl Machine {
             self.fill(now, conn, id);
             return Ok(());
         }
-        t.storage.write(t.meta.chunk_offset(index), data).map_err(|e| Fatal {
-            id: t.id,
-            reason: format!("cannot write {}.part: {e}", t.meta.name()),
-        })?;
+        t.storage
+            .write(t.meta.chunk_offset(index), data)
+            .map_err(|e| Fatal { id: t.id, reason: format!("cannot write {}.part: {e}", t.meta.name()) })?;
         t.picker.complete(index);
         s.downloaded += data.len() as u64;
         s.rate.add(now, data.len() as u64);
@@ -717,7 +731,8 @@ impl Machine {
         let Some(theirs) = s.theirs.as_ref() else { return };
         let chunk = f64::from(t.meta.chunk_size());
         let most = (PIPELINE_BYTES as f64 / chunk).clamp(MIN_PIPELINE as f64, MAX_PIPELINE as f64);
-        let depth = (1.0 + (s.rate.per_sec(now) * PIPELINE_SECS / chunk).ceil()).clamp(MIN_PIPELINE as f64, most) as usize;
+        let depth =
+            (1.0 + (s.rate.per_sec(now) * PIPELINE_SECS / chunk).ceil()).clamp(MIN_PIPELINE as f64, most) as usize;
         if s.outstanding() == 0 {
             s.last_data = now; // an idle peer given work starts a fresh stall window
         }
@@ -732,12 +747,21 @@ impl Machine {
         }
     }
 
-    /// Once every chunk of a complete file has been promised, the chunks
+    /// Whether another peer of `conn`'s file holds chunk `index` or is owed it
+    /// by us: only then may a seed send the asker there (`Spread`).
+    fn elsewhere(&self, conn: ConnId, index: u32) -> bool {
+        let Some(id) = self.sessions.get(&conn).and_then(|s| s.torrent) else { return false };
+        self.sessions.iter().any(|(c, s)| {
+            *c != conn
+                && s.torrent == Some(id)
+                && (s.theirs.as_ref().is_some_and(|b| b.get(index)) || s.owed.contains(&Answer::Chunk(index)))
+        })
+    }
+
+    /// Every chunk of a seed's file has gone out one more time, or a peer
+    /// that held some left: the chunks
     /// refused with `Spread` are offered again with a Have.
-    fn end_spread(&mut self, id: ContentId) {
-        if !self.torrents.get(&id).is_some_and(Torrent::spread_done) {
-            return;
-        }
+    fn offer_spread(&mut self, id: ContentId) {
         for (conn, s) in self.sessions.iter_mut().filter(|(_, s)| s.torrent == Some(id) && !s.spread.is_empty()) {
             for index in std::mem::take(&mut s.spread) {
                 self.outputs.push_back(Output::Send(*conn, Message::Have(index)));
@@ -781,7 +805,8 @@ impl Machine {
             elapsed: now.saturating_duration_since(t.started),
             counters: t.counters.clone(),
         });
-        let done = Announce { info_hash: id, left: 0, event: AnnounceEvent::Completed, port: self.config.port, num_want: 0 };
+        let done =
+            Announce { info_hash: id, left: 0, event: AnnounceEvent::Completed, port: self.config.port, num_want: 0 };
         t.next_announce = now + self.interval;
         self.announcer.announce(now, done);
         // Seeds have nothing to give us now and want nothing from us.
@@ -806,7 +831,8 @@ impl Machine {
         let Some(t) = self.torrents.remove(&id) else { return };
         self.uploaded_before += t.counters.uploaded;
         let left = t.left();
-        let stopped = Announce { info_hash: id, left, event: AnnounceEvent::Stopped, port: self.config.port, num_want: 0 };
+        let stopped =
+            Announce { info_hash: id, left, event: AnnounceEvent::Stopped, port: self.config.port, num_want: 0 };
         self.announcer.announce(now, stopped);
         let conns: Vec<ConnId> = self.sessions.iter().filter(|(_, s)| s.torrent == Some(id)).map(|(c, _)| *c).collect();
         // After what is queued (the chunk that met a seeding goal, a last Reject).
@@ -815,7 +841,12 @@ impl Machine {
             self.outputs.push_back(Output::CloseAfterFlush(conn));
         }
         if !matches!(t.stage, Stage::Downloading) || self.stopping.is_some() {
-            self.events.push_back(Event::Finished { id, name: t.meta.name().to_string(), size: t.meta.size(), counters: t.counters });
+            self.events.push_back(Event::Finished {
+                id,
+                name: t.meta.name().to_string(),
+                size: t.meta.size(),
+                counters: t.counters,
+            });
         }
     }
 

@@ -2,10 +2,10 @@
 //! chunk, a leecher one that starts with none.
 
 pub mod bitfield;
-pub mod picker;
-pub mod rate;
 pub mod choker;
 pub mod machine;
+pub mod picker;
+pub mod rate;
 pub mod reactor;
 pub mod session;
 pub mod storage;

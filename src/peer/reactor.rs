@@ -72,7 +72,14 @@ impl Peers {
         self.carry_out(core, net, now);
     }
 
-    pub fn on_frame(&mut self, core: &mut Machine, net: &mut Net, now: Instant, conn: ConnId, frame: Frame<'_>) -> Result<(), DecodeError> {
+    pub fn on_frame(
+        &mut self,
+        core: &mut Machine,
+        net: &mut Net,
+        now: Instant,
+        conn: ConnId,
+        frame: Frame<'_>,
+    ) -> Result<(), DecodeError> {
         let msg = Message::decode(frame)?;
         if let Err(fatal) = core.handle_message(now, conn, msg) {
             core.handle_fatal(now, fatal);

@@ -30,7 +30,9 @@ pub enum Goal {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     Downloading,
-    Seeding { since: Instant },
+    Seeding {
+        since: Instant,
+    },
     /// Changed on disk (shared) or the goal is met: leaving.
     Done,
 }
@@ -38,9 +40,14 @@ pub enum Stage {
 /// What we know of an address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Known {
-    Idle { retry_at: Instant, failures: u32 },
+    Idle {
+        retry_at: Instant,
+        failures: u32,
+    },
     /// Connected or being dialled; `failures` in a row so far, for the next backoff.
-    Active { failures: u32 },
+    Active {
+        failures: u32,
+    },
     /// Sent bad data or cannot serve this file: never dialled again.
     Banned,
 }
@@ -75,8 +82,9 @@ pub struct Torrent {
     /// While complete: answers owed or sent per chunk (a chunk sent once stays
     /// counted), so each chunk goes out once before any goes out twice.
     promised: Vec<u16>,
-    /// Chunks never promised to anybody.
-    unpromised: u32,
+    /// The fewest times any chunk was promised, and how many chunks are at it.
+    level: u16,
+    at_level: u32,
     /// It held every chunk from the start: a seed, which spreads distinct
     /// chunks first. (A leecher that completed answers whatever it is asked.)
     origin: bool,
@@ -85,6 +93,7 @@ pub struct Torrent {
 impl Torrent {
     pub fn new(meta: FileMeta, storage: Box<dyn Storage>, have: Bitfield, goal: Goal, seed: u64, now: Instant) -> Self {
         let stage = if have.is_full() { Stage::Seeding { since: now } } else { Stage::Downloading };
+        let (origin, chunks) = (have.is_full(), meta.chunk_count());
         Torrent {
             id: meta.content_id(),
             picker: Picker::new(&have, RANDOM_FIRST, seed),
@@ -98,48 +107,53 @@ impl Torrent {
             counters: Counters::default(),
             known: HashMap::new(),
             sources: HashSet::new(),
-            promised: Vec::new(),
-            unpromised: 0,
-            origin: have.is_full(),
+            promised: if origin { vec![0; chunks as usize] } else { Vec::new() },
+            level: 0,
+            at_level: if origin { chunks } else { 0 },
+            origin,
         }
     }
 
-    /// Whether a complete file should refuse `index` for now: it went to
-    /// another peer already, and some chunk has gone to nobody yet.
-    pub fn spreading(&mut self, index: u32) -> bool {
-        if !self.origin {
+    /// Whether a seed should refuse `index` for now: it owes or sent that
+    /// chunk more often than some other chunk (`level` times), so the least
+    /// spread chunks go out first: each once before any twice, and so on.
+    pub fn spreading(&self, index: u32) -> bool {
+        self.origin && self.promised.get(index as usize).is_some_and(|&n| n > self.level)
+    }
+
+    /// A chunk answer is owed (a seed's files only). True if that raised the
+    /// level: the chunks refused so far may be offered again.
+    pub fn promise(&mut self, index: u32) -> bool {
+        let Some(n) = self.promised.get_mut(index as usize) else { return false };
+        *n = n.saturating_add(1);
+        if *n - 1 != self.level {
             return false;
         }
-        if self.promised.is_empty() {
-            self.promised = vec![0; self.meta.chunk_count() as usize];
-            self.unpromised = self.meta.chunk_count();
+        self.at_level -= 1;
+        if self.at_level > 0 {
+            return false;
         }
-        self.unpromised > 0 && self.promised.get(index as usize).is_some_and(|&n| n > 0)
-    }
-
-    /// A chunk answer is owed (a seed's files only).
-    pub fn promise(&mut self, index: u32) {
-        if let Some(n) = self.promised.get_mut(index as usize) {
-            if *n == 0 {
-                self.unpromised -= 1;
-            }
-            *n = n.saturating_add(1);
-        }
+        self.level += 1;
+        self.at_level = self.count_at(self.level);
+        true
     }
 
     /// An owed chunk answer will not be sent after all.
     pub fn unpromise(&mut self, index: u32) {
-        if let Some(n) = self.promised.get_mut(index as usize).filter(|n| **n > 0) {
-            *n -= 1;
-            if *n == 0 {
-                self.unpromised += 1;
+        let Some(n) = self.promised.get_mut(index as usize).filter(|n| **n > 0) else { return };
+        *n -= 1;
+        match (*n).cmp(&self.level) {
+            std::cmp::Ordering::Less => {
+                self.level = *n;
+                self.at_level = self.count_at(self.level);
             }
+            std::cmp::Ordering::Equal => self.at_level += 1,
+            std::cmp::Ordering::Greater => {}
         }
     }
 
-    /// True once every chunk has been promised (or the file is not complete).
-    pub fn spread_done(&self) -> bool {
-        self.unpromised == 0
+    fn count_at(&self, level: u16) -> u32 {
+        self.promised.iter().filter(|&&n| n == level).count() as u32
     }
 
     pub fn held(&self) -> &Bitfield {

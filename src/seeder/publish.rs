@@ -46,7 +46,14 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn new(tracker: SocketAddr, files: Vec<FileMeta>, now: Instant) -> Publisher {
-        Publisher { tracker, files, phase: Phase::Needed { at: now }, stopping: false, outputs: VecDeque::new(), publishes: 0 }
+        Publisher {
+            tracker,
+            files,
+            phase: Phase::Needed { at: now },
+            stopping: false,
+            outputs: VecDeque::new(),
+            publishes: 0,
+        }
     }
 
     /// The connection is open: send every file's metadata.

@@ -289,10 +289,7 @@ mod tests {
         assert_eq!(Message::decode(f(BITFIELD, &[])), Err(DecodeError::BadValue { field: "bitfield" }));
         let big = vec![0; MAX_BITFIELD + 1];
         assert!(matches!(Message::decode(f(BITFIELD, &big)), Err(DecodeError::TooLarge { .. })));
-        assert_eq!(
-            Message::decode(f(REJECT, &[0, 0, 0, 1, 7])),
-            Err(DecodeError::BadValue { field: "reject reason" })
-        );
+        assert_eq!(Message::decode(f(REJECT, &[0, 0, 0, 1, 7])), Err(DecodeError::BadValue { field: "reject reason" }));
         let huge = (MAX_PEER_FRAME + 1).to_be_bytes();
         assert!(matches!(split_frame(&huge, MAX_PEER_FRAME), Err(DecodeError::TooLarge { .. })));
     }

@@ -871,7 +871,8 @@ fn a_seed_sends_each_chunk_once_before_any_twice() {
     }
     sw.inject(t0, s, h1, Message::Request(0));
     sw.inject(t0, s, h2, Message::Request(0));
-    let refused = |sw: &Swarm| sw.said_on(s, h2).into_iter().filter(|m| matches!(m, Seen::Reject(..))).collect::<Vec<_>>();
+    let refused =
+        |sw: &Swarm| sw.said_on(s, h2).into_iter().filter(|m| matches!(m, Seen::Reject(..))).collect::<Vec<_>>();
     assert_eq!(refused(&sw), [Seen::Reject(0, RejectReason::Spread)], "chunk 0 went to h1: h2 gets it there");
     assert!(!sw.said_on(s, h2).contains(&Seen::Have(0)), "no Have while chunks 1 and 2 have gone to nobody");
     sw.inject(t0, s, h2, Message::Request(1));
