@@ -14,8 +14,8 @@ use common::fake::{FakeTracker, LyingSeeder};
 use common::*;
 use lmk::hash::Hash20;
 use lmk::meta::{FileMeta, MIN_CHUNK};
-use lmk::wire::catalog::{Request, Response};
 use lmk::peer::bitfield::Bitfield;
+use lmk::wire::catalog::{Request, Response};
 use lmk::wire::peer::Message;
 use lmk::wire::udp::PROTOCOL_ID;
 
@@ -177,7 +177,7 @@ fn garbage_on_every_port() {
         let mut s = TcpStream::connect(seeder_addr).expect("connect seeder");
         let mut out = Vec::new();
         Message::Hello { id: meta.content_id(), port: 0, nonce: 1 }.encode(&mut out);
-        Message::Bitfield(&Bitfield::new(meta.chunk_count()).as_bytes().to_vec()).encode(&mut out);
+        Message::Bitfield(Bitfield::new(meta.chunk_count()).as_bytes()).encode(&mut out);
         for index in 0..requests {
             Message::Request(index % meta.chunk_count()).encode(&mut out);
         }

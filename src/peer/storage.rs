@@ -52,7 +52,7 @@ impl Stamp {
         Ok(Stamp { len: m.len(), modified: m.modified().ok() })
     }
 
-    pub fn len(&self) -> u64 {
+    pub fn size(&self) -> u64 {
         self.len
     }
 }

@@ -28,8 +28,8 @@ pub fn hash_file(
     let mut buf = vec![0u8; HASH_BLOCK.min(chunk_size as usize)];
     let mut hashes = Vec::new();
     let mut offset = 0u64;
-    while offset < stamp.len() {
-        let chunk_end = (offset + u64::from(chunk_size)).min(stamp.len());
+    while offset < stamp.size() {
+        let chunk_end = (offset + u64::from(chunk_size)).min(stamp.size());
         let mut hasher = Hasher::default();
         while offset < chunk_end {
             let block = &mut buf[..(chunk_end - offset).min(HASH_BLOCK as u64) as usize];
@@ -38,13 +38,13 @@ pub fn hash_file(
             offset += block.len() as u64;
         }
         hashes.push(hasher.finish());
-        progress(offset, stamp.len());
+        progress(offset, stamp.size());
     }
     if Stamp::of(&file).map_err(|e| HashError::Io(path.to_path_buf(), e))? != stamp {
         return Err(HashError::ChangedWhileHashing(path.to_path_buf()));
     }
     let meta =
-        FileMeta::new(name, stamp.len(), chunk_size, hashes).map_err(|e| HashError::Meta(path.to_path_buf(), e))?;
+        FileMeta::new(name, stamp.size(), chunk_size, hashes).map_err(|e| HashError::Meta(path.to_path_buf(), e))?;
     Ok((meta, SharedFile::new(file, stamp)))
 }
 

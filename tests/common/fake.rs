@@ -10,8 +10,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use lmk::meta::FileMeta;
-use lmk::wire::catalog::{self, ErrorCode, ListEntry, MAX_CATALOG_FRAME};
 use lmk::peer::bitfield::Bitfield;
+use lmk::wire::catalog::{self, ErrorCode, ListEntry, MAX_CATALOG_FRAME};
 use lmk::wire::peer::{Message, State, MAX_PEER_FRAME};
 use lmk::wire::split_frame;
 use lmk::wire::udp::{self, Event};

@@ -1,0 +1,169 @@
+//! The downloading side of the peer core: which chunk to ask each peer for,
+//! what comes back and whether it is true, and the file's completion.
+
+use super::*;
+
+impl Machine {
+    pub(super) fn on_chunk(&mut self, now: Instant, conn: ConnId, index: u32, data: &[u8]) -> Result<(), Fatal> {
+        self.down.take(now, data.len() as u64);
+        let Some((s, t)) = self.pair(conn) else { return Ok(()) };
+        let Some(cancelled) = s.take_answer(index) else {
+            self.violation(now, conn, &format!("chunk {index} that was not asked for"));
+            return Ok(());
+        };
+        s.last_data = now;
+        let (addr, listen) = (s.addr, s.listen);
+        let expected_len = t.meta.chunk_len(index).unwrap_or(0) as usize;
+        let expected_hash = t.meta.hashes().get(index as usize).copied().unwrap_or_default();
+        if data.len() != expected_len || Hash20::of(data) != expected_hash {
+            t.counters.bad_chunks += 1;
+            if !cancelled {
+                t.picker.release(index);
+            }
+            warn!("{conn} {addr}: chunk {index} of {} failed its SHA-1 check; peer dropped", t.meta.name());
+            if let Some(l) = listen {
+                t.ban(l);
+            }
+            let id = t.id;
+            self.close(conn);
+            self.refill(now, id);
+            return Ok(());
+        }
+        if t.held().get(index) {
+            // A duplicate from the end game.
+            let id = t.id;
+            self.fill(now, conn, id);
+            return Ok(());
+        }
+        t.storage
+            .write(t.meta.chunk_offset(index), data)
+            .map_err(|e| Fatal { id: t.id, reason: format!("cannot write {}.part: {e}", t.meta.name()) })?;
+        t.picker.complete(index);
+        s.downloaded += data.len() as u64;
+        s.rate.add(now, data.len() as u64);
+        let seed = s.is_seed();
+        t.count_download(addr, seed, data.len() as u64, now);
+        let id = t.id;
+        self.announce_have(id, index);
+        if self.slots_used() < self.config.slots {
+            self.rechoke(now); // peers that lacked nothing we had may want this chunk
+        }
+        self.fill(now, conn, id);
+        if self.torrents.get(&id).is_some_and(Torrent::is_complete) {
+            self.complete(now, id);
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_reject(&mut self, now: Instant, conn: ConnId, index: u32, reason: RejectReason) {
+        let Some((s, t)) = self.pair(conn) else { return };
+        let Some(cancelled) = s.take_answer(index) else {
+            return self.violation(now, conn, &format!("reject of chunk {index} that was not asked for"));
+        };
+        if !cancelled {
+            t.picker.release(index);
+        }
+        let id = t.id;
+        match reason {
+            RejectReason::NoSlot => {}
+            RejectReason::Spread => {
+                // Ask it of the peer that got it; the sender says Have again later.
+                if let Some(theirs) = s.theirs.as_mut() {
+                    if theirs.clear(index) {
+                        let mut one = Bitfield::new(theirs.len());
+                        one.set(index);
+                        t.picker.remove_holder(&one);
+                    }
+                }
+            }
+            RejectReason::NotHeld | RejectReason::BadIndex => {
+                return self.violation(now, conn, &format!("rejected chunk {index} it said it holds"));
+            }
+            RejectReason::Withdrawn | RejectReason::ReadError => {
+                warn!("{conn} {}: cannot serve {}: {reason:?}; dropped for this file", s.addr, t.meta.name());
+                if let Some(l) = s.listen {
+                    t.ban(l);
+                }
+                self.close(conn);
+            }
+        }
+        self.refill(now, id);
+    }
+
+    /// Tops up one peer's pipeline with the rarest chunks it holds.
+    pub(super) fn fill(&mut self, now: Instant, conn: ConnId, id: ContentId) {
+        let down_ready = self.down.ready(now);
+        let Some(t) = self.torrents.get_mut(&id) else { return };
+        let Some(s) = self.sessions.get_mut(&conn) else { return };
+        if t.stage != Stage::Downloading || !s.their_state.serves() || !down_ready {
+            return;
+        }
+        let Some(theirs) = s.theirs.as_ref() else { return };
+        let chunk = f64::from(t.meta.chunk_size());
+        let most = (PIPELINE_BYTES as f64 / chunk).clamp(MIN_PIPELINE as f64, MAX_PIPELINE as f64);
+        let depth =
+            (1.0 + (s.rate.per_sec(now) * PIPELINE_SECS / chunk).ceil()).clamp(MIN_PIPELINE as f64, most) as usize;
+        if s.outstanding() == 0 {
+            s.last_data = now; // an idle peer given work starts a fresh stall window
+        }
+        // Cancelled requests may still sit in its queue: they count against its cap.
+        while s.outstanding() < depth && s.asked.len() < MAX_PIPELINE {
+            let asked = &s.asked;
+            let Some(index) = t.picker.pick(theirs, |i| asked.iter().any(|a| a.index == i && !a.cancelled)) else {
+                break;
+            };
+            s.asked.push_back(Asked { index, cancelled: false });
+            self.outputs.push_back(Output::Send(conn, Message::Request(index)));
+        }
+    }
+
+    /// Tops up every peer of a file (after chunks were handed back).
+    pub(super) fn refill(&mut self, now: Instant, id: ContentId) {
+        let conns: Vec<ConnId> = self.sessions.iter().filter(|(_, s)| s.torrent == Some(id)).map(|(c, _)| *c).collect();
+        for conn in conns {
+            self.fill(now, conn, id);
+        }
+    }
+
+    /// Tells every peer of the file that lacks `index` that we hold it now,
+    /// and cancels end-game duplicates.
+    pub(super) fn announce_have(&mut self, id: ContentId, index: u32) {
+        for (conn, s) in self.sessions.iter_mut().filter(|(_, s)| s.torrent == Some(id) && s.phase == Phase::Open) {
+            if s.cancel(index) {
+                self.outputs.push_back(Output::Send(*conn, Message::Cancel(index)));
+            }
+            if s.theirs.as_ref().is_none_or(|b| !b.get(index)) {
+                self.outputs.push_back(Output::Send(*conn, Message::Have(index)));
+            }
+        }
+    }
+
+    pub(super) fn complete(&mut self, now: Instant, id: ContentId) {
+        let Some(t) = self.torrents.get_mut(&id) else { return };
+        if let Err(e) = t.storage.finish() {
+            let reason = format!("cannot finish {}: {e}", t.meta.name());
+            return self.fail(now, id, reason);
+        }
+        t.stage = Stage::Seeding { since: now };
+        info!("{}: complete and verified; seeding", t.meta.name());
+        self.events.push_back(Event::Complete {
+            id,
+            name: t.meta.name().to_string(),
+            size: t.meta.size(),
+            elapsed: now.saturating_duration_since(t.started),
+            counters: t.counters.clone(),
+        });
+        let done =
+            Announce { info_hash: id, left: 0, event: AnnounceEvent::Completed, port: self.config.port, num_want: 0 };
+        t.next_announce = now + self.interval;
+        self.announcer.announce(now, done);
+        // Seeds have nothing to give us now and want nothing from us.
+        let seeds: Vec<ConnId> =
+            self.sessions.iter().filter(|(_, s)| s.torrent == Some(id) && s.is_seed()).map(|(c, _)| *c).collect();
+        for conn in seeds {
+            self.close(conn);
+        }
+        self.sweep(now);
+        self.rechoke(now);
+    }
+}

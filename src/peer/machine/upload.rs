@@ -1,0 +1,180 @@
+//! The uploading side of the peer core: requests answered in order, chunks
+//! read into the connection's queue under the upload bucket, the seed's
+//! spreading of distinct chunks, and who holds the upload slots.
+
+use super::*;
+
+impl Machine {
+    pub(super) fn on_request(&mut self, now: Instant, conn: ConnId, index: u32) {
+        let mut spread_over = false;
+        let elsewhere = self.elsewhere(conn, index);
+        let Some((s, t)) = self.pair(conn) else { return };
+        if s.owed.len() >= MAX_PIPELINE {
+            return self.violation(now, conn, "too many requests outstanding");
+        }
+        s.last_request = now;
+        let answer = if s.slot_since.is_none() {
+            Answer::Reject(index, RejectReason::NoSlot)
+        } else if index >= t.meta.chunk_count() {
+            Answer::Reject(index, RejectReason::BadIndex)
+        } else if t.stage == Stage::Done {
+            Answer::Reject(index, RejectReason::Withdrawn)
+        } else if !t.held().get(index) {
+            debug!("{conn} {}: asked for chunk {index}, which we never said we hold", s.addr);
+            Answer::Reject(index, RejectReason::NotHeld)
+        } else if elsewhere && t.spreading(index) {
+            s.spread.push(index);
+            Answer::Reject(index, RejectReason::Spread)
+        } else {
+            spread_over = t.promise(index);
+            Answer::Chunk(index)
+        };
+        s.owed.push_back(answer);
+        if matches!(answer, Answer::Reject(_, RejectReason::NotHeld)) {
+            self.violations += 1;
+        }
+        self.outputs.push_back(Output::Feed(conn));
+        if let Some(id) = self.sessions.get(&conn).and_then(|s| s.torrent).filter(|_| spread_over) {
+            self.offer_spread(id);
+        }
+    }
+
+    /// Appends the next answer owed on `conn`; true if it changed a file's state.
+    pub(super) fn answer(&mut self, now: Instant, conn: ConnId, out: &mut Vec<u8>) -> bool {
+        let Some(s) = self.sessions.get_mut(&conn) else { return false };
+        let Some(answer) = s.owed.front().copied() else { return false };
+        let Some(t) = s.torrent.and_then(|id| self.torrents.get_mut(&id)) else { return false };
+        let reason = match answer {
+            Answer::Reject(_, reason) => reason,
+            Answer::Chunk(index) => {
+                if self.up.rate().is_some() {
+                    if !self.turns.contains(&conn) {
+                        self.turns.push_back(conn);
+                    }
+                    if self.turns.front() != Some(&conn) || !self.up.ready(now) {
+                        return false; // the bucket refills on a timer, which feeds the next in turn
+                    }
+                    self.turns.pop_front();
+                }
+                let len = t.meta.chunk_len(index).unwrap_or(0) as usize;
+                let start = out.len();
+                put_chunk_header(out, index, len);
+                match t.storage.read(t.meta.chunk_offset(index), len, out) {
+                    Ok(()) => {
+                        s.owed.pop_front();
+                        if self.up.rate().is_some() && matches!(s.owed.front(), Some(Answer::Chunk(_))) {
+                            self.turns.push_back(conn);
+                        }
+                        s.last_sent = now;
+                        s.uploaded += len as u64;
+                        if t.is_complete() {
+                            // It holds it now (its Have is on the way): a seed may send others there.
+                            if let Some(theirs) = s.theirs.as_mut() {
+                                theirs.set(index);
+                            }
+                        }
+                        t.counters.uploaded += len as u64;
+                        t.counters.chunks_sent += 1;
+                        self.up.take(now, len as u64);
+                        return t.goal_met(now);
+                    }
+                    Err(e) => {
+                        out.truncate(start);
+                        match e {
+                            ReadError::Changed => {
+                                warn!("{} changed on disk since it was hashed: withdrawn", t.meta.name());
+                                t.stage = Stage::Done;
+                                RejectReason::Withdrawn
+                            }
+                            ReadError::Io(e) => {
+                                warn!("{}: read failed: {e}", t.meta.name());
+                                RejectReason::ReadError
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        s.owed.pop_front();
+        let index = match answer {
+            Answer::Chunk(i) | Answer::Reject(i, _) => i,
+        };
+        Message::Reject { index, reason }.encode(out);
+        true
+    }
+
+    /// Whether another peer of `conn`'s file holds chunk `index` or is owed it
+    /// by us: only then may a seed send the asker there (`Spread`).
+    pub(super) fn elsewhere(&self, conn: ConnId, index: u32) -> bool {
+        let Some(id) = self.sessions.get(&conn).and_then(|s| s.torrent) else { return false };
+        self.sessions.iter().any(|(c, s)| {
+            *c != conn
+                && s.torrent == Some(id)
+                && (s.theirs.as_ref().is_some_and(|b| b.get(index)) || s.owed.contains(&Answer::Chunk(index)))
+        })
+    }
+
+    /// Every chunk of a seed's file has gone out one more time, or a peer
+    /// that held some left: the chunks
+    /// refused with `Spread` are offered again with a Have.
+    pub(super) fn offer_spread(&mut self, id: ContentId) {
+        for (conn, s) in self.sessions.iter_mut().filter(|(_, s)| s.torrent == Some(id) && !s.spread.is_empty()) {
+            for index in std::mem::take(&mut s.spread) {
+                self.outputs.push_back(Output::Send(*conn, Message::Have(index)));
+            }
+        }
+    }
+
+    /// Gives the upload slots to the chosen peers and tells each that gained or lost one.
+    pub(super) fn rechoke(&mut self, now: Instant) {
+        let cands: Vec<Candidate> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.phase == Phase::Open)
+            .filter_map(|(c, s)| {
+                let t = self.torrents.get(&s.torrent?)?;
+                let theirs = s.theirs.as_ref()?;
+                Some(Candidate {
+                    conn: *c,
+                    slot_since: s.slot_since,
+                    interested: t.stage != Stage::Done && t.held().has_any_missing_from(theirs),
+                    waiting_since: s.waiting_since,
+                    active: s.active(now, SLOT_IDLE),
+                })
+            })
+            .collect();
+        let chosen = choker::choose(&cands, self.config.slots, now, ROTATION);
+        for c in &cands {
+            let Some(s) = self.sessions.get_mut(&c.conn) else { continue };
+            let keep = chosen.contains(&c.conn);
+            match (s.slot_since.is_some(), keep) {
+                (false, true) => {
+                    s.slot_since = Some(now);
+                    s.last_request = now;
+                    let state = if s.told_state { State::Connected } else { State::Available };
+                    s.told_state = true;
+                    self.outputs.push_back(Output::Send(c.conn, Message::State(state)));
+                }
+                (true, false) => {
+                    s.slot_since = None;
+                    s.waiting_since = now;
+                    // Whatever it asked for is refused, in order, so it can ask elsewhere.
+                    let t = s.torrent.and_then(|id| self.torrents.get_mut(&id));
+                    let mut dropped = Vec::new();
+                    for a in s.owed.iter_mut() {
+                        if let Answer::Chunk(i) = *a {
+                            *a = Answer::Reject(i, RejectReason::NoSlot);
+                            dropped.push(i);
+                        }
+                    }
+                    if let Some(t) = t {
+                        dropped.into_iter().for_each(|i| t.unpromise(i));
+                    }
+                    self.outputs.push_back(Output::Send(c.conn, Message::State(State::Unavailable)));
+                    self.outputs.push_back(Output::Feed(c.conn));
+                }
+                _ => {}
+            }
+        }
+    }
+}
