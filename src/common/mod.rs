@@ -1,5 +1,15 @@
 //! Pieces shared by the three roles.
 
+/// `println!` that ignores a stdout nobody reads any more (a closed pipe)
+/// instead of panicking: status output must never end a process.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 pub mod bar;
 pub mod cli;
 mod conn;

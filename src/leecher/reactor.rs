@@ -84,7 +84,7 @@ pub fn run(config: Config) -> Result<(), Error> {
     if shell.total_bytes > 0 {
         let bytes = shell.total_bytes;
         let secs = shell.started.elapsed().as_secs_f64().max(1e-9);
-        println!("total: {} in {:.2}s ({})", fmt::bytes(bytes), secs, fmt::rate(bytes as f64 / secs));
+        crate::say!("total: {} in {:.2}s ({})", fmt::bytes(bytes), secs, fmt::rate(bytes as f64 / secs));
     }
     if shell.interrupted {
         return Err(Error::Interrupted);
@@ -131,13 +131,13 @@ impl Shell {
         self.view.clear();
         match note {
             Note::Listing(entries) => {
-                println!("{:<32} {:>10} {:>7}  CONTENT ID", "NAME", "SIZE", "SEEDERS");
+                crate::say!("{:<32} {:>10} {:>7}  CONTENT ID", "NAME", "SIZE", "SEEDERS");
                 for e in entries {
-                    println!("{:<32} {:>10} {:>7}  {}", e.name, fmt::bytes(e.size), e.seeders, e.id);
+                    crate::say!("{:<32} {:>10} {:>7}  {}", e.name, fmt::bytes(e.size), e.seeders, e.id);
                 }
             }
             Note::Started { name, size, .. } => {
-                println!("{name}: downloading {}", fmt::bytes(size));
+                crate::say!("{name}: downloading {}", fmt::bytes(size));
                 self.view.reset(now);
             }
             Note::Done { name, size, elapsed, counters } => {
@@ -146,7 +146,7 @@ impl Shell {
                     0 => String::new(),
                     n => format!(", {n} bad chunk(s) re-fetched"),
                 };
-                println!(
+                crate::say!(
                     "{name}: done, {} in {secs:.2}s ({}) from {} peer(s); {}{bad}",
                     fmt::bytes(size),
                     fmt::rate(size as f64 / secs),
@@ -157,7 +157,7 @@ impl Shell {
             }
             Note::Seeded { name, size, counters } => {
                 let ratio = counters.uploaded as f64 / size.max(1) as f64;
-                println!("{name}: seeded, {} uploaded (ratio {ratio:.2})", fmt::bytes(counters.uploaded));
+                crate::say!("{name}: seeded, {} uploaded (ratio {ratio:.2})", fmt::bytes(counters.uploaded));
             }
             Note::Failed { name, reason } => eprintln!("lmk-leecher: {name}: {reason}"),
         }

@@ -84,7 +84,7 @@ pub fn run(config: Config, files: Vec<(FileMeta, SharedFile)>) -> Result<(), Err
         config.peer.max_peers,
         config.tracker
     );
-    println!("listening on {local}");
+    crate::say!("listening on {local}");
     let _ = std::io::stdout().flush();
     shell.on_tick(&mut net, now);
     net.run(&mut shell, MAX_PEER_FRAME).map_err(Error::Poll)
@@ -130,7 +130,7 @@ impl Shell {
         let secs = now.saturating_duration_since(then).as_secs_f64().max(1e-3);
         let rate = uploaded.saturating_sub(sent_then) as f64 / secs;
         let copies = uploaded as f64 / self.total_size.max(1) as f64;
-        println!(
+        crate::say!(
             "seeder: {} file(s) | peers {} | slots {} | up {} | sent {} ({copies:.2} copies) | bad frames {}",
             core.files().count(),
             core.peers(),

@@ -46,7 +46,7 @@ pub fn run(config: Config) -> Result<(), Error> {
     };
     signal::install();
     info!("interval {:?}, expiry {:?}", config.core.interval, config.core.expiry);
-    println!("listening on {local}");
+    crate::say!("listening on {local}");
     let _ = std::io::stdout().flush();
     net.run(&mut shell, MAX_CATALOG_FRAME).map_err(Error::Poll)
 }
@@ -113,7 +113,10 @@ impl Handler for Shell {
             if self.bad_frames > 0 {
                 status.push_str(&format!("  (malformed catalog frames: {})\n", self.bad_frames));
             }
-            print!("{status}");
+            {
+                use std::io::Write as _;
+                let _ = write!(std::io::stdout(), "{status}");
+            }
             let _ = std::io::stdout().flush();
             self.next_status = Some(now + self.status_every);
         }
