@@ -43,6 +43,8 @@ const STALL: Duration = Duration::from_secs(15);
 const GREETING: Duration = Duration::from_secs(10);
 /// A slot holder gives its slot to a waiting peer after this long.
 const ROTATION: Duration = Duration::from_secs(10);
+/// A chunk a seed refused with `Spread` is asked of it again after this long.
+const RESPREAD: Duration = Duration::from_secs(3);
 /// A slot holder that asks for nothing, or drains nothing, this long loses it.
 const SLOT_IDLE: Duration = Duration::from_secs(5);
 /// Peers asked of the tracker per announce while downloading.
@@ -308,6 +310,7 @@ impl Machine {
                     self.refill(now, id);
                 }
             }
+            self.respread(now);
             self.give_up(now);
             self.sweep(now);
         }
@@ -344,6 +347,7 @@ impl Machine {
         if let Some(at) = self.stopping {
             return [announcer, Some(at + GOODBYE_TIMEOUT)].into_iter().flatten().min();
         }
+        let respread = self.sessions.values().flat_map(|s| s.spread_to_us.iter().map(|(_, at)| *at)).min();
         let sessions = self.sessions.values().filter_map(|s| match s.phase {
             Phase::Greeting { since } => Some(since + GREETING),
             Phase::Open if s.outstanding() > 0 && s.their_state.serves() => Some(s.last_data + STALL),
@@ -363,7 +367,7 @@ impl Machine {
         let down = self.down.ready_at(self.born).filter(|_| self.wants_anything());
         sessions
             .chain(torrents.flatten())
-            .chain([Some(self.next_rotation), announcer, up, down].into_iter().flatten())
+            .chain([Some(self.next_rotation), announcer, up, down, respread].into_iter().flatten())
             .min()
     }
 

@@ -67,6 +67,9 @@ pub struct Session {
     pub told_state: bool,
     /// Chunks we refused it with `Spread`: a Have for each once the spread is over.
     pub spread: Vec<u32>,
+    /// Chunks it refused us with `Spread`, and when we ask it again anyway
+    /// (should its Have be lost, or the peer it sent us to be of no use).
+    pub spread_to_us: Vec<(u32, Instant)>,
     pub downloaded: u64,
     pub uploaded: u64,
     /// Its recent sending rate to us, bytes per second, for the pipeline depth.
@@ -128,6 +131,7 @@ impl Session {
             last_sent: now,
             told_state: false,
             spread: Vec::new(),
+            spread_to_us: Vec::new(),
             downloaded: 0,
             uploaded: 0,
             rate: Rate::new(now),

@@ -67,12 +67,14 @@ impl Machine {
         match reason {
             RejectReason::NoSlot => {}
             RejectReason::Spread => {
-                // Ask it of the peer that got it; the sender says Have again later.
+                // Ask it of the peer that got it; the sender says Have again
+                // later, and we ask it again after a while whatever it says.
                 if let Some(theirs) = s.theirs.as_mut() {
                     if theirs.clear(index) {
                         let mut one = Bitfield::new(theirs.len());
                         one.set(index);
                         t.picker.remove_holder(&one);
+                        s.spread_to_us.push((index, now + RESPREAD));
                     }
                 }
             }
@@ -165,5 +167,27 @@ impl Machine {
         }
         self.sweep(now);
         self.rechoke(now);
+    }
+
+    /// Chunks a seed refused with `Spread` long enough ago count as held by it again.
+    pub(super) fn respread(&mut self, now: Instant) {
+        let due: Vec<ConnId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.spread_to_us.iter().any(|(_, at)| *at <= now))
+            .map(|(c, _)| *c)
+            .collect();
+        for conn in due {
+            let Some((s, t)) = self.pair(conn) else { continue };
+            let Some(theirs) = s.theirs.as_mut() else { continue };
+            for (index, _) in s.spread_to_us.iter().filter(|(_, at)| *at <= now) {
+                if theirs.set(*index) {
+                    t.picker.add_have(*index);
+                }
+            }
+            s.spread_to_us.retain(|(_, at)| *at > now);
+            let id = t.id;
+            self.fill(now, conn, id);
+        }
     }
 }

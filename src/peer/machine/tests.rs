@@ -882,3 +882,20 @@ fn a_seed_sends_each_chunk_once_before_any_twice() {
     sw.inject(t0, s, h2, Message::Request(0));
     assert_eq!(of(&sw.said_on(s, h2), Seen::Chunk), [1, 0], "and served on request");
 }
+
+#[test]
+fn a_chunk_refused_with_spread_is_asked_again_later() {
+    let (t0, f, mut sw) = start(2);
+    let d = sw.peer(t0, &f, &[], |_| {});
+    sw.run(t0);
+    let h = sw.accept(t0, d, hand_addr(1));
+    sw.greet(t0, d, h, &f, &f.all(), Some(State::Available));
+    let asked = of(&sw.said_on(d, h), Seen::Request);
+    let first = asked[0];
+    sw.inject(t0, d, h, Message::Reject { index: first, reason: RejectReason::Spread });
+    let again = |sw: &Swarm| of(&sw.said_on(d, h), Seen::Request).iter().filter(|&&i| i == first).count();
+    sw.run(t0 + RESPREAD - ms(1));
+    assert_eq!(again(&sw), 1, "not before RESPREAD: it is to be fetched from the peer that got it");
+    sw.run(t0 + RESPREAD);
+    assert_eq!(again(&sw), 2, "asked again, should the seed's Have be lost");
+}
