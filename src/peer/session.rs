@@ -149,9 +149,6 @@ impl Session {
         self.asked.iter().filter(|a| !a.cancelled).count()
     }
 
-    pub fn has_asked(&self, index: u32) -> bool {
-        self.asked.iter().any(|a| a.index == index && !a.cancelled)
-    }
 
     /// Matches an answer for `index` to our requests: skips cancelled ones
     /// it passed (they will never be answered) and takes the one it answers.
