@@ -316,3 +316,102 @@ fn label(selector: &Selector) -> String {
         Selector::Id(id) => id.to_hex(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::Hash20;
+    use crate::peer::storage::MemStorage;
+
+    struct Mem;
+
+    impl Disk for Mem {
+        fn create(&mut self, meta: &FileMeta) -> std::io::Result<Box<dyn Storage>> {
+            Ok(Box::new(MemStorage::with(vec![0; meta.size() as usize])))
+        }
+    }
+
+    fn config(command: Command) -> Config {
+        let peer = PeerConfig {
+            tracker: "127.0.0.1:6969".parse().unwrap(),
+            port: 7000,
+            slots: 8,
+            max_peers: 50,
+            up_limit: None,
+            down_limit: None,
+            timeout: Duration::from_secs(30),
+            interval: Duration::from_secs(10),
+            seed: 1,
+        };
+        Config { command, peer, goal: Goal::Until { ratio: 0.0, time: None } }
+    }
+
+    fn meta(name: &str) -> FileMeta {
+        FileMeta::new(name.into(), 10, 16384, vec![Hash20::of(name.as_bytes())]).unwrap()
+    }
+
+    fn outputs<D: Disk>(l: &mut Leecher<D>) -> Vec<Output> {
+        std::iter::from_fn(|| l.poll_output()).collect()
+    }
+
+    fn notes<D: Disk>(l: &mut Leecher<D>) -> Vec<Note> {
+        std::iter::from_fn(|| l.poll_note()).collect()
+    }
+
+    #[test]
+    fn list_asks_once_and_closes() {
+        let t0 = Instant::now();
+        let mut l = Leecher::new(config(Command::List), Mem, t0);
+        assert_eq!(outputs(&mut l), [Output::OpenCatalog]);
+        l.handle_catalog_opened(ConnId(1));
+        assert_eq!(outputs(&mut l), [Output::CatalogSend(ConnId(1), Request::List)]);
+        l.handle_catalog_response(t0, Response::List(Vec::new()));
+        assert_eq!(outputs(&mut l), [Output::Close(ConnId(1))]);
+        assert_eq!(notes(&mut l), [Note::Listing(Vec::new())]);
+        assert!(l.finished(t0));
+        assert_eq!(l.failures(), 0);
+    }
+
+    #[test]
+    fn metadata_must_be_the_file_asked_for_and_safe_to_write() {
+        let t0 = Instant::now();
+        let asked =
+            vec![Selector::Name("a".into()), Selector::Name("../x".into()), Selector::Id(meta("c").content_id())];
+        let mut l = Leecher::new(config(Command::Get(asked)), Mem, t0);
+        outputs(&mut l);
+        l.handle_catalog_opened(ConnId(1));
+        assert_eq!(outputs(&mut l).len(), 3, "every selector asked at once");
+        l.handle_catalog_response(t0, Response::Meta(meta("b")));
+        l.handle_catalog_response(t0, Response::Meta(meta("../x")));
+        l.handle_catalog_response(t0, Response::Meta(meta("c")));
+        let notes = notes(&mut l);
+        let failed: Vec<&str> = notes
+            .iter()
+            .filter_map(|n| match n {
+                Note::Failed { reason, .. } => Some(reason.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(failed.len(), 2, "{notes:?}");
+        assert!(failed[0].contains("different file"), "{failed:?}");
+        assert!(failed[1].contains("refusing"), "{failed:?}");
+        assert!(matches!(notes.last(), Some(Note::Started { name, .. }) if name == "c"), "{notes:?}");
+        assert_eq!(l.current(), Some(meta("c").content_id()));
+    }
+
+    #[test]
+    fn a_lost_catalog_is_retried_then_given_up() {
+        let t0 = Instant::now();
+        let mut l = Leecher::new(config(Command::Get(vec![Selector::Name("a".into())])), Mem, t0);
+        outputs(&mut l);
+        l.handle_catalog_failed(t0);
+        l.handle_timeout(t0 + CATALOG_RETRY - Duration::from_millis(1));
+        assert!(!outputs(&mut l).contains(&Output::OpenCatalog), "not a tick early");
+        l.handle_timeout(t0 + CATALOG_RETRY);
+        assert!(outputs(&mut l).contains(&Output::OpenCatalog));
+        l.handle_timeout(t0 + Duration::from_secs(30));
+        assert!(matches!(notes(&mut l).as_slice(), [Note::Failed { reason, .. }] if reason.contains("did not answer")));
+        assert_eq!(l.failures(), 1);
+        assert!(l.finished(t0 + Duration::from_secs(30)));
+    }
+}

@@ -149,7 +149,6 @@ impl Session {
         self.asked.iter().filter(|a| !a.cancelled).count()
     }
 
-
     /// Matches an answer for `index` to our requests: skips cancelled ones
     /// it passed (they will never be answered) and takes the one it answers.
     /// `None`: an answer to nothing we asked, a protocol violation. `Some(true)`
