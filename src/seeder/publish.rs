@@ -110,6 +110,11 @@ impl Publisher {
         self.files.retain(|m| m.content_id() != id);
     }
 
+    /// Files shared (and not withdrawn).
+    pub fn shared(&self) -> usize {
+        self.files.len()
+    }
+
     pub fn shutdown(&mut self) {
         self.stopping = true;
     }

@@ -132,7 +132,7 @@ impl Shell {
         let copies = uploaded as f64 / self.total_size.max(1) as f64;
         crate::say!(
             "seeder: {} file(s) | peers {} | slots {} | up {} | sent {} ({copies:.2} copies) | bad frames {}",
-            core.files().count(),
+            self.publisher.shared(),
             core.peers(),
             core.slots_used(),
             human::rate(rate),
