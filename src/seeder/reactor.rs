@@ -97,10 +97,12 @@ impl Shell {
         while let Some(event) = self.core.poll_event() {
             match event {
                 Event::Reconnected => self.publisher.republish(now),
-                Event::Finished { id, name, .. } => {
+                // Withdrawn (changed on disk); at shutdown every file finishes, and stays counted.
+                Event::Finished { id, name, .. } if !self.stopping => {
                     info!("{name}: no longer shared");
                     self.publisher.withdraw(id);
                 }
+                Event::Finished { .. } => {}
                 Event::Complete { .. } | Event::Failed { .. } => {}
             }
         }
