@@ -111,7 +111,6 @@ mod tests {
             name: "f".into(),
             size: 100 << 20,
             done: 50 << 20,
-            complete: false,
             peers: 3,
             elapsed: Duration::ZERO,
             counters: Default::default(),

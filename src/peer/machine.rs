@@ -106,7 +106,6 @@ pub struct Snapshot {
     pub name: String,
     pub size: u64,
     pub done: u64,
-    pub complete: bool,
     pub peers: usize,
     pub elapsed: Duration,
     pub counters: Counters,
@@ -212,8 +211,7 @@ impl Machine {
             (Phase::Open, Message::State(State::Unavailable)) if s.theirs.is_none() => {
                 // Its Hello then Unavailable: no room for another connection. Not a fault.
                 debug!("{conn} {}: no room there; closed", s.addr);
-                self.close(conn);
-                self.on_closed(now, conn);
+                self.disconnect(now, conn);
             }
             (Phase::Open, _) if s.theirs.is_none() => {
                 self.violation(now, conn, "first frame after Hello is not a Bitfield")
@@ -248,6 +246,12 @@ impl Machine {
     /// The connection is gone (closed by either side, failed, idle).
     pub fn handle_closed(&mut self, now: Instant, conn: ConnId) {
         self.on_closed(now, conn);
+        self.after_announcer(now);
+    }
+
+    /// Reports a fatal local error for one file (from `handle_message`) and drops it.
+    pub fn handle_fatal(&mut self, now: Instant, fatal: Fatal) {
+        self.fail(now, fatal.id, fatal.reason);
         self.after_announcer(now);
     }
 
@@ -291,11 +295,11 @@ impl Machine {
             self.announce_due(now);
             self.drop_stuck(now);
             self.dial(now);
-            let idle_holder = self.sessions.values().any(|s| s.slot_since.is_some() && !s.active(now, SLOT_IDLE));
-            if now >= self.next_rotation {
+            let rotate = now >= self.next_rotation;
+            if rotate {
                 self.next_rotation = now + ROTATION;
-                self.rechoke(now);
-            } else if idle_holder {
+            }
+            if rotate || self.sessions.values().any(|s| s.slot_since.is_some() && !s.active(now, SLOT_IDLE)) {
                 self.rechoke(now);
             }
             // Owed chunks held back by the upload bucket, requests by the download one.
@@ -385,7 +389,6 @@ impl Machine {
             name: t.meta.name().to_string(),
             size: t.meta.size(),
             done: t.meta.size() - t.left(),
-            complete: t.is_complete(),
             peers: self.open_peers(id),
             elapsed: now.saturating_duration_since(t.started),
             counters: t.counters.clone(),
@@ -452,8 +455,7 @@ impl Machine {
                 debug!("{conn} {addr}: second connection to the same peer; closed");
                 return self.close(conn);
             }
-            self.close(other);
-            self.on_closed(now, other);
+            self.disconnect(now, other);
         }
         if !outbound && self.open_peers(id) >= self.config.max_peers {
             // No room at all: say so, and the shell closes after the flush.
@@ -612,8 +614,7 @@ impl Machine {
             if let Some(s) = self.sessions.get(&conn) {
                 info!("{conn} {}: {why}; its chunks go to the others", s.addr);
             }
-            self.close(conn);
-            self.on_closed(now, conn);
+            self.disconnect(now, conn);
         }
     }
 
@@ -653,12 +654,17 @@ impl Machine {
                 t.ban(l);
             }
         }
-        self.close(conn);
-        self.on_closed(now, conn);
+        self.disconnect(now, conn);
     }
 
     fn close(&mut self, conn: ConnId) {
         self.outputs.push_back(Output::Close(conn));
+    }
+
+    /// Closes `conn` and forgets it now, rather than when the shell reports it gone.
+    fn disconnect(&mut self, now: Instant, conn: ConnId) {
+        self.close(conn);
+        self.on_closed(now, conn);
     }
 
     fn pair(&mut self, conn: ConnId) -> Option<(&mut Session, &mut Torrent)> {
@@ -721,14 +727,6 @@ impl Machine {
 pub struct Fatal {
     pub id: ContentId,
     pub reason: String,
-}
-
-impl Machine {
-    /// Reports a fatal local error for one file and drops it.
-    pub fn handle_fatal(&mut self, now: Instant, fatal: Fatal) {
-        self.fail(now, fatal.id, fatal.reason);
-        self.after_announcer(now);
-    }
 }
 
 fn stage_word(t: &Torrent) -> &'static str {

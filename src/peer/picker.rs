@@ -83,10 +83,16 @@ impl Picker {
 
     /// That peer is gone: -1 for each chunk it held (pass its latest bitfield).
     pub fn remove_holder(&mut self, bits: &Bitfield) {
-        let n = self.held.len();
-        for i in bits.ones().take_while(|&i| i < n) {
+        for i in bits.ones() {
+            self.remove_have(i);
+        }
+    }
+
+    /// A connected peer no longer offers one chunk (a seed said `Spread`): -1.
+    pub fn remove_have(&mut self, index: u32) {
+        if index < self.held.len() {
             // Saturating: if the caller's books disagree with ours, stay at 0.
-            self.rebucket(i, |p| p.avail[i as usize] = p.avail[i as usize].saturating_sub(1));
+            self.rebucket(index, |p| p.avail[index as usize] = p.avail[index as usize].saturating_sub(1));
         }
     }
 

@@ -8,11 +8,10 @@ use std::time::{Duration, Instant};
 use log::{debug, info};
 
 use super::machine::{Machine, Output};
-use crate::common::net::{CloseReason, ConnId, Net};
+use crate::common::net::{CloseReason, ConnId, Net, CONNECT_TIMEOUT};
 use crate::wire::peer::{Message, MAX_PEER_FRAME};
 use crate::wire::{DecodeError, Frame};
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A peer connection on which no byte moves either way for this long is closed.
 const PEER_IDLE: Duration = Duration::from_secs(120);
 

@@ -71,7 +71,6 @@ pub struct Session {
     /// (should its Have be lost, or the peer it sent us to be of no use).
     pub spread_to_us: Vec<(u32, Instant)>,
     pub downloaded: u64,
-    pub uploaded: u64,
     /// Its recent sending rate to us, bytes per second, for the pipeline depth.
     pub rate: Rate,
 }
@@ -133,7 +132,6 @@ impl Session {
             spread: Vec::new(),
             spread_to_us: Vec::new(),
             downloaded: 0,
-            uploaded: 0,
             rate: Rate::new(now),
         }
     }

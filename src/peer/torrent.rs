@@ -59,8 +59,6 @@ pub struct Counters {
     pub from_seeders: u64,
     pub from_leechers: u64,
     pub bad_chunks: u64,
-    /// Chunks sent, for "copies of the file sent".
-    pub chunks_sent: u64,
     /// Distinct peers that sent us data.
     pub sources: usize,
 }
@@ -179,10 +177,6 @@ impl Torrent {
         } else {
             u64::from(missing - 1) * full + last_len
         }
-    }
-
-    pub fn downloaded(&self) -> u64 {
-        self.counters.from_seeders + self.counters.from_leechers
     }
 
     /// A verified chunk from `addr`, who holds every chunk if `seed`.

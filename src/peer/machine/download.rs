@@ -71,9 +71,7 @@ impl Machine {
                 // later, and we ask it again after a while whatever it says.
                 if let Some(theirs) = s.theirs.as_mut() {
                     if theirs.clear(index) {
-                        let mut one = Bitfield::new(theirs.len());
-                        one.set(index);
-                        t.picker.remove_holder(&one);
+                        t.picker.remove_have(index);
                         s.spread_to_us.push((index, now + RESPREAD));
                     }
                 }

@@ -7,7 +7,11 @@ use super::*;
 impl Machine {
     pub(super) fn on_request(&mut self, now: Instant, conn: ConnId, index: u32) {
         let mut spread_over = false;
-        let elsewhere = self.elsewhere(conn, index);
+        // Only a seed that would refuse asks whether another peer has it: the
+        // scan over every connection stays off the common path.
+        let spreading =
+            self.sessions.get(&conn).and_then(|s| self.torrents.get(&s.torrent?)).is_some_and(|t| t.spreading(index));
+        let refuse = spreading && self.elsewhere(conn, index);
         let Some((s, t)) = self.pair(conn) else { return };
         if s.owed.len() >= MAX_PIPELINE {
             return self.violation(now, conn, "too many requests outstanding");
@@ -22,7 +26,7 @@ impl Machine {
         } else if !t.held().get(index) {
             debug!("{conn} {}: asked for chunk {index}, which we never said we hold", s.addr);
             Answer::Reject(index, RejectReason::NotHeld)
-        } else if elsewhere && t.spreading(index) {
+        } else if refuse {
             s.spread.push(index);
             Answer::Reject(index, RejectReason::Spread)
         } else {
@@ -66,7 +70,6 @@ impl Machine {
                             self.turns.push_back(conn);
                         }
                         s.last_sent = now;
-                        s.uploaded += len as u64;
                         if t.is_complete() {
                             // It holds it now (its Have is on the way): a seed may send others there.
                             if let Some(theirs) = s.theirs.as_mut() {
@@ -74,7 +77,6 @@ impl Machine {
                             }
                         }
                         t.counters.uploaded += len as u64;
-                        t.counters.chunks_sent += 1;
                         self.up.take(now, len as u64);
                         return t.goal_met(now);
                     }
@@ -115,8 +117,8 @@ impl Machine {
     }
 
     /// Every chunk of a seed's file has gone out one more time, or a peer
-    /// that held some left: the chunks
-    /// refused with `Spread` are offered again with a Have.
+    /// that held some left: the chunks refused with `Spread` are offered
+    /// again with a Have.
     pub(super) fn offer_spread(&mut self, id: ContentId) {
         for (conn, s) in self.sessions.iter_mut().filter(|(_, s)| s.torrent == Some(id) && !s.spread.is_empty()) {
             for index in std::mem::take(&mut s.spread) {
