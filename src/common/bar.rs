@@ -14,8 +14,9 @@ static DRAWN: Mutex<Option<String>> = Mutex::new(None);
 /// Draws `line` in place of the current bar.
 pub fn draw(line: &str) {
     let mut drawn = DRAWN.lock().unwrap_or_else(|e| e.into_inner());
+    wipe();
     let mut out = std::io::stdout().lock();
-    let _ = write!(out, "\r\x1b[2K{line}");
+    let _ = write!(out, "{line}");
     let _ = out.flush();
     *drawn = Some(line.to_string());
 }
@@ -24,10 +25,15 @@ pub fn draw(line: &str) {
 pub fn clear() {
     let mut drawn = DRAWN.lock().unwrap_or_else(|e| e.into_inner());
     if drawn.take().is_some() {
-        let mut out = std::io::stdout().lock();
-        let _ = write!(out, "\r\x1b[2K");
-        let _ = out.flush();
+        wipe();
     }
+}
+
+/// Returns to the start of the line and erases it.
+fn wipe() {
+    let mut out = std::io::stdout().lock();
+    let _ = write!(out, "\r\x1b[2K");
+    let _ = out.flush();
 }
 
 /// Wraps a logger: while a bar is drawn, each record is printed on a clean
@@ -45,9 +51,7 @@ impl<L: Log> Log for AroundBar<L> {
         }
         let drawn = DRAWN.lock().unwrap_or_else(|e| e.into_inner());
         if drawn.is_some() {
-            let mut out = std::io::stdout().lock();
-            let _ = write!(out, "\r\x1b[2K");
-            let _ = out.flush();
+            wipe();
         }
         self.0.log(record);
         self.0.flush();

@@ -30,6 +30,8 @@ impl std::fmt::Display for ConnId {
 const UDP: Token = Token(0);
 const FIRST_LISTENER: usize = 1;
 const FIRST_CONN: usize = 16;
+/// How long every role waits for a TCP connect (peer or catalog) to complete.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection's handler is asked for more while fewer bytes than this
 /// wait in its queue. Small: bytes queued here are bytes whose sending can
 /// no longer be cancelled, and a Have or State waits behind them; the

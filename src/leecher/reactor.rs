@@ -11,7 +11,7 @@ use super::machine::{Command, Config as CoreConfig, Dir, Leecher, Note, Output};
 use super::progress::View;
 use super::{Config, Error};
 use crate::common::fmt;
-use crate::common::net::{CloseReason, ConnId, Handler, Net};
+use crate::common::net::{CloseReason, ConnId, Handler, Net, CONNECT_TIMEOUT};
 use crate::common::{rng, signal};
 use crate::peer::machine::Config as PeerConfig;
 use crate::peer::reactor::Peers;
@@ -19,8 +19,6 @@ use crate::peer::torrent::Counters;
 use crate::wire::catalog::{Response, MAX_CATALOG_FRAME};
 use crate::wire::peer::MAX_PEER_FRAME;
 use crate::wire::{DecodeError, Frame};
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 struct Shell {
     core: Leecher<Dir>,

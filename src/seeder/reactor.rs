@@ -11,7 +11,7 @@ use log::{debug, info};
 use super::publish::{Output as PublishOutput, Publisher};
 use super::{Config, Error};
 use crate::common::fmt as human;
-use crate::common::net::{CloseReason, ConnId, Handler, Net};
+use crate::common::net::{CloseReason, ConnId, Handler, Net, CONNECT_TIMEOUT};
 use crate::common::{rng, signal};
 use crate::meta::FileMeta;
 use crate::peer::bitfield::Bitfield;
@@ -22,8 +22,6 @@ use crate::peer::torrent::Goal;
 use crate::wire::catalog::{self, MAX_CATALOG_FRAME};
 use crate::wire::peer::MAX_PEER_FRAME;
 use crate::wire::{DecodeError, Frame};
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 struct Shell {
     core: Machine,
