@@ -8,18 +8,30 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 
 use super::net::CloseReason;
-use crate::wire::FRAME_HEADER;
+use crate::wire::{FrameLimit, FRAME_HEADER};
 
-/// Bytes read per `read` call; the buffer grows to hold one whole frame at most.
+/// Most bytes read per `read` call; the buffer grows to hold one whole frame at most.
 const READ_CHUNK: usize = 256 * 1024;
+/// First read size: a connection that sends small requests (or one byte at
+/// a time) costs this much, not `READ_CHUNK`. Doubles on every read that
+/// fills it, so a fast stream reaches `READ_CHUNK` within a few reads.
+const FIRST_READ: usize = 4 * 1024;
 
 pub(super) struct Conn {
     pub stream: TcpStream,
     pub peer: SocketAddr,
-    pub max_frame: u32,
+    pub limit: FrameLimit,
     /// `rbuf[..rlen]` holds bytes read and not yet parsed.
     pub rbuf: Vec<u8>,
     pub rlen: usize,
+    /// Bytes the next `read` asks for.
+    read_size: usize,
+    /// False while the handler has paused reading (its answers wait unread).
+    pub reading: bool,
+    /// Reading was resumed: buffered frames and the socket are read at the
+    /// end of the batch, since no readiness edge will come for bytes that
+    /// were already waiting.
+    pub resume: bool,
     /// `wbuf[wpos..]` holds bytes queued and not yet written.
     pub wbuf: Vec<u8>,
     pub wpos: usize,
@@ -37,13 +49,16 @@ pub(super) struct Conn {
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, peer: SocketAddr, max_frame: u32, now: Instant, writable: bool) -> Conn {
+    pub fn new(stream: TcpStream, peer: SocketAddr, limit: FrameLimit, now: Instant, writable: bool) -> Conn {
         Conn {
             stream,
             peer,
-            max_frame,
+            limit,
             rbuf: Vec::new(),
             rlen: 0,
+            read_size: FIRST_READ,
+            reading: true,
+            resume: false,
             wbuf: Vec::new(),
             wpos: 0,
             writable_interest: writable,
@@ -62,11 +77,16 @@ impl Conn {
     /// read's worth at a time (zero-filled once), up to one frame plus a read:
     /// a 1 MiB chunk stream settles near 1.25 MiB and a steady stream costs no memset.
     pub fn read_some(&mut self) -> io::Result<usize> {
-        let cap = self.max_frame as usize + FRAME_HEADER + READ_CHUNK;
-        if self.rbuf.len() - self.rlen < READ_CHUNK.min(cap - self.rlen) {
-            self.rbuf.resize((self.rlen + READ_CHUNK).min(cap), 0);
+        let cap = self.limit.max() as usize + FRAME_HEADER + READ_CHUNK;
+        if self.rbuf.len() - self.rlen < self.read_size.min(cap - self.rlen) {
+            self.rbuf.resize((self.rlen + self.read_size).min(cap), 0);
         }
-        let n = self.stream.read(self.rbuf.get_mut(self.rlen..).unwrap_or(&mut []))?;
+        let free = self.rbuf.get_mut(self.rlen..).unwrap_or(&mut []);
+        let room = free.len();
+        let n = self.stream.read(free)?;
+        if n == room {
+            self.read_size = (self.read_size * 2).min(READ_CHUNK);
+        }
         self.rlen += n;
         Ok(n)
     }

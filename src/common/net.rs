@@ -8,14 +8,14 @@ use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use log::{debug, trace};
+use log::{debug, trace, warn};
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::conn::Conn;
 
-use crate::wire::{split_frame, DecodeError, Frame};
+use crate::wire::{split_frame, DecodeError, Frame, FrameLimit};
 
 /// A connection's name: its slab key. Cores never see a `mio::Token`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -42,6 +42,10 @@ const LOW_WATER: usize = 256 * 1024;
 /// already committed that a Cancel cannot stop, Haves and States stuck
 /// behind them, seconds of queue at a 20 MiB/s uplink shared by 8 peers.
 const UNSENT: libc::c_int = 256 * 1024;
+/// After an accept fails for want of descriptors (EMFILE, ENFILE), the
+/// listeners are tried again this often: the connections wait in the
+/// kernel's backlog, and no readiness edge comes for them.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// Largest UDP datagram we accept or send.
 const MAX_DATAGRAM: usize = 4096;
 
@@ -69,6 +73,12 @@ pub trait Handler {
     fn on_connected(&mut self, _net: &mut Net, _now: Instant, _conn: ConnId) {}
     /// A complete frame arrived. An error closes the connection as malformed.
     fn on_frame(&mut self, net: &mut Net, now: Instant, conn: ConnId, frame: Frame<'_>) -> Result<(), DecodeError>;
+    /// A read pass ended with `buffered` bytes of an unfinished frame (or,
+    /// while reading is paused, of unread frames) held.
+    fn on_read(&mut self, _net: &mut Net, _now: Instant, _conn: ConnId, _buffered: usize) {}
+    /// An accept failed for want of file descriptors; the listeners are
+    /// tried again shortly. A handler may close a connection to make room.
+    fn on_descriptors_exhausted(&mut self, _net: &mut Net, _now: Instant) {}
     /// The connection's write queue fell below the low-water mark (only for
     /// connections that asked with [`Net::want_drained`]).
     fn on_drained(&mut self, _net: &mut Net, _now: Instant, _conn: ConnId) {}
@@ -95,6 +105,10 @@ pub struct Net {
     /// Connections touched in this batch that may need a flush.
     dirty: Vec<ConnId>,
     udp_buf: Vec<u8>,
+    /// Handlers are asked for more while fewer bytes wait (`LOW_WATER`).
+    low_water: usize,
+    /// When to try the listeners again after running out of descriptors.
+    accept_retry: Option<Instant>,
     /// Datagram replies that met `WouldBlock` and were dropped.
     pub udp_dropped: u64,
 }
@@ -108,6 +122,8 @@ impl Net {
             conns: Slab::new(),
             dirty: Vec::new(),
             udp_buf: vec![0; MAX_DATAGRAM],
+            low_water: LOW_WATER,
+            accept_retry: None,
             udp_dropped: 0,
         })
     }
@@ -131,7 +147,7 @@ impl Net {
         self.bind_udp(any)
     }
 
-    /// Binds a TCP listener; accepted connections get `max_frame` and `idle`.
+    /// Binds a TCP listener; accepted connections get the frame limit given to [`Net::run`].
     pub fn listen(&mut self, addr: SocketAddr) -> io::Result<SocketAddr> {
         let mut l = TcpListener::bind(addr)?;
         let token = Token(FIRST_LISTENER + self.listeners.len());
@@ -154,7 +170,7 @@ impl Net {
     /// Starts a non-blocking connect. `on_connected` or `on_closed(ConnectFailed)` follows.
     pub fn connect(&mut self, addr: SocketAddr, max_frame: u32, now: Instant, timeout: Duration) -> io::Result<ConnId> {
         let stream = TcpStream::connect(addr)?;
-        let id = self.insert(stream, addr, max_frame, now, Interest::WRITABLE)?;
+        let id = self.insert(stream, addr, max_frame.into(), now, Interest::WRITABLE)?;
         if let Some(c) = self.conns.get_mut(id.0) {
             c.connecting = true;
             c.writable_interest = true;
@@ -173,7 +189,7 @@ impl Net {
     /// Sets the maximum frame a connection accepts.
     pub fn set_max_frame(&mut self, conn: ConnId, max_frame: u32) {
         if let Some(c) = self.conns.get_mut(conn.0) {
-            c.max_frame = max_frame;
+            c.limit = max_frame.into();
         }
     }
 
@@ -188,6 +204,19 @@ impl Net {
             self.dirty.push(conn);
         }
         Some(&mut c.wbuf)
+    }
+
+    /// Pauses or resumes reading `conn`. While paused, its frames stay
+    /// unread in its buffer and in the kernel, so a client that sends
+    /// requests faster than it takes the answers is slowed by TCP itself.
+    pub fn set_reading(&mut self, conn: ConnId, reading: bool) {
+        if let Some(c) = self.conns.get_mut(conn.0) {
+            if reading && !c.reading {
+                c.resume = true;
+            }
+            c.reading = reading;
+        }
+        self.mark_dirty(conn);
     }
 
     /// Bytes queued and not yet written.
@@ -246,7 +275,7 @@ impl Net {
         &mut self,
         mut stream: TcpStream,
         peer: SocketAddr,
-        max_frame: u32,
+        limit: FrameLimit,
         now: Instant,
         interest: Interest,
     ) -> io::Result<ConnId> {
@@ -255,12 +284,13 @@ impl Net {
         self.poll.registry().register(&mut stream, Token(FIRST_CONN + id.0), interest)?;
         let _ = stream.set_nodelay(true);
         limit_unsent(&stream);
-        entry.insert(Conn::new(stream, peer, max_frame, now, interest.is_writable()));
+        entry.insert(Conn::new(stream, peer, limit, now, interest.is_writable()));
         Ok(id)
     }
 
     /// Runs the loop until the handler is done. Returns on a poll failure only.
-    pub fn run<H: Handler>(&mut self, handler: &mut H, accept_frame: u32) -> io::Result<()> {
+    pub fn run<H: Handler>(&mut self, handler: &mut H, accept_limit: impl Into<FrameLimit>) -> io::Result<()> {
+        let accept_limit = accept_limit.into();
         let mut events = Events::with_capacity(256);
         while !handler.done() {
             let timeout = self.poll_timeout(handler.next_deadline(), Instant::now());
@@ -278,8 +308,14 @@ impl Net {
             for event in events.iter() {
                 match event.token() {
                     UDP => self.read_datagrams(handler, now),
-                    Token(t) if t < FIRST_CONN => self.accept(handler, now, t - FIRST_LISTENER, accept_frame),
+                    Token(t) if t < FIRST_CONN => self.accept(handler, now, t - FIRST_LISTENER, accept_limit),
                     Token(t) => self.conn_event(handler, now, ConnId(t - FIRST_CONN), event),
+                }
+            }
+            if self.accept_retry.is_some_and(|at| now >= at) {
+                self.accept_retry = None;
+                for index in 0..self.listeners.len() {
+                    self.accept(handler, now, index, accept_limit);
                 }
             }
             self.check_deadlines(now);
@@ -291,10 +327,7 @@ impl Net {
 
     fn poll_timeout(&self, handler_deadline: Option<Instant>, now: Instant) -> Option<Duration> {
         let conn_deadline = self.conns.iter().filter_map(|(_, c)| c.deadline()).min();
-        let deadline = match (handler_deadline, conn_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let deadline = [handler_deadline, conn_deadline, self.accept_retry].into_iter().flatten().min();
         // Round up to whole milliseconds so we never wake just before a deadline.
         deadline.map(|d| d.saturating_duration_since(now) + Duration::from_micros(999))
     }
@@ -312,11 +345,11 @@ impl Net {
         self.udp_buf = buf;
     }
 
-    fn accept<H: Handler>(&mut self, handler: &mut H, now: Instant, index: usize, max_frame: u32) {
+    fn accept<H: Handler>(&mut self, handler: &mut H, now: Instant, index: usize, limit: FrameLimit) {
         loop {
             let Some(listener) = self.listeners.get(index) else { return };
             match listener.accept() {
-                Ok((stream, peer)) => match self.insert(stream, peer, max_frame, now, Interest::READABLE) {
+                Ok((stream, peer)) => match self.insert(stream, peer, limit, now, Interest::READABLE) {
                     Ok(id) => {
                         debug!("{id} {peer}: accepted");
                         handler.on_accept(self, now, id);
@@ -324,10 +357,18 @@ impl Net {
                     Err(e) => debug!("register {peer}: {e}"),
                 },
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                // Out of descriptors and the like: leave the rest in the backlog.
+                // Interrupted, or a client that reset before we took it: go on.
+                Err(e) if matches!(e.kind(), ErrorKind::Interrupted | ErrorKind::ConnectionAborted) => continue,
+                // Out of descriptors or memory: the rest waits in the backlog,
+                // and without a retry it would wait for ever (no new edge).
                 Err(e) => {
-                    debug!("accept: {e}");
+                    if self.accept_retry.is_none() {
+                        warn!("accept: {e}; trying again every {ACCEPT_RETRY:?}");
+                    }
+                    self.accept_retry = Some(now + ACCEPT_RETRY);
+                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                        handler.on_descriptors_exhausted(self, now);
+                    }
                     return;
                 }
             }
@@ -363,13 +404,16 @@ impl Net {
         }
     }
 
-    /// Reads until `WouldBlock` (readiness is edge-triggered), handing every
-    /// complete frame to the handler.
+    /// Reads until `WouldBlock` (readiness is edge-triggered) or until the
+    /// handler pauses reading, handing every complete frame to the handler.
     fn read_conn<H: Handler>(&mut self, handler: &mut H, now: Instant, id: ConnId) {
         loop {
             let Some(c) = self.conns.get_mut(id.0) else { return };
             if c.closing.is_some() {
                 return;
+            }
+            if !c.reading {
+                break;
             }
             match c.read_some() {
                 Ok(0) => {
@@ -390,24 +434,28 @@ impl Net {
                 }
             }
         }
+        if let Some(buffered) = self.conns.get(id.0).filter(|c| c.closing.is_none()).map(|c| c.rlen) {
+            handler.on_read(self, now, id, buffered);
+        }
     }
 
+    /// Hands the buffered complete frames to the handler while it reads.
     fn drain_frames<H: Handler>(&mut self, handler: &mut H, now: Instant, id: ConnId) {
         let Some(c) = self.conns.get_mut(id.0) else { return };
         // Take the buffer so the handler may use `self` while a frame borrows it.
         let rbuf = std::mem::take(&mut c.rbuf);
-        let (rlen, max) = (c.rlen, c.max_frame);
+        let (rlen, limit) = (c.rlen, c.limit);
         let mut used = 0;
         let mut error = None;
         while let Some(rest) = rbuf.get(used..rlen) {
-            match split_frame(rest, max) {
+            if self.conns.get(id.0).is_none_or(|c| c.closing.is_some() || !c.reading) {
+                break;
+            }
+            match split_frame(rest, limit) {
                 Ok(Some((frame, n))) => {
                     used += n;
                     if let Err(e) = handler.on_frame(self, now, id, frame) {
                         error = Some(e);
-                        break;
-                    }
-                    if self.conns.get(id.0).is_none_or(|c| c.closing.is_some()) {
                         break;
                     }
                 }
@@ -444,6 +492,11 @@ impl Net {
     /// Flushes every touched connection, feeds drained ones, removes closed ones.
     fn finish_batch<H: Handler>(&mut self, handler: &mut H, now: Instant) {
         while let Some(id) = self.dirty.pop() {
+            if let Some(c) = self.conns.get_mut(id.0).filter(|c| c.resume && c.closing.is_none()) {
+                c.resume = false;
+                self.drain_frames(handler, now, id);
+                self.read_conn(handler, now, id);
+            }
             self.pump(handler, now, id);
             // Cleared after the pump: what the pump itself queues is already being handled.
             if let Some(c) = self.conns.get_mut(id.0) {
@@ -472,7 +525,7 @@ impl Net {
                 return;
             }
             let before = c.wbuf.len();
-            let asked = c.want_drained && before - c.wpos < LOW_WATER;
+            let asked = c.want_drained && before - c.wpos < self.low_water;
             if asked {
                 handler.on_drained(self, now, id);
             }
@@ -528,6 +581,119 @@ fn limit_unsent(stream: &TcpStream) {
         };
         if rc != 0 {
             debug!("TCP_NOTSENT_LOWAT: {}", io::Error::last_os_error());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// Feeds `feeds` answers of `size` bytes, one per `on_drained`.
+    struct Feeder {
+        conn: Option<ConnId>,
+        size: usize,
+        feeds: usize,
+        asked: usize,
+    }
+
+    impl Handler for Feeder {
+        fn on_accept(&mut self, net: &mut Net, _now: Instant, conn: ConnId) {
+            self.conn = Some(conn);
+            net.want_drained(conn, true);
+            if let Some(out) = net.out(conn) {
+                out.resize(self.size, 1);
+            }
+        }
+        fn on_frame(&mut self, _: &mut Net, _: Instant, _: ConnId, _: Frame<'_>) -> Result<(), DecodeError> {
+            Ok(())
+        }
+        fn on_drained(&mut self, net: &mut Net, _now: Instant, conn: ConnId) {
+            self.asked += 1;
+            if self.feeds > 0 {
+                self.feeds -= 1;
+                if let Some(out) = net.out(conn) {
+                    out.resize(out.len() + self.size, 2);
+                }
+            }
+        }
+        fn on_tick(&mut self, _: &mut Net, _: Instant) {}
+        fn next_deadline(&self) -> Option<Instant> {
+            None
+        }
+    }
+
+    /// Finding 9 of issue 9: a queue that starts a pass above the low-water
+    /// mark and is emptied by one write must still ask the handler for the
+    /// next answer. The old pump stopped there (nothing fed this pass),
+    /// dropped write interest with nothing queued, and never asked again.
+    #[test]
+    fn emptied_queue_still_asks_for_more() {
+        let mut net = Net::new().unwrap();
+        net.low_water = 8; // a 100-byte answer is above it; one write empties it
+        let addr = net.listen(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        let mut feeder = Feeder { conn: None, size: 100, feeds: 3, asked: 0 };
+        let now = Instant::now();
+        net.accept(&mut feeder, now, 0, FrameLimit::Any(64));
+        let conn = feeder.conn.expect("accepted");
+        net.finish_batch(&mut feeder, now);
+
+        assert_eq!(feeder.feeds, 0, "the handler was asked for every answer");
+        assert_eq!(feeder.asked, 4, "three answers, then asked once more and had none");
+        let c = net.conns.get(conn.0).unwrap();
+        assert_eq!(c.wbuf.len() - c.wpos, 0);
+        assert!(!c.writable_interest, "no WRITABLE interest with nothing queued");
+        client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut got = vec![0u8; 400];
+        client.read_exact(&mut got).unwrap();
+        assert!(got[..100].iter().all(|&b| b == 1) && got[100..].iter().all(|&b| b == 2));
+    }
+
+    /// A paused connection's frames wait; resuming hands them over at the
+    /// end of the batch without a new readiness edge.
+    #[test]
+    fn paused_reading_resumes_without_an_edge() {
+        struct Pauser {
+            conn: Option<ConnId>,
+            frames: usize,
+        }
+        impl Handler for Pauser {
+            fn on_accept(&mut self, _: &mut Net, _: Instant, conn: ConnId) {
+                self.conn = Some(conn);
+            }
+            fn on_frame(&mut self, net: &mut Net, _: Instant, c: ConnId, _: Frame<'_>) -> Result<(), DecodeError> {
+                self.frames += 1;
+                net.set_reading(c, false);
+                Ok(())
+            }
+            fn on_tick(&mut self, _: &mut Net, _: Instant) {}
+            fn next_deadline(&self) -> Option<Instant> {
+                None
+            }
+        }
+        use std::io::Write as _;
+        let mut net = Net::new().unwrap();
+        let addr = net.listen(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        let mut pauser = Pauser { conn: None, frames: 0 };
+        let now = Instant::now();
+        net.accept(&mut pauser, now, 0, FrameLimit::Any(64));
+        let conn = pauser.conn.unwrap();
+        client.write_all(&[0, 0, 0, 1, 7, 0, 0, 0, 1, 7, 0, 0, 0, 1, 7]).unwrap();
+        let mut events = Events::with_capacity(8);
+        while pauser.frames == 0 {
+            net.poll.poll(&mut events, Some(Duration::from_secs(5))).unwrap();
+            net.read_conn(&mut pauser, now, conn);
+        }
+        assert_eq!(pauser.frames, 1, "paused after the first frame");
+        net.finish_batch(&mut pauser, now);
+        assert_eq!(pauser.frames, 1);
+        for expected in [2, 3] {
+            net.set_reading(conn, true);
+            net.finish_batch(&mut pauser, now);
+            assert_eq!(pauser.frames, expected);
         }
     }
 }

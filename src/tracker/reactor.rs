@@ -11,7 +11,7 @@ use super::machine::Tracker;
 use super::{Config, Error};
 use crate::common::net::{CloseReason, ConnId, Handler, Net};
 use crate::common::{rng, signal};
-use crate::wire::catalog::{Request, MAX_CATALOG_FRAME};
+use crate::wire::catalog::{Request, REQUEST_LIMIT};
 use crate::wire::{DecodeError, Frame};
 
 /// A catalog connection that sends nothing for this long is closed.
@@ -48,7 +48,7 @@ pub fn run(config: Config) -> Result<(), Error> {
     info!("interval {:?}, expiry {:?}", config.core.interval, config.core.expiry);
     crate::say!("listening on {local}");
     let _ = std::io::stdout().flush();
-    net.run(&mut shell, MAX_CATALOG_FRAME).map_err(Error::Poll)
+    net.run(&mut shell, REQUEST_LIMIT).map_err(Error::Poll)
 }
 
 /// UDP and TCP on the same port. With port 0 the UDP port is picked first

@@ -4,12 +4,17 @@
 
 use byteorder::{NetworkEndian, ReadBytesExt, WriteBytesExt};
 
-use super::{finish, put_frame, put_str, read_hash, read_str, DecodeError, Frame, MAX_NAME};
+use super::{finish, put_frame, put_str, read_hash, read_str, DecodeError, Frame, FrameLimit, MAX_NAME};
 use crate::hash::ContentId;
 use crate::meta::{FileMeta, MAX_CHUNKS};
 
 /// Largest catalog frame (type byte and body), checked before buffering.
 pub const MAX_CATALOG_FRAME: u32 = 16 * 1024 * 1024;
+/// What a tracker accepts from a catalog client: List and GetMeta are tiny,
+/// only a Publish may be as large as the metadata limit.
+pub const REQUEST_LIMIT: FrameLimit = FrameLimit::ByKind { max: MAX_CATALOG_FRAME, of: request_max };
+/// Largest GetMeta frame: type, selector byte and a name of `MAX_NAME` bytes.
+const MAX_GET_META: u32 = 1 + 1 + 2 + MAX_NAME as u32;
 /// Version byte that starts every encoded [`FileMeta`].
 pub const META_VERSION: u8 = 1;
 /// Bytes of one list entry besides its name.
@@ -105,6 +110,16 @@ pub fn decode_meta(input: &mut &[u8]) -> Result<FileMeta, DecodeError> {
             crate::meta::MetaError::ChunkCount { .. } => "chunk count",
         },
     })
+}
+
+/// The frame maximum (type byte and body) of a catalog request type.
+pub fn request_max(kind: u8) -> Result<u32, DecodeError> {
+    match kind {
+        PUBLISH => Ok(MAX_CATALOG_FRAME),
+        LIST => Ok(1),
+        GET_META => Ok(MAX_GET_META),
+        other => Err(DecodeError::UnknownType(other.into())),
+    }
 }
 
 impl Request {
@@ -272,6 +287,25 @@ mod tests {
         let (frame, used) = split_frame(bytes, MAX_CATALOG_FRAME).unwrap().unwrap();
         assert_eq!(used, bytes.len());
         frame
+    }
+
+    #[test]
+    fn requests_fit_their_type_maximum_and_larger_headers_are_refused() {
+        let longest = Request::GetMeta(Selector::Name("n".repeat(MAX_NAME)));
+        for req in requests().into_iter().chain([longest]) {
+            let mut buf = Vec::new();
+            req.encode(&mut buf);
+            let (frame, _) = split_frame(&buf, REQUEST_LIMIT).unwrap().unwrap();
+            assert_eq!(Request::decode(frame), Ok(req));
+        }
+        // A List or GetMeta header announcing 16 MiB is refused on its 5 bytes.
+        for (kind, max) in [(LIST, 1), (GET_META, MAX_GET_META)] {
+            let mut header = Vec::new();
+            crate::wire::put_frame_header(&mut header, kind, MAX_CATALOG_FRAME as usize - 1);
+            let err = split_frame(&header, REQUEST_LIMIT).unwrap_err();
+            assert_eq!(err, DecodeError::TooLarge { len: MAX_CATALOG_FRAME.into(), max: max.into() });
+        }
+        assert_eq!(split_frame(&[0, 0, 0, 1, 0x42], REQUEST_LIMIT), Err(DecodeError::UnknownType(0x42)));
     }
 
     #[test]

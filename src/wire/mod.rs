@@ -72,13 +72,43 @@ pub struct Frame<'a> {
     pub body: &'a [u8],
 }
 
+/// How large a frame a connection accepts: one maximum for every type, or
+/// one per type (catalog requests: only a Publish may be large).
+#[derive(Debug, Clone, Copy)]
+pub enum FrameLimit {
+    Any(u32),
+    /// `of(kind)` is the maximum for a frame of that type (an unknown type
+    /// is an error); `max` bounds them all.
+    ByKind {
+        max: u32,
+        of: fn(u8) -> Result<u32, DecodeError>,
+    },
+}
+
+impl FrameLimit {
+    /// The largest frame of any type.
+    pub fn max(self) -> u32 {
+        match self {
+            FrameLimit::Any(max) | FrameLimit::ByKind { max, .. } => max,
+        }
+    }
+}
+
+impl From<u32> for FrameLimit {
+    fn from(max: u32) -> FrameLimit {
+        FrameLimit::Any(max)
+    }
+}
+
 /// Splits the first complete frame off `buf`.
 ///
-/// `Ok(None)` means more bytes are needed. A length above `max` (which counts
-/// the type byte and the body) is an error as soon as the 4 length bytes are in,
-/// so a peer cannot make us buffer more than `max + FRAME_HEADER` bytes.
+/// `Ok(None)` means more bytes are needed. A length above the limit (which
+/// counts the type byte and the body) is an error as soon as the header is
+/// in: the 4 length bytes for the overall maximum, the type byte for a
+/// per-type one. So a peer cannot make us buffer a frame we would refuse.
 /// On success returns the frame and the bytes it occupied.
-pub fn split_frame(buf: &[u8], max: u32) -> Result<Option<(Frame<'_>, usize)>, DecodeError> {
+pub fn split_frame(buf: &[u8], limit: impl Into<FrameLimit>) -> Result<Option<(Frame<'_>, usize)>, DecodeError> {
+    let limit = limit.into();
     let Some(mut len_bytes) = buf.get(..4) else {
         return Ok(None);
     };
@@ -86,8 +116,15 @@ pub fn split_frame(buf: &[u8], max: u32) -> Result<Option<(Frame<'_>, usize)>, D
     if len == 0 {
         return Err(DecodeError::BadValue { field: "frame length" });
     }
+    let max = limit.max();
     if len > max {
         return Err(DecodeError::TooLarge { len: len.into(), max: max.into() });
+    }
+    if let (FrameLimit::ByKind { of, .. }, Some(&kind)) = (limit, buf.get(4)) {
+        let max = of(kind)?;
+        if len > max {
+            return Err(DecodeError::TooLarge { len: len.into(), max: max.into() });
+        }
     }
     let total = 4 + len as usize;
     let Some(frame) = buf.get(4..total) else {
@@ -186,6 +223,25 @@ mod tests {
     fn huge_length_rejected_before_body_arrives() {
         let buf = [0xff, 0xff, 0xff, 0xff];
         assert_eq!(split_frame(&buf, 1024), Err(DecodeError::TooLarge { len: u32::MAX as u64, max: 1024 }));
+    }
+
+    #[test]
+    fn per_kind_maximum_checked_on_the_header() {
+        fn of(kind: u8) -> Result<u32, DecodeError> {
+            match kind {
+                1 => Ok(2),
+                2 => Ok(1000),
+                k => Err(DecodeError::UnknownType(k.into())),
+            }
+        }
+        let limit = FrameLimit::ByKind { max: 1000, of };
+        // Five bytes of a 900-byte frame of a small type: refused before its body.
+        assert_eq!(split_frame(&[0, 0, 3, 132, 1], limit), Err(DecodeError::TooLarge { len: 900, max: 2 }));
+        assert_eq!(split_frame(&[0, 0, 3, 132, 2], limit), Ok(None));
+        assert_eq!(split_frame(&[0, 0, 0, 1, 9], limit), Err(DecodeError::UnknownType(9)));
+        assert_eq!(split_frame(&[0, 0, 0, 2], limit), Ok(None), "the type byte is not in yet");
+        let (frame, used) = split_frame(&[0, 0, 0, 2, 1, 7], limit).unwrap().unwrap();
+        assert_eq!((frame, used), (Frame { kind: 1, body: &[7] }, 6));
     }
 
     #[test]
