@@ -425,7 +425,7 @@ impl Net {
                     c.last_active = now;
                     self.drain_frames(handler, now, id);
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
                     trace!("{id}: read error {e}");
@@ -498,9 +498,14 @@ impl Net {
                 self.read_conn(handler, now, id);
             }
             self.pump(handler, now, id);
-            // Cleared after the pump: what the pump itself queues is already being handled.
+            // Cleared after the pump: what the pump itself queues is already
+            // being handled. Reading resumed by the pump is done in another turn.
             if let Some(c) = self.conns.get_mut(id.0) {
-                c.dirty = false;
+                c.dirty = c.resume && c.closing.is_none();
+                if c.dirty {
+                    self.dirty.push(id);
+                    continue;
+                }
             }
             let closing = self.conns.get(id.0).and_then(|c| c.closing.clone());
             if let Some(reason) = closing {
@@ -516,8 +521,9 @@ impl Net {
     /// Writes until `WouldBlock` or empty, asking the handler for more while
     /// it wants to be fed, and keeps WRITABLE interest only while bytes wait.
     /// A queue that one write empties is offered to the handler again at
-    /// once: stopping there would drop write interest with nothing queued
-    /// and nobody left to ask for the next answer (a lost wake-up).
+    /// once, even one it was asked about earlier in the pass (whose answer
+    /// may depend on the queue's length): stopping there would drop write
+    /// interest with nothing queued and nobody left to ask (a lost wake-up).
     fn pump<H: Handler>(&mut self, handler: &mut H, now: Instant, id: ConnId) {
         loop {
             let Some(c) = self.conns.get_mut(id.0) else { return };
@@ -531,14 +537,16 @@ impl Net {
             }
             let Some(c) = self.conns.get_mut(id.0) else { return };
             let fed = c.wbuf.len() > before;
-            match c.flush() {
-                Ok(0) => {}
-                Ok(_) => c.last_active = now,
+            let wrote = match c.flush() {
+                Ok(n) => n,
                 Err(e) => {
                     trace!("{id}: write error {e}");
                     self.mark_closing(id, CloseReason::Remote);
                     return;
                 }
+            };
+            if wrote > 0 {
+                c.last_active = now;
             }
             let pending = c.wbuf.len() > c.wpos;
             if pending != c.writable_interest {
@@ -555,8 +563,9 @@ impl Net {
                 return;
             }
             // Stop when the socket is full (a writable event follows), when
-            // nobody wants feeding, or when the handler was asked and had nothing.
-            if pending || !c.want_drained || (asked && !fed) {
+            // nobody wants feeding, or when the handler was asked, had
+            // nothing, and no byte has left since (it would say the same).
+            if pending || !c.want_drained || (asked && !fed && wrote == 0) {
                 return;
             }
         }

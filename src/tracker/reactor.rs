@@ -1,12 +1,14 @@
 //! The tracker's mio shell: datagrams to the core and straight back,
 //! catalog frames to the core and their answers onto the connection.
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use log::{debug, info};
 
+use super::conns::{Admit, Conns, Limits};
 use super::machine::Tracker;
 use super::{Config, Error};
 use crate::common::net::{CloseReason, ConnId, Handler, Net};
@@ -14,16 +16,13 @@ use crate::common::{rng, signal};
 use crate::wire::catalog::{Request, REQUEST_LIMIT};
 use crate::wire::{DecodeError, Frame};
 
-/// A catalog connection that sends nothing for this long is closed.
-pub const CATALOG_IDLE: Duration = Duration::from_secs(30);
 /// A change is shown at most this often, so a busy tracker does not print a
 /// table per datagram.
 const STATUS_GAP: Duration = Duration::from_secs(1);
-/// Catalog connections served at once; more are closed on accept.
-const MAX_CATALOG_CONNS: usize = 512;
 
 struct Shell {
     core: Tracker,
+    conns: Conns,
     reply: Vec<u8>,
     status_every: Duration,
     next_status: Option<Instant>,
@@ -38,6 +37,7 @@ pub fn run(config: Config) -> Result<(), Error> {
     core_config.seed ^= rng::seed_from_os();
     let mut shell = Shell {
         core: Tracker::new(core_config, now),
+        conns: Conns::new(Limits::default()),
         reply: Vec::with_capacity(2048),
         status_every: config.status_every,
         next_status: (!config.status_every.is_zero()).then_some(now),
@@ -67,13 +67,37 @@ fn bind(addr: SocketAddr) -> Result<(Net, SocketAddr), Error> {
 }
 
 impl Handler for Shell {
-    fn on_accept(&mut self, net: &mut Net, _now: Instant, conn: ConnId) {
-        if net.connection_count() > MAX_CATALOG_CONNS {
-            debug!("{conn}: too many catalog connections");
-            net.close(conn);
-            return;
+    fn on_accept(&mut self, net: &mut Net, now: Instant, conn: ConnId) {
+        let Some(peer) = net.peer_addr(conn) else { return };
+        match self.conns.handle_accept(now, conn, peer.ip()) {
+            Admit::Accept => {}
+            Admit::Evict(idlest) => {
+                debug!("{idlest}: evicted for {conn} {peer}: catalog connections full");
+                net.close(idlest);
+            }
+            Admit::Refuse => {
+                debug!("{conn} {peer}: refused: too many catalog connections from {}", peer.ip());
+                net.close(conn);
+            }
         }
-        net.set_idle(conn, Some(CATALOG_IDLE));
+    }
+
+    fn on_read(&mut self, _net: &mut Net, now: Instant, conn: ConnId, buffered: usize) {
+        self.conns.handle_read(now, conn, buffered);
+    }
+
+    fn on_drained(&mut self, net: &mut Net, now: Instant, conn: ConnId) {
+        if self.conns.handle_drained(now, conn, net.queued(conn)) {
+            net.want_drained(conn, false);
+            net.set_reading(conn, true);
+        }
+    }
+
+    fn on_descriptors_exhausted(&mut self, net: &mut Net, _now: Instant) {
+        if let Some(idlest) = self.conns.evict_one() {
+            debug!("{idlest}: evicted: out of file descriptors");
+            net.close(idlest);
+        }
     }
 
     fn on_frame(&mut self, net: &mut Net, now: Instant, conn: ConnId, frame: Frame<'_>) -> Result<(), DecodeError> {
@@ -83,10 +107,16 @@ impl Handler for Shell {
         if let Some(out) = net.out(conn) {
             response.encode(out);
         }
+        // Pipelined requests wait, unread, while this answer is not taken.
+        if !self.conns.handle_request(now, conn, net.queued(conn)) {
+            net.set_reading(conn, false);
+            net.want_drained(conn, true);
+        }
         Ok(())
     }
 
     fn on_closed(&mut self, _net: &mut Net, _now: Instant, conn: ConnId, reason: CloseReason) {
+        self.conns.handle_closed(conn);
         if let CloseReason::Malformed(e) = reason {
             self.bad_frames += 1;
             debug!("{conn}: closed on a malformed frame: {e} ({} so far)", self.bad_frames);
@@ -99,12 +129,16 @@ impl Handler for Shell {
         }
     }
 
-    fn on_tick(&mut self, _net: &mut Net, now: Instant) {
+    fn on_tick(&mut self, net: &mut Net, now: Instant) {
         if signal::stop_requested() {
             info!("stopping");
             return;
         }
         self.core.handle_timeout(now);
+        for conn in self.conns.handle_timeout(now) {
+            debug!("{conn}: closed: a frame took too long, or idle");
+            net.close(conn);
+        }
         let Some(next) = self.next_status else { return };
         if now >= next || (self.core.changed() && now >= self.last_status + STATUS_GAP) {
             self.core.take_changed();
@@ -112,6 +146,17 @@ impl Handler for Shell {
             let mut status = self.core.status();
             if self.bad_frames > 0 {
                 status.push_str(&format!("  (malformed catalog frames: {})\n", self.bad_frames));
+            }
+            let c = self.conns.stats();
+            if c.refused + c.evicted + c.slow_frames > 0 {
+                let _ = writeln!(
+                    status,
+                    "  (catalog connections {}: refused per IP {}, evicted {}, slow frames {})",
+                    self.conns.len(),
+                    c.refused,
+                    c.evicted,
+                    c.slow_frames
+                );
             }
             {
                 use std::io::Write as _;
@@ -127,7 +172,7 @@ impl Handler for Shell {
             true => next.min(self.last_status + STATUS_GAP),
             false => next,
         });
-        [self.core.next_deadline(), status].into_iter().flatten().min()
+        [self.core.next_deadline(), self.conns.next_deadline(), status].into_iter().flatten().min()
     }
 
     /// The tracker keeps only soft state: on SIGINT or SIGTERM it just stops.

@@ -1,0 +1,329 @@
+//! The rules for the tracker's catalog connections, sans IO: how many a
+//! client may hold, how long a frame may take, when reading pauses and
+//! whom to evict. The shell reports what happens and closes what this says.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use crate::common::net::ConnId;
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Catalog connections at once; a new one evicts the idlest.
+    pub max_conns: usize,
+    /// Catalog connections at once from one IP address; more are refused.
+    pub per_ip: usize,
+    /// A connection with no request, no answer taken and no frame under way
+    /// for this long is closed.
+    pub idle: Duration,
+    /// A frame must arrive whole within this time of its first byte, however
+    /// the bytes trickle in (slowloris).
+    pub frame_deadline: Duration,
+    /// While more answer bytes than this wait, further requests are not read.
+    pub max_queued: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_conns: 512,
+            per_ip: 32,
+            idle: Duration::from_secs(30),
+            frame_deadline: Duration::from_secs(10),
+            max_queued: 64 * 1024,
+        }
+    }
+}
+
+/// What to do with a connection just accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    Accept,
+    /// Accept it and close this one to make room.
+    Evict(ConnId),
+    /// Close it: its address holds `per_ip` connections already.
+    Refuse,
+}
+
+/// Counts of what the rules closed, for the status line.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Stats {
+    pub refused: u64,
+    pub evicted: u64,
+    pub slow_frames: u64,
+    pub idle: u64,
+}
+
+struct Entry {
+    ip: IpAddr,
+    /// Last request read, answer taken, or the accept.
+    last_progress: Instant,
+    /// First byte of the frame under way, while one is and we read.
+    frame_start: Option<Instant>,
+    reading: bool,
+}
+
+impl Entry {
+    fn deadline(&self, limits: &Limits) -> Instant {
+        match self.frame_start {
+            Some(start) => start + limits.frame_deadline,
+            None => self.last_progress + limits.idle,
+        }
+    }
+
+    /// Eviction order: the connection that has made no progress for the
+    /// longest goes first (a trickled byte is no progress, so a slowloris
+    /// connection ages from its accept); one waiting on its answer, last.
+    fn eviction_key(&self) -> (bool, Instant) {
+        (!self.reading, self.last_progress)
+    }
+}
+
+#[derive(Default)]
+pub struct Conns {
+    limits: Limits,
+    table: HashMap<ConnId, Entry>,
+    per_ip: HashMap<IpAddr, usize>,
+    stats: Stats,
+}
+
+impl Conns {
+    pub fn new(limits: Limits) -> Conns {
+        Conns { limits, ..Conns::default() }
+    }
+
+    /// A connection from `ip` was accepted.
+    pub fn handle_accept(&mut self, now: Instant, conn: ConnId, ip: IpAddr) -> Admit {
+        if self.per_ip.get(&ip).copied().unwrap_or(0) >= self.limits.per_ip {
+            self.stats.refused += 1;
+            return Admit::Refuse;
+        }
+        let admit = match self.table.len() >= self.limits.max_conns {
+            true => self.evict_one().map_or(Admit::Refuse, Admit::Evict),
+            false => Admit::Accept,
+        };
+        if admit != Admit::Refuse {
+            *self.per_ip.entry(ip).or_default() += 1;
+            let entry = Entry { ip, last_progress: now, frame_start: None, reading: true };
+            self.table.insert(conn, entry);
+        }
+        admit
+    }
+
+    /// Picks the connection to close to make room (the table is full, or
+    /// the process is out of descriptors) and forgets it.
+    pub fn evict_one(&mut self) -> Option<ConnId> {
+        let victim = self.table.iter().min_by_key(|(_, e)| e.eviction_key()).map(|(&id, _)| id)?;
+        self.stats.evicted += 1;
+        self.remove(victim);
+        Some(victim)
+    }
+
+    /// A read pass ended with `buffered` bytes held. Those of a frame under
+    /// way start its deadline; bytes held while we do not read do not.
+    pub fn handle_read(&mut self, now: Instant, conn: ConnId, buffered: usize) {
+        if let Some(e) = self.table.get_mut(&conn) {
+            match buffered > 0 && e.reading {
+                true => _ = e.frame_start.get_or_insert(now),
+                false => e.frame_start = None,
+            }
+        }
+    }
+
+    /// A whole request was read and answered; `queued` answer bytes wait.
+    /// Returns whether to read the next one.
+    pub fn handle_request(&mut self, now: Instant, conn: ConnId, queued: usize) -> bool {
+        let Some(e) = self.table.get_mut(&conn) else { return false };
+        e.last_progress = now;
+        e.frame_start = None;
+        e.reading = queued <= self.limits.max_queued;
+        e.reading
+    }
+
+    /// The client took answer bytes; `queued` still wait. Returns true when
+    /// reading should resume.
+    pub fn handle_drained(&mut self, now: Instant, conn: ConnId, queued: usize) -> bool {
+        let Some(e) = self.table.get_mut(&conn) else { return false };
+        e.last_progress = now;
+        let resume = !e.reading && queued <= self.limits.max_queued;
+        e.reading |= resume;
+        resume
+    }
+
+    pub fn handle_closed(&mut self, conn: ConnId) {
+        self.remove(conn);
+    }
+
+    /// Forgets and returns the connections whose frame is late or that
+    /// have been idle too long; the shell closes them. Early calls are no-ops.
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<ConnId> {
+        let limits = &self.limits;
+        let expired: Vec<(ConnId, bool)> = self
+            .table
+            .iter()
+            .filter(|(_, e)| now >= e.deadline(limits))
+            .map(|(&id, e)| (id, e.frame_start.is_some()))
+            .collect();
+        for &(id, slow) in &expired {
+            match slow {
+                true => self.stats.slow_frames += 1,
+                false => self.stats.idle += 1,
+            }
+            self.remove(id);
+        }
+        expired.into_iter().map(|(id, _)| id).collect()
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.table.values().map(|e| e.deadline(&self.limits)).min()
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    fn remove(&mut self, conn: ConnId) {
+        let Some(e) = self.table.remove(&conn) else { return };
+        if let Some(n) = self.per_ip.get_mut(&e.ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&e.ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    fn ip(n: u8) -> IpAddr {
+        IpAddr::from([10, 0, 0, n])
+    }
+
+    fn conns(max_conns: usize, per_ip: usize) -> Conns {
+        Conns::new(Limits { max_conns, per_ip, ..Limits::default() })
+    }
+
+    #[test]
+    fn per_ip_cap_refuses_and_frees_on_close() {
+        let t0 = Instant::now();
+        let mut c = conns(100, 2);
+        assert_eq!(c.handle_accept(t0, ConnId(0), ip(1)), Admit::Accept);
+        assert_eq!(c.handle_accept(t0, ConnId(1), ip(1)), Admit::Accept);
+        assert_eq!(c.handle_accept(t0, ConnId(2), ip(1)), Admit::Refuse);
+        assert_eq!(c.handle_accept(t0, ConnId(3), ip(2)), Admit::Accept, "another address is not limited");
+        c.handle_closed(ConnId(0));
+        assert_eq!(c.handle_accept(t0, ConnId(4), ip(1)), Admit::Accept);
+        assert_eq!((c.len(), c.stats().refused), (3, 1));
+    }
+
+    #[test]
+    fn a_byte_does_not_reset_the_frame_deadline() {
+        let t0 = Instant::now();
+        let mut c = conns(10, 10);
+        c.handle_accept(t0, ConnId(0), ip(1));
+        for s in 0..10 {
+            c.handle_read(t0 + SEC * s, ConnId(0), 1 + s as usize); // one byte a second
+        }
+        assert_eq!(c.next_deadline(), Some(t0 + SEC * 10));
+        assert!(c.handle_timeout(t0 + SEC * 10 - Duration::from_millis(1)).is_empty(), "one tick before");
+        assert_eq!(c.handle_timeout(t0 + SEC * 10), vec![ConnId(0)]);
+        assert_eq!(c.stats().slow_frames, 1);
+        assert_eq!(c.len(), 0);
+    }
+
+    #[test]
+    fn a_finished_frame_starts_the_next_deadline_afresh() {
+        let t0 = Instant::now();
+        let mut c = conns(10, 10);
+        c.handle_accept(t0, ConnId(0), ip(1));
+        c.handle_read(t0, ConnId(0), 3);
+        assert!(c.handle_request(t0 + SEC * 9, ConnId(0), 10));
+        c.handle_read(t0 + SEC * 9, ConnId(0), 2); // the next frame's first bytes
+        assert!(c.handle_timeout(t0 + SEC * 18).is_empty());
+        assert_eq!(c.handle_timeout(t0 + SEC * 19), vec![ConnId(0)]);
+    }
+
+    #[test]
+    fn idle_after_the_last_request() {
+        let t0 = Instant::now();
+        let mut c = conns(10, 10);
+        c.handle_accept(t0, ConnId(0), ip(1));
+        c.handle_request(t0 + SEC * 5, ConnId(0), 0);
+        c.handle_read(t0 + SEC * 5, ConnId(0), 0);
+        assert_eq!(c.next_deadline(), Some(t0 + SEC * 35));
+        assert!(c.handle_timeout(t0 + SEC * 34).is_empty());
+        assert_eq!(c.handle_timeout(t0 + SEC * 35), vec![ConnId(0)]);
+        assert_eq!(c.stats().idle, 1);
+    }
+
+    #[test]
+    fn reading_pauses_above_the_queue_bound_and_resumes_below() {
+        let t0 = Instant::now();
+        let mut c = conns(10, 10);
+        let max = Limits::default().max_queued;
+        c.handle_accept(t0, ConnId(0), ip(1));
+        assert!(c.handle_request(t0, ConnId(0), max), "at the bound: read on");
+        assert!(!c.handle_request(t0, ConnId(0), max + 1), "above it: pause");
+        // Unread frames held while paused are not a slow frame.
+        c.handle_read(t0, ConnId(0), 500);
+        assert_eq!(c.next_deadline(), Some(t0 + SEC * 30));
+        assert!(!c.handle_drained(t0 + SEC, ConnId(0), max + 1));
+        assert!(c.handle_drained(t0 + SEC * 2, ConnId(0), max));
+        assert!(!c.handle_drained(t0 + SEC * 3, ConnId(0), 0), "already reading");
+        // A client that never takes its answer is idle once the bound holds.
+        assert!(!c.handle_request(t0 + SEC * 4, ConnId(0), max * 4));
+        assert_eq!(c.handle_timeout(t0 + SEC * 34), vec![ConnId(0)]);
+    }
+
+    #[test]
+    fn full_table_evicts_the_longest_without_progress() {
+        let t0 = Instant::now();
+        let mut c = conns(3, 10);
+        c.handle_accept(t0, ConnId(0), ip(1));
+        c.handle_read(t0 + SEC * 2, ConnId(0), 1); // trickling: bytes are no progress
+        c.handle_accept(t0, ConnId(1), ip(2));
+        c.handle_request(t0, ConnId(1), 1 << 20); // waiting on its answer since t0
+        c.handle_accept(t0 + SEC, ConnId(2), ip(3)); // idle since 1 s
+        assert_eq!(c.handle_accept(t0 + SEC * 3, ConnId(3), ip(4)), Admit::Evict(ConnId(0)));
+        assert_eq!(c.handle_accept(t0 + SEC * 4, ConnId(4), ip(5)), Admit::Evict(ConnId(2)));
+        c.handle_request(t0 + SEC * 5, ConnId(3), 0);
+        assert_eq!(
+            c.handle_accept(t0 + SEC * 6, ConnId(5), ip(6)),
+            Admit::Evict(ConnId(4)),
+            "an accept at 4 s before a request at 5 s"
+        );
+        // Left: 1 (answer waiting since t0), 3 (request at 5 s), 5 (fresh at 6 s).
+        assert_eq!(c.handle_accept(t0 + SEC * 7, ConnId(6), ip(7)), Admit::Evict(ConnId(3)));
+        assert_eq!(c.handle_accept(t0 + SEC * 8, ConnId(7), ip(8)), Admit::Evict(ConnId(5)));
+        assert_eq!(c.handle_accept(t0 + SEC * 9, ConnId(8), ip(9)), Admit::Evict(ConnId(6)));
+        c.handle_drained(t0 + SEC * 9, ConnId(1), 0); // it took its answer and reads again
+        assert_eq!(c.handle_accept(t0 + SEC * 10, ConnId(9), ip(9)), Admit::Evict(ConnId(7)));
+        assert_eq!(c.handle_accept(t0 + SEC * 11, ConnId(10), ip(9)), Admit::Evict(ConnId(8)));
+        assert_eq!(c.handle_accept(t0 + SEC * 12, ConnId(11), ip(9)), Admit::Evict(ConnId(1)));
+        assert_eq!(c.stats().evicted, 9);
+        assert_eq!(c.len(), 3);
+        c.handle_closed(ConnId(2)); // evicted before: closing it again is a no-op
+        assert_eq!(c.len(), 3);
+    }
+
+    #[test]
+    fn per_ip_counts_follow_evictions_and_expiry() {
+        let t0 = Instant::now();
+        let mut c = conns(2, 1);
+        c.handle_accept(t0, ConnId(0), ip(1));
+        c.handle_accept(t0 + SEC, ConnId(1), ip(2));
+        assert_eq!(c.handle_accept(t0 + SEC * 2, ConnId(2), ip(3)), Admit::Evict(ConnId(0)));
+        assert_eq!(c.handle_accept(t0 + SEC * 3, ConnId(0), ip(1)), Admit::Evict(ConnId(1)), "ip 1 was freed");
+        c.handle_timeout(t0 + SEC * 60);
+        assert_eq!((c.len(), c.per_ip.len()), (0, 0));
+    }
+}
