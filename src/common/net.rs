@@ -73,8 +73,9 @@ pub trait Handler {
     fn on_connected(&mut self, _net: &mut Net, _now: Instant, _conn: ConnId) {}
     /// A complete frame arrived. An error closes the connection as malformed.
     fn on_frame(&mut self, net: &mut Net, now: Instant, conn: ConnId, frame: Frame<'_>) -> Result<(), DecodeError>;
-    /// A read pass ended with `buffered` bytes of an unfinished frame (or,
-    /// while reading is paused, of unread frames) held.
+    /// A read left `buffered` bytes of an unfinished frame (or, once the
+    /// handler paused reading, of unread frames). The handler may pause
+    /// reading here, before the next read.
     fn on_read(&mut self, _net: &mut Net, _now: Instant, _conn: ConnId, _buffered: usize) {}
     /// An accept failed for want of file descriptors; the listeners are
     /// tried again shortly. A handler may close a connection to make room.
@@ -424,6 +425,7 @@ impl Net {
                 Ok(_) => {
                     c.last_active = now;
                     self.drain_frames(handler, now, id);
+                    self.report_read(handler, now, id);
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -434,6 +436,12 @@ impl Net {
                 }
             }
         }
+        // Also after a pass that read nothing (resumed, or paused): the
+        // frames handed over since may have left another one unfinished.
+        self.report_read(handler, now, id);
+    }
+
+    fn report_read<H: Handler>(&mut self, handler: &mut H, now: Instant, id: ConnId) {
         if let Some(buffered) = self.conns.get(id.0).filter(|c| c.closing.is_none()).map(|c| c.rlen) {
             handler.on_read(self, now, id, buffered);
         }

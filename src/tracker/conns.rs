@@ -1,8 +1,9 @@
 //! The rules for the tracker's catalog connections, sans IO: how many a
 //! client may hold, how long a frame may take, when reading pauses and
-//! whom to evict. The shell reports what happens and closes what this says.
+//! whom to evict. The shell reports what happens, closes what this says and
+//! pauses or resumes reading as told.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,11 @@ pub struct Limits {
     pub frame_deadline: Duration,
     /// While more answer bytes than this wait, further requests are not read.
     pub max_queued: usize,
+    /// An unfinished frame holding more than this is large (a Publish)...
+    pub large_frame: usize,
+    /// ... and at most this many connections read large frames at once;
+    /// the others wait unread for a turn, first come first served.
+    pub large_turns: usize,
 }
 
 impl Default for Limits {
@@ -32,6 +38,8 @@ impl Default for Limits {
             idle: Duration::from_secs(30),
             frame_deadline: Duration::from_secs(10),
             max_queued: 64 * 1024,
+            large_frame: 64 * 1024,
+            large_turns: 8,
         }
     }
 }
@@ -55,13 +63,23 @@ pub struct Stats {
     pub idle: u64,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Reading requests; `large` while it holds a turn for a large frame.
+    Reading { large: bool },
+    /// Not reading: more than `max_queued` answer bytes wait.
+    Answering,
+    /// Not reading: a large frame waits for a turn.
+    Waiting,
+}
+
 struct Entry {
     ip: IpAddr,
     /// Last request read, answer taken, or the accept.
     last_progress: Instant,
     /// First byte of the frame under way, while one is and we read.
     frame_start: Option<Instant>,
-    reading: bool,
+    phase: Phase,
 }
 
 impl Entry {
@@ -76,7 +94,7 @@ impl Entry {
     /// longest goes first (a trickled byte is no progress, so a slowloris
     /// connection ages from its accept); one waiting on its answer, last.
     fn eviction_key(&self) -> (bool, Instant) {
-        (!self.reading, self.last_progress)
+        (self.phase == Phase::Answering, self.last_progress)
     }
 }
 
@@ -85,6 +103,11 @@ pub struct Conns {
     limits: Limits,
     table: HashMap<ConnId, Entry>,
     per_ip: HashMap<IpAddr, usize>,
+    /// Connections reading a large frame now, and those waiting for a turn.
+    large: usize,
+    waiting: VecDeque<ConnId>,
+    /// Connections given a turn, for the shell to read again.
+    resumed: Vec<ConnId>,
     stats: Stats,
 }
 
@@ -105,7 +128,7 @@ impl Conns {
         };
         if admit != Admit::Refuse {
             *self.per_ip.entry(ip).or_default() += 1;
-            let entry = Entry { ip, last_progress: now, frame_start: None, reading: true };
+            let entry = Entry { ip, last_progress: now, frame_start: None, phase: Phase::Reading { large: false } };
             self.table.insert(conn, entry);
         }
         admit
@@ -120,25 +143,46 @@ impl Conns {
         Some(victim)
     }
 
-    /// A read pass ended with `buffered` bytes held. Those of a frame under
-    /// way start its deadline; bytes held while we do not read do not.
-    pub fn handle_read(&mut self, now: Instant, conn: ConnId, buffered: usize) {
-        if let Some(e) = self.table.get_mut(&conn) {
-            match buffered > 0 && e.reading {
-                true => _ = e.frame_start.get_or_insert(now),
-                false => e.frame_start = None,
-            }
+    /// A read left `buffered` bytes of an unfinished frame. Its first byte
+    /// starts the frame's deadline; more bytes do not move it. Returns
+    /// whether to read on: a large frame without a turn waits unread.
+    pub fn handle_read(&mut self, now: Instant, conn: ConnId, buffered: usize) -> bool {
+        let Some(e) = self.table.get_mut(&conn) else { return false };
+        let Phase::Reading { large } = e.phase else {
+            e.frame_start = None; // bytes we leave unread are not the client's delay
+            return false;
+        };
+        if buffered == 0 {
+            e.frame_start = None;
+            return true;
         }
+        e.frame_start.get_or_insert(now);
+        if buffered > self.limits.large_frame && !large {
+            if self.large >= self.limits.large_turns {
+                e.phase = Phase::Waiting;
+                e.frame_start = None;
+                self.waiting.push_back(conn);
+                return false;
+            }
+            self.large += 1;
+            e.phase = Phase::Reading { large: true };
+        }
+        true
     }
 
     /// A whole request was read and answered; `queued` answer bytes wait.
     /// Returns whether to read the next one.
     pub fn handle_request(&mut self, now: Instant, conn: ConnId, queued: usize) -> bool {
         let Some(e) = self.table.get_mut(&conn) else { return false };
+        let had_turn = e.phase == Phase::Reading { large: true };
         e.last_progress = now;
         e.frame_start = None;
-        e.reading = queued <= self.limits.max_queued;
-        e.reading
+        let reading = queued <= self.limits.max_queued;
+        e.phase = if reading { Phase::Reading { large: false } } else { Phase::Answering };
+        if had_turn {
+            self.end_turn();
+        }
+        reading
     }
 
     /// The client took answer bytes; `queued` still wait. Returns true when
@@ -146,9 +190,17 @@ impl Conns {
     pub fn handle_drained(&mut self, now: Instant, conn: ConnId, queued: usize) -> bool {
         let Some(e) = self.table.get_mut(&conn) else { return false };
         e.last_progress = now;
-        let resume = !e.reading && queued <= self.limits.max_queued;
-        e.reading |= resume;
+        let resume = e.phase == Phase::Answering && queued <= self.limits.max_queued;
+        if resume {
+            e.phase = Phase::Reading { large: false };
+        }
         resume
+    }
+
+    /// A connection given a turn for its large frame since last asked: the
+    /// shell resumes reading it.
+    pub fn poll_resumed(&mut self) -> Option<ConnId> {
+        self.resumed.pop()
     }
 
     pub fn handle_closed(&mut self, conn: ConnId) {
@@ -187,8 +239,27 @@ impl Conns {
         &self.stats
     }
 
+    /// A large frame ended (read whole, or its connection gone): the first
+    /// connection still waiting takes the turn.
+    fn end_turn(&mut self) {
+        self.large -= 1;
+        while let Some(next) = self.waiting.pop_front() {
+            if let Some(e) = self.table.get_mut(&next).filter(|e| e.phase == Phase::Waiting) {
+                e.phase = Phase::Reading { large: true };
+                self.large += 1;
+                self.resumed.push(next);
+                return;
+            }
+        }
+    }
+
     fn remove(&mut self, conn: ConnId) {
         let Some(e) = self.table.remove(&conn) else { return };
+        match e.phase {
+            Phase::Reading { large: true } => self.end_turn(),
+            Phase::Waiting => self.waiting.retain(|&c| c != conn),
+            _ => {}
+        }
         if let Some(n) = self.per_ip.get_mut(&e.ip) {
             *n -= 1;
             if *n == 0 {
@@ -305,7 +376,7 @@ mod tests {
         assert_eq!(c.handle_accept(t0 + SEC * 7, ConnId(6), ip(7)), Admit::Evict(ConnId(3)));
         assert_eq!(c.handle_accept(t0 + SEC * 8, ConnId(7), ip(8)), Admit::Evict(ConnId(5)));
         assert_eq!(c.handle_accept(t0 + SEC * 9, ConnId(8), ip(9)), Admit::Evict(ConnId(6)));
-        c.handle_drained(t0 + SEC * 9, ConnId(1), 0); // it took its answer and reads again
+        c.handle_drained(t0 + SEC * 9 + SEC / 2, ConnId(1), 0); // it took its answer and reads again
         assert_eq!(c.handle_accept(t0 + SEC * 10, ConnId(9), ip(9)), Admit::Evict(ConnId(7)));
         assert_eq!(c.handle_accept(t0 + SEC * 11, ConnId(10), ip(9)), Admit::Evict(ConnId(8)));
         assert_eq!(c.handle_accept(t0 + SEC * 12, ConnId(11), ip(9)), Admit::Evict(ConnId(1)));
@@ -313,6 +384,39 @@ mod tests {
         assert_eq!(c.len(), 3);
         c.handle_closed(ConnId(2)); // evicted before: closing it again is a no-op
         assert_eq!(c.len(), 3);
+    }
+
+    #[test]
+    fn large_frames_take_turns() {
+        let t0 = Instant::now();
+        let mut c = Conns::new(Limits { large_turns: 2, ..Limits::default() });
+        let large = Limits::default().large_frame + 1;
+        for n in 0..4 {
+            c.handle_accept(t0, ConnId(n), ip(n as u8));
+            assert!(c.handle_read(t0, ConnId(n), 100), "small frames need no turn");
+        }
+        assert!(c.handle_read(t0, ConnId(0), large));
+        assert!(c.handle_read(t0, ConnId(1), large));
+        assert!(!c.handle_read(t0, ConnId(2), large), "no turn left: wait unread");
+        assert!(!c.handle_read(t0, ConnId(3), large));
+        assert!(!c.handle_read(t0 + SEC, ConnId(2), large), "still waiting");
+        assert_eq!(c.next_deadline(), Some(t0 + SEC * 10), "the readers' frames; the waiting are idle-timed");
+        // The first finishes: the first waiting takes its turn, with a fresh deadline.
+        assert!(c.handle_request(t0 + SEC * 2, ConnId(0), 10));
+        assert_eq!(c.poll_resumed(), Some(ConnId(2)));
+        assert_eq!(c.poll_resumed(), None);
+        assert!(c.handle_read(t0 + SEC * 3, ConnId(2), large * 2));
+        // One reading a large frame is cut at its deadline: the next waiting goes.
+        assert_eq!(c.handle_timeout(t0 + SEC * 10), vec![ConnId(1)]);
+        assert_eq!(c.poll_resumed(), Some(ConnId(3)));
+        // A waiting connection that closes leaves the queue.
+        c.handle_accept(t0 + SEC * 10, ConnId(4), ip(4));
+        assert!(!c.handle_read(t0 + SEC * 10, ConnId(4), large));
+        c.handle_closed(ConnId(4));
+        assert!(c.waiting.is_empty());
+        c.handle_closed(ConnId(2));
+        c.handle_closed(ConnId(3));
+        assert_eq!(c.large, 0);
     }
 
     #[test]

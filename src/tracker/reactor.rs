@@ -66,6 +66,15 @@ fn bind(addr: SocketAddr) -> Result<(Net, SocketAddr), Error> {
     Err(last_err.unwrap_or_else(|| Error::Bind(addr, std::io::ErrorKind::AddrInUse.into())))
 }
 
+impl Shell {
+    /// Reads again from connections whose large frame was given a turn.
+    fn resume_turns(&mut self, net: &mut Net) {
+        while let Some(conn) = self.conns.poll_resumed() {
+            net.set_reading(conn, true);
+        }
+    }
+}
+
 impl Handler for Shell {
     fn on_accept(&mut self, net: &mut Net, now: Instant, conn: ConnId) {
         let Some(peer) = net.peer_addr(conn) else { return };
@@ -82,8 +91,10 @@ impl Handler for Shell {
         }
     }
 
-    fn on_read(&mut self, _net: &mut Net, now: Instant, conn: ConnId, buffered: usize) {
-        self.conns.handle_read(now, conn, buffered);
+    fn on_read(&mut self, net: &mut Net, now: Instant, conn: ConnId, buffered: usize) {
+        if !self.conns.handle_read(now, conn, buffered) {
+            net.set_reading(conn, false);
+        }
     }
 
     fn on_drained(&mut self, net: &mut Net, now: Instant, conn: ConnId) {
@@ -112,11 +123,13 @@ impl Handler for Shell {
             net.set_reading(conn, false);
             net.want_drained(conn, true);
         }
+        self.resume_turns(net);
         Ok(())
     }
 
-    fn on_closed(&mut self, _net: &mut Net, _now: Instant, conn: ConnId, reason: CloseReason) {
+    fn on_closed(&mut self, net: &mut Net, _now: Instant, conn: ConnId, reason: CloseReason) {
         self.conns.handle_closed(conn);
+        self.resume_turns(net);
         if let CloseReason::Malformed(e) = reason {
             self.bad_frames += 1;
             debug!("{conn}: closed on a malformed frame: {e} ({} so far)", self.bad_frames);
@@ -139,6 +152,7 @@ impl Handler for Shell {
             debug!("{conn}: closed: a frame took too long, or idle");
             net.close(conn);
         }
+        self.resume_turns(net);
         let Some(next) = self.next_status else { return };
         if now >= next || (self.core.changed() && now >= self.last_status + STATUS_GAP) {
             self.core.take_changed();
