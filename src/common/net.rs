@@ -77,9 +77,12 @@ pub trait Handler {
     /// handler paused reading, of unread frames). The handler may pause
     /// reading here, before the next read.
     fn on_read(&mut self, _net: &mut Net, _now: Instant, _conn: ConnId, _buffered: usize) {}
-    /// An accept failed for want of file descriptors; the listeners are
-    /// tried again shortly. A handler may close a connection to make room.
-    fn on_descriptors_exhausted(&mut self, _net: &mut Net, _now: Instant) {}
+    /// An accept failed for want of file descriptors. A handler may close a
+    /// connection to make room and return true: the listeners are tried
+    /// again as soon as it is closed (else after `ACCEPT_RETRY`).
+    fn on_descriptors_exhausted(&mut self, _net: &mut Net, _now: Instant) -> bool {
+        false
+    }
     /// The connection's write queue fell below the low-water mark (only for
     /// connections that asked with [`Net::want_drained`]).
     fn on_drained(&mut self, _net: &mut Net, _now: Instant, _conn: ConnId) {}
@@ -110,6 +113,11 @@ pub struct Net {
     low_water: usize,
     /// When to try the listeners again after running out of descriptors.
     accept_retry: Option<Instant>,
+    /// Accept has been failing since this was set.
+    accept_failing: bool,
+    /// Times accept started failing (out of descriptors or memory); the
+    /// first is a warning, the rest are logged at debug.
+    pub accept_failures: u64,
     /// Datagram replies that met `WouldBlock` and were dropped.
     pub udp_dropped: u64,
 }
@@ -125,6 +133,8 @@ impl Net {
             udp_buf: vec![0; MAX_DATAGRAM],
             low_water: LOW_WATER,
             accept_retry: None,
+            accept_failing: false,
+            accept_failures: 0,
             udp_dropped: 0,
         })
     }
@@ -357,19 +367,27 @@ impl Net {
                     }
                     Err(e) => debug!("register {peer}: {e}"),
                 },
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    if std::mem::take(&mut self.accept_failing) {
+                        debug!("accept: the waiting connections are all taken again");
+                    }
+                    return;
+                }
                 // Interrupted, or a client that reset before we took it: go on.
                 Err(e) if matches!(e.kind(), ErrorKind::Interrupted | ErrorKind::ConnectionAborted) => continue,
                 // Out of descriptors or memory: the rest waits in the backlog,
                 // and without a retry it would wait for ever (no new edge).
                 Err(e) => {
-                    if self.accept_retry.is_none() {
-                        warn!("accept: {e}; trying again every {ACCEPT_RETRY:?}");
+                    if !std::mem::replace(&mut self.accept_failing, true) {
+                        self.accept_failures += 1;
+                        match self.accept_failures {
+                            1 => warn!("accept: {e}; waiting connections are taken as descriptors free up"),
+                            n => debug!("accept: {e} ({n} times so far)"),
+                        }
                     }
-                    self.accept_retry = Some(now + ACCEPT_RETRY);
-                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
-                        handler.on_descriptors_exhausted(self, now);
-                    }
+                    let made_room = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+                        && handler.on_descriptors_exhausted(self, now);
+                    self.accept_retry = Some(if made_room { now } else { now + ACCEPT_RETRY });
                     return;
                 }
             }

@@ -104,11 +104,11 @@ impl Handler for Shell {
         }
     }
 
-    fn on_descriptors_exhausted(&mut self, net: &mut Net, _now: Instant) {
-        if let Some(idlest) = self.conns.evict_one() {
-            debug!("{idlest}: evicted: out of file descriptors");
-            net.close(idlest);
-        }
+    fn on_descriptors_exhausted(&mut self, net: &mut Net, _now: Instant) -> bool {
+        let Some(idlest) = self.conns.evict_one() else { return false };
+        debug!("{idlest}: evicted: out of file descriptors");
+        net.close(idlest);
+        true
     }
 
     fn on_frame(&mut self, net: &mut Net, now: Instant, conn: ConnId, frame: Frame<'_>) -> Result<(), DecodeError> {
@@ -162,14 +162,15 @@ impl Handler for Shell {
                 status.push_str(&format!("  (malformed catalog frames: {})\n", self.bad_frames));
             }
             let c = self.conns.stats();
-            if c.refused + c.evicted + c.slow_frames > 0 {
+            if c.refused + c.evicted + c.slow_frames + net.accept_failures > 0 {
                 let _ = writeln!(
                     status,
-                    "  (catalog connections {}: refused per IP {}, evicted {}, slow frames {})",
+                    "  (catalog connections {}: refused per IP {}, evicted {}, slow frames {}, out of descriptors {})",
                     self.conns.len(),
                     c.refused,
                     c.evicted,
-                    c.slow_frames
+                    c.slow_frames,
+                    net.accept_failures
                 );
             }
             {
