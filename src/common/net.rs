@@ -8,14 +8,14 @@ use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use log::{debug, trace, warn};
+use log::{debug, warn};
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::conn::Conn;
 
-use crate::wire::{split_frame, DecodeError, Frame, FrameLimit};
+use crate::wire::{DecodeError, Frame, FrameLimit};
 
 /// A connection's name: its slab key. Cores never see a `mio::Token`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -423,86 +423,6 @@ impl Net {
         }
     }
 
-    /// Reads until `WouldBlock` (readiness is edge-triggered) or until the
-    /// handler pauses reading, handing every complete frame to the handler.
-    fn read_conn<H: Handler>(&mut self, handler: &mut H, now: Instant, id: ConnId) {
-        loop {
-            let Some(c) = self.conns.get_mut(id.0) else { return };
-            if c.closing.is_some() {
-                return;
-            }
-            if !c.reading {
-                break;
-            }
-            match c.read_some() {
-                Ok(0) => {
-                    self.drain_frames(handler, now, id);
-                    self.mark_closing(id, CloseReason::Remote);
-                    return;
-                }
-                Ok(_) => {
-                    c.last_active = now;
-                    self.drain_frames(handler, now, id);
-                    self.report_read(handler, now, id);
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    trace!("{id}: read error {e}");
-                    self.mark_closing(id, CloseReason::Remote);
-                    return;
-                }
-            }
-        }
-        // Also after a pass that read nothing (resumed, or paused): the
-        // frames handed over since may have left another one unfinished.
-        self.report_read(handler, now, id);
-    }
-
-    fn report_read<H: Handler>(&mut self, handler: &mut H, now: Instant, id: ConnId) {
-        if let Some(buffered) = self.conns.get(id.0).filter(|c| c.closing.is_none()).map(|c| c.rlen) {
-            handler.on_read(self, now, id, buffered);
-        }
-    }
-
-    /// Hands the buffered complete frames to the handler while it reads.
-    fn drain_frames<H: Handler>(&mut self, handler: &mut H, now: Instant, id: ConnId) {
-        let Some(c) = self.conns.get_mut(id.0) else { return };
-        // Take the buffer so the handler may use `self` while a frame borrows it.
-        let rbuf = std::mem::take(&mut c.rbuf);
-        let (rlen, limit) = (c.rlen, c.limit);
-        let mut used = 0;
-        let mut error = None;
-        while let Some(rest) = rbuf.get(used..rlen) {
-            if self.conns.get(id.0).is_none_or(|c| c.closing.is_some() || !c.reading) {
-                break;
-            }
-            match split_frame(rest, limit) {
-                Ok(Some((frame, n))) => {
-                    used += n;
-                    if let Err(e) = handler.on_frame(self, now, id, frame) {
-                        error = Some(e);
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    error = Some(e);
-                    break;
-                }
-            }
-        }
-        if let Some(c) = self.conns.get_mut(id.0) {
-            c.rbuf = rbuf;
-            c.rbuf.copy_within(used..rlen, 0);
-            c.rlen = rlen - used;
-        }
-        if let Some(e) = error {
-            debug!("{id}: malformed frame: {e}");
-            self.mark_closing(id, CloseReason::Malformed(e));
-        }
-    }
-
     fn check_deadlines(&mut self, now: Instant) {
         let expired: Vec<(ConnId, CloseReason)> = self
             .conns
@@ -512,88 +432,6 @@ impl Net {
             .collect();
         for (id, reason) in expired {
             self.mark_closing(id, reason);
-        }
-    }
-
-    /// Flushes every touched connection, feeds drained ones, removes closed ones.
-    fn finish_batch<H: Handler>(&mut self, handler: &mut H, now: Instant) {
-        while let Some(id) = self.dirty.pop() {
-            if let Some(c) = self.conns.get_mut(id.0).filter(|c| c.resume && c.closing.is_none()) {
-                c.resume = false;
-                self.drain_frames(handler, now, id);
-                self.read_conn(handler, now, id);
-            }
-            self.pump(handler, now, id);
-            // Cleared after the pump: what the pump itself queues is already
-            // being handled. Reading resumed by the pump is done in another turn.
-            if let Some(c) = self.conns.get_mut(id.0) {
-                c.dirty = c.resume && c.closing.is_none();
-                if c.dirty {
-                    self.dirty.push(id);
-                    continue;
-                }
-            }
-            let closing = self.conns.get(id.0).and_then(|c| c.closing.clone());
-            if let Some(reason) = closing {
-                if let Some(mut c) = self.conns.try_remove(id.0) {
-                    let _ = self.poll.registry().deregister(&mut c.stream);
-                    debug!("{id} {}: closed ({reason:?})", c.peer);
-                    handler.on_closed(self, now, id, reason);
-                }
-            }
-        }
-    }
-
-    /// Writes until `WouldBlock` or empty, asking the handler for more while
-    /// it wants to be fed, and keeps WRITABLE interest only while bytes wait.
-    /// A queue that one write empties is offered to the handler again at
-    /// once, even one it was asked about earlier in the pass (whose answer
-    /// may depend on the queue's length): stopping there would drop write
-    /// interest with nothing queued and nobody left to ask (a lost wake-up).
-    fn pump<H: Handler>(&mut self, handler: &mut H, now: Instant, id: ConnId) {
-        loop {
-            let Some(c) = self.conns.get_mut(id.0) else { return };
-            if c.closing.is_some() || c.connecting {
-                return;
-            }
-            let before = c.wbuf.len();
-            let asked = c.want_drained && before - c.wpos < self.low_water;
-            if asked {
-                handler.on_drained(self, now, id);
-            }
-            let Some(c) = self.conns.get_mut(id.0) else { return };
-            let fed = c.wbuf.len() > before;
-            let wrote = match c.flush() {
-                Ok(n) => n,
-                Err(e) => {
-                    trace!("{id}: write error {e}");
-                    self.mark_closing(id, CloseReason::Remote);
-                    return;
-                }
-            };
-            if wrote > 0 {
-                c.last_active = now;
-            }
-            let pending = c.wbuf.len() > c.wpos;
-            if pending != c.writable_interest {
-                let interest = if pending { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
-                let token = Token(FIRST_CONN + id.0);
-                if self.poll.registry().reregister(&mut c.stream, token, interest).is_err() {
-                    self.mark_closing(id, CloseReason::Remote);
-                    return;
-                }
-                c.writable_interest = pending;
-            }
-            if !pending && c.close_after_flush {
-                self.mark_closing(id, CloseReason::Local);
-                return;
-            }
-            // Stop when the socket is full (a writable event follows), when
-            // nobody wants feeding, or when the handler was asked, had
-            // nothing, and no byte has left since (it would say the same).
-            if pending || !c.want_drained || (asked && !fed && wrote == 0) {
-                return;
-            }
         }
     }
 }
@@ -620,115 +458,7 @@ fn limit_unsent(stream: &TcpStream) {
     }
 }
 
+mod read;
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Read;
-
-    /// Feeds `feeds` answers of `size` bytes, one per `on_drained`.
-    struct Feeder {
-        conn: Option<ConnId>,
-        size: usize,
-        feeds: usize,
-        asked: usize,
-    }
-
-    impl Handler for Feeder {
-        fn on_accept(&mut self, net: &mut Net, _now: Instant, conn: ConnId) {
-            self.conn = Some(conn);
-            net.want_drained(conn, true);
-            if let Some(out) = net.out(conn) {
-                out.resize(self.size, 1);
-            }
-        }
-        fn on_frame(&mut self, _: &mut Net, _: Instant, _: ConnId, _: Frame<'_>) -> Result<(), DecodeError> {
-            Ok(())
-        }
-        fn on_drained(&mut self, net: &mut Net, _now: Instant, conn: ConnId) {
-            self.asked += 1;
-            if self.feeds > 0 {
-                self.feeds -= 1;
-                if let Some(out) = net.out(conn) {
-                    out.resize(out.len() + self.size, 2);
-                }
-            }
-        }
-        fn on_tick(&mut self, _: &mut Net, _: Instant) {}
-        fn next_deadline(&self) -> Option<Instant> {
-            None
-        }
-    }
-
-    /// Finding 9 of issue 9: a queue that starts a pass above the low-water
-    /// mark and is emptied by one write must still ask the handler for the
-    /// next answer. The old pump stopped there (nothing fed this pass),
-    /// dropped write interest with nothing queued, and never asked again.
-    #[test]
-    fn emptied_queue_still_asks_for_more() {
-        let mut net = Net::new().unwrap();
-        net.low_water = 8; // a 100-byte answer is above it; one write empties it
-        let addr = net.listen(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
-        let mut client = std::net::TcpStream::connect(addr).unwrap();
-        let mut feeder = Feeder { conn: None, size: 100, feeds: 3, asked: 0 };
-        let now = Instant::now();
-        net.accept(&mut feeder, now, 0, FrameLimit::Any(64));
-        let conn = feeder.conn.expect("accepted");
-        net.finish_batch(&mut feeder, now);
-
-        assert_eq!(feeder.feeds, 0, "the handler was asked for every answer");
-        assert_eq!(feeder.asked, 4, "three answers, then asked once more and had none");
-        let c = net.conns.get(conn.0).unwrap();
-        assert_eq!(c.wbuf.len() - c.wpos, 0);
-        assert!(!c.writable_interest, "no WRITABLE interest with nothing queued");
-        client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut got = vec![0u8; 400];
-        client.read_exact(&mut got).unwrap();
-        assert!(got[..100].iter().all(|&b| b == 1) && got[100..].iter().all(|&b| b == 2));
-    }
-
-    /// A paused connection's frames wait; resuming hands them over at the
-    /// end of the batch without a new readiness edge.
-    #[test]
-    fn paused_reading_resumes_without_an_edge() {
-        struct Pauser {
-            conn: Option<ConnId>,
-            frames: usize,
-        }
-        impl Handler for Pauser {
-            fn on_accept(&mut self, _: &mut Net, _: Instant, conn: ConnId) {
-                self.conn = Some(conn);
-            }
-            fn on_frame(&mut self, net: &mut Net, _: Instant, c: ConnId, _: Frame<'_>) -> Result<(), DecodeError> {
-                self.frames += 1;
-                net.set_reading(c, false);
-                Ok(())
-            }
-            fn on_tick(&mut self, _: &mut Net, _: Instant) {}
-            fn next_deadline(&self) -> Option<Instant> {
-                None
-            }
-        }
-        use std::io::Write as _;
-        let mut net = Net::new().unwrap();
-        let addr = net.listen(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
-        let mut client = std::net::TcpStream::connect(addr).unwrap();
-        let mut pauser = Pauser { conn: None, frames: 0 };
-        let now = Instant::now();
-        net.accept(&mut pauser, now, 0, FrameLimit::Any(64));
-        let conn = pauser.conn.unwrap();
-        client.write_all(&[0, 0, 0, 1, 7, 0, 0, 0, 1, 7, 0, 0, 0, 1, 7]).unwrap();
-        let mut events = Events::with_capacity(8);
-        while pauser.frames == 0 {
-            net.poll.poll(&mut events, Some(Duration::from_secs(5))).unwrap();
-            net.read_conn(&mut pauser, now, conn);
-        }
-        assert_eq!(pauser.frames, 1, "paused after the first frame");
-        net.finish_batch(&mut pauser, now);
-        assert_eq!(pauser.frames, 1);
-        for expected in [2, 3] {
-            net.set_reading(conn, true);
-            net.finish_batch(&mut pauser, now);
-            assert_eq!(pauser.frames, expected);
-        }
-    }
-}
+mod tests;
+mod write;

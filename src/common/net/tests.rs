@@ -1,0 +1,158 @@
+//! Loop tests on real loopback sockets: the write pump (issue 9's lost
+//! wake-up) and pausing and resuming reads.
+
+use super::*;
+use std::io::Read;
+
+/// Feeds `feeds` answers of `size` bytes, one per `on_drained`.
+struct Feeder {
+    conn: Option<ConnId>,
+    size: usize,
+    feeds: usize,
+    asked: usize,
+}
+
+impl Handler for Feeder {
+    fn on_accept(&mut self, net: &mut Net, _now: Instant, conn: ConnId) {
+        self.conn = Some(conn);
+        net.want_drained(conn, true);
+        if let Some(out) = net.out(conn) {
+            out.resize(self.size, 1);
+        }
+    }
+    fn on_frame(&mut self, _: &mut Net, _: Instant, _: ConnId, _: Frame<'_>) -> Result<(), DecodeError> {
+        Ok(())
+    }
+    fn on_drained(&mut self, net: &mut Net, _now: Instant, conn: ConnId) {
+        self.asked += 1;
+        if self.feeds > 0 {
+            self.feeds -= 1;
+            if let Some(out) = net.out(conn) {
+                out.resize(out.len() + self.size, 2);
+            }
+        }
+    }
+    fn on_tick(&mut self, _: &mut Net, _: Instant) {}
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
+}
+
+/// Finding 9 of issue 9: a queue that starts a pass above the low-water
+/// mark and is emptied by one write must still ask the handler for the
+/// next answer. The old pump stopped there (nothing fed this pass),
+/// dropped write interest with nothing queued, and never asked again.
+#[test]
+fn emptied_queue_still_asks_for_more() {
+    let mut net = Net::new().unwrap();
+    net.low_water = 8; // a 100-byte answer is above it; one write empties it
+    let addr = net.listen(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    let mut feeder = Feeder { conn: None, size: 100, feeds: 3, asked: 0 };
+    let now = Instant::now();
+    net.accept(&mut feeder, now, 0, FrameLimit::Any(64));
+    let conn = feeder.conn.expect("accepted");
+    net.finish_batch(&mut feeder, now);
+
+    assert_eq!(feeder.feeds, 0, "the handler was asked for every answer");
+    assert_eq!(feeder.asked, 4, "three answers, then asked once more and had none");
+    let c = net.conns.get(conn.0).unwrap();
+    assert_eq!(c.wbuf.len() - c.wpos, 0);
+    assert!(!c.writable_interest, "no WRITABLE interest with nothing queued");
+    client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = vec![0u8; 400];
+    client.read_exact(&mut got).unwrap();
+    assert!(got[..100].iter().all(|&b| b == 1) && got[100..].iter().all(|&b| b == 2));
+}
+
+/// A handler that feeds only an empty queue (the tracker resumes reading
+/// a client once its answers are taken) is asked again after a write
+/// that empties the queue, even though it declined earlier in the pass.
+#[test]
+fn asked_again_after_the_write_that_empties_the_queue() {
+    struct EmptyOnly {
+        conn: Option<ConnId>,
+        fed: usize,
+    }
+    impl Handler for EmptyOnly {
+        fn on_accept(&mut self, net: &mut Net, _: Instant, conn: ConnId) {
+            self.conn = Some(conn);
+            net.want_drained(conn, true);
+            if let Some(out) = net.out(conn) {
+                out.resize(600, 1);
+            }
+        }
+        fn on_frame(&mut self, _: &mut Net, _: Instant, _: ConnId, _: Frame<'_>) -> Result<(), DecodeError> {
+            Ok(())
+        }
+        fn on_drained(&mut self, net: &mut Net, _: Instant, conn: ConnId) {
+            if net.queued(conn) == 0 && self.fed < 2 {
+                self.fed += 1;
+                if let Some(out) = net.out(conn) {
+                    out.resize(600, 2);
+                }
+            }
+        }
+        fn on_tick(&mut self, _: &mut Net, _: Instant) {}
+        fn next_deadline(&self) -> Option<Instant> {
+            None
+        }
+    }
+    let mut net = Net::new().unwrap();
+    net.low_water = 1000; // 600 queued: asked, declines, then one write empties it
+    let addr = net.listen(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let _client = std::net::TcpStream::connect(addr).unwrap();
+    let mut handler = EmptyOnly { conn: None, fed: 0 };
+    let now = Instant::now();
+    net.accept(&mut handler, now, 0, FrameLimit::Any(64));
+    net.finish_batch(&mut handler, now);
+    assert_eq!(handler.fed, 2, "asked again once the queue was empty");
+    let c = net.conns.get(handler.conn.unwrap().0).unwrap();
+    assert!(c.wbuf.len() == c.wpos && !c.writable_interest);
+}
+
+/// A paused connection's frames wait; resuming hands them over at the
+/// end of the batch without a new readiness edge.
+#[test]
+fn paused_reading_resumes_without_an_edge() {
+    struct Pauser {
+        conn: Option<ConnId>,
+        frames: usize,
+    }
+    impl Handler for Pauser {
+        fn on_accept(&mut self, _: &mut Net, _: Instant, conn: ConnId) {
+            self.conn = Some(conn);
+        }
+        fn on_frame(&mut self, net: &mut Net, _: Instant, c: ConnId, _: Frame<'_>) -> Result<(), DecodeError> {
+            self.frames += 1;
+            net.set_reading(c, false);
+            Ok(())
+        }
+        fn on_tick(&mut self, _: &mut Net, _: Instant) {}
+        fn next_deadline(&self) -> Option<Instant> {
+            None
+        }
+    }
+    use std::io::Write as _;
+    let mut net = Net::new().unwrap();
+    let addr = net.listen(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    let mut pauser = Pauser { conn: None, frames: 0 };
+    let now = Instant::now();
+    net.accept(&mut pauser, now, 0, FrameLimit::Any(64));
+    let conn = pauser.conn.unwrap();
+    client.write_all(&[0, 0, 0, 1, 7, 0, 0, 0, 1, 7, 0, 0, 0, 1, 7]).unwrap();
+    let mut events = Events::with_capacity(8);
+    while pauser.frames == 0 {
+        net.poll.poll(&mut events, Some(Duration::from_secs(5))).unwrap();
+        net.read_conn(&mut pauser, now, conn);
+    }
+    assert_eq!(pauser.frames, 1, "paused after the first frame");
+    net.finish_batch(&mut pauser, now);
+    assert_eq!(pauser.frames, 1);
+    for expected in [2, 3] {
+        net.set_reading(conn, true);
+        net.finish_batch(&mut pauser, now);
+        assert_eq!(pauser.frames, expected);
+    }
+}
