@@ -221,13 +221,13 @@ impl Net {
     /// unread in its buffer and in the kernel, so a client that sends
     /// requests faster than it takes the answers is slowed by TCP itself.
     pub fn set_reading(&mut self, conn: ConnId, reading: bool) {
-        if let Some(c) = self.conns.get_mut(conn.0) {
-            if reading && !c.reading {
-                c.resume = true;
-            }
-            c.reading = reading;
+        let Some(c) = self.conns.get_mut(conn.0) else { return };
+        let resume = reading && !c.reading;
+        c.reading = reading;
+        if resume {
+            c.resume = true;
+            self.mark_dirty(conn);
         }
-        self.mark_dirty(conn);
     }
 
     /// Bytes queued and not yet written.

@@ -80,6 +80,8 @@ struct Entry {
     /// First byte of the frame under way, while one is and we read.
     frame_start: Option<Instant>,
     phase: Phase,
+    /// Answer bytes waiting when last told; fewer later is progress.
+    queued: usize,
 }
 
 impl Entry {
@@ -128,7 +130,8 @@ impl Conns {
         };
         if admit != Admit::Refuse {
             *self.per_ip.entry(ip).or_default() += 1;
-            let entry = Entry { ip, last_progress: now, frame_start: None, phase: Phase::Reading { large: false } };
+            let entry =
+                Entry { ip, last_progress: now, frame_start: None, phase: Phase::Reading { large: false }, queued: 0 };
             self.table.insert(conn, entry);
         }
         admit
@@ -177,6 +180,7 @@ impl Conns {
         let had_turn = e.phase == Phase::Reading { large: true };
         e.last_progress = now;
         e.frame_start = None;
+        e.queued = queued;
         let reading = queued <= self.limits.max_queued;
         e.phase = if reading { Phase::Reading { large: false } } else { Phase::Answering };
         if had_turn {
@@ -185,11 +189,15 @@ impl Conns {
         reading
     }
 
-    /// The client took answer bytes; `queued` still wait. Returns true when
-    /// reading should resume.
+    /// The answer queue is short; `queued` bytes still wait. Fewer than
+    /// before is progress (the same number is not: a client that never
+    /// reads stays idle). Returns true when reading should resume.
     pub fn handle_drained(&mut self, now: Instant, conn: ConnId, queued: usize) -> bool {
         let Some(e) = self.table.get_mut(&conn) else { return false };
-        e.last_progress = now;
+        if queued < e.queued {
+            e.last_progress = now;
+        }
+        e.queued = queued;
         let resume = e.phase == Phase::Answering && queued <= self.limits.max_queued;
         if resume {
             e.phase = Phase::Reading { large: false };
@@ -350,8 +358,12 @@ mod tests {
         assert!(!c.handle_drained(t0 + SEC, ConnId(0), max + 1));
         assert!(c.handle_drained(t0 + SEC * 2, ConnId(0), max));
         assert!(!c.handle_drained(t0 + SEC * 3, ConnId(0), 0), "already reading");
-        // A client that never takes its answer is idle once the bound holds.
+        // A client that never takes its answer is idle once the bound holds,
+        // however often the loop looks at its queue.
         assert!(!c.handle_request(t0 + SEC * 4, ConnId(0), max * 4));
+        for s in 5..34 {
+            assert!(!c.handle_drained(t0 + SEC * s, ConnId(0), max * 4));
+        }
         assert_eq!(c.handle_timeout(t0 + SEC * 34), vec![ConnId(0)]);
     }
 
