@@ -170,17 +170,13 @@ fn slowloris() {
 #[test]
 fn descriptor_exhaustion() {
     let tmp = TempDir::new("emfile");
-    let args: Vec<String> =
-        ["--nofile=64:64", TRACKER, "--listen", "127.0.0.1:0", "--interval", "1", "--expiry", "3", "--status", "0"]
-            .map(String::from)
-            .to_vec();
-    let mut tracker = Proc::spawn("tracker (nofile 64)", "prlimit", &args);
-    let addr = tracker.wait_listening();
+    let (tracker, addr) = start_tracker_nofile(64);
     let flood = connections(addr, 300, 30);
     let start = Instant::now();
     let out = run_leecher(addr, &["list"]);
     assert_success(&out, "lmk-leecher list during the flood");
     eprintln!("lmk-leecher list took {:.2} s during the flood", start.elapsed().as_secs_f64());
+    assert!(tracker.stderr().contains("os error 24"), "the flood did not exhaust the descriptors (EMFILE)");
     drop(flood);
     let start = Instant::now();
     wait_until(Duration::from_secs(20), "lmk-leecher list to work after the flood", || {

@@ -121,11 +121,18 @@ pub struct Proc {
 impl Proc {
     /// Starts `program` with `args`; `name` labels it in failure messages.
     pub fn spawn(name: &str, program: &str, args: &[String]) -> Proc {
+        let mut command = Command::new(program);
+        command.args(args);
+        Proc::spawn_command(name, command)
+    }
+
+    /// Starts a command the caller set up (e.g. with a resource limit).
+    pub fn spawn_command(name: &str, mut command: Command) -> Proc {
+        let program = command.get_program().to_string_lossy().into_owned();
         let logs = TempDir::new(&format!("log-{}", name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")));
         let stderr_path = logs.path().join("stderr.log");
         let stderr = File::create(&stderr_path).unwrap_or_else(|e| panic!("create {}: {e}", stderr_path.display()));
-        let mut child = Command::new(program)
-            .args(args)
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))
@@ -766,6 +773,25 @@ pub fn vm_hwm(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status"));
     kib * 1024
+}
+
+/// A tracker on an ephemeral port that may open at most `nofile` descriptors
+/// (`RLIMIT_NOFILE`, set in the child before exec).
+pub fn start_tracker_nofile(nofile: u64) -> (Proc, SocketAddr) {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(TRACKER);
+    command.args(["--listen", "127.0.0.1:0", "--interval", "1", "--expiry", "3", "--status", "0"]);
+    let limit = libc::rlimit { rlim_cur: nofile, rlim_max: nofile };
+    // SAFETY: setrlimit is async-signal-safe and touches only the child.
+    unsafe {
+        command.pre_exec(move || match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+            0 => Ok(()),
+            _ => Err(std::io::Error::last_os_error()),
+        });
+    }
+    let mut p = Proc::spawn_command(&format!("tracker (nofile {nofile})"), command);
+    let addr = p.wait_listening();
+    (p, addr)
 }
 
 /// A TCP connection to `to` from the loopback address `src` (any of
