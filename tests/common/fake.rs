@@ -1,6 +1,6 @@
 //! Fakes run inside the test process, built on the crate's wire codecs, to
-//! inject faults the shipped binaries never produce: a seeder that lies about
-//! chunk contents, a tracker that hands out a hostile file name.
+//! inject faults the shipped binaries never produce: seeders that lie about
+//! chunk contents or stall, a tracker that hands out a hostile file name.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -108,20 +108,35 @@ fn frame_loop(
     }
 }
 
-/// A seeder that answers Hello with a full bitfield and Available, and every
-/// request with a chunk of the right length and the wrong bytes. It announces itself to the
-/// tracker as a seeder of `meta` every second, like a real one.
-pub struct LyingSeeder {
+/// How a [`HostileSeeder`] misbehaves once it has said Hello.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hostility {
+    /// Full bitfield and Available; every request answered with a chunk of
+    /// the right length and the wrong bytes.
+    Lie,
+    /// Full bitfield, then State Unavailable, and nothing more, ever.
+    Unavailable,
+    /// Full bitfield and Available; a request gets the head of a Chunk frame,
+    /// then one byte every 200 ms.
+    Trickle,
+    /// Full bitfield and Available; a request gets a frame header announcing
+    /// 4 GiB, then silence.
+    HugeHeader,
+}
+
+/// A seeder that announces itself to the tracker as a seeder of `meta` every
+/// second, like a real one, and then serves as its [`Hostility`] says.
+pub struct HostileSeeder {
     pub addr: SocketAddr,
     /// TCP connections accepted.
     pub connections: Arc<AtomicUsize>,
-    /// Requests answered with a bad chunk.
+    /// Requests answered (badly).
     pub answered: Arc<AtomicUsize>,
     _workers: Workers,
 }
 
-impl LyingSeeder {
-    pub fn start(meta: FileMeta, tracker: SocketAddr) -> LyingSeeder {
+impl HostileSeeder {
+    pub fn start(meta: FileMeta, tracker: SocketAddr, hostility: Hostility) -> HostileSeeder {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake seeder");
         let addr = listener.local_addr().expect("local addr");
         let connections = Arc::new(AtomicUsize::new(0));
@@ -131,19 +146,35 @@ impl LyingSeeder {
         let (count, meta2) = (Arc::clone(&answered), meta.clone());
         let full = Bitfield::full(meta.chunk_count()).as_bytes().to_vec();
         let serve = move |stream: TcpStream, stop: Arc<AtomicBool>| {
+            let Ok(mut writer) = stream.try_clone() else { return };
             frame_loop(stream, &stop, MAX_PEER_FRAME, |frame, out| match Message::decode(frame) {
                 Ok(Message::Hello { id, .. }) => {
                     Message::Hello { id, port: addr.port(), nonce: 0x5eed }.encode(out);
                     Message::Bitfield(&full).encode(out);
-                    Message::State(State::Available).encode(out);
+                    let state = if hostility == Hostility::Unavailable { State::Unavailable } else { State::Available };
+                    Message::State(state).encode(out);
                     true
                 }
-                Ok(Message::Bitfield(_) | Message::State(_) | Message::Have(_)) => true,
+                Ok(Message::Bitfield(_) | Message::State(_) | Message::Have(_) | Message::Cancel(_)) => true,
                 Ok(Message::Request(index)) => {
                     let Some(len) = meta2.chunk_len(index) else { return false };
-                    let wrong: Vec<u8> = (0..len).map(|i| (i % 251) as u8 ^ 0x5a).collect();
-                    Message::Chunk { index, data: &wrong }.encode(out);
                     count.fetch_add(1, Ordering::SeqCst);
+                    let wrong: Vec<u8> = (0..len).map(|i| (i % 251) as u8 ^ 0x5a).collect();
+                    match hostility {
+                        Hostility::Lie => Message::Chunk { index, data: &wrong }.encode(out),
+                        Hostility::Unavailable => {}
+                        Hostility::Trickle => {
+                            let mut frame = Vec::new();
+                            Message::Chunk { index, data: &wrong }.encode(&mut frame);
+                            for b in frame {
+                                if stop.load(Ordering::SeqCst) || writer.write_all(&[b]).is_err() {
+                                    return false;
+                                }
+                                std::thread::sleep(Duration::from_millis(200));
+                            }
+                        }
+                        Hostility::HugeHeader => out.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x14]),
+                    }
                     true
                 }
                 _ => false,
@@ -168,7 +199,7 @@ impl LyingSeeder {
             }
             client.announce(id, 0, Event::Stopped, addr.port());
         });
-        LyingSeeder { addr, connections, answered, _workers: workers }
+        HostileSeeder { addr, connections, answered, _workers: workers }
     }
 }
 

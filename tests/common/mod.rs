@@ -387,6 +387,13 @@ pub fn run_leecher(tracker: SocketAddr, args: &[&str]) -> Output {
 }
 
 /// Runs any binary with exactly `args` (for command-line checks).
+/// A live process's peak resident set (VmHWM) in KiB; None once it is gone.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 pub fn run_bin(program: &str, args: &[&str], limit: Duration) -> Output {
     let name = Path::new(program).file_name().map_or("bin".into(), |n| n.to_string_lossy().into_owned());
     Proc::spawn(&name, program, &strings(args)).finish(limit)
