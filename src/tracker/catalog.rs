@@ -1,9 +1,13 @@
 //! The tracker's catalog: metadata of every published file, kept while the
 //! file has live seeders and for one expiry time after its last one left.
+//! Each address may hold only so many files, so one client cannot fill it.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
 use std::time::Instant;
 
+use crate::common::publish_key::PublishKey;
 use crate::hash::ContentId;
 use crate::meta::{check_name, FileMeta};
 use crate::wire::catalog::{ErrorCode, ListEntry, Response, Selector};
@@ -12,23 +16,70 @@ use crate::wire::catalog::{ErrorCode, ListEntry, Response, Selector};
 pub const MAX_FILES: usize = 100_000;
 /// Most chunk-hash bytes the catalog holds over all files.
 pub const MAX_HASH_BYTES: usize = 512 * 1024 * 1024;
+/// Files one address may hold in the catalog, by default.
+pub const DEFAULT_FILES_PER_IP: usize = 1000;
+/// Content ids named in an ambiguity error: what fits its message.
+const MAX_IDS_NAMED: usize = 8;
+
+/// Who may publish what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Files first published from one address (an IPv6 /64) held at once.
+    pub files_per_ip: usize,
+    /// When set, only publishes signed with this key are taken.
+    pub publish_key: Option<PublishKey>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy { files_per_ip: DEFAULT_FILES_PER_IP, publish_key: None }
+    }
+}
+
+/// Where a publish came from, as the quota counts it: an IPv4 address, or
+/// the /64 of an IPv6 one (one host commonly holds a whole /64).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Source(IpAddr);
+
+impl Source {
+    pub fn of(ip: IpAddr) -> Source {
+        match ip {
+            IpAddr::V4(v4) => Source(IpAddr::V4(v4)),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Source(IpAddr::V4(v4)),
+                None => Source(IpAddr::V6((u128::from(v6) & !(u128::MAX >> 64)).into())),
+            },
+        }
+    }
+}
 
 struct Entry {
     meta: FileMeta,
     /// Last instant the file was published or had a live seeder.
     last_seeded: Instant,
+    /// The address that first published it, charged for it until it expires.
+    owner: Source,
 }
 
 #[derive(Default)]
 pub struct Catalog {
     files: HashMap<ContentId, Entry>,
     hash_bytes: usize,
+    /// Files held per owner; no entry for an owner holding none.
+    owned: HashMap<Source, usize>,
 }
 
 impl Catalog {
-    /// Stores `meta` (idempotent: a re-publish refreshes it). The tracker
-    /// computes the id itself, so a publisher cannot lie about it.
-    pub fn publish(&mut self, now: Instant, meta: FileMeta) -> Result<ContentId, Response> {
+    /// Stores `meta` (idempotent: a re-publish, from any address, refreshes
+    /// it). The tracker computes the id itself, so a publisher cannot lie
+    /// about it. A new file counts against `from`'s quota of `files_per_ip`.
+    pub fn publish(
+        &mut self,
+        now: Instant,
+        from: Source,
+        files_per_ip: usize,
+        meta: FileMeta,
+    ) -> Result<ContentId, Response> {
         if let Err(e) = check_name(meta.name()) {
             return Err(Response::Error { code: ErrorCode::Refused, message: e.to_string() });
         }
@@ -37,12 +88,18 @@ impl Catalog {
             entry.last_seeded = now;
             return Ok(id);
         }
+        let held = self.owned.get(&from).copied().unwrap_or(0);
+        if held >= files_per_ip {
+            let message = format!("publish quota: {held} files from {} already, at most {files_per_ip}", from.0);
+            return Err(Response::Error { code: ErrorCode::Full, message });
+        }
         let bytes = meta.hashes().len() * 20;
         if self.files.len() >= MAX_FILES || self.hash_bytes + bytes > MAX_HASH_BYTES {
             return Err(Response::Error { code: ErrorCode::Full, message: "catalog full".into() });
         }
         self.hash_bytes += bytes;
-        self.files.insert(id, Entry { meta, last_seeded: now });
+        *self.owned.entry(from).or_default() += 1;
+        self.files.insert(id, Entry { meta, last_seeded: now, owner: from });
         Ok(id)
     }
 
@@ -64,18 +121,29 @@ impl Catalog {
     }
 
     /// One file's metadata by id, or by name when exactly one file has it.
+    /// Files of one name are refused together, naming their content ids: a
+    /// second publisher of a name can block it but never take it over.
     pub fn get(&self, selector: &Selector) -> Response {
-        let found: Vec<&FileMeta> = match selector {
-            Selector::Id(id) => self.files.get(id).map(|e| &e.meta).into_iter().collect(),
-            Selector::Name(name) => self.files.values().map(|e| &e.meta).filter(|m| m.name() == name).collect(),
+        let mut found: Vec<(&ContentId, &FileMeta)> = match selector {
+            Selector::Id(id) => self.files.get_key_value(id).map(|(id, e)| (id, &e.meta)).into_iter().collect(),
+            Selector::Name(name) => {
+                self.files.iter().filter(|(_, e)| e.meta.name() == name).map(|(id, e)| (id, &e.meta)).collect()
+            }
         };
-        match found.as_slice() {
-            [meta] => Response::Meta((*meta).clone()),
+        match found.as_mut_slice() {
+            [(_, meta)] => Response::Meta((*meta).clone()),
             [] => Response::Error { code: ErrorCode::NotFound, message: "no such file in the catalog".into() },
-            many => Response::Error {
-                code: ErrorCode::Ambiguous,
-                message: format!("{} files have that name; ask by content id", many.len()),
-            },
+            many => {
+                many.sort_by_key(|(id, _)| **id);
+                let mut message = format!("{} files claim that name; get one by content id:", many.len());
+                for (id, _) in many.iter().take(MAX_IDS_NAMED) {
+                    let _ = write!(message, " {id}");
+                }
+                if many.len() > MAX_IDS_NAMED {
+                    message.push_str(" ...");
+                }
+                Response::Error { code: ErrorCode::Ambiguous, message }
+            }
         }
     }
 
@@ -88,6 +156,7 @@ impl Catalog {
     pub fn expire(&mut self, now: Instant, cutoff: Instant, has_seeders: impl Fn(&ContentId) -> bool) -> Vec<String> {
         let mut dropped = Vec::new();
         let mut freed = 0;
+        let owned = &mut self.owned;
         self.files.retain(|id, e| {
             if has_seeders(id) {
                 e.last_seeded = now;
@@ -96,6 +165,12 @@ impl Catalog {
             if !keep {
                 freed += e.meta.hashes().len() * 20;
                 dropped.push(e.meta.name().to_string());
+                if let Some(n) = owned.get_mut(&e.owner) {
+                    *n -= 1;
+                    if *n == 0 {
+                        owned.remove(&e.owner);
+                    }
+                }
             }
             keep
         });
@@ -113,33 +188,95 @@ mod tests {
     use super::*;
     use crate::hash::Hash20;
     use crate::meta::MIN_CHUNK;
+    use std::net::Ipv6Addr;
     use std::time::Duration;
 
     fn meta(name: &str, salt: u8) -> FileMeta {
         FileMeta::new(name.into(), 10, MIN_CHUNK, vec![Hash20([salt; 20])]).unwrap()
     }
 
+    fn src(last: u8) -> Source {
+        Source::of(IpAddr::from([10, 0, 0, last]))
+    }
+
+    fn publish(c: &mut Catalog, now: Instant, m: FileMeta) -> Result<ContentId, Response> {
+        c.publish(now, src(1), 100, m)
+    }
+
     #[test]
     fn publish_get_list() {
         let t0 = Instant::now();
         let mut c = Catalog::default();
-        let id = c.publish(t0, meta("a", 1)).unwrap();
-        assert_eq!(c.publish(t0, meta("a", 1)), Ok(id), "re-publish is idempotent");
+        let id = publish(&mut c, t0, meta("a", 1)).unwrap();
+        assert_eq!(publish(&mut c, t0, meta("a", 1)), Ok(id), "re-publish is idempotent");
         assert_eq!(c.get(&Selector::Id(id)), Response::Meta(meta("a", 1)));
         assert_eq!(c.get(&Selector::Name("a".into())), Response::Meta(meta("a", 1)));
-        c.publish(t0, meta("a", 2)).unwrap();
-        assert!(matches!(c.get(&Selector::Name("a".into())), Response::Error { code: ErrorCode::Ambiguous, .. }));
         assert!(matches!(c.get(&Selector::Name("b".into())), Response::Error { code: ErrorCode::NotFound, .. }));
         let list = c.list(|i| usize::from(*i == id) * 3);
-        assert_eq!(list.len(), 2);
-        assert_eq!(list.iter().find(|e| e.id == id).unwrap().seeders, 3);
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].seeders, 3);
+    }
+
+    #[test]
+    fn a_claimed_name_is_refused_naming_every_claimant() {
+        let t0 = Instant::now();
+        let mut c = Catalog::default();
+        let real = publish(&mut c, t0, meta("a", 1)).unwrap();
+        let squat = c.publish(t0, src(66), 100, meta("a", 2)).unwrap();
+        match c.get(&Selector::Name("a".into())) {
+            Response::Error { code: ErrorCode::Ambiguous, message } => {
+                assert!(message.contains(&real.to_hex()) && message.contains(&squat.to_hex()), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.get(&Selector::Id(real)), Response::Meta(meta("a", 1)), "by content id it still works");
+        assert_eq!(c.get(&Selector::Id(squat)), Response::Meta(meta("a", 2)));
+        assert_eq!(c.list(|_| 0).len(), 2, "both listed, each with its id");
+        // Many claimants: the message stays within what an error carries.
+        for salt in 3..40 {
+            c.publish(t0, src(salt), 100, meta("a", salt)).unwrap();
+        }
+        let Response::Error { message, .. } = c.get(&Selector::Name("a".into())) else { panic!() };
+        assert!(message.len() <= crate::wire::MAX_NAME * 2 && message.ends_with("..."), "{message}");
+    }
+
+    #[test]
+    fn quota_per_address_until_its_files_expire() {
+        let t0 = Instant::now();
+        let mut c = Catalog::default();
+        for salt in 0..3 {
+            c.publish(t0, src(1), 3, meta(&format!("f{salt}"), salt)).unwrap();
+        }
+        let over = c.publish(t0, src(1), 3, meta("f3", 3));
+        assert!(matches!(&over, Err(Response::Error { code: ErrorCode::Full, message }) if message.contains("quota")));
+        assert_eq!(c.publish(t0, src(1), 3, meta("f0", 0)), Ok(meta("f0", 0).content_id()), "refresh is free");
+        assert!(c.publish(t0, src(2), 3, meta("f3", 3)).is_ok(), "another address has its own quota");
+        assert!(c.publish(t0, src(2), 3, meta("f0", 0)).is_ok(), "a file another address holds costs nothing");
+        assert_eq!(c.len(), 4);
+        // The files of src(1) expire: its quota is free again.
+        let t1 = t0 + Duration::from_secs(60);
+        let f3 = meta("f3", 3).content_id();
+        c.expire(t1, t0 + Duration::from_secs(1), |id| *id == f3);
+        assert_eq!((c.len(), c.owned.len()), (1, 1));
+        assert!(c.publish(t1, src(1), 3, meta("f4", 4)).is_ok());
+    }
+
+    #[test]
+    fn ipv6_counts_by_64() {
+        let a: Ipv6Addr = "2001:db8:1:2::1".parse().unwrap();
+        let b: Ipv6Addr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: Ipv6Addr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(Source::of(a.into()), Source::of(b.into()));
+        assert_ne!(Source::of(a.into()), Source::of(other.into()));
+        let mapped: Ipv6Addr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(Source::of(mapped.into()), src(1));
     }
 
     #[test]
     fn unsafe_names_refused() {
         let mut c = Catalog::default();
-        for bad in ["../x", "a/b", "a\0b", ".."] {
-            let got = c.publish(Instant::now(), meta(bad, 1));
+        for bad in ["../x", "a/b", "a\0b", "..", "a\u{1b}[2Jb", "gpj.\u{202e}exe", "a\u{200b}b", "a\u{2028}"] {
+            let got = publish(&mut c, Instant::now(), meta(bad, 1));
             assert!(matches!(got, Err(Response::Error { code: ErrorCode::Refused, .. })), "{bad:?}");
         }
         assert_eq!(c.len(), 0);
@@ -149,12 +286,13 @@ mod tests {
     fn expiry_only_without_seeders() {
         let t0 = Instant::now();
         let mut c = Catalog::default();
-        let a = c.publish(t0, meta("a", 1)).unwrap();
-        c.publish(t0, meta("b", 2)).unwrap();
+        let a = publish(&mut c, t0, meta("a", 1)).unwrap();
+        publish(&mut c, t0, meta("b", 2)).unwrap();
         let t1 = t0 + Duration::from_secs(30);
         let dropped = c.expire(t1, t0 + Duration::from_secs(1), |id| *id == a);
         assert_eq!(dropped, vec!["b".to_string()]);
         assert_eq!(c.len(), 1);
         assert_eq!(c.hash_bytes, 20);
+        assert_eq!(c.owned.get(&src(1)), Some(&1));
     }
 }

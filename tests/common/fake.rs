@@ -184,6 +184,23 @@ pub struct FakeTracker {
 
 impl FakeTracker {
     pub fn start(meta: FileMeta) -> FakeTracker {
+        FakeTracker::answering(move |request| match request {
+            catalog::Request::GetMeta(_) => catalog::Response::Meta(meta.clone()),
+            catalog::Request::List => catalog::Response::List(vec![ListEntry {
+                id: meta.content_id(),
+                name: meta.name().to_string(),
+                size: meta.size(),
+                chunk_size: meta.chunk_size(),
+                seeders: 0,
+            }]),
+            _ => catalog::Response::Error { code: ErrorCode::Refused, message: "fake".into() },
+        })
+    }
+
+    /// A tracker whose catalog answers every request with `answer`.
+    pub fn answering(
+        answer: impl Fn(catalog::Request) -> catalog::Response + Send + Sync + Clone + 'static,
+    ) -> FakeTracker {
         let (udp, listener) = bind_pair();
         let addr = udp.local_addr().expect("local addr");
         let requests = Arc::new(AtomicUsize::new(0));
@@ -194,20 +211,7 @@ impl FakeTracker {
             frame_loop(stream, &stop, MAX_CATALOG_FRAME, |frame, out| {
                 let Ok(request) = catalog::Request::decode(frame) else { return false };
                 count.fetch_add(1, Ordering::SeqCst);
-                let response = match request {
-                    catalog::Request::GetMeta(_) => catalog::Response::Meta(meta.clone()),
-                    catalog::Request::List => catalog::Response::List(vec![ListEntry {
-                        id: meta.content_id(),
-                        name: meta.name().to_string(),
-                        size: meta.size(),
-                        chunk_size: meta.chunk_size(),
-                        seeders: 0,
-                    }]),
-                    catalog::Request::Publish(_) => {
-                        catalog::Response::Error { code: ErrorCode::Refused, message: "fake".into() }
-                    }
-                };
-                response.encode(out);
+                answer(request).encode(out);
                 true
             });
         };
