@@ -84,3 +84,33 @@ impl<L: Log> Log for AroundBar<L> {
         self.0.flush();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keeps the messages it is given.
+    struct Capture(Mutex<Vec<String>>);
+
+    impl Log for Capture {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+
+        fn log(&self, record: &Record<'_>) {
+            self.0.lock().unwrap().push(record.args().to_string());
+        }
+
+        fn flush(&self) {}
+    }
+
+    #[test]
+    fn a_record_with_a_control_character_is_escaped() {
+        let logger = AroundBar(Capture(Mutex::new(Vec::new())));
+        let name = "evil\x1b]52;c;eA==\x07\u{202e}.bin";
+        logger.log(&Record::builder().args(format_args!("tracker refused: {name}")).build());
+        logger.log(&Record::builder().args(format_args!("plain \\ line")).build());
+        let got = logger.0 .0.lock().unwrap().clone();
+        assert_eq!(got, ["tracker refused: evil\\x1b]52;c;eA==\\x07\\u{202e}.bin", "plain \\ line"]);
+    }
+}

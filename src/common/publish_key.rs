@@ -109,6 +109,7 @@ mod tests {
     use super::*;
     use crate::hash::Hash20 as H;
     use crate::meta::MIN_CHUNK;
+    use crate::wire::catalog::{ErrorCode, Request, Response};
 
     fn hex(b: [u8; 20]) -> String {
         H(b).to_hex()
@@ -125,6 +126,28 @@ mod tests {
             hex(hmac_sha1(&[0xaa; 80], &[b"Test Using Larger Than Block-Size Key - Hash Key First"])),
             "aa4ae5e15272d00e95705637ce8a3b55ed402112"
         );
+    }
+
+    /// The worked example of docs/PROTOCOL.md 8.2, byte for byte.
+    #[test]
+    fn protocol_md_example() {
+        let hashes = [
+            "897256b6709e1a4da9daba92b6bde39ccfccd8c1",
+            "19e5dc34eda79ca3ee73860b61b66185149b6fb4",
+            "c4ea21bb365bbeeaf5f2c654883e56d11e43c44e",
+        ];
+        let hashes = hashes.iter().map(|h| h.parse().unwrap()).collect();
+        let meta = FileMeta::new("a.bin".into(), 32769, MIN_CHUNK, hashes).unwrap();
+        assert_eq!(meta.content_id().to_hex(), "144a20420a8d540d7c776093994b6d18b73a4054");
+        let key = PublishKey::from_bytes(b"correct horse battery staple\n").unwrap();
+        let nonce: Nonce = std::array::from_fn(|i| 0x10 + i as u8);
+        assert_eq!(hex(key.sign(&nonce, &meta)), "ebfa1bef67474ec3153debdae3f20c6b1f5334fa");
+        let mut frame = Vec::new();
+        Request::SignedPublish { nonce, mac: key.sign(&nonce, &meta), meta }.encode(&mut frame);
+        assert_eq!((frame.len(), &frame[..5]), (125, &[0, 0, 0, 0x79, 0x05][..]));
+        let mut error = Vec::new();
+        Response::Error { code: ErrorCode::Unauthorized, message: "wrong publish key".into() }.encode(&mut error);
+        assert_eq!(&error[..8], &[0, 0, 0, 0x15, 0xff, 5, 0, 17]);
     }
 
     #[test]
