@@ -8,9 +8,9 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use crate::common::publish_key::PublishKey;
-use crate::hash::ContentId;
+use crate::hash::{ContentId, Hash20};
 use crate::meta::{check_name, FileMeta};
-use crate::wire::catalog::{ErrorCode, ListEntry, Response, Selector};
+use crate::wire::catalog::{ErrorCode, ListEntry, Mac, Nonce, Response, Selector};
 
 /// Most files the catalog holds.
 pub const MAX_FILES: usize = 100_000;
@@ -20,6 +20,9 @@ pub const MAX_HASH_BYTES: usize = 512 * 1024 * 1024;
 pub const DEFAULT_FILES_PER_IP: usize = 1000;
 /// Content ids named in an ambiguity error: what fits its message.
 const MAX_IDS_NAMED: usize = 8;
+/// A publish challenge is good in the window it was made in and the next:
+/// a captured signed publish can be replayed at most this long, twice over.
+pub const CHALLENGE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Who may publish what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +36,68 @@ pub struct Policy {
 impl Default for Policy {
     fn default() -> Self {
         Policy { files_per_ip: DEFAULT_FILES_PER_IP, publish_key: None }
+    }
+}
+
+/// Who may publish: with a key, only the holders of a MAC over a fresh
+/// challenge of their own address. Stateless, like BEP 15 connection ids:
+/// a challenge is a keyed hash of the address and a time window.
+pub struct Gate {
+    policy: Policy,
+    secret: [u8; 16],
+    start: Instant,
+}
+
+impl Gate {
+    /// `secret` keys the challenges; it is drawn when the tracker starts.
+    pub fn new(policy: Policy, secret: [u8; 16], start: Instant) -> Gate {
+        Gate { policy, secret, start }
+    }
+
+    pub fn files_per_ip(&self) -> usize {
+        self.policy.files_per_ip
+    }
+
+    /// The nonce a client at `from` signs its publishes over now.
+    pub fn challenge(&self, now: Instant, from: IpAddr) -> Nonce {
+        self.nonce(from, self.window(now))
+    }
+
+    /// Whether a publish from `from`, signed or not, may go on; the reason if not.
+    pub fn admit(
+        &self,
+        now: Instant,
+        from: IpAddr,
+        signature: Option<&(Nonce, Mac)>,
+        meta: &FileMeta,
+    ) -> Result<(), &'static str> {
+        let Some(key) = &self.policy.publish_key else { return Ok(()) };
+        let Some((nonce, mac)) = signature else {
+            return Err("this tracker takes only publishes signed with its publish key");
+        };
+        let window = self.window(now);
+        if *nonce != self.nonce(from, window) && (window == 0 || *nonce != self.nonce(from, window - 1)) {
+            return Err("stale or foreign challenge; ask for a new one");
+        }
+        if !key.verify(nonce, meta, mac) {
+            return Err("wrong publish key");
+        }
+        Ok(())
+    }
+
+    fn window(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.start).as_secs() / CHALLENGE_WINDOW.as_secs()
+    }
+
+    fn nonce(&self, from: IpAddr, window: u64) -> Nonce {
+        let ip = match from {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+            IpAddr::V6(v6) => v6.octets(),
+        };
+        let h = Hash20::of_parts(&[&self.secret, b"challenge", &ip, &window.to_be_bytes()]);
+        let mut nonce = [0u8; 16];
+        nonce.copy_from_slice(&h.0[..16]);
+        nonce
     }
 }
 
@@ -259,6 +324,39 @@ mod tests {
         c.expire(t1, t0 + Duration::from_secs(1), |id| *id == f3);
         assert_eq!((c.len(), c.owned.len()), (1, 1));
         assert!(c.publish(t1, src(1), 3, meta("f4", 4)).is_ok());
+    }
+
+    #[test]
+    fn gate_good_wrong_key_missing_and_replayed() {
+        let t0 = Instant::now();
+        let key = PublishKey::from_bytes(b"sixteen byte key").unwrap();
+        let wrong = PublishKey::from_bytes(b"not the same key").unwrap();
+        let policy = Policy { files_per_ip: 2, publish_key: Some(key.clone()) };
+        let gate = Gate::new(policy.clone(), [1; 16], t0);
+        let here = IpAddr::from([127, 0, 0, 1]);
+        let m = meta("f", 1);
+        let nonce = gate.challenge(t0, here);
+        let signed = (nonce, key.sign(&nonce, &m));
+        assert_eq!(gate.admit(t0, here, Some(&signed), &m), Ok(()));
+        let forged = (nonce, wrong.sign(&nonce, &m));
+        assert_eq!(gate.admit(t0, here, Some(&forged), &m), Err("wrong publish key"));
+        assert!(gate.admit(t0, here, None, &m).is_err(), "no MAC");
+        assert!(gate.admit(t0, here, Some(&signed), &meta("g", 1)).is_err(), "the MAC covers the metadata");
+        assert!(gate.admit(t0, IpAddr::from([10, 9, 9, 9]), Some(&signed), &m).is_err(), "replayed from elsewhere");
+        // Replayed later: good within the challenge's two windows, refused after.
+        let within = t0 + CHALLENGE_WINDOW * 2 - Duration::from_secs(1);
+        assert_eq!(gate.admit(within, here, Some(&signed), &m), Ok(()));
+        let later = t0 + CHALLENGE_WINDOW * 2;
+        assert!(gate.admit(later, here, Some(&signed), &m).is_err(), "replayed later");
+        let fresh = gate.challenge(later, here);
+        assert_ne!(fresh, nonce);
+        assert_eq!(gate.admit(later, here, Some(&(fresh, key.sign(&fresh, &m))), &m), Ok(()));
+        // A restarted tracker (another secret) does not take the old challenge.
+        assert!(Gate::new(policy, [2; 16], t0).admit(t0, here, Some(&signed), &m).is_err());
+        // Without a key nothing is checked.
+        let open = Gate::new(Policy::default(), [1; 16], t0);
+        assert_eq!(open.admit(t0, here, Some(&forged), &m), Ok(()));
+        assert_eq!(open.admit(t0, here, None, &m), Ok(()));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info};
 
-use super::catalog::{Catalog, Policy, Source};
+use super::catalog::{Catalog, Gate, Policy, Source};
 use super::swarms::{Change, Millis, Swarms};
 use crate::common::fmt;
 use crate::common::rng::Rng;
@@ -19,9 +19,6 @@ use crate::wire::udp::{self, Event, Request, RequestError, Response, ScrapeStats
 
 /// Connection ids are valid for the epoch they were made in and the next.
 const EPOCH: Duration = Duration::from_secs(120);
-/// A publish challenge is good in the window it was made in and the next:
-/// a captured signed publish can be replayed at most this long, twice over.
-const CHALLENGE_WINDOW: Duration = Duration::from_secs(60);
 /// Peers returned when a client asks for a default amount (num_want <= 0).
 const DEFAULT_NUM_WANT: usize = 50;
 /// The error a client gets for a connection id we did not issue (or no longer
@@ -64,7 +61,7 @@ pub struct Tracker {
     rng: Rng,
     swarms: Swarms,
     catalog: Catalog,
-    policy: Policy,
+    gate: Gate,
     stats: Stats,
     /// Reused for every announce answer: no allocation per datagram.
     picked: Vec<SocketAddr>,
@@ -85,7 +82,7 @@ impl Tracker {
             rng,
             swarms: Swarms::default(),
             catalog: Catalog::default(),
-            policy: Policy::default(),
+            gate: Gate::new(Policy::default(), secret, now),
             stats: Stats::default(),
             picked: Vec::with_capacity(udp::MAX_PEERS),
             next_sweep,
@@ -95,7 +92,7 @@ impl Tracker {
 
     /// Who may publish what (by default: 1000 files per address, no key).
     pub fn with_catalog(mut self, policy: Policy) -> Tracker {
-        self.policy = policy;
+        self.gate = Gate::new(policy, self.secret, self.start);
         self
     }
 
@@ -207,19 +204,9 @@ impl Tracker {
     pub fn handle_catalog(&mut self, now: Instant, from: IpAddr, request: cat::Request) -> cat::Response {
         self.stats.catalog_requests += 1;
         let response = match request {
-            cat::Request::Publish(_) if self.policy.publish_key.is_some() => {
-                self.unauthorized("this tracker takes only publishes signed with its publish key")
-            }
-            cat::Request::Publish(meta) => self.publish(now, from, meta),
-            cat::Request::SignedPublish { nonce, mac, meta } => match &self.policy.publish_key {
-                None => self.publish(now, from, meta),
-                Some(_) if !self.valid_challenge(from, now, &nonce) => {
-                    self.unauthorized("stale or foreign challenge; ask for a new one")
-                }
-                Some(key) if !key.verify(&nonce, &meta, &mac) => self.unauthorized("wrong publish key"),
-                Some(_) => self.publish(now, from, meta),
-            },
-            cat::Request::Challenge => cat::Response::Challenge(self.challenge(from, self.window(now))),
+            cat::Request::Publish(meta) => self.publish(now, from, None, meta),
+            cat::Request::SignedPublish { nonce, mac, meta } => self.publish(now, from, Some((nonce, mac)), meta),
+            cat::Request::Challenge => cat::Response::Challenge(self.gate.challenge(now, from)),
             cat::Request::List => cat::Response::List(self.catalog.list(|id| self.swarms.seeders(id))),
             cat::Request::GetMeta(selector) => self.catalog.get(&selector),
         };
@@ -230,9 +217,19 @@ impl Tracker {
         response
     }
 
-    fn publish(&mut self, now: Instant, from: IpAddr, meta: FileMeta) -> cat::Response {
+    fn publish(
+        &mut self,
+        now: Instant,
+        from: IpAddr,
+        signature: Option<(cat::Nonce, cat::Mac)>,
+        meta: FileMeta,
+    ) -> cat::Response {
+        if let Err(why) = self.gate.admit(now, from, signature.as_ref(), &meta) {
+            self.stats.unauthorized += 1;
+            return cat::Response::Error { code: cat::ErrorCode::Unauthorized, message: why.into() };
+        }
         let name = meta.name().to_string();
-        match self.catalog.publish(now, Source::of(from), self.policy.files_per_ip, meta) {
+        match self.catalog.publish(now, Source::of(from), self.gate.files_per_ip(), meta) {
             Ok(id) => {
                 if self.swarms.seeders(&id) == 0 {
                     self.changed = true;
@@ -242,11 +239,6 @@ impl Tracker {
             }
             Err(refusal) => refusal,
         }
-    }
-
-    fn unauthorized(&mut self, why: &str) -> cat::Response {
-        self.stats.unauthorized += 1;
-        cat::Response::Error { code: cat::ErrorCode::Unauthorized, message: why.into() }
     }
 
     /// Drops peers not heard from within the expiry time, then catalog
@@ -334,24 +326,6 @@ impl Tracker {
         now.saturating_duration_since(self.start).as_millis() as Millis
     }
 
-    fn window(&self, now: Instant) -> u64 {
-        now.saturating_duration_since(self.start).as_secs() / CHALLENGE_WINDOW.as_secs()
-    }
-
-    /// Keyed hash of the client's address and a time window: stateless, like
-    /// connection ids, so a challenge costs no memory per client.
-    fn challenge(&self, from: IpAddr, window: u64) -> cat::Nonce {
-        let h = Hash20::of_parts(&[&self.secret, b"challenge", &ip16(from), &window.to_be_bytes()]);
-        let mut nonce = [0u8; 16];
-        nonce.copy_from_slice(&h.0[..16]);
-        nonce
-    }
-
-    fn valid_challenge(&self, from: IpAddr, now: Instant, nonce: &cat::Nonce) -> bool {
-        let window = self.window(now);
-        *nonce == self.challenge(from, window) || (window > 0 && *nonce == self.challenge(from, window - 1))
-    }
-
     fn epoch(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.start).as_secs() / EPOCH.as_secs()
     }
@@ -359,7 +333,11 @@ impl Tracker {
     /// Keyed hash of the client address and a coarse time: stateless, and
     /// a spoofed source cannot learn an id it could use.
     fn connection_id(&self, from: SocketAddr, epoch: u64) -> u64 {
-        let h = Hash20::of_parts(&[&self.secret, &ip16(from.ip()), &from.port().to_be_bytes(), &epoch.to_be_bytes()]);
+        let ip = match from.ip() {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+            IpAddr::V6(v6) => v6.octets(),
+        };
+        let h = Hash20::of_parts(&[&self.secret, &ip, &from.port().to_be_bytes(), &epoch.to_be_bytes()]);
         let mut id = [0u8; 8];
         id.copy_from_slice(&h.0[..8]);
         u64::from_be_bytes(id)
@@ -368,14 +346,6 @@ impl Tracker {
     fn valid_connection_id(&self, from: SocketAddr, now: Instant, id: u64) -> bool {
         let epoch = self.epoch(now);
         id == self.connection_id(from, epoch) || (epoch > 0 && id == self.connection_id(from, epoch - 1))
-    }
-}
-
-/// An address as 16 bytes, IPv4 mapped.
-fn ip16(ip: IpAddr) -> [u8; 16] {
-    match ip {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        IpAddr::V6(v6) => v6.octets(),
     }
 }
 
@@ -630,35 +600,20 @@ mod tests {
     }
 
     #[test]
-    fn signed_publish_good_wrong_key_missing_and_replayed() {
+    fn with_a_key_only_signed_publishes_are_taken_and_refusals_counted() {
         let t0 = Instant::now();
         let key = PublishKey::from_bytes(b"sixteen byte key").unwrap();
-        let wrong = PublishKey::from_bytes(b"not the same key").unwrap();
         let mut t = keyed(t0, b"sixteen byte key");
         let meta = FileMeta::new("f".into(), 5, MIN_CHUNK, vec![Hash20::of(b"c")]).unwrap();
         let nonce = challenge(&mut t, t0, LOCAL);
         let signed = cat::Request::SignedPublish { nonce, mac: key.sign(&nonce, &meta), meta: meta.clone() };
-        assert_eq!(t.handle_catalog(t0, LOCAL, signed.clone()), cat::Response::Published(meta.content_id()));
-
+        assert_eq!(t.handle_catalog(t0, LOCAL, signed), cat::Response::Published(meta.content_id()));
         let unauthorized = Some(cat::ErrorCode::Unauthorized);
-        let forged = cat::Request::SignedPublish { nonce, mac: wrong.sign(&nonce, &meta), meta: meta.clone() };
-        assert_eq!(code(t.handle_catalog(t0, LOCAL, forged)), unauthorized, "wrong key");
-        assert_eq!(code(t.handle_catalog(t0, LOCAL, cat::Request::Publish(meta.clone()))), unauthorized, "no MAC");
-        let elsewhere = IpAddr::from([10, 9, 9, 9]);
-        assert_eq!(code(t.handle_catalog(t0, elsewhere, signed.clone())), unauthorized, "replayed from elsewhere");
-        // Replayed later: good within the challenge's two windows, refused after.
-        let within = t0 + CHALLENGE_WINDOW * 2 - Duration::from_secs(1);
-        assert_eq!(code(t.handle_catalog(within, LOCAL, signed.clone())), None);
-        let later = t0 + CHALLENGE_WINDOW * 2;
-        assert_eq!(code(t.handle_catalog(later, LOCAL, signed)), unauthorized, "replayed later");
-        assert_eq!(t.stats().unauthorized, 4);
-        // A fresh challenge works again; a restarted tracker's challenges differ.
-        let fresh = challenge(&mut t, later, LOCAL);
-        assert_ne!(fresh, nonce);
-        let resigned = cat::Request::SignedPublish { nonce: fresh, mac: key.sign(&fresh, &meta), meta };
-        assert_eq!(code(t.handle_catalog(later, LOCAL, resigned)), None);
-        let mut other = Tracker::new(Config { seed: 2, ..t.config.clone() }, t0);
-        assert_ne!(challenge(&mut other, t0, LOCAL), nonce);
+        assert_eq!(code(t.handle_catalog(t0, LOCAL, cat::Request::Publish(meta.clone()))), unauthorized);
+        let forged = cat::Request::SignedPublish { nonce, mac: [0; 20], meta };
+        assert_eq!(code(t.handle_catalog(t0, LOCAL, forged)), unauthorized);
+        assert_eq!((t.stats().unauthorized, t.stats().catalog_refused), (2, 2));
+        assert!(t.status().contains("unauthorized 2"), "{}", t.status());
     }
 
     #[test]
