@@ -132,7 +132,7 @@ impl<D: Disk> Leecher<D> {
         if self.config.command == Command::List {
             match response {
                 Response::List(entries) => self.notes.push_back(Note::Listing(entries)),
-                other => self.fail_all(format!("tracker answered the list with {other:?}")),
+                other => self.fail_all(format!("tracker answered the list with {}", other.summary())),
             }
             self.outputs.push_back(Output::Close(conn));
             self.phase = Phase::Trading { current: None };
@@ -297,7 +297,7 @@ fn checked_meta(selector: &Selector, response: Response) -> Result<FileMeta, Str
     let meta = match response {
         Response::Meta(meta) => meta,
         Response::Error { message, .. } => return Err(format!("tracker: {message}")),
-        other => return Err(format!("tracker answered with {other:?}")),
+        other => return Err(format!("tracker answered with {}", other.summary())),
     };
     let matches = match selector {
         Selector::Name(name) => meta.name() == name,

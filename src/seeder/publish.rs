@@ -117,7 +117,7 @@ impl Publisher {
                 self.send_unpublished(now, conn, Some(nonce));
             }
             (Phase::Challenging { conn: c, .. }, other) if *c == conn => {
-                warn!("tracker {} refused a publish challenge: {}", self.tracker, describe(&other));
+                warn!("tracker {} refused a publish challenge: {}", self.tracker, escape(&other.summary()));
                 self.outputs.push_back(Output::Close(conn));
                 self.retry(now);
             }
@@ -132,7 +132,7 @@ impl Publisher {
                     other => {
                         *refused += 1;
                         let name = escape(file.meta.name());
-                        warn!("tracker {} refused to publish {name}: {}", self.tracker, describe(&other));
+                        warn!("tracker {} refused to publish {name}: {}", self.tracker, escape(&other.summary()));
                     }
                 }
                 self.answered(now, conn, last);
@@ -252,17 +252,6 @@ impl Publisher {
     fn schedule_retry(&mut self, now: Instant) {
         self.phase = Phase::Needed { at: now + self.backoff };
         self.backoff = (self.backoff * 2).min(MAX_RETRY);
-    }
-}
-
-/// A tracker's answer for a log line, its text escaped.
-fn describe(response: &Response) -> String {
-    match response {
-        Response::Error { code, message } => format!("{code:?}: {}", escape(message)),
-        Response::Published(id) => format!("published another file ({id})"),
-        Response::List(_) => "a file list".into(),
-        Response::Meta(_) => "metadata".into(),
-        Response::Challenge(_) => "a challenge".into(),
     }
 }
 

@@ -169,6 +169,18 @@ impl Request {
 }
 
 impl Response {
+    /// A few words for a log or error line: an error's code and text as
+    /// sent (escape it before printing), any other response by its kind.
+    pub fn summary(&self) -> String {
+        match self {
+            Response::Error { code, message } => format!("{code:?}: {message}"),
+            Response::List(entries) => format!("a list of {} file(s)", entries.len()),
+            Response::Meta(meta) => format!("metadata of {}", meta.content_id()),
+            Response::Published(id) => format!("Published {id}"),
+            Response::Challenge(_) => "a challenge".into(),
+        }
+    }
+
     /// Appends the response frame. A file list is cut to what fits one frame.
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
