@@ -16,6 +16,10 @@ use crate::wire::catalog::{ErrorCode, ListEntry, Mac, Nonce, Response, Selector}
 pub const MAX_FILES: usize = 100_000;
 /// Most chunk-hash bytes the catalog holds over all files.
 pub const MAX_HASH_BYTES: usize = 512 * 1024 * 1024;
+/// Chunk-hash bytes one address may hold: an eighth of the whole, so one
+/// client cannot take more than that of the tracker's memory (64 MiB is
+/// about 3.3 million chunks, 3 TiB of files at the default chunk size).
+pub const MAX_HASH_BYTES_PER_IP: usize = MAX_HASH_BYTES / 8;
 /// Files one address may hold in the catalog, by default.
 pub const DEFAULT_FILES_PER_IP: usize = 1000;
 /// Content ids named in an ambiguity error: what fits its message.
@@ -126,12 +130,19 @@ struct Entry {
     owner: Source,
 }
 
+/// Files and chunk-hash bytes charged to one address.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Held {
+    files: usize,
+    hash_bytes: usize,
+}
+
 #[derive(Default)]
 pub struct Catalog {
     files: HashMap<ContentId, Entry>,
     hash_bytes: usize,
-    /// Files held per owner; no entry for an owner holding none.
-    owned: HashMap<Source, usize>,
+    /// What each owner holds; no entry for an owner holding nothing.
+    owned: HashMap<Source, Held>,
 }
 
 impl Catalog {
@@ -153,17 +164,27 @@ impl Catalog {
             entry.last_seeded = now;
             return Ok(id);
         }
-        let held = self.owned.get(&from).copied().unwrap_or(0);
-        if held >= files_per_ip {
-            let message = format!("publish quota: {held} files from {} already, at most {files_per_ip}", from.0);
+        let held = self.owned.get(&from).copied().unwrap_or_default();
+        let bytes = meta.hashes().len() * 20;
+        if held.files >= files_per_ip {
+            let message =
+                format!("publish quota: {} files from {} already, at most {files_per_ip}", held.files, from.0);
             return Err(Response::Error { code: ErrorCode::Full, message });
         }
-        let bytes = meta.hashes().len() * 20;
+        if held.hash_bytes + bytes > MAX_HASH_BYTES_PER_IP {
+            let message = format!(
+                "publish quota: {} bytes of chunk hashes from {} already, at most {MAX_HASH_BYTES_PER_IP}",
+                held.hash_bytes, from.0
+            );
+            return Err(Response::Error { code: ErrorCode::Full, message });
+        }
         if self.files.len() >= MAX_FILES || self.hash_bytes + bytes > MAX_HASH_BYTES {
             return Err(Response::Error { code: ErrorCode::Full, message: "catalog full".into() });
         }
         self.hash_bytes += bytes;
-        *self.owned.entry(from).or_default() += 1;
+        let owner = self.owned.entry(from).or_default();
+        owner.files += 1;
+        owner.hash_bytes += bytes;
         self.files.insert(id, Entry { meta, last_seeded: now, owner: from });
         Ok(id)
     }
@@ -228,11 +249,13 @@ impl Catalog {
             }
             let keep = e.last_seeded >= cutoff;
             if !keep {
-                freed += e.meta.hashes().len() * 20;
+                let bytes = e.meta.hashes().len() * 20;
+                freed += bytes;
                 dropped.push(e.meta.name().to_string());
-                if let Some(n) = owned.get_mut(&e.owner) {
-                    *n -= 1;
-                    if *n == 0 {
+                if let Some(held) = owned.get_mut(&e.owner) {
+                    held.files -= 1;
+                    held.hash_bytes -= bytes;
+                    if held.files == 0 {
                         owned.remove(&e.owner);
                     }
                 }
@@ -327,6 +350,29 @@ mod tests {
     }
 
     #[test]
+    fn quota_of_hash_bytes_per_address() {
+        let t0 = Instant::now();
+        let mut c = Catalog::default();
+        // Files of the largest size: a few fill an address's share of hash bytes.
+        let big = |salt: u8| {
+            let chunks = crate::meta::MAX_CHUNKS;
+            let size = u64::from(chunks) * u64::from(crate::meta::MAX_CHUNK);
+            FileMeta::new(format!("big{salt}"), size, crate::meta::MAX_CHUNK, vec![Hash20([salt; 20]); chunks as usize])
+                .unwrap()
+        };
+        let per_file = big(0).hashes().len() * 20;
+        let fit = MAX_HASH_BYTES_PER_IP / per_file;
+        for salt in 0..fit as u8 {
+            c.publish(t0, src(1), 1000, big(salt)).unwrap();
+        }
+        let over = c.publish(t0, src(1), 1000, big(fit as u8));
+        assert!(matches!(&over, Err(Response::Error { code: ErrorCode::Full, message }) if message.contains("bytes")));
+        assert!(per_file * fit + 20 <= MAX_HASH_BYTES_PER_IP);
+        assert!(c.publish(t0, src(1), 1000, meta("small", 1)).is_ok(), "what is left still takes a small file");
+        assert!(c.publish(t0, src(2), 1000, big(fit as u8)).is_ok(), "another address has its own share");
+    }
+
+    #[test]
     fn gate_good_wrong_key_missing_and_replayed() {
         let t0 = Instant::now();
         let key = PublishKey::from_bytes(b"sixteen byte key").unwrap();
@@ -391,6 +437,6 @@ mod tests {
         assert_eq!(dropped, vec!["b".to_string()]);
         assert_eq!(c.len(), 1);
         assert_eq!(c.hash_bytes, 20);
-        assert_eq!(c.owned.get(&src(1)), Some(&1));
+        assert_eq!(c.owned.get(&src(1)), Some(&Held { files: 1, hash_bytes: 20 }));
     }
 }
