@@ -148,6 +148,15 @@ pub fn peer_options(args: &mut pico_args::Arguments) -> Result<crate::peer::Peer
     Ok(crate::peer::PeerOptions { slots, max_peers, up_limit, down_limit })
 }
 
+/// `--publish-key FILE`, read and checked now: a key file that cannot be
+/// used is a usage error, before any socket is opened.
+pub fn publish_key(args: &mut pico_args::Arguments) -> Result<Option<super::publish_key::PublishKey>, Usage> {
+    match args.opt_value_from_str::<_, std::path::PathBuf>("--publish-key")? {
+        None => Ok(None),
+        Some(path) => super::publish_key::PublishKey::load(&path).map(Some).map_err(|e| Usage(e.to_string())),
+    }
+}
+
 /// Peers uploaded to at once, by default.
 pub const DEFAULT_SLOTS: usize = 8;
 /// Connections per file, by default.

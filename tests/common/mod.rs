@@ -151,6 +151,14 @@ impl Proc {
         self.child.id()
     }
 
+    /// The most resident memory the process has had (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .unwrap_or_else(|e| panic!("{}: /proc status: {e}", self.name));
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM in /proc/PID/status");
+        line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("VmHWM in KiB")
+    }
+
     /// Every stdout line so far.
     pub fn stdout_lines(&self) -> Vec<String> {
         self.stdout.lines.lock().unwrap().0.clone()
@@ -327,9 +335,18 @@ pub fn start_tracker(interval: u32, expiry: u32) -> (Proc, SocketAddr) {
     start_tracker_on("127.0.0.1:0", interval, expiry).unwrap_or_else(|e| panic!("tracker did not start: {e}"))
 }
 
+/// A tracker on an ephemeral port, as [`start_tracker`], with `extra` options.
+pub fn start_tracker_with(interval: u32, expiry: u32, extra: &[&str]) -> (Proc, SocketAddr) {
+    start_tracker_args("127.0.0.1:0", interval, expiry, extra).unwrap_or_else(|e| panic!("tracker did not start: {e}"))
+}
+
 /// A tracker on `listen`; an exit before `listening on` (a busy port) is an `Err`.
 pub fn start_tracker_on(listen: &str, interval: u32, expiry: u32) -> Result<(Proc, SocketAddr), String> {
-    let args = strings(&[
+    start_tracker_args(listen, interval, expiry, &[])
+}
+
+fn start_tracker_args(listen: &str, interval: u32, expiry: u32, extra: &[&str]) -> Result<(Proc, SocketAddr), String> {
+    let mut args = strings(&[
         "--listen",
         listen,
         "--interval",
@@ -339,6 +356,7 @@ pub fn start_tracker_on(listen: &str, interval: u32, expiry: u32) -> Result<(Pro
         "--status",
         "0",
     ]);
+    args.extend(strings(extra));
     let mut p = Proc::spawn("tracker", TRACKER, &args);
     match p.try_wait_listening() {
         Ok(addr) => Ok((p, addr)),
