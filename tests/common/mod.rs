@@ -153,10 +153,7 @@ impl Proc {
 
     /// The most resident memory the process has had (VmHWM), in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .unwrap_or_else(|e| panic!("{}: /proc status: {e}", self.name));
-        let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM in /proc/PID/status");
-        line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("VmHWM in KiB")
+        peak_rss_kib(self.pid()).unwrap_or_else(|| panic!("{}: no VmHWM in /proc/{}/status", self.name, self.pid()))
     }
 
     /// Every stdout line so far.
