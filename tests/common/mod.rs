@@ -696,9 +696,9 @@ impl Proc {
 // What downloads hold, read from their files
 
 /// Which chunks of a source file are held by at least one of several
-/// downloads, judged from their files: a leecher writes a chunk into
-/// `DIR/NAME.part` only after its SHA-1 check (and marks it held in the same
-/// step), so a chunk of the `.part` (or of the final `DIR/NAME`) equal to the
+/// downloads, judged from their files: a leecher writes a chunk into its
+/// scratch file `DIR/.lmk/<content id>.part` only after its SHA-1 check (and marks it held in the same
+/// step), so a chunk of the scratch file (or of the final `DIR/NAME`) equal to the
 /// source's is one the leecher holds and can serve. Random source data never
 /// matches the zeros of a chunk not written yet. Chunks found held stay
 /// counted (a running leecher never drops one), so each poll reads only the
@@ -707,24 +707,30 @@ pub struct ChunkUnion {
     want: Vec<u8>,
     chunk: usize,
     held: Vec<bool>,
+    /// `.lmk/<content id>.part`
+    scratch: String,
+}
+
+/// A download's scratch file in `dir`, for the source file `src` shared in `chunk`-byte chunks.
+pub fn scratch_file(dir: &Path, src: &Path, chunk: u32) -> PathBuf {
+    dir.join(".lmk").join(format!("{}.part", file_meta(src, chunk).content_id().to_hex()))
 }
 
 impl ChunkUnion {
     pub fn new(src: &Path, chunk: u32) -> ChunkUnion {
         let want = std::fs::read(src).unwrap_or_else(|e| panic!("read {}: {e}", src.display()));
         let n = want.len().div_ceil(chunk as usize);
-        ChunkUnion { want, chunk: chunk as usize, held: vec![false; n] }
+        let scratch = format!(".lmk/{}.part", file_meta(src, chunk).content_id().to_hex());
+        ChunkUnion { want, chunk: chunk as usize, held: vec![false; n], scratch }
     }
 
-    /// Looks at `DIR/NAME.part` or `DIR/NAME` in each of `dirs`; returns how
+    /// Looks at the scratch file or `DIR/NAME` in each of `dirs`; returns how
     /// many chunks no download holds yet.
     pub fn missing(&mut self, dirs: &[PathBuf], name: &str) -> usize {
         use std::os::unix::fs::FileExt;
         for dir in dirs {
-            // The .part is renamed when complete: try it, then the final name.
-            let Some(file) =
-                [format!("{name}.part"), name.to_string()].iter().find_map(|n| File::open(dir.join(n)).ok())
-            else {
+            // The scratch file is renamed when complete: try it, then the final name.
+            let Some(file) = [&self.scratch, name].iter().find_map(|n| File::open(dir.join(n)).ok()) else {
                 continue;
             };
             let mut buf = vec![0u8; self.chunk];
@@ -742,7 +748,7 @@ impl ChunkUnion {
 
     /// How many chunks the one download in `dir` holds (for messages).
     pub fn held_in(&self, dir: &Path, name: &str) -> usize {
-        let data = std::fs::read(dir.join(format!("{name}.part"))).or_else(|_| std::fs::read(dir.join(name)));
+        let data = std::fs::read(dir.join(&self.scratch)).or_else(|_| std::fs::read(dir.join(name)));
         let data = data.unwrap_or_default();
         self.want.chunks(self.chunk).zip(data.chunks(self.chunk)).filter(|(want, got)| want == got).count()
     }
