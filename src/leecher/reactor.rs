@@ -162,7 +162,8 @@ impl Shell {
                 crate::say!(
                     "{name}: done, {} in {secs:.2}s ({}) from {} peer(s); {}{bad}",
                     fmt::bytes(size),
-                    fmt::rate(size as f64 / secs),
+                    // What was fetched in this run: a resumed file had part of it on disk.
+                    fmt::rate((counters.from_seeders + counters.from_leechers) as f64 / secs),
                     counters.sources,
                     sources(&counters),
                 );
