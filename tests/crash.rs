@@ -4,18 +4,11 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::*;
 
 const MIB: usize = 1024 * 1024;
-
-fn get(tracker: std::net::SocketAddr, name: &str, dir: &Path, extra: &[&str]) -> Proc {
-    let mut args = vec!["get", name, "--out", dir.to_str().unwrap(), "--timeout", "20"];
-    args.extend_from_slice(extra);
-    spawn_leecher(tracker, &args)
-}
 
 /// 20 kill -9 at random moments of one download, then a get to the end: the
 /// file is byte-exact and the seeder sent less than 1.3 copies in all.
@@ -31,7 +24,7 @@ fn a_download_killed_20_times_finishes_with_little_refetched() {
     let union = ChunkUnion::new(&src, CHUNK);
     let mut rng = Rng::new(0x1010);
     for run in 0..20 {
-        let mut leecher = get(addr, "movie.bin", &out, &[]);
+        let mut leecher = get_into(addr, "movie.bin", &out, &[]);
         let ms = 50 + rng.next_u64() % 450;
         std::thread::sleep(Duration::from_millis(ms));
         assert!(leecher.done_line("movie.bin").is_none(), "run {run} finished: the download is too short");
@@ -40,7 +33,7 @@ fn a_download_killed_20_times_finishes_with_little_refetched() {
     let held = union.held_in(&out, "movie.bin");
     let chunks = union.chunks();
     assert!(held < chunks, "the killed runs left chunks to fetch");
-    let mut last = get(addr, "movie.bin", &out, &[]);
+    let mut last = get_into(addr, "movie.bin", &out, &[]);
     let line = last.wait_stdout_contains(DOWNLOAD, "movie.bin: downloading");
     assert!(line.contains(&format!("resumed: {held} of {chunks} chunks")), "{line}");
     last.wait_done(DOWNLOAD, "movie.bin");
@@ -72,15 +65,15 @@ fn a_restarted_leecher_serves_its_verified_chunks_before_it_finishes() {
     let union = ChunkUnion::new(&src, CHUNK);
     let half = union.chunks() / 2;
 
-    let mut a = get(addr, "movie.bin", &dir_a, &[]);
+    let mut a = get_into(addr, "movie.bin", &dir_a, &[]);
     wait_until(DOWNLOAD, "leecher a at half", || union.held_in(&dir_a, "movie.bin") >= half);
     a.kill();
     let held = union.held_in(&dir_a, "movie.bin");
     assert!(held < union.chunks(), "killed before it finished");
 
-    let mut a2 = get(addr, "movie.bin", &dir_a, &["--down-limit", "4K", "--seed-ratio", "5"]);
+    let mut a2 = get_into(addr, "movie.bin", &dir_a, &["--down-limit", "4K", "--seed-ratio", "5"]);
     a2.wait_stdout_contains(DOWNLOAD, &format!("resumed: {held} of"));
-    let mut b = get(addr, "movie.bin", &dir_b, &[]);
+    let mut b = get_into(addr, "movie.bin", &dir_b, &[]);
     let done = b.wait_done(DOWNLOAD, "movie.bin");
     assert!(done.from_leechers > 0, "b fetched from the restarted leecher: {done:?}");
     assert!(a2.done_line("movie.bin").is_none(), "the restarted leecher has not finished");

@@ -14,12 +14,6 @@ use lmk::meta::{FileMeta, MAX_CHUNK};
 
 const MIB: usize = 1024 * 1024;
 
-fn get(tracker: std::net::SocketAddr, name: &str, dir: &Path, extra: &[&str]) -> Proc {
-    let mut args = vec!["get", name, "--out", dir.to_str().unwrap(), "--timeout", "20"];
-    args.extend_from_slice(extra);
-    spawn_leecher(tracker, &args)
-}
-
 fn code(out: &Output) -> Option<i32> {
     out.status.code()
 }
@@ -32,17 +26,17 @@ fn a_second_get_of_the_same_file_refuses_or_waits_and_never_writes() {
     let _seeder = start_seeder(addr, &["--up-limit", "1M"], &[&src]);
     wait_listed(addr, "movie.bin", 1);
     let out = tmp.sub("out");
-    let mut first = get(addr, "movie.bin", &out, &[]);
+    let mut first = get_into(addr, "movie.bin", &out, &[]);
     first.wait_stdout_contains(DOWNLOAD, "movie.bin: downloading");
 
-    let second = get(addr, "movie.bin", &out, &[]).finish(DOWNLOAD);
+    let second = get_into(addr, "movie.bin", &out, &[]).finish(DOWNLOAD);
     assert_eq!(code(&second), Some(1), "the second get fails:\n{}", text(&second.stderr));
     let err = text(&second.stderr);
     assert!(err.contains(&format!("process {}", first.pid())), "names the writer: {err}");
     assert!(err.contains("--wait"), "{err}");
 
     // Asked to wait, it waits for the first, then finds the file complete.
-    let mut waiter = get(addr, "movie.bin", &out, &["--wait"]);
+    let mut waiter = get_into(addr, "movie.bin", &out, &["--wait"]);
     waiter.wait_stdout_contains(DOWNLOAD, "movie.bin: waiting");
     first.wait_done(DOWNLOAD, "movie.bin");
     let waited = waiter.finish(DOWNLOAD);
@@ -64,23 +58,23 @@ fn the_users_files_are_never_overwritten_or_deleted() {
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("movie.part"), b"the user's own notes").unwrap();
 
-    let done = get(addr, "movie", &out, &[]).finish(DOWNLOAD);
+    let done = get_into(addr, "movie", &out, &[]).finish(DOWNLOAD);
     assert_success(&done, "first get");
     assert_same_file(&src, &out.join("movie"));
     assert_eq!(std::fs::read(out.join("movie.part")).unwrap(), b"the user's own notes");
 
     // The same content again: nothing to do.
-    let again = get(addr, "movie", &out, &[]).finish(DOWNLOAD);
+    let again = get_into(addr, "movie", &out, &[]).finish(DOWNLOAD);
     assert_success(&again, "get of a complete file");
     assert!(text(&again.stdout).contains("movie: already complete"), "{}", text(&again.stdout));
 
     // Other content under the name: refused, untouched, unless --overwrite.
     std::fs::write(out.join("movie"), b"something else").unwrap();
-    let refused = get(addr, "movie", &out, &[]).finish(DOWNLOAD);
+    let refused = get_into(addr, "movie", &out, &[]).finish(DOWNLOAD);
     assert_eq!(code(&refused), Some(1), "{}", text(&refused.stderr));
     assert!(text(&refused.stderr).contains("--overwrite"), "{}", text(&refused.stderr));
     assert_eq!(std::fs::read(out.join("movie")).unwrap(), b"something else");
-    let replaced = get(addr, "movie", &out, &["--overwrite"]).finish(DOWNLOAD);
+    let replaced = get_into(addr, "movie", &out, &["--overwrite"]).finish(DOWNLOAD);
     assert_success(&replaced, "get --overwrite");
     assert_same_file(&src, &out.join("movie"));
     assert_eq!(dir_names(&out), ["movie", "movie.part"]);
@@ -96,7 +90,7 @@ fn a_name_of_255_bytes_downloads() {
     let _seeder = start_seeder(addr, &[], &[&src]);
     wait_listed(addr, &name, 1);
     let out = tmp.sub("out");
-    let done = get(addr, &name, &out, &[]).finish(DOWNLOAD);
+    let done = get_into(addr, &name, &out, &[]).finish(DOWNLOAD);
     assert_success(&done, "get of a 255-byte name");
     assert_same_file(&src, &out.join(&name));
 }
@@ -118,7 +112,7 @@ fn interrupted_downloads_resume_where_they_stopped() {
 
     for (sig, status) in [("INT", 130), ("TERM", 143)] {
         let held_before = union.held_in(&out, "movie.bin");
-        let leecher = get(addr, "movie.bin", &out, &[]);
+        let leecher = get_into(addr, "movie.bin", &out, &[]);
         wait_until(DOWNLOAD, "a few more chunks on disk", || union.held_in(&out, "movie.bin") >= held_before + 8);
         wait_until(DOWNLOAD, "the leecher in the swarm", || leechers(addr, id) == 1);
         leecher.signal(sig);
@@ -131,7 +125,7 @@ fn interrupted_downloads_resume_where_they_stopped() {
     }
 
     let kept = union.held_in(&out, "movie.bin");
-    let mut last = get(addr, "movie.bin", &out, &[]);
+    let mut last = get_into(addr, "movie.bin", &out, &[]);
     let line = last.wait_stdout_contains(DOWNLOAD, "movie.bin: downloading");
     let chunks = size.div_ceil(CHUNK as usize);
     assert!(line.contains(&format!("resumed: {kept} of {chunks} chunks")), "{line}");
@@ -162,7 +156,7 @@ fn metadata_larger_than_the_free_space_is_refused_before_any_byte() {
     let meta = FileMeta::new("huge.bin".into(), chunks * u64::from(MAX_CHUNK), MAX_CHUNK, hashes).unwrap();
     let fake = FakeTracker::start(meta);
     let out = tmp.sub("out");
-    let refused = get(fake.addr, "huge.bin", &out, &[]).finish(DOWNLOAD);
+    let refused = get_into(fake.addr, "huge.bin", &out, &[]).finish(DOWNLOAD);
     assert_eq!(code(&refused), Some(1), "{}", text(&refused.stderr));
     let err = text(&refused.stderr);
     assert!(err.contains("not enough disk space") && err.contains("12.8 TiB"), "{err}");
@@ -182,7 +176,7 @@ fn a_full_disk_is_found_at_start() {
     let (_tracker, addr) = start_tracker(INTERVAL, EXPIRY);
     let (seeder, _) = start_seeder(addr, &["--status", "0.2"], &[&src]);
     wait_listed(addr, "big.bin", 1);
-    let refused = get(addr, "big.bin", &small.0, &[]).finish(DOWNLOAD);
+    let refused = get_into(addr, "big.bin", &small.0, &[]).finish(DOWNLOAD);
     assert_eq!(code(&refused), Some(1), "{}", text(&refused.stderr));
     let err = text(&refused.stderr);
     assert!(err.contains("not enough disk space") && err.contains("6.0 MiB"), "{err}");

@@ -380,6 +380,13 @@ pub fn spawn_leecher(tracker: SocketAddr, args: &[&str]) -> Proc {
     Proc::spawn(&format!("leecher#{n}"), LEECHER, &all)
 }
 
+/// Starts `lmk-leecher get NAME --out DIR --timeout 20 EXTRA...`.
+pub fn get_into(tracker: SocketAddr, name: &str, dir: &Path, extra: &[&str]) -> Proc {
+    let mut args = vec!["get", name, "--out", dir.to_str().expect("a UTF-8 path"), "--timeout", "20"];
+    args.extend_from_slice(extra);
+    spawn_leecher(tracker, &args)
+}
+
 /// Runs `lmk-leecher --tracker ADDR ARGS...` to its end (killed and failed
 /// after [`DOWNLOAD`]).
 pub fn run_leecher(tracker: SocketAddr, args: &[&str]) -> Output {
