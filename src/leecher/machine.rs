@@ -473,4 +473,48 @@ mod tests {
         assert_eq!(l.failures(), 1);
         assert!(l.finished(t0 + Duration::from_secs(30)));
     }
+
+    /// Busy for the first `busy` opens, then a fresh download.
+    struct Locked {
+        busy: u32,
+    }
+
+    impl Disk for Locked {
+        fn open(&mut self, meta: &FileMeta) -> Result<Opened, String> {
+            if self.busy > 0 {
+                self.busy -= 1;
+                return Ok(Opened::Busy { holder: "process 7 is downloading it".into() });
+            }
+            Mem.open(meta)
+        }
+    }
+
+    fn answered(wait: bool, busy: u32, t0: Instant) -> Leecher<Locked> {
+        let mut config = config(Command::Get(vec![Selector::Name("a".into())]));
+        config.wait = wait;
+        let mut l = Leecher::new(config, Locked { busy }, t0);
+        outputs(&mut l);
+        l.handle_catalog_opened(ConnId(1));
+        l.handle_catalog_response(t0, Response::Meta(meta("a")));
+        l
+    }
+
+    #[test]
+    fn a_file_another_process_writes_fails_or_is_waited_for() {
+        let t0 = Instant::now();
+        let mut l = answered(false, 1, t0);
+        assert!(matches!(notes(&mut l).as_slice(), [Note::Failed { reason, .. }] if reason.contains("process 7")));
+        assert_eq!(l.failures(), 1);
+
+        let mut l = answered(true, 2, t0);
+        assert!(matches!(notes(&mut l).as_slice(), [Note::Waiting { .. }]));
+        assert_eq!(l.next_deadline().map(|d| d <= t0 + LOCK_RETRY), Some(true));
+        l.handle_timeout(t0 + LOCK_RETRY - Duration::from_millis(1));
+        l.handle_timeout(t0 + LOCK_RETRY);
+        assert!(notes(&mut l).is_empty(), "still busy: waiting is said once");
+        assert_eq!(l.current(), None);
+        l.handle_timeout(t0 + LOCK_RETRY * 2);
+        assert!(matches!(notes(&mut l).as_slice(), [Note::Started { name, .. }] if name == "a"));
+        assert_eq!(l.failures(), 0);
+    }
 }

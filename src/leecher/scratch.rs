@@ -293,3 +293,99 @@ fn seek_data(file: &File, from: u64) -> Option<u64> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("lmk-scratch-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// `name` of 3 chunks of 16 KiB: random, zeros, a short tail.
+    fn sample(name: &str) -> (Vec<u8>, FileMeta) {
+        let mut data: Vec<u8> = (0..16384u32).map(|i| (i * 7 + 3) as u8).collect();
+        data.extend(vec![0u8; 16384]);
+        data.extend(b"tail");
+        let hashes = data.chunks(16384).map(Hash20::of).collect();
+        let meta = FileMeta::new(name.into(), data.len() as u64, 16384, hashes).unwrap();
+        (data, meta)
+    }
+
+    fn part(opened: Result<Opened, Error>) -> (Box<dyn Storage>, Bitfield) {
+        match opened {
+            Ok(Opened::Part { storage, have }) => (storage, have),
+            Ok(Opened::Complete) => panic!("complete"),
+            Ok(Opened::Busy { holder }) => panic!("busy: {holder}"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn resumes_with_the_chunks_that_verify_and_a_zero_chunk_from_a_hole() {
+        let dir = temp_dir("resume");
+        let (data, meta) = sample("f");
+        let (mut storage, have) = part(open(&dir, &meta, false));
+        assert_eq!(have.count(), 1, "the zero chunk of a fresh sparse file is genuinely valid");
+        storage.write(0, &data[..100]).unwrap();
+        drop(storage);
+        let (mut storage, have) = part(open(&dir, &meta, false));
+        assert_eq!((have.get(0), have.get(1), have.get(2)), (false, true, false), "a torn chunk is fetched again");
+        storage.write(0, &data[..16384]).unwrap();
+        storage.write(32768, b"tail").unwrap();
+        drop(storage);
+        // Complete in the scratch file (a crash before the rename): finished at open.
+        assert!(matches!(open(&dir, &meta, false), Ok(Opened::Complete)));
+        assert_eq!(std::fs::read(dir.join("f")).unwrap(), data);
+        assert!(!dir.join(SCRATCH_DIR).exists());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn one_writer_per_scratch_file_and_the_second_is_told_who() {
+        let dir = temp_dir("lock");
+        let (_, meta) = sample("f");
+        let first = part(open(&dir, &meta, false));
+        match open(&dir, &meta, false) {
+            Ok(Opened::Busy { holder }) => {
+                assert!(holder.contains(&format!("process {}", std::process::id())), "{holder}")
+            }
+            _ => panic!("a second writer was let in"),
+        }
+        drop(first);
+        part(open(&dir, &meta, false));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_users_files_are_kept() {
+        let dir = temp_dir("user");
+        let (data, meta) = sample("f");
+        std::fs::write(dir.join("f"), b"mine").unwrap();
+        assert!(matches!(open(&dir, &meta, false), Err(Error::Exists(_))));
+        assert_eq!(std::fs::read(dir.join("f")).unwrap(), b"mine");
+        part(open(&dir, &meta, true));
+        std::fs::write(dir.join("f"), &data).unwrap();
+        assert!(matches!(open(&dir, &meta, false), Ok(Opened::Complete)));
+        std::fs::create_dir(dir.join("d")).unwrap();
+        assert!(matches!(open(&dir, &sample("d").1, true), Err(Error::NotAFile(_))));
+        assert!(open(&dir, &sample("..").1, false).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_symlink_planted_as_the_scratch_file_is_not_followed() {
+        let dir = temp_dir("symlink");
+        let (_, meta) = sample("f");
+        let victim = dir.join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        std::fs::create_dir(dir.join(SCRATCH_DIR)).unwrap();
+        std::os::unix::fs::symlink(&victim, scratch_path(&dir, meta.content_id())).unwrap();
+        assert!(open(&dir, &meta, false).is_err());
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
