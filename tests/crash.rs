@@ -17,9 +17,7 @@ fn a_download_killed_20_times_finishes_with_little_refetched() {
     let tmp = TempDir::new("crash-loop");
     let size = 32 * MIB + 99;
     let src = random_file(&tmp.sub("src"), "movie.bin", size, 20);
-    let (_tracker, addr) = start_tracker(INTERVAL, EXPIRY);
-    let (seeder, _) = start_seeder(addr, &["--up-limit", "3M", "--status", "0.2"], &[&src]);
-    wait_listed(addr, "movie.bin", 1);
+    let Shared { addr, seeder, tracker: _tracker } = share(&src, &["--up-limit", "3M", "--status", "0.2"]);
     let out = tmp.sub("out");
     let union = ChunkUnion::new(&src, CHUNK);
     let mut rng = Rng::new(0x1010);
@@ -58,9 +56,8 @@ fn a_download_killed_20_times_finishes_with_little_refetched() {
 fn a_restarted_leecher_serves_its_verified_chunks_before_it_finishes() {
     let tmp = TempDir::new("swarm-resume");
     let src = random_file(&tmp.sub("src"), "movie.bin", 8 * MIB + 5, 21);
-    let (_tracker, addr) = start_tracker(INTERVAL, EXPIRY);
-    let _seeder = start_seeder(addr, &["--up-limit", "2M"], &[&src]);
-    wait_listed(addr, "movie.bin", 1);
+    let swarm = share(&src, &["--up-limit", "2M"]);
+    let addr = swarm.addr;
     let (dir_a, dir_b) = (tmp.sub("a"), tmp.sub("b"));
     let union = ChunkUnion::new(&src, CHUNK);
     let half = union.chunks() / 2;

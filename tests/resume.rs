@@ -22,9 +22,8 @@ fn code(out: &Output) -> Option<i32> {
 fn a_second_get_of_the_same_file_refuses_or_waits_and_never_writes() {
     let tmp = TempDir::new("two-gets");
     let src = random_file(&tmp.sub("src"), "movie.bin", 4 * MIB + 7, 10);
-    let (_tracker, addr) = start_tracker(INTERVAL, EXPIRY);
-    let _seeder = start_seeder(addr, &["--up-limit", "1M"], &[&src]);
-    wait_listed(addr, "movie.bin", 1);
+    let swarm = share(&src, &["--up-limit", "1M"]);
+    let addr = swarm.addr;
     let out = tmp.sub("out");
     let mut first = get_into(addr, "movie.bin", &out, &[]);
     first.wait_stdout_contains(DOWNLOAD, "movie.bin: downloading");
@@ -47,13 +46,34 @@ fn a_second_get_of_the_same_file_refuses_or_waits_and_never_writes() {
     assert_eq!(dir_names(&out), ["movie.bin"], "no scratch file is left behind");
 }
 
+/// A get waiting for another takes over its scratch file when that one is
+/// stopped, and resumes from it: the two never write at once.
+#[test]
+fn a_waiting_get_takes_over_when_the_writer_stops() {
+    let tmp = TempDir::new("take-over");
+    let src = random_file(&tmp.sub("src"), "movie.bin", 4 * MIB + 9, 15);
+    let swarm = share(&src, &["--up-limit", "1M"]);
+    let addr = swarm.addr;
+    let out = tmp.sub("out");
+    let union = ChunkUnion::new(&src, CHUNK);
+    let first = get_into(addr, "movie.bin", &out, &[]);
+    wait_until(DOWNLOAD, "a few chunks on disk", || union.held_in(&out, "movie.bin") >= 4);
+    let mut waiter = get_into(addr, "movie.bin", &out, &["--wait"]);
+    waiter.wait_stdout_contains(DOWNLOAD, &format!("waiting: process {}", first.pid()));
+    first.signal("INT");
+    assert_eq!(first.finish(DOWNLOAD).status.code(), Some(130));
+    let line = waiter.wait_stdout_contains(DOWNLOAD, "movie.bin: downloading");
+    assert!(line.contains("resumed: "), "the waiter resumed the stopped download: {line}");
+    assert_success(&waiter.finish(DOWNLOAD), "the waiting get");
+    assert_same_file(&src, &out.join("movie.bin"));
+}
+
 #[test]
 fn the_users_files_are_never_overwritten_or_deleted() {
     let tmp = TempDir::new("user-files");
     let src = random_file(&tmp.sub("src"), "movie", 2 * MIB + 3, 11);
-    let (_tracker, addr) = start_tracker(INTERVAL, EXPIRY);
-    let _seeder = start_seeder(addr, &[], &[&src]);
-    wait_listed(addr, "movie", 1);
+    let swarm = share(&src, &[]);
+    let addr = swarm.addr;
     let out = tmp.sub("out");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("movie.part"), b"the user's own notes").unwrap();
@@ -86,9 +106,8 @@ fn a_name_of_255_bytes_downloads() {
     let name = format!("{}.bin", "n".repeat(251));
     assert_eq!(name.len(), 255);
     let src = random_file(&tmp.sub("src"), &name, MIB + 5, 12);
-    let (_tracker, addr) = start_tracker(INTERVAL, EXPIRY);
-    let _seeder = start_seeder(addr, &[], &[&src]);
-    wait_listed(addr, &name, 1);
+    let swarm = share(&src, &[]);
+    let addr = swarm.addr;
     let out = tmp.sub("out");
     let done = get_into(addr, &name, &out, &[]).finish(DOWNLOAD);
     assert_success(&done, "get of a 255-byte name");
@@ -104,9 +123,8 @@ fn interrupted_downloads_resume_where_they_stopped() {
     let size = 6 * MIB + 11;
     let src = random_file(&tmp.sub("src"), "movie.bin", size, 13);
     let id = file_meta(&src, CHUNK).content_id();
-    let (_tracker, addr) = start_tracker(INTERVAL, EXPIRY);
-    let _seeder = start_seeder(addr, &["--up-limit", "2M"], &[&src]);
-    wait_listed(addr, "movie.bin", 1);
+    let swarm = share(&src, &["--up-limit", "2M"]);
+    let addr = swarm.addr;
     let out = tmp.sub("out");
     let union = ChunkUnion::new(&src, CHUNK);
 
@@ -173,9 +191,7 @@ fn a_full_disk_is_found_at_start() {
         return;
     };
     let src = random_file(&tmp.sub("src"), "big.bin", 6 * MIB, 14);
-    let (_tracker, addr) = start_tracker(INTERVAL, EXPIRY);
-    let (seeder, _) = start_seeder(addr, &["--status", "0.2"], &[&src]);
-    wait_listed(addr, "big.bin", 1);
+    let Shared { addr, seeder, tracker: _tracker } = share(&src, &["--status", "0.2"]);
     let refused = get_into(addr, "big.bin", &small.0, &[]).finish(DOWNLOAD);
     assert_eq!(code(&refused), Some(1), "{}", text(&refused.stderr));
     let err = text(&refused.stderr);

@@ -89,3 +89,22 @@ impl crate::common::cli::Failure for Error {
 pub fn run(config: Config) -> Result<(), Error> {
     reactor::run(config)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::common::cli::Failure;
+
+    #[test]
+    fn a_stop_by_signal_says_how_to_resume_and_exits_128_plus_the_signal() {
+        let kept = Some("f: 1.0 MiB of 4.0 MiB kept in out/.lmk".to_string());
+        let int = Error::Interrupted { signal: signal_hook::consts::SIGINT, kept };
+        assert_eq!(
+            int.to_string(),
+            "stopped by SIGINT; f: 1.0 MiB of 4.0 MiB kept in out/.lmk; the same get resumes it"
+        );
+        assert_eq!(int.status(), 130);
+        assert_eq!(Error::Interrupted { signal: signal_hook::consts::SIGTERM, kept: None }.status(), 143);
+        assert_eq!(Error::ListFailed.status(), 1);
+    }
+}

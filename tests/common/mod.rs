@@ -380,6 +380,21 @@ pub fn spawn_leecher(tracker: SocketAddr, args: &[&str]) -> Proc {
     Proc::spawn(&format!("leecher#{n}"), LEECHER, &all)
 }
 
+/// A tracker and one seeder (with `seeder_args`) sharing `src`, listed.
+pub struct Shared {
+    pub tracker: Proc,
+    pub addr: SocketAddr,
+    pub seeder: Proc,
+}
+
+/// Shares `src` from one seeder through a fresh tracker; returns once it is listed.
+pub fn share(src: &Path, seeder_args: &[&str]) -> Shared {
+    let (tracker, addr) = start_tracker(INTERVAL, EXPIRY);
+    let (seeder, _) = start_seeder(addr, seeder_args, &[src]);
+    wait_listed(addr, &src.file_name().expect("a file name").to_string_lossy(), 1);
+    Shared { tracker, addr, seeder }
+}
+
 /// Starts `lmk-leecher get NAME --out DIR --timeout 20 EXTRA...`.
 pub fn get_into(tracker: SocketAddr, name: &str, dir: &Path, extra: &[&str]) -> Proc {
     let mut args = vec!["get", name, "--out", dir.to_str().expect("a UTF-8 path"), "--timeout", "20"];
