@@ -91,9 +91,21 @@ pub fn no_leftovers(args: pico_args::Arguments) -> Result<(), Usage> {
     }
 }
 
+/// A role's runtime error: one line on stderr, and the exit status.
+pub trait Failure: Display {
+    /// 1 unless the error says otherwise (the leecher stopped by a signal: 128 + its number).
+    fn status(&self) -> u8 {
+        1
+    }
+}
+
+impl Failure for crate::tracker::Error {}
+impl Failure for crate::seeder::Error {}
+
 /// Every binary's `main`: `--help`, logging, then `parse` and `run`. An
-/// error becomes one line on stderr and the exit code (2 usage, 1 runtime).
-pub fn main<C, E: Display>(
+/// error becomes one line on stderr and the exit code (2 usage, 1 runtime,
+/// or what the error says).
+pub fn main<C, E: Failure>(
     prog: &str,
     help: &str,
     parse: impl FnOnce(pico_args::Arguments) -> Result<C, Usage>,
@@ -108,7 +120,11 @@ pub fn main<C, E: Display>(
     match parse(args) {
         Ok(config) => match run(config) {
             Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(prog, e, false),
+            Err(e) => {
+                let status = e.status();
+                fail(prog, e, false);
+                ExitCode::from(status)
+            }
         },
         Err(Usage(msg)) => fail(prog, msg, true),
     }

@@ -10,8 +10,8 @@ use log::{debug, info};
 use super::machine::Tracker;
 use super::{Config, Error};
 use crate::common::net::{CloseReason, ConnId, Handler, Net};
+use crate::common::rng;
 use crate::common::text::escape;
-use crate::common::{rng, signal};
 use crate::wire::catalog::{Request, Selector, MAX_CATALOG_FRAME};
 use crate::wire::{DecodeError, Frame};
 
@@ -32,6 +32,8 @@ struct Shell {
     next_status: Option<Instant>,
     last_status: Instant,
     bad_frames: u64,
+    /// SIGINT or SIGTERM arrived: the tracker keeps only soft state, so it just stops.
+    stopping: bool,
 }
 
 pub fn run(config: Config) -> Result<(), Error> {
@@ -46,8 +48,9 @@ pub fn run(config: Config) -> Result<(), Error> {
         next_status: (!config.status_every.is_zero()).then_some(now),
         last_status: now,
         bad_frames: 0,
+        stopping: false,
     };
-    signal::install();
+    net.catch_signals().map_err(Error::Poll)?;
     info!("interval {:?}, expiry {:?}", config.core.interval, config.core.expiry);
     crate::say!("listening on {local}");
     let _ = std::io::stdout().flush();
@@ -102,8 +105,9 @@ impl Handler for Shell {
         }
     }
 
-    fn on_tick(&mut self, _net: &mut Net, now: Instant) {
-        if signal::stop_requested() {
+    fn on_tick(&mut self, net: &mut Net, now: Instant) {
+        if net.stop_signal().is_some() {
+            self.stopping = true;
             info!("stopping");
             return;
         }
@@ -135,7 +139,7 @@ impl Handler for Shell {
 
     /// The tracker keeps only soft state: on SIGINT or SIGTERM it just stops.
     fn done(&self) -> bool {
-        signal::stop_requested()
+        self.stopping
     }
 }
 

@@ -395,6 +395,28 @@ pub fn spawn_leecher(tracker: SocketAddr, args: &[&str]) -> Proc {
     Proc::spawn(&format!("leecher#{n}"), LEECHER, &all)
 }
 
+/// A tracker and one seeder (with `seeder_args`) sharing `src`, listed.
+pub struct Shared {
+    pub tracker: Proc,
+    pub addr: SocketAddr,
+    pub seeder: Proc,
+}
+
+/// Shares `src` from one seeder through a fresh tracker; returns once it is listed.
+pub fn share(src: &Path, seeder_args: &[&str]) -> Shared {
+    let (tracker, addr) = start_tracker(INTERVAL, EXPIRY);
+    let (seeder, _) = start_seeder(addr, seeder_args, &[src]);
+    wait_listed(addr, &src.file_name().expect("a file name").to_string_lossy(), 1);
+    Shared { tracker, addr, seeder }
+}
+
+/// Starts `lmk-leecher get NAME --out DIR --timeout 20 EXTRA...`.
+pub fn get_into(tracker: SocketAddr, name: &str, dir: &Path, extra: &[&str]) -> Proc {
+    let mut args = vec!["get", name, "--out", dir.to_str().expect("a UTF-8 path"), "--timeout", "20"];
+    args.extend_from_slice(extra);
+    spawn_leecher(tracker, &args)
+}
+
 /// Runs `lmk-leecher --tracker ADDR ARGS...` to its end (killed and failed
 /// after [`DOWNLOAD`]).
 pub fn run_leecher(tracker: SocketAddr, args: &[&str]) -> Output {
@@ -718,9 +740,9 @@ impl Proc {
 // What downloads hold, read from their files
 
 /// Which chunks of a source file are held by at least one of several
-/// downloads, judged from their files: a leecher writes a chunk into
-/// `DIR/NAME.part` only after its SHA-1 check (and marks it held in the same
-/// step), so a chunk of the `.part` (or of the final `DIR/NAME`) equal to the
+/// downloads, judged from their files: a leecher writes a chunk into its
+/// scratch file `DIR/.lmk/<content id>.part` only after its SHA-1 check (and marks it held in the same
+/// step), so a chunk of the scratch file (or of the final `DIR/NAME`) equal to the
 /// source's is one the leecher holds and can serve. Random source data never
 /// matches the zeros of a chunk not written yet. Chunks found held stay
 /// counted (a running leecher never drops one), so each poll reads only the
@@ -729,24 +751,30 @@ pub struct ChunkUnion {
     want: Vec<u8>,
     chunk: usize,
     held: Vec<bool>,
+    /// `.lmk/<content id>.part`
+    scratch: String,
+}
+
+/// A download's scratch file in `dir`, for the source file `src` shared in `chunk`-byte chunks.
+pub fn scratch_file(dir: &Path, src: &Path, chunk: u32) -> PathBuf {
+    dir.join(".lmk").join(format!("{}.part", file_meta(src, chunk).content_id().to_hex()))
 }
 
 impl ChunkUnion {
     pub fn new(src: &Path, chunk: u32) -> ChunkUnion {
         let want = std::fs::read(src).unwrap_or_else(|e| panic!("read {}: {e}", src.display()));
         let n = want.len().div_ceil(chunk as usize);
-        ChunkUnion { want, chunk: chunk as usize, held: vec![false; n] }
+        let scratch = format!(".lmk/{}.part", file_meta(src, chunk).content_id().to_hex());
+        ChunkUnion { want, chunk: chunk as usize, held: vec![false; n], scratch }
     }
 
-    /// Looks at `DIR/NAME.part` or `DIR/NAME` in each of `dirs`; returns how
+    /// Looks at the scratch file or `DIR/NAME` in each of `dirs`; returns how
     /// many chunks no download holds yet.
     pub fn missing(&mut self, dirs: &[PathBuf], name: &str) -> usize {
         use std::os::unix::fs::FileExt;
         for dir in dirs {
-            // The .part is renamed when complete: try it, then the final name.
-            let Some(file) =
-                [format!("{name}.part"), name.to_string()].iter().find_map(|n| File::open(dir.join(n)).ok())
-            else {
+            // The scratch file is renamed when complete: try it, then the final name.
+            let Some(file) = [&self.scratch, name].iter().find_map(|n| File::open(dir.join(n)).ok()) else {
                 continue;
             };
             let mut buf = vec![0u8; self.chunk];
@@ -764,7 +792,7 @@ impl ChunkUnion {
 
     /// How many chunks the one download in `dir` holds (for messages).
     pub fn held_in(&self, dir: &Path, name: &str) -> usize {
-        let data = std::fs::read(dir.join(format!("{name}.part"))).or_else(|_| std::fs::read(dir.join(name)));
+        let data = std::fs::read(dir.join(&self.scratch)).or_else(|_| std::fs::read(dir.join(name)));
         let data = data.unwrap_or_default();
         self.want.chunks(self.chunk).zip(data.chunks(self.chunk)).filter(|(want, got)| want == got).count()
     }
