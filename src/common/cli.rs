@@ -82,6 +82,21 @@ pub fn secs(args: &mut pico_args::Arguments, name: &'static str, min: f64) -> Re
     }
 }
 
+/// A count option, at least 1.
+pub fn count<T: FromStr + PartialOrd + From<u8>>(
+    args: &mut pico_args::Arguments,
+    name: &'static str,
+    default: T,
+) -> Result<T, Usage>
+where
+    T::Err: Display,
+{
+    match opt::<T>(args, name)? {
+        Some(n) if n < T::from(1) => Err(Usage(format!("{name} must be at least 1"))),
+        n => Ok(n.unwrap_or(default)),
+    }
+}
+
 /// Rejects anything pico-args did not consume.
 pub fn no_leftovers(args: pico_args::Arguments) -> Result<(), Usage> {
     let rest = args.finish();

@@ -11,7 +11,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use machine::Config as CoreConfig;
+pub use machine::{Config as CoreConfig, Limits};
 
 /// Everything `lmk-tracker` is told on its command line.
 #[derive(Debug, Clone)]
