@@ -238,11 +238,13 @@ fn ip_key(ip: IpAddr) -> u128 {
 }
 
 /// Peers of one info hash, IPv4 and IPv6 apart: a requester is answered
-/// from its own family, the only one its reply format can carry.
+/// from its own family, the only one its reply format can carry. The IPv6
+/// table is boxed and made on first use: most swarms never need one, and a
+/// smaller swarm is what bounds a flood of made-up info hashes.
 #[derive(Debug)]
 pub struct Swarm {
     v4: Table<u64>,
-    v6: Table<(u128, u16)>,
+    v6: Option<Box<Table<(u128, u16)>>>,
     /// Peers that became seeders here with event=completed, for scrape.
     pub completed: u32,
     /// The address that opened the swarm, charged for it while it lives.
@@ -260,19 +262,23 @@ pub enum Change {
 
 impl Swarm {
     fn new(owner: u128) -> Swarm {
-        Swarm { v4: Table::default(), v6: Table::default(), completed: 0, owner }
+        Swarm { v4: Table::default(), v6: None, completed: 0, owner }
     }
 
     pub fn seeders(&self) -> u32 {
-        (self.v4.lists[1].len() + self.v6.lists[1].len()) as u32
+        self.role_len(1)
     }
 
     pub fn leechers(&self) -> u32 {
-        (self.v4.lists[0].len() + self.v6.lists[0].len()) as u32
+        self.role_len(0)
     }
 
     fn len(&self) -> usize {
-        self.v4.len() + self.v6.len()
+        self.v4.len() + self.v6.as_ref().map_or(0, |t| t.len())
+    }
+
+    fn role_len(&self, role: usize) -> u32 {
+        (self.v4.lists[role].len() + self.v6.as_ref().map_or(0, |t| t.lists[role].len())) as u32
     }
 
     pub fn is_empty(&self) -> bool {
@@ -283,7 +289,7 @@ impl Swarm {
     fn refresh(&mut self, addr: SocketAddr, seeder: bool, until: Millis) -> Option<bool> {
         match key(addr) {
             Key::V4(k) => self.v4.refresh(k, seeder, until),
-            Key::V6(k) => self.v6.refresh(k, seeder, until),
+            Key::V6(k) => self.v6.as_mut()?.refresh(k, seeder, until),
         }
     }
 
@@ -291,27 +297,40 @@ impl Swarm {
     fn of_ip(&self, addr: SocketAddr) -> u32 {
         match key(addr) {
             Key::V4(k) => self.v4.of_ip(k),
-            Key::V6(k) => self.v6.of_ip(k),
+            Key::V6(k) => self.v6.as_ref().map_or(0, |t| t.of_ip(k)),
         }
     }
 
     fn insert(&mut self, addr: SocketAddr, seeder: bool, until: Millis) {
         match key(addr) {
             Key::V4(k) => self.v4.insert(k, seeder, until),
-            Key::V6(k) => self.v6.insert(k, seeder, until),
+            Key::V6(k) => self.v6.get_or_insert_with(Box::default).insert(k, seeder, until),
         }
     }
 
     fn remove(&mut self, addr: SocketAddr) -> bool {
         match key(addr) {
             Key::V4(k) => self.v4.remove(k),
-            Key::V6(k) => self.v6.remove(k),
+            Key::V6(k) => {
+                let removed = self.v6.as_mut().is_some_and(|t| t.remove(k));
+                self.drop_empty_v6();
+                removed
+            }
+        }
+    }
+
+    fn drop_empty_v6(&mut self) {
+        if self.v6.as_ref().is_some_and(|t| t.len() == 0) {
+            self.v6 = None;
         }
     }
 
     fn expire(&mut self, now: Millis, gone: &mut impl FnMut(SocketAddr)) {
         self.v4.expire(now, gone);
-        self.v6.expire(now, gone);
+        if let Some(t) = &mut self.v6 {
+            t.expire(now, gone);
+            self.drop_empty_v6();
+        }
     }
 
     /// Up to `want` peers of the requester's address family: seeders then
@@ -332,7 +351,9 @@ impl Swarm {
             if v4 {
                 self.v4.sample(seeders, requester, room, rng, out);
             } else {
-                self.v6.sample(seeders, requester, room, rng, out);
+                if let Some(t) = &self.v6 {
+                    t.sample(seeders, requester, room, rng, out);
+                }
             }
         };
         if !requester_is_seeder {
