@@ -405,10 +405,9 @@ impl Swarms {
         until: Millis,
     ) -> Result<Change, Full> {
         let Swarms { map, by_ip, peers, limits } = self;
-        let ip = ip_key(peer.ip().to_canonical());
-        let usage = by_ip.get(&ip).copied().unwrap_or_default();
         let swarms = map.len();
-        let new_swarm = match map.get_mut(&hash) {
+        // A refresh, most announces, touches only its swarm.
+        let in_swarm = match map.get_mut(&hash) {
             Some(swarm) => {
                 if let Some(was_seeder) = swarm.refresh(peer, seeder, until) {
                     if completed && seeder && !was_seeder {
@@ -416,21 +415,25 @@ impl Swarms {
                     }
                     return Ok(Change::Refreshed);
                 }
-                if swarm.of_ip(peer) >= limits.max_peers_per_ip_in_swarm {
-                    return Err(Full::PeersOfIpInSwarm);
-                }
-                false
+                Some(swarm.of_ip(peer))
             }
+            None => None,
+        };
+        let ip = ip_key(peer.ip().to_canonical());
+        let usage = by_ip.get(&ip).copied().unwrap_or_default();
+        match in_swarm {
+            Some(n) if n >= limits.max_peers_per_ip_in_swarm => return Err(Full::PeersOfIpInSwarm),
             None if swarms >= limits.max_swarms => return Err(Full::Swarms),
             None if usage.swarms >= limits.max_swarms_per_ip => return Err(Full::SwarmsOfIp),
-            None => true,
-        };
+            _ => {}
+        }
         if *peers >= limits.max_peers {
             return Err(Full::Peers);
         }
         if usage.peers >= limits.max_peers_per_ip {
             return Err(Full::PeersOfIp);
         }
+        let new_swarm = in_swarm.is_none();
         let swarm = map.entry(hash).or_insert_with(|| Swarm::new(ip));
         swarm.insert(peer, seeder, until);
         if completed && seeder {
