@@ -119,7 +119,9 @@ fn udp_flood_and_fake_seeders_are_capped_and_a_download_still_works() {
 fn catalog_only_tracks_published_files_only() {
     let tmp = TempDir::new("catalog-only");
     let src = random_file(&tmp.sub("src"), "listed.bin", 1024 * 1024 + 5, 82);
-    let args = ["--listen", "127.0.0.1:0", "--interval", "1", "--expiry", "3", "--status", "0", "--catalog-only"];
+    // The seeder's first announce may race its publish and be refused; it tries again 10 s later, so
+    // the published file must outlive that without a seeder: the default expiry (30 s) does.
+    let args = ["--listen", "127.0.0.1:0", "--interval", "1", "--expiry", "30", "--status", "0", "--catalog-only"];
     let mut tracker = Proc::spawn("tracker", TRACKER, &args.map(String::from));
     let addr = tracker.wait_listening();
 
