@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use lmk::common::cli::{self, Usage};
-use lmk::tracker::{self, Config, CoreConfig, Limits};
+use lmk::tracker::{self, CatalogPolicy, Config, CoreConfig, DEFAULT_FILES_PER_IP};
 
 const HELP: &str = "\
 lmk-tracker: BEP 15 UDP tracker and LMK file catalog (TCP, same port)
@@ -23,6 +23,11 @@ OPTIONS:
   --max-peers-per-ip N  peers of one address                     [default: 50000]
   --max-peers-per-ip-in-swarm N
                         peers of one address in one swarm        [default: 32]
+  --max-files-per-ip N  catalog files one address (IPv6: /64) may publish
+                        and hold at once                         [default: 1000]
+  --publish-key FILE    take only publishes signed with this shared secret
+                        (16 to 1024 bytes; trailing newlines ignored);
+                        seeders need the same --publish-key      [default: none]
   --status SECS         print the status table this often        [default: 5; 0: never]
   -v, --verbose         more log output (repeat for more)
   -q, --quiet           less log output
@@ -43,15 +48,10 @@ fn parse(mut args: pico_args::Arguments) -> Result<Config, Usage> {
     let expiry = cli::secs(&mut args, "--expiry", 0.1)?.unwrap_or(interval * 3);
     let foreign_expiry = cli::secs(&mut args, "--foreign-expiry", 0.1)?.unwrap_or(defaults.foreign_expiry);
     let catalog_only = args.contains("--catalog-only");
-    let d = defaults.limits;
-    let limits = Limits {
-        max_swarms: cli::count(&mut args, "--max-swarms", d.max_swarms)?,
-        max_peers: cli::count(&mut args, "--max-peers", d.max_peers)?,
-        max_swarms_per_ip: cli::count(&mut args, "--max-swarms-per-ip", d.max_swarms_per_ip)?,
-        max_peers_per_ip: cli::count(&mut args, "--max-peers-per-ip", d.max_peers_per_ip)?,
-        max_peers_per_ip_in_swarm: cli::count(&mut args, "--max-peers-per-ip-in-swarm", d.max_peers_per_ip_in_swarm)?,
-    };
+    let limits = cli::tracker_limits(&mut args, defaults.limits)?;
     let status_every = cli::secs(&mut args, "--status", 0.0)?.unwrap_or(Duration::from_secs(5));
+    let files_per_ip = cli::count(&mut args, "--max-files-per-ip", DEFAULT_FILES_PER_IP)?;
+    let publish_key = cli::publish_key(&mut args)?;
     cli::no_leftovers(args)?;
     for (name, e) in [("--expiry", expiry), ("--foreign-expiry", foreign_expiry)] {
         if e < interval {
@@ -62,7 +62,8 @@ fn parse(mut args: pico_args::Arguments) -> Result<Config, Usage> {
         }
     }
     let core = CoreConfig { interval, expiry, foreign_expiry, seed: 0, limits, catalog_only };
-    Ok(Config { listen, core, status_every })
+    let catalog = CatalogPolicy { files_per_ip, publish_key };
+    Ok(Config { listen, core, catalog, status_every })
 }
 
 fn main() -> ExitCode {

@@ -26,13 +26,6 @@ const MAX_PEERS_PER_IP_IN_SWARM: usize = 32;
 /// caps this flood held 100,000 swarms, about 60 MiB.
 const RSS_BOUND_KIB: u64 = 40 * 1024;
 
-/// A `VmHWM`-style field of /proc/PID/status, in KiB.
-fn proc_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
-    let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("no {field} in status"));
-    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("bad line {line:?}"))
-}
-
 /// Swarms and peers from the tracker's newest status line.
 fn held(tracker: &Proc) -> (usize, usize) {
     let lines = tracker.stdout_lines();
@@ -110,8 +103,8 @@ fn udp_flood_and_fake_seeders_are_capped_and_a_download_still_works() {
     assert_success(&out, "leecher among fake seeders");
     assert_same_file(&src, &out_dir.join("real.bin"));
 
-    let hwm = proc_kib(tracker.pid(), "VmHWM:");
-    println!("tracker VmHWM {hwm} KiB, VmRSS {} KiB", proc_kib(tracker.pid(), "VmRSS:"));
+    let hwm = tracker.peak_rss_kib();
+    println!("tracker VmHWM {hwm} KiB");
     assert!(hwm < RSS_BOUND_KIB, "tracker peak RSS {hwm} KiB, bound {RSS_BOUND_KIB} KiB");
 }
 
@@ -121,9 +114,7 @@ fn catalog_only_tracks_published_files_only() {
     let src = random_file(&tmp.sub("src"), "listed.bin", 1024 * 1024 + 5, 82);
     // The seeder's first announce may race its publish and be refused; it tries again 10 s later, so
     // the published file must outlive that without a seeder: the default expiry (30 s) does.
-    let args = ["--listen", "127.0.0.1:0", "--interval", "1", "--expiry", "30", "--status", "0", "--catalog-only"];
-    let mut tracker = Proc::spawn("tracker", TRACKER, &args.map(String::from));
-    let addr = tracker.wait_listening();
+    let (_tracker, addr) = start_tracker_with(1, 30, &["--catalog-only"]);
 
     let mut client = UdpClient::connect(addr);
     match client.announce(made_up(1), 0, Event::Started, 6881) {

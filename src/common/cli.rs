@@ -97,6 +97,20 @@ where
     }
 }
 
+/// The tracker's `--max-*` caps on swarms and peers, each defaulting to `d`'s.
+pub fn tracker_limits(
+    args: &mut pico_args::Arguments,
+    d: crate::tracker::Limits,
+) -> Result<crate::tracker::Limits, Usage> {
+    Ok(crate::tracker::Limits {
+        max_swarms: count(args, "--max-swarms", d.max_swarms)?,
+        max_peers: count(args, "--max-peers", d.max_peers)?,
+        max_swarms_per_ip: count(args, "--max-swarms-per-ip", d.max_swarms_per_ip)?,
+        max_peers_per_ip: count(args, "--max-peers-per-ip", d.max_peers_per_ip)?,
+        max_peers_per_ip_in_swarm: count(args, "--max-peers-per-ip-in-swarm", d.max_peers_per_ip_in_swarm)?,
+    })
+}
+
 /// Rejects anything pico-args did not consume.
 pub fn no_leftovers(args: pico_args::Arguments) -> Result<(), Usage> {
     let rest = args.finish();
@@ -161,6 +175,15 @@ pub fn peer_options(args: &mut pico_args::Arguments) -> Result<crate::peer::Peer
     let up_limit = rate("--up-limit")?;
     let down_limit = rate("--down-limit")?;
     Ok(crate::peer::PeerOptions { slots, max_peers, up_limit, down_limit })
+}
+
+/// `--publish-key FILE`, read and checked now: a key file that cannot be
+/// used is a usage error, before any socket is opened.
+pub fn publish_key(args: &mut pico_args::Arguments) -> Result<Option<super::publish_key::PublishKey>, Usage> {
+    match args.opt_value_from_str::<_, std::path::PathBuf>("--publish-key")? {
+        None => Ok(None),
+        Some(path) => super::publish_key::PublishKey::load(&path).map(Some).map_err(|e| Usage(e.to_string())),
+    }
 }
 
 /// Peers uploaded to at once, by default.

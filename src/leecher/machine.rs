@@ -132,7 +132,7 @@ impl<D: Disk> Leecher<D> {
         if self.config.command == Command::List {
             match response {
                 Response::List(entries) => self.notes.push_back(Note::Listing(entries)),
-                other => self.fail_all(format!("tracker answered the list with {other:?}")),
+                other => self.fail_all(format!("tracker answered the list with {}", other.summary())),
             }
             self.outputs.push_back(Output::Close(conn));
             self.phase = Phase::Trading { current: None };
@@ -297,7 +297,7 @@ fn checked_meta(selector: &Selector, response: Response) -> Result<FileMeta, Str
     let meta = match response {
         Response::Meta(meta) => meta,
         Response::Error { message, .. } => return Err(format!("tracker: {message}")),
-        other => return Err(format!("tracker answered with {other:?}")),
+        other => return Err(format!("tracker answered with {}", other.summary())),
     };
     let matches = match selector {
         Selector::Name(name) => meta.name() == name,
@@ -322,6 +322,7 @@ mod tests {
     use super::*;
     use crate::hash::Hash20;
     use crate::peer::storage::MemStorage;
+    use crate::wire::catalog::ErrorCode;
 
     struct Mem;
 
@@ -397,6 +398,26 @@ mod tests {
         assert!(failed[1].contains("refusing"), "{failed:?}");
         assert!(matches!(notes.last(), Some(Note::Started { name, .. }) if name == "c"), "{notes:?}");
         assert_eq!(l.current(), Some(meta("c").content_id()));
+    }
+
+    #[test]
+    fn a_name_two_files_claim_fails_naming_both_and_an_id_still_works() {
+        let t0 = Instant::now();
+        let (real, squat) = (meta("a").content_id(), Hash20::of(b"squat"));
+        let asked = vec![Selector::Name("a".into()), Selector::Id(real)];
+        let mut l = Leecher::new(config(Command::Get(asked)), Mem, t0);
+        outputs(&mut l);
+        l.handle_catalog_opened(ConnId(1));
+        let message = format!("2 files claim that name; get one by content id: {real} {squat}");
+        l.handle_catalog_response(t0, Response::Error { code: ErrorCode::Ambiguous, message });
+        l.handle_catalog_response(t0, Response::Meta(meta("a")));
+        let notes = notes(&mut l);
+        assert!(
+            matches!(&notes[0], Note::Failed { name, reason }
+                if name == "a" && reason.contains(&real.to_hex()) && reason.contains(&squat.to_hex())),
+            "{notes:?}"
+        );
+        assert!(matches!(&notes[1], Note::Started { id, .. } if *id == real), "{notes:?}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use super::progress::View;
 use super::{Config, Error};
 use crate::common::fmt;
 use crate::common::net::{CloseReason, ConnId, Handler, Net, CONNECT_TIMEOUT};
+use crate::common::text::escape;
 use crate::common::{rng, signal};
 use crate::peer::machine::Config as PeerConfig;
 use crate::peer::reactor::Peers;
@@ -131,11 +132,17 @@ impl Shell {
             Note::Listing(entries) => {
                 crate::say!("{:<32} {:>10} {:>7}  CONTENT ID", "NAME", "SIZE", "SEEDERS");
                 for e in entries {
-                    crate::say!("{:<32} {:>10} {:>7}  {}", e.name, fmt::bytes(e.size), e.seeders, e.id);
+                    crate::say!(
+                        "{:<32} {:>10} {:>7}  {}",
+                        escape(&e.name).to_string(),
+                        fmt::bytes(e.size),
+                        e.seeders,
+                        e.id
+                    );
                 }
             }
-            Note::Started { name, size, .. } => {
-                crate::say!("{name}: downloading {}", fmt::bytes(size));
+            Note::Started { id, name, size } => {
+                crate::say!("{name}: downloading {} (content id {id})", fmt::bytes(size));
                 self.view.reset(now);
             }
             Note::Done { name, size, elapsed, counters } => {
@@ -157,7 +164,7 @@ impl Shell {
                 let ratio = counters.uploaded as f64 / size.max(1) as f64;
                 crate::say!("{name}: seeded, {} uploaded (ratio {ratio:.2})", fmt::bytes(counters.uploaded));
             }
-            Note::Failed { name, reason } => eprintln!("lmk-leecher: {name}: {reason}"),
+            Note::Failed { name, reason } => eprintln!("lmk-leecher: {}: {}", escape(&name), escape(&reason)),
         }
     }
 }

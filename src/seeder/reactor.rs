@@ -65,7 +65,7 @@ pub fn run(config: Config, files: Vec<(FileMeta, SharedFile)>) -> Result<(), Err
     let mut shell = Shell {
         core,
         peers: Peers::new(config.tracker),
-        publisher: Publisher::new(config.tracker, metas, now),
+        publisher: Publisher::new(config.tracker, config.publish_key.clone(), metas, now),
         tracker: config.tracker,
         catalog_conn: None,
         total_size,
@@ -161,7 +161,7 @@ impl Handler for Shell {
 
     fn on_frame(&mut self, net: &mut Net, now: Instant, conn: ConnId, frame: Frame<'_>) -> Result<(), DecodeError> {
         if self.catalog_conn == Some(conn) {
-            self.publisher.handle_response(conn, catalog::Response::decode(frame)?);
+            self.publisher.handle_response(now, conn, catalog::Response::decode(frame)?);
         } else {
             self.peers.on_frame(&mut self.core, net, now, conn, frame)?;
         }

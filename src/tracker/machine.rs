@@ -7,12 +7,14 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info};
 
-use super::catalog::Catalog;
+use super::catalog::{Catalog, Gate, Policy, Source};
 use super::swarms::{Change, Millis, Swarms};
 pub use super::swarms::{Full, Limits};
 use crate::common::fmt;
 use crate::common::rng::Rng;
+use crate::common::text::escape;
 use crate::hash::Hash20;
+use crate::meta::FileMeta;
 use crate::wire::catalog as cat;
 use crate::wire::udp::{self, Event, Request, RequestError, Response, ScrapeStats};
 
@@ -74,6 +76,8 @@ pub struct Stats {
     pub scrapes: u64,
     pub catalog_requests: u64,
     pub catalog_refused: u64,
+    /// Publishes refused for a missing or wrong MAC, or a stale challenge.
+    pub unauthorized: u64,
     pub joins: u64,
     pub leaves: u64,
     pub expiries: u64,
@@ -86,6 +90,7 @@ pub struct Tracker {
     rng: Rng,
     swarms: Swarms,
     catalog: Catalog,
+    gate: Gate,
     stats: Stats,
     /// Reused for every announce answer: no allocation per datagram.
     picked: Vec<SocketAddr>,
@@ -107,11 +112,18 @@ impl Tracker {
             rng,
             swarms,
             catalog: Catalog::default(),
+            gate: Gate::new(Policy::default(), secret, now),
             stats: Stats::default(),
             picked: Vec::with_capacity(udp::MAX_PEERS),
             next_sweep,
             changed: true,
         }
+    }
+
+    /// Who may publish what (by default: 1000 files per address, no key).
+    pub fn with_catalog(mut self, policy: Policy) -> Tracker {
+        self.gate = Gate::new(policy, self.secret, self.start);
+        self
     }
 
     /// Receive-execute-send: decodes one datagram, acts on it and writes the
@@ -238,31 +250,45 @@ impl Tracker {
         expiry.as_millis().try_into().unwrap_or(MAX_EXPIRY_MS)
     }
 
-    /// Answers one catalog request.
-    pub fn handle_catalog(&mut self, now: Instant, request: cat::Request) -> cat::Response {
+    /// Answers one catalog request from a client at `from`.
+    pub fn handle_catalog(&mut self, now: Instant, from: IpAddr, request: cat::Request) -> cat::Response {
         self.stats.catalog_requests += 1;
         let response = match request {
-            cat::Request::Publish(meta) => {
-                let name = meta.name().to_string();
-                match self.catalog.publish(now, meta) {
-                    Ok(id) => {
-                        if self.swarms.seeders(&id) == 0 {
-                            self.changed = true;
-                        }
-                        debug!("published {name} as {}", id.short());
-                        cat::Response::Published(id)
-                    }
-                    Err(refusal) => refusal,
-                }
-            }
+            cat::Request::Publish(meta) => self.publish(now, from, None, meta),
+            cat::Request::SignedPublish { nonce, mac, meta } => self.publish(now, from, Some((nonce, mac)), meta),
+            cat::Request::Challenge => cat::Response::Challenge(self.gate.challenge(now, from)),
             cat::Request::List => cat::Response::List(self.catalog.list(|id| self.swarms.seeders(id))),
             cat::Request::GetMeta(selector) => self.catalog.get(&selector),
         };
         if let cat::Response::Error { message, .. } = &response {
             self.stats.catalog_refused += 1;
-            debug!("catalog request refused: {message}");
+            debug!("catalog request from {from} refused: {message}");
         }
         response
+    }
+
+    fn publish(
+        &mut self,
+        now: Instant,
+        from: IpAddr,
+        signature: Option<(cat::Nonce, cat::Mac)>,
+        meta: FileMeta,
+    ) -> cat::Response {
+        if let Err(why) = self.gate.admit(now, from, signature.as_ref(), &meta) {
+            self.stats.unauthorized += 1;
+            return cat::Response::Error { code: cat::ErrorCode::Unauthorized, message: why.into() };
+        }
+        let name = meta.name().to_string();
+        match self.catalog.publish(now, Source::of(from), self.gate.files_per_ip(), meta) {
+            Ok(id) => {
+                if self.swarms.seeders(&id) == 0 {
+                    self.changed = true;
+                }
+                debug!("{from} published {} as {}", escape(&name), id.short());
+                cat::Response::Published(id)
+            }
+            Err(refusal) => refusal,
+        }
     }
 
     /// Drops peers not heard from within the expiry time, then catalog
@@ -283,7 +309,7 @@ impl Tracker {
         let swarms = &self.swarms;
         for name in self.catalog.expire(now, cutoff, |id| swarms.seeders(id) > 0) {
             self.changed = true;
-            info!("{name} left the catalog: no seeder for {}", fmt::duration(self.config.expiry));
+            info!("{} left the catalog: no seeder for {}", escape(&name), fmt::duration(self.config.expiry));
         }
     }
 
@@ -309,7 +335,7 @@ impl Tracker {
     pub fn status(&self) -> String {
         let s = &self.stats;
         let mut out = format!(
-            "tracker: {} files, {} swarms, {} peers from {} addresses | joins {} leaves {} expired {} | udp {} (dropped {}, errors {}, refused {}) catalog {} (refused {})\n",
+            "tracker: {} files, {} swarms, {} peers from {} addresses | joins {} leaves {} expired {} | udp {} (dropped {}, errors {}, refused {}) catalog {} (refused {}, unauthorized {})\n",
             self.catalog.len(),
             self.swarms.len(),
             self.swarms.peer_count(),
@@ -323,13 +349,15 @@ impl Tracker {
             s.refused,
             s.catalog_requests,
             s.catalog_refused,
+            s.unauthorized,
         );
         let list = self.catalog.list(|id| self.swarms.seeders(id));
         if !list.is_empty() {
             let _ = writeln!(out, "  {:<32} {:>10} {:>7}  CONTENT ID", "NAME", "SIZE", "SEEDERS");
         }
         for e in list.iter().take(20) {
-            let _ = writeln!(out, "  {:<32} {:>10} {:>7}  {}", e.name, fmt::bytes(e.size), e.seeders, e.id.short());
+            let name = escape(&e.name).to_string();
+            let _ = writeln!(out, "  {name:<32} {:>10} {:>7}  {}", fmt::bytes(e.size), e.seeders, e.id.short());
         }
         if list.len() > 20 {
             let _ = writeln!(out, "  ... and {} more", list.len() - 20);
@@ -339,7 +367,7 @@ impl Tracker {
 
     fn describe(&self, hash: &Hash20) -> String {
         match self.catalog.meta(hash) {
-            Some(meta) => format!("{} ({})", meta.name(), hash.short()),
+            Some(meta) => format!("{} ({})", escape(meta.name()), hash.short()),
             None => hash.short(),
         }
     }
@@ -400,11 +428,13 @@ fn role(seeder: bool) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::{FileMeta, MIN_CHUNK};
+    use crate::common::publish_key::PublishKey;
+    use crate::meta::MIN_CHUNK;
     use crate::wire::udp::AnnounceRequest;
     use std::net::Ipv4Addr;
 
     const SEEDER: u64 = 0;
+    const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
     fn tracker(t0: Instant) -> Tracker {
         Tracker::new(Config { seed: 1, ..Config::default() }, t0)
@@ -607,14 +637,14 @@ mod tests {
         let t0 = Instant::now();
         let mut t = tracker(t0);
         let meta = FileMeta::new("f".into(), 5, MIN_CHUNK, vec![Hash20::of(b"c")]).unwrap();
-        let id = match t.handle_catalog(t0, cat::Request::Publish(meta.clone())) {
+        let id = match t.handle_catalog(t0, LOCAL, cat::Request::Publish(meta.clone())) {
             cat::Response::Published(id) => id,
             other => panic!("{other:?}"),
         };
         assert_eq!(id, meta.content_id());
         let c = connect(&mut t, t0, from(1000));
         ask(&mut t, t0, from(1000), announce(c, id, SEEDER, 7000, Event::Started));
-        match t.handle_catalog(t0, cat::Request::List) {
+        match t.handle_catalog(t0, LOCAL, cat::Request::List) {
             cat::Response::List(l) => assert_eq!((l.len(), l[0].seeders), (1, 1)),
             other => panic!("{other:?}"),
         }
@@ -626,6 +656,63 @@ mod tests {
         t.handle_timeout(t0 + Duration::from_secs(31));
         assert_eq!(t.catalog.len(), 0);
     }
+
+    fn keyed(t0: Instant, key: &[u8]) -> Tracker {
+        let policy = Policy { files_per_ip: 2, publish_key: Some(PublishKey::from_bytes(key).unwrap()) };
+        tracker(t0).with_catalog(policy)
+    }
+
+    fn challenge(t: &mut Tracker, now: Instant, ip: IpAddr) -> cat::Nonce {
+        match t.handle_catalog(now, ip, cat::Request::Challenge) {
+            cat::Response::Challenge(nonce) => nonce,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn code(response: cat::Response) -> Option<cat::ErrorCode> {
+        match response {
+            cat::Response::Error { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn with_a_key_only_signed_publishes_are_taken_and_refusals_counted() {
+        let t0 = Instant::now();
+        let key = PublishKey::from_bytes(b"sixteen byte key").unwrap();
+        let mut t = keyed(t0, b"sixteen byte key");
+        let meta = FileMeta::new("f".into(), 5, MIN_CHUNK, vec![Hash20::of(b"c")]).unwrap();
+        let nonce = challenge(&mut t, t0, LOCAL);
+        let signed = cat::Request::SignedPublish { nonce, mac: key.sign(&nonce, &meta), meta: meta.clone() };
+        assert_eq!(t.handle_catalog(t0, LOCAL, signed), cat::Response::Published(meta.content_id()));
+        let unauthorized = Some(cat::ErrorCode::Unauthorized);
+        assert_eq!(code(t.handle_catalog(t0, LOCAL, cat::Request::Publish(meta.clone()))), unauthorized);
+        let forged = cat::Request::SignedPublish { nonce, mac: [0; 20], meta };
+        assert_eq!(code(t.handle_catalog(t0, LOCAL, forged)), unauthorized);
+        assert_eq!((t.stats().unauthorized, t.stats().catalog_refused), (2, 2));
+        assert!(t.status().contains("unauthorized 2"), "{}", t.status());
+    }
+
+    #[test]
+    fn without_a_key_signed_and_plain_publishes_both_count_against_the_quota() {
+        let t0 = Instant::now();
+        let mut t = tracker(t0).with_catalog(Policy { files_per_ip: 2, publish_key: None });
+        let meta = |n: u8| FileMeta::new(format!("f{n}"), 5, MIN_CHUNK, vec![Hash20::of(&[n])]).unwrap();
+        let signed = cat::Request::SignedPublish { nonce: [0; 16], mac: [0; 20], meta: meta(1) };
+        assert_eq!(code(t.handle_catalog(t0, LOCAL, signed)), None, "no key: the MAC is not looked at");
+        assert_eq!(code(t.handle_catalog(t0, LOCAL, cat::Request::Publish(meta(2)))), None);
+        let over = t.handle_catalog(t0, LOCAL, cat::Request::Publish(meta(3)));
+        assert!(
+            matches!(&over, cat::Response::Error { code: cat::ErrorCode::Full, message } if message.contains("quota"))
+        );
+        let other = IpAddr::from([10, 0, 0, 2]);
+        assert_eq!(code(t.handle_catalog(t0, other, cat::Request::Publish(meta(3)))), None);
+        match t.handle_catalog(t0, LOCAL, cat::Request::List) {
+            cat::Response::List(l) => assert_eq!(l.len(), 3),
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// Seeders of `h` listed after a sweep at `at`, on a fresh tracker fed `script`.
     fn listed_after(t0: Instant, at: Instant, script: impl Fn(&mut Tracker)) -> usize {
         let mut t = tracker(t0);
@@ -717,7 +804,7 @@ mod tests {
         let c = connect(&mut t, t0, from(1000));
         let h = meta.content_id();
         assert_eq!(refused(ask(&mut t, t0, from(1000), announce(c, h, SEEDER, 7000, Event::Started))), NOT_IN_CATALOG);
-        assert!(matches!(t.handle_catalog(t0, cat::Request::Publish(meta)), cat::Response::Published(_)));
+        assert!(matches!(t.handle_catalog(t0, LOCAL, cat::Request::Publish(meta)), cat::Response::Published(_)));
         assert!(peers(ask(&mut t, t0, from(1000), announce(c, h, SEEDER, 7000, Event::Started))).is_empty());
         assert_eq!((t.swarms.seeders(&h), t.swarms.len(), t.stats().refused), (1, 1, 1));
         let mut open = tracker(t0);

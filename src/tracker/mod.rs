@@ -11,6 +11,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use catalog::{Policy as CatalogPolicy, DEFAULT_FILES_PER_IP};
 pub use machine::{Config as CoreConfig, Limits};
 
 /// Everything `lmk-tracker` is told on its command line.
@@ -18,6 +19,8 @@ pub use machine::{Config as CoreConfig, Limits};
 pub struct Config {
     pub listen: SocketAddr,
     pub core: CoreConfig,
+    /// Publish quota and key.
+    pub catalog: CatalogPolicy,
     /// How often the status table is printed (also printed on change); zero: never.
     pub status_every: Duration,
 }

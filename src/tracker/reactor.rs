@@ -10,10 +10,13 @@ use log::{debug, info};
 use super::machine::Tracker;
 use super::{Config, Error};
 use crate::common::net::{CloseReason, ConnId, Handler, Net};
+use crate::common::text::escape;
 use crate::common::{rng, signal};
-use crate::wire::catalog::{Request, MAX_CATALOG_FRAME};
+use crate::wire::catalog::{Request, Selector, MAX_CATALOG_FRAME};
 use crate::wire::{DecodeError, Frame};
 
+/// Stands in for a connection's address that could not be read.
+const UNSPECIFIED: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
 /// A catalog connection that sends nothing for this long is closed.
 pub const CATALOG_IDLE: Duration = Duration::from_secs(30);
 /// A change is shown at most this often, so a busy tracker does not print a
@@ -37,7 +40,7 @@ pub fn run(config: Config) -> Result<(), Error> {
     let mut core_config = config.core.clone();
     core_config.seed ^= rng::seed_from_os();
     let mut shell = Shell {
-        core: Tracker::new(core_config, now),
+        core: Tracker::new(core_config, now).with_catalog(config.catalog.clone()),
         reply: Vec::with_capacity(2048),
         status_every: config.status_every,
         next_status: (!config.status_every.is_zero()).then_some(now),
@@ -79,7 +82,7 @@ impl Handler for Shell {
     fn on_frame(&mut self, net: &mut Net, now: Instant, conn: ConnId, frame: Frame<'_>) -> Result<(), DecodeError> {
         let request = Request::decode(frame)?;
         debug!("{conn}: {}", describe(&request));
-        let response = self.core.handle_catalog(now, request);
+        let response = self.core.handle_catalog(now, net.peer_addr(conn).map_or(UNSPECIFIED, |a| a.ip()), request);
         if let Some(out) = net.out(conn) {
             response.encode(out);
         }
@@ -138,8 +141,10 @@ impl Handler for Shell {
 
 fn describe(request: &Request) -> String {
     match request {
-        Request::Publish(meta) => format!("publish {}", meta.name()),
+        Request::Publish(meta) | Request::SignedPublish { meta, .. } => format!("publish {}", escape(meta.name())),
         Request::List => "list".into(),
-        Request::GetMeta(selector) => format!("get {selector:?}"),
+        Request::Challenge => "challenge".into(),
+        Request::GetMeta(Selector::Name(name)) => format!("get {}", escape(name)),
+        Request::GetMeta(Selector::Id(id)) => format!("get {id}"),
     }
 }

@@ -18,10 +18,18 @@ const ENTRY_FIXED: usize = 20 + 8 + 4 + 4 + 2;
 const PUBLISH: u8 = 0x01;
 const LIST: u8 = 0x02;
 const GET_META: u8 = 0x03;
+const CHALLENGE: u8 = 0x04;
+const SIGNED_PUBLISH: u8 = 0x05;
 const PUBLISHED: u8 = 0x81;
 const FILE_LIST: u8 = 0x82;
 const META: u8 = 0x83;
+const CHALLENGE_NONCE: u8 = 0x84;
 const ERROR: u8 = 0xFF;
+
+/// What a tracker's challenge holds: bound to the client's address and a time window.
+pub type Nonce = [u8; 16];
+/// HMAC-SHA1 of a publish under the shared publish key.
+pub type Mac = [u8; 20];
 
 /// How a leecher names the file it wants.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +46,10 @@ pub enum Request {
     List,
     /// One file's metadata.
     GetMeta(Selector),
+    /// A nonce to sign publishes with.
+    Challenge,
+    /// A publish proven to come from a holder of the publish key.
+    SignedPublish { nonce: Nonce, mac: Mac, meta: FileMeta },
 }
 
 /// One row of the file list.
@@ -57,6 +69,9 @@ pub enum ErrorCode {
     Ambiguous = 2,
     Refused = 3,
     Full = 4,
+    /// The tracker wants a publish signed with its key, and this one was not
+    /// (or with another key, or over a stale challenge).
+    Unauthorized = 5,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +79,7 @@ pub enum Response {
     Published(ContentId),
     List(Vec<ListEntry>),
     Meta(FileMeta),
+    Challenge(Nonce),
     Error { code: ErrorCode, message: String },
 }
 
@@ -120,6 +136,12 @@ impl Request {
                 o.push(2);
                 o.extend_from_slice(&id.0);
             }),
+            Request::Challenge => put_frame(out, CHALLENGE, |_| {}),
+            Request::SignedPublish { nonce, mac, meta } => put_frame(out, SIGNED_PUBLISH, |o| {
+                o.extend_from_slice(nonce);
+                o.extend_from_slice(mac);
+                encode_meta(meta, o);
+            }),
         }
     }
 
@@ -133,6 +155,12 @@ impl Request {
                 2 => Request::GetMeta(Selector::Id(read_hash(&mut input)?)),
                 _ => return Err(DecodeError::BadValue { field: "selector" }),
             },
+            CHALLENGE => Request::Challenge,
+            SIGNED_PUBLISH => {
+                let nonce = read_array(&mut input)?;
+                let mac = read_array(&mut input)?;
+                Request::SignedPublish { nonce, mac, meta: decode_meta(&mut input)? }
+            }
             other => return Err(DecodeError::UnknownType(other.into())),
         };
         finish(input)?;
@@ -141,6 +169,18 @@ impl Request {
 }
 
 impl Response {
+    /// A few words for a log or error line: an error's code and text as
+    /// sent (escape it before printing), any other response by its kind.
+    pub fn summary(&self) -> String {
+        match self {
+            Response::Error { code, message } => format!("{code:?}: {message}"),
+            Response::List(entries) => format!("a list of {} file(s)", entries.len()),
+            Response::Meta(meta) => format!("metadata of {}", meta.content_id()),
+            Response::Published(id) => format!("Published {id}"),
+            Response::Challenge(_) => "a challenge".into(),
+        }
+    }
+
     /// Appends the response frame. A file list is cut to what fits one frame.
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
@@ -157,6 +197,7 @@ impl Response {
                 }
             }),
             Response::Meta(meta) => put_frame(out, META, |o| encode_meta(meta, o)),
+            Response::Challenge(nonce) => put_frame(out, CHALLENGE_NONCE, |o| o.extend_from_slice(nonce)),
             Response::Error { code, message } => put_frame(out, ERROR, |o| {
                 o.push(*code as u8);
                 put_str(o, truncate(message, MAX_NAME * 2));
@@ -186,12 +227,14 @@ impl Response {
                 Response::List(entries)
             }
             META => Response::Meta(decode_meta(&mut input)?),
+            CHALLENGE_NONCE => Response::Challenge(read_array(&mut input)?),
             ERROR => {
                 let code = match input.read_u8()? {
                     1 => ErrorCode::NotFound,
                     2 => ErrorCode::Ambiguous,
                     3 => ErrorCode::Refused,
                     4 => ErrorCode::Full,
+                    5 => ErrorCode::Unauthorized,
                     _ => return Err(DecodeError::BadValue { field: "error code" }),
                 };
                 Response::Error { code, message: read_str(&mut input, MAX_NAME * 2)? }
@@ -201,6 +244,13 @@ impl Response {
         finish(input)?;
         Ok(resp)
     }
+}
+
+/// `N` bytes, as they are.
+fn read_array<const N: usize>(input: &mut &[u8]) -> Result<[u8; N], DecodeError> {
+    let (head, rest) = input.split_first_chunk::<N>().ok_or(DecodeError::Truncated)?;
+    *input = rest;
+    Ok(*head)
 }
 
 /// How many leading entries fit one frame.
@@ -246,6 +296,8 @@ mod tests {
             Request::List,
             Request::GetMeta(Selector::Name("a.bin".into())),
             Request::GetMeta(Selector::Id(Hash20::of(b"id"))),
+            Request::Challenge,
+            Request::SignedPublish { nonce: [7; 16], mac: [9; 20], meta: meta() },
         ]
     }
 
@@ -265,6 +317,8 @@ mod tests {
             Response::Error { code: ErrorCode::Ambiguous, message: String::new() },
             Response::Error { code: ErrorCode::Refused, message: "r".into() },
             Response::Error { code: ErrorCode::Full, message: "f".into() },
+            Response::Error { code: ErrorCode::Unauthorized, message: "u".into() },
+            Response::Challenge([3; 16]),
         ]
     }
 
@@ -293,6 +347,17 @@ mod tests {
         let mut buf = Vec::new();
         Request::List.encode(&mut buf);
         assert_eq!(buf, [0, 0, 0, 1, 0x02]);
+        buf.clear();
+        Request::Challenge.encode(&mut buf);
+        assert_eq!(buf, [0, 0, 0, 1, 0x04]);
+        buf.clear();
+        Response::Challenge([0xab; 16]).encode(&mut buf);
+        assert_eq!(buf[..5], [0, 0, 0, 17, 0x84]);
+        buf.clear();
+        Request::SignedPublish { nonce: [1; 16], mac: [2; 20], meta: meta() }.encode(&mut buf);
+        assert_eq!(buf[4], 0x05);
+        assert_eq!((&buf[5..21], &buf[21..41]), (&[1u8; 16][..], &[2u8; 20][..]));
+        assert_eq!(buf.len(), 5 + 36 + 84);
         let mut m = Vec::new();
         encode_meta(&meta(), &mut m);
         assert_eq!(&m[..8], &[1, 0, 5, b'a', b'.', b'b', b'i', b'n']);
@@ -365,7 +430,19 @@ mod tests {
         for i in 0..20_000 {
             let len = rng.below(buf.len());
             rng.fill(&mut buf[..len]);
-            let kind = [PUBLISH, LIST, GET_META, PUBLISHED, FILE_LIST, META, ERROR][i % 7];
+            let kinds = [
+                PUBLISH,
+                LIST,
+                GET_META,
+                CHALLENGE,
+                SIGNED_PUBLISH,
+                PUBLISHED,
+                FILE_LIST,
+                META,
+                CHALLENGE_NONCE,
+                ERROR,
+            ];
+            let kind = kinds[i % kinds.len()];
             let frame = Frame { kind, body: &buf[..len] };
             let _ = Request::decode(frame);
             let _ = Response::decode(frame);

@@ -151,6 +151,11 @@ impl Proc {
         self.child.id()
     }
 
+    /// The most resident memory the process has had (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        peak_rss_kib(self.pid()).unwrap_or_else(|| panic!("{}: no VmHWM in /proc/{}/status", self.name, self.pid()))
+    }
+
     /// Every stdout line so far.
     pub fn stdout_lines(&self) -> Vec<String> {
         self.stdout.lines.lock().unwrap().0.clone()
@@ -327,9 +332,18 @@ pub fn start_tracker(interval: u32, expiry: u32) -> (Proc, SocketAddr) {
     start_tracker_on("127.0.0.1:0", interval, expiry).unwrap_or_else(|e| panic!("tracker did not start: {e}"))
 }
 
+/// A tracker on an ephemeral port, as [`start_tracker`], with `extra` options.
+pub fn start_tracker_with(interval: u32, expiry: u32, extra: &[&str]) -> (Proc, SocketAddr) {
+    start_tracker_args("127.0.0.1:0", interval, expiry, extra).unwrap_or_else(|e| panic!("tracker did not start: {e}"))
+}
+
 /// A tracker on `listen`; an exit before `listening on` (a busy port) is an `Err`.
 pub fn start_tracker_on(listen: &str, interval: u32, expiry: u32) -> Result<(Proc, SocketAddr), String> {
-    let args = strings(&[
+    start_tracker_args(listen, interval, expiry, &[])
+}
+
+fn start_tracker_args(listen: &str, interval: u32, expiry: u32, extra: &[&str]) -> Result<(Proc, SocketAddr), String> {
+    let mut args = strings(&[
         "--listen",
         listen,
         "--interval",
@@ -339,6 +353,7 @@ pub fn start_tracker_on(listen: &str, interval: u32, expiry: u32) -> Result<(Pro
         "--status",
         "0",
     ]);
+    args.extend(strings(extra));
     let mut p = Proc::spawn("tracker", TRACKER, &args);
     match p.try_wait_listening() {
         Ok(addr) => Ok((p, addr)),
@@ -387,6 +402,13 @@ pub fn run_leecher(tracker: SocketAddr, args: &[&str]) -> Output {
 }
 
 /// Runs any binary with exactly `args` (for command-line checks).
+/// A live process's peak resident set (VmHWM) in KiB; None once it is gone.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 pub fn run_bin(program: &str, args: &[&str], limit: Duration) -> Output {
     let name = Path::new(program).file_name().map_or("bin".into(), |n| n.to_string_lossy().into_owned());
     Proc::spawn(&name, program, &strings(args)).finish(limit)
