@@ -82,6 +82,35 @@ pub fn secs(args: &mut pico_args::Arguments, name: &'static str, min: f64) -> Re
     }
 }
 
+/// A count option, at least 1.
+pub fn count<T: FromStr + PartialOrd + From<u8>>(
+    args: &mut pico_args::Arguments,
+    name: &'static str,
+    default: T,
+) -> Result<T, Usage>
+where
+    T::Err: Display,
+{
+    match opt::<T>(args, name)? {
+        Some(n) if n < T::from(1) => Err(Usage(format!("{name} must be at least 1"))),
+        n => Ok(n.unwrap_or(default)),
+    }
+}
+
+/// The tracker's `--max-*` caps on swarms and peers, each defaulting to `d`'s.
+pub fn tracker_limits(
+    args: &mut pico_args::Arguments,
+    d: crate::tracker::Limits,
+) -> Result<crate::tracker::Limits, Usage> {
+    Ok(crate::tracker::Limits {
+        max_swarms: count(args, "--max-swarms", d.max_swarms)?,
+        max_peers: count(args, "--max-peers", d.max_peers)?,
+        max_swarms_per_ip: count(args, "--max-swarms-per-ip", d.max_swarms_per_ip)?,
+        max_peers_per_ip: count(args, "--max-peers-per-ip", d.max_peers_per_ip)?,
+        max_peers_per_ip_in_swarm: count(args, "--max-peers-per-ip-in-swarm", d.max_peers_per_ip_in_swarm)?,
+    })
+}
+
 /// Rejects anything pico-args did not consume.
 pub fn no_leftovers(args: pico_args::Arguments) -> Result<(), Usage> {
     let rest = args.finish();

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use catalog::{Policy as CatalogPolicy, DEFAULT_FILES_PER_IP};
-pub use machine::Config as CoreConfig;
+pub use machine::{Config as CoreConfig, Limits};
 
 /// Everything `lmk-tracker` is told on its command line.
 #[derive(Debug, Clone)]

@@ -511,7 +511,12 @@ pub struct UdpClient {
 impl UdpClient {
     /// Connects (BEP 15 action 0), retrying lost datagrams for up to 10 s.
     pub fn connect(tracker: SocketAddr) -> UdpClient {
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        UdpClient::connect_from(tracker, [127, 0, 0, 1])
+    }
+
+    /// Connects from another loopback source address (127.0.0.0/8 is all ours).
+    pub fn connect_from(tracker: SocketAddr, ip: [u8; 4]) -> UdpClient {
+        let sock = UdpSocket::bind(SocketAddr::from((ip, 0))).expect("bind udp");
         sock.set_read_timeout(Some(Duration::from_millis(300))).expect("set timeout");
         let mut c = UdpClient { sock, tracker, connection_id: 0, tx: 0x1000 };
         c.connection_id = c.connect_id();

@@ -311,9 +311,12 @@ impl Swarm {
     }
 
     fn datagram(&mut self, now: Instant, i: usize, d: &[u8]) {
-        let tracker = self
-            .tracker
-            .get_or_insert_with(|| Tracker::new(TrackerConfig { interval: secs(60), expiry: secs(300), seed: 1 }, now));
+        let tracker = self.tracker.get_or_insert_with(|| {
+            Tracker::new(
+                TrackerConfig { interval: secs(60), expiry: secs(300), seed: 1, ..TrackerConfig::default() },
+                now,
+            )
+        });
         let mut answer = Vec::new();
         tracker.handle_datagram(now, SocketAddr::new(LOOPBACK, 17000 + i as u16), d, &mut answer);
         if let Ok(udp::Request::Announce(a)) = udp::Request::decode(d) {
