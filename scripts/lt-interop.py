@@ -204,7 +204,7 @@ def no_luck(work, tracker, port, peer):
     replies = [d for _, d in peer.of("reply")]
     logged = tracker_lines(work, tracker, rf"udp 127\.0\.0\.1:{port}: ")
     msg = f"announce answers: {replies or 'none'}; error answers: {len(peer.of('error'))}"
-    return msg + (f"; lmk-tracker log: {' | '.join(logged[:3])}" if logged else "")
+    return msg + (f"; lmk-tracker log: '{' | '.join(logged[:3])}'" if logged else "")
 
 
 def setup(binary, work, name, children, size=4 << 20):
@@ -429,8 +429,8 @@ def together(binary, work):
             msg = (f"the leecher session (127.0.0.1:{b.port}) did not finish within {TRANSFER_DEADLINE} s; "
                    f"{no_luck(work, 'tracker-together', b.port, b)}")
             if tracker_lines(work, "tracker-together", rf"udp 127\.0\.0\.1:{b.port}: refused: unknown connection id"):
-                msg += (f": libtorrent keeps one connection id per tracker per process, got it through the seeder "
-                        f"session's socket (127.0.0.1:{a.port}) and sent it from the leecher session's")
+                msg += (f" (libtorrent keeps one connection id per tracker per process: it got it through the seeder "
+                        f"session's socket, 127.0.0.1:{a.port}, and sent it from the leecher session's)")
             return msg
         wait_for(b.finished, TRANSFER_DEADLINE, why, children, pids, pump)
         took = time.monotonic() - start
