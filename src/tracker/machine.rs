@@ -148,6 +148,7 @@ impl Tracker {
                 Response::Connect { transaction_id, connection_id: self.connection_id(from.ip(), self.epoch(now)) }
             }
             Ok(req) if !self.valid_connection_id(from.ip(), now, connection_id(&req)) => {
+                debug!("udp {from}: refused: {UNKNOWN_CONNECTION_ID}");
                 self.error(req.transaction_id(), UNKNOWN_CONNECTION_ID, data.len())
             }
             Ok(Request::Announce(a)) => self.announce(now, from, &a, data.len()),
