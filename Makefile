@@ -25,7 +25,8 @@ bench: build
 bench-swarm: build
 	LMK_BIN_DIR=$(BIN) bash scripts/bench-swarm.sh
 
-# aria2c moves a file between two of its own peers through lmk-tracker.
+# Real clients through lmk-tracker: aria2c, and libtorrent (two processes, two
+# sessions in one process, a 60 s lifecycle at its own interval); about 70 s.
 real-client:
 	$(CARGO) build --release --bin lmk-tracker
 	LMK_BIN_DIR=$(BIN) bash scripts/real-client.sh

@@ -33,14 +33,23 @@ OPTIONS:
                       is uploaded; 0: leave at once          [default: 1.0]
   --seed-time SECS    ... or until this long has passed      [default: none]
   --timeout SECS      give up a file when no chunk arrives this long [default: 30]
+  --overwrite         replace a DIR/NAME that holds other content [default: refuse]
+  --wait              wait for another process downloading the same file
+                      into DIR                               [default: refuse]
   -v, --verbose       more log output (repeat for more)
   -q, --quiet         less log output
   -h, --help          this text
 
-A download is written to DIR/NAME.part and renamed to DIR/NAME once every
-chunk has passed its SHA-1 check; files of one get download one after the
-other, each served to other peers while the next downloads. Ctrl-C leaves
-the swarms. Exit status 0 only if every file is complete.
+A download is written to DIR/.lmk/<content id>.part and renamed to DIR/NAME
+once every chunk has passed its SHA-1 check; files of one get download one
+after the other, each served to other peers while the next downloads. The
+same get after any interruption resumes: the chunks on disk are checked by
+SHA-1 and only the missing ones fetched. A DIR/NAME with the same content is
+\"already complete\"; one with other content is never replaced without
+--overwrite. Ctrl-C or SIGTERM leaves the swarms and keeps the scratch file.
+
+EXIT STATUS: 0 every file complete, 1 some file not, 2 usage error,
+130 stopped by SIGINT (Ctrl-C), 143 stopped by SIGTERM.
 ";
 
 fn parse(mut args: pico_args::Arguments) -> Result<Config, Usage> {
@@ -55,6 +64,8 @@ fn parse(mut args: pico_args::Arguments) -> Result<Config, Usage> {
     }
     let time = cli::secs(&mut args, "--seed-time", 0.0)?;
     let goal = Goal::Until { ratio, time };
+    let overwrite = args.contains("--overwrite");
+    let wait = args.contains("--wait");
     let sub: Option<String> = args.subcommand()?;
     let rest: Vec<String> = args.finish().into_iter().map(|a| a.to_string_lossy().into_owned()).collect();
     if let Some(flag) = rest.iter().find(|a| a.starts_with('-')) {
@@ -69,7 +80,7 @@ fn parse(mut args: pico_args::Arguments) -> Result<Config, Usage> {
         None => return Err(Usage("missing command: list or get".into())),
     };
     let tty = std::io::stdout().is_terminal();
-    Ok(Config { tracker, command, out_dir, listen, peer, timeout, goal, tty })
+    Ok(Config { tracker, command, out_dir, listen, peer, timeout, goal, tty, overwrite, wait })
 }
 
 /// A content id if it is 40 hex digits, else a name.

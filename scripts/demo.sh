@@ -148,7 +148,7 @@ TAGS=()
 for i in $(seq 1 $N); do
     GOT=$(sha1sum <"$TMP/dl$i/demo.bin" 2>/dev/null | cut -d' ' -f1) || true
     [ "$SRC" = "$GOT" ] || fail "leecher$i copy differs (sha1 ${GOT:-missing} != $SRC)"
-    [ ! -e "$TMP/dl$i/demo.bin.part" ] || fail "leecher$i left demo.bin.part behind"
+    [ ! -e "$TMP/dl$i/.lmk" ] || fail "leecher$i left its scratch directory .lmk behind"
 done
 SENT=$(grep '^seeder:' "$TMP/seeder.out" | tail -n 1 | sed -n 's/.*| sent \([^|]*\) |.*/\1/p')
 echo "demo: PASS: $N leechers downloaded demo.bin ($(stat -c %s "$TMP/share/demo.bin") bytes, sha1 $SRC);" \

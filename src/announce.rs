@@ -283,7 +283,7 @@ mod tests {
     }
 
     fn new_tracker(t0: Instant, seed: u64) -> Tracker {
-        Tracker::new(Config { interval: Duration::from_secs(10), expiry: Duration::from_secs(30), seed }, t0)
+        Tracker::new(Config { seed, ..Config::default() }, t0)
     }
 
     #[test]

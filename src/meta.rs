@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use crate::common::text;
 use crate::hash::{ContentId, Hash20};
 use crate::wire;
 
@@ -128,14 +129,16 @@ pub struct UnsafeName {
 
 impl fmt::Display for UnsafeName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unsafe file name {:?}: {}", self.name, self.why)
+        write!(f, "unsafe file name \"{}\": {}", text::escape(&self.name), self.why)
     }
 }
 
 impl std::error::Error for UnsafeName {}
 
 /// Accepts only a plain file name: no path separators, no `.` or `..`, no
-/// control characters (NUL included). Everything that touches the disk checks this.
+/// control, format or separator character (Cc, Cf, Zl, Zp: NUL, ESC, U+202E,
+/// U+200B, U+2028 ...), so a name can neither drive a terminal nor pass for
+/// another. Everything that publishes a name or touches the disk checks this.
 pub fn check_name(name: &str) -> Result<(), UnsafeName> {
     let why = if name.is_empty() {
         Some("empty")
@@ -145,8 +148,8 @@ pub fn check_name(name: &str) -> Result<(), UnsafeName> {
         Some("names a directory")
     } else if name.contains('/') || name.contains('\\') {
         Some("contains a path separator")
-    } else if name.chars().any(char::is_control) {
-        Some("contains a control character")
+    } else if name.chars().any(text::is_hidden) {
+        Some("contains a control or invisible format character")
     } else {
         None
     };
@@ -201,7 +204,9 @@ mod tests {
 
     #[test]
     fn unsafe_names_refused() {
-        for bad in ["", ".", "..", "../x", "a/b", "/etc/passwd", "a\\b", "a\0b", "a\nb"] {
+        for bad in
+            ["", ".", "..", "../x", "a/b", "/etc/passwd", "a\\b", "a\0b", "a\nb", "a\u{202e}b", "a\u{200b}", "\u{2028}"]
+        {
             assert!(check_name(bad).is_err(), "{bad:?} accepted");
         }
         for good in ["file.bin", "ümlaut ok.txt", "..hidden-but-flat", "a..b"] {

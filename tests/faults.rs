@@ -10,7 +10,7 @@ use std::process::Output;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::fake::{FakeTracker, LyingSeeder};
+use common::fake::{FakeTracker, HostileSeeder, Hostility};
 use common::*;
 use lmk::hash::Hash20;
 use lmk::meta::{FileMeta, MIN_CHUNK};
@@ -97,7 +97,7 @@ fn lying_seeder() {
     // The liar publishes the real metadata and joins the swarm as a seeder,
     // alone at first so that the leecher is sure to ask it.
     assert_eq!(catalog_request(addr, &Request::Publish(meta.clone())), Response::Published(id));
-    let liar = LyingSeeder::start(meta, addr);
+    let liar = HostileSeeder::start(meta, addr, Hostility::Lie);
     wait_until(Duration::from_secs(10), "the liar to be listed as a seeder", || tracker_seeders(addr, id) == 1);
 
     let out_dir = tmp.sub("out");

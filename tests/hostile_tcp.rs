@@ -33,7 +33,7 @@ fn download_still_works(tracker: SocketAddr, tmp: &TempDir, name: &str) {
 }
 
 fn assert_hwm_below(proc: &Proc, bound: u64, what: &str) -> u64 {
-    let hwm = vm_hwm(proc.pid());
+    let hwm = proc.peak_rss_kib() * 1024;
     assert!(hwm < bound, "{what}: peak RSS {} MiB, bound {} MiB", hwm / MIB, bound / MIB);
     eprintln!("{what}: peak RSS {:.1} MiB (bound {} MiB)", hwm as f64 / MIB as f64, bound / MIB);
     hwm

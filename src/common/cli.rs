@@ -82,6 +82,35 @@ pub fn secs(args: &mut pico_args::Arguments, name: &'static str, min: f64) -> Re
     }
 }
 
+/// A count option, at least 1.
+pub fn count<T: FromStr + PartialOrd + From<u8>>(
+    args: &mut pico_args::Arguments,
+    name: &'static str,
+    default: T,
+) -> Result<T, Usage>
+where
+    T::Err: Display,
+{
+    match opt::<T>(args, name)? {
+        Some(n) if n < T::from(1) => Err(Usage(format!("{name} must be at least 1"))),
+        n => Ok(n.unwrap_or(default)),
+    }
+}
+
+/// The tracker's `--max-*` caps on swarms and peers, each defaulting to `d`'s.
+pub fn tracker_limits(
+    args: &mut pico_args::Arguments,
+    d: crate::tracker::Limits,
+) -> Result<crate::tracker::Limits, Usage> {
+    Ok(crate::tracker::Limits {
+        max_swarms: count(args, "--max-swarms", d.max_swarms)?,
+        max_peers: count(args, "--max-peers", d.max_peers)?,
+        max_swarms_per_ip: count(args, "--max-swarms-per-ip", d.max_swarms_per_ip)?,
+        max_peers_per_ip: count(args, "--max-peers-per-ip", d.max_peers_per_ip)?,
+        max_peers_per_ip_in_swarm: count(args, "--max-peers-per-ip-in-swarm", d.max_peers_per_ip_in_swarm)?,
+    })
+}
+
 /// Rejects anything pico-args did not consume.
 pub fn no_leftovers(args: pico_args::Arguments) -> Result<(), Usage> {
     let rest = args.finish();
@@ -91,9 +120,21 @@ pub fn no_leftovers(args: pico_args::Arguments) -> Result<(), Usage> {
     }
 }
 
+/// A role's runtime error: one line on stderr, and the exit status.
+pub trait Failure: Display {
+    /// 1 unless the error says otherwise (the leecher stopped by a signal: 128 + its number).
+    fn status(&self) -> u8 {
+        1
+    }
+}
+
+impl Failure for crate::tracker::Error {}
+impl Failure for crate::seeder::Error {}
+
 /// Every binary's `main`: `--help`, logging, then `parse` and `run`. An
-/// error becomes one line on stderr and the exit code (2 usage, 1 runtime).
-pub fn main<C, E: Display>(
+/// error becomes one line on stderr and the exit code (2 usage, 1 runtime,
+/// or what the error says).
+pub fn main<C, E: Failure>(
     prog: &str,
     help: &str,
     parse: impl FnOnce(pico_args::Arguments) -> Result<C, Usage>,
@@ -108,7 +149,11 @@ pub fn main<C, E: Display>(
     match parse(args) {
         Ok(config) => match run(config) {
             Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(prog, e, false),
+            Err(e) => {
+                let status = e.status();
+                fail(prog, e, false);
+                ExitCode::from(status)
+            }
         },
         Err(Usage(msg)) => fail(prog, msg, true),
     }
@@ -146,6 +191,15 @@ pub fn peer_options(args: &mut pico_args::Arguments) -> Result<crate::peer::Peer
     let up_limit = rate("--up-limit")?;
     let down_limit = rate("--down-limit")?;
     Ok(crate::peer::PeerOptions { slots, max_peers, up_limit, down_limit })
+}
+
+/// `--publish-key FILE`, read and checked now: a key file that cannot be
+/// used is a usage error, before any socket is opened.
+pub fn publish_key(args: &mut pico_args::Arguments) -> Result<Option<super::publish_key::PublishKey>, Usage> {
+    match args.opt_value_from_str::<_, std::path::PathBuf>("--publish-key")? {
+        None => Ok(None),
+        Some(path) => super::publish_key::PublishKey::load(&path).map(Some).map_err(|e| Usage(e.to_string())),
+    }
 }
 
 /// Peers uploaded to at once, by default.

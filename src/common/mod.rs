@@ -15,5 +15,7 @@ pub mod cli;
 mod conn;
 pub mod fmt;
 pub mod net;
+pub mod publish_key;
 pub mod rng;
 pub mod signal;
+pub mod text;

@@ -14,6 +14,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::conn::Conn;
+use super::signal::Stop;
 
 use crate::wire::{DecodeError, Frame, FrameLimit};
 
@@ -30,6 +31,8 @@ impl std::fmt::Display for ConnId {
 const UDP: Token = Token(0);
 const FIRST_LISTENER: usize = 1;
 const FIRST_CONN: usize = 16;
+/// The stop signals' pipe, after the listeners.
+const SIGNALS: Token = Token(FIRST_CONN - 1);
 /// How long every role waits for a TCP connect (peer or catalog) to complete.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection's handler is asked for more while fewer bytes than this
@@ -120,6 +123,7 @@ pub struct Net {
     pub accept_failures: u64,
     /// Datagram replies that met `WouldBlock` and were dropped.
     pub udp_dropped: u64,
+    stop: Option<Stop>,
 }
 
 impl Net {
@@ -136,7 +140,19 @@ impl Net {
             accept_failing: false,
             accept_failures: 0,
             udp_dropped: 0,
+            stop: None,
         })
+    }
+
+    /// Wakes the loop on SIGINT and SIGTERM; see [`Net::stop_signal`].
+    pub fn catch_signals(&mut self) -> io::Result<()> {
+        self.stop = Some(Stop::register(self.poll.registry(), SIGNALS)?);
+        Ok(())
+    }
+
+    /// The first SIGINT or SIGTERM received, once the loop has woken for it.
+    pub fn stop_signal(&self) -> Option<i32> {
+        self.stop.as_ref().and_then(Stop::received)
     }
 
     /// Binds the UDP socket (one per role at most).
@@ -319,6 +335,7 @@ impl Net {
             for event in events.iter() {
                 match event.token() {
                     UDP => self.read_datagrams(handler, now),
+                    SIGNALS => self.stop.iter_mut().for_each(Stop::on_event),
                     Token(t) if t < FIRST_CONN => self.accept(handler, now, t - FIRST_LISTENER, accept_limit),
                     Token(t) => self.conn_event(handler, now, ConnId(t - FIRST_CONN), event),
                 }

@@ -1,31 +1,55 @@
-//! SIGINT and SIGTERM as a flag the event loop polls. The handler only
-//! stores to an atomic (async-signal-safe); `epoll_wait` returns EINTR when a
-//! signal arrives, so the loop sees the flag at once.
+//! SIGINT and SIGTERM as an event of the loop: signal-hook's handler writes
+//! to a pipe (async-signal-safe) that the loop's `Poll` watches, so a signal
+//! wakes the loop like any socket and is read on its thread. A second one
+//! ends the process at once (signal-hook's double Ctrl-C idiom), for when
+//! the loop is stuck or busy, e.g. checking a large download at start.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
-static STOP: AtomicBool = AtomicBool::new(false);
+use mio::{Interest, Registry, Token};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::flag;
+use signal_hook_mio::v1_0::Signals;
 
-const SIGINT: i32 = 2;
-const SIGTERM: i32 = 15;
-
-extern "C" {
-    fn signal(signum: i32, handler: extern "C" fn(i32)) -> usize;
+/// The stop signals, registered with a `Poll`.
+pub struct Stop {
+    signals: Signals,
+    /// The first stop signal received.
+    got: Option<i32>,
 }
 
-extern "C" fn on_signal(_: i32) {
-    STOP.store(true, Ordering::SeqCst);
-}
+impl Stop {
+    /// Routes SIGINT and SIGTERM to `token` of `registry`.
+    pub fn register(registry: &Registry, token: Token) -> io::Result<Stop> {
+        let seen = Arc::new(AtomicBool::new(false));
+        for sig in [SIGINT, SIGTERM] {
+            // Order matters: the exit checks the flag before the flag is set,
+            // so the first signal only arms it.
+            flag::register_conditional_shutdown(sig, i32::from(exit_status(sig)), Arc::clone(&seen))?;
+            flag::register(sig, Arc::clone(&seen))?;
+        }
+        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        registry.register(&mut signals, token, Interest::READABLE)?;
+        Ok(Stop { signals, got: None })
+    }
 
-/// Routes SIGINT and SIGTERM to [`stop_requested`].
-pub fn install() {
-    // SAFETY: `signal` is the C library's; the handler only touches an atomic.
-    unsafe {
-        signal(SIGINT, on_signal);
-        signal(SIGTERM, on_signal);
+    /// The pipe is readable: take what arrived.
+    pub fn on_event(&mut self) {
+        for sig in self.signals.pending() {
+            self.got.get_or_insert(sig);
+        }
+    }
+
+    /// The first stop signal received, if any.
+    pub fn received(&self) -> Option<i32> {
+        self.got
     }
 }
 
-pub fn stop_requested() -> bool {
-    STOP.load(Ordering::SeqCst)
+/// The shell's convention for a process ended by `sig`: 128 + its number
+/// (130 for SIGINT, 143 for SIGTERM).
+pub fn exit_status(sig: i32) -> u8 {
+    u8::try_from(128 + sig).unwrap_or(1)
 }

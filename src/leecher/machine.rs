@@ -3,7 +3,6 @@
 //! being served while the next downloads, until its seeding goal is met.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::common::net::ConnId;
@@ -11,12 +10,14 @@ use crate::hash::ContentId;
 use crate::meta::{check_name, FileMeta};
 use crate::peer::bitfield::Bitfield;
 use crate::peer::machine::{Config as PeerConfig, Event, Machine};
-use crate::peer::storage::{PartFile, Storage};
+use crate::peer::storage::Storage;
 use crate::peer::torrent::{Counters, Goal};
 use crate::wire::catalog::{ListEntry, Request, Response, Selector};
 
 /// Catalog connection attempts are this far apart.
 const CATALOG_RETRY: Duration = Duration::from_secs(1);
+/// With `wait`, a download another process writes is tried again this often.
+const LOCK_RETRY: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -32,20 +33,23 @@ pub struct Config {
     pub peer: PeerConfig,
     /// After a file is complete: serve it until this ratio or time.
     pub goal: Goal,
+    /// A download another process writes: wait for it rather than give up.
+    pub wait: bool,
 }
 
-/// Creates the storage of a download; the real one makes `DIR/NAME.part`.
+/// What opening a download found.
+pub enum Opened {
+    /// The file is complete under its final name already.
+    Complete,
+    /// Go on fetching: `have` are the chunks verified present.
+    Part { storage: Box<dyn Storage>, have: Bitfield },
+    /// Another process writes this download; `holder` names it.
+    Busy { holder: String },
+}
+
+/// Opens the storage of a download; the real one is `scratch::Dir`.
 pub trait Disk {
-    fn create(&mut self, meta: &FileMeta) -> std::io::Result<Box<dyn Storage>>;
-}
-
-/// Downloads into one directory.
-pub struct Dir(pub PathBuf);
-
-impl Disk for Dir {
-    fn create(&mut self, meta: &FileMeta) -> std::io::Result<Box<dyn Storage>> {
-        Ok(Box::new(PartFile::create(self.0.clone(), meta.name(), meta.size())?))
-    }
+    fn open(&mut self, meta: &FileMeta) -> Result<Opened, String>;
 }
 
 /// What the shell must do for the catalog.
@@ -60,10 +64,36 @@ pub enum Output {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Note {
     Listing(Vec<ListEntry>),
-    Started { id: ContentId, name: String, size: u64 },
-    Done { name: String, size: u64, elapsed: Duration, counters: Counters },
-    Seeded { name: String, size: u64, counters: Counters },
-    Failed { name: String, reason: String },
+    /// `resumed` of `chunks` were verified present at start.
+    Started {
+        id: ContentId,
+        name: String,
+        size: u64,
+        resumed: u32,
+        chunks: u32,
+    },
+    AlreadyComplete {
+        name: String,
+    },
+    Waiting {
+        name: String,
+        holder: String,
+    },
+    Done {
+        name: String,
+        size: u64,
+        elapsed: Duration,
+        counters: Counters,
+    },
+    Seeded {
+        name: String,
+        size: u64,
+        counters: Counters,
+    },
+    Failed {
+        name: String,
+        reason: String,
+    },
 }
 
 enum Phase {
@@ -81,6 +111,8 @@ pub struct Leecher<D: Disk> {
     queue: VecDeque<FileMeta>,
     failures: usize,
     stopping: bool,
+    /// Waiting for another process's lock on the next file: try again then.
+    retry_open: Option<Instant>,
     outputs: VecDeque<Output>,
     notes: VecDeque<Note>,
 }
@@ -99,6 +131,7 @@ impl<D: Disk> Leecher<D> {
             queue: VecDeque::new(),
             failures: 0,
             stopping: false,
+            retry_open: None,
             outputs: VecDeque::new(),
             notes: VecDeque::new(),
         };
@@ -132,7 +165,7 @@ impl<D: Disk> Leecher<D> {
         if self.config.command == Command::List {
             match response {
                 Response::List(entries) => self.notes.push_back(Note::Listing(entries)),
-                other => self.fail_all(format!("tracker answered the list with {other:?}")),
+                other => self.fail_all(format!("tracker answered the list with {}", other.summary())),
             }
             self.outputs.push_back(Output::Close(conn));
             self.phase = Phase::Trading { current: None };
@@ -165,6 +198,9 @@ impl<D: Disk> Leecher<D> {
             }
             _ => {}
         }
+        if self.retry_open.is_some_and(|at| now >= at) {
+            self.next_file(now);
+        }
         self.peer.handle_timeout(now);
         self.after_peer(now);
     }
@@ -195,6 +231,7 @@ impl<D: Disk> Leecher<D> {
     pub fn shutdown(&mut self, now: Instant) {
         self.stopping = true;
         self.queue.clear();
+        self.retry_open = None;
         if let Phase::Catalog { conn: Some(conn), .. } = self.phase {
             self.outputs.push_back(Output::Close(conn));
         }
@@ -208,7 +245,7 @@ impl<D: Disk> Leecher<D> {
             Phase::Catalog { retry_at, deadline, .. } => Some(retry_at.map_or(*deadline, |r| r.min(*deadline))),
             Phase::Trading { .. } => None,
         };
-        [phase, self.peer.next_deadline()].into_iter().flatten().min()
+        [phase, self.retry_open, self.peer.next_deadline()].into_iter().flatten().min()
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
@@ -257,17 +294,38 @@ impl<D: Disk> Leecher<D> {
             return;
         }
         while let Some(meta) = self.queue.pop_front() {
-            let storage = match self.disk.create(&meta) {
-                Ok(s) => s,
-                Err(e) => {
-                    self.fail(meta.name().to_string(), format!("cannot create {}.part: {e}", meta.name()));
+            let name = meta.name().to_string();
+            let opened = self.disk.open(&meta);
+            if !matches!(opened, Ok(Opened::Busy { .. })) {
+                self.retry_open = None;
+            }
+            let (storage, have) = match opened {
+                Ok(Opened::Part { storage, have }) => (storage, have),
+                Ok(Opened::Complete) => {
+                    self.notes.push_back(Note::AlreadyComplete { name });
+                    continue;
+                }
+                Ok(Opened::Busy { holder }) if self.config.wait => {
+                    if self.retry_open.is_none() {
+                        self.notes.push_back(Note::Waiting { name, holder });
+                    }
+                    self.queue.push_front(meta);
+                    self.retry_open = Some(now + LOCK_RETRY);
+                    return;
+                }
+                Ok(Opened::Busy { holder }) => {
+                    self.fail(name, format!("{holder}; not starting a second writer (--wait waits for it)"));
+                    continue;
+                }
+                Err(reason) => {
+                    self.fail(name, reason);
                     continue;
                 }
             };
             let id = meta.content_id();
-            self.notes.push_back(Note::Started { id, name: meta.name().to_string(), size: meta.size() });
+            let (resumed, chunks) = (have.count(), meta.chunk_count());
+            self.notes.push_back(Note::Started { id, name, size: meta.size(), resumed, chunks });
             self.phase = Phase::Trading { current: Some(id) };
-            let have = Bitfield::new(meta.chunk_count());
             self.peer.add(now, meta, storage, have, self.config.goal);
             self.after_peer(now);
             return;
@@ -297,7 +355,7 @@ fn checked_meta(selector: &Selector, response: Response) -> Result<FileMeta, Str
     let meta = match response {
         Response::Meta(meta) => meta,
         Response::Error { message, .. } => return Err(format!("tracker: {message}")),
-        other => return Err(format!("tracker answered with {other:?}")),
+        other => return Err(format!("tracker answered with {}", other.summary())),
     };
     let matches = match selector {
         Selector::Name(name) => meta.name() == name,
@@ -322,12 +380,14 @@ mod tests {
     use super::*;
     use crate::hash::Hash20;
     use crate::peer::storage::MemStorage;
+    use crate::wire::catalog::ErrorCode;
 
     struct Mem;
 
     impl Disk for Mem {
-        fn create(&mut self, meta: &FileMeta) -> std::io::Result<Box<dyn Storage>> {
-            Ok(Box::new(MemStorage::with(vec![0; meta.size() as usize])))
+        fn open(&mut self, meta: &FileMeta) -> Result<Opened, String> {
+            let storage = Box::new(MemStorage::with(vec![0; meta.size() as usize]));
+            Ok(Opened::Part { storage, have: Bitfield::new(meta.chunk_count()) })
         }
     }
 
@@ -343,7 +403,7 @@ mod tests {
             interval: Duration::from_secs(10),
             seed: 1,
         };
-        Config { command, peer, goal: Goal::Until { ratio: 0.0, time: None } }
+        Config { command, peer, goal: Goal::Until { ratio: 0.0, time: None }, wait: false }
     }
 
     fn meta(name: &str) -> FileMeta {
@@ -400,6 +460,26 @@ mod tests {
     }
 
     #[test]
+    fn a_name_two_files_claim_fails_naming_both_and_an_id_still_works() {
+        let t0 = Instant::now();
+        let (real, squat) = (meta("a").content_id(), Hash20::of(b"squat"));
+        let asked = vec![Selector::Name("a".into()), Selector::Id(real)];
+        let mut l = Leecher::new(config(Command::Get(asked)), Mem, t0);
+        outputs(&mut l);
+        l.handle_catalog_opened(ConnId(1));
+        let message = format!("2 files claim that name; get one by content id: {real} {squat}");
+        l.handle_catalog_response(t0, Response::Error { code: ErrorCode::Ambiguous, message });
+        l.handle_catalog_response(t0, Response::Meta(meta("a")));
+        let notes = notes(&mut l);
+        assert!(
+            matches!(&notes[0], Note::Failed { name, reason }
+                if name == "a" && reason.contains(&real.to_hex()) && reason.contains(&squat.to_hex())),
+            "{notes:?}"
+        );
+        assert!(matches!(&notes[1], Note::Started { id, .. } if *id == real), "{notes:?}");
+    }
+
+    #[test]
     fn a_lost_catalog_is_retried_then_given_up() {
         let t0 = Instant::now();
         let mut l = Leecher::new(config(Command::Get(vec![Selector::Name("a".into())])), Mem, t0);
@@ -413,5 +493,49 @@ mod tests {
         assert!(matches!(notes(&mut l).as_slice(), [Note::Failed { reason, .. }] if reason.contains("did not answer")));
         assert_eq!(l.failures(), 1);
         assert!(l.finished(t0 + Duration::from_secs(30)));
+    }
+
+    /// Busy for the first `busy` opens, then a fresh download.
+    struct Locked {
+        busy: u32,
+    }
+
+    impl Disk for Locked {
+        fn open(&mut self, meta: &FileMeta) -> Result<Opened, String> {
+            if self.busy > 0 {
+                self.busy -= 1;
+                return Ok(Opened::Busy { holder: "process 7 is downloading it".into() });
+            }
+            Mem.open(meta)
+        }
+    }
+
+    fn answered(wait: bool, busy: u32, t0: Instant) -> Leecher<Locked> {
+        let mut config = config(Command::Get(vec![Selector::Name("a".into())]));
+        config.wait = wait;
+        let mut l = Leecher::new(config, Locked { busy }, t0);
+        outputs(&mut l);
+        l.handle_catalog_opened(ConnId(1));
+        l.handle_catalog_response(t0, Response::Meta(meta("a")));
+        l
+    }
+
+    #[test]
+    fn a_file_another_process_writes_fails_or_is_waited_for() {
+        let t0 = Instant::now();
+        let mut l = answered(false, 1, t0);
+        assert!(matches!(notes(&mut l).as_slice(), [Note::Failed { reason, .. }] if reason.contains("process 7")));
+        assert_eq!(l.failures(), 1);
+
+        let mut l = answered(true, 2, t0);
+        assert!(matches!(notes(&mut l).as_slice(), [Note::Waiting { .. }]));
+        assert_eq!(l.next_deadline().map(|d| d <= t0 + LOCK_RETRY), Some(true));
+        l.handle_timeout(t0 + LOCK_RETRY - Duration::from_millis(1));
+        l.handle_timeout(t0 + LOCK_RETRY);
+        assert!(notes(&mut l).is_empty(), "still busy: waiting is said once");
+        assert_eq!(l.current(), None);
+        l.handle_timeout(t0 + LOCK_RETRY * 2);
+        assert!(matches!(notes(&mut l).as_slice(), [Note::Started { name, .. }] if name == "a"));
+        assert_eq!(l.failures(), 0);
     }
 }

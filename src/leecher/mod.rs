@@ -1,10 +1,12 @@
 //! lmk-leecher: lists the tracker's catalog, or downloads files from many
-//! peers at once, verifying every chunk, into `DIR/NAME.part` then
-//! `DIR/NAME`, serving what it holds to the other peers meanwhile and after.
+//! peers at once, verifying every chunk, into `DIR/.lmk/<content id>.part`
+//! then `DIR/NAME`, serving what it holds to the other peers meanwhile and
+//! after. An interrupted download resumes from its scratch file.
 
 pub mod machine;
 mod progress;
 mod reactor;
+mod scratch;
 
 use std::fmt;
 use std::io;
@@ -28,6 +30,10 @@ pub struct Config {
     pub goal: crate::peer::torrent::Goal,
     /// Draw a progress bar (a terminal) or print plain lines.
     pub tty: bool,
+    /// Replace a `DIR/NAME` that holds other content.
+    pub overwrite: bool,
+    /// Wait for another process downloading the same file into `DIR`.
+    pub wait: bool,
 }
 
 /// Why the leecher could not do what it was asked.
@@ -36,8 +42,11 @@ pub enum Error {
     OutDir(PathBuf, io::Error),
     Bind(std::net::SocketAddr, io::Error),
     Poll(io::Error),
-    /// Ctrl-C or SIGTERM.
-    Interrupted,
+    /// Ctrl-C or SIGTERM (`signal`); `kept` says what stays for a resume.
+    Interrupted {
+        signal: i32,
+        kept: Option<String>,
+    },
     /// Some files could not be downloaded (each was reported already).
     Incomplete {
         failed: usize,
@@ -53,7 +62,13 @@ impl fmt::Display for Error {
             Error::OutDir(p, e) => write!(f, "output directory {}: {e}", p.display()),
             Error::Bind(addr, e) => write!(f, "cannot bind {addr}: {e}"),
             Error::Poll(e) => write!(f, "event loop failed: {e}"),
-            Error::Interrupted => write!(f, "interrupted; a partial download stays as NAME.part"),
+            Error::Interrupted { signal, kept } => {
+                let name = if *signal == signal_hook::consts::SIGINT { "SIGINT" } else { "SIGTERM" };
+                match kept {
+                    Some(kept) => write!(f, "stopped by {name}; {kept}; the same get resumes it"),
+                    None => write!(f, "stopped by {name}"),
+                }
+            }
             Error::Incomplete { failed, asked } => write!(f, "{failed} of {asked} file(s) not downloaded"),
             Error::ListFailed => write!(f, "could not list the catalog"),
         }
@@ -62,6 +77,34 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+impl crate::common::cli::Failure for Error {
+    fn status(&self) -> u8 {
+        match self {
+            Error::Interrupted { signal, .. } => crate::common::signal::exit_status(*signal),
+            _ => 1,
+        }
+    }
+}
+
 pub fn run(config: Config) -> Result<(), Error> {
     reactor::run(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::common::cli::Failure;
+
+    #[test]
+    fn a_stop_by_signal_says_how_to_resume_and_exits_128_plus_the_signal() {
+        let kept = Some("f: 1.0 MiB of 4.0 MiB kept in out/.lmk".to_string());
+        let int = Error::Interrupted { signal: signal_hook::consts::SIGINT, kept };
+        assert_eq!(
+            int.to_string(),
+            "stopped by SIGINT; f: 1.0 MiB of 4.0 MiB kept in out/.lmk; the same get resumes it"
+        );
+        assert_eq!(int.status(), 130);
+        assert_eq!(Error::Interrupted { signal: signal_hook::consts::SIGTERM, kept: None }.status(), 143);
+        assert_eq!(Error::ListFailed.status(), 1);
+    }
 }

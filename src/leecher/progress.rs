@@ -18,11 +18,13 @@ pub struct View {
     /// Bytes down, bytes up and instant of the previous sample, for the rates.
     sample: Option<(u64, u64, Instant)>,
     rate: (f64, f64),
+    /// Chunks verified on disk at start, and all chunks, if any were.
+    resumed: Option<(u32, u32)>,
 }
 
 impl View {
     pub fn new(tty: bool) -> View {
-        View { tty, next_draw: None, sample: None, rate: (0.0, 0.0) }
+        View { tty, next_draw: None, sample: None, rate: (0.0, 0.0), resumed: None }
     }
 
     /// When the display next wants to be drawn.
@@ -30,8 +32,10 @@ impl View {
         self.next_draw
     }
 
-    /// A new file starts: forget the previous one's rate.
-    pub fn reset(&mut self, now: Instant) {
+    /// A new file starts, with `resumed` chunks of all found on disk:
+    /// forget the previous one's rate.
+    pub fn reset(&mut self, now: Instant, resumed: Option<(u32, u32)>) {
+        self.resumed = resumed;
         self.sample = None;
         self.rate = (0.0, 0.0);
         self.next_draw = Some(now);
@@ -59,7 +63,10 @@ impl View {
             }
         }
         self.sample = Some((p.done, up, now));
-        let line = render(&p, self.rate);
+        let mut line = render(&p, self.rate);
+        if let Some((have, all)) = self.resumed {
+            line.push_str(&format!("  resumed: {have} of {all} chunks"));
+        }
         if self.tty {
             bar::draw(&line);
         } else {

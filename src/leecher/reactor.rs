@@ -7,12 +7,14 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info};
 
-use super::machine::{Command, Config as CoreConfig, Dir, Leecher, Note, Output};
+use super::machine::{Command, Config as CoreConfig, Leecher, Note, Output};
 use super::progress::View;
+use super::scratch::{Dir, SCRATCH_DIR};
 use super::{Config, Error};
 use crate::common::fmt;
 use crate::common::net::{CloseReason, ConnId, Handler, Net, CONNECT_TIMEOUT};
-use crate::common::{rng, signal};
+use crate::common::rng;
+use crate::common::text::escape;
 use crate::peer::machine::Config as PeerConfig;
 use crate::peer::reactor::Peers;
 use crate::peer::torrent::Counters;
@@ -29,7 +31,9 @@ struct Shell {
     /// Bytes of every finished file, for the closing summary.
     total_bytes: u64,
     started: Instant,
-    interrupted: bool,
+    out_dir: std::path::PathBuf,
+    /// The stop signal, and what of the current download stays for a resume.
+    interrupted: Option<(i32, Option<String>)>,
     finished: bool,
 }
 
@@ -47,7 +51,7 @@ pub fn run(config: Config) -> Result<(), Error> {
         Command::Get(_) => net.listen(config.listen).map_err(|e| Error::Bind(config.listen, e))?.port(),
         Command::List => 0,
     };
-    signal::install();
+    net.catch_signals().map_err(Error::Poll)?;
     let now = Instant::now();
     let core_config = CoreConfig {
         command: config.command.clone(),
@@ -63,8 +67,10 @@ pub fn run(config: Config) -> Result<(), Error> {
             seed: rng::seed_from_os(),
         },
         goal: config.goal,
+        wait: config.wait,
     };
-    let core = Leecher::new(core_config, Dir(config.out_dir.clone()), now);
+    let dir = Dir { path: config.out_dir.clone(), overwrite: config.overwrite };
+    let core = Leecher::new(core_config, dir, now);
     let mut shell = Shell {
         peers: Peers::new(config.tracker),
         core,
@@ -73,7 +79,8 @@ pub fn run(config: Config) -> Result<(), Error> {
         view: View::new(config.tty),
         total_bytes: 0,
         started: now,
-        interrupted: false,
+        out_dir: config.out_dir.clone(),
+        interrupted: None,
         finished: false,
     };
     shell.carry_out(&mut net, now);
@@ -84,8 +91,8 @@ pub fn run(config: Config) -> Result<(), Error> {
         let secs = shell.started.elapsed().as_secs_f64().max(1e-9);
         crate::say!("total: {} in {:.2}s ({})", fmt::bytes(bytes), secs, fmt::rate(bytes as f64 / secs));
     }
-    if shell.interrupted {
-        return Err(Error::Interrupted);
+    if let Some((signal, kept)) = shell.interrupted {
+        return Err(Error::Interrupted { signal, kept });
     }
     match (shell.core.failures(), &config.command) {
         (0, _) => Ok(()),
@@ -131,13 +138,28 @@ impl Shell {
             Note::Listing(entries) => {
                 crate::say!("{:<32} {:>10} {:>7}  CONTENT ID", "NAME", "SIZE", "SEEDERS");
                 for e in entries {
-                    crate::say!("{:<32} {:>10} {:>7}  {}", e.name, fmt::bytes(e.size), e.seeders, e.id);
+                    crate::say!(
+                        "{:<32} {:>10} {:>7}  {}",
+                        escape(&e.name).to_string(),
+                        fmt::bytes(e.size),
+                        e.seeders,
+                        e.id
+                    );
                 }
             }
-            Note::Started { name, size, .. } => {
-                crate::say!("{name}: downloading {}", fmt::bytes(size));
-                self.view.reset(now);
+            Note::Started { id, name, size, resumed, chunks } => {
+                let resumed = (resumed > 0).then_some((resumed, chunks));
+                match resumed {
+                    Some((have, all)) => crate::say!(
+                        "{name}: downloading {} (content id {id}), resumed: {have} of {all} chunks verified on disk",
+                        fmt::bytes(size)
+                    ),
+                    None => crate::say!("{name}: downloading {} (content id {id})", fmt::bytes(size)),
+                }
+                self.view.reset(now, resumed);
             }
+            Note::AlreadyComplete { name } => crate::say!("{name}: already complete"),
+            Note::Waiting { name, holder } => crate::say!("{name}: waiting: {holder}"),
             Note::Done { name, size, elapsed, counters } => {
                 let secs = elapsed.as_secs_f64().max(1e-9);
                 let bad = match counters.bad_chunks {
@@ -147,7 +169,8 @@ impl Shell {
                 crate::say!(
                     "{name}: done, {} in {secs:.2}s ({}) from {} peer(s); {}{bad}",
                     fmt::bytes(size),
-                    fmt::rate(size as f64 / secs),
+                    // What was fetched in this run: a resumed file had part of it on disk.
+                    fmt::rate((counters.from_seeders + counters.from_leechers) as f64 / secs),
                     counters.sources,
                     sources(&counters),
                 );
@@ -157,7 +180,7 @@ impl Shell {
                 let ratio = counters.uploaded as f64 / size.max(1) as f64;
                 crate::say!("{name}: seeded, {} uploaded (ratio {ratio:.2})", fmt::bytes(counters.uploaded));
             }
-            Note::Failed { name, reason } => eprintln!("lmk-leecher: {name}: {reason}"),
+            Note::Failed { name, reason } => eprintln!("lmk-leecher: {}: {}", escape(&name), escape(&reason)),
         }
     }
 }
@@ -222,8 +245,12 @@ impl Handler for Shell {
     }
 
     fn on_tick(&mut self, net: &mut Net, now: Instant) {
-        if signal::stop_requested() && !self.interrupted {
-            self.interrupted = true;
+        if let (Some(signal), None) = (net.stop_signal(), &self.interrupted) {
+            let kept = self.core.current().and_then(|id| self.core.peer.snapshot(id, now)).map(|p| {
+                let dir = self.out_dir.join(SCRATCH_DIR);
+                format!("{}: {} of {} kept in {}", p.name, fmt::bytes(p.done), fmt::bytes(p.size), dir.display())
+            });
+            self.interrupted = Some((signal, kept));
             self.view.clear();
             info!("interrupted: leaving the swarms");
             self.core.shutdown(now);

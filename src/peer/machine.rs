@@ -690,6 +690,7 @@ impl Machine {
                     }
                     let alone = self.open_peers(info_hash) == 0;
                     if let Some(t) = self.torrents.get_mut(&info_hash) {
+                        t.refused = 0;
                         if t.stage == Stage::Downloading {
                             debug!("tracker: {} peer(s) for {}", peers.len(), t.meta.name());
                             t.learn(&peers, now);
@@ -712,7 +713,14 @@ impl Machine {
                         self.announce_due(now);
                     }
                 }
-                Reply::Refused { info_hash, message } => warn!("tracker refused {}: {message}", info_hash.short()),
+                Reply::Refused { info_hash, message } => {
+                    warn!("tracker refused {}: {message}", info_hash.short());
+                    if let Some(t) = self.torrents.get_mut(&info_hash) {
+                        let wait = EAGER_ANNOUNCE.saturating_mul(1 << t.refused.min(6)).min(self.interval);
+                        t.refused += 1;
+                        t.next_announce = t.next_announce.min(now + wait);
+                    }
+                }
                 Reply::Timeout => debug!("tracker {} did not answer; retrying", self.config.tracker),
             }
         }

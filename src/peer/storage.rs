@@ -3,13 +3,13 @@
 //! `DIR/NAME.part`, read back to serve verified chunks, synced and renamed
 //! to `DIR/NAME` when complete); an in-memory one for the cores' tests.
 
-use std::fs::{File, OpenOptions};
+use std::ffi::CString;
+use std::fs::File;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
-
-use crate::meta::check_name;
 
 /// Why a chunk could not be read.
 #[derive(Debug)]
@@ -89,30 +89,22 @@ impl Storage for SharedFile {
     }
 }
 
-/// A download: `DIR/NAME.part`, renamed to `DIR/NAME` once complete. The
-/// open descriptor survives the rename, so the file is served on from it.
+/// A download: a scratch file (the leecher keeps it locked and names it by
+/// content id), renamed to `DIR/NAME` once complete. The open descriptor
+/// survives the rename, so the file is served on from it.
 pub struct PartFile {
     file: File,
-    dir: PathBuf,
-    name: String,
+    scratch: PathBuf,
+    target: PathBuf,
+    /// Replace an existing `target` (`--overwrite`); otherwise finishing fails if one appeared.
+    replace: bool,
     finished: bool,
 }
 
 impl PartFile {
-    /// Creates `DIR/NAME.part` of `size` bytes; `name` must pass [`check_name`].
-    pub fn create(dir: PathBuf, name: &str, size: u64) -> io::Result<PartFile> {
-        // Defence in depth: the core checked already; a path must never escape `dir`.
-        check_name(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let path = dir.join(format!("{name}.part"));
-        // Remove whatever is there (a symlink is removed, not followed), then
-        // create exclusively so nothing planted in between is written through.
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
-        file.set_len(size)?;
-        Ok(PartFile { file, dir, name: name.to_string(), finished: false })
+    /// Wraps an open, sized scratch file that becomes `target` when complete.
+    pub fn new(file: File, scratch: PathBuf, target: PathBuf, replace: bool) -> PartFile {
+        PartFile { file, scratch, target, replace, finished: false }
     }
 }
 
@@ -130,11 +122,44 @@ impl Storage for PartFile {
             return Ok(());
         }
         self.file.sync_all()?;
-        std::fs::rename(self.dir.join(format!("{}.part", self.name)), self.dir.join(&self.name))?;
+        rename(&self.scratch, &self.target, self.replace)?;
         // Make the rename itself durable.
-        File::open(&self.dir).and_then(|d| d.sync_all())?;
+        let dir = self.target.parent().unwrap_or(Path::new("."));
+        File::open(dir).and_then(|d| d.sync_all())?;
         self.finished = true;
+        // Our own leftovers: the writer's PID file, and the scratch directory if now empty.
+        let _ = std::fs::remove_file(self.scratch.with_extension("pid"));
+        if let Some(scratch_dir) = self.scratch.parent() {
+            let _ = std::fs::remove_dir(scratch_dir);
+        }
         Ok(())
+    }
+}
+
+/// `rename`, refusing to replace an existing `to` unless `replace`: a file
+/// the user put there during the download is never clobbered.
+fn rename(from: &Path, to: &Path, replace: bool) -> io::Result<()> {
+    if replace {
+        return std::fs::rename(from, to);
+    }
+    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput);
+    let (from_c, to_c) = (c(from)?, c(to)?);
+    // SAFETY: two NUL-terminated paths that live across the call.
+    let rc = unsafe {
+        libc::renameat2(libc::AT_FDCWD, from_c.as_ptr(), libc::AT_FDCWD, to_c.as_ptr(), libc::RENAME_NOREPLACE)
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EEXIST) => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} appeared meanwhile; the download stays in {}", to.display(), from.display()),
+        )),
+        // A file system without RENAME_NOREPLACE: look, then rename.
+        Some(libc::EINVAL) if !to.exists() => std::fs::rename(from, to),
+        _ => Err(e),
     }
 }
 
@@ -182,6 +207,7 @@ impl Storage for MemStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
     use std::io::Write;
 
     fn temp_dir(tag: &str) -> PathBuf {
@@ -191,17 +217,25 @@ mod tests {
         dir
     }
 
+    fn part(dir: &Path, name: &str, len: u64, replace: bool) -> PartFile {
+        std::fs::create_dir_all(dir.join(".lmk")).unwrap();
+        let scratch = dir.join(".lmk/x.part");
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&scratch).unwrap();
+        file.set_len(len).unwrap();
+        PartFile::new(file, scratch, dir.join(name), replace)
+    }
+
     #[test]
     fn part_file_becomes_final_only_on_finish_and_still_serves() {
         let dir = temp_dir("finish");
-        let mut d = PartFile::create(dir.clone(), "f.bin", 6).unwrap();
+        let mut d = part(&dir, "f.bin", 6, false);
         d.write(3, b"def").unwrap();
         d.write(0, b"abc").unwrap();
         assert!(!dir.join("f.bin").exists());
-        assert_eq!(std::fs::read(dir.join("f.bin.part")).unwrap(), b"abcdef");
+        assert_eq!(std::fs::read(dir.join(".lmk/x.part")).unwrap(), b"abcdef");
         d.finish().unwrap();
         assert_eq!(std::fs::read(dir.join("f.bin")).unwrap(), b"abcdef");
-        assert!(!dir.join("f.bin.part").exists());
+        assert!(!dir.join(".lmk").exists(), "the emptied scratch directory is removed");
         let mut out = b"hdr".to_vec();
         d.read(2, 3, &mut out).unwrap();
         assert_eq!(out, b"hdrcde", "served from the renamed file");
@@ -209,17 +243,19 @@ mod tests {
     }
 
     #[test]
-    fn refuses_unsafe_names_and_planted_symlinks() {
-        let dir = temp_dir("unsafe");
-        std::fs::create_dir_all(dir.join("out")).unwrap();
-        assert!(PartFile::create(dir.join("out"), "../escape", 1).is_err());
-        assert!(!dir.join("escape.part").exists());
-        let victim = dir.join("victim");
-        std::fs::write(&victim, b"keep").unwrap();
-        std::os::unix::fs::symlink(&victim, dir.join("out/x.part")).unwrap();
-        let mut d = PartFile::create(dir.join("out"), "x", 4).unwrap();
-        d.write(0, b"evil").unwrap();
-        assert_eq!(std::fs::read(&victim).unwrap(), b"keep", "the symlink was not followed");
+    fn finishing_never_replaces_a_file_that_appeared_unless_asked() {
+        let dir = temp_dir("noreplace");
+        let mut d = part(&dir, "f.bin", 3, false);
+        d.write(0, b"new").unwrap();
+        std::fs::write(dir.join("f.bin"), b"user's").unwrap();
+        let e = d.finish().unwrap_err();
+        assert!(e.to_string().contains("appeared meanwhile"), "{e}");
+        assert_eq!(std::fs::read(dir.join("f.bin")).unwrap(), b"user's");
+        assert_eq!(std::fs::read(dir.join(".lmk/x.part")).unwrap(), b"new", "the download is kept");
+        let mut d = part(&dir, "f.bin", 3, true);
+        d.write(0, b"new").unwrap();
+        d.finish().unwrap();
+        assert_eq!(std::fs::read(dir.join("f.bin")).unwrap(), b"new", "--overwrite replaces it");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

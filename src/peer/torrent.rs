@@ -74,6 +74,9 @@ pub struct Torrent {
     /// Last verified chunk (or the start): `--timeout` counts from here.
     pub last_progress: Instant,
     pub next_announce: Instant,
+    /// Announces refused in a row: the next is tried after 1 s, doubling up
+    /// to the interval (a seeder may announce before its publish lands).
+    pub refused: u32,
     pub counters: Counters,
     known: HashMap<SocketAddr, Known>,
     sources: HashSet<SocketAddr>,
@@ -102,6 +105,7 @@ impl Torrent {
             started: now,
             last_progress: now,
             next_announce: now,
+            refused: 0,
             counters: Counters::default(),
             known: HashMap::new(),
             sources: HashSet::new(),

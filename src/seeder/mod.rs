@@ -14,6 +14,8 @@ use std::time::Duration;
 use log::{info, warn};
 
 use crate::common::fmt as human;
+use crate::common::publish_key::PublishKey;
+use crate::common::text::escape;
 use crate::meta::{check_name, FileMeta};
 use crate::peer::storage::SharedFile;
 use crate::peer::PeerOptions;
@@ -29,6 +31,8 @@ pub struct Config {
     pub paths: Vec<PathBuf>,
     /// How often the status line is printed; zero: never.
     pub status_every: Duration,
+    /// Signs publishes, for a tracker that takes only signed ones.
+    pub publish_key: Option<PublishKey>,
 }
 
 /// What the operator must fix.
@@ -82,13 +86,19 @@ fn list_files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, Error> {
     Ok(found)
 }
 
-/// A file's shareable name, or `None` (with a warning) when it has none.
+/// A file's shareable name, or `None` (with a warning) when it has none:
+/// not UTF-8, or with a character the tracker refuses (a control or format
+/// character such as ESC or U+202E).
 fn named(path: PathBuf) -> Option<(PathBuf, String)> {
-    let name = path.file_name()?.to_str().map(str::to_string);
-    match name {
-        Some(name) if check_name(&name).is_ok() => Some((path, name)),
-        _ => {
-            warn!("{}: skipped, its name cannot be shared", path.display());
+    let shown = path.display().to_string();
+    let Some(name) = path.file_name()?.to_str().map(str::to_string) else {
+        warn!("{}: skipped, its name is not UTF-8", escape(&shown));
+        return None;
+    };
+    match check_name(&name) {
+        Ok(()) => Some((path, name)),
+        Err(e) => {
+            warn!("{}: skipped, not published: {e}", escape(&shown));
             None
         }
     }

@@ -1,6 +1,7 @@
 //! The seeder's catalog client, sans-IO: publishes every shared file's
-//! metadata over one short TCP connection to the tracker, retries until it
-//! is done, and publishes again when the tracker restarts.
+//! metadata over one short TCP connection to the tracker (signed over the
+//! tracker's challenge when it has a publish key), retries what failed or was
+//! refused with a doubling delay, and publishes again when the tracker restarts.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -8,15 +9,20 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
+use crate::common::fmt as human;
 use crate::common::net::ConnId;
+use crate::common::publish_key::PublishKey;
+use crate::common::text::escape;
 use crate::hash::ContentId;
 use crate::meta::FileMeta;
-use crate::wire::catalog::{Request, Response};
+use crate::wire::catalog::{Nonce, Request, Response};
 
 /// A publish not finished in this long is abandoned and retried.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
-/// Delay before a failed publish is tried again.
-const RETRY: Duration = Duration::from_secs(2);
+/// Delay before a failed or refused publish is tried again; it doubles up to
+/// [`MAX_RETRY`] while publishes keep failing and starts over once one succeeds.
+const RETRY: Duration = Duration::from_secs(1);
+const MAX_RETRY: Duration = Duration::from_secs(30);
 
 /// What the shell must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,44 +34,68 @@ pub enum Output {
 }
 
 enum Phase {
-    Needed { at: Instant },
-    Opening { since: Instant },
-    Sending { conn: ConnId, pending: usize, since: Instant },
+    Needed {
+        at: Instant,
+    },
+    Opening {
+        since: Instant,
+    },
+    /// Waiting for the tracker's challenge (with a publish key only).
+    Challenging {
+        conn: ConnId,
+        since: Instant,
+    },
+    /// `sent`: the files asked for, in the order the answers come.
+    Sending {
+        conn: ConnId,
+        sent: VecDeque<ContentId>,
+        refused: usize,
+        since: Instant,
+    },
     Done,
+}
+
+struct Shared {
+    meta: FileMeta,
+    /// The tracker holds it (since its last restart).
+    published: bool,
 }
 
 pub struct Publisher {
     tracker: SocketAddr,
-    files: Vec<FileMeta>,
+    key: Option<PublishKey>,
+    files: Vec<Shared>,
     phase: Phase,
+    /// The delay of the next retry.
+    backoff: Duration,
     stopping: bool,
     outputs: VecDeque<Output>,
-    /// Completed publishes (more than one after tracker restarts).
+    /// Completed publishes of every file (more than one after tracker restarts).
     pub publishes: u64,
 }
 
 impl Publisher {
-    pub fn new(tracker: SocketAddr, files: Vec<FileMeta>, now: Instant) -> Publisher {
+    pub fn new(tracker: SocketAddr, key: Option<PublishKey>, files: Vec<FileMeta>, now: Instant) -> Publisher {
         Publisher {
             tracker,
-            files,
+            key,
+            files: files.into_iter().map(|meta| Shared { meta, published: false }).collect(),
             phase: Phase::Needed { at: now },
+            backoff: RETRY,
             stopping: false,
             outputs: VecDeque::new(),
             publishes: 0,
         }
     }
 
-    /// The connection is open: send every file's metadata.
+    /// The connection is open: ask for a challenge (with a key) or send
+    /// every file not yet published.
     pub fn handle_opened(&mut self, now: Instant, conn: ConnId) {
-        if self.files.is_empty() {
-            self.outputs.push_back(Output::Close(conn));
-            self.phase = Phase::Done;
-            return;
-        }
-        self.phase = Phase::Sending { conn, pending: self.files.len(), since: now };
-        for meta in &self.files {
-            self.outputs.push_back(Output::Send(conn, Request::Publish(meta.clone())));
+        if self.key.is_some() {
+            self.phase = Phase::Challenging { conn, since: now };
+            self.outputs.push_back(Output::Send(conn, Request::Challenge));
+        } else {
+            self.send_unpublished(now, conn, None);
         }
     }
 
@@ -73,27 +103,41 @@ impl Publisher {
     pub fn handle_failed(&mut self, now: Instant, conn: Option<ConnId>) {
         match self.phase {
             Phase::Opening { .. } => self.retry(now),
-            Phase::Sending { conn: c, .. } if Some(c) == conn => self.retry(now),
+            Phase::Sending { conn: c, .. } | Phase::Challenging { conn: c, .. } if Some(c) == conn => {
+                debug!("catalog connection to {} lost", self.tracker);
+                self.retry(now);
+            }
             _ => {}
         }
     }
 
-    pub fn handle_response(&mut self, conn: ConnId, response: Response) {
-        let Phase::Sending { conn: c, pending, since } = self.phase else { return };
-        if c != conn {
-            return;
-        }
-        match response {
-            Response::Published(id) if self.shares(id) => {}
-            other => warn!("tracker refused a publish: {other:?}"),
-        }
-        if pending <= 1 {
-            self.publishes += 1;
-            info!("catalog published: {} file(s) at {}", self.files.len(), self.tracker);
-            self.phase = Phase::Done;
-            self.outputs.push_back(Output::Close(conn));
-        } else {
-            self.phase = Phase::Sending { conn, pending: pending - 1, since };
+    pub fn handle_response(&mut self, now: Instant, conn: ConnId, response: Response) {
+        match (&mut self.phase, response) {
+            (Phase::Challenging { conn: c, .. }, Response::Challenge(nonce)) if *c == conn => {
+                self.send_unpublished(now, conn, Some(nonce));
+            }
+            (Phase::Challenging { conn: c, .. }, other) if *c == conn => {
+                warn!("tracker {} refused a publish challenge: {}", self.tracker, escape(&other.summary()));
+                self.outputs.push_back(Output::Close(conn));
+                self.retry(now);
+            }
+            (Phase::Sending { conn: c, sent, refused, .. }, response) if *c == conn => {
+                let Some(id) = sent.pop_front() else { return };
+                let last = sent.is_empty();
+                let Some(file) = self.files.iter_mut().find(|f| f.meta.content_id() == id) else {
+                    return self.answered(now, conn, last); // withdrawn meanwhile
+                };
+                match response {
+                    Response::Published(got) if got == id => file.published = true,
+                    other => {
+                        *refused += 1;
+                        let name = escape(file.meta.name());
+                        warn!("tracker {} refused to publish {name}: {}", self.tracker, escape(&other.summary()));
+                    }
+                }
+                self.answered(now, conn, last);
+            }
+            _ => {}
         }
     }
 
@@ -101,13 +145,17 @@ impl Publisher {
     pub fn republish(&mut self, now: Instant) {
         if matches!(self.phase, Phase::Done) {
             info!("re-publishing to {}", self.tracker);
+            for f in &mut self.files {
+                f.published = false;
+            }
+            self.backoff = RETRY;
             self.phase = Phase::Needed { at: now };
         }
     }
 
     /// A file is no longer shared (it changed on disk).
     pub fn withdraw(&mut self, id: ContentId) {
-        self.files.retain(|m| m.content_id() != id);
+        self.files.retain(|f| f.meta.content_id() != id);
     }
 
     /// Files shared (and not withdrawn).
@@ -126,7 +174,9 @@ impl Publisher {
                 self.phase = Phase::Opening { since: now };
                 self.outputs.push_back(Output::Open);
             }
-            Phase::Sending { conn, since, .. } if now >= since + PUBLISH_TIMEOUT => {
+            Phase::Sending { conn, since, .. } | Phase::Challenging { conn, since }
+                if now >= since + PUBLISH_TIMEOUT =>
+            {
                 self.outputs.push_back(Output::Close(conn));
                 self.retry(now);
             }
@@ -139,7 +189,9 @@ impl Publisher {
         match self.phase {
             _ if self.stopping => None,
             Phase::Needed { at } => Some(at),
-            Phase::Opening { since } | Phase::Sending { since, .. } => Some(since + PUBLISH_TIMEOUT),
+            Phase::Opening { since } | Phase::Challenging { since, .. } | Phase::Sending { since, .. } => {
+                Some(since + PUBLISH_TIMEOUT)
+            }
             Phase::Done => None,
         }
     }
@@ -148,13 +200,58 @@ impl Publisher {
         self.outputs.pop_front()
     }
 
-    fn shares(&self, id: ContentId) -> bool {
-        self.files.iter().any(|m| m.content_id() == id)
+    /// Sends a publish of every file the tracker does not hold yet, signed
+    /// over `nonce` when there is one.
+    fn send_unpublished(&mut self, now: Instant, conn: ConnId, nonce: Option<Nonce>) {
+        let mut sent = VecDeque::new();
+        for f in self.files.iter().filter(|f| !f.published) {
+            let request = match (nonce, &self.key) {
+                (Some(nonce), Some(key)) => {
+                    Request::SignedPublish { nonce, mac: key.sign(&nonce, &f.meta), meta: f.meta.clone() }
+                }
+                _ => Request::Publish(f.meta.clone()),
+            };
+            self.outputs.push_back(Output::Send(conn, request));
+            sent.push_back(f.meta.content_id());
+        }
+        self.phase = Phase::Sending { conn, sent, refused: 0, since: now };
+        if self.files.iter().all(|f| f.published) {
+            self.answered(now, conn, true);
+        }
+    }
+
+    /// One answer read; after the last, done or (when any was refused) retry.
+    fn answered(&mut self, now: Instant, conn: ConnId, last: bool) {
+        if !last {
+            return;
+        }
+        self.outputs.push_back(Output::Close(conn));
+        let held = self.files.iter().filter(|f| f.published).count();
+        if held == self.files.len() {
+            self.publishes += 1;
+            self.backoff = RETRY;
+            info!("catalog published: {} file(s) at {}", self.files.len(), self.tracker);
+            self.phase = Phase::Done;
+        } else {
+            warn!(
+                "catalog publish incomplete: {} of {} file(s) refused by {}; trying again in {}",
+                self.files.len() - held,
+                self.files.len(),
+                self.tracker,
+                human::duration(self.backoff)
+            );
+            self.schedule_retry(now);
+        }
     }
 
     fn retry(&mut self, now: Instant) {
-        debug!("catalog publish to {} failed; retrying", self.tracker);
-        self.phase = Phase::Needed { at: now + RETRY };
+        debug!("catalog publish to {} failed; retrying in {}", self.tracker, human::duration(self.backoff));
+        self.schedule_retry(now);
+    }
+
+    fn schedule_retry(&mut self, now: Instant) {
+        self.phase = Phase::Needed { at: now + self.backoff };
+        self.backoff = (self.backoff * 2).min(MAX_RETRY);
     }
 }
 
@@ -162,38 +259,49 @@ impl Publisher {
 mod tests {
     use super::*;
     use crate::hash::Hash20;
+    use crate::wire::catalog::ErrorCode;
 
     fn meta(name: &str) -> FileMeta {
         FileMeta::new(name.into(), 10, 16384, vec![Hash20::of(name.as_bytes())]).unwrap()
+    }
+
+    fn publisher(key: Option<PublishKey>, files: Vec<FileMeta>, t0: Instant) -> Publisher {
+        Publisher::new("127.0.0.1:6969".parse().unwrap(), key, files, t0)
     }
 
     fn drain(p: &mut Publisher) -> Vec<Output> {
         std::iter::from_fn(|| p.poll_output()).collect()
     }
 
+    fn full() -> Response {
+        Response::Error { code: ErrorCode::Full, message: "publish quota: \x1b[2J".into() }
+    }
+
     #[test]
     fn publishes_every_file_then_closes() {
         let t0 = Instant::now();
         let (a, b) = (meta("a"), meta("b"));
-        let mut p = Publisher::new("127.0.0.1:6969".parse().unwrap(), vec![a.clone(), b.clone()], t0);
+        let mut p = publisher(None, vec![a.clone(), b.clone()], t0);
         p.handle_timeout(t0);
         assert_eq!(drain(&mut p), vec![Output::Open]);
         p.handle_opened(t0, ConnId(3));
         assert_eq!(drain(&mut p).len(), 2);
-        p.handle_response(ConnId(3), Response::Published(a.content_id()));
+        p.handle_response(t0, ConnId(3), Response::Published(a.content_id()));
         assert!(drain(&mut p).is_empty());
-        p.handle_response(ConnId(3), Response::Published(b.content_id()));
+        p.handle_response(t0, ConnId(3), Response::Published(b.content_id()));
         assert_eq!(drain(&mut p), vec![Output::Close(ConnId(3))]);
         assert_eq!((p.publishes, p.next_deadline()), (1, None));
         p.republish(t0);
         p.handle_timeout(t0);
         assert_eq!(drain(&mut p), vec![Output::Open], "again after a tracker restart");
+        p.handle_opened(t0, ConnId(4));
+        assert_eq!(drain(&mut p).len(), 2, "every file again");
     }
 
     #[test]
     fn a_failed_or_slow_publish_is_retried() {
         let t0 = Instant::now();
-        let mut p = Publisher::new("127.0.0.1:6969".parse().unwrap(), vec![meta("a")], t0);
+        let mut p = publisher(None, vec![meta("a")], t0);
         p.handle_timeout(t0);
         drain(&mut p);
         p.handle_failed(t0, None);
@@ -204,7 +312,68 @@ mod tests {
         drain(&mut p);
         p.handle_timeout(t0 + RETRY + PUBLISH_TIMEOUT);
         assert_eq!(drain(&mut p), vec![Output::Close(ConnId(1))]);
+        assert_eq!(p.next_deadline(), Some(t0 + RETRY * 3 + PUBLISH_TIMEOUT), "the delay doubled");
         p.shutdown();
         assert_eq!(p.next_deadline(), None);
+    }
+
+    #[test]
+    fn refused_files_are_retried_with_backoff_until_published() {
+        let t0 = Instant::now();
+        let (a, b) = (meta("a"), meta("b"));
+        let mut p = publisher(None, vec![a.clone(), b.clone()], t0);
+        let mut now = t0;
+        let mut delays = Vec::new();
+        for _ in 0..7 {
+            p.handle_timeout(now);
+            assert_eq!(drain(&mut p), vec![Output::Open]);
+            p.handle_opened(now, ConnId(1));
+            drain(&mut p);
+            p.handle_response(now, ConnId(1), Response::Published(a.content_id()));
+            p.handle_response(now, ConnId(1), full());
+            assert_eq!(drain(&mut p), vec![Output::Close(ConnId(1))]);
+            assert_eq!(p.publishes, 0, "a refusal is never a completed publish");
+            let at = p.next_deadline().unwrap();
+            delays.push((at - now).as_secs());
+            now = at;
+        }
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30]);
+        p.handle_timeout(now);
+        p.handle_opened(now, ConnId(2));
+        assert_eq!(
+            drain(&mut p),
+            [Output::Open, Output::Send(ConnId(2), Request::Publish(b.clone()))],
+            "only what was refused"
+        );
+        p.handle_response(now, ConnId(2), Response::Published(b.content_id()));
+        assert_eq!(drain(&mut p), [Output::Close(ConnId(2))]);
+        assert_eq!((p.publishes, p.next_deadline()), (1, None));
+    }
+
+    #[test]
+    fn with_a_key_publishes_are_signed_over_the_challenge() {
+        let t0 = Instant::now();
+        let key = PublishKey::from_bytes(b"sixteen byte key").unwrap();
+        let a = meta("a");
+        let mut p = publisher(Some(key.clone()), vec![a.clone()], t0);
+        p.handle_timeout(t0);
+        p.handle_opened(t0, ConnId(1));
+        assert_eq!(drain(&mut p), [Output::Open, Output::Send(ConnId(1), Request::Challenge)]);
+        p.handle_response(t0, ConnId(1), Response::Challenge([5; 16]));
+        let mac = key.sign(&[5; 16], &a);
+        assert_eq!(
+            drain(&mut p),
+            [Output::Send(ConnId(1), Request::SignedPublish { nonce: [5; 16], mac, meta: a.clone() })]
+        );
+        p.handle_response(t0, ConnId(1), Response::Error { code: ErrorCode::Unauthorized, message: "wrong".into() });
+        assert_eq!(drain(&mut p), [Output::Close(ConnId(1))]);
+        assert_eq!((p.publishes, p.next_deadline()), (0, Some(t0 + RETRY)));
+        // A tracker that does not answer the challenge: dropped, tried again later.
+        p.handle_timeout(t0 + RETRY);
+        p.handle_opened(t0 + RETRY, ConnId(2));
+        drain(&mut p);
+        p.handle_response(t0 + RETRY, ConnId(2), full());
+        assert_eq!(drain(&mut p), [Output::Close(ConnId(2))]);
+        assert_eq!(p.next_deadline(), Some(t0 + RETRY * 3));
     }
 }

@@ -12,7 +12,7 @@ use super::publish::{Output as PublishOutput, Publisher};
 use super::{Config, Error};
 use crate::common::fmt as human;
 use crate::common::net::{CloseReason, ConnId, Handler, Net, CONNECT_TIMEOUT};
-use crate::common::{rng, signal};
+use crate::common::rng;
 use crate::meta::FileMeta;
 use crate::peer::bitfield::Bitfield;
 use crate::peer::machine::{Config as CoreConfig, Event, Machine};
@@ -42,7 +42,7 @@ pub fn run(config: Config, files: Vec<(FileMeta, SharedFile)>) -> Result<(), Err
     let mut net = Net::new().map_err(Error::Poll)?;
     let local = net.listen(config.listen).map_err(|e| Error::Bind(config.listen, e))?;
     net.bind_udp_towards(config.tracker).map_err(|e| Error::Bind(config.tracker, e))?;
-    signal::install();
+    net.catch_signals().map_err(Error::Poll)?;
     let now = Instant::now();
     let core_config = CoreConfig {
         tracker: config.tracker,
@@ -65,7 +65,7 @@ pub fn run(config: Config, files: Vec<(FileMeta, SharedFile)>) -> Result<(), Err
     let mut shell = Shell {
         core,
         peers: Peers::new(config.tracker),
-        publisher: Publisher::new(config.tracker, metas, now),
+        publisher: Publisher::new(config.tracker, config.publish_key.clone(), metas, now),
         tracker: config.tracker,
         catalog_conn: None,
         total_size,
@@ -161,7 +161,7 @@ impl Handler for Shell {
 
     fn on_frame(&mut self, net: &mut Net, now: Instant, conn: ConnId, frame: Frame<'_>) -> Result<(), DecodeError> {
         if self.catalog_conn == Some(conn) {
-            self.publisher.handle_response(conn, catalog::Response::decode(frame)?);
+            self.publisher.handle_response(now, conn, catalog::Response::decode(frame)?);
         } else {
             self.peers.on_frame(&mut self.core, net, now, conn, frame)?;
         }
@@ -190,7 +190,7 @@ impl Handler for Shell {
     }
 
     fn on_tick(&mut self, net: &mut Net, now: Instant) {
-        if signal::stop_requested() && !self.stopping {
+        if net.stop_signal().is_some() && !self.stopping {
             info!("stopping: leaving the tracker's swarms");
             self.stopping = true;
             self.publisher.shutdown();

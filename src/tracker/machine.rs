@@ -7,30 +7,59 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info};
 
-use super::catalog::Catalog;
+use super::catalog::{Catalog, Gate, Policy, Source};
 use super::swarms::{Change, Millis, Swarms};
+pub use super::swarms::{Full, Limits};
 use crate::common::fmt;
 use crate::common::rng::Rng;
+use crate::common::text::escape;
 use crate::hash::Hash20;
+use crate::meta::FileMeta;
 use crate::wire::catalog as cat;
 use crate::wire::udp::{self, Event, Request, RequestError, Response, ScrapeStats};
 
-/// Connection ids are valid for the epoch they were made in and the next.
+/// Connection ids are valid for the epoch they were made in and the next:
+/// at least 2 minutes, as BEP 15 asks.
 const EPOCH: Duration = Duration::from_secs(120);
+/// Peer ids of LMK peers start so (src/announce.rs: `-LMK010-`); these keep
+/// our interval, so they expire after `Config::expiry`.
+const LMK_PEER_ID: &[u8] = b"-LMK";
 /// Peers returned when a client asks for a default amount (num_want <= 0).
 const DEFAULT_NUM_WANT: usize = 50;
 /// The error a client gets for a connection id we did not issue (or no longer
 /// accept): the cue for an LMK seeder to reconnect and re-publish.
 pub const UNKNOWN_CONNECTION_ID: &str = "unknown connection id";
+/// The error for an info hash the catalog does not list, under `catalog_only`.
+pub const NOT_IN_CATALOG: &str = "info hash not in the catalog";
 
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Announce interval told to clients.
     pub interval: Duration,
-    /// A peer not heard from for this long is dropped.
+    /// An LMK peer not heard from for this long is dropped (and a catalog
+    /// file without seeders): a dead seeder leaves the list quickly.
     pub expiry: Duration,
+    /// Any other client not heard from for this long is dropped: real
+    /// clients re-announce every 5-30 minutes whatever interval we tell them.
+    pub foreign_expiry: Duration,
     /// Seeds the connection-id secret and the peer shuffles.
     pub seed: u64,
+    pub limits: Limits,
+    /// Refuse announces for info hashes the catalog does not list.
+    pub catalog_only: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            interval: Duration::from_secs(10),
+            expiry: Duration::from_secs(30),
+            foreign_expiry: Duration::from_secs(45 * 60),
+            seed: 0,
+            limits: Limits::default(),
+            catalog_only: false,
+        }
+    }
 }
 
 /// Counters, printed in the status line.
@@ -40,11 +69,15 @@ pub struct Stats {
     /// Datagrams dropped without an answer (malformed before their ids).
     pub dropped: u64,
     pub errors_sent: u64,
+    /// Announces refused by a cap or by `catalog_only` (also in `errors_sent`).
+    pub refused: u64,
     pub connects: u64,
     pub announces: u64,
     pub scrapes: u64,
     pub catalog_requests: u64,
     pub catalog_refused: u64,
+    /// Publishes refused for a missing or wrong MAC, or a stale challenge.
+    pub unauthorized: u64,
     pub joins: u64,
     pub leaves: u64,
     pub expiries: u64,
@@ -57,6 +90,7 @@ pub struct Tracker {
     rng: Rng,
     swarms: Swarms,
     catalog: Catalog,
+    gate: Gate,
     stats: Stats,
     /// Reused for every announce answer: no allocation per datagram.
     picked: Vec<SocketAddr>,
@@ -70,18 +104,26 @@ impl Tracker {
         let mut secret = [0u8; 16];
         rng.fill(&mut secret);
         let next_sweep = now + sweep_period(&config);
+        let swarms = Swarms::new(config.limits);
         Tracker {
             config,
             start: now,
             secret,
             rng,
-            swarms: Swarms::default(),
+            swarms,
             catalog: Catalog::default(),
+            gate: Gate::new(Policy::default(), secret, now),
             stats: Stats::default(),
             picked: Vec::with_capacity(udp::MAX_PEERS),
             next_sweep,
             changed: true,
         }
+    }
+
+    /// Who may publish what (by default: 1000 files per address, no key).
+    pub fn with_catalog(mut self, policy: Policy) -> Tracker {
+        self.gate = Gate::new(policy, self.secret, self.start);
+        self
     }
 
     /// Receive-execute-send: decodes one datagram, acts on it and writes the
@@ -103,12 +145,13 @@ impl Tracker {
             }
             Ok(Request::Connect { transaction_id }) => {
                 self.stats.connects += 1;
-                Response::Connect { transaction_id, connection_id: self.connection_id(from, self.epoch(now)) }
+                Response::Connect { transaction_id, connection_id: self.connection_id(from.ip(), self.epoch(now)) }
             }
-            Ok(req) if !self.valid_connection_id(from, now, connection_id(&req)) => {
+            Ok(req) if !self.valid_connection_id(from.ip(), now, connection_id(&req)) => {
+                debug!("udp {from}: refused: {UNKNOWN_CONNECTION_ID}");
                 self.error(req.transaction_id(), UNKNOWN_CONNECTION_ID, data.len())
             }
-            Ok(Request::Announce(a)) => self.announce(now, from, &a),
+            Ok(Request::Announce(a)) => self.announce(now, from, &a, data.len()),
             Ok(Request::Scrape(s)) => {
                 self.stats.scrapes += 1;
                 let stats = s
@@ -143,76 +186,110 @@ impl Tracker {
         Response::Error { transaction_id, message: message.get(..end).unwrap_or("").to_string() }
     }
 
-    fn announce(&mut self, now: Instant, from: SocketAddr, a: &udp::AnnounceRequest) -> Response {
+    fn announce(&mut self, now: Instant, from: SocketAddr, a: &udp::AnnounceRequest, len: usize) -> Response {
         self.stats.announces += 1;
         let seeder = a.left == 0;
         let peer = SocketAddr::new(from.ip(), a.port);
+        let hash = a.info_hash;
+        let change = match a.event {
+            Event::Stopped => Ok(self.swarms.remove(&hash, peer)),
+            _ if self.config.catalog_only && self.catalog.meta(&hash).is_none() => Err(NOT_IN_CATALOG),
+            // A peer without a port is answered but not stored.
+            _ if a.port == 0 => Ok(Change::Unchanged),
+            event => {
+                let until = self.millis(now).wrapping_add(self.expiry_ms(&a.peer_id));
+                let completed = event == Event::Completed;
+                self.swarms.upsert(hash, peer, seeder, completed, until).map_err(Full::message)
+            }
+        };
+        match change {
+            Err(message) => {
+                self.stats.refused += 1;
+                debug!("udp {from}: announce for {} refused: {message}", hash.short());
+                return self.error(a.transaction_id, message, len);
+            }
+            Ok(Change::Joined) => {
+                self.stats.joins += 1;
+                self.changed = true;
+                info!("{} {peer} joined {}", role(seeder), self.describe(&hash));
+            }
+            Ok(Change::Left) => {
+                self.stats.leaves += 1;
+                self.changed = true;
+                info!("{peer} left {}", self.describe(&hash));
+            }
+            Ok(Change::Refreshed | Change::Unchanged) => {}
+        }
         let want = match usize::try_from(a.num_want) {
             Ok(0) | Err(_) => DEFAULT_NUM_WANT,
             Ok(n) => n.min(udp::MAX_PEERS),
         };
-        let millis = self.millis(now);
-        let mut picked = std::mem::take(&mut self.picked);
-        let rng = &mut self.rng;
-        let (change, seeders, leechers) = self.swarms.with(a.info_hash, |swarm| {
-            if a.event == Event::Completed {
-                swarm.completed = swarm.completed.saturating_add(1);
+        let mut peers = std::mem::take(&mut self.picked);
+        let (seeders, leechers) = match self.swarms.get(&hash) {
+            Some(swarm) => {
+                swarm.pick(peer, seeder, want, &mut self.rng, &mut peers);
+                (swarm.seeders(), swarm.leechers())
             }
-            let change = match a.event {
-                Event::Stopped => swarm.remove(peer),
-                _ if a.port == 0 => Change::Unchanged,
-                _ => swarm.upsert(peer, seeder, millis),
-            };
-            swarm.pick(peer, seeder, want, rng, &mut picked);
-            (change, swarm.seeders(), swarm.leechers())
-        });
-        match change {
-            Change::Joined => {
-                self.stats.joins += 1;
-                self.changed = true;
-                info!("{} {peer} joined {}", role(seeder), self.describe(&a.info_hash));
+            None => {
+                peers.clear();
+                (0, 0)
             }
-            Change::Left => {
-                self.stats.leaves += 1;
-                self.changed = true;
-                info!("{peer} left {}", self.describe(&a.info_hash));
-            }
-            Change::Refreshed | Change::Unchanged => {}
-        }
+        };
         Response::Announce {
             transaction_id: a.transaction_id,
             interval: self.config.interval.as_secs().try_into().unwrap_or(u32::MAX),
             leechers,
             seeders,
-            peers: picked,
+            peers,
         }
     }
 
-    /// Answers one catalog request.
-    pub fn handle_catalog(&mut self, now: Instant, request: cat::Request) -> cat::Response {
+    /// How long a peer stays listed after an announce: short for LMK peers,
+    /// which announce at our interval, long for everyone else.
+    fn expiry_ms(&self, peer_id: &[u8; 20]) -> Millis {
+        let expiry = if peer_id.starts_with(LMK_PEER_ID) { self.config.expiry } else { self.config.foreign_expiry };
+        expiry.as_millis().try_into().unwrap_or(MAX_EXPIRY_MS)
+    }
+
+    /// Answers one catalog request from a client at `from`.
+    pub fn handle_catalog(&mut self, now: Instant, from: IpAddr, request: cat::Request) -> cat::Response {
         self.stats.catalog_requests += 1;
         let response = match request {
-            cat::Request::Publish(meta) => {
-                let name = meta.name().to_string();
-                match self.catalog.publish(now, meta) {
-                    Ok(id) => {
-                        if self.swarms.seeders(&id) == 0 {
-                            self.changed = true;
-                        }
-                        debug!("published {name} as {}", id.short());
-                        cat::Response::Published(id)
-                    }
-                    Err(refusal) => refusal,
-                }
-            }
+            cat::Request::Publish(meta) => self.publish(now, from, None, meta),
+            cat::Request::SignedPublish { nonce, mac, meta } => self.publish(now, from, Some((nonce, mac)), meta),
+            cat::Request::Challenge => cat::Response::Challenge(self.gate.challenge(now, from)),
             cat::Request::List => cat::Response::List(self.catalog.list(|id| self.swarms.seeders(id))),
             cat::Request::GetMeta(selector) => self.catalog.get(&selector),
         };
         if let cat::Response::Error { message, .. } = &response {
             self.stats.catalog_refused += 1;
-            debug!("catalog request refused: {message}");
+            debug!("catalog request from {from} refused: {message}");
         }
         response
+    }
+
+    fn publish(
+        &mut self,
+        now: Instant,
+        from: IpAddr,
+        signature: Option<(cat::Nonce, cat::Mac)>,
+        meta: FileMeta,
+    ) -> cat::Response {
+        if let Err(why) = self.gate.admit(now, from, signature.as_ref(), &meta) {
+            self.stats.unauthorized += 1;
+            return cat::Response::Error { code: cat::ErrorCode::Unauthorized, message: why.into() };
+        }
+        let name = meta.name().to_string();
+        match self.catalog.publish(now, Source::of(from), self.gate.files_per_ip(), meta) {
+            Ok(id) => {
+                if self.swarms.seeders(&id) == 0 {
+                    self.changed = true;
+                }
+                debug!("{from} published {} as {}", escape(&name), id.short());
+                cat::Response::Published(id)
+            }
+            Err(refusal) => refusal,
+        }
     }
 
     /// Drops peers not heard from within the expiry time, then catalog
@@ -222,9 +299,8 @@ impl Tracker {
             return;
         }
         self.next_sweep = now + sweep_period(&self.config);
-        let expiry_ms = self.config.expiry.as_millis().try_into().unwrap_or(u32::MAX >> 1);
         let mut expired = Vec::new();
-        self.swarms.expire(self.millis(now), expiry_ms, |hash, n| expired.push((*hash, n)));
+        self.swarms.expire(self.millis(now), |hash, n| expired.push((*hash, n)));
         for (hash, n) in expired {
             self.stats.expiries += n as u64;
             self.changed = true;
@@ -234,7 +310,7 @@ impl Tracker {
         let swarms = &self.swarms;
         for name in self.catalog.expire(now, cutoff, |id| swarms.seeders(id) > 0) {
             self.changed = true;
-            info!("{name} left the catalog: no seeder for {}", fmt::duration(self.config.expiry));
+            info!("{} left the catalog: no seeder for {}", escape(&name), fmt::duration(self.config.expiry));
         }
     }
 
@@ -260,25 +336,29 @@ impl Tracker {
     pub fn status(&self) -> String {
         let s = &self.stats;
         let mut out = format!(
-            "tracker: {} files, {} swarms, {} peers | joins {} leaves {} expired {} | udp {} (dropped {}, errors {}) catalog {} (refused {})\n",
+            "tracker: {} files, {} swarms, {} peers from {} addresses | joins {} leaves {} expired {} | udp {} (dropped {}, errors {}, refused {}) catalog {} (refused {}, unauthorized {})\n",
             self.catalog.len(),
             self.swarms.len(),
             self.swarms.peer_count(),
+            self.swarms.addresses(),
             s.joins,
             s.leaves,
             s.expiries,
             s.datagrams,
             s.dropped,
             s.errors_sent,
+            s.refused,
             s.catalog_requests,
             s.catalog_refused,
+            s.unauthorized,
         );
         let list = self.catalog.list(|id| self.swarms.seeders(id));
         if !list.is_empty() {
             let _ = writeln!(out, "  {:<32} {:>10} {:>7}  CONTENT ID", "NAME", "SIZE", "SEEDERS");
         }
         for e in list.iter().take(20) {
-            let _ = writeln!(out, "  {:<32} {:>10} {:>7}  {}", e.name, fmt::bytes(e.size), e.seeders, e.id.short());
+            let name = escape(&e.name).to_string();
+            let _ = writeln!(out, "  {name:<32} {:>10} {:>7}  {}", fmt::bytes(e.size), e.seeders, e.id.short());
         }
         if list.len() > 20 {
             let _ = writeln!(out, "  ... and {} more", list.len() - 20);
@@ -288,7 +368,7 @@ impl Tracker {
 
     fn describe(&self, hash: &Hash20) -> String {
         match self.catalog.meta(hash) {
-            Some(meta) => format!("{} ({})", meta.name(), hash.short()),
+            Some(meta) => format!("{} ({})", escape(meta.name()), hash.short()),
             None => hash.short(),
         }
     }
@@ -302,22 +382,23 @@ impl Tracker {
         now.saturating_duration_since(self.start).as_secs() / EPOCH.as_secs()
     }
 
-    /// Keyed hash of the client address and a coarse time: stateless, and
-    /// a spoofed source cannot learn an id it could use.
-    fn connection_id(&self, from: SocketAddr, epoch: u64) -> u64 {
-        let ip = match from.ip() {
+    /// Keyed hash of the client's IP address and a coarse time: stateless,
+    /// and a spoofed source cannot learn an id it could use. Not the port:
+    /// BEP 15 ties nothing to it, and libtorrent uses one id from all its sockets.
+    fn connection_id(&self, ip: IpAddr, epoch: u64) -> u64 {
+        let ip = match ip.to_canonical() {
             IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
             IpAddr::V6(v6) => v6.octets(),
         };
-        let h = Hash20::of_parts(&[&self.secret, &ip, &from.port().to_be_bytes(), &epoch.to_be_bytes()]);
+        let h = Hash20::of_parts(&[&self.secret, &ip, &epoch.to_be_bytes()]);
         let mut id = [0u8; 8];
         id.copy_from_slice(&h.0[..8]);
         u64::from_be_bytes(id)
     }
 
-    fn valid_connection_id(&self, from: SocketAddr, now: Instant, id: u64) -> bool {
+    fn valid_connection_id(&self, ip: IpAddr, now: Instant, id: u64) -> bool {
         let epoch = self.epoch(now);
-        id == self.connection_id(from, epoch) || (epoch > 0 && id == self.connection_id(from, epoch - 1))
+        id == self.connection_id(ip, epoch) || (epoch > 0 && id == self.connection_id(ip, epoch - 1))
     }
 }
 
@@ -328,6 +409,9 @@ fn connection_id(req: &Request) -> u64 {
         Request::Scrape(s) => s.connection_id,
     }
 }
+
+/// Longest expiry the swarm clock can carry (its deadlines wrap at 2^32 ms).
+pub const MAX_EXPIRY_MS: u32 = u32::MAX >> 2;
 
 /// Expiry is checked this often: a quarter of the expiry time, at most a second.
 fn sweep_period(config: &Config) -> Duration {
@@ -345,14 +429,20 @@ fn role(seeder: bool) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::{FileMeta, MIN_CHUNK};
+    use crate::common::publish_key::PublishKey;
+    use crate::meta::MIN_CHUNK;
     use crate::wire::udp::AnnounceRequest;
     use std::net::Ipv4Addr;
 
     const SEEDER: u64 = 0;
+    const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
     fn tracker(t0: Instant) -> Tracker {
-        Tracker::new(Config { interval: Duration::from_secs(10), expiry: Duration::from_secs(30), seed: 1 }, t0)
+        Tracker::new(Config { seed: 1, ..Config::default() }, t0)
+    }
+
+    fn from_ip(ip: [u8; 4], port: u16) -> SocketAddr {
+        SocketAddr::from((ip, port))
     }
 
     fn from(port: u16) -> SocketAddr {
@@ -378,7 +468,7 @@ mod tests {
             connection_id: conn,
             transaction_id: 5,
             info_hash: hash,
-            peer_id: [1; 20],
+            peer_id: *b"-LMK010-abcdefghijkl",
             downloaded: 0,
             left,
             uploaded: 0,
@@ -388,6 +478,21 @@ mod tests {
             num_want: -1,
             port,
         })
+    }
+
+    /// The same announce from a client that is not LMK.
+    fn foreign(req: Request) -> Request {
+        match req {
+            Request::Announce(a) => Request::Announce(AnnounceRequest { peer_id: *b"-lt2090-abcdefghijkl", ..a }),
+            other => other,
+        }
+    }
+
+    fn refused(resp: Option<Response>) -> String {
+        match resp {
+            Some(Response::Error { message, .. }) => message,
+            other => panic!("expected an error reply, got {other:?}"),
+        }
     }
 
     fn peers(resp: Option<Response>) -> Vec<SocketAddr> {
@@ -408,20 +513,6 @@ mod tests {
         let got = peers(ask(&mut t, t0, from(2000), announce(c2, h, 100, 0, Event::Started)));
         assert_eq!(got, vec![from(7000)]);
         assert_eq!(t.stats().joins, 1, "a port-0 leecher is answered but not stored");
-    }
-
-    #[test]
-    fn expiry_one_tick_before_and_at() {
-        let t0 = Instant::now();
-        let mut t = tracker(t0);
-        let h = Hash20::of(b"file");
-        let c = connect(&mut t, t0, from(1000));
-        ask(&mut t, t0, from(1000), announce(c, h, SEEDER, 7000, Event::Started));
-        t.handle_timeout(t0 + Duration::from_secs(30) - Duration::from_millis(1));
-        assert_eq!(t.swarms.seeders(&h), 1, "still alive just before expiry");
-        t.handle_timeout(t0 + Duration::from_secs(31));
-        assert_eq!(t.swarms.seeders(&h), 0);
-        assert_eq!(t.stats().expiries, 1);
     }
 
     #[test]
@@ -451,13 +542,30 @@ mod tests {
     }
 
     #[test]
-    fn connection_ids_bound_to_address_and_time() {
+    fn connection_ids_bound_to_ip_and_time() {
         let t0 = Instant::now();
         let mut t = tracker(t0);
         let h = Hash20::of(b"file");
         let c = connect(&mut t, t0, from(1000));
-        let wrong_src = ask(&mut t, t0, from(1001), announce(c, h, SEEDER, 1, Event::None));
-        assert!(matches!(wrong_src, Some(Response::Error { ref message, .. }) if message == UNKNOWN_CONNECTION_ID));
+        let other_port = ask(&mut t, t0, from(1001), announce(c, h, SEEDER, 1, Event::None));
+        assert!(matches!(other_port, Some(Response::Announce { .. })), "the port is not part of the id");
+        let mapped = SocketAddr::new("::ffff:127.0.0.1".parse().unwrap(), 5);
+        assert!(matches!(
+            ask(&mut t, t0, mapped, announce(c, h, SEEDER, 1, Event::None)),
+            Some(Response::Announce { .. })
+        ));
+        let other_ip = ask(&mut t, t0, from_ip([127, 0, 0, 2], 1000), announce(c, h, SEEDER, 1, Event::None));
+        assert_eq!(refused(other_ip), UNKNOWN_CONNECTION_ID);
+        // BEP 15: accepted for 2 minutes at least; one tick before the end of the next epoch, not at it.
+        let last = t0 + EPOCH * 2 - Duration::from_millis(1);
+        assert!(matches!(
+            ask(&mut t, last, from(1000), announce(c, h, SEEDER, 1, Event::None)),
+            Some(Response::Announce { .. })
+        ));
+        assert_eq!(
+            refused(ask(&mut t, t0 + EPOCH * 2, from(1000), announce(c, h, SEEDER, 1, Event::None))),
+            UNKNOWN_CONNECTION_ID
+        );
         // Valid in the next epoch, not in the one after.
         let later = t0 + EPOCH + Duration::from_secs(1);
         assert!(matches!(
@@ -530,14 +638,14 @@ mod tests {
         let t0 = Instant::now();
         let mut t = tracker(t0);
         let meta = FileMeta::new("f".into(), 5, MIN_CHUNK, vec![Hash20::of(b"c")]).unwrap();
-        let id = match t.handle_catalog(t0, cat::Request::Publish(meta.clone())) {
+        let id = match t.handle_catalog(t0, LOCAL, cat::Request::Publish(meta.clone())) {
             cat::Response::Published(id) => id,
             other => panic!("{other:?}"),
         };
         assert_eq!(id, meta.content_id());
         let c = connect(&mut t, t0, from(1000));
         ask(&mut t, t0, from(1000), announce(c, id, SEEDER, 7000, Event::Started));
-        match t.handle_catalog(t0, cat::Request::List) {
+        match t.handle_catalog(t0, LOCAL, cat::Request::List) {
             cat::Response::List(l) => assert_eq!((l.len(), l[0].seeders), (1, 1)),
             other => panic!("{other:?}"),
         }
@@ -548,5 +656,162 @@ mod tests {
         assert_eq!(t.catalog.len(), 1);
         t.handle_timeout(t0 + Duration::from_secs(31));
         assert_eq!(t.catalog.len(), 0);
+    }
+
+    fn keyed(t0: Instant, key: &[u8]) -> Tracker {
+        let policy = Policy { files_per_ip: 2, publish_key: Some(PublishKey::from_bytes(key).unwrap()) };
+        tracker(t0).with_catalog(policy)
+    }
+
+    fn challenge(t: &mut Tracker, now: Instant, ip: IpAddr) -> cat::Nonce {
+        match t.handle_catalog(now, ip, cat::Request::Challenge) {
+            cat::Response::Challenge(nonce) => nonce,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn code(response: cat::Response) -> Option<cat::ErrorCode> {
+        match response {
+            cat::Response::Error { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn with_a_key_only_signed_publishes_are_taken_and_refusals_counted() {
+        let t0 = Instant::now();
+        let key = PublishKey::from_bytes(b"sixteen byte key").unwrap();
+        let mut t = keyed(t0, b"sixteen byte key");
+        let meta = FileMeta::new("f".into(), 5, MIN_CHUNK, vec![Hash20::of(b"c")]).unwrap();
+        let nonce = challenge(&mut t, t0, LOCAL);
+        let signed = cat::Request::SignedPublish { nonce, mac: key.sign(&nonce, &meta), meta: meta.clone() };
+        assert_eq!(t.handle_catalog(t0, LOCAL, signed), cat::Response::Published(meta.content_id()));
+        let unauthorized = Some(cat::ErrorCode::Unauthorized);
+        assert_eq!(code(t.handle_catalog(t0, LOCAL, cat::Request::Publish(meta.clone()))), unauthorized);
+        let forged = cat::Request::SignedPublish { nonce, mac: [0; 20], meta };
+        assert_eq!(code(t.handle_catalog(t0, LOCAL, forged)), unauthorized);
+        assert_eq!((t.stats().unauthorized, t.stats().catalog_refused), (2, 2));
+        assert!(t.status().contains("unauthorized 2"), "{}", t.status());
+    }
+
+    #[test]
+    fn without_a_key_signed_and_plain_publishes_both_count_against_the_quota() {
+        let t0 = Instant::now();
+        let mut t = tracker(t0).with_catalog(Policy { files_per_ip: 2, publish_key: None });
+        let meta = |n: u8| FileMeta::new(format!("f{n}"), 5, MIN_CHUNK, vec![Hash20::of(&[n])]).unwrap();
+        let signed = cat::Request::SignedPublish { nonce: [0; 16], mac: [0; 20], meta: meta(1) };
+        assert_eq!(code(t.handle_catalog(t0, LOCAL, signed)), None, "no key: the MAC is not looked at");
+        assert_eq!(code(t.handle_catalog(t0, LOCAL, cat::Request::Publish(meta(2)))), None);
+        let over = t.handle_catalog(t0, LOCAL, cat::Request::Publish(meta(3)));
+        assert!(
+            matches!(&over, cat::Response::Error { code: cat::ErrorCode::Full, message } if message.contains("quota"))
+        );
+        let other = IpAddr::from([10, 0, 0, 2]);
+        assert_eq!(code(t.handle_catalog(t0, other, cat::Request::Publish(meta(3)))), None);
+        match t.handle_catalog(t0, LOCAL, cat::Request::List) {
+            cat::Response::List(l) => assert_eq!(l.len(), 3),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Seeders of `h` listed after a sweep at `at`, on a fresh tracker fed `script`.
+    fn listed_after(t0: Instant, at: Instant, script: impl Fn(&mut Tracker)) -> usize {
+        let mut t = tracker(t0);
+        script(&mut t);
+        t.handle_timeout(at);
+        t.swarms.seeders(&Hash20::of(b"file"))
+    }
+
+    #[test]
+    fn lmk_peers_expire_after_expiry_one_tick_before_and_at() {
+        let t0 = Instant::now();
+        let script = |t: &mut Tracker| {
+            let c = connect(t, t0, from(1000));
+            ask(t, t0, from(1000), announce(c, Hash20::of(b"file"), SEEDER, 7000, Event::Started));
+        };
+        let deadline = t0 + Duration::from_secs(30);
+        assert_eq!(listed_after(t0, deadline, script), 1, "alive at exactly the expiry");
+        assert_eq!(listed_after(t0, deadline + Duration::from_millis(1), script), 0);
+    }
+
+    #[test]
+    fn foreign_clients_expire_after_foreign_expiry_one_tick_before_and_at() {
+        let t0 = Instant::now();
+        // A libtorrent seeder re-announcing after 300 s, then qBittorrent's 600 s, swept in between.
+        let script = |t: &mut Tracker| {
+            for s in [0, 300, 900] {
+                let now = t0 + Duration::from_secs(s);
+                t.handle_timeout(now);
+                assert_eq!(t.swarms.seeders(&Hash20::of(b"file")), usize::from(s > 0), "listed at {s} s");
+                let c = connect(t, now, from(1000));
+                ask(t, now, from(1000), foreign(announce(c, Hash20::of(b"file"), SEEDER, 7000, Event::None)));
+            }
+        };
+        let deadline = t0 + Duration::from_secs(900) + Config::default().foreign_expiry;
+        assert_eq!(listed_after(t0, deadline, script), 1, "alive at exactly the foreign expiry");
+        assert_eq!(listed_after(t0, deadline + Duration::from_millis(1), script), 0);
+    }
+
+    #[test]
+    fn caps_refuse_with_an_error_and_count() {
+        let t0 = Instant::now();
+        let limits = Limits { max_peers_per_ip_in_swarm: 2, max_swarms_per_ip: 3, ..Limits::default() };
+        let mut t = Tracker::new(Config { seed: 1, limits, ..Config::default() }, t0);
+        let h = Hash20::of(b"file");
+        let c = connect(&mut t, t0, from(1000));
+        for port in [7000, 7001] {
+            ask(&mut t, t0, from(1000), announce(c, h, SEEDER, port, Event::Started));
+        }
+        let full = refused(ask(&mut t, t0, from(1000), announce(c, h, SEEDER, 7002, Event::Started)));
+        assert_eq!(full, Full::PeersOfIpInSwarm.message());
+        for n in 0..10u8 {
+            ask(&mut t, t0, from(1000), announce(c, Hash20([n; 20]), SEEDER, 7000, Event::Started));
+        }
+        assert_eq!((t.swarms.len(), t.stats().refused), (3, 9), "two more swarms, then refusals");
+        let c2 = connect(&mut t, t0, from_ip([127, 0, 0, 2], 1));
+        assert_eq!(
+            peers(ask(&mut t, t0, from_ip([127, 0, 0, 2], 1), announce(c2, h, 100, 7000, Event::Started))).len(),
+            2,
+            "another address still joins"
+        );
+        assert_eq!(t.stats().errors_sent, 9);
+    }
+
+    #[test]
+    fn completed_once_per_peer_and_never_for_port_zero() {
+        let t0 = Instant::now();
+        let mut t = tracker(t0);
+        let h = Hash20::of(b"file");
+        let c = connect(&mut t, t0, from(1000));
+        ask(&mut t, t0, from(1000), announce(c, h, 100, 7000, Event::Started));
+        ask(&mut t, t0, from(1000), announce(c, h, SEEDER, 7000, Event::Completed));
+        ask(&mut t, t0, from(1000), announce(c, h, SEEDER, 7000, Event::Completed));
+        ask(&mut t, t0, from(1000), announce(c, h, SEEDER, 0, Event::Completed));
+        assert_eq!(t.swarms.get(&h).map(|s| s.completed), Some(1));
+        // Port-0 completions of made-up hashes leave nothing behind.
+        for n in 0..100u8 {
+            ask(&mut t, t0, from(1000), announce(c, Hash20([n; 20]), SEEDER, 0, Event::Completed));
+        }
+        assert_eq!(t.swarms.len(), 1);
+        ask(&mut t, t0, from(1000), announce(c, h, SEEDER, 7000, Event::Stopped));
+        assert_eq!(t.swarms.len(), 0, "an empty swarm goes whatever its completed count");
+    }
+
+    #[test]
+    fn catalog_only_refuses_unlisted_hashes() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(Config { seed: 1, catalog_only: true, ..Config::default() }, t0);
+        let meta = FileMeta::new("f".into(), 5, MIN_CHUNK, vec![Hash20::of(b"c")]).unwrap();
+        let c = connect(&mut t, t0, from(1000));
+        let h = meta.content_id();
+        assert_eq!(refused(ask(&mut t, t0, from(1000), announce(c, h, SEEDER, 7000, Event::Started))), NOT_IN_CATALOG);
+        assert!(matches!(t.handle_catalog(t0, LOCAL, cat::Request::Publish(meta)), cat::Response::Published(_)));
+        assert!(peers(ask(&mut t, t0, from(1000), announce(c, h, SEEDER, 7000, Event::Started))).is_empty());
+        assert_eq!((t.swarms.seeders(&h), t.swarms.len(), t.stats().refused), (1, 1, 1));
+        let mut open = tracker(t0);
+        let c = connect(&mut open, t0, from(1000));
+        assert!(peers(ask(&mut open, t0, from(1000), announce(c, Hash20([7; 20]), SEEDER, 7000, Event::Started)))
+            .is_empty());
+        assert_eq!(open.swarms.len(), 1, "without the option any hash is tracked");
     }
 }

@@ -12,13 +12,16 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use machine::Config as CoreConfig;
+pub use catalog::{Policy as CatalogPolicy, DEFAULT_FILES_PER_IP};
+pub use machine::{Config as CoreConfig, Limits};
 
 /// Everything `lmk-tracker` is told on its command line.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
     pub core: CoreConfig,
+    /// Publish quota and key.
+    pub catalog: CatalogPolicy,
     /// How often the status table is printed (also printed on change); zero: never.
     pub status_every: Duration,
 }

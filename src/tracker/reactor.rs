@@ -12,10 +12,13 @@ use super::conns::{Admit, Conns, Limits};
 use super::machine::Tracker;
 use super::{Config, Error};
 use crate::common::net::{CloseReason, ConnId, Handler, Net};
-use crate::common::{rng, signal};
-use crate::wire::catalog::{Request, REQUEST_LIMIT};
+use crate::common::rng;
+use crate::common::text::escape;
+use crate::wire::catalog::{Request, Selector, REQUEST_LIMIT};
 use crate::wire::{DecodeError, Frame};
 
+/// Stands in for a connection's address that could not be read.
+const UNSPECIFIED: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
 /// A change is shown at most this often, so a busy tracker does not print a
 /// table per datagram.
 const STATUS_GAP: Duration = Duration::from_secs(1);
@@ -28,6 +31,8 @@ struct Shell {
     next_status: Option<Instant>,
     last_status: Instant,
     bad_frames: u64,
+    /// SIGINT or SIGTERM arrived: the tracker keeps only soft state, so it just stops.
+    stopping: bool,
 }
 
 pub fn run(config: Config) -> Result<(), Error> {
@@ -36,15 +41,16 @@ pub fn run(config: Config) -> Result<(), Error> {
     let mut core_config = config.core.clone();
     core_config.seed ^= rng::seed_from_os();
     let mut shell = Shell {
-        core: Tracker::new(core_config, now),
+        core: Tracker::new(core_config, now).with_catalog(config.catalog.clone()),
         conns: Conns::new(Limits::default()),
         reply: Vec::with_capacity(2048),
         status_every: config.status_every,
         next_status: (!config.status_every.is_zero()).then_some(now),
         last_status: now,
         bad_frames: 0,
+        stopping: false,
     };
-    signal::install();
+    net.catch_signals().map_err(Error::Poll)?;
     info!("interval {:?}, expiry {:?}", config.core.interval, config.core.expiry);
     crate::say!("listening on {local}");
     let _ = std::io::stdout().flush();
@@ -114,7 +120,7 @@ impl Handler for Shell {
     fn on_frame(&mut self, net: &mut Net, now: Instant, conn: ConnId, frame: Frame<'_>) -> Result<(), DecodeError> {
         let request = Request::decode(frame)?;
         debug!("{conn}: {}", describe(&request));
-        let response = self.core.handle_catalog(now, request);
+        let response = self.core.handle_catalog(now, net.peer_addr(conn).map_or(UNSPECIFIED, |a| a.ip()), request);
         if let Some(out) = net.out(conn) {
             response.encode(out);
         }
@@ -143,7 +149,8 @@ impl Handler for Shell {
     }
 
     fn on_tick(&mut self, net: &mut Net, now: Instant) {
-        if signal::stop_requested() {
+        if net.stop_signal().is_some() {
+            self.stopping = true;
             info!("stopping");
             return;
         }
@@ -192,14 +199,16 @@ impl Handler for Shell {
 
     /// The tracker keeps only soft state: on SIGINT or SIGTERM it just stops.
     fn done(&self) -> bool {
-        signal::stop_requested()
+        self.stopping
     }
 }
 
 fn describe(request: &Request) -> String {
     match request {
-        Request::Publish(meta) => format!("publish {}", meta.name()),
+        Request::Publish(meta) | Request::SignedPublish { meta, .. } => format!("publish {}", escape(meta.name())),
         Request::List => "list".into(),
-        Request::GetMeta(selector) => format!("get {selector:?}"),
+        Request::Challenge => "challenge".into(),
+        Request::GetMeta(Selector::Name(name)) => format!("get {}", escape(name)),
+        Request::GetMeta(Selector::Id(id)) => format!("get {id}"),
     }
 }

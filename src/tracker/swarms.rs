@@ -1,8 +1,11 @@
 //! The tracker's peer tables: one swarm per info hash. Each swarm keeps its
 //! peers in dense lists (one per role) so an answer is a random window copied
 //! out, and an index from address to list position so an announce, a stop or
-//! an expiry is O(1). A peer costs about 40 bytes.
+//! an expiry is O(1). Everything an announce can make us hold is capped
+//! (`Limits`), in total and per source address, so no flood grows it without
+//! bound; README "Limits" gives the worst case in bytes.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -10,43 +13,109 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use crate::common::rng::Rng;
 use crate::hash::Hash20;
 
-/// Milliseconds since the tracker started, modulo 2^32: ages are computed
-/// with wrapping arithmetic and never approach the wrap (peers expire first).
+/// Milliseconds since the tracker started, modulo 2^32: deadlines are
+/// compared with wrapping arithmetic, valid while no expiry nears 2^31 ms.
 pub type Millis = u32;
 
 /// Bit of an index entry that says the peer is a seeder; the rest is its position.
 const SEEDER_BIT: u32 = 1 << 31;
 
+/// True once `now` is past `until` (wrapping).
+fn past(now: Millis, until: Millis) -> bool {
+    (now.wrapping_sub(until) as i32) > 0
+}
+
+/// What announces may make the tracker hold. A new peer or swarm beyond a
+/// cap is refused; peers already held are always refreshed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_swarms: usize,
+    pub max_peers: usize,
+    /// Swarms one source address may open (swarms it was first in).
+    pub max_swarms_per_ip: u32,
+    pub max_peers_per_ip: u32,
+    /// Peers of one source address in one swarm: what stops one host from
+    /// drowning a swarm's real peers in fake ones.
+    pub max_peers_per_ip_in_swarm: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_swarms: 100_000,
+            max_peers: 1_000_000,
+            max_swarms_per_ip: 5_000,
+            max_peers_per_ip: 50_000,
+            max_peers_per_ip_in_swarm: 32,
+        }
+    }
+}
+
+/// The cap an announce met; its text is the BEP 15 error message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Full {
+    Swarms,
+    SwarmsOfIp,
+    Peers,
+    PeersOfIp,
+    PeersOfIpInSwarm,
+}
+
+impl Full {
+    pub fn message(self) -> &'static str {
+        match self {
+            Full::Swarms => "tracker full: too many swarms",
+            Full::SwarmsOfIp => "too many swarms from your address",
+            Full::Peers => "tracker full: too many peers",
+            Full::PeersOfIp => "too many peers from your address",
+            Full::PeersOfIpInSwarm => "too many peers from your address in this swarm",
+        }
+    }
+}
+
 /// A peer address in the form its table keys it by.
 trait PeerKey: Copy + Eq + Hash {
+    /// The address part, for the per-address counts.
+    type Ip: Copy + Eq + Hash;
     fn addr(self) -> SocketAddr;
+    fn ip(self) -> Self::Ip;
 }
 
 /// An IPv4 peer as `ip << 16 | port`.
 impl PeerKey for u64 {
+    type Ip = u32;
     fn addr(self) -> SocketAddr {
-        SocketAddr::from((Ipv4Addr::from((self >> 16) as u32), self as u16))
+        SocketAddr::from((Ipv4Addr::from(self.ip()), self as u16))
+    }
+    fn ip(self) -> u32 {
+        (self >> 16) as u32
     }
 }
 
 impl PeerKey for (u128, u16) {
+    type Ip = u128;
     fn addr(self) -> SocketAddr {
         SocketAddr::from((Ipv6Addr::from(self.0), self.1))
+    }
+    fn ip(self) -> u128 {
+        self.0
     }
 }
 
 /// Peers of one address family.
 #[derive(Debug)]
-struct Table<K> {
-    /// `[leechers, seeders]`: each peer's key and last-heard time.
+struct Table<K: PeerKey> {
+    /// `[leechers, seeders]`: each peer's key and the time it expires at.
     lists: [Vec<(K, Millis)>; 2],
     /// Role (`SEEDER_BIT`) and position of every peer in `lists`.
     index: HashMap<K, u32>,
+    /// Peers per source address.
+    per_ip: HashMap<K::Ip, u32>,
 }
 
-impl<K> Default for Table<K> {
+impl<K: PeerKey> Default for Table<K> {
     fn default() -> Self {
-        Table { lists: [Vec::new(), Vec::new()], index: HashMap::new() }
+        Table { lists: [Vec::new(), Vec::new()], index: HashMap::new(), per_ip: HashMap::new() }
     }
 }
 
@@ -55,31 +124,54 @@ impl<K: PeerKey> Table<K> {
         self.index.len()
     }
 
-    /// Records the peer; returns its previous role if it was known.
-    fn upsert(&mut self, key: K, seeder: bool, now: Millis) -> Option<bool> {
-        let old = self.index.get(&key).copied();
-        if let Some(slot) = old {
-            let was_seeder = slot & SEEDER_BIT != 0;
-            if was_seeder == seeder {
-                if let Some(entry) = self.lists[usize::from(seeder)].get_mut((slot & !SEEDER_BIT) as usize) {
-                    entry.1 = now;
-                }
-                return Some(was_seeder);
-            }
-            self.take(slot);
-        }
-        let list = &mut self.lists[usize::from(seeder)];
-        let slot = list.len() as u32 | if seeder { SEEDER_BIT } else { 0 };
-        list.push((key, now));
-        self.index.insert(key, slot);
-        old.map(|slot| slot & SEEDER_BIT != 0)
+    fn of_ip(&self, key: K) -> u32 {
+        self.per_ip.get(&key.ip()).copied().unwrap_or(0)
     }
 
-    /// Forgets the peer; returns its role if it was known.
-    fn remove(&mut self, key: K) -> Option<bool> {
-        let slot = self.index.remove(&key)?;
+    /// Moves a known peer's deadline (and role); returns its previous role,
+    /// or None if the peer is new.
+    fn refresh(&mut self, key: K, seeder: bool, until: Millis) -> Option<bool> {
+        let slot = *self.index.get(&key)?;
+        let was_seeder = slot & SEEDER_BIT != 0;
+        if was_seeder == seeder {
+            if let Some(entry) = self.lists[usize::from(seeder)].get_mut((slot & !SEEDER_BIT) as usize) {
+                entry.1 = until;
+            }
+        } else {
+            self.take(slot);
+            self.push(key, seeder, until);
+        }
+        Some(was_seeder)
+    }
+
+    /// Adds a peer not yet in the table.
+    fn insert(&mut self, key: K, seeder: bool, until: Millis) {
+        self.push(key, seeder, until);
+        *self.per_ip.entry(key.ip()).or_insert(0) += 1;
+    }
+
+    fn push(&mut self, key: K, seeder: bool, until: Millis) {
+        let list = &mut self.lists[usize::from(seeder)];
+        let slot = list.len() as u32 | if seeder { SEEDER_BIT } else { 0 };
+        list.push((key, until));
+        self.index.insert(key, slot);
+    }
+
+    /// Forgets the peer; returns true if it was known.
+    fn remove(&mut self, key: K) -> bool {
+        let Some(slot) = self.index.remove(&key) else { return false };
         self.take(slot);
-        Some(slot & SEEDER_BIT != 0)
+        self.uncount(key);
+        true
+    }
+
+    fn uncount(&mut self, key: K) {
+        if let Entry::Occupied(mut n) = self.per_ip.entry(key.ip()) {
+            *n.get_mut() -= 1;
+            if *n.get() == 0 {
+                n.remove();
+            }
+        }
     }
 
     /// Swap-removes the list entry at `slot`, re-indexing the entry moved into it.
@@ -94,22 +186,20 @@ impl<K: PeerKey> Table<K> {
         }
     }
 
-    /// Drops peers not heard from for more than `expiry` ms; returns how many
-    /// seeders and leechers went.
-    fn expire(&mut self, now: Millis, expiry: u32) -> [u32; 2] {
-        let mut gone = [0; 2];
+    /// Drops peers whose deadline is past, telling `gone` each address.
+    fn expire(&mut self, now: Millis, gone: &mut impl FnMut(SocketAddr)) {
         for role in [0, 1] {
             // Backwards, so the entry swapped into a hole was already checked.
             for pos in (0..self.lists[role].len()).rev() {
-                let (key, seen) = self.lists[role][pos];
-                if now.wrapping_sub(seen) > expiry {
+                let (key, until) = self.lists[role][pos];
+                if past(now, until) {
                     self.index.remove(&key);
                     self.take(pos as u32 | if role == 1 { SEEDER_BIT } else { 0 });
-                    gone[role] += 1;
+                    self.uncount(key);
+                    gone(key.addr());
                 }
             }
         }
-        gone
     }
 
     /// Appends up to `want` peers of one role other than `skip`: a window of
@@ -139,14 +229,26 @@ fn key(addr: SocketAddr) -> Key {
     }
 }
 
+/// A source address as the per-address counts key it: IPv4 as v4-mapped IPv6.
+fn ip_key(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
 /// Peers of one info hash, IPv4 and IPv6 apart: a requester is answered
-/// from its own family, the only one its reply format can carry.
-#[derive(Debug, Default)]
+/// from its own family, the only one its reply format can carry. The IPv6
+/// table is boxed and made on first use: most swarms never need one, and a
+/// smaller swarm is what bounds a flood of made-up info hashes.
+#[derive(Debug)]
 pub struct Swarm {
     v4: Table<u64>,
-    v6: Table<(u128, u16)>,
-    /// Announces with event=completed, for scrape.
+    v6: Option<Box<Table<(u128, u16)>>>,
+    /// Peers that became seeders here with event=completed, for scrape.
     pub completed: u32,
+    /// The address that opened the swarm, charged for it while it lives.
+    owner: u128,
 }
 
 /// What an announce changed, for the status table and the log.
@@ -159,52 +261,76 @@ pub enum Change {
 }
 
 impl Swarm {
+    fn new(owner: u128) -> Swarm {
+        Swarm { v4: Table::default(), v6: None, completed: 0, owner }
+    }
+
     pub fn seeders(&self) -> u32 {
-        (self.v4.lists[1].len() + self.v6.lists[1].len()) as u32
+        self.role_len(1)
     }
 
     pub fn leechers(&self) -> u32 {
-        (self.v4.lists[0].len() + self.v6.lists[0].len()) as u32
+        self.role_len(0)
     }
 
     fn len(&self) -> usize {
-        self.v4.len() + self.v6.len()
+        self.v4.len() + self.v6.as_ref().map_or(0, |t| t.len())
     }
 
-    /// Records a peer as seeder or leecher (switching its role if needed).
-    pub fn upsert(&mut self, addr: SocketAddr, seeder: bool, now: Millis) -> Change {
-        let old = match key(addr) {
-            Key::V4(k) => self.v4.upsert(k, seeder, now),
-            Key::V6(k) => self.v6.upsert(k, seeder, now),
-        };
-        if old.is_some() {
-            Change::Refreshed
-        } else {
-            Change::Joined
-        }
-    }
-
-    pub fn remove(&mut self, addr: SocketAddr) -> Change {
-        let old = match key(addr) {
-            Key::V4(k) => self.v4.remove(k),
-            Key::V6(k) => self.v6.remove(k),
-        };
-        if old.is_some() {
-            Change::Left
-        } else {
-            Change::Unchanged
-        }
-    }
-
-    /// Drops peers not heard from for more than `expiry` ms; returns how many went.
-    pub fn expire(&mut self, now: Millis, expiry: u32) -> usize {
-        let [a, b] = self.v4.expire(now, expiry);
-        let [c, d] = self.v6.expire(now, expiry);
-        (a + b + c + d) as usize
+    fn role_len(&self, role: usize) -> u32 {
+        (self.v4.lists[role].len() + self.v6.as_ref().map_or(0, |t| t.lists[role].len())) as u32
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Refreshes a known peer; None if it is new.
+    fn refresh(&mut self, addr: SocketAddr, seeder: bool, until: Millis) -> Option<bool> {
+        match key(addr) {
+            Key::V4(k) => self.v4.refresh(k, seeder, until),
+            Key::V6(k) => self.v6.as_mut()?.refresh(k, seeder, until),
+        }
+    }
+
+    /// Peers of `addr`'s source address here.
+    fn of_ip(&self, addr: SocketAddr) -> u32 {
+        match key(addr) {
+            Key::V4(k) => self.v4.of_ip(k),
+            Key::V6(k) => self.v6.as_ref().map_or(0, |t| t.of_ip(k)),
+        }
+    }
+
+    fn insert(&mut self, addr: SocketAddr, seeder: bool, until: Millis) {
+        match key(addr) {
+            Key::V4(k) => self.v4.insert(k, seeder, until),
+            Key::V6(k) => self.v6.get_or_insert_with(Box::default).insert(k, seeder, until),
+        }
+    }
+
+    fn remove(&mut self, addr: SocketAddr) -> bool {
+        match key(addr) {
+            Key::V4(k) => self.v4.remove(k),
+            Key::V6(k) => {
+                let removed = self.v6.as_mut().is_some_and(|t| t.remove(k));
+                self.drop_empty_v6();
+                removed
+            }
+        }
+    }
+
+    fn drop_empty_v6(&mut self) {
+        if self.v6.as_ref().is_some_and(|t| t.len() == 0) {
+            self.v6 = None;
+        }
+    }
+
+    fn expire(&mut self, now: Millis, gone: &mut impl FnMut(SocketAddr)) {
+        self.v4.expire(now, gone);
+        if let Some(t) = &mut self.v6 {
+            t.expire(now, gone);
+            self.drop_empty_v6();
+        }
     }
 
     /// Up to `want` peers of the requester's address family: seeders then
@@ -225,7 +351,9 @@ impl Swarm {
             if v4 {
                 self.v4.sample(seeders, requester, room, rng, out);
             } else {
-                self.v6.sample(seeders, requester, room, rng, out);
+                if let Some(t) = &self.v6 {
+                    t.sample(seeders, requester, room, rng, out);
+                }
             }
         };
         if !requester_is_seeder {
@@ -239,39 +367,120 @@ impl Swarm {
     }
 }
 
-/// All swarms, by info hash.
+/// What one source address holds.
+#[derive(Debug, Default, Clone, Copy)]
+struct Usage {
+    peers: u32,
+    swarms: u32,
+}
+
+/// All swarms, by info hash, with the counts the limits are checked against.
+/// A swarm lives exactly while it has a peer.
 #[derive(Debug, Default)]
 pub struct Swarms {
     map: HashMap<Hash20, Swarm>,
+    by_ip: HashMap<u128, Usage>,
     peers: usize,
+    limits: Limits,
 }
 
 impl Swarms {
+    pub fn new(limits: Limits) -> Swarms {
+        Swarms { limits, ..Swarms::default() }
+    }
+
     pub fn get(&self, hash: &Hash20) -> Option<&Swarm> {
         self.map.get(hash)
     }
 
-    /// Applies `f` to the swarm of `hash` (created if new), keeping the peer count.
-    pub fn with<T>(&mut self, hash: Hash20, f: impl FnOnce(&mut Swarm) -> T) -> T {
-        let swarm = self.map.entry(hash).or_default();
-        let before = swarm.len();
-        let result = f(swarm);
-        self.peers = self.peers + swarm.len() - before;
-        result
+    /// Records `peer` in the swarm of `hash` until `until`, opening the swarm
+    /// if needed, unless a cap forbids a new peer or swarm. A peer turning
+    /// seeder with event=completed (`completed`) counts once for scrape.
+    pub fn upsert(
+        &mut self,
+        hash: Hash20,
+        peer: SocketAddr,
+        seeder: bool,
+        completed: bool,
+        until: Millis,
+    ) -> Result<Change, Full> {
+        let Swarms { map, by_ip, peers, limits } = self;
+        let swarms = map.len();
+        // A refresh, most announces, touches only its swarm.
+        let in_swarm = match map.get_mut(&hash) {
+            Some(swarm) => {
+                if let Some(was_seeder) = swarm.refresh(peer, seeder, until) {
+                    if completed && seeder && !was_seeder {
+                        swarm.completed = swarm.completed.saturating_add(1);
+                    }
+                    return Ok(Change::Refreshed);
+                }
+                Some(swarm.of_ip(peer))
+            }
+            None => None,
+        };
+        let ip = ip_key(peer.ip().to_canonical());
+        let usage = by_ip.get(&ip).copied().unwrap_or_default();
+        match in_swarm {
+            Some(n) if n >= limits.max_peers_per_ip_in_swarm => return Err(Full::PeersOfIpInSwarm),
+            None if swarms >= limits.max_swarms => return Err(Full::Swarms),
+            None if usage.swarms >= limits.max_swarms_per_ip => return Err(Full::SwarmsOfIp),
+            _ => {}
+        }
+        if *peers >= limits.max_peers {
+            return Err(Full::Peers);
+        }
+        if usage.peers >= limits.max_peers_per_ip {
+            return Err(Full::PeersOfIp);
+        }
+        let new_swarm = in_swarm.is_none();
+        let swarm = map.entry(hash).or_insert_with(|| Swarm::new(ip));
+        swarm.insert(peer, seeder, until);
+        if completed && seeder {
+            swarm.completed = swarm.completed.saturating_add(1);
+        }
+        *peers += 1;
+        let usage = by_ip.entry(ip).or_default();
+        usage.peers += 1;
+        usage.swarms += u32::from(new_swarm);
+        Ok(Change::Joined)
     }
 
-    /// Expires every swarm and forgets empty ones; reports peers dropped per hash.
-    pub fn expire(&mut self, now: Millis, expiry: u32, mut dropped: impl FnMut(&Hash20, usize)) {
-        let mut total = 0;
-        self.map.retain(|hash, swarm| {
-            let n = swarm.expire(now, expiry);
+    /// Forgets `peer` in the swarm of `hash`, and the swarm if it empties.
+    pub fn remove(&mut self, hash: &Hash20, peer: SocketAddr) -> Change {
+        let Some(swarm) = self.map.get_mut(hash) else { return Change::Unchanged };
+        if !swarm.remove(peer) {
+            return Change::Unchanged;
+        }
+        self.peers -= 1;
+        release(&mut self.by_ip, ip_key(peer.ip().to_canonical()), 1, 0);
+        if swarm.is_empty() {
+            let owner = swarm.owner;
+            self.map.remove(hash);
+            release(&mut self.by_ip, owner, 0, 1);
+        }
+        Change::Left
+    }
+
+    /// Drops peers whose deadline is past, and swarms left empty whatever
+    /// their completed count; reports peers dropped per hash.
+    pub fn expire(&mut self, now: Millis, mut dropped: impl FnMut(&Hash20, usize)) {
+        let Swarms { map, by_ip, peers, .. } = self;
+        map.retain(|hash, swarm| {
+            let mut n = 0;
+            swarm.expire(now, &mut |addr| {
+                n += 1;
+                release(by_ip, ip_key(addr.ip()), 1, 0);
+            });
             if n > 0 {
-                total += n;
+                *peers -= n;
                 dropped(hash, n);
             }
-            !swarm.is_empty() || swarm.completed > 0
+            if swarm.is_empty() {
+                release(by_ip, swarm.owner, 0, 1);
+            }
+            !swarm.is_empty()
         });
-        self.peers -= total;
     }
 
     pub fn seeders(&self, hash: &Hash20) -> usize {
@@ -285,115 +494,24 @@ impl Swarms {
     pub fn len(&self) -> usize {
         self.map.len()
     }
+
+    /// Source addresses holding a peer or a swarm.
+    pub fn addresses(&self) -> usize {
+        self.by_ip.len()
+    }
+}
+
+/// Takes `peers` and `swarms` off an address's usage, forgetting it at zero.
+fn release(by_ip: &mut HashMap<u128, Usage>, ip: u128, peers: u32, swarms: u32) {
+    if let Entry::Occupied(mut e) = by_ip.entry(ip) {
+        let u = e.get_mut();
+        u.peers = u.peers.saturating_sub(peers);
+        u.swarms = u.swarms.saturating_sub(swarms);
+        if u.peers == 0 && u.swarms == 0 {
+            e.remove();
+        }
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn addr(port: u16) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], port))
-    }
-
-    #[test]
-    fn upsert_moves_between_roles_and_counts() {
-        let mut s = Swarm::default();
-        assert_eq!(s.upsert(addr(1), false, 0), Change::Joined);
-        assert_eq!(s.upsert(addr(1), false, 0), Change::Refreshed);
-        assert_eq!(s.upsert(addr(1), true, 0), Change::Refreshed);
-        assert_eq!((s.seeders(), s.leechers()), (1, 0));
-        assert_eq!(s.remove(addr(1)), Change::Left);
-        assert_eq!(s.remove(addr(1)), Change::Unchanged);
-        assert_eq!((s.seeders(), s.leechers()), (0, 0));
-    }
-
-    #[test]
-    fn v4_mapped_and_v6_addresses() {
-        let mut s = Swarm::default();
-        let mapped: SocketAddr = "[::ffff:127.0.0.1]:1".parse().unwrap();
-        s.upsert(addr(1), true, 0);
-        assert_eq!(s.upsert(mapped, true, 0), Change::Refreshed, "same peer as 127.0.0.1:1");
-        let v6: SocketAddr = "[2001:db8::1]:7".parse().unwrap();
-        s.upsert(v6, true, 0);
-        let mut out = Vec::new();
-        s.pick(addr(9), false, 10, &mut Rng::new(1), &mut out);
-        assert_eq!(out, vec![addr(1)], "an IPv4 requester gets IPv4 peers");
-        s.pick("[2001:db8::2]:9".parse().unwrap(), false, 10, &mut Rng::new(1), &mut out);
-        assert_eq!(out, vec![v6]);
-        assert_eq!((s.seeders(), s.len()), (2, 2));
-    }
-
-    #[test]
-    fn expire_keeps_peers_heard_within_expiry() {
-        let mut s = Swarm::default();
-        s.upsert(addr(1), true, 0);
-        s.upsert(addr(2), false, 1000);
-        assert_eq!(s.expire(1000, 1000), 0, "age equal to expiry is alive");
-        assert_eq!(s.expire(1001, 1000), 1);
-        assert_eq!((s.seeders(), s.leechers()), (0, 1));
-    }
-
-    #[test]
-    fn ages_survive_the_clock_wrap() {
-        let mut s = Swarm::default();
-        let near_wrap = u32::MAX - 10;
-        s.upsert(addr(1), true, near_wrap);
-        let later = near_wrap.wrapping_add(500);
-        assert_eq!(s.expire(later, 1000), 0);
-        assert_eq!(s.expire(near_wrap.wrapping_add(1500), 1000), 1);
-    }
-
-    #[test]
-    fn pick_orders_and_bounds() {
-        let mut s = Swarm::default();
-        for p in 1..=10 {
-            s.upsert(addr(p), true, 0);
-        }
-        for p in 11..=20 {
-            s.upsert(addr(p), false, 0);
-        }
-        let mut rng = Rng::new(3);
-        let mut out = Vec::new();
-        s.pick(addr(11), false, 15, &mut rng, &mut out);
-        assert_eq!(out.len(), 15);
-        assert!(out[..10].iter().all(|a| a.port() <= 10), "seeders first");
-        assert!(!out.contains(&addr(11)));
-        let mut dedup = out.clone();
-        dedup.sort();
-        dedup.dedup();
-        assert_eq!(dedup.len(), 15);
-        s.pick(addr(1), true, 50, &mut rng, &mut out);
-        assert_eq!(out.len(), 10, "a seeder gets leechers only");
-        assert!(out.iter().all(|a| a.port() > 10));
-    }
-
-    #[test]
-    fn pick_samples_every_seeder_eventually() {
-        let mut s = Swarm::default();
-        for p in 1..=20 {
-            s.upsert(addr(p), true, 0);
-        }
-        let mut rng = Rng::new(9);
-        let mut seen = std::collections::HashSet::new();
-        let mut out = Vec::new();
-        for _ in 0..50 {
-            s.pick(addr(99), false, 3, &mut rng, &mut out);
-            seen.extend(out.iter().copied());
-        }
-        assert_eq!(seen.len(), 20);
-    }
-
-    #[test]
-    fn swarms_track_the_peer_count() {
-        let mut all = Swarms::default();
-        let h = Hash20::of(b"a");
-        all.with(h, |s| s.upsert(addr(1), true, 0));
-        all.with(h, |s| s.upsert(addr(2), false, 0));
-        all.with(h, |s| s.upsert(addr(2), false, 0));
-        assert_eq!(all.peer_count(), 2);
-        all.with(h, |s| s.remove(addr(1)));
-        assert_eq!(all.peer_count(), 1);
-        all.expire(5000, 1000, |_, _| {});
-        assert_eq!((all.peer_count(), all.len()), (0, 0));
-    }
-}
+mod tests;

@@ -10,8 +10,9 @@ use crate::meta::{FileMeta, MAX_CHUNKS};
 
 /// Largest catalog frame (type byte and body), checked before buffering.
 pub const MAX_CATALOG_FRAME: u32 = 16 * 1024 * 1024;
-/// What a tracker accepts from a catalog client: List and GetMeta are tiny,
-/// only a Publish may be as large as the metadata limit.
+/// What a tracker accepts from a catalog client: List, GetMeta and
+/// Challenge are tiny, only a (Signed)Publish may be as large as the
+/// metadata limit.
 pub const REQUEST_LIMIT: FrameLimit = FrameLimit::ByKind { max: MAX_CATALOG_FRAME, of: request_max };
 /// Largest GetMeta frame: type, selector byte and a name of `MAX_NAME` bytes.
 const MAX_GET_META: u32 = 1 + 1 + 2 + MAX_NAME as u32;
@@ -23,10 +24,18 @@ const ENTRY_FIXED: usize = 20 + 8 + 4 + 4 + 2;
 const PUBLISH: u8 = 0x01;
 const LIST: u8 = 0x02;
 const GET_META: u8 = 0x03;
+const CHALLENGE: u8 = 0x04;
+const SIGNED_PUBLISH: u8 = 0x05;
 const PUBLISHED: u8 = 0x81;
 const FILE_LIST: u8 = 0x82;
 const META: u8 = 0x83;
+const CHALLENGE_NONCE: u8 = 0x84;
 const ERROR: u8 = 0xFF;
+
+/// What a tracker's challenge holds: bound to the client's address and a time window.
+pub type Nonce = [u8; 16];
+/// HMAC-SHA1 of a publish under the shared publish key.
+pub type Mac = [u8; 20];
 
 /// How a leecher names the file it wants.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +52,10 @@ pub enum Request {
     List,
     /// One file's metadata.
     GetMeta(Selector),
+    /// A nonce to sign publishes with.
+    Challenge,
+    /// A publish proven to come from a holder of the publish key.
+    SignedPublish { nonce: Nonce, mac: Mac, meta: FileMeta },
 }
 
 /// One row of the file list.
@@ -62,6 +75,9 @@ pub enum ErrorCode {
     Ambiguous = 2,
     Refused = 3,
     Full = 4,
+    /// The tracker wants a publish signed with its key, and this one was not
+    /// (or with another key, or over a stale challenge).
+    Unauthorized = 5,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +85,7 @@ pub enum Response {
     Published(ContentId),
     List(Vec<ListEntry>),
     Meta(FileMeta),
+    Challenge(Nonce),
     Error { code: ErrorCode, message: String },
 }
 
@@ -115,8 +132,8 @@ pub fn decode_meta(input: &mut &[u8]) -> Result<FileMeta, DecodeError> {
 /// The frame maximum (type byte and body) of a catalog request type.
 pub fn request_max(kind: u8) -> Result<u32, DecodeError> {
     match kind {
-        PUBLISH => Ok(MAX_CATALOG_FRAME),
-        LIST => Ok(1),
+        PUBLISH | SIGNED_PUBLISH => Ok(MAX_CATALOG_FRAME),
+        LIST | CHALLENGE => Ok(1),
         GET_META => Ok(MAX_GET_META),
         other => Err(DecodeError::UnknownType(other.into())),
     }
@@ -135,6 +152,12 @@ impl Request {
                 o.push(2);
                 o.extend_from_slice(&id.0);
             }),
+            Request::Challenge => put_frame(out, CHALLENGE, |_| {}),
+            Request::SignedPublish { nonce, mac, meta } => put_frame(out, SIGNED_PUBLISH, |o| {
+                o.extend_from_slice(nonce);
+                o.extend_from_slice(mac);
+                encode_meta(meta, o);
+            }),
         }
     }
 
@@ -148,6 +171,12 @@ impl Request {
                 2 => Request::GetMeta(Selector::Id(read_hash(&mut input)?)),
                 _ => return Err(DecodeError::BadValue { field: "selector" }),
             },
+            CHALLENGE => Request::Challenge,
+            SIGNED_PUBLISH => {
+                let nonce = read_array(&mut input)?;
+                let mac = read_array(&mut input)?;
+                Request::SignedPublish { nonce, mac, meta: decode_meta(&mut input)? }
+            }
             other => return Err(DecodeError::UnknownType(other.into())),
         };
         finish(input)?;
@@ -156,6 +185,18 @@ impl Request {
 }
 
 impl Response {
+    /// A few words for a log or error line: an error's code and text as
+    /// sent (escape it before printing), any other response by its kind.
+    pub fn summary(&self) -> String {
+        match self {
+            Response::Error { code, message } => format!("{code:?}: {message}"),
+            Response::List(entries) => format!("a list of {} file(s)", entries.len()),
+            Response::Meta(meta) => format!("metadata of {}", meta.content_id()),
+            Response::Published(id) => format!("Published {id}"),
+            Response::Challenge(_) => "a challenge".into(),
+        }
+    }
+
     /// Appends the response frame. A file list is cut to what fits one frame.
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
@@ -172,6 +213,7 @@ impl Response {
                 }
             }),
             Response::Meta(meta) => put_frame(out, META, |o| encode_meta(meta, o)),
+            Response::Challenge(nonce) => put_frame(out, CHALLENGE_NONCE, |o| o.extend_from_slice(nonce)),
             Response::Error { code, message } => put_frame(out, ERROR, |o| {
                 o.push(*code as u8);
                 put_str(o, truncate(message, MAX_NAME * 2));
@@ -201,12 +243,14 @@ impl Response {
                 Response::List(entries)
             }
             META => Response::Meta(decode_meta(&mut input)?),
+            CHALLENGE_NONCE => Response::Challenge(read_array(&mut input)?),
             ERROR => {
                 let code = match input.read_u8()? {
                     1 => ErrorCode::NotFound,
                     2 => ErrorCode::Ambiguous,
                     3 => ErrorCode::Refused,
                     4 => ErrorCode::Full,
+                    5 => ErrorCode::Unauthorized,
                     _ => return Err(DecodeError::BadValue { field: "error code" }),
                 };
                 Response::Error { code, message: read_str(&mut input, MAX_NAME * 2)? }
@@ -216,6 +260,13 @@ impl Response {
         finish(input)?;
         Ok(resp)
     }
+}
+
+/// `N` bytes, as they are.
+fn read_array<const N: usize>(input: &mut &[u8]) -> Result<[u8; N], DecodeError> {
+    let (head, rest) = input.split_first_chunk::<N>().ok_or(DecodeError::Truncated)?;
+    *input = rest;
+    Ok(*head)
 }
 
 /// How many leading entries fit one frame.
@@ -261,6 +312,8 @@ mod tests {
             Request::List,
             Request::GetMeta(Selector::Name("a.bin".into())),
             Request::GetMeta(Selector::Id(Hash20::of(b"id"))),
+            Request::Challenge,
+            Request::SignedPublish { nonce: [7; 16], mac: [9; 20], meta: meta() },
         ]
     }
 
@@ -280,6 +333,8 @@ mod tests {
             Response::Error { code: ErrorCode::Ambiguous, message: String::new() },
             Response::Error { code: ErrorCode::Refused, message: "r".into() },
             Response::Error { code: ErrorCode::Full, message: "f".into() },
+            Response::Error { code: ErrorCode::Unauthorized, message: "u".into() },
+            Response::Challenge([3; 16]),
         ]
     }
 
@@ -299,7 +354,7 @@ mod tests {
             assert_eq!(Request::decode(frame), Ok(req));
         }
         // A List or GetMeta header announcing 16 MiB is refused on its 5 bytes.
-        for (kind, max) in [(LIST, 1), (GET_META, MAX_GET_META)] {
+        for (kind, max) in [(LIST, 1), (GET_META, MAX_GET_META), (CHALLENGE, 1)] {
             let mut header = Vec::new();
             crate::wire::put_frame_header(&mut header, kind, MAX_CATALOG_FRAME as usize - 1);
             let err = split_frame(&header, REQUEST_LIMIT).unwrap_err();
@@ -327,6 +382,17 @@ mod tests {
         let mut buf = Vec::new();
         Request::List.encode(&mut buf);
         assert_eq!(buf, [0, 0, 0, 1, 0x02]);
+        buf.clear();
+        Request::Challenge.encode(&mut buf);
+        assert_eq!(buf, [0, 0, 0, 1, 0x04]);
+        buf.clear();
+        Response::Challenge([0xab; 16]).encode(&mut buf);
+        assert_eq!(buf[..5], [0, 0, 0, 17, 0x84]);
+        buf.clear();
+        Request::SignedPublish { nonce: [1; 16], mac: [2; 20], meta: meta() }.encode(&mut buf);
+        assert_eq!(buf[4], 0x05);
+        assert_eq!((&buf[5..21], &buf[21..41]), (&[1u8; 16][..], &[2u8; 20][..]));
+        assert_eq!(buf.len(), 5 + 36 + 84);
         let mut m = Vec::new();
         encode_meta(&meta(), &mut m);
         assert_eq!(&m[..8], &[1, 0, 5, b'a', b'.', b'b', b'i', b'n']);
@@ -399,7 +465,19 @@ mod tests {
         for i in 0..20_000 {
             let len = rng.below(buf.len());
             rng.fill(&mut buf[..len]);
-            let kind = [PUBLISH, LIST, GET_META, PUBLISHED, FILE_LIST, META, ERROR][i % 7];
+            let kinds = [
+                PUBLISH,
+                LIST,
+                GET_META,
+                CHALLENGE,
+                SIGNED_PUBLISH,
+                PUBLISHED,
+                FILE_LIST,
+                META,
+                CHALLENGE_NONCE,
+                ERROR,
+            ];
+            let kind = kinds[i % kinds.len()];
             let frame = Frame { kind, body: &buf[..len] };
             let _ = Request::decode(frame);
             let _ = Response::decode(frame);

@@ -1,9 +1,9 @@
 //! Fakes run inside the test process, built on the crate's wire codecs, to
-//! inject faults the shipped binaries never produce: a seeder that lies about
-//! chunk contents, a tracker that hands out a hostile file name.
+//! inject faults the shipped binaries never produce: seeders that lie about
+//! chunk contents or stall, a tracker that hands out a hostile file name.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -108,20 +108,35 @@ fn frame_loop(
     }
 }
 
-/// A seeder that answers Hello with a full bitfield and Available, and every
-/// request with a chunk of the right length and the wrong bytes. It announces itself to the
-/// tracker as a seeder of `meta` every second, like a real one.
-pub struct LyingSeeder {
+/// How a [`HostileSeeder`] misbehaves once it has said Hello.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hostility {
+    /// Full bitfield and Available; every request answered with a chunk of
+    /// the right length and the wrong bytes.
+    Lie,
+    /// Full bitfield, then State Unavailable, and nothing more, ever.
+    Unavailable,
+    /// Full bitfield and Available; a request gets the head of a Chunk frame,
+    /// then one byte every 200 ms.
+    Trickle,
+    /// Full bitfield and Available; a request gets a frame header announcing
+    /// 4 GiB, then silence.
+    HugeHeader,
+}
+
+/// A seeder that announces itself to the tracker as a seeder of `meta` every
+/// second, like a real one, and then serves as its [`Hostility`] says.
+pub struct HostileSeeder {
     pub addr: SocketAddr,
     /// TCP connections accepted.
     pub connections: Arc<AtomicUsize>,
-    /// Requests answered with a bad chunk.
+    /// Requests answered (badly).
     pub answered: Arc<AtomicUsize>,
     _workers: Workers,
 }
 
-impl LyingSeeder {
-    pub fn start(meta: FileMeta, tracker: SocketAddr) -> LyingSeeder {
+impl HostileSeeder {
+    pub fn start(meta: FileMeta, tracker: SocketAddr, hostility: Hostility) -> HostileSeeder {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake seeder");
         let addr = listener.local_addr().expect("local addr");
         let connections = Arc::new(AtomicUsize::new(0));
@@ -131,19 +146,35 @@ impl LyingSeeder {
         let (count, meta2) = (Arc::clone(&answered), meta.clone());
         let full = Bitfield::full(meta.chunk_count()).as_bytes().to_vec();
         let serve = move |stream: TcpStream, stop: Arc<AtomicBool>| {
+            let Ok(mut writer) = stream.try_clone() else { return };
             frame_loop(stream, &stop, MAX_PEER_FRAME, |frame, out| match Message::decode(frame) {
                 Ok(Message::Hello { id, .. }) => {
                     Message::Hello { id, port: addr.port(), nonce: 0x5eed }.encode(out);
                     Message::Bitfield(&full).encode(out);
-                    Message::State(State::Available).encode(out);
+                    let state = if hostility == Hostility::Unavailable { State::Unavailable } else { State::Available };
+                    Message::State(state).encode(out);
                     true
                 }
-                Ok(Message::Bitfield(_) | Message::State(_) | Message::Have(_)) => true,
+                Ok(Message::Bitfield(_) | Message::State(_) | Message::Have(_) | Message::Cancel(_)) => true,
                 Ok(Message::Request(index)) => {
                     let Some(len) = meta2.chunk_len(index) else { return false };
-                    let wrong: Vec<u8> = (0..len).map(|i| (i % 251) as u8 ^ 0x5a).collect();
-                    Message::Chunk { index, data: &wrong }.encode(out);
                     count.fetch_add(1, Ordering::SeqCst);
+                    let wrong: Vec<u8> = (0..len).map(|i| (i % 251) as u8 ^ 0x5a).collect();
+                    match hostility {
+                        Hostility::Lie => Message::Chunk { index, data: &wrong }.encode(out),
+                        Hostility::Unavailable => {}
+                        Hostility::Trickle => {
+                            let mut frame = Vec::new();
+                            Message::Chunk { index, data: &wrong }.encode(&mut frame);
+                            for b in frame {
+                                if stop.load(Ordering::SeqCst) || writer.write_all(&[b]).is_err() {
+                                    return false;
+                                }
+                                std::thread::sleep(Duration::from_millis(200));
+                            }
+                        }
+                        Hostility::HugeHeader => out.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x14]),
+                    }
                     true
                 }
                 _ => false,
@@ -168,7 +199,79 @@ impl LyingSeeder {
             }
             client.announce(id, 0, Event::Stopped, addr.port());
         });
-        LyingSeeder { addr, connections, answered, _workers: workers }
+        HostileSeeder { addr, connections, answered, _workers: workers }
+    }
+}
+
+/// A catalog client that says what the test tells it to, from a chosen
+/// loopback address, with any number of requests in flight.
+pub struct CatalogClient {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl CatalogClient {
+    /// Connects to `tracker` from `source` (any 127.0.0.0/8 address).
+    pub fn connect_from(source: Ipv4Addr, tracker: SocketAddr) -> CatalogClient {
+        let stream = connect_from(source, tracker);
+        stream.set_read_timeout(Some(Duration::from_secs(20))).expect("read timeout");
+        CatalogClient { stream, buf: Vec::new() }
+    }
+
+    pub fn send(&mut self, requests: &[catalog::Request]) {
+        let mut out = Vec::new();
+        for r in requests {
+            r.encode(&mut out);
+        }
+        self.stream.write_all(&out).expect("catalog send");
+    }
+
+    /// The next response; panics if the tracker closes or stays silent 20 s.
+    pub fn recv(&mut self) -> catalog::Response {
+        let mut chunk = [0u8; 65536];
+        loop {
+            if let Some((frame, used)) = split_frame(&self.buf, MAX_CATALOG_FRAME).expect("a well-formed frame") {
+                let response = catalog::Response::decode(frame).expect("a catalog response");
+                self.buf.drain(..used);
+                return response;
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) => panic!("tracker closed the catalog connection"),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) => panic!("catalog read: {e}"),
+            }
+        }
+    }
+
+    pub fn ask(&mut self, request: catalog::Request) -> catalog::Response {
+        self.send(&[request]);
+        self.recv()
+    }
+}
+
+/// A TCP connection from `source`, bound before connecting (std cannot).
+fn connect_from(source: Ipv4Addr, to: SocketAddr) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(to) = to else { panic!("IPv4 tracker address expected, got {to}") };
+    let sockaddr = |ip: Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from(ip).to_be() },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: a fresh socket whose descriptor is handed to the TcpStream that owns it from here on.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let stream = TcpStream::from_raw_fd(fd);
+        let src = sockaddr(source, 0);
+        let rc = libc::bind(fd, (&src as *const libc::sockaddr_in).cast(), len);
+        assert_eq!(rc, 0, "bind {source}: {}", std::io::Error::last_os_error());
+        let dst = sockaddr(*to.ip(), to.port());
+        let rc = libc::connect(fd, (&dst as *const libc::sockaddr_in).cast(), len);
+        assert_eq!(rc, 0, "connect {to} from {source}: {}", std::io::Error::last_os_error());
+        stream
     }
 }
 
@@ -184,6 +287,23 @@ pub struct FakeTracker {
 
 impl FakeTracker {
     pub fn start(meta: FileMeta) -> FakeTracker {
+        FakeTracker::answering(move |request| match request {
+            catalog::Request::GetMeta(_) => catalog::Response::Meta(meta.clone()),
+            catalog::Request::List => catalog::Response::List(vec![ListEntry {
+                id: meta.content_id(),
+                name: meta.name().to_string(),
+                size: meta.size(),
+                chunk_size: meta.chunk_size(),
+                seeders: 0,
+            }]),
+            _ => catalog::Response::Error { code: ErrorCode::Refused, message: "fake".into() },
+        })
+    }
+
+    /// A tracker whose catalog answers every request with `answer`.
+    pub fn answering(
+        answer: impl Fn(catalog::Request) -> catalog::Response + Send + Sync + Clone + 'static,
+    ) -> FakeTracker {
         let (udp, listener) = bind_pair();
         let addr = udp.local_addr().expect("local addr");
         let requests = Arc::new(AtomicUsize::new(0));
@@ -194,20 +314,7 @@ impl FakeTracker {
             frame_loop(stream, &stop, MAX_CATALOG_FRAME, |frame, out| {
                 let Ok(request) = catalog::Request::decode(frame) else { return false };
                 count.fetch_add(1, Ordering::SeqCst);
-                let response = match request {
-                    catalog::Request::GetMeta(_) => catalog::Response::Meta(meta.clone()),
-                    catalog::Request::List => catalog::Response::List(vec![ListEntry {
-                        id: meta.content_id(),
-                        name: meta.name().to_string(),
-                        size: meta.size(),
-                        chunk_size: meta.chunk_size(),
-                        seeders: 0,
-                    }]),
-                    catalog::Request::Publish(_) => {
-                        catalog::Response::Error { code: ErrorCode::Refused, message: "fake".into() }
-                    }
-                };
-                response.encode(out);
+                answer(request).encode(out);
                 true
             });
         };

@@ -158,6 +158,11 @@ impl Proc {
         self.child.id()
     }
 
+    /// The most resident memory the process has had (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        peak_rss_kib(self.pid()).unwrap_or_else(|| panic!("{}: no VmHWM in /proc/{}/status", self.name, self.pid()))
+    }
+
     /// Every stdout line so far.
     pub fn stdout_lines(&self) -> Vec<String> {
         self.stdout.lines.lock().unwrap().0.clone()
@@ -334,9 +339,18 @@ pub fn start_tracker(interval: u32, expiry: u32) -> (Proc, SocketAddr) {
     start_tracker_on("127.0.0.1:0", interval, expiry).unwrap_or_else(|e| panic!("tracker did not start: {e}"))
 }
 
+/// A tracker on an ephemeral port, as [`start_tracker`], with `extra` options.
+pub fn start_tracker_with(interval: u32, expiry: u32, extra: &[&str]) -> (Proc, SocketAddr) {
+    start_tracker_args("127.0.0.1:0", interval, expiry, extra).unwrap_or_else(|e| panic!("tracker did not start: {e}"))
+}
+
 /// A tracker on `listen`; an exit before `listening on` (a busy port) is an `Err`.
 pub fn start_tracker_on(listen: &str, interval: u32, expiry: u32) -> Result<(Proc, SocketAddr), String> {
-    let args = strings(&[
+    start_tracker_args(listen, interval, expiry, &[])
+}
+
+fn start_tracker_args(listen: &str, interval: u32, expiry: u32, extra: &[&str]) -> Result<(Proc, SocketAddr), String> {
+    let mut args = strings(&[
         "--listen",
         listen,
         "--interval",
@@ -346,6 +360,7 @@ pub fn start_tracker_on(listen: &str, interval: u32, expiry: u32) -> Result<(Pro
         "--status",
         "0",
     ]);
+    args.extend(strings(extra));
     let mut p = Proc::spawn("tracker", TRACKER, &args);
     match p.try_wait_listening() {
         Ok(addr) => Ok((p, addr)),
@@ -387,6 +402,28 @@ pub fn spawn_leecher(tracker: SocketAddr, args: &[&str]) -> Proc {
     Proc::spawn(&format!("leecher#{n}"), LEECHER, &all)
 }
 
+/// A tracker and one seeder (with `seeder_args`) sharing `src`, listed.
+pub struct Shared {
+    pub tracker: Proc,
+    pub addr: SocketAddr,
+    pub seeder: Proc,
+}
+
+/// Shares `src` from one seeder through a fresh tracker; returns once it is listed.
+pub fn share(src: &Path, seeder_args: &[&str]) -> Shared {
+    let (tracker, addr) = start_tracker(INTERVAL, EXPIRY);
+    let (seeder, _) = start_seeder(addr, seeder_args, &[src]);
+    wait_listed(addr, &src.file_name().expect("a file name").to_string_lossy(), 1);
+    Shared { tracker, addr, seeder }
+}
+
+/// Starts `lmk-leecher get NAME --out DIR --timeout 20 EXTRA...`.
+pub fn get_into(tracker: SocketAddr, name: &str, dir: &Path, extra: &[&str]) -> Proc {
+    let mut args = vec!["get", name, "--out", dir.to_str().expect("a UTF-8 path"), "--timeout", "20"];
+    args.extend_from_slice(extra);
+    spawn_leecher(tracker, &args)
+}
+
 /// Runs `lmk-leecher --tracker ADDR ARGS...` to its end (killed and failed
 /// after [`DOWNLOAD`]).
 pub fn run_leecher(tracker: SocketAddr, args: &[&str]) -> Output {
@@ -394,6 +431,13 @@ pub fn run_leecher(tracker: SocketAddr, args: &[&str]) -> Output {
 }
 
 /// Runs any binary with exactly `args` (for command-line checks).
+/// A live process's peak resident set (VmHWM) in KiB; None once it is gone.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 pub fn run_bin(program: &str, args: &[&str], limit: Duration) -> Output {
     let name = Path::new(program).file_name().map_or("bin".into(), |n| n.to_string_lossy().into_owned());
     Proc::spawn(&name, program, &strings(args)).finish(limit)
@@ -474,7 +518,12 @@ pub struct UdpClient {
 impl UdpClient {
     /// Connects (BEP 15 action 0), retrying lost datagrams for up to 10 s.
     pub fn connect(tracker: SocketAddr) -> UdpClient {
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        UdpClient::connect_from(tracker, [127, 0, 0, 1])
+    }
+
+    /// Connects from another loopback source address (127.0.0.0/8 is all ours).
+    pub fn connect_from(tracker: SocketAddr, ip: [u8; 4]) -> UdpClient {
+        let sock = UdpSocket::bind(SocketAddr::from((ip, 0))).expect("bind udp");
         sock.set_read_timeout(Some(Duration::from_millis(300))).expect("set timeout");
         let mut c = UdpClient { sock, tracker, connection_id: 0, tx: 0x1000 };
         c.connection_id = c.connect_id();
@@ -703,9 +752,9 @@ impl Proc {
 // What downloads hold, read from their files
 
 /// Which chunks of a source file are held by at least one of several
-/// downloads, judged from their files: a leecher writes a chunk into
-/// `DIR/NAME.part` only after its SHA-1 check (and marks it held in the same
-/// step), so a chunk of the `.part` (or of the final `DIR/NAME`) equal to the
+/// downloads, judged from their files: a leecher writes a chunk into its
+/// scratch file `DIR/.lmk/<content id>.part` only after its SHA-1 check (and marks it held in the same
+/// step), so a chunk of the scratch file (or of the final `DIR/NAME`) equal to the
 /// source's is one the leecher holds and can serve. Random source data never
 /// matches the zeros of a chunk not written yet. Chunks found held stay
 /// counted (a running leecher never drops one), so each poll reads only the
@@ -714,24 +763,30 @@ pub struct ChunkUnion {
     want: Vec<u8>,
     chunk: usize,
     held: Vec<bool>,
+    /// `.lmk/<content id>.part`
+    scratch: String,
+}
+
+/// A download's scratch file in `dir`, for the source file `src` shared in `chunk`-byte chunks.
+pub fn scratch_file(dir: &Path, src: &Path, chunk: u32) -> PathBuf {
+    dir.join(".lmk").join(format!("{}.part", file_meta(src, chunk).content_id().to_hex()))
 }
 
 impl ChunkUnion {
     pub fn new(src: &Path, chunk: u32) -> ChunkUnion {
         let want = std::fs::read(src).unwrap_or_else(|e| panic!("read {}: {e}", src.display()));
         let n = want.len().div_ceil(chunk as usize);
-        ChunkUnion { want, chunk: chunk as usize, held: vec![false; n] }
+        let scratch = format!(".lmk/{}.part", file_meta(src, chunk).content_id().to_hex());
+        ChunkUnion { want, chunk: chunk as usize, held: vec![false; n], scratch }
     }
 
-    /// Looks at `DIR/NAME.part` or `DIR/NAME` in each of `dirs`; returns how
+    /// Looks at the scratch file or `DIR/NAME` in each of `dirs`; returns how
     /// many chunks no download holds yet.
     pub fn missing(&mut self, dirs: &[PathBuf], name: &str) -> usize {
         use std::os::unix::fs::FileExt;
         for dir in dirs {
-            // The .part is renamed when complete: try it, then the final name.
-            let Some(file) =
-                [format!("{name}.part"), name.to_string()].iter().find_map(|n| File::open(dir.join(n)).ok())
-            else {
+            // The scratch file is renamed when complete: try it, then the final name.
+            let Some(file) = [&self.scratch, name].iter().find_map(|n| File::open(dir.join(n)).ok()) else {
                 continue;
             };
             let mut buf = vec![0u8; self.chunk];
@@ -749,7 +804,7 @@ impl ChunkUnion {
 
     /// How many chunks the one download in `dir` holds (for messages).
     pub fn held_in(&self, dir: &Path, name: &str) -> usize {
-        let data = std::fs::read(dir.join(format!("{name}.part"))).or_else(|_| std::fs::read(dir.join(name)));
+        let data = std::fs::read(dir.join(&self.scratch)).or_else(|_| std::fs::read(dir.join(name)));
         let data = data.unwrap_or_default();
         self.want.chunks(self.chunk).zip(data.chunks(self.chunk)).filter(|(want, got)| want == got).count()
     }
@@ -762,18 +817,6 @@ impl ChunkUnion {
 
 // ---------------------------------------------------------------------------
 // Hostile clients
-
-/// The peak resident memory of process `pid` (`VmHWM` in /proc), in bytes.
-pub fn vm_hwm(pid: u32) -> u64 {
-    let status =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_else(|e| panic!("status of {pid}: {e}"));
-    let kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status"));
-    kib * 1024
-}
 
 /// A tracker on an ephemeral port that may open at most `nofile` descriptors
 /// (`RLIMIT_NOFILE`, set in the child before exec).

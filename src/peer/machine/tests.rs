@@ -311,9 +311,12 @@ impl Swarm {
     }
 
     fn datagram(&mut self, now: Instant, i: usize, d: &[u8]) {
-        let tracker = self
-            .tracker
-            .get_or_insert_with(|| Tracker::new(TrackerConfig { interval: secs(60), expiry: secs(300), seed: 1 }, now));
+        let tracker = self.tracker.get_or_insert_with(|| {
+            Tracker::new(
+                TrackerConfig { interval: secs(60), expiry: secs(300), seed: 1, ..TrackerConfig::default() },
+                now,
+            )
+        });
         let mut answer = Vec::new();
         tracker.handle_datagram(now, SocketAddr::new(LOOPBACK, 17000 + i as u16), d, &mut answer);
         if let Ok(udp::Request::Announce(a)) = udp::Request::decode(d) {
@@ -898,4 +901,39 @@ fn a_chunk_refused_with_spread_is_asked_again_later() {
     assert_eq!(again(&sw), 1, "not before RESPREAD: it is to be fetched from the peer that got it");
     sw.run(t0 + RESPREAD);
     assert_eq!(again(&sw), 2, "asked again, should the seed's Have be lost");
+}
+
+/// A seeder's first announce can beat its own publish (`--catalog-only`):
+/// refused announces are tried again after 1 s, doubling, not a whole
+/// interval later, and the first accepted one brings the normal interval back.
+#[test]
+fn a_refused_announce_is_tried_again_soon_with_backoff() {
+    let (t0, f, mut sw) = start(4);
+    let config =
+        TrackerConfig { interval: secs(60), expiry: secs(300), seed: 1, catalog_only: true, ..Default::default() };
+    sw.tracker = Some(Tracker::new(config, t0));
+    let s = sw.peer(t0, &f, &f.all(), |_| {});
+    let announced = |sw: &Swarm| sw.announces.iter().filter(|(i, _)| *i == s).count();
+    sw.run(t0);
+    assert_eq!(announced(&sw), 1);
+    sw.run(t0 + ms(999));
+    assert_eq!(announced(&sw), 1, "not before 1 s");
+    sw.run(t0 + secs(1));
+    assert_eq!(announced(&sw), 2, "again after 1 s");
+    sw.run(t0 + secs(2));
+    assert_eq!(announced(&sw), 2, "then after 2 s more");
+    sw.run(t0 + secs(3));
+    assert_eq!(announced(&sw), 3);
+
+    let tracker = sw.tracker.as_mut().unwrap();
+    let published =
+        tracker.handle_catalog(t0 + secs(3), LOOPBACK, crate::wire::catalog::Request::Publish(f.meta.clone()));
+    assert_eq!(published, crate::wire::catalog::Response::Published(f.id()));
+    sw.run(t0 + secs(7));
+    assert_eq!(announced(&sw), 4);
+    assert_eq!(sw.tracker.as_ref().unwrap().stats().refused, 3, "accepted once published");
+    sw.run(t0 + secs(66));
+    assert_eq!(announced(&sw), 4, "then at the interval");
+    sw.run(t0 + secs(67));
+    assert_eq!(announced(&sw), 5);
 }

@@ -1,0 +1,66 @@
+//! Peers that never send a verified chunk: one that only answers Unavailable,
+//! one that trickles a chunk a byte at a time, one that announces a 4 GiB
+//! frame. `--timeout` counts only verified chunks, so a leecher facing them
+//! alone gives up on time; with an honest seeder beside them it finishes.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::fake::{HostileSeeder, Hostility};
+use common::*;
+use lmk::wire::catalog::{Request, Response};
+
+const MIB: usize = 1024 * 1024;
+/// The leecher's peak RSS must stay below this whatever the peers announce.
+const RSS_BOUND_KIB: u64 = 64 * 1024;
+
+/// Waits for the leecher to exit, sampling its peak RSS (VmHWM) until then.
+fn finish_sampling_rss(mut leecher: Proc) -> (std::process::Output, u64) {
+    let mut peak = 0;
+    wait_until(DOWNLOAD, "the leecher to exit", || {
+        peak = peak.max(peak_rss_kib(leecher.pid()).unwrap_or(0));
+        leecher.try_exit().is_some()
+    });
+    (leecher.finish(DOWNLOAD), peak)
+}
+
+#[test]
+fn stalling_peers_do_not_hold_a_leecher() {
+    let tmp = TempDir::new("stall");
+    let src = random_file(&tmp.sub("src"), "wanted.bin", 3 * MIB + 7, 10);
+    let meta = file_meta(&src, CHUNK);
+    let id = meta.content_id();
+    let (_tracker, addr) = start_tracker(INTERVAL, EXPIRY);
+    assert_eq!(catalog_request(addr, &Request::Publish(meta.clone())), Response::Published(id));
+
+    let hostile: Vec<HostileSeeder> = [Hostility::Unavailable, Hostility::Trickle, Hostility::HugeHeader]
+        .into_iter()
+        .map(|h| HostileSeeder::start(meta.clone(), addr, h))
+        .collect();
+    wait_until(Duration::from_secs(10), "the three hostile seeders to be listed", || tracker_seeders(addr, id) == 3);
+
+    // Alone with them: no chunk is ever verified, so `--timeout 3` ends it.
+    let out_dir = tmp.sub("out");
+    let out = out_dir.to_str().unwrap();
+    let leecher = spawn_leecher(addr, &["get", "wanted.bin", "--out", out, "--timeout", "3"]);
+    let (result, peak) = finish_sampling_rss(leecher);
+    assert!(!result.status.success(), "the leecher gave up:\n{}", text(&result.stderr));
+    let stderr = text(&result.stderr);
+    assert!(stderr.contains("no chunk verified within 3s"), "stderr names the timeout:\n{stderr}");
+    assert!(peak < RSS_BOUND_KIB, "leecher peak RSS {peak} KiB, bound {RSS_BOUND_KIB} KiB");
+    for (seeder, what) in hostile.iter().zip(["unavailable", "trickling", "huge-header"]) {
+        assert!(seeder.connections.load(Ordering::SeqCst) >= 1, "the leecher dialled the {what} seeder");
+    }
+    assert!(hostile[1].answered.load(Ordering::SeqCst) >= 1, "the trickling seeder was asked for a chunk");
+    assert!(hostile[2].answered.load(Ordering::SeqCst) >= 1, "the huge-header seeder was asked for a chunk");
+
+    // With an honest seeder beside them the same download finishes byte-exact.
+    let (_honest, _) = start_seeder(addr, &[], &[&src]);
+    let leecher = spawn_leecher(addr, &["get", "wanted.bin", "--out", out, "--timeout", "10"]);
+    let (result, peak) = finish_sampling_rss(leecher);
+    assert_success(&result, "leecher beside stalling peers and one honest seeder");
+    assert_same_file(&src, &out_dir.join("wanted.bin"));
+    assert!(peak < RSS_BOUND_KIB, "leecher peak RSS {peak} KiB, bound {RSS_BOUND_KIB} KiB");
+}
