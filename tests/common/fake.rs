@@ -213,7 +213,8 @@ pub struct CatalogClient {
 impl CatalogClient {
     /// Connects to `tracker` from `source` (any 127.0.0.0/8 address).
     pub fn connect_from(source: Ipv4Addr, tracker: SocketAddr) -> CatalogClient {
-        let stream = connect_from(source, tracker);
+        let stream =
+            super::connect_from(source, tracker).unwrap_or_else(|e| panic!("connect {tracker} from {source}: {e}"));
         stream.set_read_timeout(Some(Duration::from_secs(20))).expect("read timeout");
         CatalogClient { stream, buf: Vec::new() }
     }
@@ -246,32 +247,6 @@ impl CatalogClient {
     pub fn ask(&mut self, request: catalog::Request) -> catalog::Response {
         self.send(&[request]);
         self.recv()
-    }
-}
-
-/// A TCP connection from `source`, bound before connecting (std cannot).
-fn connect_from(source: Ipv4Addr, to: SocketAddr) -> TcpStream {
-    use std::os::fd::FromRawFd;
-    let SocketAddr::V4(to) = to else { panic!("IPv4 tracker address expected, got {to}") };
-    let sockaddr = |ip: Ipv4Addr, port: u16| libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr { s_addr: u32::from(ip).to_be() },
-        sin_zero: [0; 8],
-    };
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    // SAFETY: a fresh socket whose descriptor is handed to the TcpStream that owns it from here on.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-        let stream = TcpStream::from_raw_fd(fd);
-        let src = sockaddr(source, 0);
-        let rc = libc::bind(fd, (&src as *const libc::sockaddr_in).cast(), len);
-        assert_eq!(rc, 0, "bind {source}: {}", std::io::Error::last_os_error());
-        let dst = sockaddr(*to.ip(), to.port());
-        let rc = libc::connect(fd, (&dst as *const libc::sockaddr_in).cast(), len);
-        assert_eq!(rc, 0, "connect {to} from {source}: {}", std::io::Error::last_os_error());
-        stream
     }
 }
 
