@@ -213,13 +213,6 @@ impl Net {
         }
     }
 
-    /// Sets the maximum frame a connection accepts.
-    pub fn set_max_frame(&mut self, conn: ConnId, max_frame: u32) {
-        if let Some(c) = self.conns.get_mut(conn.0) {
-            c.limit = max_frame.into();
-        }
-    }
-
     /// The connection's write queue, to append encoded frames to.
     /// `None` for an unknown or closing connection.
     pub fn out(&mut self, conn: ConnId) -> Option<&mut Vec<u8>> {
