@@ -1,0 +1,383 @@
+//! A model of the mio shell around the peer core, for the core targets: it
+//! opens and closes connections, hands frames over (well-formed, with good or
+//! bad chunk data, or raw bytes through the decoder), feeds drained queues,
+//! answers the tracker and moves a fake clock. It checks what every output
+//! must satisfy: frames decode, served chunks hold the file's bytes, and no
+//! output names a connection the core was told is gone.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use arbitrary::Arbitrary;
+use lmk::common::net::ConnId;
+use lmk::hash::{ContentId, Hash20};
+use lmk::meta::{FileMeta, MIN_CHUNK};
+use lmk::peer::machine::{Machine, Output};
+use lmk::peer::storage::{ReadError, Storage};
+use lmk::wire::peer::{Message, RejectReason, State, MAX_PEER_FRAME};
+use lmk::wire::udp::{Request, Response};
+use lmk::wire::{split_frame, Frame};
+
+pub const TRACKER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 6969);
+const CHUNK: usize = MIN_CHUNK as usize;
+
+/// A file of 1..=6 chunks (the last one short) with its metadata.
+pub struct TestFile {
+    pub meta: FileMeta,
+    pub data: Vec<u8>,
+}
+
+impl TestFile {
+    pub fn new(chunks: u8, name: &str) -> TestFile {
+        let chunks = usize::from(chunks % 6) + 1;
+        let data: Vec<u8> = (0..(chunks - 1) * CHUNK + CHUNK / 3).map(|i| (i * 7 + i / 251) as u8).collect();
+        let hashes = data.chunks(CHUNK).map(Hash20::of).collect();
+        let meta = FileMeta::new(name.into(), data.len() as u64, MIN_CHUNK, hashes).expect("valid test file");
+        TestFile { meta, data }
+    }
+
+    pub fn chunk(&self, index: u32) -> Option<&[u8]> {
+        self.data.chunks(CHUNK).nth(index as usize)
+    }
+}
+
+/// A file in memory, bounds-checked like a real file.
+pub struct MemStore(pub Vec<u8>);
+
+impl Storage for MemStore {
+    fn read(&mut self, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<(), ReadError> {
+        let start = usize::try_from(offset).map_err(|_| ReadError::Changed)?;
+        let bytes = start.checked_add(len).and_then(|end| self.0.get(start..end)).ok_or(ReadError::Changed)?;
+        out.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        let start = usize::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
+        let slot = start
+            .checked_add(data.len())
+            .and_then(|end| self.0.get_mut(start..end))
+            .ok_or(io::ErrorKind::InvalidInput)?;
+        slot.copy_from_slice(data);
+        Ok(())
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A frame a remote peer sends.
+#[derive(Arbitrary, Debug)]
+pub enum Frame_ {
+    /// For our file, or another; `nonce` 0 is a peer, anything else random.
+    Hello {
+        ours: bool,
+        port: u16,
+        nonce: u64,
+    },
+    Bitfield(Vec<u8>),
+    /// All ones, of the right length.
+    FullBitfield,
+    Have(u32),
+    State(u8),
+    Request(u32),
+    /// The chunk's true bytes, or bytes that fail its hash.
+    Chunk {
+        index: u32,
+        good: bool,
+    },
+    Reject {
+        index: u32,
+        reason: u8,
+    },
+    Cancel(u32),
+    /// Through the decoder: a decode error closes the connection.
+    Raw {
+        kind: u8,
+        body: Vec<u8>,
+    },
+}
+
+#[derive(Arbitrary, Debug)]
+pub enum PeerOp {
+    Accept {
+        conn: u8,
+        ip: u8,
+    },
+    /// Carries out the oldest `Output::Connect`: dialling, or failing at once.
+    Dial {
+        ok: bool,
+    },
+    Connected {
+        conn: u8,
+    },
+    Frame {
+        conn: u8,
+        frame: Frame_,
+    },
+    /// The connection's queue has room (only if the core asked to be fed).
+    Drained {
+        conn: u8,
+    },
+    /// Closed by the far end, failed or idle.
+    Closed {
+        conn: u8,
+    },
+    /// The tracker answers the last datagram sent with these peers (by index).
+    TrackerReply {
+        peers: Vec<u8>,
+        unknown_id: bool,
+    },
+    Datagram(Vec<u8>),
+    Advance {
+        millis: u16,
+    },
+    Shutdown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Conn {
+    Dialling,
+    Open,
+    /// The core asked for it to be closed; `handle_closed` is due at the end of the batch.
+    Closing,
+}
+
+/// The shell: connections by id, what each has asked for, the clock.
+pub struct Shell {
+    pub now: Instant,
+    pub file: TestFile,
+    conns: BTreeMap<usize, Conn>,
+    fed: BTreeMap<usize, bool>,
+    dials: VecDeque<(SocketAddr, ContentId)>,
+    last_datagram: Option<Vec<u8>>,
+    /// The id the next dialled connection gets: 8..16, after the accepted ones.
+    next_id: usize,
+}
+
+fn conn_id(i: u8) -> ConnId {
+    ConnId(usize::from(i % 8))
+}
+
+fn peer_addr(i: u8) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::new(10, 0, 1, i % 16), 7000 + u16::from(i % 3)))
+}
+
+impl Shell {
+    pub fn new(now: Instant, file: TestFile) -> Shell {
+        Shell {
+            now,
+            file,
+            conns: BTreeMap::new(),
+            fed: BTreeMap::new(),
+            dials: VecDeque::new(),
+            last_datagram: None,
+            next_id: 8,
+        }
+    }
+
+    /// Applies one op; then call [`Shell::settle`].
+    pub fn step(&mut self, m: &mut Machine, op: PeerOp) {
+        let now = self.now;
+        match op {
+            PeerOp::Accept { conn, ip } => {
+                let c = conn_id(conn);
+                if self.conns.contains_key(&c.0) {
+                    return;
+                }
+                self.conns.insert(c.0, Conn::Open);
+                m.handle_accept(now, c, peer_addr(ip));
+            }
+            PeerOp::Dial { ok } => {
+                let Some((addr, id)) = self.dials.pop_front() else { return };
+                if ok {
+                    // Dialled connections get fresh ids, as a slab would after accepted ones.
+                    let c = ConnId(self.next_id);
+                    self.next_id = 8 + (self.next_id - 7) % 8;
+                    if self.conns.contains_key(&c.0) {
+                        m.handle_dial_failed(now, addr, id);
+                        return;
+                    }
+                    self.conns.insert(c.0, Conn::Dialling);
+                    m.handle_dialling(now, addr, id, c);
+                } else {
+                    m.handle_dial_failed(now, addr, id);
+                }
+            }
+            PeerOp::Connected { conn } => {
+                let c = ConnId(8 + usize::from(conn % 8));
+                if self.conns.get(&c.0) == Some(&Conn::Dialling) {
+                    self.conns.insert(c.0, Conn::Open);
+                    m.handle_connected(now, c);
+                }
+            }
+            PeerOp::Frame { conn, frame } => {
+                let c = ConnId(usize::from(conn % 16));
+                if self.conns.get(&c.0) != Some(&Conn::Open) {
+                    return;
+                }
+                self.frame(m, c, frame);
+            }
+            PeerOp::Drained { conn } => {
+                let c = ConnId(usize::from(conn % 16));
+                if self.conns.get(&c.0) != Some(&Conn::Open) || self.fed.get(&c.0) != Some(&true) {
+                    return;
+                }
+                let mut out = Vec::new();
+                m.handle_drained(now, c, &mut out);
+                if out.is_empty() {
+                    self.fed.insert(c.0, false);
+                }
+                self.check_sent(&out);
+            }
+            PeerOp::Closed { conn } => {
+                let c = ConnId(usize::from(conn % 16));
+                if self.conns.remove(&c.0).is_some() {
+                    self.fed.remove(&c.0);
+                    m.handle_closed(now, c);
+                }
+            }
+            PeerOp::TrackerReply { peers, unknown_id } => {
+                let Some(req) = self.last_datagram.take() else { return };
+                let resp = match Request::decode(&req).expect("checked when sent") {
+                    Request::Connect { transaction_id } => Response::Connect { transaction_id, connection_id: 77 },
+                    req if unknown_id => Response::Error {
+                        transaction_id: req.transaction_id(),
+                        message: lmk::tracker::machine::UNKNOWN_CONNECTION_ID.into(),
+                    },
+                    req => Response::Announce {
+                        transaction_id: req.transaction_id(),
+                        interval: 10,
+                        leechers: 1,
+                        seeders: 1,
+                        peers: peers.into_iter().map(peer_addr).collect(),
+                    },
+                };
+                let mut bytes = Vec::new();
+                resp.encode(&mut bytes, false);
+                m.handle_datagram(now, &bytes);
+            }
+            PeerOp::Datagram(bytes) => m.handle_datagram(now, &bytes),
+            PeerOp::Advance { millis } => {
+                self.now += Duration::from_millis(u64::from(millis));
+                m.handle_timeout(self.now);
+            }
+            PeerOp::Shutdown => m.shutdown(now),
+        }
+    }
+
+    fn frame(&mut self, m: &mut Machine, c: ConnId, frame: Frame_) {
+        let now = self.now;
+        let id = self.file.meta.content_id();
+        let count = self.file.meta.chunk_count();
+        let bad: Vec<u8>;
+        let msg = match frame {
+            Frame_::Hello { ours, port, nonce } => {
+                Message::Hello { id: if ours { id } else { Hash20([1; 20]) }, port, nonce }
+            }
+            Frame_::Bitfield(ref bits) if !bits.is_empty() => Message::Bitfield(bits),
+            Frame_::Bitfield(_) => return,
+            Frame_::FullBitfield => {
+                let mut bits = vec![0xff; count.div_ceil(8) as usize];
+                if let Some(last) = bits.last_mut() {
+                    *last <<= (8 - count % 8) % 8;
+                }
+                bad = bits;
+                Message::Bitfield(&bad)
+            }
+            Frame_::Have(i) => Message::Have(i % (count + 2)),
+            Frame_::State(s) => {
+                Message::State([State::Available, State::Unavailable, State::Connected][usize::from(s % 3)])
+            }
+            Frame_::Request(i) => Message::Request(i % (count + 2)),
+            Frame_::Chunk { index, good } => {
+                let index = index % (count + 1);
+                match self.file.chunk(index) {
+                    Some(data) if good => Message::Chunk { index, data },
+                    Some(data) => {
+                        let mut wrong = data.to_vec();
+                        wrong[0] ^= 1;
+                        bad = wrong;
+                        Message::Chunk { index, data: &bad }
+                    }
+                    None => Message::Chunk { index, data: b"x" },
+                }
+            }
+            Frame_::Reject { index, reason } => {
+                use RejectReason::*;
+                let reason = [NotHeld, BadIndex, Withdrawn, ReadError, NoSlot, Spread][usize::from(reason % 6)];
+                Message::Reject { index: index % (count + 2), reason }
+            }
+            Frame_::Cancel(i) => Message::Cancel(i % (count + 2)),
+            Frame_::Raw { kind, ref body } => match Message::decode(Frame { kind, body }) {
+                Ok(msg) => msg,
+                Err(_) => {
+                    // A malformed frame closes the connection, as the shell does.
+                    self.conns.remove(&c.0);
+                    self.fed.remove(&c.0);
+                    m.handle_closed(now, c);
+                    return;
+                }
+            },
+        };
+        if let Err(fatal) = m.handle_message(now, c, msg) {
+            m.handle_fatal(now, fatal);
+        }
+    }
+
+    /// Carries out the core's outputs, then reports the connections it closed,
+    /// until nothing is left; checks every output on the way.
+    pub fn settle(&mut self, m: &mut Machine) {
+        loop {
+            while let Some(output) = m.poll_output() {
+                match output {
+                    Output::Datagram(d) => {
+                        Request::decode(&d).expect("every datagram decodes");
+                        self.last_datagram = Some(d);
+                    }
+                    Output::Connect(addr, id) => self.dials.push_back((addr, id)),
+                    Output::Send(c, msg) => {
+                        self.known(c, "Send");
+                        let mut out = Vec::new();
+                        msg.encode(&mut out);
+                        self.check_sent(&out);
+                    }
+                    Output::Bitfield(c, bits) => {
+                        self.known(c, "Bitfield");
+                        assert_eq!(bits.len(), self.file.meta.chunk_count().div_ceil(8) as usize);
+                    }
+                    Output::Feed(c) => {
+                        self.known(c, "Feed");
+                        self.fed.insert(c.0, true);
+                    }
+                    Output::Close(c) | Output::CloseAfterFlush(c) => {
+                        self.known(c, "Close");
+                        self.conns.insert(c.0, Conn::Closing);
+                    }
+                }
+            }
+            let Some((&c, _)) = self.conns.iter().find(|(_, s)| **s == Conn::Closing) else { break };
+            self.conns.remove(&c);
+            self.fed.remove(&c);
+            m.handle_closed(self.now, ConnId(c));
+        }
+    }
+
+    fn known(&self, c: ConnId, what: &str) {
+        assert!(self.conns.contains_key(&c.0), "{what} for {c:?}, which the core was told is closed");
+    }
+
+    /// Frames queued on a connection decode, and chunk frames carry the file's bytes.
+    fn check_sent(&self, mut out: &[u8]) {
+        while !out.is_empty() {
+            let (frame, used) = split_frame(out, MAX_PEER_FRAME).expect("valid frame").expect("whole frames only");
+            if let Message::Chunk { index, data } = Message::decode(frame).expect("every frame decodes") {
+                assert_eq!(Some(data), self.file.chunk(index), "served chunk {index} holds the file's bytes");
+            }
+            out = &out[used..];
+        }
+    }
+}
