@@ -5,7 +5,7 @@
 //! must satisfy: frames decode, served chunks hold the file's bytes, and no
 //! output names a connection the core was told is gone.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -22,6 +22,8 @@ use lmk::wire::{split_frame, Frame};
 
 pub const TRACKER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 6969);
 const CHUNK: usize = MIN_CHUNK as usize;
+/// Wake-ups at a deadline already passed before the shell is said to spin.
+const SPIN_ROUNDS: usize = 64;
 
 /// A file of 1..=6 chunks (the last one short) with its metadata.
 pub struct TestFile {
@@ -107,10 +109,8 @@ pub enum PeerOp {
         conn: u8,
         ip: u8,
     },
-    /// Carries out the oldest `Output::Connect`: dialling, or failing at once.
-    Dial {
-        ok: bool,
-    },
+    /// From now on a connect fails at once (no descriptors), or starts.
+    RefuseDials(bool),
     Connected {
         conn: u8,
     },
@@ -152,10 +152,12 @@ pub struct Shell {
     pub file: TestFile,
     conns: BTreeMap<usize, Conn>,
     fed: BTreeMap<usize, bool>,
-    dials: VecDeque<(SocketAddr, ContentId)>,
+    refuse_dials: bool,
     last_datagram: Option<Vec<u8>>,
     /// The id the next dialled connection gets: 8..16, after the accepted ones.
     next_id: usize,
+    /// Timers fired in this step: the next deadline must then lie ahead.
+    fired: bool,
 }
 
 fn conn_id(i: u8) -> ConnId {
@@ -173,9 +175,10 @@ impl Shell {
             file,
             conns: BTreeMap::new(),
             fed: BTreeMap::new(),
-            dials: VecDeque::new(),
+            refuse_dials: false,
             last_datagram: None,
             next_id: 8,
+            fired: false,
         }
     }
 
@@ -191,22 +194,7 @@ impl Shell {
                 self.conns.insert(c.0, Conn::Open);
                 m.handle_accept(now, c, peer_addr(ip));
             }
-            PeerOp::Dial { ok } => {
-                let Some((addr, id)) = self.dials.pop_front() else { return };
-                if ok {
-                    // Dialled connections get fresh ids, as a slab would after accepted ones.
-                    let c = ConnId(self.next_id);
-                    self.next_id = 8 + (self.next_id - 7) % 8;
-                    if self.conns.contains_key(&c.0) {
-                        m.handle_dial_failed(now, addr, id);
-                        return;
-                    }
-                    self.conns.insert(c.0, Conn::Dialling);
-                    m.handle_dialling(now, addr, id, c);
-                } else {
-                    m.handle_dial_failed(now, addr, id);
-                }
-            }
+            PeerOp::RefuseDials(refuse) => self.refuse_dials = refuse,
             PeerOp::Connected { conn } => {
                 let c = ConnId(8 + usize::from(conn % 8));
                 if self.conns.get(&c.0) == Some(&Conn::Dialling) {
@@ -264,6 +252,7 @@ impl Shell {
             PeerOp::Advance { millis } => {
                 self.now += Duration::from_millis(u64::from(millis));
                 m.handle_timeout(self.now);
+                self.fired = true;
             }
             PeerOp::Shutdown => m.shutdown(now),
         }
@@ -331,6 +320,28 @@ impl Shell {
     /// Carries out the core's outputs, then reports the connections it closed,
     /// until nothing is left; checks every output on the way.
     pub fn settle(&mut self, m: &mut Machine) {
+        self.carry_out(m);
+        // A deadline that has passed wakes the shell at once (a zero poll timeout). Some
+        // timers take a few rounds (a dial batch per round); one that never moves on would
+        // spin the loop. A round here is the shell waking a millisecond later. A stopped
+        // core is left by the shell instead.
+        if !std::mem::take(&mut self.fired) {
+            return;
+        }
+        for _ in 0..SPIN_ROUNDS {
+            match m.next_deadline() {
+                Some(at) if at <= self.now && !m.stopped(self.now) => {
+                    self.now += Duration::from_millis(1);
+                    m.handle_timeout(self.now);
+                    self.carry_out(m);
+                }
+                _ => return,
+            }
+        }
+        panic!("the deadline stays in the past after {SPIN_ROUNDS} timeouts: the shell would spin");
+    }
+
+    fn carry_out(&mut self, m: &mut Machine) {
         loop {
             while let Some(output) = m.poll_output() {
                 match output {
@@ -338,7 +349,7 @@ impl Shell {
                         Request::decode(&d).expect("every datagram decodes");
                         self.last_datagram = Some(d);
                     }
-                    Output::Connect(addr, id) => self.dials.push_back((addr, id)),
+                    Output::Connect(addr, id) => self.dial(m, addr, id),
                     Output::Send(c, msg) => {
                         self.known(c, "Send");
                         let mut out = Vec::new();
@@ -363,6 +374,20 @@ impl Shell {
             self.conns.remove(&c);
             self.fed.remove(&c);
             m.handle_closed(self.now, ConnId(c));
+        }
+    }
+
+    /// Starts a connect as the shell does, at once: `handle_dialling` with a
+    /// free id, or `handle_dial_failed`. It completes with `Connected` or fails with `Closed`.
+    fn dial(&mut self, m: &mut Machine, addr: SocketAddr, id: ContentId) {
+        let free = (0..8).map(|i| 8 + (self.next_id - 8 + i) % 8).find(|c| !self.conns.contains_key(c));
+        match free.filter(|_| !self.refuse_dials) {
+            Some(c) => {
+                self.next_id = 8 + (c - 7) % 8;
+                self.conns.insert(c, Conn::Dialling);
+                m.handle_dialling(self.now, addr, id, ConnId(c));
+            }
+            None => m.handle_dial_failed(self.now, addr, id),
         }
     }
 
