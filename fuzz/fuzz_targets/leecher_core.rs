@@ -8,12 +8,14 @@
 #[path = "../common/peer_shell.rs"]
 mod peer_shell;
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use lmk::common::net::ConnId;
-use lmk::leecher::machine::{Command, Config, Disk, Leecher, Output};
+use lmk::leecher::machine::{Command, Config, Disk, Leecher, Note, Output};
 use lmk::meta::FileMeta;
 use lmk::peer::machine::Config as PeerConfig;
 use lmk::peer::storage::Storage;
@@ -22,9 +24,10 @@ use lmk::wire::catalog::{ErrorCode, ListEntry, Request, Response, Selector};
 use lmk::wire::Frame;
 use peer_shell::{MemStore, PeerOp, Shell, TestFile, TRACKER};
 
-/// Creates in-memory files; `full` refuses (a full disk).
+/// Creates in-memory files, kept by name to check what a download holds; `full` refuses (a full disk).
 struct MemDisk {
     full: bool,
+    files: Rc<RefCell<Vec<(String, MemStore)>>>,
 }
 
 impl Disk for MemDisk {
@@ -32,7 +35,9 @@ impl Disk for MemDisk {
         if self.full {
             return Err(std::io::Error::other("disk full"));
         }
-        Ok(Box::new(MemStore(vec![0; meta.size() as usize])))
+        let store = MemStore::new(vec![0; meta.size() as usize]);
+        self.files.borrow_mut().push((meta.name().to_string(), store.clone()));
+        Ok(Box::new(store))
     }
 }
 
@@ -91,7 +96,9 @@ fuzz_target!(|input: Input| {
         seed: 4,
     };
     let goal = Goal::Until { ratio: 1.0, time: Some(Duration::from_secs(5)) };
-    let mut leecher = Leecher::new(Config { command, peer, goal }, MemDisk { full: input.disk_full }, t0);
+    let files = Rc::new(RefCell::new(Vec::new()));
+    let disk = MemDisk { full: input.disk_full, files: files.clone() };
+    let mut leecher = Leecher::new(Config { command, peer, goal }, disk, t0);
     let mut shell = Shell::new(t0, file);
     let mut catalog: Option<ConnId> = None;
     // The shell opens the catalog connection only when asked.
@@ -169,7 +176,14 @@ fuzz_target!(|input: Input| {
                 }
             }
         }
-        while leecher.poll_note().is_some() {}
+        while let Some(note) = leecher.poll_note() {
+            if let Note::Done { name, .. } = note {
+                // Only the file asked for can finish: another one has other hashes.
+                let files = files.borrow();
+                let (_, store) = files.iter().rev().find(|(n, _)| *n == name).expect("a done file was created");
+                assert!(*store.0.borrow() == shell.file.data, "a download reported done holds the file's bytes");
+            }
+        }
         let _ = leecher.finished(shell.now);
     }
 });

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use lmk::peer::bitfield::Bitfield;
-use lmk::peer::machine::{Config, Machine};
+use lmk::peer::machine::{Config, Event, Machine};
 use lmk::peer::torrent::Goal;
 use peer_shell::{MemStore, PeerOp, Shell, TestFile, TRACKER};
 
@@ -55,11 +55,19 @@ fuzz_target!(|input: Input| {
     };
     let mut m = Machine::new(config, t0);
     let mut shell = Shell::new(t0, file);
-    m.add(t0, shell.file.meta.clone(), Box::new(MemStore(data)), have, goal);
+    let store = MemStore::new(data);
+    m.add(t0, shell.file.meta.clone(), Box::new(store.clone()), have, goal);
     shell.settle(&mut m);
+    let mut complete = false;
     for op in input.ops {
         shell.step(&mut m, op);
         shell.settle(&mut m);
-        while m.poll_event().is_some() {}
+        while let Some(event) = m.poll_event() {
+            if let Event::Complete { .. } = event {
+                assert!(!input.seeder && !complete, "only a download completes, once");
+                assert!(*store.0.borrow() == shell.file.data, "a complete download holds the file's bytes");
+                complete = true;
+            }
+        }
     }
 });
