@@ -64,9 +64,18 @@ enum Op {
     Status,
 }
 
-/// A few sources: IPv4, IPv6 and v4-mapped, some sharing an IP.
+/// The tracker's times, and what it is fed.
+#[derive(Arbitrary, Debug)]
+struct Input {
+    interval_secs: u8,
+    /// Zero included: expiry at once.
+    expiry_secs: u8,
+    ops: Vec<Op>,
+}
+
+/// A few sources: IPv4, IPv6 and v4-mapped, some sharing an IP, port 0 included.
 fn source(i: u8) -> SocketAddr {
-    let port = 1000 + u16::from(i % 4);
+    let port = [0, 1000, 1001, u16::MAX][usize::from(i % 4)];
     match i % 12 / 4 {
         0 => SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, i / 12 % 3)), port),
         1 => SocketAddr::new(IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, u16::from(i / 12 % 3))), port),
@@ -127,11 +136,15 @@ impl Harness {
     }
 }
 
-fuzz_target!(|ops: Vec<Op>| {
+fuzz_target!(|input: Input| {
     let t0 = Instant::now();
-    let config = Config { interval: Duration::from_secs(10), expiry: Duration::from_secs(30), seed: 7 };
+    let config = Config {
+        interval: Duration::from_secs(u64::from(input.interval_secs)),
+        expiry: Duration::from_secs(u64::from(input.expiry_secs)),
+        seed: 7,
+    };
     let mut h = Harness { tracker: Tracker::new(config, t0), now: t0, ids: HashMap::new(), out: Vec::new() };
-    for op in ops {
+    for op in input.ops {
         match op {
             Op::Datagram { src, cid, mut bytes } => {
                 let src = source(src);
