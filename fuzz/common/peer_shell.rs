@@ -5,83 +5,22 @@
 //! must satisfy: frames decode, served chunks hold the file's bytes, and no
 //! output names a connection the core was told is gone.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
 use lmk::common::net::ConnId;
 use lmk::hash::{ContentId, Hash20};
-use lmk::meta::{FileMeta, MIN_CHUNK};
 use lmk::peer::machine::{Machine, Output};
-use lmk::peer::storage::{ReadError, Storage};
 use lmk::wire::peer::{Message, RejectReason, State, MAX_PEER_FRAME};
 use lmk::wire::udp::{Request, Response};
 use lmk::wire::{split_frame, Frame};
 
-pub const TRACKER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 6969);
-const CHUNK: usize = MIN_CHUNK as usize;
+use crate::files::TestFile;
+
 /// Wake-ups at a deadline already passed before the shell is said to spin.
 const SPIN_ROUNDS: usize = 64;
-
-/// A file of 1..=4 chunks (the last one short) with its metadata.
-pub struct TestFile {
-    pub meta: FileMeta,
-    pub data: Vec<u8>,
-}
-
-impl TestFile {
-    pub fn new(chunks: u8, name: &str) -> TestFile {
-        let chunks = usize::from(chunks % 4) + 1;
-        let data: Vec<u8> = (0..(chunks - 1) * CHUNK + CHUNK / 3).map(|i| (i * 7 + i / 251) as u8).collect();
-        let hashes = data.chunks(CHUNK).map(Hash20::of).collect();
-        let meta = FileMeta::new(name.into(), data.len() as u64, MIN_CHUNK, hashes).expect("valid test file");
-        TestFile { meta, data }
-    }
-
-    pub fn chunk(&self, index: u32) -> Option<&[u8]> {
-        self.data.chunks(CHUNK).nth(index as usize)
-    }
-}
-
-/// A file in memory, bounds-checked like a real file; clones share the bytes,
-/// so a target can check what a finished download holds.
-#[derive(Clone, Default)]
-pub struct MemStore(pub Rc<RefCell<Vec<u8>>>);
-
-impl MemStore {
-    pub fn new(data: Vec<u8>) -> MemStore {
-        MemStore(Rc::new(RefCell::new(data)))
-    }
-}
-
-impl Storage for MemStore {
-    fn read(&mut self, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<(), ReadError> {
-        let data = self.0.borrow();
-        let start = usize::try_from(offset).map_err(|_| ReadError::Changed)?;
-        let bytes = start.checked_add(len).and_then(|end| data.get(start..end)).ok_or(ReadError::Changed)?;
-        out.extend_from_slice(bytes);
-        Ok(())
-    }
-
-    fn write(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
-        let mut data = self.0.borrow_mut();
-        let start = usize::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
-        let slot = start
-            .checked_add(bytes.len())
-            .and_then(|end| data.get_mut(start..end))
-            .ok_or(io::ErrorKind::InvalidInput)?;
-        slot.copy_from_slice(bytes);
-        Ok(())
-    }
-
-    fn finish(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 /// A frame a remote peer sends.
 #[derive(Arbitrary, Debug)]
@@ -130,7 +69,7 @@ pub enum PeerOp {
         conn: u8,
         frame: Frame_,
     },
-    /// The connection's queue has room (only if the core asked to be fed).
+    /// The connection's queue has room (only once the core asked to be fed).
     Drained {
         conn: u8,
     },
@@ -226,11 +165,9 @@ impl Shell {
                 if self.conns.get(&c.0) != Some(&Conn::Open) || self.fed.get(&c.0) != Some(&true) {
                     return;
                 }
+                // As in the real shell, a connection once asked to be fed stays so while it lives.
                 let mut out = Vec::new();
                 m.handle_drained(now, c, &mut out);
-                if out.is_empty() {
-                    self.fed.insert(c.0, false);
-                }
                 self.check_sent(&out);
             }
             PeerOp::Closed { conn } => {

@@ -5,6 +5,8 @@
 //! never panic, and every catalog request it sends encodes and decodes.
 #![no_main]
 
+#[path = "../common/files.rs"]
+mod files;
 #[path = "../common/peer_shell.rs"]
 mod peer_shell;
 
@@ -13,6 +15,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
+use files::{MemStore, TestFile, TRACKER};
 use libfuzzer_sys::fuzz_target;
 use lmk::common::net::ConnId;
 use lmk::leecher::machine::{Command, Config, Disk, Leecher, Note, Output};
@@ -22,7 +25,7 @@ use lmk::peer::storage::Storage;
 use lmk::peer::torrent::Goal;
 use lmk::wire::catalog::{ErrorCode, ListEntry, Request, Response, Selector};
 use lmk::wire::Frame;
-use peer_shell::{MemStore, PeerOp, Shell, TestFile, TRACKER};
+use peer_shell::{PeerOp, Shell};
 
 /// Creates in-memory files, kept by name to check what a download holds; `full` refuses (a full disk).
 struct MemDisk {

@@ -4,17 +4,20 @@
 //! It must never panic; see common/peer_shell.rs for what every output must satisfy.
 #![no_main]
 
+#[path = "../common/files.rs"]
+mod files;
 #[path = "../common/peer_shell.rs"]
 mod peer_shell;
 
 use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
+use files::{MemStore, TestFile, TRACKER};
 use libfuzzer_sys::fuzz_target;
 use lmk::peer::bitfield::Bitfield;
 use lmk::peer::machine::{Config, Event, Machine};
 use lmk::peer::torrent::Goal;
-use peer_shell::{MemStore, PeerOp, Shell, TestFile, TRACKER};
+use peer_shell::{PeerOp, Shell};
 
 #[derive(Arbitrary, Debug)]
 struct Input {
