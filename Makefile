@@ -3,7 +3,7 @@ CARGO ?= cargo
 BIN   := target/release
 TRACKER ?= 127.0.0.1:6969
 
-.PHONY: build test demo bench bench-swarm real-client run-tracker run-seeder run-leecher clean
+.PHONY: build test demo bench bench-swarm real-client fuzz fuzz-seeds run-tracker run-seeder run-leecher clean
 
 build:
 	$(CARGO) build --release
@@ -30,6 +30,16 @@ bench-swarm: build
 real-client:
 	$(CARGO) build --release --bin lmk-tracker
 	LMK_BIN_DIR=$(BIN) bash scripts/real-client.sh
+
+# Every cargo-fuzz target in fuzz/ for SECONDS each, one after another (needs
+# nightly and cargo-fuzz; see README "Fuzzing"). Exit 1 if any target failed.
+SECONDS ?= 60
+fuzz:
+	bash scripts/fuzz.sh $(SECONDS) $(TARGETS)
+
+# Rewrites fuzz/seeds/ from the encoders (after a wire change).
+fuzz-seeds:
+	cd fuzz && $(CARGO) +nightly run --example seeds
 
 run-tracker: build
 	$(BIN)/lmk-tracker --listen $(TRACKER) $(ARGS)
