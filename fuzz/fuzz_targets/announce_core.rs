@@ -52,8 +52,10 @@ fuzz_target!(|ops: Vec<Op>| {
     let mut now = t0;
     let me = SocketAddr::from((Ipv4Addr::LOCALHOST, 4000));
     let mut client = Announcer::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 6969)), 3);
-    let mut tracker =
-        Tracker::new(Config { interval: Duration::from_secs(10), expiry: Duration::from_secs(30), seed: 5 }, t0);
+    let mut tracker = Tracker::new(
+        Config { interval: Duration::from_secs(10), expiry: Duration::from_secs(30), seed: 5, ..Config::default() },
+        t0,
+    );
     let mut sent: Vec<Vec<u8>> = Vec::new();
     let mut answer = Vec::new();
     for op in ops {

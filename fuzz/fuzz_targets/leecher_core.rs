@@ -18,29 +18,34 @@ use arbitrary::Arbitrary;
 use files::{MemStore, TestFile, TRACKER};
 use libfuzzer_sys::fuzz_target;
 use lmk::common::net::ConnId;
-use lmk::leecher::machine::{Command, Config, Disk, Leecher, Note, Output};
+use lmk::leecher::machine::{Command, Config, Disk, Leecher, Note, Opened, Output};
 use lmk::meta::FileMeta;
+use lmk::peer::bitfield::Bitfield;
 use lmk::peer::machine::Config as PeerConfig;
-use lmk::peer::storage::Storage;
 use lmk::peer::torrent::Goal;
 use lmk::wire::catalog::{ErrorCode, ListEntry, Request, Response, Selector};
 use lmk::wire::Frame;
 use peer_shell::{PeerOp, Shell};
 
-/// Creates in-memory files, kept by name to check what a download holds; `full` refuses (a full disk).
+/// Creates in-memory files, kept by name to check what a download holds;
+/// `found` picks what opening finds: a new file, a full disk, another
+/// writer, or the file complete already.
 struct MemDisk {
-    full: bool,
+    found: u8,
     files: Rc<RefCell<Vec<(String, MemStore)>>>,
 }
 
 impl Disk for MemDisk {
-    fn create(&mut self, meta: &FileMeta) -> std::io::Result<Box<dyn Storage>> {
-        if self.full {
-            return Err(std::io::Error::other("disk full"));
+    fn open(&mut self, meta: &FileMeta) -> Result<Opened, String> {
+        match self.found % 4 {
+            1 => return Err("disk full".into()),
+            2 => return Ok(Opened::Busy { holder: "process 1".into() }),
+            3 => return Ok(Opened::Complete),
+            _ => {}
         }
         let store = MemStore::new(vec![0; meta.size() as usize]);
         self.files.borrow_mut().push((meta.name().to_string(), store.clone()));
-        Ok(Box::new(store))
+        Ok(Opened::Part { storage: Box::new(store), have: Bitfield::new(meta.chunk_count()) })
     }
 }
 
@@ -76,7 +81,9 @@ struct Input {
     by_id: bool,
     /// How many files are asked for (all the same one).
     files: u8,
-    disk_full: bool,
+    /// What opening the download finds (see `MemDisk`).
+    disk: u8,
+    wait: bool,
     ops: Vec<Op>,
 }
 
@@ -100,8 +107,8 @@ fuzz_target!(|input: Input| {
     };
     let goal = Goal::Until { ratio: 1.0, time: Some(Duration::from_secs(5)) };
     let files = Rc::new(RefCell::new(Vec::new()));
-    let disk = MemDisk { full: input.disk_full, files: files.clone() };
-    let mut leecher = Leecher::new(Config { command, peer, goal }, disk, t0);
+    let disk = MemDisk { found: input.disk, files: files.clone() };
+    let mut leecher = Leecher::new(Config { command, peer, goal, wait: input.wait }, disk, t0);
     let mut shell = Shell::new(t0, file);
     let mut catalog: Option<ConnId> = None;
     // The shell opens the catalog connection only when asked.

@@ -247,8 +247,15 @@ fuzz_target!(|input: Input| {
         // Rng::new forces the low bit: seeds 0 and 1 would give both cores one nonce.
         seed: 2 * node as u64 + 2,
     };
-    let tracker =
-        Tracker::new(TrackerConfig { interval: Duration::from_secs(10), expiry: Duration::from_secs(30), seed: 1 }, t0);
+    let tracker = Tracker::new(
+        TrackerConfig {
+            interval: Duration::from_secs(10),
+            expiry: Duration::from_secs(30),
+            seed: 1,
+            ..TrackerConfig::default()
+        },
+        t0,
+    );
     let data = file.data.clone();
     let meta = file.meta.clone();
     let mut net = Net {

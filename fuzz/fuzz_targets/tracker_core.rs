@@ -14,7 +14,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use lmk::hash::Hash20;
 use lmk::meta::{FileMeta, MIN_CHUNK};
-use lmk::tracker::machine::{Config, Tracker};
+use lmk::tracker::machine::{Config, Limits, Tracker};
 use lmk::wire::catalog::{Request as CatRequest, Selector};
 use lmk::wire::udp::{AnnounceRequest, Event, Request, Response, ScrapeRequest};
 use lmk::wire::Frame;
@@ -43,12 +43,14 @@ enum Op {
         src: u8,
         hashes: Vec<u8>,
     },
-    /// A catalog frame as a connection would hand it over.
+    /// A catalog frame as a connection from `source(src)` would hand it over.
     Catalog {
+        src: u8,
         kind: u8,
         body: Vec<u8>,
     },
     Publish {
+        src: u8,
         name: u8,
         size: u32,
         chunk_size: u8,
@@ -70,6 +72,7 @@ struct Input {
     interval_secs: u8,
     /// Zero included: expiry at once.
     expiry_secs: u8,
+    catalog_only: bool,
     ops: Vec<Op>,
 }
 
@@ -127,8 +130,8 @@ impl Harness {
         self.ids.get(&src).copied().unwrap_or(0)
     }
 
-    fn catalog(&mut self, req: CatRequest) {
-        let resp = self.tracker.handle_catalog(self.now, req);
+    fn catalog(&mut self, src: u8, req: CatRequest) {
+        let resp = self.tracker.handle_catalog(self.now, source(src).ip(), req);
         let mut out = Vec::new();
         resp.encode(&mut out);
         let frame = lmk::wire::split_frame(&out, lmk::wire::catalog::MAX_CATALOG_FRAME).unwrap().unwrap().0;
@@ -141,7 +144,18 @@ fuzz_target!(|input: Input| {
     let config = Config {
         interval: Duration::from_secs(u64::from(input.interval_secs)),
         expiry: Duration::from_secs(u64::from(input.expiry_secs)),
+        foreign_expiry: Duration::from_secs(u64::from(input.expiry_secs) * 90),
         seed: 7,
+        catalog_only: input.catalog_only,
+        // Small caps, so that sequences of a few dozen announces reach them.
+        limits: Limits {
+            max_swarms: 6,
+            max_peers: 12,
+            max_swarms_per_ip: 3,
+            max_peers_per_ip: 5,
+            max_peers_per_ip_in_swarm: 2,
+        },
+        ..Config::default()
     };
     let mut h = Harness { tracker: Tracker::new(config, t0), now: t0, ids: HashMap::new(), out: Vec::new() };
     for op in input.ops {
@@ -187,22 +201,22 @@ fuzz_target!(|input: Input| {
                     .encode(&mut bytes);
                 h.datagram(src, &bytes);
             }
-            Op::Catalog { kind, body } => {
+            Op::Catalog { src, kind, body } => {
                 if let Ok(req) = CatRequest::decode(Frame { kind, body: &body }) {
-                    h.catalog(req);
+                    h.catalog(src, req);
                 }
             }
-            Op::Publish { name: n, size, chunk_size, salt } => {
+            Op::Publish { src, name: n, size, chunk_size, salt } => {
                 let chunk_size = MIN_CHUNK << (chunk_size % 3);
                 let size = u64::from(size % (8 * MIN_CHUNK)) + 1;
                 let count = lmk::meta::chunk_count(size, chunk_size);
                 let hashes = (0..count).map(|i| Hash20([salt ^ i as u8; 20])).collect();
                 if let Ok(meta) = FileMeta::new(name(n), size, chunk_size, hashes) {
-                    h.catalog(CatRequest::Publish(meta));
+                    h.catalog(src, CatRequest::Publish(meta));
                 }
             }
-            Op::GetName { name: n } => h.catalog(CatRequest::GetMeta(Selector::Name(name(n)))),
-            Op::List => h.catalog(CatRequest::List),
+            Op::GetName { name: n } => h.catalog(n, CatRequest::GetMeta(Selector::Name(name(n)))),
+            Op::List => h.catalog(0, CatRequest::List),
             Op::Advance { millis } => {
                 h.now += Duration::from_millis(u64::from(millis % 200_000));
                 let before = h.tracker.next_deadline();

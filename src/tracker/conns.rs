@@ -219,12 +219,13 @@ impl Conns {
     /// have been idle too long; the shell closes them. Early calls are no-ops.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<ConnId> {
         let limits = &self.limits;
-        let expired: Vec<(ConnId, bool)> = self
+        let mut expired: Vec<(ConnId, bool)> = self
             .table
             .iter()
             .filter(|(_, e)| now >= e.deadline(limits))
             .map(|(&id, e)| (id, e.frame_start.is_some()))
             .collect();
+        expired.sort_unstable_by_key(|&(id, _)| id.0); // the same order on every run
         for &(id, slow) in &expired {
             match slow {
                 true => self.stats.slow_frames += 1,
@@ -241,6 +242,10 @@ impl Conns {
 
     pub fn len(&self) -> usize {
         self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
     }
 
     pub fn stats(&self) -> &Stats {
@@ -263,6 +268,8 @@ impl Conns {
 
     fn remove(&mut self, conn: ConnId) {
         let Some(e) = self.table.remove(&conn) else { return };
+        // Given a turn and gone before the shell asked: its key may be reused.
+        self.resumed.retain(|&c| c != conn);
         match e.phase {
             Phase::Reading { large: true } => self.end_turn(),
             Phase::Waiting => self.waiting.retain(|&c| c != conn),
@@ -441,5 +448,20 @@ mod tests {
         assert_eq!(c.handle_accept(t0 + SEC * 3, ConnId(0), ip(1)), Admit::Evict(ConnId(1)), "ip 1 was freed");
         c.handle_timeout(t0 + SEC * 60);
         assert_eq!((c.len(), c.per_ip.len()), (0, 0));
+    }
+
+    /// Found by the conns_core fuzz target: a connection handed a turn by
+    /// another's expiry, and expired in the same sweep, was still resumed.
+    #[test]
+    fn a_turn_given_to_a_connection_closed_since_is_not_resumed() {
+        let t0 = Instant::now();
+        let mut c = Conns::new(Limits { large_turns: 1, ..Limits::default() });
+        c.handle_accept(t0, ConnId(0), ip(1));
+        c.handle_accept(t0, ConnId(1), ip(2));
+        assert!(c.handle_read(t0, ConnId(0), 100_000), "the first large frame has the turn");
+        assert!(!c.handle_read(t0, ConnId(1), 100_000), "the second waits");
+        let closed = c.handle_timeout(t0 + 40 * SEC);
+        assert_eq!(closed.len(), 2);
+        assert_eq!(c.poll_resumed(), None);
     }
 }

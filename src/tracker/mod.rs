@@ -2,7 +2,7 @@
 //! the catalog of shared files. One thread, one mio loop.
 
 mod catalog;
-mod conns;
+pub mod conns;
 pub mod machine;
 mod reactor;
 mod swarms;
