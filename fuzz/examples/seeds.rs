@@ -77,6 +77,8 @@ fn main() {
         CatReq::List,
         CatReq::GetMeta(Selector::Name("f.bin".into())),
         CatReq::GetMeta(Selector::Id(id)),
+        CatReq::Challenge,
+        CatReq::SignedPublish { nonce: [7; 16], mac: [9; 20], meta: meta.clone() },
     ];
     write("catalog_request", &cat_requests.iter().map(|r| unframed(enc(|o| r.encode(o)))).collect::<Vec<_>>());
 
@@ -86,6 +88,7 @@ fn main() {
         CatResp::List(vec![entry.clone(), ListEntry { name: "g".into(), ..entry }]),
         CatResp::Meta(meta.clone()),
         CatResp::Error { code: ErrorCode::Ambiguous, message: "two files".into() },
+        CatResp::Challenge([7; 16]),
     ];
     write("catalog_response", &cat_responses.iter().map(|r| unframed(enc(|o| r.encode(o)))).collect::<Vec<_>>());
 
