@@ -45,7 +45,9 @@ fn stalling_peers_do_not_hold_a_leecher() {
     let out_dir = tmp.sub("out");
     let out = out_dir.to_str().unwrap();
     let leecher = spawn_leecher(addr, &["get", "wanted.bin", "--out", out, "--timeout", "3"]);
+    let started = std::time::Instant::now();
     let (result, peak) = finish_sampling_rss(leecher);
+    eprintln!("alone with stalling peers: gave up after {:.1?}, peak RSS {peak} KiB", started.elapsed());
     assert!(!result.status.success(), "the leecher gave up:\n{}", text(&result.stderr));
     let stderr = text(&result.stderr);
     assert!(stderr.contains("no chunk verified within 3s"), "stderr names the timeout:\n{stderr}");
