@@ -5,7 +5,7 @@
 //! must satisfy: frames decode, served chunks hold the file's bytes, and no
 //! output names a connection the core was told is gone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -24,8 +24,8 @@ const SPIN_ROUNDS: usize = 64;
 
 /// A frame a remote peer sends.
 #[derive(Arbitrary, Debug)]
-pub enum Frame_ {
-    /// For our file, or another; `nonce` 0 is a peer, anything else random.
+pub enum PeerFrame {
+    /// For our file, or another. Our own nonce is unguessable: never a connection to ourselves.
     Hello {
         ours: bool,
         port: u16,
@@ -67,7 +67,7 @@ pub enum PeerOp {
     },
     Frame {
         conn: u8,
-        frame: Frame_,
+        frame: PeerFrame,
     },
     /// The connection's queue has room (only once the core asked to be fed).
     Drained {
@@ -102,7 +102,8 @@ pub struct Shell {
     pub now: Instant,
     pub file: TestFile,
     conns: BTreeMap<usize, Conn>,
-    fed: BTreeMap<usize, bool>,
+    /// Connections the core asked to be fed; they stay so while they live.
+    fed: BTreeSet<usize>,
     refuse_dials: bool,
     last_datagram: Option<Vec<u8>>,
     /// The id the next dialled connection gets: 8..16, after the accepted ones.
@@ -125,7 +126,7 @@ impl Shell {
             now,
             file,
             conns: BTreeMap::new(),
-            fed: BTreeMap::new(),
+            fed: BTreeSet::new(),
             refuse_dials: false,
             last_datagram: None,
             next_id: 8,
@@ -162,10 +163,9 @@ impl Shell {
             }
             PeerOp::Drained { conn } => {
                 let c = ConnId(usize::from(conn % 16));
-                if self.conns.get(&c.0) != Some(&Conn::Open) || self.fed.get(&c.0) != Some(&true) {
+                if self.conns.get(&c.0) != Some(&Conn::Open) || !self.fed.contains(&c.0) {
                     return;
                 }
-                // As in the real shell, a connection once asked to be fed stays so while it lives.
                 let mut out = Vec::new();
                 m.handle_drained(now, c, &mut out);
                 self.check_sent(&out);
@@ -207,18 +207,18 @@ impl Shell {
         }
     }
 
-    fn frame(&mut self, m: &mut Machine, c: ConnId, frame: Frame_) {
+    fn frame(&mut self, m: &mut Machine, c: ConnId, frame: PeerFrame) {
         let now = self.now;
         let id = self.file.meta.content_id();
         let count = self.file.meta.chunk_count();
         let bad: Vec<u8>;
         let msg = match frame {
-            Frame_::Hello { ours, port, nonce } => {
+            PeerFrame::Hello { ours, port, nonce } => {
                 Message::Hello { id: if ours { id } else { Hash20([1; 20]) }, port, nonce }
             }
-            Frame_::Bitfield(ref bits) if !bits.is_empty() => Message::Bitfield(bits),
-            Frame_::Bitfield(_) => return,
-            Frame_::FullBitfield => {
+            PeerFrame::Bitfield(ref bits) if !bits.is_empty() => Message::Bitfield(bits),
+            PeerFrame::Bitfield(_) => return,
+            PeerFrame::FullBitfield => {
                 let mut bits = vec![0xff; count.div_ceil(8) as usize];
                 if let Some(last) = bits.last_mut() {
                     *last <<= (8 - count % 8) % 8;
@@ -226,12 +226,12 @@ impl Shell {
                 bad = bits;
                 Message::Bitfield(&bad)
             }
-            Frame_::Have(i) => Message::Have(i % (count + 2)),
-            Frame_::State(s) => {
+            PeerFrame::Have(i) => Message::Have(i % (count + 2)),
+            PeerFrame::State(s) => {
                 Message::State([State::Available, State::Unavailable, State::Connected][usize::from(s % 3)])
             }
-            Frame_::Request(i) => Message::Request(i % (count + 2)),
-            Frame_::Chunk { index, good } => {
+            PeerFrame::Request(i) => Message::Request(i % (count + 2)),
+            PeerFrame::Chunk { index, good } => {
                 let index = index % (count + 1);
                 match self.file.chunk(index) {
                     Some(data) if good => Message::Chunk { index, data },
@@ -244,13 +244,13 @@ impl Shell {
                     None => Message::Chunk { index, data: b"x" },
                 }
             }
-            Frame_::Reject { index, reason } => {
+            PeerFrame::Reject { index, reason } => {
                 use RejectReason::*;
                 let reason = [NotHeld, BadIndex, Withdrawn, ReadError, NoSlot, Spread][usize::from(reason % 6)];
                 Message::Reject { index: index % (count + 2), reason }
             }
-            Frame_::Cancel(i) => Message::Cancel(i % (count + 2)),
-            Frame_::Raw { kind, ref body } => match Message::decode(Frame { kind, body }) {
+            PeerFrame::Cancel(i) => Message::Cancel(i % (count + 2)),
+            PeerFrame::Raw { kind, ref body } => match Message::decode(Frame { kind, body }) {
                 Ok(msg) => msg,
                 Err(_) => {
                     // A malformed frame closes the connection, as the shell does.
@@ -311,7 +311,7 @@ impl Shell {
                     }
                     Output::Feed(c) => {
                         self.known(c, "Feed");
-                        self.fed.insert(c.0, true);
+                        self.fed.insert(c.0);
                     }
                     Output::Close(c) | Output::CloseAfterFlush(c) => {
                         self.known(c, "Close");
