@@ -15,6 +15,9 @@ use crate::meta::FileMeta;
 /// Redial delay after a connection that delivered nothing, doubling per failure in a row.
 const FAIL_RETRY: Duration = Duration::from_secs(1);
 const MAX_FAIL_RETRY: Duration = Duration::from_secs(16);
+/// Addresses remembered per file, so that neither a tracker naming new ones
+/// every announce nor a stream of inbound peers grows the list without bound.
+const MAX_KNOWN: usize = 1000;
 /// How many of the first picks ignore rarity, so a new peer soon has something to trade.
 const RANDOM_FIRST: u32 = 4;
 
@@ -218,7 +221,9 @@ impl Torrent {
     /// Addresses from the tracker.
     pub fn learn(&mut self, addrs: &[SocketAddr], now: Instant) {
         for addr in addrs {
-            self.known.entry(*addr).or_insert(Known::Idle { retry_at: now, failures: 0 });
+            if !self.known.contains_key(addr) {
+                self.remember(*addr, Known::Idle { retry_at: now, failures: 0 });
+            }
         }
     }
 
@@ -248,7 +253,7 @@ impl Torrent {
             Some(Known::Idle { failures, .. } | Known::Active { failures }) => *failures,
             None => 0,
         };
-        self.known.insert(addr, Known::Active { failures });
+        self.remember(addr, Known::Active { failures });
     }
 
     /// The connection to `addr` ended: retry later, the delay doubling with each failure in a row.
@@ -260,11 +265,33 @@ impl Torrent {
         };
         let failures = if failed { failures.saturating_add(1) } else { 0 };
         let delay = FAIL_RETRY.saturating_mul(1 << failures.min(5)).min(MAX_FAIL_RETRY);
-        self.known.insert(addr, Known::Idle { retry_at: now + delay, failures });
+        self.remember(addr, Known::Idle { retry_at: now + delay, failures });
     }
 
     pub fn ban(&mut self, addr: SocketAddr) {
-        self.known.insert(addr, Known::Banned);
+        self.remember(addr, Known::Banned);
+    }
+
+    /// Records what we know of `addr`. A new address on a full list first
+    /// displaces the least promising one: an idle address that failed most
+    /// often, else a banned one; connected ones are never forgotten.
+    fn remember(&mut self, addr: SocketAddr, known: Known) {
+        if !self.known.contains_key(&addr) && self.known.len() >= MAX_KNOWN {
+            let worst = self
+                .known
+                .iter()
+                .filter_map(|(a, k)| match k {
+                    Known::Idle { failures, .. } => Some(((1, *failures), *a)),
+                    Known::Banned => Some(((0, 0), *a)),
+                    Known::Active { .. } => None,
+                })
+                .max_by_key(|(rank, _)| *rank);
+            match worst {
+                Some((_, a)) => self.known.remove(&a),
+                None => return,
+            };
+        }
+        self.known.insert(addr, known);
     }
 
     pub fn is_banned(&self, addr: SocketAddr) -> bool {
@@ -283,5 +310,38 @@ impl Torrent {
                 _ => None,
             })
             .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::Hash20;
+    use crate::peer::storage::MemStorage;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn torrent(now: Instant) -> Torrent {
+        let meta = FileMeta::new("f".into(), 1, crate::meta::MIN_CHUNK, vec![Hash20([0; 20])]).unwrap();
+        Torrent::new(meta, Box::new(MemStorage::default()), Bitfield::new(1), Goal::Forever, 1, now)
+    }
+
+    fn addr(n: u32) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n)), 6881)
+    }
+
+    #[test]
+    fn known_addresses_are_capped_and_connected_ones_kept() {
+        let now = Instant::now();
+        let mut t = torrent(now);
+        t.learn(&[addr(0), addr(1)], now);
+        t.mark_active(addr(0));
+        t.backoff(addr(1), true, now);
+        let flood: Vec<SocketAddr> = (2..5000).map(addr).collect();
+        for batch in flood.chunks(200) {
+            t.learn(batch, now);
+        }
+        assert_eq!(t.known.len(), MAX_KNOWN);
+        assert_eq!(t.known.get(&addr(0)), Some(&Known::Active { failures: 0 }), "a connected peer stays");
+        assert!(!t.known.contains_key(&addr(1)), "the address that failed went first");
     }
 }
