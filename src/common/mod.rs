@@ -18,4 +18,6 @@ pub mod net;
 pub mod publish_key;
 pub mod rng;
 pub mod signal;
+#[cfg(test)]
+pub mod test_dir;
 pub mod text;

@@ -297,13 +297,7 @@ fn seek_data(file: &File, from: u64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn temp_dir(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("lmk-scratch-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
+    use crate::common::test_dir::fresh;
 
     /// `name` of 3 chunks of 16 KiB: random, zeros, a short tail.
     fn sample(name: &str) -> (Vec<u8>, FileMeta) {
@@ -326,7 +320,7 @@ mod tests {
 
     #[test]
     fn resumes_with_the_chunks_that_verify_and_a_zero_chunk_from_a_hole() {
-        let dir = temp_dir("resume");
+        let dir = fresh("scratch-resume");
         let (data, meta) = sample("f");
         let (mut storage, have) = part(open(&dir, &meta, false));
         assert_eq!(have.count(), 1, "the zero chunk of a fresh sparse file is genuinely valid");
@@ -346,7 +340,7 @@ mod tests {
 
     #[test]
     fn one_writer_per_scratch_file_and_the_second_is_told_who() {
-        let dir = temp_dir("lock");
+        let dir = fresh("scratch-lock");
         let (_, meta) = sample("f");
         let first = part(open(&dir, &meta, false));
         match open(&dir, &meta, false) {
@@ -362,7 +356,7 @@ mod tests {
 
     #[test]
     fn the_users_files_are_kept() {
-        let dir = temp_dir("user");
+        let dir = fresh("scratch-user");
         let (data, meta) = sample("f");
         std::fs::write(dir.join("f"), b"mine").unwrap();
         assert!(matches!(open(&dir, &meta, false), Err(Error::Exists(_))));
@@ -378,7 +372,7 @@ mod tests {
 
     #[test]
     fn a_symlink_planted_as_the_scratch_file_is_not_followed() {
-        let dir = temp_dir("symlink");
+        let dir = fresh("scratch-symlink");
         let (_, meta) = sample("f");
         let victim = dir.join("victim");
         std::fs::write(&victim, b"keep").unwrap();

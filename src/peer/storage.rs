@@ -207,15 +207,9 @@ impl Storage for MemStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::common::test_dir::fresh;
     use std::fs::OpenOptions;
     use std::io::Write;
-
-    fn temp_dir(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("lmk-storage-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
 
     fn part(dir: &Path, name: &str, len: u64, replace: bool) -> PartFile {
         std::fs::create_dir_all(dir.join(".lmk")).unwrap();
@@ -227,7 +221,7 @@ mod tests {
 
     #[test]
     fn part_file_becomes_final_only_on_finish_and_still_serves() {
-        let dir = temp_dir("finish");
+        let dir = fresh("storage-finish");
         let mut d = part(&dir, "f.bin", 6, false);
         d.write(3, b"def").unwrap();
         d.write(0, b"abc").unwrap();
@@ -244,7 +238,7 @@ mod tests {
 
     #[test]
     fn finishing_never_replaces_a_file_that_appeared_unless_asked() {
-        let dir = temp_dir("noreplace");
+        let dir = fresh("storage-noreplace");
         let mut d = part(&dir, "f.bin", 3, false);
         d.write(0, b"new").unwrap();
         std::fs::write(dir.join("f.bin"), b"user's").unwrap();
@@ -261,7 +255,7 @@ mod tests {
 
     #[test]
     fn a_changed_shared_file_is_not_served() {
-        let dir = temp_dir("changed");
+        let dir = fresh("storage-changed");
         let path = dir.join("s");
         std::fs::write(&path, [1u8; 1000]).unwrap();
         let file = File::open(&path).unwrap();
