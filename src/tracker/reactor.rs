@@ -180,11 +180,9 @@ impl Handler for Shell {
                     net.accept_failures
                 );
             }
-            {
-                use std::io::Write as _;
-                let _ = write!(std::io::stdout(), "{status}");
-            }
-            let _ = std::io::stdout().flush();
+            let mut stdout = std::io::stdout();
+            let _ = stdout.write_all(status.as_bytes());
+            let _ = stdout.flush();
             self.next_status = Some(now + self.status_every);
         }
     }
