@@ -256,7 +256,7 @@ impl Announcer {
 }
 
 fn backoff(attempt: u32) -> Duration {
-    FIRST_RETRY.saturating_mul(1 << attempt.min(8)).min(MAX_RETRY)
+    crate::common::backoff(FIRST_RETRY, attempt, MAX_RETRY)
 }
 
 #[cfg(test)]

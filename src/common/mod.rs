@@ -10,6 +10,13 @@ macro_rules! say {
     }};
 }
 
+use std::time::Duration;
+
+/// The one retry backoff: `first`, doubled for each of `failures`, at most `max`.
+pub fn backoff(first: Duration, failures: u32, max: Duration) -> Duration {
+    first.saturating_mul(1 << failures.min(16)).min(max)
+}
+
 pub mod bar;
 pub mod cli;
 mod conn;

@@ -716,7 +716,8 @@ impl Machine {
                 Reply::Refused { info_hash, message } => {
                     warn!("tracker refused {}: {message}", info_hash.short());
                     if let Some(t) = self.torrents.get_mut(&info_hash) {
-                        let wait = EAGER_ANNOUNCE.saturating_mul(1 << t.refused.min(6)).min(self.interval);
+                        // At most 6 doublings: a refused announce is tried again within 64 s.
+                        let wait = crate::common::backoff(EAGER_ANNOUNCE, t.refused.min(6), self.interval);
                         t.refused += 1;
                         t.next_announce = t.next_announce.min(now + wait);
                     }

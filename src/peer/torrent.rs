@@ -264,7 +264,7 @@ impl Torrent {
             None => 0,
         };
         let failures = if failed { failures.saturating_add(1) } else { 0 };
-        let delay = FAIL_RETRY.saturating_mul(1 << failures.min(5)).min(MAX_FAIL_RETRY);
+        let delay = crate::common::backoff(FAIL_RETRY, failures, MAX_FAIL_RETRY);
         self.remember(addr, Known::Idle { retry_at: now + delay, failures });
     }
 
