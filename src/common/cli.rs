@@ -202,7 +202,4 @@ pub fn publish_key(args: &mut pico_args::Arguments) -> Result<Option<super::publ
     }
 }
 
-/// Peers uploaded to at once, by default.
-pub const DEFAULT_SLOTS: usize = 8;
-/// Connections per file, by default.
-pub const DEFAULT_MAX_PEERS: usize = 50;
+pub use crate::peer::machine::{DEFAULT_MAX_PEERS, DEFAULT_SLOTS};

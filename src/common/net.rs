@@ -194,14 +194,21 @@ impl Net {
         }
     }
 
-    /// Starts a non-blocking connect. `on_connected` or `on_closed(ConnectFailed)` follows.
-    pub fn connect(&mut self, addr: SocketAddr, max_frame: u32, now: Instant, timeout: Duration) -> io::Result<ConnId> {
+    /// Starts a non-blocking connect. `on_connected` or `on_closed(ConnectFailed)` follows;
+    /// after `timeout`, if given (a core that arms its own dial deadline gives none).
+    pub fn connect(
+        &mut self,
+        addr: SocketAddr,
+        max_frame: u32,
+        now: Instant,
+        timeout: Option<Duration>,
+    ) -> io::Result<ConnId> {
         let stream = TcpStream::connect(addr)?;
         let id = self.insert(stream, addr, max_frame.into(), now, Interest::WRITABLE)?;
         if let Some(c) = self.conns.get_mut(id.0) {
             c.connecting = true;
             c.writable_interest = true;
-            c.connect_deadline = Some(now + timeout);
+            c.connect_deadline = timeout.map(|t| now + t);
         }
         Ok(id)
     }

@@ -3,7 +3,7 @@
 //! what the user sees.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use log::{debug, info};
 
@@ -63,8 +63,8 @@ pub fn run(config: Config) -> Result<(), Error> {
             up_limit: config.peer.up_limit,
             down_limit: config.peer.down_limit,
             timeout: config.timeout,
-            interval: Duration::from_secs(10),
             seed: rng::seed_from_os(),
+            ..PeerConfig::default()
         },
         goal: config.goal,
         wait: config.wait,
@@ -106,7 +106,7 @@ impl Shell {
         self.peers.carry_out(&mut self.core.peer, net, now);
         while let Some(output) = self.core.poll_output() {
             match output {
-                Output::OpenCatalog => match net.connect(self.tracker, MAX_CATALOG_FRAME, now, CONNECT_TIMEOUT) {
+                Output::OpenCatalog => match net.connect(self.tracker, MAX_CATALOG_FRAME, now, Some(CONNECT_TIMEOUT)) {
                     Ok(conn) => self.catalog_conn = Some(conn),
                     Err(e) => {
                         debug!("catalog connect to {}: {e}", self.tracker);

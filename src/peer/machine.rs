@@ -7,7 +7,7 @@
 //! close) and [`Machine::poll_event`] (what the user is told), and
 //! [`Machine::next_deadline`] says when to call [`Machine::handle_timeout`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,7 @@ use crate::hash::{ContentId, Hash20};
 use crate::meta::FileMeta;
 use crate::wire::peer::{put_chunk_header, Message, RejectReason, State};
 use crate::wire::udp::Event as AnnounceEvent;
+use crate::wire::DecodeError;
 
 /// Requests a peer may have outstanding with us; more closes the connection.
 pub const MAX_PIPELINE: usize = 64;
@@ -41,6 +42,10 @@ const MIN_PIPELINE: usize = 2;
 const STALL: Duration = Duration::from_secs(15);
 /// How long a connection may take to exchange Hellos.
 const GREETING: Duration = Duration::from_secs(10);
+/// How long a dial may take to connect.
+pub const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection on which no frame arrives for this long is closed.
+const IDLE: Duration = Duration::from_secs(120);
 /// A slot holder gives its slot to a waiting peer after this long.
 const ROTATION: Duration = Duration::from_secs(10);
 /// A chunk a seed refused with `Spread` is asked of it again after this long.
@@ -70,6 +75,28 @@ pub struct Config {
     /// Announce interval until the tracker tells us its own.
     pub interval: Duration,
     pub seed: u64,
+}
+
+/// Peers uploaded to at once, by default.
+pub const DEFAULT_SLOTS: usize = 8;
+/// Connections per file, by default.
+pub const DEFAULT_MAX_PEERS: usize = 50;
+
+impl Default for Config {
+    /// The defaults of both daemons and of the simulator's peers.
+    fn default() -> Config {
+        Config {
+            tracker: SocketAddr::from(([127, 0, 0, 1], 6969)),
+            port: 0,
+            slots: DEFAULT_SLOTS,
+            max_peers: DEFAULT_MAX_PEERS,
+            up_limit: None,
+            down_limit: None,
+            timeout: Duration::from_secs(30),
+            interval: Duration::from_secs(10),
+            seed: 1,
+        }
+    }
 }
 
 /// What the shell must do.
@@ -115,8 +142,8 @@ pub struct Machine {
     config: Config,
     nonce: u64,
     rng: Rng,
-    torrents: HashMap<ContentId, Torrent>,
-    sessions: HashMap<ConnId, Session>,
+    torrents: BTreeMap<ContentId, Torrent>,
+    sessions: BTreeMap<ConnId, Session>,
     announcer: Announcer,
     interval: Duration,
     up: Bucket,
@@ -130,8 +157,10 @@ pub struct Machine {
     stopping: Option<Instant>,
     outputs: VecDeque<Output>,
     events: VecDeque<Event>,
-    /// Peers that broke the protocol (bad frames are counted by the shell).
+    /// Peers that broke the protocol.
     pub violations: u64,
+    /// Frames that failed to decode, over all connections.
+    pub malformed: u64,
     /// Bytes uploaded for files no longer in the core.
     uploaded_before: u64,
 }
@@ -150,12 +179,13 @@ impl Machine {
             turns: VecDeque::new(),
             rng,
             config,
-            torrents: HashMap::new(),
-            sessions: HashMap::new(),
+            torrents: BTreeMap::new(),
+            sessions: BTreeMap::new(),
             stopping: None,
             outputs: VecDeque::new(),
             events: VecDeque::new(),
             violations: 0,
+            malformed: 0,
             uploaded_before: 0,
         }
     }
@@ -198,6 +228,9 @@ impl Machine {
     }
 
     pub fn handle_message(&mut self, now: Instant, conn: ConnId, msg: Message<'_>) -> Result<(), Fatal> {
+        if let Some(s) = self.sessions.get_mut(&conn) {
+            s.last_heard = now;
+        }
         let result = self.on_message(now, conn, msg);
         self.after_announcer(now);
         result
@@ -247,6 +280,22 @@ impl Machine {
     pub fn handle_closed(&mut self, now: Instant, conn: ConnId) {
         self.on_closed(now, conn);
         self.after_announcer(now);
+    }
+
+    /// A frame on `conn` failed to decode; the shell closes it (`handle_closed` follows).
+    pub fn handle_malformed(&mut self, conn: ConnId, e: &DecodeError) {
+        match e {
+            DecodeError::Version { got, want } => {
+                info!("{conn}: refused a peer speaking protocol version {got} (we speak {want})");
+            }
+            DecodeError::UnknownType(2) => {
+                info!("{conn}: refused a version 1 leecher (protocol version 2 starts with Hello)");
+            }
+            e => {
+                self.malformed += 1;
+                debug!("{conn}: malformed frame from peer: {e}");
+            }
+        }
     }
 
     /// Reports a fatal local error for one file (from `handle_message`) and drops it.
@@ -352,12 +401,7 @@ impl Machine {
             return [announcer, Some(at + GOODBYE_TIMEOUT)].into_iter().flatten().min();
         }
         let respread = self.sessions.values().flat_map(|s| s.spread_to_us.iter().map(|(_, at)| *at)).min();
-        let sessions = self.sessions.values().filter_map(|s| match s.phase {
-            Phase::Greeting { since } => Some(since + GREETING),
-            Phase::Open if s.outstanding() > 0 && s.their_state.serves() => Some(s.last_data + STALL),
-            Phase::Open => s.slot_idle_at(SLOT_IDLE),
-            Phase::Dialling => None,
-        });
+        let sessions = self.sessions.values().map(|s| session_deadline(s).0);
         let torrents = self.torrents.values().flat_map(|t| {
             let downloading = t.stage == Stage::Downloading;
             [
@@ -598,23 +642,33 @@ impl Machine {
         }
     }
 
+    /// Closes the connections whose dial, greeting, data or idle time ran out.
     fn drop_stuck(&mut self, now: Instant) {
-        let stuck: Vec<(ConnId, &'static str)> = self
+        let stuck: Vec<(ConnId, Why)> = self
             .sessions
             .iter()
-            .filter_map(|(c, s)| match s.phase {
-                Phase::Greeting { since } if now >= since + GREETING => Some((*c, "no Hello")),
-                Phase::Open if s.outstanding() > 0 && s.their_state.serves() && now >= s.last_data + STALL => {
-                    Some((*c, "stalled"))
-                }
+            .filter_map(|(c, s)| match session_deadline(s) {
+                (at, why) if now >= at => Some((*c, why)),
                 _ => None,
             })
             .collect();
         for (conn, why) in stuck {
-            if let Some(s) = self.sessions.get(&conn) {
-                info!("{conn} {}: {why}; its chunks go to the others", s.addr);
+            match why {
+                Why::Stalled => {
+                    if let Some(s) = self.sessions.get(&conn) {
+                        info!("{conn} {}: stalled; its chunks go to the others", s.addr);
+                    }
+                    self.disconnect(now, conn);
+                }
+                // A slot holder that went quiet only loses its slot (the rechoke below).
+                Why::SlotIdle => {}
+                Why::Dial | Why::Greeting | Why::Idle => {
+                    if let Some(s) = self.sessions.get(&conn) {
+                        debug!("{conn} {}: {why:?} timed out; closed", s.addr);
+                    }
+                    self.disconnect(now, conn);
+                }
             }
-            self.disconnect(now, conn);
         }
     }
 
@@ -729,6 +783,28 @@ impl Machine {
             self.outputs.push_back(Output::Datagram(datagram));
         }
     }
+}
+
+/// Why a connection's timer fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Why {
+    Dial,
+    Greeting,
+    Stalled,
+    SlotIdle,
+    Idle,
+}
+
+/// A connection's next timer: the earliest of its phase's deadline and its idle time.
+fn session_deadline(s: &Session) -> (Instant, Why) {
+    let idle = (s.last_heard + IDLE, Why::Idle);
+    let phase = match s.phase {
+        Phase::Dialling { since } => Some((since + DIAL_TIMEOUT, Why::Dial)),
+        Phase::Greeting { since } => Some((since + GREETING, Why::Greeting)),
+        Phase::Open if s.outstanding() > 0 && s.their_state.serves() => Some((s.last_data + STALL, Why::Stalled)),
+        Phase::Open => s.slot_idle_at(SLOT_IDLE).map(|at| (at, Why::SlotIdle)),
+    };
+    phase.map_or(idle, |p| if p.0 <= idle.0 { p } else { idle })
 }
 
 /// A local failure that ends one download (the disk refused a write).

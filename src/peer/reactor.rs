@@ -3,27 +3,22 @@
 //! seeder and leecher shells call these with the core they own.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use log::{debug, info};
+use log::debug;
 
 use super::machine::{Machine, Output};
-use crate::common::net::{CloseReason, ConnId, Net, CONNECT_TIMEOUT};
+use crate::common::net::{CloseReason, ConnId, Net};
 use crate::wire::peer::{Message, MAX_PEER_FRAME};
 use crate::wire::{DecodeError, Frame};
 
-/// A peer connection on which no byte moves either way for this long is closed.
-const PEER_IDLE: Duration = Duration::from_secs(120);
-
 pub struct Peers {
     tracker: SocketAddr,
-    /// Frames that failed to decode, over all peer connections.
-    pub malformed: u64,
 }
 
 impl Peers {
     pub fn new(tracker: SocketAddr) -> Peers {
-        Peers { tracker, malformed: 0 }
+        Peers { tracker }
     }
 
     /// Carries out everything the core asked for.
@@ -31,11 +26,9 @@ impl Peers {
         while let Some(output) = core.poll_output() {
             match output {
                 Output::Datagram(d) => net.send_to(self.tracker, &d),
-                Output::Connect(addr, id) => match net.connect(addr, MAX_PEER_FRAME, now, CONNECT_TIMEOUT) {
-                    Ok(conn) => {
-                        net.set_idle(conn, Some(PEER_IDLE));
-                        core.handle_dialling(now, addr, id, conn);
-                    }
+                // The core times the dial and the connection's idleness.
+                Output::Connect(addr, id) => match net.connect(addr, MAX_PEER_FRAME, now, None) {
+                    Ok(conn) => core.handle_dialling(now, addr, id, conn),
                     Err(e) => {
                         debug!("connect to {addr}: {e}");
                         core.handle_dial_failed(now, addr, id);
@@ -60,7 +53,6 @@ impl Peers {
 
     pub fn on_accept(&mut self, core: &mut Machine, net: &mut Net, now: Instant, conn: ConnId) {
         if let Some(addr) = net.peer_addr(conn) {
-            net.set_idle(conn, Some(PEER_IDLE));
             core.handle_accept(now, conn, addr);
         }
         self.carry_out(core, net, now);
@@ -95,18 +87,8 @@ impl Peers {
     }
 
     pub fn on_closed(&mut self, core: &mut Machine, net: &mut Net, now: Instant, conn: ConnId, reason: CloseReason) {
-        match &reason {
-            CloseReason::Malformed(DecodeError::Version { got, want }) => {
-                info!("{conn}: refused a peer speaking protocol version {got} (we speak {want})");
-            }
-            CloseReason::Malformed(DecodeError::UnknownType(2)) => {
-                info!("{conn}: refused a version 1 leecher (protocol version 2 starts with Hello)");
-            }
-            CloseReason::Malformed(e) => {
-                self.malformed += 1;
-                debug!("{conn}: malformed frame from peer: {e}");
-            }
-            _ => {}
+        if let CloseReason::Malformed(e) = &reason {
+            core.handle_malformed(conn, e);
         }
         core.handle_closed(now, conn);
         self.carry_out(core, net, now);

@@ -12,7 +12,7 @@ use crate::wire::peer::{RejectReason, State};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     /// We are dialling it.
-    Dialling,
+    Dialling { since: Instant },
     /// Connected; Hellos not yet exchanged.
     Greeting { since: Instant },
     /// Hellos exchanged; trading.
@@ -55,6 +55,8 @@ pub struct Session {
     pub asked: VecDeque<Asked>,
     /// Last chunk from it, or when it was last given work while idle.
     pub last_data: Instant,
+    /// Last frame of any kind from it (or the connection's start).
+    pub last_heard: Instant,
     /// What we owe it.
     pub owed: VecDeque<Answer>,
     /// Since when it holds one of our upload slots.
@@ -115,7 +117,7 @@ impl Session {
             addr,
             listen: outbound.then_some(addr),
             outbound,
-            phase: if outbound { Phase::Dialling } else { Phase::Greeting { since: now } },
+            phase: if outbound { Phase::Dialling { since: now } } else { Phase::Greeting { since: now } },
             torrent,
             nonce: 0,
             theirs: None,
@@ -123,6 +125,7 @@ impl Session {
             their_state: State::Unavailable,
             asked: VecDeque::new(),
             last_data: now,
+            last_heard: now,
             owed: VecDeque::new(),
             slot_since: None,
             waiting_since: now,

@@ -2,7 +2,7 @@
 //! live, which addresses the tracker gave us and how each fared, what we
 //! uploaded and downloaded, and when seeding is over.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -81,8 +81,8 @@ pub struct Torrent {
     /// to the interval (a seeder may announce before its publish lands).
     pub refused: u32,
     pub counters: Counters,
-    known: HashMap<SocketAddr, Known>,
-    sources: HashSet<SocketAddr>,
+    known: BTreeMap<SocketAddr, Known>,
+    sources: BTreeSet<SocketAddr>,
     /// While complete: answers owed or sent per chunk (a chunk sent once stays
     /// counted), so each chunk goes out once before any goes out twice.
     promised: Vec<u16>,
@@ -110,8 +110,8 @@ impl Torrent {
             next_announce: now,
             refused: 0,
             counters: Counters::default(),
-            known: HashMap::new(),
-            sources: HashSet::new(),
+            known: BTreeMap::new(),
+            sources: BTreeSet::new(),
             promised: if origin { vec![0; chunks as usize] } else { Vec::new() },
             level: 0,
             at_level: if origin { chunks } else { 0 },

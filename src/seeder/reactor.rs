@@ -52,8 +52,8 @@ pub fn run(config: Config, files: Vec<(FileMeta, SharedFile)>) -> Result<(), Err
         up_limit: config.peer.up_limit,
         down_limit: config.peer.down_limit,
         timeout: Duration::MAX / 4,
-        interval: Duration::from_secs(10),
         seed: rng::seed_from_os(),
+        ..CoreConfig::default()
     };
     let mut core = Machine::new(core_config, now);
     let metas: Vec<FileMeta> = files.iter().map(|(m, _)| m.clone()).collect();
@@ -106,7 +106,7 @@ impl Shell {
         }
         while let Some(output) = self.publisher.poll_output() {
             match output {
-                PublishOutput::Open => match net.connect(self.tracker, MAX_CATALOG_FRAME, now, CONNECT_TIMEOUT) {
+                PublishOutput::Open => match net.connect(self.tracker, MAX_CATALOG_FRAME, now, Some(CONNECT_TIMEOUT)) {
                     Ok(conn) => self.catalog_conn = Some(conn),
                     Err(e) => {
                         debug!("catalog connect to {}: {e}", self.tracker);
@@ -137,7 +137,7 @@ impl Shell {
             core.slots_used(),
             human::rate(rate),
             human::bytes(uploaded),
-            core.violations + self.peers.malformed,
+            core.violations + core.malformed,
         );
         let _ = std::io::stdout().flush();
         self.last_status = (now, uploaded);

@@ -2,7 +2,7 @@
 //! frame through the real codec, datagrams through a real tracker core, and
 //! peers played by hand where a test needs a liar, a staller or exact timing.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::*;
@@ -141,6 +141,8 @@ struct Swarm {
     tracker_says: HashMap<usize, Vec<SocketAddr>>,
     /// Where peers played by hand listen: dials there succeed.
     listeners: Vec<SocketAddr>,
+    /// Dials there never connect (a host that drops SYNs).
+    blackholes: Vec<SocketAddr>,
     links: HashMap<(usize, ConnId), (usize, ConnId)>,
     next_conn: usize,
     /// Frames (or, `None`, a close after flush) from (node, conn), in order.
@@ -335,6 +337,11 @@ impl Swarm {
 
     fn connect(&mut self, now: Instant, i: usize, to: SocketAddr, id: ContentId) {
         let j = (0..self.nodes.len()).find(|&j| addr(j) == to);
+        if self.blackholes.contains(&to) {
+            let (ci, _) = self.link(i, HAND);
+            self.dials.push((i, to, now, Some(ci)));
+            return self.nodes[i].m.handle_dialling(now, to, id, ci);
+        }
         if j.is_none() && !self.listeners.contains(&to) {
             self.dials.push((i, to, now, None));
             return self.nodes[i].m.handle_dial_failed(now, to, id);
@@ -826,6 +833,42 @@ fn an_unreachable_peer_is_redialled_less_and_less_often() {
     }
     let at: Vec<u64> = sw.dials.iter().map(|d| (d.2 - t0).as_secs()).collect();
     assert_eq!(at, [0, 2, 6, 14, 30], "the delay doubles up to MAX_FAIL_RETRY");
+}
+
+#[test]
+fn a_dial_that_never_connects_is_abandoned_and_retried_later() {
+    let (t0, f, mut sw) = start(4);
+    let d = sw.peer(t0, &f, &[], |_| {});
+    sw.blackholes.push(hand_addr(1));
+    sw.tracker_says.insert(d, vec![hand_addr(1)]);
+    sw.run(t0);
+    let conn = sw.dialled(d, hand_addr(1));
+    assert_eq!(sw.nodes[d].m.next_deadline(), Some(t0 + DIAL_TIMEOUT), "the dial's deadline comes first");
+    sw.run(t0 + DIAL_TIMEOUT - ms(1));
+    assert!(sw.closed.is_empty());
+    sw.run(t0 + DIAL_TIMEOUT);
+    assert_eq!(sw.closed, [(d, conn)], "the core closes the dial itself");
+    for n in 6..=20 {
+        sw.run(t0 + secs(n));
+    }
+    let at: Vec<u64> = sw.dials.iter().map(|d| (d.2 - t0).as_secs()).collect();
+    assert_eq!(at, [0, 7, 16], "a timed-out dial is a failure: redialled 2 s, then 4 s after it timed out");
+}
+
+#[test]
+fn a_connection_silent_for_the_idle_time_is_closed() {
+    let (t0, f, mut sw) = start(4);
+    let s = sw.peer(t0, &f, &f.all(), |_| {});
+    let conn = sw.accept(t0, s, hand_addr(1));
+    sw.greet(t0, s, conn, &f, &f.all(), None); // holds everything too: nothing to trade, nothing said
+    assert!(sw.links.contains_key(&(s, conn)) || sw.closed.contains(&(s, conn)));
+    let conn = sw.accept(t0, s, hand_addr(2));
+    sw.greet(t0, s, conn, &f, &[], None);
+    sw.inject(t0 + secs(60), s, conn, Message::State(State::Unavailable));
+    sw.run(t0 + secs(179));
+    assert!(sw.links.contains_key(&(s, conn)), "a frame 60 s in restarted the idle time");
+    sw.run(t0 + secs(180));
+    assert!(sw.closed.contains(&(s, conn)), "120 s without a frame");
 }
 
 #[test]
