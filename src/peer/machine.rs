@@ -22,9 +22,9 @@ use super::torrent::{Counters, Goal, Stage, Torrent};
 use crate::announce::{Announce, Announcer, Reply};
 use crate::common::net::ConnId;
 use crate::common::rng::Rng;
-use crate::hash::{ContentId, Hash20};
+use crate::hash::ContentId;
 use crate::meta::FileMeta;
-use crate::wire::peer::{put_chunk_header, Message, RejectReason, State};
+use crate::wire::peer::{put_chunk, Message, RejectReason, State};
 use crate::wire::udp::Event as AnnounceEvent;
 use crate::wire::DecodeError;
 

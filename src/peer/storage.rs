@@ -11,6 +11,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use crate::hash::Hash20;
+
 /// Why a chunk could not be read.
 #[derive(Debug)]
 pub enum ReadError {
@@ -24,6 +26,12 @@ pub trait Storage {
     /// Appends `len` bytes from `offset` to `out`; on error `out` is unchanged.
     fn read(&mut self, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<(), ReadError>;
     fn write(&mut self, offset: u64, data: &[u8]) -> io::Result<()>;
+    /// Whether `data` is a chunk of `len` bytes whose SHA-1 is `hash`. (The
+    /// simulator's storage moves a token for a chunk's bytes and checks it
+    /// against the same hash.)
+    fn verify(&self, data: &[u8], len: usize, hash: &Hash20) -> bool {
+        data.len() == len && Hash20::of(data) == *hash
+    }
     /// Every chunk is verified: make the file durable under its final name.
     fn finish(&mut self) -> io::Result<()>;
 }

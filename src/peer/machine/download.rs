@@ -15,7 +15,7 @@ impl Machine {
         let (addr, listen) = (s.addr, s.listen);
         let expected_len = t.meta.chunk_len(index).unwrap_or(0) as usize;
         let expected_hash = t.meta.hashes().get(index as usize).copied().unwrap_or_default();
-        if data.len() != expected_len || Hash20::of(data) != expected_hash {
+        if !t.storage.verify(data, expected_len, &expected_hash) {
             t.counters.bad_chunks += 1;
             if !cancelled {
                 t.picker.release(index);

@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::*;
+use crate::hash::Hash20;
 use crate::meta::MIN_CHUNK;
 use crate::peer::storage::MemStorage;
 use crate::tracker::machine::{Config as TrackerConfig, Tracker};

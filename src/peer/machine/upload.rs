@@ -61,9 +61,8 @@ impl Machine {
                     self.turns.pop_front();
                 }
                 let len = t.meta.chunk_len(index).unwrap_or(0) as usize;
-                let start = out.len();
-                put_chunk_header(out, index, len);
-                match t.storage.read(t.meta.chunk_offset(index), len, out) {
+                let offset = t.meta.chunk_offset(index);
+                match put_chunk(out, index, |out| t.storage.read(offset, len, out)) {
                     Ok(()) => {
                         s.owed.pop_front();
                         if self.up.rate().is_some() && matches!(s.owed.front(), Some(Answer::Chunk(_))) {
@@ -80,20 +79,17 @@ impl Machine {
                         self.up.take(now, len as u64);
                         return t.goal_met(now);
                     }
-                    Err(e) => {
-                        out.truncate(start);
-                        match e {
-                            ReadError::Changed => {
-                                warn!("{} changed on disk since it was hashed: withdrawn", t.meta.name());
-                                t.stage = Stage::Done;
-                                RejectReason::Withdrawn
-                            }
-                            ReadError::Io(e) => {
-                                warn!("{}: read failed: {e}", t.meta.name());
-                                RejectReason::ReadError
-                            }
+                    Err(e) => match e {
+                        ReadError::Changed => {
+                            warn!("{} changed on disk since it was hashed: withdrawn", t.meta.name());
+                            t.stage = Stage::Done;
+                            RejectReason::Withdrawn
                         }
-                    }
+                        ReadError::Io(e) => {
+                            warn!("{}: read failed: {e}", t.meta.name());
+                            RejectReason::ReadError
+                        }
+                    },
                 }
             }
         };
