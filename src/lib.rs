@@ -8,5 +8,6 @@ pub mod leecher;
 pub mod meta;
 pub mod peer;
 pub mod seeder;
+pub mod sim;
 pub mod tracker;
 pub mod wire;

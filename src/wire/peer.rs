@@ -194,6 +194,15 @@ pub fn put_chunk_header(out: &mut Vec<u8>, index: u32, data_len: usize) {
     put_index(out, index);
 }
 
+/// The index of an encoded Chunk frame; `None` for any other frame. (The
+/// simulator charges a chunk's length for it on the link.)
+pub fn chunk_frame_index(frame: &[u8]) -> Option<u32> {
+    if frame.get(4) != Some(&CHUNK) {
+        return None;
+    }
+    Some(u32::from_be_bytes(frame.get(5..9)?.try_into().ok()?))
+}
+
 /// Appends a Chunk frame whose data `read` appends, straight into `out` (no
 /// copy of a chunk); the length is whatever `read` appended. On error `out`
 /// is as it was.

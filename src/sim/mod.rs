@@ -1,0 +1,9 @@
+//! The swarm simulator: the real peer and tracker cores on a virtual clock,
+//! with a network model in place of sockets (README, "Simulator").
+
+pub mod content;
+pub mod link;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod world;

@@ -1,0 +1,670 @@
+//! The simulated world: one real peer core per host and the real tracker
+//! core, on a virtual clock, with connections carried over [`Links`]. It is
+//! the daemons' mio shell done in memory: it carries out what the cores ask
+//! (send, dial, close, feed) and adds nothing of its own but the network.
+//!
+//! Events run in time order, ties in the order they were made, so the same
+//! scenario and seed replay to the event. A connection is two flows; frames
+//! on a flow arrive in order after the path's latency. Only Chunk frames take
+//! link capacity: the control frames (Have, Request, ...) pass at once but
+//! never overtake a chunk queued before them.
+
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::content::Content;
+use super::link::{Completion, FlowId, HostId, Links, Nanos};
+use crate::common::net::ConnId;
+use crate::peer::bitfield::Bitfield;
+use crate::peer::machine::{Config, Event as PeerEvent, Machine, Output};
+use crate::peer::torrent::Goal;
+use crate::tracker::machine::{Config as TrackerConfig, Tracker};
+use crate::wire::peer::{chunk_frame_index, Message, MAX_PEER_FRAME};
+use crate::wire::split_frame;
+
+/// The tracker's address; hosts are 10.x.y.z:6881.
+pub const TRACKER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 255, 255, 254)), 6969);
+const PORT: u16 = 6881;
+
+/// What one host is and did.
+pub struct Host {
+    pub addr: SocketAddr,
+    pub link: HostId,
+    pub class: usize,
+    pub seed: bool,
+    pub latency: Nanos,
+    core: Option<Machine>,
+    config: Config,
+    goal: Goal,
+    lie: Option<u64>,
+    pub arrive: Nanos,
+    pub first_chunk: Option<Nanos>,
+    pub done: Option<Nanos>,
+    pub failed: Option<String>,
+    pub gone: Option<Nanos>,
+    pub crashed: bool,
+    pub from_seeders: u64,
+    pub from_peers: u64,
+    pub uploaded: u64,
+    /// Chunk bytes sent, in whole seconds of simulated time.
+    pub sent_per_sec: Vec<u64>,
+    timer: Option<Nanos>,
+}
+
+impl Host {
+    /// Still expected to finish: not a seed, not done, failed, crashed or gone.
+    pub fn pending(&self) -> bool {
+        !self.seed && self.done.is_none() && self.failed.is_none() && self.gone.is_none()
+    }
+
+    pub fn poisoner(&self) -> bool {
+        self.lie.is_some()
+    }
+}
+
+/// One TCP connection: side 0 dialled, side 1 accepted. Side `s`'s `ConnId`
+/// on its host is `2 * index + s`, never reused.
+struct Conn {
+    hosts: [usize; 2],
+    flows: [FlowId; 2],
+    /// Frames not yet sent on each side's flow: bytes and their wire cost.
+    queues: [VecDeque<(Vec<u8>, u64)>; 2],
+    /// Bytes queued per side, the head frame whole.
+    queued: [u64; 2],
+    open: [bool; 2],
+    /// The core wants `handle_drained` calls on that side.
+    feed: [bool; 2],
+    /// Close that side once its queue is sent.
+    flush_close: [bool; 2],
+}
+
+enum Ev {
+    Arrive(usize),
+    Timer(usize),
+    TrackerTimer,
+    Sent(Completion),
+    Deliver {
+        conn: usize,
+        to: usize,
+        frame: Vec<u8>,
+    },
+    /// The dial reaches the other host.
+    Syn(usize),
+    /// The dialler hears the connection is up, or refused.
+    Established(usize),
+    Refused(usize),
+    /// Side `to` hears the other side closed.
+    Fin {
+        conn: usize,
+        to: usize,
+    },
+    ToTracker {
+        host: usize,
+        data: Vec<u8>,
+    },
+    FromTracker {
+        host: usize,
+        data: Vec<u8>,
+    },
+    Crash(usize),
+}
+
+/// An event due at `at`; ties go in the order they were made.
+struct Entry {
+    at: Nanos,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl Eq for Entry {}
+
+impl Ord for Entry {
+    /// Reversed: the earliest first out of the max-heap.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+pub struct World {
+    t0: Instant,
+    pub now: Nanos,
+    seq: u64,
+    queue: BinaryHeap<Entry>,
+    pub links: Links,
+    pub hosts: Vec<Host>,
+    by_addr: BTreeMap<SocketAddr, usize>,
+    conns: Vec<Conn>,
+    tracker: Tracker,
+    tracker_latency: Nanos,
+    tracker_timer: Option<Nanos>,
+    pub content: Rc<Content>,
+    sndbuf: u64,
+    completions: Vec<Completion>,
+    /// Events run, for the figures.
+    pub steps: u64,
+}
+
+/// How a host is set up.
+pub struct HostSpec {
+    pub up: f64,
+    pub down: f64,
+    pub latency: Duration,
+    pub class: usize,
+    pub seed: bool,
+    pub arrive: Duration,
+    pub config: Config,
+    pub goal: Goal,
+    /// Sends chunks of this other content (a poisoner).
+    pub lie: Option<u64>,
+    pub crash_at: Option<Duration>,
+}
+
+impl World {
+    pub fn new(content: Rc<Content>, tracker: TrackerConfig, tracker_latency: Duration, sndbuf: u64) -> World {
+        let t0 = Instant::now();
+        let mut w = World {
+            t0,
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            links: Links::default(),
+            hosts: Vec::new(),
+            by_addr: BTreeMap::new(),
+            conns: Vec::new(),
+            tracker: Tracker::new(tracker, t0),
+            tracker_latency: nanos(tracker_latency),
+            tracker_timer: None,
+            content,
+            sndbuf,
+            completions: Vec::new(),
+            steps: 0,
+        };
+        w.arm_tracker();
+        w
+    }
+
+    pub fn add_host(&mut self, spec: HostSpec) -> usize {
+        let i = self.hosts.len();
+        let ip = Ipv4Addr::from(0x0a00_0000 + i as u32 + 1);
+        let addr = SocketAddr::new(IpAddr::V4(ip), PORT);
+        let link = self.links.add_host(spec.up, spec.down);
+        let config = Config { tracker: TRACKER, port: PORT, ..spec.config };
+        self.hosts.push(Host {
+            addr,
+            link,
+            class: spec.class,
+            seed: spec.seed,
+            latency: nanos(spec.latency),
+            core: None,
+            config,
+            goal: spec.goal,
+            lie: spec.lie,
+            arrive: nanos(spec.arrive),
+            first_chunk: None,
+            done: None,
+            failed: None,
+            gone: None,
+            crashed: false,
+            from_seeders: 0,
+            from_peers: 0,
+            uploaded: 0,
+            sent_per_sec: Vec::new(),
+            timer: None,
+        });
+        self.by_addr.insert(addr, i);
+        self.push(nanos(spec.arrive), Ev::Arrive(i));
+        if let Some(at) = spec.crash_at {
+            self.push(nanos(spec.arrive + at), Ev::Crash(i));
+        }
+        i
+    }
+
+    /// Runs until every downloader is done, failed or gone, or `limit`.
+    pub fn run(&mut self, limit: Duration) {
+        let limit = nanos(limit);
+        while self.hosts.iter().any(Host::pending) {
+            let Some(Entry { at, ev, .. }) = self.queue.pop() else { break };
+            if at > limit {
+                break;
+            }
+            self.now = at;
+            self.steps += 1;
+            self.step(ev);
+        }
+    }
+
+    fn push(&mut self, at: Nanos, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Entry { at, seq: self.seq, ev });
+    }
+
+    fn instant(&self) -> Instant {
+        self.t0 + Duration::from_nanos(self.now)
+    }
+
+    fn step(&mut self, ev: Ev) {
+        let now = self.instant();
+        match ev {
+            Ev::Arrive(h) => self.arrive(h),
+            Ev::Timer(h) => {
+                if self.hosts[h].timer.is_some_and(|t| t <= self.now) {
+                    self.hosts[h].timer = None;
+                    if let Some(core) = self.hosts[h].core.as_mut() {
+                        core.handle_timeout(now);
+                    }
+                    self.after(h);
+                }
+            }
+            Ev::TrackerTimer => {
+                if self.tracker_timer.is_some_and(|t| t <= self.now) {
+                    self.tracker_timer = None;
+                    self.tracker.handle_timeout(now);
+                    self.arm_tracker();
+                }
+            }
+            Ev::Sent(c) => self.sent(c),
+            Ev::Deliver { conn, to, frame } => self.deliver(conn, to, &frame),
+            Ev::Syn(c) => self.syn(c),
+            Ev::Established(c) => {
+                let h = self.conns[c].hosts[0];
+                if self.conns[c].open[0] {
+                    if let Some(core) = self.hosts[h].core.as_mut() {
+                        core.handle_connected(now, ConnId(2 * c));
+                    }
+                    self.after(h);
+                }
+            }
+            Ev::Refused(c) => self.hear_close(c, 0),
+            Ev::Fin { conn, to } => self.hear_close(conn, to),
+            Ev::ToTracker { host, data } => {
+                let mut answer = Vec::new();
+                let from = self.hosts[host].addr;
+                self.tracker.handle_datagram(now, from, &data, &mut answer);
+                self.arm_tracker();
+                if !answer.is_empty() {
+                    let at = self.now + self.tracker_latency + self.hosts[host].latency;
+                    self.push(at, Ev::FromTracker { host, data: answer });
+                }
+            }
+            Ev::FromTracker { host, data } => {
+                if let Some(core) = self.hosts[host].core.as_mut() {
+                    core.handle_datagram(now, &data);
+                    self.after(host);
+                }
+            }
+            Ev::Crash(h) => self.crash(h),
+        }
+    }
+
+    fn arrive(&mut self, h: usize) {
+        let now = self.instant();
+        let host = &mut self.hosts[h];
+        let mut core = Machine::new(host.config.clone(), now);
+        let chunks = self.content.meta.chunk_count();
+        let have = if host.seed { Bitfield::full(chunks) } else { Bitfield::new(chunks) };
+        let store = self.content.store(host.lie);
+        core.add(now, self.content.meta.clone(), Box::new(store), have, host.goal);
+        host.core = Some(core);
+        self.after(h);
+    }
+
+    /// Carries out what host `h`'s core asked for, then re-arms its timer.
+    fn after(&mut self, h: usize) {
+        let now = self.instant();
+        loop {
+            let Some(core) = self.hosts[h].core.as_mut() else { return };
+            let Some(out) = core.poll_output() else { break };
+            match out {
+                Output::Datagram(data) => {
+                    let at = self.now + self.hosts[h].latency + self.tracker_latency;
+                    self.push(at, Ev::ToTracker { host: h, data });
+                }
+                Output::Connect(addr, id) => {
+                    let c = self.dial(h, addr);
+                    if let Some(core) = self.hosts[h].core.as_mut() {
+                        core.handle_dialling(now, addr, id, ConnId(2 * c));
+                    }
+                }
+                Output::Send(conn, msg) => {
+                    let mut frame = Vec::new();
+                    msg.encode(&mut frame);
+                    self.enqueue(conn, frame);
+                }
+                Output::Bitfield(conn, bits) => {
+                    let mut frame = Vec::new();
+                    Message::Bitfield(&bits).encode(&mut frame);
+                    self.enqueue(conn, frame);
+                }
+                Output::Feed(conn) => {
+                    let (c, s) = split(conn);
+                    if self.conns[c].open[s] {
+                        self.conns[c].feed[s] = true;
+                        self.pump(c, s);
+                    }
+                }
+                Output::Close(conn) => self.close(conn.0 / 2, conn.0 % 2),
+                Output::CloseAfterFlush(conn) => {
+                    let (c, s) = split(conn);
+                    self.conns[c].flush_close[s] = true;
+                    if self.conns[c].queued[s] == 0 {
+                        self.close(c, s);
+                    }
+                }
+            }
+        }
+        while let Some(ev) = self.hosts[h].core.as_mut().and_then(Machine::poll_event) {
+            self.event(h, ev);
+        }
+        let Some(core) = self.hosts[h].core.as_ref() else { return };
+        let next = core.next_deadline().map(|d| nanos(d.saturating_duration_since(self.t0)).max(self.now));
+        if next != self.hosts[h].timer {
+            self.hosts[h].timer = next;
+            if let Some(at) = next {
+                self.push(at, Ev::Timer(h));
+            }
+        }
+    }
+
+    fn event(&mut self, h: usize, ev: PeerEvent) {
+        let now = self.instant();
+        let host = &mut self.hosts[h];
+        match ev {
+            PeerEvent::Complete { counters, .. } => {
+                host.done = Some(self.now);
+                host.from_seeders = counters.from_seeders;
+                host.from_peers = counters.from_leechers;
+            }
+            PeerEvent::Failed { reason, .. } => host.failed = Some(reason),
+            PeerEvent::Finished { .. } => {
+                // Its one file is over: the process exits, saying goodbye.
+                if let Some(core) = host.core.as_mut() {
+                    host.uploaded = core.uploaded();
+                    core.shutdown(now);
+                }
+                host.gone = Some(self.now);
+                self.after_exit(h);
+            }
+            PeerEvent::Reconnected => {}
+        }
+    }
+
+    /// A host whose process ended: its last outputs go out, then nobody listens there.
+    fn after_exit(&mut self, h: usize) {
+        let Some(mut core) = self.hosts[h].core.take() else { return };
+        while let Some(out) = core.poll_output() {
+            match out {
+                Output::Datagram(data) => {
+                    let at = self.now + self.hosts[h].latency + self.tracker_latency;
+                    self.push(at, Ev::ToTracker { host: h, data });
+                }
+                Output::Close(conn) | Output::CloseAfterFlush(conn) => self.close(conn.0 / 2, conn.0 % 2),
+                _ => {}
+            }
+        }
+        // Whatever it still had open is reset.
+        for c in 0..self.conns.len() {
+            for s in 0..2 {
+                if self.conns[c].hosts[s] == h && self.conns[c].open[s] {
+                    self.close(c, s);
+                }
+            }
+        }
+    }
+
+    fn crash(&mut self, h: usize) {
+        if self.hosts[h].core.is_none() || self.hosts[h].gone.is_some() {
+            return;
+        }
+        if let Some(core) = self.hosts[h].core.as_ref() {
+            self.hosts[h].uploaded = core.uploaded();
+        }
+        self.hosts[h].crashed = true;
+        self.hosts[h].gone = Some(self.now);
+        let _ = self.hosts[h].core.take(); // no goodbye: the tracker expires it
+        for c in 0..self.conns.len() {
+            for s in 0..2 {
+                if self.conns[c].hosts[s] == h && self.conns[c].open[s] {
+                    self.close(c, s);
+                }
+            }
+        }
+    }
+
+    fn dial(&mut self, h: usize, addr: SocketAddr) -> usize {
+        let target = self.by_addr.get(&addr).copied();
+        let far = target.unwrap_or(h);
+        let c = self.conns.len();
+        let (near_link, far_link) = (self.hosts[h].link, self.hosts[far].link);
+        let flows = [self.links.add_flow(near_link, far_link), self.links.add_flow(far_link, near_link)];
+        debug_assert_eq!(flows[0].0, 2 * c, "flow 2c + s is side s of connection c");
+        self.conns.push(Conn {
+            hosts: [h, far],
+            flows,
+            queues: [VecDeque::new(), VecDeque::new()],
+            queued: [0, 0],
+            open: [true, target.is_some()],
+            feed: [false, false],
+            flush_close: [false, false],
+        });
+        let delay = self.delay(h, far);
+        match target {
+            Some(_) => self.push(self.now + delay, Ev::Syn(c)),
+            None => self.push(self.now + 2 * delay, Ev::Refused(c)),
+        }
+        c
+    }
+
+    /// The dial reaches its host: accepted if its process runs, refused if
+    /// it exited, lost if it crashed (the dialler's core times it out).
+    fn syn(&mut self, c: usize) {
+        let far = self.conns[c].hosts[1];
+        let near = self.conns[c].hosts[0];
+        if self.hosts[far].crashed || self.now < self.hosts[far].arrive {
+            self.conns[c].open[1] = false;
+            if !self.hosts[far].crashed {
+                self.push(self.now + self.delay(near, far), Ev::Refused(c));
+            }
+            return;
+        }
+        let (now, from) = (self.instant(), self.hosts[near].addr);
+        let Some(core) = self.hosts[far].core.as_mut() else {
+            self.conns[c].open[1] = false;
+            self.push(self.now + self.delay(near, far), Ev::Refused(c));
+            return;
+        };
+        core.handle_accept(now, ConnId(2 * c + 1), from);
+        self.after(far);
+        self.push(self.now + self.delay(near, far), Ev::Established(c));
+    }
+
+    fn delay(&self, a: usize, b: usize) -> Nanos {
+        self.hosts[a].latency + self.hosts[b].latency
+    }
+
+    /// Puts an encoded frame on its side's flow.
+    fn enqueue(&mut self, conn: ConnId, frame: Vec<u8>) {
+        let (c, s) = split(conn);
+        if !self.conns[c].open[s] {
+            return;
+        }
+        // A chunk's frame header and bytes (its token stands for them).
+        let cost = chunk_frame_index(&frame).map_or(0, |index| 9 + self.content.chunk_len(index));
+        let conn = &mut self.conns[c];
+        conn.queued[s] += cost;
+        conn.queues[s].push_back((frame, cost));
+        if !self.links.is_busy(conn.flows[s]) {
+            self.transmit(c, s);
+        }
+    }
+
+    /// Sends the frames at the head of a side's queue: control frames at
+    /// once, then starts the first chunk on the link.
+    fn transmit(&mut self, c: usize, s: usize) {
+        let delay = self.delay(self.conns[c].hosts[0], self.conns[c].hosts[1]);
+        let to = 1 - s;
+        while let Some((_, cost)) = self.conns[c].queues[s].front() {
+            if *cost > 0 {
+                let (flow, cost) = (self.conns[c].flows[s], *cost);
+                let mut out = std::mem::take(&mut self.completions);
+                self.links.start(self.now, flow, cost, &mut out);
+                self.schedule(&mut out);
+                self.completions = out;
+                return;
+            }
+            let Some((frame, _)) = self.conns[c].queues[s].pop_front() else { break };
+            self.push(self.now + delay, Ev::Deliver { conn: c, to, frame });
+        }
+        if self.conns[c].flush_close[s] {
+            self.close(c, s);
+        }
+    }
+
+    fn schedule(&mut self, out: &mut Vec<Completion>) {
+        for c in out.drain(..) {
+            self.push(c.at, Ev::Sent(c));
+        }
+    }
+
+    /// A chunk is on its way: it arrives after the latency; the flow goes on
+    /// with the next frame, and the core may queue more.
+    fn sent(&mut self, done: Completion) {
+        if !self.links.is_current(&done) {
+            return;
+        }
+        // Each connection made its two flows in turn: flow 2c + s is side s of c.
+        let (conn, s) = (done.flow.0 / 2, done.flow.0 % 2);
+        let mut out = std::mem::take(&mut self.completions);
+        self.links.finish(self.now, done.flow, &mut out);
+        self.schedule(&mut out);
+        self.completions = out;
+        let Some((frame, cost)) = self.conns[conn].queues[s].pop_front() else { return };
+        self.conns[conn].queued[s] -= cost;
+        let from = self.conns[conn].hosts[s];
+        let sec = (self.now / 1_000_000_000) as usize;
+        let per_sec = &mut self.hosts[from].sent_per_sec;
+        if per_sec.len() <= sec {
+            per_sec.resize(sec + 1, 0);
+        }
+        per_sec[sec] += cost;
+        let delay = self.delay(self.conns[conn].hosts[0], self.conns[conn].hosts[1]);
+        self.push(self.now + delay, Ev::Deliver { conn, to: 1 - s, frame });
+        self.transmit(conn, s);
+        self.pump(conn, s);
+        self.after(from);
+    }
+
+    /// Asks the core for more while the side's queue is below the send buffer.
+    fn pump(&mut self, c: usize, s: usize) {
+        let h = self.conns[c].hosts[s];
+        let now = self.instant();
+        while self.conns[c].open[s] && self.conns[c].feed[s] && self.conns[c].queued[s] < self.sndbuf {
+            let Some(core) = self.hosts[h].core.as_mut() else { return };
+            let mut out = Vec::new();
+            core.handle_drained(now, ConnId(2 * c + s), &mut out);
+            if out.is_empty() {
+                self.conns[c].feed[s] = false;
+                break;
+            }
+            let mut rest = &out[..];
+            while let Ok(Some((_, used))) = split_frame(rest, MAX_PEER_FRAME) {
+                let (frame, tail) = rest.split_at(used);
+                self.enqueue(ConnId(2 * c + s), frame.to_vec());
+                rest = tail;
+            }
+        }
+    }
+
+    fn deliver(&mut self, c: usize, to: usize, frame: &[u8]) {
+        if !self.conns[c].open[to] {
+            return;
+        }
+        let h = self.conns[c].hosts[to];
+        let now = self.instant();
+        let Some(core) = self.hosts[h].core.as_mut() else { return };
+        let Ok(Some((f, _))) = split_frame(frame, MAX_PEER_FRAME) else { return };
+        let Ok(msg) = Message::decode(f) else { return };
+        let chunk = matches!(msg, Message::Chunk { .. });
+        if let Err(fatal) = core.handle_message(now, ConnId(2 * c + to), msg) {
+            core.handle_fatal(now, fatal);
+        }
+        if chunk && self.hosts[h].first_chunk.is_none() {
+            let got = self.hosts[h].core.as_ref().and_then(|m| {
+                let id = m.files().next()?;
+                m.snapshot(id, now).map(|s| s.done > 0)
+            });
+            if got == Some(true) {
+                self.hosts[h].first_chunk = Some(self.now);
+            }
+        }
+        self.after(h);
+    }
+
+    /// Side `s` closes: what it had not sent is dropped, the other side
+    /// hears of it after the latency; both cores are told.
+    fn close(&mut self, c: usize, s: usize) {
+        if !self.conns[c].open[s] {
+            return;
+        }
+        self.conns[c].open[s] = false;
+        self.conns[c].queues[s].clear();
+        self.conns[c].queued[s] = 0;
+        let mut out = std::mem::take(&mut self.completions);
+        self.links.finish(self.now, self.conns[c].flows[s], &mut out);
+        self.schedule(&mut out);
+        self.completions = out;
+        let h = self.conns[c].hosts[s];
+        let now = self.instant();
+        if let Some(core) = self.hosts[h].core.as_mut() {
+            core.handle_closed(now, ConnId(2 * c + s));
+        }
+        if self.conns[c].open[1 - s] {
+            let delay = self.delay(self.conns[c].hosts[0], self.conns[c].hosts[1]);
+            self.push(self.now + delay, Ev::Fin { conn: c, to: 1 - s });
+        }
+        self.after(h);
+    }
+
+    /// Side `s` learns the other side is gone.
+    fn hear_close(&mut self, c: usize, s: usize) {
+        if self.conns[c].open[s] {
+            self.close(c, s);
+        }
+    }
+
+    fn arm_tracker(&mut self) {
+        let next = self.tracker.next_deadline().map(|d| nanos(d.saturating_duration_since(self.t0)).max(self.now));
+        if next != self.tracker_timer {
+            self.tracker_timer = next;
+            if let Some(at) = next {
+                self.push(at, Ev::TrackerTimer);
+            }
+        }
+    }
+
+    /// Uploaded bytes of host `h` (its core's count, kept when it leaves).
+    pub fn uploaded(&self, h: usize) -> u64 {
+        self.hosts[h].core.as_ref().map_or(self.hosts[h].uploaded, Machine::uploaded)
+    }
+}
+
+fn split(conn: ConnId) -> (usize, usize) {
+    (conn.0 / 2, conn.0 % 2)
+}
+
+pub fn nanos(d: Duration) -> Nanos {
+    d.as_nanos().min(u128::from(u64::MAX)) as Nanos
+}
