@@ -130,12 +130,11 @@ impl fmt::Display for BadValue {
 /// `20M`, `512K`, `300000`: bytes (per second for a rate); `0` for unlimited
 /// where `unlimited_zero`.
 pub fn bytes(name: &str, raw: &str, unlimited_zero: bool) -> Result<f64, BadValue> {
-    let v = parse_rate(raw).map_err(|e| BadValue(format!("{name} {raw:?}: {e}")))?;
-    match v {
-        0 if unlimited_zero => Ok(f64::INFINITY),
-        0 => Err(BadValue(format!("{name} {raw:?}: must be more than 0"))),
-        v => Ok(v as f64),
+    if unlimited_zero && raw == "0" {
+        return Ok(f64::INFINITY);
     }
+    let v = parse_rate(raw).map_err(|e| BadValue(format!("{name} {raw:?}: {e}")))?;
+    Ok(v as f64)
 }
 
 /// `30s`, `1.5`, `2m`, `1ms`, `0`: a duration (plain numbers are seconds).
