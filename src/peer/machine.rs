@@ -7,7 +7,7 @@
 //! close) and [`Machine::poll_event`] (what the user is told), and
 //! [`Machine::next_deadline`] says when to call [`Machine::handle_timeout`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -144,6 +144,12 @@ pub struct Machine {
     rng: Rng,
     torrents: BTreeMap<ContentId, Torrent>,
     sessions: BTreeMap<ConnId, Session>,
+    /// Each session's next timer (`session_deadline`), so the next wake-up
+    /// is a lookup, not a scan: kept for the sessions touched in a call.
+    timers: BTreeSet<(Instant, ConnId)>,
+    touched: Vec<ConnId>,
+    /// Every session may have changed (a rechoke, a Have to all, a timeout).
+    all_touched: bool,
     announcer: Announcer,
     interval: Duration,
     up: Bucket,
@@ -181,6 +187,9 @@ impl Machine {
             config,
             torrents: BTreeMap::new(),
             sessions: BTreeMap::new(),
+            timers: BTreeSet::new(),
+            touched: Vec::new(),
+            all_touched: false,
             stopping: None,
             outputs: VecDeque::new(),
             events: VecDeque::new(),
@@ -205,11 +214,15 @@ impl Machine {
             return;
         }
         self.sessions.insert(conn, Session::new(addr, false, None, now));
+        self.touched.push(conn);
+        self.settle(now);
     }
 
     /// The shell is dialling `addr` for `id` as `conn` (after `Output::Connect`).
     pub fn handle_dialling(&mut self, now: Instant, addr: SocketAddr, id: ContentId, conn: ConnId) {
         self.sessions.insert(conn, Session::new(addr, true, Some(id), now));
+        self.touched.push(conn);
+        self.settle(now);
     }
 
     pub fn handle_dial_failed(&mut self, now: Instant, addr: SocketAddr, id: ContentId) {
@@ -220,19 +233,22 @@ impl Machine {
 
     /// A dialled connection is up: introduce ourselves.
     pub fn handle_connected(&mut self, now: Instant, conn: ConnId) {
+        self.touched.push(conn);
         let Some(s) = self.sessions.get_mut(&conn) else { return };
         s.phase = Phase::Greeting { since: now };
         if let Some(id) = s.torrent {
             self.outputs.push_back(Output::Send(conn, self.hello(id)));
         }
+        self.settle(now);
     }
 
     pub fn handle_message(&mut self, now: Instant, conn: ConnId, msg: Message<'_>) -> Result<(), Fatal> {
+        self.touched.push(conn);
         if let Some(s) = self.sessions.get_mut(&conn) {
             s.last_heard = now;
         }
         let result = self.on_message(now, conn, msg);
-        self.after_announcer(now);
+        self.settle(now);
         result
     }
 
@@ -270,16 +286,17 @@ impl Machine {
 
     /// The connection's queue has room: append the next answer we owe.
     pub fn handle_drained(&mut self, now: Instant, conn: ConnId, out: &mut Vec<u8>) {
+        self.touched.push(conn);
         if self.answer(now, conn, out) {
             self.sweep(now); // the upload that meets a seeding goal ends it now
         }
-        self.after_announcer(now);
+        self.settle(now);
     }
 
     /// The connection is gone (closed by either side, failed, idle).
     pub fn handle_closed(&mut self, now: Instant, conn: ConnId) {
         self.on_closed(now, conn);
-        self.after_announcer(now);
+        self.settle(now);
     }
 
     /// A frame on `conn` failed to decode; the shell closes it (`handle_closed` follows).
@@ -301,11 +318,11 @@ impl Machine {
     /// Reports a fatal local error for one file (from `handle_message`) and drops it.
     pub fn handle_fatal(&mut self, now: Instant, fatal: Fatal) {
         self.fail(now, fatal.id, fatal.reason);
-        self.after_announcer(now);
+        self.settle(now);
     }
 
     fn on_closed(&mut self, now: Instant, conn: ConnId) {
-        let Some(s) = self.sessions.remove(&conn) else { return };
+        let Some(s) = self.forget(conn) else { return };
         let Some(t) = s.torrent.and_then(|id| self.torrents.get_mut(&id)) else { return };
         if let Some(theirs) = &s.theirs {
             t.picker.remove_holder(theirs);
@@ -334,11 +351,12 @@ impl Machine {
 
     pub fn handle_datagram(&mut self, now: Instant, data: &[u8]) {
         self.announcer.handle_datagram(now, data);
-        self.after_announcer(now);
+        self.settle(now);
     }
 
     /// Announces, retries, stalls, rotation, rate buckets, goals. Early calls are no-ops.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.all_touched = true;
         self.announcer.handle_timeout(now);
         if self.stopping.is_none() {
             self.announce_due(now);
@@ -367,7 +385,7 @@ impl Machine {
             self.give_up(now);
             self.sweep(now);
         }
-        self.after_announcer(now);
+        self.settle(now);
     }
 
     /// Leaves every swarm (announce stopped) and closes every connection.
@@ -382,7 +400,7 @@ impl Machine {
         }
         let conns: Vec<ConnId> = self.sessions.keys().copied().collect();
         self.outputs.extend(conns.into_iter().map(Output::Close));
-        self.after_announcer(now);
+        self.settle(now);
     }
 
     /// True once shut down and the goodbyes are acknowledged or have had their time.
@@ -400,23 +418,29 @@ impl Machine {
         if let Some(at) = self.stopping {
             return [announcer, Some(at + GOODBYE_TIMEOUT)].into_iter().flatten().min();
         }
-        let respread = self.sessions.values().flat_map(|s| s.spread_to_us.iter().map(|(_, at)| *at)).min();
-        let sessions = self.sessions.values().map(|s| session_deadline(s).0);
+        let sessions = self.timers.first().map(|(at, _)| *at);
+        #[cfg(debug_assertions)]
+        debug_assert_eq!(
+            sessions,
+            self.sessions.values().map(|s| session_deadline(s).0).min(),
+            "a session's timer is stale"
+        );
         let torrents = self.torrents.values().flat_map(|t| {
             let downloading = t.stage == Stage::Downloading;
-            [
-                Some(t.next_announce),
-                t.goal_deadline(),
-                downloading.then_some(t.last_progress + self.config.timeout),
-                t.next_retry().filter(|_| self.dial_room(t.id) > 0),
-            ]
+            [Some(t.next_announce), t.goal_deadline(), downloading.then_some(t.last_progress + self.config.timeout)]
         });
         let up = self.turns.front().and_then(|_| self.up.ready_at(self.born));
         let down = self.down.ready_at(self.born).filter(|_| self.wants_anything());
-        sessions
-            .chain(torrents.flatten())
-            .chain([Some(self.next_rotation), announcer, up, down, respread].into_iter().flatten())
-            .min()
+        let mut next = torrents.chain([sessions, Some(self.next_rotation), announcer, up, down]).flatten().min();
+        // A redial counts only with room to dial, which takes a count: asked last.
+        for t in self.torrents.values() {
+            if let Some(retry) = t.next_retry().filter(|r| next.is_none_or(|n| *r < n)) {
+                if self.dial_room(t.id) > 0 {
+                    next = Some(retry);
+                }
+            }
+        }
+        next
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
@@ -507,7 +531,7 @@ impl Machine {
             self.outputs.push_back(Output::Send(conn, self.hello(id)));
             self.outputs.push_back(Output::Send(conn, Message::State(State::Unavailable)));
             self.outputs.push_back(Output::CloseAfterFlush(conn));
-            self.sessions.remove(&conn);
+            self.forget(conn);
             return;
         }
         let Some(t) = self.torrents.get_mut(&id) else { return };
@@ -520,6 +544,7 @@ impl Machine {
             t.mark_active(listen);
         }
         let bits = t.held().as_bytes().to_vec();
+        self.touched.push(conn);
         if let Some(s) = self.sessions.get_mut(&conn) {
             s.torrent = Some(id);
             s.listen = listen;
@@ -576,6 +601,7 @@ impl Machine {
     }
 
     fn on_state(&mut self, now: Instant, conn: ConnId, state: State) {
+        self.touched.push(conn);
         let Some(s) = self.sessions.get_mut(&conn) else { return };
         s.their_state = state;
         if state.serves() {
@@ -604,7 +630,7 @@ impl Machine {
         let conns: Vec<ConnId> = self.sessions.iter().filter(|(_, s)| s.torrent == Some(id)).map(|(c, _)| *c).collect();
         // After what is queued (the chunk that met a seeding goal, a last Reject).
         for conn in conns {
-            self.sessions.remove(&conn);
+            self.forget(conn);
             self.outputs.push_back(Output::CloseAfterFlush(conn));
         }
         if !matches!(t.stage, Stage::Downloading) || self.stopping.is_some() {
@@ -660,8 +686,9 @@ impl Machine {
                     }
                     self.disconnect(now, conn);
                 }
-                // A slot holder that went quiet only loses its slot (the rechoke below).
-                Why::SlotIdle => {}
+                // A slot holder that went quiet only loses its slot (the rechoke
+                // below); a chunk refused with Spread is asked again (respread).
+                Why::SlotIdle | Why::Respread => {}
                 Why::Dial | Why::Greeting | Why::Idle => {
                     if let Some(s) = self.sessions.get(&conn) {
                         debug!("{conn} {}: {why:?} timed out; closed", s.addr);
@@ -722,16 +749,48 @@ impl Machine {
     }
 
     fn pair(&mut self, conn: ConnId) -> Option<(&mut Session, &mut Torrent)> {
+        self.touched.push(conn);
         let s = self.sessions.get_mut(&conn)?;
         let t = self.torrents.get_mut(&s.torrent?)?;
         Some((s, t))
+    }
+
+    /// Removes a session and its timer.
+    fn forget(&mut self, conn: ConnId) -> Option<Session> {
+        let s = self.sessions.remove(&conn)?;
+        if let Some(at) = s.timer {
+            self.timers.remove(&(at, conn));
+        }
+        Some(s)
+    }
+
+    /// Re-reads the timers of the sessions touched since the last call.
+    fn retime(&mut self) {
+        let conns: Vec<ConnId> = if std::mem::take(&mut self.all_touched) {
+            self.touched.clear();
+            self.sessions.keys().copied().collect()
+        } else {
+            std::mem::take(&mut self.touched)
+        };
+        for conn in conns {
+            let Some(s) = self.sessions.get_mut(&conn) else { continue };
+            let at = session_deadline(s).0;
+            if s.timer != Some(at) {
+                if let Some(old) = s.timer.replace(at) {
+                    self.timers.remove(&(old, conn));
+                }
+                self.timers.insert((at, conn));
+            }
+        }
     }
 
     fn wants_anything(&self) -> bool {
         self.torrents.values().any(|t| t.stage == Stage::Downloading)
     }
 
-    fn after_announcer(&mut self, now: Instant) {
+    /// The end of every call: what the announcer replied is carried out and
+    /// the touched sessions' timers are re-read.
+    fn settle(&mut self, now: Instant) {
         while let Some(reply) = self.announcer.poll_reply() {
             match reply {
                 Reply::Peers { info_hash, peers, interval, .. } => {
@@ -782,6 +841,7 @@ impl Machine {
         while let Some(datagram) = self.announcer.poll_transmit() {
             self.outputs.push_back(Output::Datagram(datagram));
         }
+        self.retime();
     }
 }
 
@@ -793,18 +853,21 @@ enum Why {
     Stalled,
     SlotIdle,
     Idle,
+    /// A chunk refused with `Spread` is asked of it again.
+    Respread,
 }
 
 /// A connection's next timer: the earliest of its phase's deadline and its idle time.
 fn session_deadline(s: &Session) -> (Instant, Why) {
     let idle = (s.last_heard + IDLE, Why::Idle);
+    let respread = s.spread_to_us.iter().map(|(_, at)| (*at, Why::Respread)).min_by_key(|(at, _)| *at);
     let phase = match s.phase {
         Phase::Dialling { since } => Some((since + DIAL_TIMEOUT, Why::Dial)),
         Phase::Greeting { since } => Some((since + GREETING, Why::Greeting)),
         Phase::Open if s.outstanding() > 0 && s.their_state.serves() => Some((s.last_data + STALL, Why::Stalled)),
         Phase::Open => s.slot_idle_at(SLOT_IDLE).map(|at| (at, Why::SlotIdle)),
     };
-    phase.map_or(idle, |p| if p.0 <= idle.0 { p } else { idle })
+    [phase, respread].into_iter().flatten().fold(idle, |a, b| if b.0 < a.0 { b } else { a })
 }
 
 /// A local failure that ends one download (the disk refused a write).

@@ -75,6 +75,8 @@ pub struct Session {
     pub downloaded: u64,
     /// Its recent sending rate to us, bytes per second, for the pipeline depth.
     pub rate: Rate,
+    /// Its entry in the core's timer table.
+    pub timer: Option<Instant>,
 }
 
 /// A rate over windows of at least [`Rate::WINDOW`], smoothed across windows.
@@ -136,6 +138,7 @@ impl Session {
             spread_to_us: Vec::new(),
             downloaded: 0,
             rate: Rate::new(now),
+            timer: None,
         }
     }
 

@@ -82,6 +82,8 @@ pub struct Torrent {
     pub refused: u32,
     pub counters: Counters,
     known: BTreeMap<SocketAddr, Known>,
+    /// The earliest retry among `known`, read once after each change.
+    next_retry: std::cell::Cell<Option<Option<Instant>>>,
     sources: BTreeSet<SocketAddr>,
     /// While complete: answers owed or sent per chunk (a chunk sent once stays
     /// counted), so each chunk goes out once before any goes out twice.
@@ -111,6 +113,7 @@ impl Torrent {
             refused: 0,
             counters: Counters::default(),
             known: BTreeMap::new(),
+            next_retry: std::cell::Cell::new(None),
             sources: BTreeSet::new(),
             promised: if origin { vec![0; chunks as usize] } else { Vec::new() },
             level: 0,
@@ -292,6 +295,7 @@ impl Torrent {
             };
         }
         self.known.insert(addr, known);
+        self.next_retry.set(None);
     }
 
     pub fn is_banned(&self, addr: SocketAddr) -> bool {
@@ -303,13 +307,19 @@ impl Torrent {
         if self.stage != Stage::Downloading {
             return None;
         }
-        self.known
+        if let Some(cached) = self.next_retry.get() {
+            return cached;
+        }
+        let next = self
+            .known
             .values()
             .filter_map(|k| match k {
                 Known::Idle { retry_at, .. } => Some(*retry_at),
                 _ => None,
             })
-            .min()
+            .min();
+        self.next_retry.set(Some(next));
+        next
     }
 }
 

@@ -94,6 +94,7 @@ impl Machine {
     pub(super) fn fill(&mut self, now: Instant, conn: ConnId, id: ContentId) {
         let down_ready = self.down.ready(now);
         let Some(t) = self.torrents.get_mut(&id) else { return };
+        self.touched.push(conn);
         let Some(s) = self.sessions.get_mut(&conn) else { return };
         if t.stage != Stage::Downloading || !s.their_state.serves() || !down_ready {
             return;
@@ -128,6 +129,7 @@ impl Machine {
     /// Tells every peer of the file that lacks `index` that we hold it now,
     /// and cancels end-game duplicates.
     pub(super) fn announce_have(&mut self, id: ContentId, index: u32) {
+        self.all_touched = true; // a cancel changes what a peer owes us
         for (conn, s) in self.sessions.iter_mut().filter(|(_, s)| s.torrent == Some(id) && s.phase == Phase::Open) {
             if s.cancel(index) {
                 self.outputs.push_back(Output::Send(*conn, Message::Cancel(index)));

@@ -45,6 +45,7 @@ impl Machine {
 
     /// Appends the next answer owed on `conn`; true if it changed a file's state.
     pub(super) fn answer(&mut self, now: Instant, conn: ConnId, out: &mut Vec<u8>) -> bool {
+        self.touched.push(conn);
         let Some(s) = self.sessions.get_mut(&conn) else { return false };
         let Some(answer) = s.owed.front().copied() else { return false };
         let Some(t) = s.torrent.and_then(|id| self.torrents.get_mut(&id)) else { return false };
@@ -143,6 +144,7 @@ impl Machine {
             .collect();
         let chosen = choker::choose(&cands, self.config.slots, now, ROTATION);
         for c in &cands {
+            self.touched.push(c.conn);
             let Some(s) = self.sessions.get_mut(&c.conn) else { continue };
             let keep = chosen.contains(&c.conn);
             match (s.slot_since.is_some(), keep) {
