@@ -221,6 +221,9 @@ impl Machine {
     /// The shell is dialling `addr` for `id` as `conn` (after `Output::Connect`).
     pub fn handle_dialling(&mut self, now: Instant, addr: SocketAddr, id: ContentId, conn: ConnId) {
         self.sessions.insert(conn, Session::new(addr, true, Some(id), now));
+        if let Some(t) = self.torrents.get_mut(&id) {
+            t.conns += 1;
+        }
         self.touched.push(conn);
         self.settle(now);
     }
@@ -545,6 +548,9 @@ impl Machine {
         }
         let bits = t.held().as_bytes().to_vec();
         self.touched.push(conn);
+        if !outbound {
+            t.conns += 1;
+        }
         if let Some(s) = self.sessions.get_mut(&conn) {
             s.torrent = Some(id);
             s.listen = listen;
@@ -712,7 +718,8 @@ impl Machine {
     }
 
     fn dial_room(&self, id: ContentId) -> usize {
-        let used = self.sessions.values().filter(|s| s.torrent == Some(id)).count();
+        let used = self.torrents.get(&id).map_or(0, |t| t.conns);
+        debug_assert_eq!(used, self.sessions.values().filter(|s| s.torrent == Some(id)).count());
         self.config.max_peers.saturating_sub(used)
     }
 
@@ -758,6 +765,9 @@ impl Machine {
     /// Removes a session and its timer.
     fn forget(&mut self, conn: ConnId) -> Option<Session> {
         let s = self.sessions.remove(&conn)?;
+        if let Some(t) = s.torrent.and_then(|id| self.torrents.get_mut(&id)) {
+            t.conns = t.conns.saturating_sub(1);
+        }
         if let Some(at) = s.timer {
             self.timers.remove(&(at, conn));
         }

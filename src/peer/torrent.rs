@@ -81,6 +81,8 @@ pub struct Torrent {
     /// to the interval (a seeder may announce before its publish lands).
     pub refused: u32,
     pub counters: Counters,
+    /// Connections of this file, dialled or greeted (`--max-peers` counts them).
+    pub conns: usize,
     known: BTreeMap<SocketAddr, Known>,
     /// The earliest retry among `known`, read once after each change.
     next_retry: std::cell::Cell<Option<Option<Instant>>>,
@@ -112,6 +114,7 @@ impl Torrent {
             next_announce: now,
             refused: 0,
             counters: Counters::default(),
+            conns: 0,
             known: BTreeMap::new(),
             next_retry: std::cell::Cell::new(None),
             sources: BTreeSet::new(),
