@@ -3,7 +3,7 @@ CARGO ?= cargo
 BIN   := target/release
 TRACKER ?= 127.0.0.1:6969
 
-.PHONY: build test demo bench bench-swarm real-client fuzz fuzz-seeds run-tracker run-seeder run-leecher clean
+.PHONY: build test demo bench bench-swarm sim real-client fuzz fuzz-seeds run-tracker run-seeder run-leecher clean
 
 build:
 	$(CARGO) build --release
@@ -24,6 +24,13 @@ bench: build
 # against the fluid bound (root; 7-12 min). See scripts/bench-swarm.sh.
 bench-swarm: build
 	LMK_BIN_DIR=$(BIN) bash scripts/bench-swarm.sh
+
+# The swarm simulator's standard set: real cores on a simulated network, N=100
+# and N=1000 (see README "Simulator"); SEED=S replays another draw; OUT=dir
+# writes per-peer lines and an SVG per row.
+SEED ?= 1
+sim: build
+	$(BIN)/lmk-sim --standard --seed $(SEED) $(if $(OUT),--out "$(OUT)")
 
 # Real clients through lmk-tracker: aria2c, and libtorrent (two processes, two
 # sessions in one process, a 60 s lifecycle at its own interval); about 70 s.

@@ -54,7 +54,7 @@ OUTPUT:
                           downloader) and DIR/NAME.svg (completion and upload use)
   --no-wall               leave the wall time out of the JSON line, so that two
                           runs compare byte for byte
-  -v, --verbose           log output of the cores (repeat for more)
+  -v, --verbose           the cores' logs, at debug level (-vv: trace)
   -h, --help              this text
 
 Prints a table per scenario (per class: first, median and last finish over
@@ -172,6 +172,10 @@ impl std::fmt::Display for SimError {
 impl Failure for SimError {}
 
 fn simulate(config: Config) -> Result<(), SimError> {
+    // A thousand cores' info lines would bury the table: their logs only with -v.
+    if log::max_level() < log::LevelFilter::Debug {
+        log::set_max_level(log::LevelFilter::Off);
+    }
     if let Some(dir) = &config.out {
         std::fs::create_dir_all(dir).map_err(|e| SimError(format!("cannot create {}: {e}", dir.display())))?;
     }

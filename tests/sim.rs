@@ -1,0 +1,73 @@
+//! lmk-sim, the real cores on a simulated network: a small swarm finishes,
+//! every chunk is checked, a run replays byte for byte, no run beats the
+//! fluid bound, and liars are caught.
+
+use std::process::Command;
+
+/// Runs lmk-sim with `args` and `--no-wall`; its stdout.
+fn sim(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_lmk-sim")).args(args).arg("--no-wall").output().expect("lmk-sim runs");
+    assert!(out.status.success(), "lmk-sim {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+/// A number field of the JSON line.
+fn field(json: &str, name: &str) -> f64 {
+    let key = format!("\"{name}\":");
+    let at = json.find(&key).unwrap_or_else(|| panic!("{name} in {json}")) + key.len();
+    let rest = &json[at..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    rest[..end].parse().unwrap_or_else(|_| panic!("{name} is a number in {json}"))
+}
+
+fn last_line(out: &str) -> &str {
+    out.lines().last().expect("a JSON line")
+}
+
+#[test]
+fn fifty_peers_finish_every_chunk_checked_and_a_run_replays() {
+    let args = ["--peers", "50", "--size", "64M", "--seed", "7"];
+    let first = sim(&args);
+    let json = last_line(&first);
+    assert_eq!(field(json, "unfinished"), 0.0, "{first}");
+    assert!(field(json, "verified") >= 50.0 * 64.0, "every peer checked every chunk: {json}");
+    assert_eq!(field(json, "rejected"), 0.0);
+    assert!(field(json, "ratio") >= 1.0, "no run beats the fluid bound: {json}");
+    assert!(field(json, "seed_copies") >= 1.0, "the seed sent at least one copy: {json}");
+    assert_eq!(sim(&args), first, "the same scenario and seed replay byte for byte");
+    let other = sim(&["--peers", "50", "--size", "64M", "--seed", "8"]);
+    assert_ne!(other, first, "another seed is another run");
+}
+
+#[test]
+fn mixed_uplinks_churn_and_liars() {
+    let out = sim(&[
+        "--peers",
+        "40",
+        "--size",
+        "32M",
+        "--classes",
+        "25%:40M,50%:20M,25%:5M",
+        "--leave-after-done",
+        "20%",
+        "--crash",
+        "10%",
+    ]);
+    let json = last_line(&out);
+    assert_eq!(field(json, "unfinished"), 0.0, "every surviving peer finishes: {out}");
+    assert!(field(json, "ratio") >= 1.0, "{json}");
+    let out = sim(&["--peers", "30", "--size", "16M", "--poisoners", "10%"]);
+    assert!(field(last_line(&out), "rejected") > 0.0, "the liars' chunks fail their check: {out}");
+}
+
+#[test]
+fn bad_values_are_refused_with_one_line() {
+    for args in
+        [&["--peers", "-1"][..], &["--classes", "50%:5M"], &["--latency", "NaN"], &["--size", "0"], &["--bogus"]]
+    {
+        let out = Command::new(env!("CARGO_BIN_EXE_lmk-sim")).args(args).output().expect("lmk-sim runs");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("lmk-sim: error: "), "{args:?}: {err}");
+    }
+}
