@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use lmk::common::cli::{self, Failure, Usage};
-use lmk::sim::scenario::{self as sc, Scenario};
+use lmk::sim::options::{self, Rows};
 use lmk::sim::{report, run};
 
 const HELP: &str = "\
@@ -13,6 +13,7 @@ simulated network and clock (see README, Simulator)
 
 USAGE: lmk-sim [OPTIONS]
        lmk-sim --standard [--seed S] [--out DIR]
+       lmk-sim --scenario FILE [--seed S] [--out DIR]
 
 SCENARIO:
   --peers N               downloaders, besides one seed          [default: 50]
@@ -45,6 +46,11 @@ MODEL:
                           its core is asked for more             [default: 512K]
   --limit TIME            simulated time after which who is not
                           done counts as unfinished              [default: 3600s]
+ROWS:
+  --scenario FILE         a TOML file: top-level keys are the options above
+                          without their dashes (peers = 1000, up = \"20M\"),
+                          for every [[run]] table, one row each, with its
+                          own options and a name (name = \"slow\")
 OUTPUT:
   --standard              run the standard set instead: N=100 and N=1000 at
                           20M/s, N=1000 in three classes, N=1000 with Poisson
@@ -63,102 +69,37 @@ capacity) and, last, one JSON object per scenario.
 ";
 
 struct Config {
-    runs: Vec<(String, Scenario)>,
+    runs: Rows,
     out: Option<PathBuf>,
     wall: bool,
-}
-
-fn usage(e: sc::BadValue) -> Usage {
-    Usage(e.0)
-}
-
-fn value<T>(
-    args: &mut pico_args::Arguments,
-    name: &'static str,
-    parse: impl Fn(&str) -> Result<T, sc::BadValue>,
-) -> Result<Option<T>, Usage> {
-    let raw: Option<String> = args.opt_value_from_str(name)?;
-    raw.map(|r| parse(&r).map_err(usage)).transpose()
 }
 
 fn parse(mut args: pico_args::Arguments) -> Result<Config, Usage> {
     let standard = args.contains("--standard");
     let wall = !args.contains("--no-wall");
     let out: Option<PathBuf> = args.opt_value_from_str("--out")?;
-    let d = Scenario::default();
-    let peers: usize = cli::count(&mut args, "--peers", d.peers)?;
-    let size = value(&mut args, "--size", |r| sc::bytes("--size", r, false))?.map_or(d.size, |v| v as u64);
-    let chunk_size =
-        value(&mut args, "--chunk-size", |r| sc::bytes("--chunk-size", r, false))?.map_or(d.chunk_size as f64, |v| v);
-    if !(f64::from(lmk::meta::MIN_CHUNK)..=f64::from(lmk::meta::MAX_CHUNK)).contains(&chunk_size) {
-        return Err(Usage(format!("--chunk-size {chunk_size}: must be in 16K..=16M")));
-    }
-    let seed_up = value(&mut args, "--seed-up", |r| sc::bytes("--seed-up", r, true))?.unwrap_or(d.seed_up);
-    let up = value(&mut args, "--up", |r| sc::bytes("--up", r, true))?;
-    let classes = value(&mut args, "--classes", sc::classes)?;
-    if up.is_some() && classes.is_some() {
-        return Err(Usage("--up and --classes: give one of them".into()));
-    }
-    let classes = classes.or_else(|| up.map(|up| vec![sc::Class { share: 1.0, up }])).unwrap_or(d.classes.clone());
-    let scenario = Scenario {
-        peers,
-        size,
-        chunk_size: chunk_size as u32,
-        seed_up,
-        classes,
-        down: value(&mut args, "--down", |r| sc::bytes("--down", r, true))?.unwrap_or(d.down),
-        latency: value(&mut args, "--latency", |r| sc::duration("--latency", r))?.unwrap_or(d.latency),
-        arrivals: value(&mut args, "--arrivals", sc::arrivals)?.unwrap_or(d.arrivals),
-        leave_after_done: value(&mut args, "--leave-after-done", |r| sc::fraction("--leave-after-done", r))?
-            .unwrap_or(d.leave_after_done),
-        crash: value(&mut args, "--crash", |r| sc::fraction("--crash", r))?.unwrap_or(d.crash),
-        poisoners: value(&mut args, "--poisoners", |r| sc::fraction("--poisoners", r))?.unwrap_or(d.poisoners),
-        sndbuf: value(&mut args, "--sndbuf", |r| sc::bytes("--sndbuf", r, false))?.map_or(d.sndbuf, |v| v as u64),
-        slots: cli::count(&mut args, "--slots", d.slots)?,
-        max_peers: cli::count(&mut args, "--max-peers", d.max_peers)?,
-        seed_ratio: value(&mut args, "--seed-ratio", |r| {
-            r.parse::<f64>()
-                .ok()
-                .filter(|v| (0.0..=1e6).contains(v))
-                .ok_or_else(|| sc::BadValue(format!("--seed-ratio {r:?}: must be a number from 0 to 1000000")))
-        })?
-        .unwrap_or(d.seed_ratio),
-        seed_time: value(&mut args, "--seed-time", |r| sc::duration("--seed-time", r))?,
-        interval: value(&mut args, "--interval", |r| sc::duration("--interval", r))?.unwrap_or(d.interval),
-        limit: value(&mut args, "--limit", |r| sc::duration("--limit", r))?.unwrap_or(d.limit),
-        seed: cli::count(&mut args, "--seed", d.seed)?,
+    let file: Option<PathBuf> = args.opt_value_from_str("--scenario")?;
+    let runs = match file {
+        Some(_) if standard => return Err(Usage("--scenario and --standard: give one of them".into())),
+        Some(path) => {
+            let seed: Option<u64> = args.opt_value_from_str("--seed")?;
+            let mut rows = options::file(&path)?;
+            for (_, s) in rows.iter_mut() {
+                s.seed = seed.unwrap_or(s.seed);
+            }
+            rows
+        }
+        None => {
+            let scenario = options::scenario(&mut args)?;
+            if standard {
+                options::standard(&scenario)
+            } else {
+                vec![("sim".to_string(), scenario)]
+            }
+        }
     };
-    if scenario.crash + scenario.leave_after_done + scenario.poisoners > 1.0 {
-        return Err(Usage("--leave-after-done, --crash and --poisoners add up to more than 100%".into()));
-    }
-    if scenario.interval.is_zero() {
-        return Err(Usage("--interval must be more than 0".into()));
-    }
     cli::no_leftovers(args)?;
-    let runs = if standard { standard_set(&scenario) } else { vec![("sim".to_string(), scenario)] };
     Ok(Config { runs, out, wall })
-}
-
-/// The rows of `make sim`; `--seed` and the model options carry over.
-fn standard_set(base: &Scenario) -> Vec<(String, Scenario)> {
-    let s = Scenario { size: 256 << 20, ..base.clone() };
-    let mib20 = vec![sc::Class { share: 1.0, up: 20.0 * sc::MIB }];
-    let mixed = sc::classes("10%:100M,60%:20M,30%:5M").unwrap_or_default();
-    vec![
-        ("n100".into(), Scenario { peers: 100, classes: mib20.clone(), ..s.clone() }),
-        ("n1000".into(), Scenario { peers: 1000, classes: mib20.clone(), ..s.clone() }),
-        ("classes".into(), Scenario { peers: 1000, classes: mixed, ..s.clone() }),
-        (
-            "poisson".into(),
-            Scenario {
-                peers: 1000,
-                classes: mib20.clone(),
-                arrivals: sc::Arrivals::Poisson(std::time::Duration::from_secs(30)),
-                ..s.clone()
-            },
-        ),
-        ("churn".into(), Scenario { peers: 1000, classes: mib20, leave_after_done: 0.2, crash: 0.05, ..s }),
-    ]
 }
 
 struct SimError(String);

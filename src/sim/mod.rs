@@ -3,6 +3,7 @@
 
 pub mod content;
 pub mod link;
+pub mod options;
 pub mod report;
 pub mod run;
 pub mod scenario;

@@ -1,0 +1,197 @@
+//! lmk-sim's scenario options: from the command line, from a TOML file of
+//! rows (whose keys are the options' names), or the standard set.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::scenario::{self as sc, Scenario};
+use crate::common::cli::{self, Usage};
+
+/// A scenario file larger than this is refused unread.
+const MAX_FILE: u64 = 1 << 20;
+
+/// Named scenarios, run in order.
+pub type Rows = Vec<(String, Scenario)>;
+
+fn usage(e: sc::BadValue) -> Usage {
+    Usage(e.0)
+}
+
+fn value<T>(
+    args: &mut pico_args::Arguments,
+    name: &'static str,
+    parse: impl Fn(&str) -> Result<T, sc::BadValue>,
+) -> Result<Option<T>, Usage> {
+    let raw: Option<String> = args.opt_value_from_str(name)?;
+    raw.map(|r| parse(&r).map_err(usage)).transpose()
+}
+
+/// The scenario options of `args`, over the defaults.
+pub fn scenario(args: &mut pico_args::Arguments) -> Result<Scenario, Usage> {
+    let d = Scenario::default();
+    let peers: usize = cli::count(args, "--peers", d.peers)?;
+    let size = value(args, "--size", |r| sc::bytes("--size", r, false))?.map_or(d.size, |v| v as u64);
+    let chunk_size =
+        value(args, "--chunk-size", |r| sc::bytes("--chunk-size", r, false))?.unwrap_or(f64::from(d.chunk_size));
+    if !(f64::from(crate::meta::MIN_CHUNK)..=f64::from(crate::meta::MAX_CHUNK)).contains(&chunk_size) {
+        return Err(Usage(format!("--chunk-size {chunk_size}: must be in 16K..=16M")));
+    }
+    let seed_up = value(args, "--seed-up", |r| sc::bytes("--seed-up", r, true))?.unwrap_or(d.seed_up);
+    let up = value(args, "--up", |r| sc::bytes("--up", r, true))?;
+    let classes = value(args, "--classes", sc::classes)?;
+    if up.is_some() && classes.is_some() {
+        return Err(Usage("--up and --classes: give one of them".into()));
+    }
+    let classes = classes.or_else(|| up.map(|up| vec![sc::Class { share: 1.0, up }])).unwrap_or(d.classes.clone());
+    let ratio = |r: &str| {
+        r.parse::<f64>()
+            .ok()
+            .filter(|v| (0.0..=1e6).contains(v))
+            .ok_or_else(|| sc::BadValue(format!("--seed-ratio {r:?}: must be a number from 0 to 1000000")))
+    };
+    let s = Scenario {
+        peers,
+        size,
+        chunk_size: chunk_size as u32,
+        seed_up,
+        classes,
+        down: value(args, "--down", |r| sc::bytes("--down", r, true))?.unwrap_or(d.down),
+        latency: value(args, "--latency", |r| sc::duration("--latency", r))?.unwrap_or(d.latency),
+        arrivals: value(args, "--arrivals", sc::arrivals)?.unwrap_or(d.arrivals),
+        leave_after_done: value(args, "--leave-after-done", |r| sc::fraction("--leave-after-done", r))?
+            .unwrap_or(d.leave_after_done),
+        crash: value(args, "--crash", |r| sc::fraction("--crash", r))?.unwrap_or(d.crash),
+        poisoners: value(args, "--poisoners", |r| sc::fraction("--poisoners", r))?.unwrap_or(d.poisoners),
+        sndbuf: value(args, "--sndbuf", |r| sc::bytes("--sndbuf", r, false))?.map_or(d.sndbuf, |v| v as u64),
+        slots: cli::count(args, "--slots", d.slots)?,
+        max_peers: cli::count(args, "--max-peers", d.max_peers)?,
+        seed_ratio: value(args, "--seed-ratio", ratio)?.unwrap_or(d.seed_ratio),
+        seed_time: value(args, "--seed-time", |r| sc::duration("--seed-time", r))?,
+        interval: value(args, "--interval", |r| sc::duration("--interval", r))?.unwrap_or(d.interval),
+        limit: value(args, "--limit", |r| sc::duration("--limit", r))?.unwrap_or(d.limit),
+        seed: cli::count(args, "--seed", d.seed)?,
+    };
+    if s.crash + s.leave_after_done + s.poisoners > 1.0 {
+        return Err(Usage("--leave-after-done, --crash and --poisoners add up to more than 100%".into()));
+    }
+    if s.interval.is_zero() {
+        return Err(Usage("--interval must be more than 0".into()));
+    }
+    Ok(s)
+}
+
+/// The rows of `make sim`; `--seed` and the model options carry over from `base`.
+pub fn standard(base: &Scenario) -> Rows {
+    let s = Scenario { size: 256 << 20, ..base.clone() };
+    let mib20 = vec![sc::Class { share: 1.0, up: 20.0 * sc::MIB }];
+    let mixed = vec![
+        sc::Class { share: 0.1, up: 100.0 * sc::MIB },
+        sc::Class { share: 0.6, up: 20.0 * sc::MIB },
+        sc::Class { share: 0.3, up: 5.0 * sc::MIB },
+    ];
+    let poisson = sc::Arrivals::Poisson(Duration::from_secs(30));
+    vec![
+        ("n100".into(), Scenario { peers: 100, classes: mib20.clone(), ..s.clone() }),
+        ("n1000".into(), Scenario { peers: 1000, classes: mib20.clone(), ..s.clone() }),
+        ("classes".into(), Scenario { peers: 1000, classes: mixed, ..s.clone() }),
+        ("poisson".into(), Scenario { peers: 1000, classes: mib20.clone(), arrivals: poisson, ..s.clone() }),
+        ("churn".into(), Scenario { peers: 1000, classes: mib20, leave_after_done: 0.2, crash: 0.05, ..s }),
+    ]
+}
+
+/// The rows of a TOML file: its top-level keys are options for every row
+/// (`peers = 1000`, `classes = "10%:100M,90%:20M"`), and each `[[run]]`
+/// table is one row, named by its `name` key, with options of its own.
+/// Without `[[run]]` the file is one row named after the file.
+pub fn file(path: &Path) -> Result<Rows, Usage> {
+    let text = read_small(path).map_err(|e| Usage(format!("--scenario {}: {e}", path.display())))?;
+    let table: toml::Table =
+        text.parse().map_err(|e: toml::de::Error| Usage(format!("--scenario {}: {}", path.display(), e.message())))?;
+    let mut base = Vec::new();
+    let mut runs = Vec::new();
+    for (key, v) in &table {
+        match (key.as_str(), v) {
+            ("run", toml::Value::Array(rows)) => runs = rows.clone(),
+            _ => base.push((key.clone(), arg(key, v)?)),
+        }
+    }
+    let stem = path.file_stem().map_or("sim".into(), |s| s.to_string_lossy().into_owned());
+    if runs.is_empty() {
+        return Ok(vec![(stem, row(&base, &[])?)]);
+    }
+    let mut rows = Vec::new();
+    for (i, run) in runs.iter().enumerate() {
+        let toml::Value::Table(t) = run else { return Err(Usage(format!("[[run]] {}: not a table", i + 1))) };
+        let mut name = format!("{stem}{}", i + 1);
+        let mut own = Vec::new();
+        for (key, v) in t {
+            match (key.as_str(), v) {
+                ("name", toml::Value::String(n)) => name = n.clone(),
+                _ => own.push((key.clone(), arg(key, v)?)),
+            }
+        }
+        rows.push((name, row(&base, &own)?));
+    }
+    Ok(rows)
+}
+
+/// One row's scenario: the file's options, the row's own over them.
+fn row(base: &[(String, String)], own: &[(String, String)]) -> Result<Scenario, Usage> {
+    let mut args = Vec::new();
+    for (key, v) in base.iter().filter(|(k, _)| !own.iter().any(|(o, _)| o == k)).chain(own) {
+        args.push(format!("--{key}").into());
+        args.push(v.into());
+    }
+    let mut args = pico_args::Arguments::from_vec(args);
+    let s = scenario(&mut args)?;
+    cli::no_leftovers(args).map_err(|Usage(e)| Usage(format!("in the scenario file: {e}")))?;
+    Ok(s)
+}
+
+/// A TOML value as an option's text.
+fn arg(key: &str, v: &toml::Value) -> Result<String, Usage> {
+    match v {
+        toml::Value::String(s) => Ok(s.clone()),
+        toml::Value::Integer(i) => Ok(i.to_string()),
+        toml::Value::Float(f) => Ok(f.to_string()),
+        _ => Err(Usage(format!("{key}: a string or a number, as on the command line"))),
+    }
+}
+
+fn read_small(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut text = String::new();
+    file.take(MAX_FILE + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_FILE {
+        return Err(std::io::Error::other("larger than 1 MiB"));
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_of_rows_over_common_options() {
+        let dir = crate::common::test_dir::fresh("sim-options");
+        let path = dir.join("mixed.toml");
+        std::fs::write(
+            &path,
+            "size = \"32M\"\npeers = 20\n[[run]]\nname = \"small\"\n[[run]]\npeers = 40\nclasses = \"50%:20M,50%:5M\"\n",
+        )
+        .unwrap();
+        let rows = file(&path).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].0.as_str(), rows[0].1.peers, rows[0].1.size), ("small", 20, 32 << 20));
+        assert_eq!((rows[1].0.as_str(), rows[1].1.peers, rows[1].1.classes.len()), ("mixed2", 40, 2));
+        std::fs::write(&path, "peers = \"many\"\n").unwrap();
+        assert!(file(&path).is_err());
+        std::fs::write(&path, "bogus = 1\n").unwrap();
+        assert!(file(&path).unwrap_err().0.contains("bogus"));
+    }
+}
