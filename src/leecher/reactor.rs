@@ -9,7 +9,8 @@ use log::{debug, info};
 
 use super::machine::{Command, Config as CoreConfig, Leecher, Note, Output};
 use super::progress::View;
-use super::scratch::{Dir, SCRATCH_DIR};
+use super::out_dir::SCRATCH_DIR;
+use super::scratch::Dir;
 use super::{Config, Error};
 use crate::common::fmt;
 use crate::common::net::{CloseReason, ConnId, Handler, Net, CONNECT_TIMEOUT};
