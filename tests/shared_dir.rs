@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -32,12 +30,6 @@ fn scratch_dir(out: &Path) {
     let dir = out.join(".lmk");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-}
-
-fn mkfifo(path: &Path) {
-    let c = CString::new(path.as_os_str().as_bytes()).unwrap();
-    // SAFETY: a NUL-terminated path that lives across the call.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo {}", path.display());
 }
 
 /// A get whose address space is capped at 1 GiB, so one that reads without
@@ -181,14 +173,4 @@ fn dev_zero_as_the_pid_file_is_not_read() {
     assert!(text(&second.stderr).contains("another process"), "{}", text(&second.stderr));
     let peak = children_peak_rss_kib();
     assert!(peak < 64 * 1024, "a child of this test reached {peak} KiB: the PID file was read without bound");
-}
-
-/// The largest peak RSS of any child reaped so far (every child of this
-/// test binary is a tracker, seeder or leecher that should stay small).
-fn children_peak_rss_kib() -> u64 {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
-    // SAFETY: getrusage fills `usage`, read only on success.
-    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()) }, 0);
-    // SAFETY: initialised by the successful call above.
-    u64::try_from(unsafe { usage.assume_init() }.ru_maxrss).unwrap_or(0)
 }

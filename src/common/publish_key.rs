@@ -11,13 +11,16 @@ use std::path::{Path, PathBuf};
 
 use sha1::{Digest, Sha1};
 
+use crate::common::small_file::{open_nonblocking, read_regular};
 use crate::meta::FileMeta;
 use crate::wire::catalog::{encode_meta, Mac, Nonce};
 
 /// Shortest key accepted: 128 bits.
 pub const MIN_KEY: usize = 16;
-/// Longest key file read.
+/// Longest key.
 pub const MAX_KEY: usize = 1024;
+/// Longest key file read: the longest key and a CR LF.
+pub const MAX_KEY_FILE: usize = MAX_KEY + 2;
 /// What the MAC covers first, so a MAC made for anything else never matches.
 const DOMAIN: &[u8] = b"lmk publish v1";
 const BLOCK: usize = 64;
@@ -54,9 +57,12 @@ impl fmt::Debug for PublishKey {
 
 impl PublishKey {
     /// The file's bytes less trailing CR/LF (so `echo SECRET > FILE` and a
-    /// file without the newline give one key), 16 to 1024 of them.
+    /// file without the newline give one key), 16 to 1024 of them. Only a
+    /// regular file is read (a FIFO would block, `/dev/zero` never end), and
+    /// at most [`MAX_KEY_FILE`] bytes of it.
     pub fn load(path: &Path) -> Result<PublishKey, KeyError> {
-        let bytes = std::fs::read(path).map_err(|e| KeyError::Read(path.to_path_buf(), e))?;
+        let read = |path| read_regular(open_nonblocking(path)?, MAX_KEY_FILE);
+        let bytes = read(path).map_err(|e| KeyError::Read(path.to_path_buf(), e))?;
         PublishKey::from_bytes(&bytes).map_err(|n| KeyError::Length(path.to_path_buf(), n))
     }
 
@@ -157,6 +163,16 @@ mod tests {
         assert_eq!(PublishKey::from_bytes(b"\n\n"), Err(0));
         assert_eq!(PublishKey::from_bytes(&[7; MAX_KEY + 1]), Err(MAX_KEY + 1));
         assert!(!format!("{:?}", PublishKey::from_bytes(b"secretsecretsecret").unwrap()).contains("secret"));
+        let e = PublishKey::load(std::path::Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(e.to_string(), "publish key /dev/zero: not a regular file");
+        let dir = crate::common::test_dir::fresh("key-file");
+        let long = dir.join("long");
+        std::fs::write(&long, [b'k'; MAX_KEY_FILE + 1]).unwrap();
+        let e = PublishKey::load(&long).unwrap_err();
+        assert!(e.to_string().ends_with("longer than 1026 bytes"), "{e}");
+        std::fs::write(&long, [b'k'; MAX_KEY_FILE]).unwrap();
+        assert!(matches!(PublishKey::load(&long), Err(KeyError::Length(_, 1026))));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -438,6 +438,24 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// The largest peak RSS (KiB) of any child this test binary has reaped so far:
+/// with every child a tracker, seeder or leecher that should stay small, one
+/// that read or held without bound shows here even after it exited.
+pub fn children_peak_rss_kib() -> u64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: getrusage fills `usage`, read only on success.
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()) }, 0);
+    // SAFETY: initialised by the successful call above.
+    u64::try_from(unsafe { usage.assume_init() }.ru_maxrss).unwrap_or(0)
+}
+
+/// Makes a FIFO at `path`, as someone planting one would.
+pub fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.to_str().expect("a UTF-8 path")).expect("no NUL");
+    // SAFETY: a NUL-terminated path that lives across the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo {}", path.display());
+}
+
 pub fn run_bin(program: &str, args: &[&str], limit: Duration) -> Output {
     let name = Path::new(program).file_name().map_or("bin".into(), |n| n.to_string_lossy().into_owned());
     Proc::spawn(&name, program, &strings(args)).finish(limit)
