@@ -2,6 +2,7 @@
 //! peer connections and the core and carries out what the core asks. The
 //! seeder and leecher shells call these with the core they own.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -19,11 +20,17 @@ pub struct Peers {
     tracker: SocketAddr,
     /// Frames that failed to decode, over all peer connections.
     pub malformed: u64,
+    /// Chunk bytes the kernel has taken, over all peer connections: what a
+    /// status line may call sent (bytes merely queued die with the process).
+    pub sent: u64,
+    /// Per connection, the chunks queued and not yet taken by the kernel:
+    /// the stream offset just past each and its chunk bytes.
+    unsent: BTreeMap<ConnId, VecDeque<(u64, u64)>>,
 }
 
 impl Peers {
     pub fn new(tracker: SocketAddr) -> Peers {
-        Peers { tracker, malformed: 0 }
+        Peers { tracker, malformed: 0, sent: 0, unsent: BTreeMap::new() }
     }
 
     /// Carries out everything the core asked for.
@@ -88,10 +95,28 @@ impl Peers {
     }
 
     pub fn on_drained(&mut self, core: &mut Machine, net: &mut Net, now: Instant, conn: ConnId) {
+        let uploaded = core.uploaded();
         if let Some(out) = net.out(conn) {
             core.handle_drained(now, conn, out);
         }
+        // A chunk was queued: it counts as sent once the kernel has taken its last byte.
+        let chunk = core.uploaded().saturating_sub(uploaded);
+        if chunk > 0 {
+            self.unsent.entry(conn).or_default().push_back((net.queued_through(conn), chunk));
+        }
         self.carry_out(core, net, now);
+    }
+
+    /// The kernel has taken `written` bytes of `conn` in all.
+    pub fn on_written(&mut self, conn: ConnId, written: u64) {
+        let Some(queue) = self.unsent.get_mut(&conn) else { return };
+        while let Some(&(_, chunk)) = queue.front().filter(|(end, _)| *end <= written) {
+            self.sent += chunk;
+            queue.pop_front();
+        }
+        if queue.is_empty() {
+            self.unsent.remove(&conn);
+        }
     }
 
     pub fn on_closed(&mut self, core: &mut Machine, net: &mut Net, now: Instant, conn: ConnId, reason: CloseReason) {
@@ -108,6 +133,7 @@ impl Peers {
             }
             _ => {}
         }
+        self.unsent.remove(&conn);
         core.handle_closed(now, conn);
         self.carry_out(core, net, now);
     }
@@ -122,5 +148,26 @@ impl Peers {
     pub fn on_tick(&mut self, core: &mut Machine, net: &mut Net, now: Instant) {
         core.handle_timeout(now);
         self.carry_out(core, net, now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_counts_as_sent_once_the_kernel_took_its_last_byte() {
+        let mut peers = Peers::new(SocketAddr::from(([127, 0, 0, 1], 1)));
+        let (a, b) = (ConnId(1), ConnId(2));
+        peers.unsent.insert(a, VecDeque::from([(1009, 1000), (2018, 1000)]));
+        peers.unsent.insert(b, VecDeque::from([(509, 500)]));
+        peers.on_written(a, 1008);
+        assert_eq!(peers.sent, 0, "one byte of the chunk is still queued");
+        peers.on_written(a, 1500);
+        assert_eq!(peers.sent, 1000);
+        peers.on_written(a, 2018);
+        peers.on_written(b, 9);
+        assert_eq!(peers.sent, 2000);
+        assert!(!peers.unsent.contains_key(&a), "nothing is kept for a drained connection");
     }
 }
