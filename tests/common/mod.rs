@@ -33,6 +33,9 @@ pub const LEECHER: &str = env!("CARGO_BIN_EXE_lmk-leecher");
 
 /// Chunk size the tests share files with: small, so a few MiB make many chunks.
 pub const CHUNK: u32 = 65536;
+/// The state directory of every binary the tests start: one host, one
+/// tracker key, shared by all tests (made once, whoever starts first).
+pub const STATE_HOME: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/state");
 /// How long a binary may take to print `listening on` (a seeder hashes first).
 pub const STARTUP: Duration = Duration::from_secs(30);
 /// How long a download of a few MiB may take before the test gives up.
@@ -127,7 +130,13 @@ impl Proc {
     }
 
     /// Starts a command the caller set up (e.g. with a resource limit).
+    /// Unless the caller chose another, every binary keeps its state (the
+    /// tracker's default publish key, which seeders on the same host use) in
+    /// [`STATE_HOME`], never in the user's home.
     pub fn spawn_command(name: &str, mut command: Command) -> Proc {
+        if !command.get_envs().any(|(key, _)| key == "XDG_STATE_HOME") {
+            command.env("XDG_STATE_HOME", STATE_HOME);
+        }
         let program = command.get_program().to_string_lossy().into_owned();
         let logs = TempDir::new(&format!("log-{}", name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")));
         let stderr_path = logs.path().join("stderr.log");
