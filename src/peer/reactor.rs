@@ -11,7 +11,7 @@ use log::{debug, info};
 use super::machine::{Machine, Output};
 use crate::common::net::{CloseReason, ConnId, Net, CONNECT_TIMEOUT};
 use crate::wire::peer::{Message, MAX_PEER_FRAME};
-use crate::wire::{DecodeError, Frame};
+use crate::wire::{split_frame, DecodeError, Frame};
 
 /// A peer connection on which no byte moves either way for this long is closed.
 const PEER_IDLE: Duration = Duration::from_secs(120);
@@ -95,12 +95,13 @@ impl Peers {
     }
 
     pub fn on_drained(&mut self, core: &mut Machine, net: &mut Net, now: Instant, conn: ConnId) {
-        let uploaded = core.uploaded();
+        let mut chunk = 0;
         if let Some(out) = net.out(conn) {
+            let start = out.len();
             core.handle_drained(now, conn, out);
+            chunk = chunk_bytes(out.get(start..).unwrap_or_default());
         }
         // A chunk was queued: it counts as sent once the kernel has taken its last byte.
-        let chunk = core.uploaded().saturating_sub(uploaded);
         if chunk > 0 {
             self.unsent.entry(conn).or_default().push_back((net.queued_through(conn), chunk));
         }
@@ -151,6 +152,15 @@ impl Peers {
     }
 }
 
+/// The chunk bytes of the frame at the head of `appended` if it is a Chunk
+/// (an answer is one frame: a Chunk or a Reject), else 0.
+fn chunk_bytes(appended: &[u8]) -> u64 {
+    match split_frame(appended, MAX_PEER_FRAME).ok().flatten().map(|(frame, _)| Message::decode(frame)) {
+        Some(Ok(Message::Chunk { data, .. })) => data.len() as u64,
+        _ => 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,5 +179,16 @@ mod tests {
         peers.on_written(b, 9);
         assert_eq!(peers.sent, 2000);
         assert!(!peers.unsent.contains_key(&a), "nothing is kept for a drained connection");
+    }
+
+    #[test]
+    fn only_a_chunk_frame_counts_and_only_its_data() {
+        let mut out = Vec::new();
+        Message::Chunk { index: 3, data: &[7; 100] }.encode(&mut out);
+        assert_eq!(chunk_bytes(&out), 100);
+        out.clear();
+        Message::Reject { index: 3, reason: crate::wire::peer::RejectReason::NoSlot }.encode(&mut out);
+        assert_eq!(chunk_bytes(&out), 0);
+        assert_eq!(chunk_bytes(&[]), 0);
     }
 }
