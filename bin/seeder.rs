@@ -24,8 +24,9 @@ OPTIONS:
   --down-limit RATE   download limit in bytes/s              [default: none]
   --chunk-size BYTES  chunk size, 16384..=16777216           [default: 1048576]
   --status SECS       print the status line this often       [default: 5; 0: never]
-  --publish-key FILE  sign publishes with this shared secret, for a tracker
-                      started with the same --publish-key    [default: none]
+  --publish-key FILE  sign publishes with this shared secret: a copy of the
+                      tracker's key file     [default: the key a tracker on
+                      this host made, if any (see lmk-tracker --help)]
   -v, --verbose       more log output (repeat for more)
   -q, --quiet         less log output
   -h, --help          this text
@@ -39,7 +40,7 @@ fn parse(mut args: pico_args::Arguments) -> Result<Config, Usage> {
     let peer = cli::peer_options(&mut args)?;
     let chunk_size: u32 = cli::opt(&mut args, "--chunk-size")?.unwrap_or(DEFAULT_CHUNK);
     let status_every = cli::secs(&mut args, "--status", 0.0)?.unwrap_or(Duration::from_secs(5));
-    let publish_key = cli::publish_key(&mut args)?;
+    let publish_key = cli::seeder_publish_key(&mut args)?;
     let paths: Vec<PathBuf> = args.finish().into_iter().map(PathBuf::from).collect();
     if let Some(flag) = paths.iter().find(|p| p.to_string_lossy().starts_with('-')) {
         return Err(Usage(format!("unknown option {:?}", flag.display().to_string())));

@@ -27,7 +27,11 @@ OPTIONS:
                         and hold at once                         [default: 1000]
   --publish-key FILE    take only publishes signed with this shared secret
                         (16 to 1024 bytes; trailing newlines ignored);
-                        seeders need the same --publish-key      [default: none]
+                        seeders need the same --publish-key
+                        [default: the key in $XDG_STATE_HOME/lmktorrent/
+                        publish.key or ~/.local/state/lmktorrent/publish.key,
+                        made on first start; seeders on this host find it]
+  --open                take publishes from anyone, unsigned
   --status SECS         print the status table this often        [default: 5; 0: never]
   -v, --verbose         more log output (repeat for more)
   -q, --quiet           less log output
@@ -51,7 +55,7 @@ fn parse(mut args: pico_args::Arguments) -> Result<Config, Usage> {
     let limits = cli::tracker_limits(&mut args, defaults.limits)?;
     let status_every = cli::secs(&mut args, "--status", 0.0)?.unwrap_or(Duration::from_secs(5));
     let files_per_ip = cli::count(&mut args, "--max-files-per-ip", DEFAULT_FILES_PER_IP)?;
-    let publish_key = cli::publish_key(&mut args)?;
+    let publish_key = cli::tracker_key(&mut args)?;
     cli::no_leftovers(args)?;
     for (name, e) in [("--expiry", expiry), ("--foreign-expiry", foreign_expiry)] {
         if e < interval {
@@ -62,7 +66,7 @@ fn parse(mut args: pico_args::Arguments) -> Result<Config, Usage> {
         }
     }
     let core = CoreConfig { interval, expiry, foreign_expiry, seed: 0, limits, catalog_only };
-    let catalog = CatalogPolicy { files_per_ip, publish_key };
+    let catalog = CatalogPolicy { files_per_ip, publish_key: publish_key.resolve()? };
     Ok(Config { listen, core, catalog, status_every })
 }
 

@@ -89,6 +89,25 @@ fn cli_errors() {
     }
 }
 
+/// A key file that is a device or a FIFO: refused at once, before reading a byte.
+#[test]
+fn publish_keys_that_are_not_regular_files_are_refused() {
+    let tmp = TempDir::new("key-fifo");
+    let file = random_file(tmp.path(), "f.bin", 1000, 9);
+    let fifo = tmp.path().join("key.fifo");
+    mkfifo(&fifo);
+    for key in ["/dev/zero", fifo.to_str().unwrap()] {
+        for (program, path) in [(TRACKER, None), (SEEDER, Some(file.to_str().unwrap()))] {
+            let args: Vec<&str> = ["--publish-key", key].into_iter().chain(path).collect();
+            assert_usage_error(program, &args);
+            let err = text(&run_bin(program, &args, QUICK).stderr);
+            assert!(err.contains(&format!("publish key {key}: not a regular file")), "{err}");
+        }
+    }
+    let peak = children_peak_rss_kib();
+    assert!(peak < 64 * 1024, "a child reached {peak} KiB: a key file was read without bound");
+}
+
 #[test]
 fn leecher_fails_cleanly() {
     let tmp = TempDir::new("fails");

@@ -92,7 +92,7 @@ fn lying_seeder() {
     let src = random_file(&tmp.sub("src"), "honest.bin", 4 * MIB + 99, 4);
     let meta = file_meta(&src, CHUNK);
     let id = meta.content_id();
-    let (_tracker, addr) = start_tracker(INTERVAL, EXPIRY);
+    let (_tracker, addr) = start_tracker_with(INTERVAL, EXPIRY, &["--open"]);
 
     // The liar publishes the real metadata and joins the swarm as a seeder,
     // alone at first so that the leecher is sure to ask it.

@@ -65,7 +65,7 @@ fn no_hidden(what: &str, bytes: &[u8]) {
 fn publish_flood_is_held_to_the_quota() {
     let tmp = TempDir::new("flood");
     let src = random_file(&tmp.sub("src"), "real.bin", 700_000, 51);
-    let (tracker, addr) = start_tracker(INTERVAL, EXPIRY);
+    let (tracker, addr) = start_tracker_with(INTERVAL, EXPIRY, &["--open"]);
 
     let started = std::time::Instant::now();
     let (accepted, refused) = flood(addr, ATTACKER, 0, 100_000);
@@ -103,7 +103,7 @@ fn a_squatted_name_is_refused_naming_both_ids() {
     let tmp = TempDir::new("squat");
     let src = random_file(&tmp.sub("src"), "shared.bin", 600_000, 52);
     let real = file_meta(&src, CHUNK).content_id();
-    let (tracker, addr) = start_tracker(INTERVAL, 60);
+    let (tracker, addr) = start_tracker_with(INTERVAL, 60, &["--open"]);
     let (_seeder, _) = start_seeder(addr, &[], &[&src]);
     wait_listed(addr, "shared.bin", 1);
 
@@ -237,7 +237,7 @@ fn hostile_names_never_reach_a_terminal_raw() {
     assert!(dir_names(&out).is_empty(), "nothing written: {:?}", dir_names(&out));
 
     // The real tracker refuses every such name, and keeps working.
-    let (tracker, addr) = start_tracker(INTERVAL, 60);
+    let (tracker, addr) = start_tracker_with(INTERVAL, 60, &["--open"]);
     let mut attacker = CatalogClient::connect_from(ATTACKER, addr);
     for (i, name) in HOSTILE.iter().enumerate() {
         let answer = attacker.ask(Request::Publish(fake(name, i as u64)));

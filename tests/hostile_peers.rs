@@ -32,7 +32,7 @@ fn stalling_peers_do_not_hold_a_leecher() {
     let src = random_file(&tmp.sub("src"), "wanted.bin", 3 * MIB + 7, 10);
     let meta = file_meta(&src, CHUNK);
     let id = meta.content_id();
-    let (_tracker, addr) = start_tracker(INTERVAL, EXPIRY);
+    let (_tracker, addr) = start_tracker_with(INTERVAL, EXPIRY, &["--open"]);
     assert_eq!(catalog_request(addr, &Request::Publish(meta.clone())), Response::Published(id));
 
     let hostile: Vec<HostileSeeder> = [Hostility::Unavailable, Hostility::Trickle, Hostility::HugeHeader]

@@ -55,7 +55,7 @@ fn connections(tracker: SocketAddr, n: usize, per_ip: usize) -> Vec<TcpStream> {
 #[test]
 fn client_that_never_reads() {
     let tmp = TempDir::new("never-reads");
-    let (tracker, addr) = start_tracker(INTERVAL, 60);
+    let (tracker, addr) = start_tracker_with(INTERVAL, 60, &["--open"]);
     let chunks = 400_000u32;
     let hashes = (0..chunks).map(|i| Hash20::of(&i.to_be_bytes())).collect();
     let meta = FileMeta::new("huge.bin".into(), u64::from(chunks) * u64::from(MIN_CHUNK), MIN_CHUNK, hashes).unwrap();

@@ -141,6 +141,12 @@ impl Net {
         must("tc", &[&["-n", &ns, "qdisc", "add", "dev", "eth0", "root", "tbf"][..], &tbf].concat());
     }
 
+    /// The state directory of every program of the lab (the tracker's publish
+    /// key, which the seeders find there): the hosts share one file system.
+    fn state_home(&self) -> PathBuf {
+        self.logs.join("state")
+    }
+
     /// Starts `program args...` in the namespace of `host`, stdout and stderr
     /// to files in the log dir; returns its index.
     fn spawn(&mut self, name: &str, host: &str, program: &str, args: &[String]) -> usize {
@@ -151,6 +157,7 @@ impl Net {
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns(host), program])
             .args(args)
+            .env("XDG_STATE_HOME", self.state_home())
             .stdin(Stdio::null())
             .stdout(create(&stdout))
             .stderr(create(&stderr))
@@ -192,6 +199,7 @@ impl Net {
         let mut child = Command::new("ip")
             .args(["netns", "exec", &self.ns(host), program])
             .args(args)
+            .env("XDG_STATE_HOME", self.state_home())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

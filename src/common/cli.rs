@@ -8,6 +8,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use log::LevelFilter;
+
+use super::publish_key::{self, PublishKey};
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 
 /// A bad command line: printed as one line, exit code 2.
@@ -195,10 +197,73 @@ pub fn peer_options(args: &mut pico_args::Arguments) -> Result<crate::peer::Peer
 
 /// `--publish-key FILE`, read and checked now: a key file that cannot be
 /// used is a usage error, before any socket is opened.
-pub fn publish_key(args: &mut pico_args::Arguments) -> Result<Option<super::publish_key::PublishKey>, Usage> {
+fn publish_key_option(args: &mut pico_args::Arguments) -> Result<Option<PublishKey>, Usage> {
     match args.opt_value_from_str::<_, std::path::PathBuf>("--publish-key")? {
         None => Ok(None),
-        Some(path) => super::publish_key::PublishKey::load(&path).map(Some).map_err(|e| Usage(e.to_string())),
+        Some(path) => PublishKey::load(&path).map(Some).map_err(|e| Usage(e.to_string())),
+    }
+}
+
+/// The tracker's publishing rule as the command line gives it: the key of
+/// `--publish-key FILE`; none with `--open` (anyone may publish); by
+/// default the key in [`publish_key::default_file`], made on first start,
+/// so that seeders on this host sign with it and no other host can publish
+/// without a copy. [`TrackerKey::resolve`] it once every option is checked.
+pub enum TrackerKey {
+    Given(PublishKey),
+    Open,
+    Default,
+}
+
+pub fn tracker_key(args: &mut pico_args::Arguments) -> Result<TrackerKey, Usage> {
+    let open = args.contains("--open");
+    match (publish_key_option(args)?, open) {
+        (Some(_), true) => Err(Usage("--open and --publish-key exclude each other".into())),
+        (Some(key), false) => Ok(TrackerKey::Given(key)),
+        (None, true) => Ok(TrackerKey::Open),
+        (None, false) => Ok(TrackerKey::Default),
+    }
+}
+
+impl TrackerKey {
+    /// The key publishes must be signed with; the default one is made now if missing.
+    pub fn resolve(self) -> Result<Option<PublishKey>, Usage> {
+        match self {
+            TrackerKey::Given(key) => Ok(Some(key)),
+            TrackerKey::Open => {
+                log::info!("--open: anyone who reaches the catalog may publish");
+                Ok(None)
+            }
+            TrackerKey::Default => {
+                let fix = |e: publish_key::KeyError| Usage(format!("{e} (--publish-key FILE or --open instead)"));
+                let path = publish_key::default_file().map_err(fix)?;
+                let (key, made) = PublishKey::load_or_create(&path).map_err(fix)?;
+                let how = if made { "made" } else { "kept" };
+                log::info!(
+                    "publishing only with the key in {} ({how}); seeders on this host find it, others need a \
+                     copy of it with --publish-key",
+                    path.display()
+                );
+                Ok(Some(key))
+            }
+        }
+    }
+}
+
+/// The seeder's key: `--publish-key FILE`, else the key a tracker on this
+/// host made ([`publish_key::default_file`]) if there is one, else none.
+pub fn seeder_publish_key(args: &mut pico_args::Arguments) -> Result<Option<PublishKey>, Usage> {
+    if let Some(key) = publish_key_option(args)? {
+        return Ok(Some(key));
+    }
+    let Ok(path) = publish_key::default_file() else { return Ok(None) };
+    match PublishKey::load(&path) {
+        Ok(key) => {
+            log::info!("signing publishes with the key in {}", path.display());
+            Ok(Some(key))
+        }
+        Err(publish_key::KeyError::Read(_, e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Usage(e.to_string())),
     }
 }
 

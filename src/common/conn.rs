@@ -35,6 +35,10 @@ pub(super) struct Conn {
     /// `wbuf[wpos..]` holds bytes queued and not yet written.
     pub wbuf: Vec<u8>,
     pub wpos: usize,
+    /// Bytes the kernel has taken from the queue since the connection opened.
+    pub written: u64,
+    /// Our side is shut down for writing (a lingering close); we read on until the peer closes.
+    pub write_shut: bool,
     pub writable_interest: bool,
     pub connecting: bool,
     pub connect_deadline: Option<Instant>,
@@ -61,6 +65,8 @@ impl Conn {
             resume: false,
             wbuf: Vec::new(),
             wpos: 0,
+            written: 0,
+            write_shut: false,
             writable_interest: writable,
             connecting: false,
             connect_deadline: None,
@@ -105,6 +111,7 @@ impl Conn {
             }
         }
         let written = self.wpos - start;
+        self.written += written as u64;
         if self.wpos == self.wbuf.len() {
             self.wbuf.clear();
             self.wpos = 0;

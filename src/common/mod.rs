@@ -25,6 +25,7 @@ pub mod net;
 pub mod publish_key;
 pub mod rng;
 pub mod signal;
+pub mod small_file;
 #[cfg(test)]
 pub mod test_dir;
 pub mod text;

@@ -89,6 +89,9 @@ pub trait Handler {
     /// The connection's write queue fell below the low-water mark (only for
     /// connections that asked with [`Net::want_drained`]).
     fn on_drained(&mut self, _net: &mut Net, _now: Instant, _conn: ConnId) {}
+    /// The kernel took more of the connection's queue: `written` bytes in
+    /// all since it opened (compare with [`Net::queued_through`]).
+    fn on_written(&mut self, _net: &mut Net, _now: Instant, _conn: ConnId, _written: u64) {}
     /// The connection is gone; its id may be reused after this call.
     fn on_closed(&mut self, _net: &mut Net, _now: Instant, _conn: ConnId, _reason: CloseReason) {}
     /// A datagram arrived on the UDP socket.
@@ -124,6 +127,9 @@ pub struct Net {
     /// Datagram replies that met `WouldBlock` and were dropped.
     pub udp_dropped: u64,
     stop: Option<Stop>,
+    /// Connections closed after their flush shut down their write side and
+    /// wait for the peer to close (see [`Net::linger_on_close`]).
+    linger: bool,
 }
 
 impl Net {
@@ -141,6 +147,7 @@ impl Net {
             accept_failures: 0,
             udp_dropped: 0,
             stop: None,
+            linger: false,
         })
     }
 
@@ -224,7 +231,7 @@ impl Net {
     /// `None` for an unknown or closing connection.
     pub fn out(&mut self, conn: ConnId) -> Option<&mut Vec<u8>> {
         let c = self.conns.get_mut(conn.0)?;
-        if c.closing.is_some() {
+        if c.closing.is_some() || c.write_shut {
             return None;
         }
         if !std::mem::replace(&mut c.dirty, true) {
@@ -244,6 +251,21 @@ impl Net {
             c.resume = true;
             self.mark_dirty(conn);
         }
+    }
+
+    /// From now on a connection closed after its flush is not closed at
+    /// once: its write side is shut down (a FIN after the last byte) and it
+    /// is read until the peer closes, so the peer gets every byte and we
+    /// never reset it with its requests unread. For a role that is leaving:
+    /// it bounds the wait itself (the connections' idle timers still run).
+    pub fn linger_on_close(&mut self) {
+        self.linger = true;
+    }
+
+    /// The stream offset just past the last byte queued on `conn`: bytes
+    /// the kernel took plus bytes waiting.
+    pub fn queued_through(&self, conn: ConnId) -> u64 {
+        self.conns.get(conn.0).map_or(0, |c| c.written + (c.wbuf.len() - c.wpos) as u64)
     }
 
     /// Bytes queued and not yet written.

@@ -4,6 +4,8 @@
 //! after. An interrupted download resumes from its scratch file.
 
 pub mod machine;
+mod out_dir;
+mod part_file;
 mod progress;
 mod reactor;
 mod scratch;

@@ -8,8 +8,9 @@ use std::time::Instant;
 use log::{debug, info};
 
 use super::machine::{Command, Config as CoreConfig, Leecher, Note, Output};
+use super::out_dir::SCRATCH_DIR;
 use super::progress::View;
-use super::scratch::{Dir, SCRATCH_DIR};
+use super::scratch::Dir;
 use super::{Config, Error};
 use crate::common::fmt;
 use crate::common::net::{CloseReason, ConnId, Handler, Net, CONNECT_TIMEOUT};
@@ -216,6 +217,10 @@ impl Handler for Shell {
         }
         self.carry_out(net, now);
         Ok(())
+    }
+
+    fn on_written(&mut self, _net: &mut Net, _now: Instant, conn: ConnId, written: u64) {
+        self.peers.on_written(conn, written);
     }
 
     fn on_drained(&mut self, net: &mut Net, now: Instant, conn: ConnId) {

@@ -4,6 +4,10 @@
 //! (`flock`) for as long as a process writes it, and its writer's PID sits
 //! beside it in `<content id>.pid` for the message a second writer gets.
 //!
+//! `DIR/.lmk` must be ours and writable by no one else, and everything in it
+//! and in `DIR` is reached through directory descriptors (`out_dir.rs`), so a
+//! shared download directory cannot be turned against its user.
+//!
 //! Opening a download: a `DIR/NAME` that already holds the content ends it;
 //! one that differs is refused unless replacing was asked for; the space is
 //! reserved (`fallocate`) before any byte is fetched; the chunks already in
@@ -11,24 +15,28 @@
 //! those become the chunks the download starts with.
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, ErrorKind};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use rustix::fs::FileType;
+
 use crate::common::fmt::bytes;
-use crate::hash::{ContentId, Hash20};
+use crate::hash::Hash20;
 use crate::meta::{check_name, FileMeta};
 use crate::peer::bitfield::Bitfield;
-use crate::peer::storage::{PartFile, Storage};
+use crate::peer::storage::Storage;
 
 use super::machine::{Disk, Opened};
+use super::out_dir::{Identity, OutDir, ScratchDir, SCRATCH_DIR};
+use super::part_file::PartFile;
 
-/// The scratch directory inside the output directory.
-pub const SCRATCH_DIR: &str = ".lmk";
 /// Open attempts when the scratch file is renamed away under us.
 const OPEN_TRIES: usize = 5;
+/// Longest PID file read: a PID and a newline.
+const MAX_PID_FILE: usize = 32;
 
 /// Downloads into one directory.
 pub struct Dir {
@@ -56,6 +64,8 @@ pub enum Error {
         need: u64,
         free: u64,
     },
+    /// `DIR/.lmk`, or a file in it, is not ours alone: someone else could swap what we write.
+    Unsafe(PathBuf, io::Error),
     Io(String, io::Error),
 }
 
@@ -73,6 +83,7 @@ impl fmt::Display for Error {
                 bytes(*need),
                 bytes(*free)
             ),
+            Error::Unsafe(p, e) => write!(f, "refusing {}: {e}; remove it or download elsewhere", p.display()),
             Error::Io(what, e) => write!(f, "{what}: {e}"),
         }
     }
@@ -84,11 +95,6 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> E
     move |e| Error::Io(format!("{what} {}", path.display()), e)
 }
 
-/// `DIR/.lmk/<content id>.part`.
-pub fn scratch_path(dir: &Path, id: ContentId) -> PathBuf {
-    dir.join(SCRATCH_DIR).join(format!("{}.part", id.to_hex()))
-}
-
 /// Opens the download of `meta` into `dir`; see the module doc.
 pub fn open(dir: &Path, meta: &FileMeta, overwrite: bool) -> Result<Opened, Error> {
     check_name(meta.name()).map_err(|e| Error::Io("refusing the name".into(), io::Error::other(e)))?;
@@ -96,28 +102,29 @@ pub fn open(dir: &Path, meta: &FileMeta, overwrite: bool) -> Result<Opened, Erro
     if meta.name() == SCRATCH_DIR {
         return Err(Error::NotAFile(target));
     }
-    if existing_is_complete(&target, meta, overwrite)? {
+    let out = OutDir::open(dir).map_err(io_err("cannot open", dir))?;
+    if existing_is_complete(&out, meta, overwrite)? {
         return Ok(Opened::Complete);
     }
-    let scratch = scratch_path(dir, meta.content_id());
-    let Some((file, created)) = lock(&scratch)? else {
-        return Ok(Opened::Busy { holder: holder(&scratch) });
+    let id = meta.content_id().to_hex();
+    let (part, pid) = (format!("{id}.part"), format!("{id}.pid"));
+    let Some((scratch, file, created)) = lock(&out, &part)? else {
+        return Ok(Opened::Busy { holder: holder(&out, &part, &pid) });
     };
     // Only a writer holding the lock writes the PID file.
-    let _ = std::fs::write(scratch.with_extension("pid"), format!("{}\n", std::process::id()));
+    let _ = scratch.replace_with(&pid, format!("{}\n", std::process::id()).as_bytes());
+    let scratch_path = scratch.path().join(&part);
     if let Err(e) = reserve(&file, meta.size()) {
         if created {
             // Ours and empty: nothing of value is lost.
-            let _ = std::fs::remove_file(&scratch);
-            let _ = std::fs::remove_file(scratch.with_extension("pid"));
-            if let Some(scratch_dir) = scratch.parent() {
-                let _ = std::fs::remove_dir(scratch_dir);
-            }
+            scratch.remove(&part);
+            scratch.remove(&pid);
+            out.remove_scratch_dir();
         }
         return Err(e);
     }
-    let have = verify(&file, meta).map_err(io_err("cannot read", &scratch))?;
-    let mut part = PartFile::new(file, scratch.clone(), target.clone(), overwrite);
+    let have = verify(&file, meta).map_err(io_err("cannot read", &scratch_path))?;
+    let mut part = PartFile::new(file, out, scratch, part, meta.name().to_string(), overwrite);
     if have.is_full() {
         part.finish().map_err(io_err("cannot finish", &target))?;
         return Ok(Opened::Complete);
@@ -125,52 +132,47 @@ pub fn open(dir: &Path, meta: &FileMeta, overwrite: bool) -> Result<Opened, Erro
     Ok(Opened::Part { storage: Box::new(part), have })
 }
 
-/// True if `target` is a regular file holding exactly `meta`'s content; an
+/// True if `DIR/NAME` is a regular file holding exactly `meta`'s content; an
 /// error if it exists otherwise (unless `overwrite` and it is a file).
-fn existing_is_complete(target: &Path, meta: &FileMeta, overwrite: bool) -> Result<bool, Error> {
-    let info = match std::fs::symlink_metadata(target) {
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(Error::Io(format!("cannot inspect {}", target.display()), e)),
-        Ok(info) => info,
+fn existing_is_complete(out: &OutDir, meta: &FileMeta, overwrite: bool) -> Result<bool, Error> {
+    let target = out.path().join(meta.name());
+    let Some(info) = out.stat(meta.name()).map_err(io_err("cannot inspect", &target))? else {
+        return Ok(false);
     };
-    if info.is_dir() {
-        return Err(Error::NotAFile(target.to_path_buf()));
+    let kind = FileType::from_raw_mode(info.st_mode);
+    if kind == FileType::Directory {
+        return Err(Error::NotAFile(target));
     }
-    if info.is_file() && info.len() == meta.size() {
-        let file = File::open(target).map_err(io_err("cannot read", target))?;
-        if verify(&file, meta).map_err(io_err("cannot read", target))?.is_full() {
+    if kind == FileType::RegularFile && u64::try_from(info.st_size) == Ok(meta.size()) {
+        let file = out.open_regular(meta.name()).map_err(io_err("cannot read", &target))?;
+        if file.metadata().map(|m| m.len()).ok() == Some(meta.size())
+            && verify(&file, meta).map_err(io_err("cannot read", &target))?.is_full()
+        {
             return Ok(true);
         }
     }
     match overwrite {
         true => Ok(false),
-        false => Err(Error::Exists(target.to_path_buf())),
+        false => Err(Error::Exists(target)),
     }
 }
 
-/// Opens and locks the scratch file: `None` if another process holds it.
-/// `created`: the file did not exist before.
-fn lock(scratch: &Path) -> Result<Option<(File, bool)>, Error> {
-    let dir = scratch.parent().unwrap_or(Path::new("."));
+/// Opens and locks the scratch file `part`: `None` if another process holds
+/// it. `created`: the file did not exist before.
+fn lock(out: &OutDir, part: &str) -> Result<Option<(ScratchDir, File, bool)>, Error> {
+    let scratch_dir = out.path().join(SCRATCH_DIR);
     for _ in 0..OPEN_TRIES {
-        match std::fs::create_dir(dir) {
-            Err(e) if e.kind() != ErrorKind::AlreadyExists => return Err(io_err("cannot create", dir)(e)),
-            _ => {}
-        }
-        // A symlink is never followed: the scratch file is ours or nothing.
-        let mut options = OpenOptions::new();
-        options.read(true).write(true).custom_flags(libc::O_NOFOLLOW);
-        let (file, created) = match options.clone().create_new(true).open(scratch) {
-            Ok(f) => (f, true),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => match options.open(scratch) {
-                Ok(f) => (f, false),
-                // Finished and renamed away just now: look again.
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err("cannot open", scratch)(e)),
-            },
-            // The directory was removed by a writer that finished: create it again.
+        let scratch = out.scratch().map_err(|e| Error::Unsafe(scratch_dir.clone(), e))?;
+        let path = scratch.path().join(part);
+        let (file, created) = match scratch.open_own(part) {
+            Ok(opened) => opened,
+            // Finished and renamed away, or the directory removed by a
+            // writer that finished, just now: look again.
             Err(e) if e.kind() == ErrorKind::NotFound => continue,
-            Err(e) => return Err(io_err("cannot create", scratch)(e)),
+            Err(e) if e.kind() == ErrorKind::PermissionDenied || e.kind() == ErrorKind::InvalidInput => {
+                return Err(Error::Unsafe(path, e))
+            }
+            Err(e) => return Err(io_err("cannot open", &path)(e)),
         };
         // SAFETY: flock on a descriptor we own; no memory is involved.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
@@ -178,26 +180,27 @@ fn lock(scratch: &Path) -> Result<Option<(File, bool)>, Error> {
             if e.kind() == ErrorKind::WouldBlock {
                 return Ok(None);
             }
-            return Err(io_err("cannot lock", scratch)(e));
+            return Err(io_err("cannot lock", &path)(e));
         }
         // The holder before us may have finished and renamed the file to
         // `DIR/NAME` while we waited: then the lock is on the wrong file.
-        let ours = file.metadata().map_err(io_err("cannot inspect", scratch))?;
-        match std::fs::symlink_metadata(scratch) {
-            Ok(now) if now.dev() == ours.dev() && now.ino() == ours.ino() => return Ok(Some((file, created))),
-            _ => continue,
+        let ours = Identity::of(&file).map_err(io_err("cannot inspect", &path))?;
+        if scratch.identity(part).ok() == Some(ours) {
+            return Ok(Some((scratch, file, created)));
         }
     }
-    Err(Error::Io(format!("cannot lock {}", scratch.display()), io::Error::other("it keeps being replaced")))
+    let e = io::Error::other("it keeps being replaced");
+    Err(Error::Io(format!("cannot lock {}", scratch_dir.join(part).display()), e))
 }
 
 /// Who holds the scratch file, from the PID file its holder wrote.
-fn holder(scratch: &Path) -> String {
-    let pid = std::fs::read_to_string(scratch.with_extension("pid")).ok();
-    let pid = pid.as_deref().map(str::trim).filter(|p| p.parse::<u32>().is_ok());
-    match pid {
-        Some(pid) => format!("process {pid} is downloading it into {}", scratch.display()),
-        None => format!("another process is downloading it into {}", scratch.display()),
+fn holder(out: &OutDir, part: &str, pid: &str) -> String {
+    let path = out.path().join(SCRATCH_DIR).join(part);
+    let text = out.scratch().and_then(|s| s.read_small(pid, MAX_PID_FILE)).ok();
+    let pid = text.as_deref().and_then(|t| std::str::from_utf8(t).ok()).map(str::trim);
+    match pid.filter(|p| p.parse::<u32>().is_ok()) {
+        Some(pid) => format!("process {pid} is downloading it into {}", path.display()),
+        None => format!("another process is downloading it into {}", path.display()),
     }
 }
 
@@ -377,9 +380,50 @@ mod tests {
         let victim = dir.join("victim");
         std::fs::write(&victim, b"keep").unwrap();
         std::fs::create_dir(dir.join(SCRATCH_DIR)).unwrap();
-        std::os::unix::fs::symlink(&victim, scratch_path(&dir, meta.content_id())).unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join(SCRATCH_DIR).join(format!("{}.part", meta.content_id().to_hex())))
+            .unwrap();
         assert!(open(&dir, &meta, false).is_err());
         assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_scratch_directory_not_ours_alone_is_refused_and_left_alone() {
+        let dir = fresh("scratch-owner");
+        let (_, meta) = sample("f");
+        let lmk = dir.join(SCRATCH_DIR);
+        std::fs::create_dir(&lmk).unwrap();
+        std::fs::set_permissions(&lmk, std::os::unix::fs::PermissionsExt::from_mode(0o757)).unwrap();
+        let e = open(&dir, &meta, false).err().unwrap();
+        assert!(e.to_string().contains("writable by others"), "{e}");
+        if rustix::process::geteuid().is_root() {
+            std::os::unix::fs::chown(&lmk, Some(65534), None).unwrap();
+            std::fs::set_permissions(&lmk, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+            let e = open(&dir, &meta, false).err().unwrap();
+            assert!(e.to_string().contains("owned by uid 65534"), "{e}");
+        }
+        assert_eq!(std::fs::read_dir(&lmk).unwrap().count(), 0, "nothing was written into it");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_fifo_or_a_device_as_the_pid_file_is_replaced_or_not_read() {
+        let dir = fresh("scratch-pid");
+        let (_, meta) = sample("f");
+        std::fs::create_dir(dir.join(SCRATCH_DIR)).unwrap();
+        let pid = dir.join(SCRATCH_DIR).join(format!("{}.pid", meta.content_id().to_hex()));
+        crate::common::test_dir::mkfifo(&pid);
+        let first = part(open(&dir, &meta, false));
+        assert_eq!(std::fs::read_to_string(&pid).unwrap(), format!("{}\n", std::process::id()));
+        for planted in ["/dev/zero", "/dev/null"] {
+            std::fs::remove_file(&pid).unwrap();
+            std::os::unix::fs::symlink(planted, &pid).unwrap();
+            match open(&dir, &meta, false) {
+                Ok(Opened::Busy { holder }) => assert!(holder.starts_with("another process"), "{holder}"),
+                _ => panic!("a second writer was let in"),
+            }
+        }
+        drop(first);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

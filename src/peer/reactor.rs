@@ -2,6 +2,7 @@
 //! peer connections and the core and carries out what the core asks. The
 //! seeder and leecher shells call these with the core they own.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -10,15 +11,21 @@ use log::debug;
 use super::machine::{Machine, Output};
 use crate::common::net::{CloseReason, ConnId, Net};
 use crate::wire::peer::{Message, MAX_PEER_FRAME};
-use crate::wire::{DecodeError, Frame};
+use crate::wire::{split_frame, DecodeError, Frame};
 
 pub struct Peers {
     tracker: SocketAddr,
+    /// Chunk bytes the kernel has taken, over all peer connections: what a
+    /// status line may call sent (bytes merely queued die with the process).
+    pub sent: u64,
+    /// Per connection, the chunks queued and not yet taken by the kernel:
+    /// the stream offset just past each and its chunk bytes.
+    unsent: BTreeMap<ConnId, VecDeque<(u64, u64)>>,
 }
 
 impl Peers {
     pub fn new(tracker: SocketAddr) -> Peers {
-        Peers { tracker }
+        Peers { tracker, sent: 0, unsent: BTreeMap::new() }
     }
 
     /// Carries out everything the core asked for.
@@ -80,16 +87,36 @@ impl Peers {
     }
 
     pub fn on_drained(&mut self, core: &mut Machine, net: &mut Net, now: Instant, conn: ConnId) {
+        let mut chunk = 0;
         if let Some(out) = net.out(conn) {
+            let start = out.len();
             core.handle_drained(now, conn, out);
+            chunk = chunk_bytes(out.get(start..).unwrap_or_default());
+        }
+        // A chunk was queued: it counts as sent once the kernel has taken its last byte.
+        if chunk > 0 {
+            self.unsent.entry(conn).or_default().push_back((net.queued_through(conn), chunk));
         }
         self.carry_out(core, net, now);
+    }
+
+    /// The kernel has taken `written` bytes of `conn` in all.
+    pub fn on_written(&mut self, conn: ConnId, written: u64) {
+        let Some(queue) = self.unsent.get_mut(&conn) else { return };
+        while let Some(&(_, chunk)) = queue.front().filter(|(end, _)| *end <= written) {
+            self.sent += chunk;
+            queue.pop_front();
+        }
+        if queue.is_empty() {
+            self.unsent.remove(&conn);
+        }
     }
 
     pub fn on_closed(&mut self, core: &mut Machine, net: &mut Net, now: Instant, conn: ConnId, reason: CloseReason) {
         if let CloseReason::Malformed(e) = &reason {
             core.handle_malformed(conn, e);
         }
+        self.unsent.remove(&conn);
         core.handle_closed(now, conn);
         self.carry_out(core, net, now);
     }
@@ -104,5 +131,46 @@ impl Peers {
     pub fn on_tick(&mut self, core: &mut Machine, net: &mut Net, now: Instant) {
         core.handle_timeout(now);
         self.carry_out(core, net, now);
+    }
+}
+
+/// The chunk bytes of the frame at the head of `appended` if it is a Chunk
+/// (an answer is one frame: a Chunk or a Reject), else 0.
+fn chunk_bytes(appended: &[u8]) -> u64 {
+    match split_frame(appended, MAX_PEER_FRAME).ok().flatten().map(|(frame, _)| Message::decode(frame)) {
+        Some(Ok(Message::Chunk { data, .. })) => data.len() as u64,
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_counts_as_sent_once_the_kernel_took_its_last_byte() {
+        let mut peers = Peers::new(SocketAddr::from(([127, 0, 0, 1], 1)));
+        let (a, b) = (ConnId(1), ConnId(2));
+        peers.unsent.insert(a, VecDeque::from([(1009, 1000), (2018, 1000)]));
+        peers.unsent.insert(b, VecDeque::from([(509, 500)]));
+        peers.on_written(a, 1008);
+        assert_eq!(peers.sent, 0, "one byte of the chunk is still queued");
+        peers.on_written(a, 1500);
+        assert_eq!(peers.sent, 1000);
+        peers.on_written(a, 2018);
+        peers.on_written(b, 9);
+        assert_eq!(peers.sent, 2000);
+        assert!(!peers.unsent.contains_key(&a), "nothing is kept for a drained connection");
+    }
+
+    #[test]
+    fn only_a_chunk_frame_counts_and_only_its_data() {
+        let mut out = Vec::new();
+        Message::Chunk { index: 3, data: &[7; 100] }.encode(&mut out);
+        assert_eq!(chunk_bytes(&out), 100);
+        out.clear();
+        Message::Reject { index: 3, reason: crate::wire::peer::RejectReason::NoSlot }.encode(&mut out);
+        assert_eq!(chunk_bytes(&out), 0);
+        assert_eq!(chunk_bytes(&[]), 0);
     }
 }

@@ -15,7 +15,7 @@ use crate::common::publish_key::PublishKey;
 use crate::common::text::escape;
 use crate::hash::ContentId;
 use crate::meta::FileMeta;
-use crate::wire::catalog::{Nonce, Request, Response};
+use crate::wire::catalog::{ErrorCode, Nonce, Request, Response};
 
 /// A publish not finished in this long is abandoned and retried.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -132,7 +132,17 @@ impl Publisher {
                     other => {
                         *refused += 1;
                         let name = escape(file.meta.name());
-                        warn!("tracker {} refused to publish {name}: {}", self.tracker, escape(&other.summary()));
+                        let hint = match (&other, &self.key) {
+                            (Response::Error { code: ErrorCode::Unauthorized, .. }, None) => {
+                                "; it takes only signed publishes: give this seeder a copy of its key file with --publish-key"
+                            }
+                            (Response::Error { code: ErrorCode::Unauthorized, .. }, Some(_)) => {
+                                "; this seeder's key is not the tracker's"
+                            }
+                            _ => "",
+                        };
+                        let why = other.summary();
+                        warn!("tracker {} refused to publish {name}: {}{hint}", self.tracker, escape(&why));
                     }
                 }
                 self.answered(now, conn, last);

@@ -34,9 +34,14 @@ struct Shell {
     status_every: Duration,
     next_status: Option<Instant>,
     last_status: (Instant, u64),
-    stopping: bool,
+    /// When the first stop signal came: from then on no request is taken,
+    /// and the chunks already started are finished within `DRAIN`.
+    stopping: Option<Instant>,
     finished: bool,
 }
+
+/// How long a stopping seeder keeps finishing the chunks it has started.
+const DRAIN: Duration = Duration::from_secs(10);
 
 pub fn run(config: Config, files: Vec<(FileMeta, SharedFile)>) -> Result<(), Error> {
     let mut net = Net::new().map_err(Error::Poll)?;
@@ -72,7 +77,7 @@ pub fn run(config: Config, files: Vec<(FileMeta, SharedFile)>) -> Result<(), Err
         status_every: config.status_every,
         next_status: (!config.status_every.is_zero()).then_some(now + config.status_every),
         last_status: (now, 0),
-        stopping: false,
+        stopping: None,
         finished: false,
     };
     info!(
@@ -96,7 +101,7 @@ impl Shell {
             match event {
                 Event::Reconnected => self.publisher.republish(now),
                 // Withdrawn (changed on disk); at shutdown every file finishes, and stays counted.
-                Event::Finished { id, name, .. } if !self.stopping => {
+                Event::Finished { id, name, .. } if self.stopping.is_none() => {
                     info!("{name}: no longer shared");
                     self.publisher.withdraw(id);
                 }
@@ -125,7 +130,7 @@ impl Shell {
 
     fn print_status(&mut self, now: Instant) {
         let core = &self.core;
-        let uploaded = core.uploaded();
+        let uploaded = self.peers.sent;
         let (then, sent_then) = self.last_status;
         let secs = now.saturating_duration_since(then).as_secs_f64().max(1e-3);
         let rate = uploaded.saturating_sub(sent_then) as f64 / secs;
@@ -174,6 +179,10 @@ impl Handler for Shell {
         self.carry_out(net, now);
     }
 
+    fn on_written(&mut self, _net: &mut Net, _now: Instant, conn: ConnId, written: u64) {
+        self.peers.on_written(conn, written);
+    }
+
     fn on_closed(&mut self, net: &mut Net, now: Instant, conn: ConnId, reason: CloseReason) {
         if self.catalog_conn == Some(conn) {
             self.catalog_conn = None;
@@ -190,18 +199,23 @@ impl Handler for Shell {
     }
 
     fn on_tick(&mut self, net: &mut Net, now: Instant) {
-        if net.stop_signal().is_some() && !self.stopping {
-            info!("stopping: leaving the tracker's swarms");
-            self.stopping = true;
+        if net.stop_signal().is_some() && self.stopping.is_none() {
+            info!("stopping: leaving the tracker's swarms, finishing the chunks under way");
+            self.stopping = Some(now);
+            net.linger_on_close();
             self.publisher.shutdown();
             self.core.shutdown(now);
         }
         self.peers.on_tick(&mut self.core, net, now);
         self.publisher.handle_timeout(now);
         self.carry_out(net, now);
-        if self.stopping && self.core.stopped(now) {
-            self.print_status(now);
-            self.finished = true;
+        if let Some(since) = self.stopping {
+            // Every peer connection is flushed and closed by its peer, or the drain has had its time.
+            let drained = net.connection_count() == 0 || now >= since + DRAIN;
+            if drained && self.core.stopped(now) {
+                self.print_status(now);
+                self.finished = true;
+            }
         }
         if self.next_status.is_some_and(|next| now >= next) {
             self.print_status(now);
@@ -210,7 +224,8 @@ impl Handler for Shell {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        [self.core.next_deadline(), self.publisher.next_deadline(), self.next_status].into_iter().flatten().min()
+        let drain = self.stopping.map(|since| since + DRAIN);
+        [self.core.next_deadline(), self.publisher.next_deadline(), self.next_status, drain].into_iter().flatten().min()
     }
 
     fn done(&self) -> bool {

@@ -33,6 +33,9 @@ pub const LEECHER: &str = env!("CARGO_BIN_EXE_lmk-leecher");
 
 /// Chunk size the tests share files with: small, so a few MiB make many chunks.
 pub const CHUNK: u32 = 65536;
+/// The state directory of every binary the tests start: one host, one
+/// tracker key, shared by all tests (made once, whoever starts first).
+pub const STATE_HOME: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/state");
 /// How long a binary may take to print `listening on` (a seeder hashes first).
 pub const STARTUP: Duration = Duration::from_secs(30);
 /// How long a download of a few MiB may take before the test gives up.
@@ -127,7 +130,13 @@ impl Proc {
     }
 
     /// Starts a command the caller set up (e.g. with a resource limit).
+    /// Unless the caller chose another, every binary keeps its state (the
+    /// tracker's default publish key, which seeders on the same host use) in
+    /// [`STATE_HOME`], never in the user's home.
     pub fn spawn_command(name: &str, mut command: Command) -> Proc {
+        if !command.get_envs().any(|(key, _)| key == "XDG_STATE_HOME") {
+            command.env("XDG_STATE_HOME", STATE_HOME);
+        }
         let program = command.get_program().to_string_lossy().into_owned();
         let logs = TempDir::new(&format!("log-{}", name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")));
         let stderr_path = logs.path().join("stderr.log");
@@ -436,6 +445,24 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The largest peak RSS (KiB) of any child this test binary has reaped so far:
+/// with every child a tracker, seeder or leecher that should stay small, one
+/// that read or held without bound shows here even after it exited.
+pub fn children_peak_rss_kib() -> u64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: getrusage fills `usage`, read only on success.
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()) }, 0);
+    // SAFETY: initialised by the successful call above.
+    u64::try_from(unsafe { usage.assume_init() }.ru_maxrss).unwrap_or(0)
+}
+
+/// Makes a FIFO at `path`, as someone planting one would.
+pub fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.to_str().expect("a UTF-8 path")).expect("no NUL");
+    // SAFETY: a NUL-terminated path that lives across the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo {}", path.display());
 }
 
 pub fn run_bin(program: &str, args: &[&str], limit: Duration) -> Output {

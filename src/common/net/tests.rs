@@ -156,3 +156,66 @@ fn paused_reading_resumes_without_an_edge() {
         assert_eq!(pauser.frames, expected);
     }
 }
+
+/// A lingering close: the queue is flushed, the peer reads every byte and
+/// then EOF, and the connection stays (reading) until the peer closes; the
+/// handler is told each time the kernel takes bytes, in stream offsets.
+#[test]
+fn a_lingering_close_delivers_everything_and_waits_for_the_peer() {
+    struct Closer {
+        conn: Option<ConnId>,
+        written: u64,
+        closed: bool,
+    }
+    impl Handler for Closer {
+        fn on_accept(&mut self, net: &mut Net, _: Instant, conn: ConnId) {
+            self.conn = Some(conn);
+            if let Some(out) = net.out(conn) {
+                out.resize(3000, 5);
+            }
+            net.close_after_flush(conn);
+        }
+        fn on_frame(&mut self, _: &mut Net, _: Instant, _: ConnId, _: Frame<'_>) -> Result<(), DecodeError> {
+            Ok(())
+        }
+        fn on_written(&mut self, _: &mut Net, _: Instant, _: ConnId, written: u64) {
+            self.written = written;
+        }
+        fn on_closed(&mut self, _: &mut Net, _: Instant, _: ConnId, _: CloseReason) {
+            self.closed = true;
+        }
+        fn on_tick(&mut self, _: &mut Net, _: Instant) {}
+        fn next_deadline(&self) -> Option<Instant> {
+            None
+        }
+    }
+    let mut net = Net::new().unwrap();
+    net.linger_on_close();
+    let addr = net.listen(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    let mut handler = Closer { conn: None, written: 0, closed: false };
+    let now = Instant::now();
+    net.accept(&mut handler, now, 0, FrameLimit::Any(64));
+    let conn = handler.conn.unwrap();
+    assert_eq!(net.queued_through(conn), 3000);
+    net.finish_batch(&mut handler, now);
+    assert_eq!(handler.written, 3000, "told when the kernel took the queue");
+    assert!(!handler.closed && net.connection_count() == 1, "kept until the peer closes");
+    assert!(net.out(conn).is_none(), "nothing more is queued after the write side is shut");
+    client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = Vec::new();
+    client.read_to_end(&mut got).unwrap();
+    assert_eq!(got, vec![5u8; 3000], "every byte, then EOF");
+    drop(client);
+    let mut events = Events::with_capacity(8);
+    for _ in 0..100 {
+        if handler.closed {
+            break;
+        }
+        net.poll.poll(&mut events, Some(Duration::from_millis(100))).unwrap();
+        net.read_conn(&mut handler, now, conn);
+        net.finish_batch(&mut handler, now);
+    }
+    assert!(handler.closed, "closed once the peer closed");
+    assert_eq!(net.connection_count(), 0);
+}

@@ -68,7 +68,10 @@ impl Net {
             };
             if wrote > 0 {
                 c.last_active = now;
+                let written = c.written;
+                handler.on_written(self, now, id, written);
             }
+            let Some(c) = self.conns.get_mut(id.0) else { return };
             let pending = c.wbuf.len() > c.wpos;
             if pending != c.writable_interest {
                 let interest = if pending { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
@@ -80,7 +83,12 @@ impl Net {
                 c.writable_interest = pending;
             }
             if !pending && c.close_after_flush {
-                self.mark_closing(id, CloseReason::Local);
+                if !self.linger {
+                    self.mark_closing(id, CloseReason::Local);
+                } else if !std::mem::replace(&mut c.write_shut, true) {
+                    trace!("{id}: flushed; write side shut down, waiting for the peer to close");
+                    let _ = c.stream.shutdown(std::net::Shutdown::Write);
+                }
                 return;
             }
             // Stop when the socket is full (a writable event follows), when

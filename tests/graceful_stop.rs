@@ -1,0 +1,110 @@
+//! A seeder stopped by SIGTERM (issue 16): it finishes the chunks it has
+//! started before it leaves, and the bytes its status line calls sent are
+//! bytes the kernel took, so a leecher holds every chunk counted as sent.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::*;
+use lmk::meta::FileMeta;
+use lmk::wire::peer::{Message, State, MAX_PEER_FRAME};
+use lmk::wire::split_frame;
+
+const MIB: usize = 1024 * 1024;
+/// How long the slow reader reads at most (a hang guard, not a timing assertion).
+const READ_FOR: Duration = Duration::from_secs(40);
+
+/// A leecher that asks for every chunk, then reads 16 KiB every 30 ms
+/// (about 0.5 MiB/s), so the seeder's queue and the kernel's buffers stay
+/// full. Returns the chunk bytes it received and checked against `data`,
+/// once the seeder has closed the connection.
+fn slow_reader(seeder: SocketAddr, meta: FileMeta, data: Vec<u8>, verified: Arc<AtomicU64>) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut stream = TcpStream::connect(seeder).expect("connect to the seeder");
+        stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let mut out = Vec::new();
+        Message::Hello { id: meta.content_id(), port: 0, nonce: 0x5eed }.encode(&mut out);
+        Message::Bitfield(&vec![0u8; (meta.chunk_count() as usize).div_ceil(8)]).encode(&mut out);
+        stream.write_all(&out).unwrap();
+        let (mut buf, mut piece, mut asked) = (Vec::new(), vec![0u8; 16 * 1024], false);
+        let until = Instant::now() + READ_FOR;
+        while Instant::now() < until {
+            loop {
+                let (used, request) = match split_frame(&buf, MAX_PEER_FRAME) {
+                    Ok(Some((frame, used))) => match Message::decode(frame) {
+                        Ok(Message::State(State::Available | State::Connected)) if !asked => (used, true),
+                        Ok(Message::Chunk { index, data: got }) => {
+                            let start = meta.chunk_offset(index) as usize;
+                            if data.get(start..start + got.len()) == Some(got) {
+                                verified.fetch_add(got.len() as u64, Ordering::SeqCst);
+                            }
+                            (used, false)
+                        }
+                        Ok(_) => (used, false),
+                        Err(e) => return format!("bad frame: {e}"),
+                    },
+                    Ok(None) => break,
+                    Err(e) => return format!("bad frame: {e}"),
+                };
+                buf.drain(..used);
+                if request {
+                    asked = true;
+                    let mut out = Vec::new();
+                    (0..meta.chunk_count()).for_each(|i| Message::Request(i).encode(&mut out));
+                    stream.write_all(&out).unwrap();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(30));
+            match stream.read(&mut piece) {
+                Ok(0) => return "closed".into(),
+                Ok(n) => buf.extend_from_slice(&piece[..n]),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e) => return format!("error: {e}"),
+            }
+        }
+        "still open".into()
+    })
+}
+
+/// SIGTERM reaches the only seeder while a chunk is on its way to a slow
+/// leecher: the seeder exits 0 after finishing what it started, and the
+/// leecher holds at least the bytes the seeder's last status line counts
+/// as sent.
+#[test]
+fn a_stopped_seeder_delivers_every_chunk_it_counts_as_sent() {
+    let tmp = TempDir::new("graceful");
+    let src = random_file(&tmp.sub("src"), "f.bin", 8 * MIB, 30);
+    let meta = file_meta(&src, MIB as u32);
+    let (_tracker, addr) = start_tracker(INTERVAL, EXPIRY);
+    let (mut seeder, seeder_addr) = start_seeder(addr, &["--chunk-size", "1048576", "--status", "0.05"], &[&src]);
+    wait_listed(addr, "f.bin", 1);
+
+    let verified = Arc::new(AtomicU64::new(0));
+    let reader = slow_reader(seeder_addr, meta, std::fs::read(&src).unwrap(), Arc::clone(&verified));
+    let status = seeder.wait_stdout(DOWNLOAD, "a chunk counted as sent", |line| {
+        parse_seeder_status(line).filter(|s| s.sent >= MIB as u64)
+    });
+    eprintln!("SIGTERM at: sent {} bytes, the reader has {}", status.sent, verified.load(Ordering::SeqCst));
+    seeder.signal("TERM");
+    let name = seeder.name.clone();
+    let out = seeder.finish(Duration::from_secs(30));
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{name} exits 0 on SIGTERM: {}\n{stdout}{}", out.status, text(&out.stderr));
+    let last = last_seeder_status(&stdout.lines().map(str::to_string).collect::<Vec<_>>()).expect("a status line");
+    let ended = reader.join().expect("the reader thread");
+    let got = verified.load(Ordering::SeqCst);
+    eprintln!("the seeder's last status: sent {}; the reader verified {got} bytes and ended: {ended}", last.sent);
+    assert!(last.sent >= MIB as u64, "the seeder counts at least the chunk seen before the signal: {last:?}");
+    assert!(
+        got >= last.sent,
+        "the seeder counts {} bytes as sent, the leecher received {got} (connection {ended})",
+        last.sent
+    );
+    assert!(got < 8 * MIB as u64, "the chunks not started when the signal came are not sent");
+}
