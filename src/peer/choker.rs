@@ -1,6 +1,8 @@
 //! Who holds our upload slots: a pure function over the connected peers, run
 //! on every change and on a rotation timer. Slots go to peers that lack
-//! something we hold, the longest waiting first; a holder that asks for
+//! something we hold, the one holding fewest chunks first (a cooperative
+//! swarm serves the furthest behind: a newcomer gets its first chunk early
+//! wherever it connected), then the longest waiting; a holder that asks for
 //! nothing or drains nothing loses its slot at once; a holder that has had
 //! its slot for a rotation period gives it to a waiting peer, so new peers
 //! get data early and every peer gets a turn.
@@ -21,6 +23,8 @@ pub struct Candidate {
     pub waiting_since: Instant,
     /// A holder that requested or received something recently.
     pub active: bool,
+    /// Chunks it holds: the furthest behind are served first.
+    pub held: u32,
 }
 
 /// The connections that hold a slot after this round, at most `slots` of them.
@@ -28,7 +32,7 @@ pub fn choose(cands: &[Candidate], slots: usize, now: Instant, rotation: Duratio
     let mut holders: Vec<&Candidate> =
         cands.iter().filter(|c| c.slot_since.is_some() && c.interested && c.active).collect();
     let mut waiters: Vec<&Candidate> = cands.iter().filter(|c| c.slot_since.is_none() && c.interested).collect();
-    waiters.sort_by_key(|c| (c.waiting_since, c.conn));
+    waiters.sort_by_key(|c| (c.held, c.waiting_since, c.conn));
     // Oldest grants first: they are the first to rotate out.
     holders.sort_by_key(|c| (c.slot_since, c.conn));
     holders.truncate(slots);
@@ -61,6 +65,7 @@ mod tests {
             interested: true,
             waiting_since: t0 + Duration::from_secs(waiting),
             active: true,
+            held: 0,
         }
     }
 
@@ -69,6 +74,19 @@ mod tests {
         let t0 = Instant::now();
         let cands = [cand(1, None, 5, t0), cand(2, None, 1, t0), cand(3, None, 3, t0)];
         assert_eq!(choose(&cands, 2, t0 + ROT, ROT), vec![ConnId(2), ConnId(3)]);
+    }
+
+    #[test]
+    fn the_peer_furthest_behind_goes_first() {
+        let t0 = Instant::now();
+        let mut late_and_empty = cand(1, None, 9, t0);
+        late_and_empty.held = 0;
+        let mut early_with_chunks = cand(2, None, 1, t0);
+        early_with_chunks.held = 30;
+        let mut early_with_few = cand(3, None, 2, t0);
+        early_with_few.held = 3;
+        let cands = [early_with_chunks, late_and_empty, early_with_few];
+        assert_eq!(choose(&cands, 2, t0 + ROT, ROT), vec![ConnId(1), ConnId(3)], "fewest chunks, then longest waiting");
     }
 
     #[test]

@@ -139,6 +139,7 @@ impl Machine {
                     interested: t.stage != Stage::Done && t.held().has_any_missing_from(theirs),
                     waiting_since: s.waiting_since,
                     active: s.active(now, SLOT_IDLE),
+                    held: theirs.count(),
                 })
             })
             .collect();
