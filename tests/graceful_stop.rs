@@ -72,14 +72,13 @@ fn slow_reader(seeder: SocketAddr, meta: FileMeta, data: Vec<u8>, verified: Arc<
     })
 }
 
-/// SIGTERM reaches the only seeder while a chunk is on its way to a slow
-/// leecher: the seeder exits 0 after finishing what it started, and the
-/// leecher holds at least the bytes the seeder's last status line counts
-/// as sent.
-#[test]
-fn a_stopped_seeder_delivers_every_chunk_it_counts_as_sent() {
-    let tmp = TempDir::new("graceful");
-    let src = random_file(&tmp.sub("src"), "f.bin", 8 * MIB, 30);
+/// Shares a random file of `size` bytes in 1 MiB chunks to one slow reader
+/// and SIGTERMs the seeder once its status counts `sent_at_least` bytes as
+/// sent. The seeder must exit 0; returns what its last status line counts as
+/// sent and the chunk bytes the reader received and checked.
+fn stop_seeder_once_it_sent(tag: &str, size: usize, sent_at_least: u64) -> (u64, u64) {
+    let tmp = TempDir::new(tag);
+    let src = random_file(&tmp.sub("src"), "f.bin", size, 30);
     let meta = file_meta(&src, MIB as u32);
     let (_tracker, addr) = start_tracker(INTERVAL, EXPIRY);
     let (mut seeder, seeder_addr) = start_seeder(addr, &["--chunk-size", "1048576", "--status", "0.05"], &[&src]);
@@ -87,10 +86,10 @@ fn a_stopped_seeder_delivers_every_chunk_it_counts_as_sent() {
 
     let verified = Arc::new(AtomicU64::new(0));
     let reader = slow_reader(seeder_addr, meta, std::fs::read(&src).unwrap(), Arc::clone(&verified));
-    let status = seeder.wait_stdout(DOWNLOAD, "a chunk counted as sent", |line| {
-        parse_seeder_status(line).filter(|s| s.sent >= MIB as u64)
+    let status = seeder.wait_stdout(DOWNLOAD, "the seeder's status to count enough as sent", |line| {
+        parse_seeder_status(line).filter(|s| s.sent >= sent_at_least)
     });
-    eprintln!("SIGTERM at: sent {} bytes, the reader has {}", status.sent, verified.load(Ordering::SeqCst));
+    eprintln!("{tag}: SIGTERM at sent {} bytes, the reader has {}", status.sent, verified.load(Ordering::SeqCst));
     seeder.signal("TERM");
     let name = seeder.name.clone();
     let out = seeder.finish(Duration::from_secs(30));
@@ -99,12 +98,26 @@ fn a_stopped_seeder_delivers_every_chunk_it_counts_as_sent() {
     let last = last_seeder_status(&stdout.lines().map(str::to_string).collect::<Vec<_>>()).expect("a status line");
     let ended = reader.join().expect("the reader thread");
     let got = verified.load(Ordering::SeqCst);
-    eprintln!("the seeder's last status: sent {}; the reader verified {got} bytes and ended: {ended}", last.sent);
-    assert!(last.sent >= MIB as u64, "the seeder counts at least the chunk seen before the signal: {last:?}");
-    assert!(
-        got >= last.sent,
-        "the seeder counts {} bytes as sent, the leecher received {got} (connection {ended})",
+    eprintln!(
+        "{tag}: the seeder's last status: sent {}; the reader verified {got} bytes and ended: {ended}",
         last.sent
     );
+    assert!(last.sent >= sent_at_least, "the seeder counts at least what it counted before the signal: {last:?}");
+    assert!(got >= last.sent, "the seeder counts {} bytes as sent, the leecher received {got} ({ended})", last.sent);
+    (last.sent, got)
+}
+
+/// SIGTERM while a chunk is on its way: the chunks started are finished,
+/// the others are not sent.
+#[test]
+fn a_stopped_seeder_finishes_the_chunks_it_started() {
+    let (_, got) = stop_seeder_once_it_sent("graceful-chunk", 8 * MIB, MIB as u64);
     assert!(got < 8 * MIB as u64, "the chunks not started when the signal came are not sent");
+}
+
+/// SIGTERM when the status says one copy sent: the one leecher has it all.
+#[test]
+fn a_stopped_seeder_delivers_the_copy_it_counts_as_sent() {
+    let (sent, got) = stop_seeder_once_it_sent("graceful-copy", 4 * MIB, 4 * MIB as u64);
+    assert_eq!((sent, got), (4 * MIB as u64, 4 * MIB as u64));
 }
