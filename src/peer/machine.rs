@@ -488,6 +488,20 @@ impl Machine {
         self.sessions.values().filter(|s| s.phase == Phase::Open && s.torrent == Some(id)).count()
     }
 
+    /// Whether another peer that dialled us may trade `id`: inbound peers
+    /// leave a quarter of `--max-peers` to our own dials, so a peer filled
+    /// by callers that hold nothing still reaches the ones it chose (a seed
+    /// that appears later, say).
+    fn inbound_room(&self, id: ContentId) -> bool {
+        let (mut inbound, mut open) = (0, 0);
+        for s in self.sessions.values().filter(|s| s.phase == Phase::Open && s.torrent == Some(id)) {
+            open += 1;
+            inbound += usize::from(!s.outbound);
+        }
+        let reserve = (self.config.max_peers / 4).max(1);
+        open < self.config.max_peers && inbound < self.config.max_peers.saturating_sub(reserve).max(1)
+    }
+
     fn hello(&self, id: ContentId) -> Message<'static> {
         Message::Hello { id, port: self.config.port, nonce: self.nonce }
     }
@@ -527,7 +541,7 @@ impl Machine {
             }
             self.disconnect(now, other);
         }
-        if !outbound && self.open_peers(id) >= self.config.max_peers {
+        if !outbound && !self.inbound_room(id) {
             // No room at all: say so, and the shell closes after the flush.
             debug!("{conn} {addr}: no room for another peer of {}", id.short());
             self.outputs.push_back(Output::Send(conn, self.hello(id)));

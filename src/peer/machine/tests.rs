@@ -500,6 +500,28 @@ fn requests_go_only_to_peers_that_hold_the_chunk() {
 }
 
 #[test]
+fn callers_leave_room_for_our_own_dials() {
+    let (t0, f, mut sw) = start(4);
+    let d = sw.peer(t0, &f, &[], |c| c.max_peers = 4); // a quarter, one connection, is kept for dials
+    sw.tracker_says.insert(d, Vec::new());
+    let s = sw.peer(t0, &f, &f.all(), |_| {});
+    sw.run(t0);
+    let callers: Vec<ConnId> = (1..=4).map(|n| sw.accept(t0, d, hand_addr(n))).collect();
+    for &c in &callers[..3] {
+        sw.greet(t0, d, c, &f, &[], None);
+    }
+    sw.inject(t0, d, callers[3], Message::Hello { id: f.id(), port: 0, nonce: 77 });
+    assert_eq!(sw.nodes[d].m.peers(), 3, "the fourth caller is told Unavailable");
+    assert_eq!(sw.said_on(d, callers[3]).last(), Some(&Seen::State(State::Unavailable)));
+    sw.tracker_says.insert(d, vec![addr(s)]);
+    for n in 1..=60 {
+        sw.run(t0 + secs(n));
+    }
+    assert!(sw.dials.iter().any(|x| x.0 == d && x.1 == addr(s)), "the seed it learnt of later is dialled");
+    assert!(sw.holds_file(d, &f), "and the file fetched from it");
+}
+
+#[test]
 fn requests_for_chunks_never_announced_or_without_a_slot_are_rejected() {
     let (t0, f, mut sw) = start(4);
     let a = sw.peer(t0, &f, &[0, 1], |c| c.slots = 1);
