@@ -564,6 +564,7 @@ impl Machine {
         if !outbound {
             t.conns += 1;
         }
+        t.lonely = 0;
         if let Some(s) = self.sessions.get_mut(&conn) {
             s.torrent = Some(id);
             s.listen = listen;
@@ -741,7 +742,17 @@ impl Machine {
         for id in ids {
             let room = self.dial_room(id);
             let Some(t) = self.torrents.get_mut(&id) else { continue };
-            for addr in t.to_dial(now, room) {
+            let addrs = t.to_dial(now, room);
+            if addrs.is_empty() && t.conns == 0 && t.stage == Stage::Downloading {
+                // Nobody to trade with and nobody to try now: ask the tracker
+                // for more soon (1 s, doubling to the interval), not at the interval.
+                let at = now + crate::common::backoff(EAGER_ANNOUNCE, t.lonely.min(6), self.interval);
+                if at < t.next_announce {
+                    t.next_announce = at;
+                    t.lonely += 1;
+                }
+            }
+            for addr in addrs {
                 self.outputs.push_back(Output::Connect(addr, id));
             }
         }
@@ -828,14 +839,19 @@ impl Machine {
                             t.next_announce = t.next_announce.min(now + interval);
                         }
                     }
-                    let alone = self.open_peers(info_hash) == 0;
+                    let max_peers = self.config.max_peers;
                     if let Some(t) = self.torrents.get_mut(&info_hash) {
                         t.refused = 0;
                         if t.stage == Stage::Downloading {
                             debug!("tracker: {} peer(s) for {}", peers.len(), t.meta.name());
                             t.learn(&peers, now);
-                            if peers.is_empty() && alone {
-                                t.next_announce = t.next_announce.min(now + EAGER_ANNOUNCE);
+                            // A short list while we know fewer addresses than
+                            // we may connect to: a swarm still forming (or one
+                            // we joined early). Ask again soon, doubling.
+                            if peers.len() < NUM_WANT as usize && t.known() < max_peers {
+                                let wait = crate::common::backoff(EAGER_ANNOUNCE, t.lonely.min(6), self.interval);
+                                t.next_announce = t.next_announce.min(now + wait);
+                                t.lonely += 1;
                             }
                         }
                     }

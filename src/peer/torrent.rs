@@ -80,6 +80,9 @@ pub struct Torrent {
     /// Announces refused in a row: the next is tried after 1 s, doubling up
     /// to the interval (a seeder may announce before its publish lands).
     pub refused: u32,
+    /// Announces brought forward in a row: the tracker's list was short, or
+    /// no peer was connected or left to dial (every known address failed).
+    pub lonely: u32,
     pub counters: Counters,
     /// Connections of this file, dialled or greeted (`--max-peers` counts them).
     pub conns: usize,
@@ -113,6 +116,7 @@ impl Torrent {
             last_progress: now,
             next_announce: now,
             refused: 0,
+            lonely: 0,
             counters: Counters::default(),
             conns: 0,
             known: BTreeMap::new(),
@@ -299,6 +303,11 @@ impl Torrent {
         }
         self.known.insert(addr, known);
         self.next_retry.set(None);
+    }
+
+    /// Addresses we know of, however they fared.
+    pub fn known(&self) -> usize {
+        self.known.len()
     }
 
     pub fn is_banned(&self, addr: SocketAddr) -> bool {
