@@ -2,7 +2,7 @@
 //! file has live seeders and for one expiry time after its last one left.
 //! Each address may hold only so many files, so one client cannot fill it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::Instant;
@@ -143,6 +143,9 @@ pub struct Catalog {
     hash_bytes: usize,
     /// What each owner holds; no entry for an owner holding nothing.
     owned: HashMap<Source, Held>,
+    /// Every file by (name, content id): listings in name order, and the
+    /// status page's pages continued after their last row.
+    order: BTreeSet<(String, ContentId)>,
 }
 
 impl Catalog {
@@ -185,25 +188,34 @@ impl Catalog {
         let owner = self.owned.entry(from).or_default();
         owner.files += 1;
         owner.hash_bytes += bytes;
+        self.order.insert((meta.name().to_string(), id));
         self.files.insert(id, Entry { meta, last_seeded: now, owner: from });
         Ok(id)
     }
 
     /// Every file, by name, with its live seeder count.
     pub fn list(&self, seeders: impl Fn(&ContentId) -> usize) -> Vec<ListEntry> {
-        let mut entries: Vec<ListEntry> = self
-            .files
-            .iter()
-            .map(|(id, e)| ListEntry {
+        self.sorted(None)
+            .map(|(id, meta)| ListEntry {
                 id: *id,
-                name: e.meta.name().to_string(),
-                size: e.meta.size(),
-                chunk_size: e.meta.chunk_size(),
+                name: meta.name().to_string(),
+                size: meta.size(),
+                chunk_size: meta.chunk_size(),
                 seeders: seeders(id).try_into().unwrap_or(u32::MAX),
             })
-            .collect();
-        entries.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-        entries
+            .collect()
+    }
+
+    /// Files in (name, content id) order, after `after` when given.
+    pub fn sorted<'a>(
+        &'a self,
+        after: Option<(&str, &ContentId)>,
+    ) -> impl Iterator<Item = (&'a ContentId, &'a FileMeta)> + 'a {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let start = after.map_or(Unbounded, |(name, id)| Excluded((name.to_string(), *id)));
+        self.order
+            .range((start, Unbounded))
+            .filter_map(|(_, id)| self.files.get_key_value(id).map(|(id, e)| (id, &e.meta)))
     }
 
     /// One file's metadata by id, or by name when exactly one file has it.
@@ -243,12 +255,14 @@ impl Catalog {
         let mut dropped = Vec::new();
         let mut freed = 0;
         let owned = &mut self.owned;
+        let order = &mut self.order;
         self.files.retain(|id, e| {
             if has_seeders(id) {
                 e.last_seeded = now;
             }
             let keep = e.last_seeded >= cutoff;
             if !keep {
+                order.remove(&(e.meta.name().to_string(), *id));
                 let bytes = e.meta.hashes().len() * 20;
                 freed += bytes;
                 dropped.push(e.meta.name().to_string());
