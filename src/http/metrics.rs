@@ -61,6 +61,7 @@ pub fn prometheus(f: &Figures, out: &mut String) {
     gauge("lmk_tracker_peer_addresses", "Distinct source addresses of the peers held.").value(out, f.peer_addresses);
     gauge("lmk_tracker_catalog_files", "Files in the catalog.").value(out, f.files);
     gauge("lmk_tracker_catalog_bytes", "Bytes of the files in the catalog.").value(out, f.file_bytes);
+    counter("lmk_tracker_http_requests_total", "HTTP requests read.").value(out, f.http_requests);
     let conns = gauge("lmk_tracker_connections", "Open TCP connections, by kind.");
     conns.labelled(out, ["kind"], &f.connections);
     let closed = counter("lmk_tracker_connections_closed_total", "TCP connections refused or closed by a rule.");
@@ -95,7 +96,8 @@ pub fn json(f: &Figures, out: &mut String) {
         .number("scrape_rate", format_args!("{:.1}", f.scrape_rate))
         .number("joins", f.joins)
         .number("leaves", f.leaves)
-        .number("expired", f.expired);
+        .number("expired", f.expired)
+        .number("http_requests", f.http_requests);
     object(&mut o, "announces", &f.announces);
     object(&mut o, "scrapes", &f.scrapes);
     object(&mut o, "refusals", &f.refusals);

@@ -48,6 +48,8 @@ pub struct Figures {
     pub joins: u64,
     pub leaves: u64,
     pub expired: u64,
+    /// HTTP requests read (heads parsed whole).
+    pub http_requests: u64,
     /// Open TCP connections by `[kind]` (`catalog`, `http`).
     pub connections: Labelled<1>,
     /// Connections the rules closed or refused, by `[kind, reason]`.

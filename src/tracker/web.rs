@@ -231,6 +231,7 @@ impl Web {
         f.rss_bytes = resident_bytes();
         f.connections = vec![(["catalog"], catalog.len() as u64), (["http"], self.conns.len() as u64)];
         let (c, h) = (catalog.stats(), self.conns.stats());
+        f.http_requests = h.requests;
         f.connections_closed = vec![
             (["catalog", "refused_per_ip"], c.refused),
             (["catalog", "evicted"], c.evicted),
