@@ -232,7 +232,7 @@ body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fafa
 h1{font-size:1.4em;margin:0 0 .2em}.up{color:#666;margin:0 0 1em}
 dl{display:flex;flex-wrap:wrap;gap:.5em;margin:0 0 1em}dl div{background:#fff;border:1px solid #ddd;padding:.4em .8em;border-radius:4px}
 dt{font-size:.8em;color:#666}dd{margin:0;font-size:1.2em;font-variant-numeric:tabular-nums}
-.cols{display:flex;flex-wrap:wrap;gap:1em;margin-bottom:1em}
+.cols{display:flex;flex-wrap:wrap;align-items:flex-start;gap:1em;margin-bottom:1em}
 table{border-collapse:collapse;background:#fff}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left}
 caption{text-align:left;font-weight:bold;padding:.2em 0}.n{text-align:right;font-variant-numeric:tabular-nums}
 #files{width:100%}.name{word-break:break-all}code{font-size:.85em}nav{margin:1em 0}input{padding:.3em;width:20em}
