@@ -79,7 +79,7 @@ fn between<'a>(s: &'a str, start: &str, end: &str) -> &'a str {
 #[test]
 fn promtool_accepts_the_metrics() {
     if !have("/usr/bin/promtool") {
-        say(&format!("promtool: SKIP: needs Debian's prometheus"));
+        say("promtool: SKIP: needs Debian's prometheus");
         return;
     }
     let (_tracker, addr) = start_tracker(INTERVAL, 60);
@@ -101,7 +101,7 @@ fn promtool_accepts_the_metrics() {
 #[test]
 fn prometheus_scrapes_the_tracker() {
     if !have("/usr/bin/prometheus") {
-        say(&format!("prometheus: SKIP: needs Debian's prometheus"));
+        say("prometheus: SKIP: needs Debian's prometheus");
         return;
     }
     let (_tracker, addr) = start_tracker(INTERVAL, 60);
