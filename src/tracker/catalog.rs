@@ -146,6 +146,8 @@ pub struct Catalog {
     /// Every file by (name, content id): listings in name order, and the
     /// status page's pages continued after their last row.
     order: BTreeSet<(String, ContentId)>,
+    /// Sum of the files' sizes.
+    bytes: u64,
 }
 
 impl Catalog {
@@ -189,6 +191,7 @@ impl Catalog {
         owner.files += 1;
         owner.hash_bytes += bytes;
         self.order.insert((meta.name().to_string(), id));
+        self.bytes += meta.size();
         self.files.insert(id, Entry { meta, last_seeded: now, owner: from });
         Ok(id)
     }
@@ -196,6 +199,7 @@ impl Catalog {
     /// Every file, by name, with its live seeder count.
     pub fn list(&self, seeders: impl Fn(&ContentId) -> usize) -> Vec<ListEntry> {
         self.sorted(None)
+            .filter_map(|(_, id)| self.files.get_key_value(id).map(|(id, e)| (id, &e.meta)))
             .map(|(id, meta)| ListEntry {
                 id: *id,
                 name: meta.name().to_string(),
@@ -206,16 +210,17 @@ impl Catalog {
             .collect()
     }
 
-    /// Files in (name, content id) order, after `after` when given.
-    pub fn sorted<'a>(
-        &'a self,
-        after: Option<(&str, &ContentId)>,
-    ) -> impl Iterator<Item = (&'a ContentId, &'a FileMeta)> + 'a {
+    /// Names and ids of the files in (name, content id) order, after
+    /// `after` when given: a filter by name reads no metadata.
+    pub fn sorted<'a>(&'a self, after: Option<(&str, &ContentId)>) -> impl Iterator<Item = (&'a str, &'a ContentId)> {
         use std::ops::Bound::{Excluded, Unbounded};
         let start = after.map_or(Unbounded, |(name, id)| Excluded((name.to_string(), *id)));
-        self.order
-            .range((start, Unbounded))
-            .filter_map(|(_, id)| self.files.get_key_value(id).map(|(id, e)| (id, &e.meta)))
+        self.order.range((start, Unbounded)).map(|(name, id)| (name.as_str(), id))
+    }
+
+    /// Bytes of all files (the sum of their sizes).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// One file's metadata by id, or by name when exactly one file has it.
@@ -256,6 +261,7 @@ impl Catalog {
         let mut freed = 0;
         let owned = &mut self.owned;
         let order = &mut self.order;
+        let total = &mut self.bytes;
         self.files.retain(|id, e| {
             if has_seeders(id) {
                 e.last_seeded = now;
@@ -263,6 +269,7 @@ impl Catalog {
             let keep = e.last_seeded >= cutoff;
             if !keep {
                 order.remove(&(e.meta.name().to_string(), *id));
+                *total -= e.meta.size();
                 let bytes = e.meta.hashes().len() * 20;
                 freed += bytes;
                 dropped.push(e.meta.name().to_string());
@@ -317,6 +324,24 @@ mod tests {
         let list = c.list(|i| usize::from(*i == id) * 3);
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].seeders, 3);
+    }
+
+    #[test]
+    fn name_order_and_bytes_follow_publish_and_expiry() {
+        let t0 = Instant::now();
+        let mut c = Catalog::default();
+        let b = publish(&mut c, t0, meta("b", 1)).unwrap();
+        let a2 = publish(&mut c, t0 + Duration::from_secs(5), meta("a", 2)).unwrap();
+        let a1 = publish(&mut c, t0, meta("a", 1)).unwrap();
+        let (lo, hi) = if a1 < a2 { (a1, a2) } else { (a2, a1) };
+        let names: Vec<(&str, ContentId)> = c.sorted(None).map(|(n, id)| (n, *id)).collect();
+        assert_eq!(names, [("a", lo), ("a", hi), ("b", b)]);
+        let after: Vec<ContentId> = c.sorted(Some(("a", &lo))).map(|(_, id)| *id).collect();
+        assert_eq!(after, [hi, b], "continued after a row");
+        assert_eq!(c.bytes(), 30);
+        c.expire(t0 + Duration::from_secs(10), t0 + Duration::from_secs(1), |_| false);
+        let names: Vec<(&str, ContentId)> = c.sorted(None).map(|(n, id)| (n, *id)).collect();
+        assert_eq!((names, c.bytes()), (vec![("a", a2)], 10));
     }
 
     #[test]

@@ -77,7 +77,7 @@ impl Tracker {
         Figures {
             uptime: now.saturating_duration_since(self.start),
             files: self.catalog.len(),
-            file_bytes: self.catalog.sorted(None).map(|(_, meta)| meta.size()).sum(),
+            file_bytes: self.catalog.bytes(),
             swarms: self.swarms.len(),
             peers: self.swarms.peer_count(),
             peer_addresses: self.swarms.addresses(),
@@ -125,8 +125,8 @@ pub struct View<'a> {
 
 impl Files for View<'_> {
     fn files(&self, q: &str, after: Option<(&str, &Hash20)>, skip: usize, max: usize, out: &mut Vec<FileRow>) {
-        let rows = self.catalog.sorted(after).filter(|(_, meta)| matches(meta.name(), q)).skip(skip).take(max);
-        out.extend(rows.map(|(id, meta)| {
+        let rows = self.catalog.sorted(after).filter(|(name, _)| matches(name, q)).skip(skip).take(max);
+        out.extend(rows.filter_map(|(_, id)| Some((id, self.catalog.meta(id)?))).map(|(id, meta)| {
             let swarm = self.swarms.get(id);
             FileRow {
                 name: meta.name().to_string(),
@@ -143,7 +143,7 @@ impl Files for View<'_> {
     fn count(&self, q: &str) -> usize {
         match q.is_empty() {
             true => self.catalog.len(),
-            false => self.catalog.sorted(None).filter(|(_, meta)| matches(meta.name(), q)).count(),
+            false => self.catalog.sorted(None).filter(|(name, _)| matches(name, q)).count(),
         }
     }
 }
