@@ -46,7 +46,6 @@ impl Default for Limits {
 /// What the rules closed or refused, for /metrics.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Stats {
-    pub accepted: u64,
     pub requests: u64,
     /// Refused at accept: the address holds `per_ip` connections.
     pub refused: u64,
@@ -136,7 +135,6 @@ impl Conns {
         if admit == Admit::Refuse {
             self.stats.refused += 1;
         } else {
-            self.stats.accepted += 1;
             let phase = Phase::Reading { since: None };
             self.table.insert(conn, Entry { ip, phase, last_progress: now, served: 0, queued: 0, last: false });
         }

@@ -224,6 +224,29 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_peers_in_peers6() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(Config { seed: 1, ..Config::default() }, t0);
+        let seeder: IpAddr = "2001:db8::1".parse().unwrap();
+        let mut out = Vec::new();
+        t.handle_http_announce(t0, seeder, &query("-TR4000-abcdefghijkl", 6881, 0, ""), &mut out);
+        out.clear();
+        let leecher: IpAddr = "2001:db8::2".parse().unwrap();
+        t.handle_http_announce(t0, leecher, &query("-TR4000-abcdefghijk2", 6882, 9, ""), &mut out);
+        let mut want = b"d8:completei1e10:incompletei1e8:intervali10e12:min intervali10e5:peers0:6:peers618:".to_vec();
+        want.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x1a, 0xe1, b'e']);
+        assert_eq!(out, want);
+        // A v4-mapped source (a dual-stack socket) is an IPv4 peer.
+        out.clear();
+        let mapped: IpAddr = "::ffff:10.0.0.9".parse().unwrap();
+        t.handle_http_announce(t0, mapped, &query("-TR4000-abcdefghijk3", 6883, 9, ""), &mut out);
+        assert!(out.ends_with(b"5:peers0:e"), "no IPv6 peer for an IPv4 client: {out:?}");
+        let mut out = Vec::new();
+        t.handle_http_announce(t0, IpAddr::from([10, 0, 0, 8]), &query("-TR4000-abcdefghijk4", 1, 9, ""), &mut out);
+        assert!(out.ends_with(&[b'6', b':', 10, 0, 0, 9, 0x1a, 0xe3, b'e']), "{out:?}");
+    }
+
+    #[test]
     fn caps_and_malformed_queries_earn_a_failure_reason() {
         let t0 = Instant::now();
         let limits = Limits { max_peers_per_ip_in_swarm: 1, ..Limits::default() };
