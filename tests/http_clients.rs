@@ -60,11 +60,13 @@ fn browser_shows_the_catalog_and_runs_no_name() {
         assert!(names.contains(&format!("\"{name}\"")), "{name} not listed as text in {names}");
     }
     assert!(stdout.contains("\"images\": 0,") && stdout.contains("\"alerted\": false,"), "a name ran: {stdout}");
+    assert!(stdout.contains("\"refreshed\": true,"), "the script did not refresh the peer count: {stdout}");
+    assert!(stdout.contains("\"console_errors\": [],"), "console errors: {stdout}");
     assert_eq!(between(&stdout, "\"filtered\": [", "]"), "\"big.iso\"", "the filter: {stdout}");
     let shot = out.join("status-page.png");
     assert!(std::fs::metadata(&shot).map(|m| m.len() > 1000).unwrap_or(false), "no screenshot");
     say(&format!(
-        "browser: PASS: {} listed as text, no script ran, filter followed; screenshot {}",
+        "browser: PASS: {} listed as text, no script ran, figures refreshed, filter followed; screenshot {}",
         id.short(),
         shot.display()
     ));

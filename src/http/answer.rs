@@ -14,6 +14,9 @@ pub const JSON: &str = "application/json";
 /// The Prometheus text exposition format, version 0.0.4.
 pub const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+const CSP: &[u8] = b"Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'; \
+script-src 'unsafe-inline'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'\r\n";
+
 /// Appends the status line and headers; `len` is the body's length, or
 /// `None` for a chunked body.
 pub fn head(out: &mut Vec<u8>, status: (u16, &str), content_type: &str, len: Option<usize>, keep_alive: bool) {
@@ -24,8 +27,13 @@ pub fn head(out: &mut Vec<u8>, status: (u16, &str), content_type: &str, len: Opt
         }
         None => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
     }
+    if content_type == HTML {
+        // Defence in depth behind the escaping: no images, frames or other
+        // origins; only the page's own style and script.
+        out.extend_from_slice(CSP);
+    }
     let connection: &[u8] = if keep_alive { b"keep-alive" } else { b"close" };
-    out.extend_from_slice(b"Cache-Control: no-store\r\nConnection: ");
+    out.extend_from_slice(b"X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nConnection: ");
     out.extend_from_slice(connection);
     out.extend_from_slice(b"\r\n\r\n");
 }
@@ -67,7 +75,7 @@ mod tests {
         whole(&mut out, OK, TEXT, b"hi", true);
         assert_eq!(
             out,
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 2\r\nCache-Control: no-store\r\nConnection: keep-alive\r\n\r\nhi"
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 2\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nConnection: keep-alive\r\n\r\nhi"
         );
         out.clear();
         head(&mut out, OK, JSON, None, false);
@@ -76,11 +84,15 @@ mod tests {
         last_chunk(&mut out);
         assert_eq!(
             out,
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n11\r\n0123456789abcdefX\r\n0\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n11\r\n0123456789abcdefX\r\n0\r\n\r\n"
         );
         out.clear();
         refusal(&mut out, HeadError::TooLarge);
         assert!(out.starts_with(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"));
         assert!(out.ends_with(b"Connection: close\r\n\r\n431 Request Header Fields Too Large\n"));
+        out.clear();
+        head(&mut out, OK, HTML, Some(0), true);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("\r\nContent-Security-Policy: default-src 'none'; "), "{text}");
     }
 }
