@@ -41,13 +41,15 @@ LT_PY=${2:-}
     { echo "real-client: SKIP transmission: needs root and ip for its network namespace (it takes no 127.0.0.0/8 peer)"; exit 0; }
 NS=lmk-tr-$$
 ip netns add "$NS" || { echo "real-client: SKIP transmission: ip netns add failed"; exit 0; }
+# For short commands only: a process started in the background must be
+# `ip netns exec` itself (it execs the program), so that $! is the program.
 in_ns() { ip netns exec "$NS" "$@"; }
 in_ns ip link set lo up
 in_ns ip addr add 10.77.0.1/24 dev lo
 in_ns ip addr add 10.77.0.2/24 dev lo
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/real-client.XXXXXX")
 : >"$TMP/tracker.out"
-in_ns "$TRACKER" --listen 10.77.0.1:0 --interval 2 --status 0 -v >"$TMP/tracker.out" 2>"$TMP/tracker.log" &
+ip netns exec "$NS" "$TRACKER" --listen 10.77.0.1:0 --interval 2 --status 0 -v >"$TMP/tracker.out" 2>"$TMP/tracker.log" &
 PIDS+=($!)
 TPID=$!
 for _ in $(seq 100); do
@@ -65,7 +67,7 @@ head -c $((6 << 20)) /dev/urandom >"$TMP/seed/payload.bin"
 python3 scripts/mktorrent.py "$TMP/seed/payload.bin" "udp://10.77.0.1:$PORT/announce" "$TMP/udp.torrent" $((256 << 10)) >/dev/null
 HASH=$(python3 scripts/mktorrent.py "$TMP/seed/payload.bin" "http://10.77.0.1:$PORT/announce" "$TMP/http.torrent" $((256 << 10)))
 
-LT_IFACE=10.77.0.1 in_ns "$LT_PY" scripts/lt-interop.py peer "$TMP/udp.torrent" "$TMP/seed" --seed >"$TMP/seeder.out" 2>"$TMP/seeder.log" &
+LT_IFACE=10.77.0.1 ip netns exec "$NS" "$LT_PY" scripts/lt-interop.py peer "$TMP/udp.torrent" "$TMP/seed" --seed >"$TMP/seeder.out" 2>"$TMP/seeder.log" &
 PIDS+=($!)
 SEEDER=$!
 for _ in $(seq 300); do
@@ -91,7 +93,7 @@ DONE
 chmod +x "$TMP/done.sh"
 ms() { echo $(($(date +%s%N) / 1000000)); }
 START=$(ms)
-in_ns transmission-cli -g "$TMP/config" -w "$TMP/leech" -p "$LEECH_TCP" -M -f "$TMP/done.sh" "$TMP/http.torrent" \
+ip netns exec "$NS" transmission-cli -g "$TMP/config" -w "$TMP/leech" -p "$LEECH_TCP" -M -f "$TMP/done.sh" "$TMP/http.torrent" \
     >/dev/null 2>"$TMP/transmission.log" &
 PIDS+=($!)
 LEECHER=$!
