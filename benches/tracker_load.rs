@@ -34,6 +34,9 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{cpu_secs, info_hash, rss_kb};
 use lmk::common::rng::Rng;
 use lmk::hash::Hash20;
 use lmk::wire::udp::{AnnounceRequest, Event, Request, Response, ACTION_ANNOUNCE, ACTION_CONNECT, ACTION_ERROR};
@@ -118,10 +121,6 @@ fn parse_args() -> Result<Args, String> {
         return Err("--peers too large: ports per (socket, hash) would pass 65535".into());
     }
     Ok(a)
-}
-
-fn info_hash(index: usize) -> Hash20 {
-    Hash20::of(&(index as u64).to_be_bytes())
 }
 
 #[derive(Clone, Copy)]
@@ -362,23 +361,6 @@ impl Load {
             }
         }
     }
-}
-
-/// VmRSS of a process in kB, from /proc.
-fn rss_kb(pid: u32) -> Option<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// User plus system CPU seconds of a process, from /proc (USER_HZ = 100 on Linux).
-fn cpu_secs(pid: u32) -> Option<f64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) as f64 / 100.0)
 }
 
 fn json_opt<T: std::fmt::Display>(v: Option<T>) -> String {

@@ -7,12 +7,13 @@ use lmk::common::cli::{self, Usage};
 use lmk::tracker::{self, CatalogPolicy, Config, CoreConfig, DEFAULT_FILES_PER_IP};
 
 const HELP: &str = "\
-lmk-tracker: BEP 15 UDP tracker and LMK file catalog (TCP, same port)
+lmk-tracker: BEP 15 UDP tracker and LMK file catalog (TCP, same port); the TCP
+port also serves HTTP: status page /, /stats.json, /metrics, /announce, /scrape
 
 USAGE: lmk-tracker [OPTIONS]
 
 OPTIONS:
-  --listen ADDR         UDP and TCP address to serve             [default: 127.0.0.1:6969]
+  --listen ADDR         UDP and TCP (catalog, HTTP) address      [default: 127.0.0.1:6969]
   --interval SECS       announce interval, whole seconds         [default: 10]
   --expiry SECS         drop LMK peers silent for this long      [default: 3 x interval]
   --foreign-expiry SECS drop other clients silent for this long  [default: 2700]

@@ -5,12 +5,16 @@
 # whose address it can only have learnt from lmk-tracker.
 # Everything stays on 127.0.0.1: no DHT entry point, no LPD, no PEX, a private
 # torrent, sockets bound to 127.0.0.1, and a watch on the clients' sockets.
-# usage: aria2-interop.sh LMK_TRACKER_BINARY    Env: DEADLINE=secs (90).
+# With `http` the torrent's tracker is http://.../announce (BEP 3) instead.
+# usage: aria2-interop.sh LMK_TRACKER_BINARY [udp|http]    Env: DEADLINE=secs (90).
 set -euo pipefail
 
 DEADLINE=${DEADLINE:-90}
+SCHEME=${2:-udp}
+LABEL=aria2c
+[ "$SCHEME" = udp ] || LABEL="aria2c over $SCHEME://"
 TMP="" PIDS=() FAILED=""
-fail() { FAILED="real-client: FAIL aria2c: $*"; exit 1; }
+fail() { FAILED="real-client: FAIL $LABEL: $*"; exit 1; }
 cleanup() {
     local pid
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -28,11 +32,11 @@ on_exit() {
     if [ -n "$FAILED" ]; then echo "$FAILED"; fi
 }
 trap 'on_exit $?' EXIT
-trap 'FAILED="real-client: FAIL aria2c: interrupted"; exit 130' INT
-trap 'FAILED="real-client: FAIL aria2c: terminated"; exit 143' TERM
+trap 'FAILED="real-client: FAIL $LABEL: interrupted"; exit 130' INT
+trap 'FAILED="real-client: FAIL $LABEL: terminated"; exit 143' TERM
 cd "$(dirname "$0")/.."
 
-command -v aria2c >/dev/null || { echo "real-client: SKIP aria2c: not installed (Debian's aria2)"; exit 0; }
+command -v aria2c >/dev/null || { echo "real-client: SKIP $LABEL: not installed (Debian's aria2)"; exit 0; }
 command -v python3 >/dev/null || fail "python3 is needed to write the torrent and scrape"
 TRACKER=${1:?usage: aria2-interop.sh LMK_TRACKER_BINARY}
 [ -x "$TRACKER" ] || fail "no executable $TRACKER"
@@ -57,7 +61,7 @@ done
 # Random 8 MiB payload and a private torrent (BEP 27: tracker-only peers).
 mkdir -p "$TMP/seed" "$TMP/leech"
 head -c $((8 << 20)) /dev/urandom >"$TMP/seed/payload.bin"
-HASH=$(python3 scripts/mktorrent.py "$TMP/seed/payload.bin" "udp://127.0.0.1:$PORT/announce" "$TMP/payload.torrent" $((256 << 10)))
+HASH=$(python3 scripts/mktorrent.py "$TMP/seed/payload.bin" "$SCHEME://127.0.0.1:$PORT/announce" "$TMP/payload.torrent" $((256 << 10)))
 
 # Four free loopback ports: TCP peer and UDP DHT/tracker socket per client.
 read -r SEED_TCP SEED_UDP LEECH_TCP LEECH_UDP < <(python3 -c '
@@ -67,7 +71,8 @@ for s in ss: s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in ss])')
 
 # aria2c only speaks UDP trackers over its DHT socket, so DHT is on, but with a
-# fresh routing table and no entry point it has nobody to talk to.
+# fresh routing table and no entry point it has nobody to talk to. (An HTTP
+# tracker needs no DHT socket; the same options keep the two runs alike.)
 aria() { # name tcp-port udp-port dir [more options]
     local name=$1 tcp=$2 udp=$3 dir=$4; shift 4
     aria2c --no-conf=true --dir="$dir" --listen-port="$tcp" --interface=127.0.0.1 \
@@ -138,4 +143,4 @@ print(f"aria2c: scrape: seeders={seeders} completed={completed} leechers={leeche
 assert seeders >= 1 and completed >= 1, "tracker lost the seeder or the completion"
 EOF
 
-echo "real-client: PASS aria2c $(aria2c --version | sed -n "1s/.* //p"): $(stat -c %s "$TMP/leech/payload.bin") bytes in $((DONE / 1000)).$((DONE % 1000 / 100)) s through lmk-tracker"
+echo "real-client: PASS $LABEL $(aria2c --version | sed -n "1s/.* //p"): $(stat -c %s "$TMP/leech/payload.bin") bytes in $((DONE / 1000)).$((DONE % 1000 / 100)) s through lmk-tracker"

@@ -9,7 +9,12 @@
 #                leecher and seeders, leecher CPU seconds per GiB; leecher peak RSS
 #                for a 4 GiB file; seeder start-up (hash and publish 1 GiB)
 #   trackers     BEP 15 announces/s under benches/tracker_load.rs and RSS per peer
-#                after 100,000 distinct peers, lmk-tracker and opentracker
+#                after 100,000 distinct peers, lmk-tracker and opentracker; BEP 3
+#                announces/s over HTTP under benches/http_load.rs (16 connections,
+#                keep-alive where the tracker keeps them: lmk-tracker; a new
+#                connection per announce where it closes them: opentracker)
+#   status page  the first, a filtered and the last page of lmk-tracker's status
+#                page with 100,000 files in its catalog (benches/http_load.rs)
 #
 # Prints a table with the targets (ratios, PASS/MISS) and, last, one JSON object.
 # Source and downloaded files live in a per-run directory on tmpfs (/dev/shm) so
@@ -122,14 +127,19 @@ else
     cargo build --release --quiet || fail "cargo build failed"
     SRC_BIN=target/release
 fi
-log "cargo bench --no-run (benches/tracker_load.rs)"
-LOADGEN=$(cargo bench --quiet --bench tracker_load --no-run --message-format=json |
-    python3 -c 'import json,sys
+bench_exe() { # NAME: builds benches/NAME.rs, prints its executable
+    cargo bench --quiet --bench "$1" --no-run --message-format=json |
+        python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "tracker_load" and m.get("executable"):
-        print(m["executable"])') || true
+    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == sys.argv[1] and m.get("executable"):
+        print(m["executable"])' "$1" || true
+}
+log "cargo bench --no-run (benches/tracker_load.rs, benches/http_load.rs)"
+LOADGEN=$(bench_exe tracker_load)
 [ -x "$LOADGEN" ] || fail "cargo bench --bench tracker_load --no-run built no executable"
+HTTPGEN=$(bench_exe http_load)
+[ -x "$HTTPGEN" ] || fail "cargo bench --bench http_load --no-run built no executable"
 
 MEM_AVAIL_MIB=$(($(awk '/^MemAvailable:/ {print $2}' /proc/meminfo) / 1024))
 SHM_FREE_MIB=$(($(df -Pk "$SHM" | awk 'NR == 2 {print $4}') / 1024))
@@ -144,6 +154,7 @@ RUN=$(mktemp -d "$SHM/lmk-bench.XXXXXX")
 mkdir -p "$RUN/bin" "$RUN/src" "$RUN/out"
 cp "$SRC_BIN/lmk-tracker" "$SRC_BIN/lmk-seeder" "$SRC_BIN/lmk-leecher" "$RUN/bin/" || fail "no lmk-* binaries in $SRC_BIN"
 cp "$LOADGEN" "$RUN/bin/tracker_load"
+cp "$HTTPGEN" "$RUN/bin/http_load"
 BIN=$RUN/bin
 SAMPLES=$RUN/samples.tsv
 : >"$SAMPLES"
@@ -550,7 +561,44 @@ for i in $(seq "$RUNS"); do
     stop "$OT_PID"
 done
 
-# --- 7. summary ------------------------------------------------------------------------
+# --- 7. HTTP announces and the status page ----------------------------------------------
+section "trackers over HTTP: BEP 3 announces/s (http_load: 16 connections, ${TRACKER_SECONDS}s); lmk-tracker's status page of 100,000 files"
+http_load() { # NAME TRACKER PID RUN
+    "$BIN/http_load" --tracker "$2" --seconds "$TRACKER_SECONDS" --conns 16 --hashes 1000 --peers 16000 --pid "$3" \
+        >"$RUN/http.json" 2>"$RUN/http.log" || {
+        cat "$RUN/http.json" "$RUN/http.log" >&2
+        fail "http_load against $1 failed"
+    }
+    loopback_only "$3"
+    read -r aps cpu < <(python3 -c 'import json,sys; d = json.load(open(sys.argv[1])); print(d["announces_per_sec"], d["tracker_cpu_pct"] or 0)' "$RUN/http.json")
+    sample "${1}_http_announces_per_s" "$aps"
+    sample "${1}_http_cpu_pct" "$cpu"
+    log "$1 HTTP run $4/$RUNS: $aps announces/s (tracker CPU $cpu%); $(cat "$RUN/http.json")"
+}
+for i in $(seq "$RUNS"); do
+    start_tracker "tracker-http-$i" -q
+    http_load lmk_tracker "$TR_ADDR" "$TR_PID" "$i"
+    stop "$TR_PID"
+
+    start_opentracker
+    ot_only_loopback
+    http_load opentracker "127.0.0.1:$OT_PORT" "$OT_PID" "$i"
+    stop "$OT_PID"
+
+    start_tracker "tracker-page-$i" -q --max-files-per-ip 100000
+    "$BIN/http_load" --tracker "$TR_ADDR" --publish 100000 --page-runs 5 --pid "$TR_PID" >"$RUN/page.json" 2>"$RUN/page.log" || {
+        cat "$RUN/page.json" "$RUN/page.log" >&2
+        fail "http_load --publish against lmk-tracker failed"
+    }
+    read -r first filtered last < <(python3 -c 'import json,sys; d = json.load(open(sys.argv[1])); print(d["first_page_ms"], d["filtered_page_ms"], d["last_page_ms"])' "$RUN/page.json")
+    sample status_first_page_ms "$first"
+    sample status_filtered_page_ms "$filtered"
+    sample status_last_page_ms "$last"
+    log "status page run $i/$RUNS: $(cat "$RUN/page.json")"
+    stop "$TR_PID"
+done
+
+# --- 8. summary ------------------------------------------------------------------------
 ELAPSED=$(($(date +%s) - T0))
 log "done in ${ELAPSED}s; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$SAMPLES" <<EOF
@@ -593,6 +641,13 @@ FIG = [  # key, label, unit
     ("opentracker_announces_per_cpu_s", "opentracker announces per CPU-second", "1/s"),
     ("lmk_tracker_bytes_per_peer", "lmk-tracker RSS per peer ($TRACKER_PEERS peers)", "B"),
     ("opentracker_bytes_per_peer", "opentracker RSS per peer ($TRACKER_PEERS peers)", "B"),
+    ("lmk_tracker_http_announces_per_s", "lmk-tracker HTTP announces/s (keep-alive)", "1/s"),
+    ("opentracker_http_announces_per_s", "opentracker HTTP announces/s (a connection each)", "1/s"),
+    ("lmk_tracker_http_cpu_pct", "lmk-tracker CPU during the HTTP load", "%"),
+    ("opentracker_http_cpu_pct", "opentracker CPU during the HTTP load", "%"),
+    ("status_first_page_ms", "status page of 100,000 files: first page", "ms"),
+    ("status_filtered_page_ms", "status page of 100,000 files: ?q=gamma&page=3", "ms"),
+    ("status_last_page_ms", "status page of 100,000 files: last page", "ms"),
 ]
 def fmt(v):
     if v is None: return "-"
@@ -627,6 +682,9 @@ target("seeder hashing >= 0.85 x openssl SHA-1", f"{fmt(med('seeder_hash_MBps'))
 target("lmk-tracker >= 1.5 x opentracker announces/s", f"{fmt(med('lmk_tracker_announces_per_s'))} vs {fmt(med('opentracker_announces_per_s'))} /s", ratio("lmk_tracker_announces_per_s", "opentracker_announces_per_s"), ">=", 1.5)
 bpp = med("lmk_tracker_bytes_per_peer")
 target("lmk-tracker <= 100 bytes of RSS per peer", f"{fmt(bpp)} B/peer", None if bpp is None else bpp / 100, "<=", 1.0)
+target("lmk-tracker HTTP >= 1.5 x opentracker HTTP announces/s", f"{fmt(med('lmk_tracker_http_announces_per_s'))} vs {fmt(med('opentracker_http_announces_per_s'))} /s", ratio("lmk_tracker_http_announces_per_s", "opentracker_http_announces_per_s"), ">=", 1.5)
+page = med("status_first_page_ms")
+target("status page of 100,000 files, first page < 50 ms", f"{fmt(page)} ms", None if page is None else page / 50, "<=", 1.0)
 print()
 print("Targets: ratios of medians from this run (for RSS: measured / limit; for the big file: |big/1 GiB - 1|)")
 print(f"{'target':<58} {'measured':>26} {'ratio':>8} {'need':>8}  verdict")

@@ -11,6 +11,9 @@ usage: lt-interop.py TRACKER_BIN WORKDIR separate
        lt-interop.py TRACKER_BIN WORKDIR together
            two sessions in one process (libtorrent keeps one UDP connection id
            per tracker per process and sends it from every session's socket)
+       lt-interop.py TRACKER_BIN WORKDIR http
+           the same, the seeder announcing over http:// and the leecher over
+           udp://: the tracker gives each protocol's peers to the other
        lt-interop.py peer TORRENT SAVE_DIR [--seed]
            one session, used by `separate`; prints its events, one a line
 
@@ -35,6 +38,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TRANSFER_DEADLINE = 30  # s; below libtorrent's 60 s connection-id cache, see `together`
 ANNOUNCE_DEADLINE = 20  # s for a first tracker answer
 SILENCE = 60  # s the lifecycle waits after the clients' last announces
+# The address sessions bind to: loopback, or another one in a namespace of
+# scripts/transmission-interop.sh (Transmission takes no 127.0.0.0/8 peer).
+IFACE = os.environ.get("LT_IFACE", "127.0.0.1")
 EVENTS = {0: "none", 1: "completed", 2: "started", 3: "stopped", 4: "paused"}
 
 
@@ -58,8 +64,8 @@ class Peer:
     def __init__(self):
         cat = lt.alert.category_t
         self.ses = lt.session({
-            "listen_interfaces": "127.0.0.1:0",
-            "outgoing_interfaces": "127.0.0.1",
+            "listen_interfaces": f"{IFACE}:0",
+            "outgoing_interfaces": IFACE,
             "enable_dht": False,
             "enable_lsd": False,
             "enable_upnp": False,
@@ -207,9 +213,10 @@ def no_luck(work, tracker, port, peer):
     return msg + (f"; lmk-tracker log: '{' | '.join(logged[:3])}'" if logged else "")
 
 
-def setup(binary, work, name, children, size=4 << 20):
+def setup(binary, work, name, children, size=4 << 20, scheme="udp"):
     """A tracker with its defaults, a random payload and a private torrent
-    for it: (tracker port, torrent, info hash, payload, leecher's directory)."""
+    for it announcing over `scheme`: (tracker port, torrent, info hash,
+    payload, leecher's directory)."""
     tracker_port = start_tracker(binary, work, f"tracker-{name}", children)
     seed = os.path.join(work, name, "seed")
     leech = os.path.join(work, name, "leech")
@@ -218,8 +225,8 @@ def setup(binary, work, name, children, size=4 << 20):
     payload = os.path.join(seed, "payload.bin")
     with open(payload, "wb") as f:
         f.write(random.randbytes(size))
-    torrent = os.path.join(work, name, "payload.torrent")
-    url = f"udp://127.0.0.1:{tracker_port}/announce"
+    torrent = os.path.join(work, name, f"payload-{scheme}.torrent")
+    url = f"{scheme}://127.0.0.1:{tracker_port}/announce"
     ih = subprocess.run([sys.executable, os.path.join(HERE, "mktorrent.py"), payload, url, torrent, str(256 << 10)],
                         check=True, capture_output=True, text=True).stdout.strip()
     return tracker_port, torrent, ih, payload, leech
@@ -406,11 +413,28 @@ def lifecycle(work, port, ih, seeder, leecher, children, pids):
     return True
 
 
-def together(binary, work):
-    """Two sessions in one process, which share libtorrent's connection-id cache."""
+def torrent_for(torrent, scheme, port):
+    """The same torrent (the same info, so the same info hash) announcing over `scheme`."""
+    other = torrent.replace("-udp.torrent", f"-{scheme}.torrent")
+    with open(torrent, "rb") as f:
+        data = f.read()
+    old = b"udp://127.0.0.1:%d/announce" % port
+    new = b"%s://127.0.0.1:%d/announce" % (scheme.encode(), port)
+    data = data.replace(b"%d:%s" % (len(old), old), b"%d:%s" % (len(new), new), 1)
+    with open(other, "wb") as f:
+        f.write(data)
+    return other
+
+
+def together(binary, work, seeder_scheme="udp"):
+    """Two sessions in one process, which share libtorrent's connection-id
+    cache; the seeder announces over `seeder_scheme`, the leecher over UDP."""
+    name = "together" if seeder_scheme == "udp" else "http"
+    what = "two sessions in one process" if seeder_scheme == "udp" else "a seeder over http:// and a leecher over udp://"
     children = []
     try:
-        _, torrent, _, payload, leech_dir = setup(binary, work, "together", children)
+        port, torrent, _, payload, leech_dir = setup(binary, work, name, children)
+        seeder_torrent = torrent_for(torrent, seeder_scheme, port) if seeder_scheme != "udp" else torrent
         a, b = Peer(), Peer()
         pids = [os.getpid()]
         def pump():
@@ -419,27 +443,27 @@ def together(binary, work):
                     log(work, f"together {who} (port {p.port}): {kind} {detail}")
         # The seeder first, so the leecher's first announce finds it and
         # uses the connection id libtorrent got from the seeder's socket.
-        a.add(torrent, os.path.dirname(payload))
+        a.add(seeder_torrent, os.path.dirname(payload))
         wait_for(lambda: any(k == "reply" for _, k, _ in a.events), ANNOUNCE_DEADLINE,
                  lambda: f"the seeder session got no announce answer within {ANNOUNCE_DEADLINE} s; "
-                 f"{no_luck(work, 'tracker-together', a.port, a)}", children, pids, pump)
+                 f"{no_luck(work, f'tracker-{name}', a.port, a)}", children, pids, pump)
         start = time.monotonic()
         b.add(torrent, leech_dir)
         def why():
             msg = (f"the leecher session (127.0.0.1:{b.port}) did not finish within {TRANSFER_DEADLINE} s; "
-                   f"{no_luck(work, 'tracker-together', b.port, b)}")
-            if tracker_lines(work, "tracker-together", rf"udp 127\.0\.0\.1:{b.port}: refused: unknown connection id"):
+                   f"{no_luck(work, f'tracker-{name}', b.port, b)}")
+            if tracker_lines(work, f"tracker-{name}", rf"udp 127\.0\.0\.1:{b.port}: refused: unknown connection id"):
                 msg += (f" (libtorrent keeps one connection id per tracker per process: it got it through the seeder "
                         f"session's socket, 127.0.0.1:{a.port}, and sent it from the leecher session's)")
             return msg
         wait_for(b.finished, TRANSFER_DEADLINE, why, children, pids, pump)
         took = time.monotonic() - start
         size = same_bytes(payload, os.path.join(leech_dir, "payload.bin"))
-        print(f"real-client: PASS libtorrent, two sessions in one process: {size} bytes in {took:.1f} s "
+        print(f"real-client: PASS libtorrent, {what}: {size} bytes in {took:.1f} s "
               f"through lmk-tracker", flush=True)
         return True
     except Fail as e:
-        print(f"real-client: FAIL libtorrent, two sessions in one process: {e}", flush=True)
+        print(f"real-client: FAIL libtorrent, {what}: {e}", flush=True)
         return False
     finally:
         for c in children:
@@ -449,12 +473,15 @@ def together(binary, work):
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "peer":
         return peer_main(sys.argv[2:])
-    if len(sys.argv) != 4 or sys.argv[3] not in ("separate", "together"):
+    if len(sys.argv) != 4 or sys.argv[3] not in ("separate", "together", "http"):
         sys.exit(__doc__)
     # SIGTERM ends the checks through their `finally`, which stops every child.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     binary, work, check = sys.argv[1:]
-    ok = (separate if check == "separate" else together)(binary, work)
+    if check == "separate":
+        ok = separate(binary, work)
+    else:
+        ok = together(binary, work, "http" if check == "http" else "udp")
     sys.exit(0 if ok else 1)
 
 

@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # Interop check: stock BitTorrent clients use lmk-tracker as their BEP 15 UDP
-# tracker, all on 127.0.0.1 (no DHT, LSD, PEX, UPnP or NAT-PMP; private
-# torrents; sockets bound to 127.0.0.1 and watched). Three parts, run at once
-# since the lifecycle waits 60 s and the others fit inside that:
-#   aria2c      scripts/aria2-interop.sh: an aria2c seeder and leecher
+# tracker and as their BEP 3 HTTP tracker, all on 127.0.0.1 (no DHT, LSD,
+# PEX, UPnP or NAT-PMP; private torrents; sockets bound to 127.0.0.1 and
+# watched). The parts run at once since the lifecycle waits 60 s and the
+# others fit inside that:
+#   aria2c      scripts/aria2-interop.sh: an aria2c seeder and leecher, over
+#               udp:// and again over http://
+#   libtorrent  scripts/lt-interop.py http: a seeder announcing over http://
+#               and a leecher over udp:// meet through the tracker
+#   transmission scripts/transmission-interop.sh: Transmission over http://
+#               fetches from a libtorrent seeder over udp://, in a network
+#               namespace of its own (Transmission takes no 127.0.0.0/8 peer)
 #   libtorrent  scripts/lt-interop.py separate: a seeder and a leecher in two
 #               processes, then the lifecycle (with libtorrent's own 300 s
 #               interval, the tracker still lists both 60 s later)
@@ -60,6 +67,7 @@ lt_python() {
 NEED=()
 command -v aria2c >/dev/null || NEED+=(aria2)
 lt_python >/dev/null || NEED+=(python3-libtorrent)
+command -v transmission-cli >/dev/null || NEED+=(transmission-cli)
 if [ ${#NEED[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "real-client: installing ${NEED[*]} from Debian's packages"
     { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "${NEED[@]}"; } >/dev/null 2>&1 || true
@@ -75,14 +83,18 @@ part() { # name command...: runs in the background, output kept for the end
     NAMES+=("$name")
 }
 part aria2c bash scripts/aria2-interop.sh "$TRACKER"
+part aria2c-http bash scripts/aria2-interop.sh "$TRACKER" http
 if LT_PY=$(lt_python); then
-    mkdir "$TMP/lt-together" "$TMP/lt-separate"
+    mkdir "$TMP/lt-together" "$TMP/lt-separate" "$TMP/lt-http"
     part lt-together "$LT_PY" scripts/lt-interop.py "$TRACKER" "$TMP/lt-together" together
     part lt-separate "$LT_PY" scripts/lt-interop.py "$TRACKER" "$TMP/lt-separate" separate
-    echo "real-client: aria2c, then libtorrent in one process, two processes and a 60 s lifecycle, all at once"
+    part lt-http "$LT_PY" scripts/lt-interop.py "$TRACKER" "$TMP/lt-http" http
+    part transmission bash scripts/transmission-interop.sh "$TRACKER" "$LT_PY"
+    echo "real-client: aria2c (udp://, http://), libtorrent in one process, two processes, a 60 s lifecycle and over http://, Transmission over http://, all at once"
 else
     echo "real-client: SKIP libtorrent: python3-libtorrent not available (Debian's package, for /usr/bin/python3)"
-    echo "real-client: aria2c"
+    echo "real-client: SKIP transmission: its seeder is libtorrent, not available"
+    echo "real-client: aria2c (udp://, http://)"
 fi
 
 # Wait for every part, within the deadline; a part still running then is

@@ -4,6 +4,7 @@
 pub mod announce;
 pub mod common;
 pub mod hash;
+pub mod http;
 pub mod leecher;
 pub mod meta;
 pub mod peer;

@@ -112,4 +112,16 @@ fn main() {
     frames.iter().for_each(|f| stream.extend_from_slice(f));
     let cut = stream[..stream.len() - 2].to_vec();
     write("split_frame", &[stream, cut]);
+
+    // The HTTP request path: a piece count, then pipelined requests.
+    let hash: String = id.0.iter().map(|b| format!("%{b:02X}")).collect();
+    let announce = format!(
+        "GET /announce?info_hash={hash}&peer_id=-TR4000-abcdefghijkl&port=6881&uploaded=0&downloaded=0&left=0&event=started&compact=1 HTTP/1.1\r\nHost: t\r\n\r\n"
+    );
+    let http = [
+        format!("\x00{announce}GET /scrape?info_hash={hash} HTTP/1.1\r\n\r\n"),
+        format!("\x03{announce}GET /?q=f&page=1&per=10 HTTP/1.1\r\n\r\nGET /stats.json HTTP/1.0\r\n\r\n"),
+        "\x01GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n".to_string(),
+    ];
+    write("http_request", &http.iter().map(|r| r.as_bytes().to_vec()).collect::<Vec<_>>());
 }

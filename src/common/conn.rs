@@ -83,7 +83,8 @@ impl Conn {
     /// read's worth at a time (zero-filled once), up to one frame plus a read:
     /// a 1 MiB chunk stream settles near 1.25 MiB and a steady stream costs no memset.
     pub fn read_some(&mut self) -> io::Result<usize> {
-        let cap = self.limit.max() as usize + FRAME_HEADER + READ_CHUNK;
+        let max = self.limit.max() as usize;
+        let cap = max + FRAME_HEADER + READ_CHUNK.min(max);
         if self.rbuf.len() - self.rlen < self.read_size.min(cap - self.rlen) {
             self.rbuf.resize((self.rlen + self.read_size).min(cap), 0);
         }

@@ -17,6 +17,7 @@ pub fn backoff(first: Duration, failures: u32, max: Duration) -> Duration {
     first.saturating_mul(1 << failures.min(16)).min(max)
 }
 
+pub mod admission;
 pub mod bar;
 pub mod cli;
 mod conn;

@@ -52,6 +52,15 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// Largest UDP datagram we accept or send.
 const MAX_DATAGRAM: usize = 4096;
 
+/// Bytes moved, for /metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Traffic {
+    pub udp_in: u64,
+    pub udp_out: u64,
+    pub tcp_in: u64,
+    pub tcp_out: u64,
+}
+
 /// Why a connection ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CloseReason {
@@ -76,6 +85,13 @@ pub trait Handler {
     fn on_connected(&mut self, _net: &mut Net, _now: Instant, _conn: ConnId) {}
     /// A complete frame arrived. An error closes the connection as malformed.
     fn on_frame(&mut self, net: &mut Net, now: Instant, conn: ConnId, frame: Frame<'_>) -> Result<(), DecodeError>;
+    /// Bytes of a connection that does not speak frames (the tracker's
+    /// HTTP face), offered before each frame is split: `Some(n)` consumes
+    /// the first `n` bytes of `buf` (`Some(0)`: wait for more), `None`
+    /// splits a frame as usual.
+    fn on_bytes(&mut self, _net: &mut Net, _now: Instant, _conn: ConnId, _buf: &[u8]) -> Option<usize> {
+        None
+    }
     /// A read left `buffered` bytes of an unfinished frame (or, once the
     /// handler paused reading, of unread frames). The handler may pause
     /// reading here, before the next read.
@@ -126,6 +142,8 @@ pub struct Net {
     pub accept_failures: u64,
     /// Datagram replies that met `WouldBlock` and were dropped.
     pub udp_dropped: u64,
+    /// Bytes received and sent over UDP and TCP.
+    pub traffic: Traffic,
     stop: Option<Stop>,
     /// Connections closed after their flush shut down their write side and
     /// wait for the peer to close (see [`Net::linger_on_close`]).
@@ -146,6 +164,7 @@ impl Net {
             accept_failing: false,
             accept_failures: 0,
             udp_dropped: 0,
+            traffic: Traffic::default(),
             stop: None,
             linger: false,
         })
@@ -195,7 +214,7 @@ impl Net {
     pub fn send_to(&mut self, to: SocketAddr, data: &[u8]) {
         let Some(sock) = &self.udp else { return };
         match sock.send_to(data, to) {
-            Ok(_) => {}
+            Ok(n) => self.traffic.udp_out += n as u64,
             Err(e) if e.kind() == ErrorKind::WouldBlock => self.udp_dropped += 1,
             Err(e) => debug!("udp send to {to}: {e}"),
         }
@@ -266,6 +285,14 @@ impl Net {
     /// the kernel took plus bytes waiting.
     pub fn queued_through(&self, conn: ConnId) -> u64 {
         self.conns.get(conn.0).map_or(0, |c| c.written + (c.wbuf.len() - c.wpos) as u64)
+    }
+
+    /// Sets the largest frame (or, for a connection read through
+    /// `on_bytes`, the most bytes it may buffer unconsumed) of `conn`.
+    pub fn set_limit(&mut self, conn: ConnId, limit: FrameLimit) {
+        if let Some(c) = self.conns.get_mut(conn.0) {
+            c.limit = limit;
+        }
     }
 
     /// Bytes queued and not yet written.
@@ -386,7 +413,10 @@ impl Net {
         let mut buf = std::mem::take(&mut self.udp_buf);
         while let Some(received) = self.udp.as_ref().map(|sock| sock.recv_from(&mut buf)) {
             match received {
-                Ok((n, from)) => handler.on_datagram(self, now, from, buf.get(..n).unwrap_or(&[])),
+                Ok((n, from)) => {
+                    self.traffic.udp_in += n as u64;
+                    handler.on_datagram(self, now, from, buf.get(..n).unwrap_or(&[]))
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 // ICMP errors from earlier sends surface here on Linux; keep reading.
                 Err(e) => debug!("udp recv: {e}"),

@@ -2,7 +2,7 @@
 //! file has live seeders and for one expiry time after its last one left.
 //! Each address may hold only so many files, so one client cannot fill it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::Instant;
@@ -143,6 +143,11 @@ pub struct Catalog {
     hash_bytes: usize,
     /// What each owner holds; no entry for an owner holding nothing.
     owned: HashMap<Source, Held>,
+    /// Every file by (name, content id): listings in name order, and the
+    /// status page's pages continued after their last row.
+    order: BTreeSet<(String, ContentId)>,
+    /// Sum of the files' sizes.
+    bytes: u64,
 }
 
 impl Catalog {
@@ -185,25 +190,37 @@ impl Catalog {
         let owner = self.owned.entry(from).or_default();
         owner.files += 1;
         owner.hash_bytes += bytes;
+        self.order.insert((meta.name().to_string(), id));
+        self.bytes += meta.size();
         self.files.insert(id, Entry { meta, last_seeded: now, owner: from });
         Ok(id)
     }
 
     /// Every file, by name, with its live seeder count.
     pub fn list(&self, seeders: impl Fn(&ContentId) -> usize) -> Vec<ListEntry> {
-        let mut entries: Vec<ListEntry> = self
-            .files
-            .iter()
-            .map(|(id, e)| ListEntry {
+        self.sorted(None)
+            .filter_map(|(_, id)| self.files.get_key_value(id).map(|(id, e)| (id, &e.meta)))
+            .map(|(id, meta)| ListEntry {
                 id: *id,
-                name: e.meta.name().to_string(),
-                size: e.meta.size(),
-                chunk_size: e.meta.chunk_size(),
+                name: meta.name().to_string(),
+                size: meta.size(),
+                chunk_size: meta.chunk_size(),
                 seeders: seeders(id).try_into().unwrap_or(u32::MAX),
             })
-            .collect();
-        entries.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-        entries
+            .collect()
+    }
+
+    /// Names and ids of the files in (name, content id) order, after
+    /// `after` when given: a filter by name reads no metadata.
+    pub fn sorted<'a>(&'a self, after: Option<(&str, &ContentId)>) -> impl Iterator<Item = (&'a str, &'a ContentId)> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let start = after.map_or(Unbounded, |(name, id)| Excluded((name.to_string(), *id)));
+        self.order.range((start, Unbounded)).map(|(name, id)| (name.as_str(), id))
+    }
+
+    /// Bytes of all files (the sum of their sizes).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// One file's metadata by id, or by name when exactly one file has it.
@@ -243,12 +260,16 @@ impl Catalog {
         let mut dropped = Vec::new();
         let mut freed = 0;
         let owned = &mut self.owned;
+        let order = &mut self.order;
+        let total = &mut self.bytes;
         self.files.retain(|id, e| {
             if has_seeders(id) {
                 e.last_seeded = now;
             }
             let keep = e.last_seeded >= cutoff;
             if !keep {
+                order.remove(&(e.meta.name().to_string(), *id));
+                *total -= e.meta.size();
                 let bytes = e.meta.hashes().len() * 20;
                 freed += bytes;
                 dropped.push(e.meta.name().to_string());
@@ -303,6 +324,24 @@ mod tests {
         let list = c.list(|i| usize::from(*i == id) * 3);
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].seeders, 3);
+    }
+
+    #[test]
+    fn name_order_and_bytes_follow_publish_and_expiry() {
+        let t0 = Instant::now();
+        let mut c = Catalog::default();
+        let b = publish(&mut c, t0, meta("b", 1)).unwrap();
+        let a2 = publish(&mut c, t0 + Duration::from_secs(5), meta("a", 2)).unwrap();
+        let a1 = publish(&mut c, t0, meta("a", 1)).unwrap();
+        let (lo, hi) = if a1 < a2 { (a1, a2) } else { (a2, a1) };
+        let names: Vec<(&str, ContentId)> = c.sorted(None).map(|(n, id)| (n, *id)).collect();
+        assert_eq!(names, [("a", lo), ("a", hi), ("b", b)]);
+        let after: Vec<ContentId> = c.sorted(Some(("a", &lo))).map(|(_, id)| *id).collect();
+        assert_eq!(after, [hi, b], "continued after a row");
+        assert_eq!(c.bytes(), 30);
+        c.expire(t0 + Duration::from_secs(10), t0 + Duration::from_secs(1), |_| false);
+        let names: Vec<(&str, ContentId)> = c.sorted(None).map(|(n, id)| (n, *id)).collect();
+        assert_eq!((names, c.bytes()), (vec![("a", a2)], 10));
     }
 
     #[test]

@@ -3,10 +3,12 @@
 //! whom to evict. The shell reports what happens, closes what this says and
 //! pauses or resumes reading as told.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+pub use crate::common::admission::Admit;
+use crate::common::admission::{Held, Room, Table};
 use crate::common::net::ConnId;
 
 #[derive(Debug, Clone)]
@@ -44,16 +46,6 @@ impl Default for Limits {
     }
 }
 
-/// What to do with a connection just accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admit {
-    Accept,
-    /// Accept it and close this one to make room.
-    Evict(ConnId),
-    /// Close it: its address holds `per_ip` connections already.
-    Refuse,
-}
-
 /// Counts of what the rules closed, for the status line.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Stats {
@@ -84,12 +76,11 @@ struct Entry {
     queued: usize,
 }
 
-impl Entry {
-    fn deadline(&self, limits: &Limits) -> Instant {
-        match self.frame_start {
-            Some(start) => start + limits.frame_deadline,
-            None => self.last_progress + limits.idle,
-        }
+impl Held for Entry {
+    type Key = (bool, Instant);
+
+    fn ip(&self) -> IpAddr {
+        self.ip
     }
 
     /// Eviction order: the connection that has made no progress for the
@@ -100,11 +91,18 @@ impl Entry {
     }
 }
 
-#[derive(Default)]
+impl Entry {
+    fn deadline(&self, limits: &Limits) -> Instant {
+        match self.frame_start {
+            Some(start) => start + limits.frame_deadline,
+            None => self.last_progress + limits.idle,
+        }
+    }
+}
+
 pub struct Conns {
     limits: Limits,
-    table: HashMap<ConnId, Entry>,
-    per_ip: HashMap<IpAddr, usize>,
+    table: Table<Entry>,
     /// Connections reading a large frame now, and those waiting for a turn.
     large: usize,
     waiting: VecDeque<ConnId>,
@@ -115,21 +113,21 @@ pub struct Conns {
 
 impl Conns {
     pub fn new(limits: Limits) -> Conns {
-        Conns { limits, ..Conns::default() }
+        let table = Table::new(limits.max_conns, limits.per_ip);
+        Conns { limits, table, large: 0, waiting: VecDeque::new(), resumed: Vec::new(), stats: Stats::default() }
     }
 
     /// A connection from `ip` was accepted.
     pub fn handle_accept(&mut self, now: Instant, conn: ConnId, ip: IpAddr) -> Admit {
-        if self.per_ip.get(&ip).copied().unwrap_or(0) >= self.limits.per_ip {
-            self.stats.refused += 1;
-            return Admit::Refuse;
-        }
-        let admit = match self.table.len() >= self.limits.max_conns {
-            true => self.evict_one().map_or(Admit::Refuse, Admit::Evict),
-            false => Admit::Accept,
+        let admit = match self.table.room_for(ip) {
+            Room::Free => Admit::Accept,
+            Room::Full => self.evict_one().map_or(Admit::Refuse, Admit::Evict),
+            Room::AddressFull => {
+                self.stats.refused += 1;
+                Admit::Refuse
+            }
         };
         if admit != Admit::Refuse {
-            *self.per_ip.entry(ip).or_default() += 1;
             let entry =
                 Entry { ip, last_progress: now, frame_start: None, phase: Phase::Reading { large: false }, queued: 0 };
             self.table.insert(conn, entry);
@@ -140,7 +138,7 @@ impl Conns {
     /// Picks the connection to close to make room (the table is full, or
     /// the process is out of descriptors) and forgets it.
     pub fn evict_one(&mut self) -> Option<ConnId> {
-        let victim = self.table.iter().min_by_key(|(_, e)| e.eviction_key()).map(|(&id, _)| id)?;
+        let victim = self.table.victim()?;
         self.stats.evicted += 1;
         self.remove(victim);
         Some(victim)
@@ -150,7 +148,7 @@ impl Conns {
     /// starts the frame's deadline; more bytes do not move it. Returns
     /// whether to read on: a large frame without a turn waits unread.
     pub fn handle_read(&mut self, now: Instant, conn: ConnId, buffered: usize) -> bool {
-        let Some(e) = self.table.get_mut(&conn) else { return false };
+        let Some(e) = self.table.get_mut(conn) else { return false };
         let Phase::Reading { large } = e.phase else {
             e.frame_start = None; // bytes we leave unread are not the client's delay
             return false;
@@ -176,7 +174,7 @@ impl Conns {
     /// A whole request was read and answered; `queued` answer bytes wait.
     /// Returns whether to read the next one.
     pub fn handle_request(&mut self, now: Instant, conn: ConnId, queued: usize) -> bool {
-        let Some(e) = self.table.get_mut(&conn) else { return false };
+        let Some(e) = self.table.get_mut(conn) else { return false };
         let had_turn = e.phase == Phase::Reading { large: true };
         e.last_progress = now;
         e.frame_start = None;
@@ -193,7 +191,7 @@ impl Conns {
     /// before is progress (the same number is not: a client that never
     /// reads stays idle). Returns true when reading should resume.
     pub fn handle_drained(&mut self, now: Instant, conn: ConnId, queued: usize) -> bool {
-        let Some(e) = self.table.get_mut(&conn) else { return false };
+        let Some(e) = self.table.get_mut(conn) else { return false };
         if queued < e.queued {
             e.last_progress = now;
         }
@@ -219,13 +217,12 @@ impl Conns {
     /// have been idle too long; the shell closes them. Early calls are no-ops.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<ConnId> {
         let limits = &self.limits;
-        let mut expired: Vec<(ConnId, bool)> = self
+        let expired: Vec<(ConnId, bool)> = self
             .table
             .iter()
             .filter(|(_, e)| now >= e.deadline(limits))
-            .map(|(&id, e)| (id, e.frame_start.is_some()))
+            .map(|(id, e)| (id, e.frame_start.is_some()))
             .collect();
-        expired.sort_unstable_by_key(|&(id, _)| id.0); // the same order on every run
         for &(id, slow) in &expired {
             match slow {
                 true => self.stats.slow_frames += 1,
@@ -237,7 +234,7 @@ impl Conns {
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.table.values().map(|e| e.deadline(&self.limits)).min()
+        self.table.iter().map(|(_, e)| e.deadline(&self.limits)).min()
     }
 
     pub fn len(&self) -> usize {
@@ -257,7 +254,7 @@ impl Conns {
     fn end_turn(&mut self) {
         self.large -= 1;
         while let Some(next) = self.waiting.pop_front() {
-            if let Some(e) = self.table.get_mut(&next).filter(|e| e.phase == Phase::Waiting) {
+            if let Some(e) = self.table.get_mut(next).filter(|e| e.phase == Phase::Waiting) {
                 e.phase = Phase::Reading { large: true };
                 self.large += 1;
                 self.resumed.push(next);
@@ -267,19 +264,13 @@ impl Conns {
     }
 
     fn remove(&mut self, conn: ConnId) {
-        let Some(e) = self.table.remove(&conn) else { return };
+        let Some(e) = self.table.remove(conn) else { return };
         // Given a turn and gone before the shell asked: its key may be reused.
         self.resumed.retain(|&c| c != conn);
         match e.phase {
             Phase::Reading { large: true } => self.end_turn(),
             Phase::Waiting => self.waiting.retain(|&c| c != conn),
             _ => {}
-        }
-        if let Some(n) = self.per_ip.get_mut(&e.ip) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_ip.remove(&e.ip);
-            }
         }
     }
 }
@@ -447,7 +438,7 @@ mod tests {
         assert_eq!(c.handle_accept(t0 + SEC * 2, ConnId(2), ip(3)), Admit::Evict(ConnId(0)));
         assert_eq!(c.handle_accept(t0 + SEC * 3, ConnId(0), ip(1)), Admit::Evict(ConnId(1)), "ip 1 was freed");
         c.handle_timeout(t0 + SEC * 60);
-        assert_eq!((c.len(), c.per_ip.len()), (0, 0));
+        assert_eq!((c.len(), c.table.addresses()), (0, 0));
     }
 
     /// Found by the conns_core fuzz target: a connection handed a turn by

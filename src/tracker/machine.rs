@@ -81,6 +81,56 @@ pub struct Stats {
     pub joins: u64,
     pub leaves: u64,
     pub expiries: u64,
+    /// Announces refused, by cap (`Refusal::NAMES`), over both protocols.
+    pub refused_by: [u64; 6],
+    /// HTTP announces and scrapes; of the announces, those refused (also
+    /// in `refused`) and those malformed, and the malformed scrapes.
+    pub http_announces: u64,
+    pub http_refused: u64,
+    pub http_bad_announces: u64,
+    pub http_scrapes: u64,
+    pub http_bad_scrapes: u64,
+}
+
+/// One announce as both protocols give it.
+#[derive(Debug, Clone, Copy)]
+struct Joining {
+    /// The source address with the announced port.
+    peer: SocketAddr,
+    hash: Hash20,
+    event: Event,
+    left: u64,
+}
+
+/// Why an announce was refused: a cap, or the catalog-only rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    Full(Full),
+    NotInCatalog,
+}
+
+impl Refusal {
+    /// The refusals' names in /metrics, in the order of `Stats::refused_by`.
+    const NAMES: [&'static str; 6] =
+        ["swarms", "swarms_per_ip", "peers", "peers_per_ip", "peers_per_ip_in_swarm", "not_in_catalog"];
+
+    fn index(self) -> usize {
+        match self {
+            Refusal::Full(Full::Swarms) => 0,
+            Refusal::Full(Full::SwarmsOfIp) => 1,
+            Refusal::Full(Full::Peers) => 2,
+            Refusal::Full(Full::PeersOfIp) => 3,
+            Refusal::Full(Full::PeersOfIpInSwarm) => 4,
+            Refusal::NotInCatalog => 5,
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            Refusal::Full(full) => full.message(),
+            Refusal::NotInCatalog => NOT_IN_CATALOG,
+        }
+    }
 }
 
 pub struct Tracker {
@@ -188,25 +238,57 @@ impl Tracker {
 
     fn announce(&mut self, now: Instant, from: SocketAddr, a: &udp::AnnounceRequest, len: usize) -> Response {
         self.stats.announces += 1;
-        let seeder = a.left == 0;
-        let peer = SocketAddr::new(from.ip(), a.port);
-        let hash = a.info_hash;
-        let change = match a.event {
+        let num_want = usize::try_from(a.num_want).ok().filter(|&n| n > 0);
+        let joined =
+            Joining { peer: SocketAddr::new(from.ip(), a.port), hash: a.info_hash, event: a.event, left: a.left };
+        match self.join(now, &joined, &a.peer_id, num_want, udp::MAX_PEERS) {
+            Err(refusal) => {
+                debug!("udp {from}: announce for {} refused: {}", a.info_hash.short(), refusal.message());
+                self.error(a.transaction_id, refusal.message(), len)
+            }
+            Ok((seeders, leechers)) => Response::Announce {
+                transaction_id: a.transaction_id,
+                interval: self.interval_secs(),
+                leechers,
+                seeders,
+                peers: std::mem::take(&mut self.picked),
+            },
+        }
+    }
+
+    fn interval_secs(&self) -> u32 {
+        self.config.interval.as_secs().try_into().unwrap_or(u32::MAX)
+    }
+
+    /// An announce over either protocol: records, refreshes or removes the
+    /// peer under the caps and access rules, then picks up to `want` peers
+    /// (at most `max`) into `self.picked`. Returns the swarm's seeders and leechers.
+    fn join(
+        &mut self,
+        now: Instant,
+        a: &Joining,
+        peer_id: &[u8; 20],
+        want: Option<usize>,
+        max: usize,
+    ) -> Result<(u32, u32), Refusal> {
+        let Joining { peer, hash, event, left } = *a;
+        let seeder = left == 0;
+        let change = match event {
             Event::Stopped => Ok(self.swarms.remove(&hash, peer)),
-            _ if self.config.catalog_only && self.catalog.meta(&hash).is_none() => Err(NOT_IN_CATALOG),
+            _ if self.config.catalog_only && self.catalog.meta(&hash).is_none() => Err(Refusal::NotInCatalog),
             // A peer without a port is answered but not stored.
-            _ if a.port == 0 => Ok(Change::Unchanged),
+            _ if peer.port() == 0 => Ok(Change::Unchanged),
             event => {
-                let until = self.millis(now).wrapping_add(self.expiry_ms(&a.peer_id));
+                let until = self.millis(now).wrapping_add(self.expiry_ms(peer_id));
                 let completed = event == Event::Completed;
-                self.swarms.upsert(hash, peer, seeder, completed, until).map_err(Full::message)
+                self.swarms.upsert(hash, peer, seeder, completed, until).map_err(Refusal::Full)
             }
         };
         match change {
-            Err(message) => {
+            Err(refusal) => {
                 self.stats.refused += 1;
-                debug!("udp {from}: announce for {} refused: {message}", hash.short());
-                return self.error(a.transaction_id, message, len);
+                self.stats.refused_by[refusal.index()] += 1;
+                return Err(refusal);
             }
             Ok(Change::Joined) => {
                 self.stats.joins += 1;
@@ -220,12 +302,9 @@ impl Tracker {
             }
             Ok(Change::Refreshed | Change::Unchanged) => {}
         }
-        let want = match usize::try_from(a.num_want) {
-            Ok(0) | Err(_) => DEFAULT_NUM_WANT,
-            Ok(n) => n.min(udp::MAX_PEERS),
-        };
+        let want = want.unwrap_or(DEFAULT_NUM_WANT).min(max);
         let mut peers = std::mem::take(&mut self.picked);
-        let (seeders, leechers) = match self.swarms.get(&hash) {
+        let counts = match self.swarms.get(&hash) {
             Some(swarm) => {
                 swarm.pick(peer, seeder, want, &mut self.rng, &mut peers);
                 (swarm.seeders(), swarm.leechers())
@@ -235,13 +314,8 @@ impl Tracker {
                 (0, 0)
             }
         };
-        Response::Announce {
-            transaction_id: a.transaction_id,
-            interval: self.config.interval.as_secs().try_into().unwrap_or(u32::MAX),
-            leechers,
-            seeders,
-            peers,
-        }
+        self.picked = peers;
+        Ok(counts)
     }
 
     /// How long a peer stays listed after an announce: short for LMK peers,
@@ -426,5 +500,6 @@ fn role(seeder: bool) -> &'static str {
     }
 }
 
+mod http;
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@ pub mod conns;
 pub mod machine;
 mod reactor;
 mod swarms;
+mod web;
 
 use std::fmt;
 use std::io;

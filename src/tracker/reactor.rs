@@ -10,6 +10,7 @@ use log::{debug, info};
 
 use super::conns::{Admit, Conns, Limits};
 use super::machine::Tracker;
+use super::web::Web;
 use super::{Config, Error};
 use crate::common::net::{CloseReason, ConnId, Handler, Net};
 use crate::common::rng;
@@ -26,6 +27,8 @@ const STATUS_GAP: Duration = Duration::from_secs(1);
 struct Shell {
     core: Tracker,
     conns: Conns,
+    /// The HTTP face: connections found to speak HTTP leave `conns` for it.
+    web: Web,
     reply: Vec<u8>,
     status_every: Duration,
     next_status: Option<Instant>,
@@ -43,6 +46,7 @@ pub fn run(config: Config) -> Result<(), Error> {
     let mut shell = Shell {
         core: Tracker::new(core_config, now).with_catalog(config.catalog.clone()),
         conns: Conns::new(Limits::default()),
+        web: Web::new(now),
         reply: Vec::with_capacity(2048),
         status_every: config.status_every,
         next_status: (!config.status_every.is_zero()).then_some(now),
@@ -97,13 +101,34 @@ impl Handler for Shell {
         }
     }
 
+    fn on_bytes(&mut self, net: &mut Net, now: Instant, conn: ConnId, buf: &[u8]) -> Option<usize> {
+        if !self.web.holds(conn) {
+            if !super::web::is_http(buf) {
+                return None;
+            }
+            // Not a catalog frame: the connection moves to the HTTP rules.
+            self.conns.handle_closed(conn);
+            self.resume_turns(net);
+            if !self.web.handle_open(net, now, conn) {
+                return Some(0);
+            }
+        }
+        Some(self.web.handle_bytes(net, &mut self.core, &self.conns, now, conn, buf))
+    }
+
     fn on_read(&mut self, net: &mut Net, now: Instant, conn: ConnId, buffered: usize) {
+        if self.web.holds(conn) {
+            return;
+        }
         if !self.conns.handle_read(now, conn, buffered) {
             net.set_reading(conn, false);
         }
     }
 
     fn on_drained(&mut self, net: &mut Net, now: Instant, conn: ConnId) {
+        if self.web.holds(conn) {
+            return self.web.handle_drained(net, &self.core, now, conn);
+        }
         if self.conns.handle_drained(now, conn, net.queued(conn)) {
             net.want_drained(conn, false);
             net.set_reading(conn, true);
@@ -111,7 +136,7 @@ impl Handler for Shell {
     }
 
     fn on_descriptors_exhausted(&mut self, net: &mut Net, _now: Instant) -> bool {
-        let Some(idlest) = self.conns.evict_one() else { return false };
+        let Some(idlest) = self.conns.evict_one().or_else(|| self.web.evict_one()) else { return false };
         debug!("{idlest}: evicted: out of file descriptors");
         net.close(idlest);
         true
@@ -135,6 +160,7 @@ impl Handler for Shell {
 
     fn on_closed(&mut self, net: &mut Net, _now: Instant, conn: ConnId, reason: CloseReason) {
         self.conns.handle_closed(conn);
+        self.web.handle_closed(conn);
         self.resume_turns(net);
         if let CloseReason::Malformed(e) = reason {
             self.bad_frames += 1;
@@ -160,6 +186,7 @@ impl Handler for Shell {
             net.close(conn);
         }
         self.resume_turns(net);
+        self.web.handle_timeout(net, &self.core, now);
         let Some(next) = self.next_status else { return };
         if now >= next || (self.core.changed() && now >= self.last_status + STATUS_GAP) {
             self.core.take_changed();
@@ -192,7 +219,10 @@ impl Handler for Shell {
             true => next.min(self.last_status + STATUS_GAP),
             false => next,
         });
-        [self.core.next_deadline(), self.conns.next_deadline(), status].into_iter().flatten().min()
+        [self.core.next_deadline(), self.conns.next_deadline(), self.web.next_deadline(), status]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The tracker keeps only soft state: on SIGINT or SIGTERM it just stops.

@@ -10,7 +10,9 @@
 //! against the bytes actually present before anything is allocated.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
+pub mod bencode;
 pub mod catalog;
+pub mod http;
 pub mod peer;
 pub mod udp;
 

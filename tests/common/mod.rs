@@ -9,6 +9,7 @@
 #![allow(dead_code)] // each test file uses a different part of the harness
 
 pub mod fake;
+pub mod http;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -27,7 +27,8 @@ impl Net {
                     self.mark_closing(id, CloseReason::Remote);
                     return;
                 }
-                Ok(_) => {
+                Ok(n) => {
+                    self.traffic.tcp_in += n as u64;
                     c.last_active = now;
                     self.drain_frames(handler, now, id);
                     self.report_read(handler, now, id);
@@ -63,6 +64,14 @@ impl Net {
         while let Some(rest) = rbuf.get(used..rlen) {
             if self.conns.get(id.0).is_none_or(|c| c.closing.is_some() || !c.reading) {
                 break;
+            }
+            match handler.on_bytes(self, now, id, rest) {
+                Some(0) => break,
+                Some(n) => {
+                    used += n.min(rest.len());
+                    continue;
+                }
+                None => {}
             }
             match split_frame(rest, limit) {
                 Ok(Some((frame, n))) => {

@@ -2,7 +2,7 @@
 //! wake-up) and pausing and resuming reads.
 
 use super::*;
-use std::io::Read;
+use std::io::{Read, Write};
 
 /// Feeds `feeds` answers of `size` bytes, one per `on_drained`.
 struct Feeder {
@@ -218,4 +218,51 @@ fn a_lingering_close_delivers_everything_and_waits_for_the_peer() {
     }
     assert!(handler.closed, "closed once the peer closed");
     assert_eq!(net.connection_count(), 0);
+}
+
+/// A handler that takes a connection's bytes itself (`on_bytes`, as the
+/// tracker's HTTP side does) gets them unframed, consumes what it says, and
+/// is offered the rest again; a connection it declines is split into frames.
+#[test]
+fn unframed_bytes_go_to_the_handler() {
+    struct Lines {
+        lines: Vec<Vec<u8>>,
+        frames: usize,
+    }
+    impl Handler for Lines {
+        fn on_bytes(&mut self, _: &mut Net, _: Instant, _: ConnId, buf: &[u8]) -> Option<usize> {
+            if buf.first().is_some_and(|&b| b < b'A') {
+                return None; // a frame
+            }
+            let end = buf.iter().position(|&b| b == b'\n')? + 1;
+            self.lines.push(buf[..end].to_vec());
+            Some(end)
+        }
+        fn on_frame(&mut self, _: &mut Net, _: Instant, _: ConnId, _: Frame<'_>) -> Result<(), DecodeError> {
+            self.frames += 1;
+            Ok(())
+        }
+        fn on_tick(&mut self, _: &mut Net, _: Instant) {}
+        fn next_deadline(&self) -> Option<Instant> {
+            None
+        }
+    }
+    let mut net = Net::new().unwrap();
+    let addr = net.listen(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let mut text = std::net::TcpStream::connect(addr).unwrap();
+    let mut framed = std::net::TcpStream::connect(addr).unwrap();
+    let mut h = Lines { lines: Vec::new(), frames: 0 };
+    let now = Instant::now();
+    net.accept(&mut h, now, 0, FrameLimit::Any(64));
+    text.write_all(b"GET a\nGET b\nGET c").unwrap();
+    framed.write_all(&[0, 0, 0, 1, 7]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while h.lines.len() < 2 || h.frames < 1 {
+        assert!(Instant::now() < deadline, "lines {:?}, frames {}", h.lines, h.frames);
+        for id in net.conns.iter().map(|(k, _)| ConnId(k)).collect::<Vec<_>>() {
+            net.read_conn(&mut h, now, id);
+        }
+    }
+    assert_eq!(h.lines, [b"GET a\n".to_vec(), b"GET b\n".to_vec()], "the unfinished third waits");
+    assert_eq!(h.frames, 1);
 }

@@ -66,6 +66,7 @@ impl Net {
                     return;
                 }
             };
+            self.traffic.tcp_out += wrote as u64;
             if wrote > 0 {
                 c.last_active = now;
                 let written = c.written;
