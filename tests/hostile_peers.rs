@@ -66,3 +66,42 @@ fn stalling_peers_do_not_hold_a_leecher() {
     assert_same_file(&src, &out_dir.join("wanted.bin"));
     assert!(peak < RSS_BOUND_KIB, "leecher peak RSS {peak} KiB, bound {RSS_BOUND_KIB} KiB");
 }
+
+/// 128 callers from one address each announce a 16 MiB Chunk frame and send
+/// its bytes, never a Hello. Before a Hello only a Hello-sized frame is
+/// taken and callers not yet greeted are capped, so the seeder holds little
+/// (it took 2 GiB) and still serves an honest leecher.
+#[test]
+fn callers_that_never_greet_cannot_fill_a_seeder() {
+    use std::io::Write;
+    let tmp = TempDir::new("nohello");
+    let src = random_file(&tmp.sub("src"), "wanted.bin", 2 * MIB + 3, 11);
+    let (_tracker, addr) = start_tracker(INTERVAL, EXPIRY);
+    let (seeder, seeder_addr) = start_seeder(addr, &[], &[&src]);
+    let mut header = vec![0x01, 0x00, 0x00, 0x05, 0x14]; // a Chunk frame of 16 MiB + 5
+    header.extend_from_slice(&[0, 0, 0, 0]);
+    let junk = vec![0xAA; 256 * 1024];
+    let mut socks: Vec<std::net::TcpStream> = Vec::new();
+    for _ in 0..128 {
+        if let Ok(mut s) = connect_from(std::net::Ipv4Addr::new(127, 0, 0, 9), seeder_addr) {
+            s.set_nonblocking(true).unwrap();
+            let _ = s.write_all(&header);
+            socks.push(s);
+        }
+    }
+    let mut peak = 0;
+    for _ in 0..64 {
+        for s in &mut socks {
+            let _ = s.write(&junk);
+        }
+        peak = peak.max(seeder.peak_rss_kib());
+    }
+    eprintln!("{} callers that never greet: seeder peak RSS {peak} KiB", socks.len());
+    assert!(peak < RSS_BOUND_KIB, "seeder peak RSS {peak} KiB, bound {RSS_BOUND_KIB} KiB");
+    let out_dir = tmp.sub("out");
+    let leecher = spawn_leecher(addr, &["get", "wanted.bin", "--out", out_dir.to_str().unwrap(), "--timeout", "20"]);
+    let (result, _) = finish_sampling_rss(leecher);
+    assert_success(&result, "an honest leecher beside the callers");
+    assert_same_file(&src, &out_dir.join("wanted.bin"));
+    drop(socks);
+}

@@ -313,6 +313,10 @@ impl Shell {
                         self.known(c, "Feed");
                         self.fed.insert(c.0);
                     }
+                    Output::Limit(c, max) => {
+                        self.known(c, "Limit");
+                        assert!(max <= lmk::wire::peer::MAX_PEER_FRAME);
+                    }
                     Output::Close(c) | Output::CloseAfterFlush(c) => {
                         self.known(c, "Close");
                         self.conns.insert(c.0, Conn::Closing);

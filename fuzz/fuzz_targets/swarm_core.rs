@@ -143,6 +143,8 @@ impl Net {
                 }
             }
             Output::Close(c) | Output::CloseAfterFlush(c) => self.close(node, c.0),
+            // Frames here are the cores' own, never over a limit.
+            Output::Limit(..) => {}
         }
     }
 

@@ -24,7 +24,7 @@ use crate::common::net::ConnId;
 use crate::common::rng::Rng;
 use crate::hash::ContentId;
 use crate::meta::FileMeta;
-use crate::wire::peer::{put_chunk, Message, RejectReason, State};
+use crate::wire::peer::{max_frame, put_chunk, Message, RejectReason, State, HELLO_FRAME};
 use crate::wire::udp::Event as AnnounceEvent;
 use crate::wire::DecodeError;
 
@@ -46,6 +46,10 @@ const GREETING: Duration = Duration::from_secs(10);
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection on which no frame arrives for this long is closed.
 const IDLE: Duration = Duration::from_secs(120);
+/// Callers not yet greeted, per address and in all: more are closed at once,
+/// so callers that never say Hello hold little.
+const GREETING_PER_IP: usize = 8;
+const GREETING_TOTAL: usize = 128;
 /// A slot holder gives its slot to a waiting peer after this long.
 const ROTATION: Duration = Duration::from_secs(10);
 /// A chunk a seed refused with `Spread` is asked of it again after this long.
@@ -112,6 +116,9 @@ pub enum Output {
     Close(ConnId),
     /// Close once what is queued has been sent.
     CloseAfterFlush(ConnId),
+    /// The largest frame the connection may bring from now on (a larger
+    /// header closes it as malformed before its body is read).
+    Limit(ConnId, u32),
 }
 
 /// What the user is told.
@@ -213,7 +220,19 @@ impl Machine {
             self.outputs.push_back(Output::Close(conn));
             return;
         }
+        let greeting = self.sessions.values().filter(|s| !s.outbound && matches!(s.phase, Phase::Greeting { .. }));
+        let (mut total, mut same) = (0, 0);
+        for s in greeting {
+            total += 1;
+            same += usize::from(crate::common::ip_block(s.addr.ip()) == crate::common::ip_block(addr.ip()));
+        }
+        if total >= GREETING_TOTAL || same >= GREETING_PER_IP {
+            debug!("{conn} {addr}: too many callers not yet greeted ({same} from there, {total} in all); closed");
+            self.outputs.push_back(Output::Close(conn));
+            return;
+        }
         self.sessions.insert(conn, Session::new(addr, false, None, now));
+        self.outputs.push_back(Output::Limit(conn, HELLO_FRAME));
         self.touched.push(conn);
         self.settle(now);
     }
@@ -221,6 +240,7 @@ impl Machine {
     /// The shell is dialling `addr` for `id` as `conn` (after `Output::Connect`).
     pub fn handle_dialling(&mut self, now: Instant, addr: SocketAddr, id: ContentId, conn: ConnId) {
         self.sessions.insert(conn, Session::new(addr, true, Some(id), now));
+        self.outputs.push_back(Output::Limit(conn, HELLO_FRAME));
         if let Some(t) = self.torrents.get_mut(&id) {
             t.conns += 1;
         }
@@ -560,6 +580,7 @@ impl Machine {
             t.mark_active(listen);
         }
         let bits = t.held().as_bytes().to_vec();
+        let limit = max_frame(t.meta.chunk_size(), t.meta.chunk_count());
         self.touched.push(conn);
         if !outbound {
             t.conns += 1;
@@ -575,6 +596,7 @@ impl Machine {
         if !outbound {
             self.outputs.push_back(Output::Send(conn, self.hello(id)));
         }
+        self.outputs.push_back(Output::Limit(conn, limit));
         self.outputs.push_back(Output::Bitfield(conn, bits));
     }
 

@@ -54,6 +54,7 @@ impl Peers {
                 Output::Feed(conn) => net.want_drained(conn, true),
                 Output::Close(conn) => net.close(conn),
                 Output::CloseAfterFlush(conn) => net.close_after_flush(conn),
+                Output::Limit(conn, max) => net.set_limit(conn, max.into()),
             }
         }
     }

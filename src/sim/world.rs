@@ -78,6 +78,8 @@ struct Conn {
     feed: [bool; 2],
     /// Close that side once its queue is sent.
     flush_close: [bool; 2],
+    /// The largest frame each side takes, as its core said.
+    limit: [u32; 2],
 }
 
 enum Ev {
@@ -357,6 +359,10 @@ impl World {
                     }
                 }
                 Output::Close(conn) => self.close(conn.0 / 2, conn.0 % 2),
+                Output::Limit(conn, max) => {
+                    let (c, s) = split(conn);
+                    self.conns[c].limit[s] = max;
+                }
                 Output::CloseAfterFlush(conn) => {
                     let (c, s) = split(conn);
                     self.conns[c].flush_close[s] = true;
@@ -459,6 +465,7 @@ impl World {
             open: [true, target.is_some()],
             feed: [false, false],
             flush_close: [false, false],
+            limit: [MAX_PEER_FRAME; 2],
         });
         let delay = self.delay(h, far);
         match target {
@@ -595,8 +602,18 @@ impl World {
         let h = self.conns[c].hosts[to];
         let now = self.instant();
         let Some(core) = self.hosts[h].core.as_mut() else { return };
-        let Ok(Some((f, _))) = split_frame(frame, MAX_PEER_FRAME) else { return };
-        let Ok(msg) = Message::decode(f) else { return };
+        // As the daemons' shell: a frame over the limit or one that does not
+        // decode closes the connection as malformed.
+        let msg = match split_frame(frame, self.conns[c].limit[to]).and_then(|f| match f {
+            Some((f, _)) => Message::decode(f),
+            None => Err(crate::wire::DecodeError::Truncated),
+        }) {
+            Ok(msg) => msg,
+            Err(e) => {
+                core.handle_malformed(ConnId(2 * c + to), &e);
+                return self.close(c, to);
+            }
+        };
         let chunk = matches!(msg, Message::Chunk { .. });
         if let Err(fatal) = core.handle_message(now, ConnId(2 * c + to), msg) {
             core.handle_fatal(now, fatal);

@@ -112,13 +112,7 @@ pub struct Source(IpAddr);
 
 impl Source {
     pub fn of(ip: IpAddr) -> Source {
-        match ip {
-            IpAddr::V4(v4) => Source(IpAddr::V4(v4)),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => Source(IpAddr::V4(v4)),
-                None => Source(IpAddr::V6((u128::from(v6) & !(u128::MAX >> 64)).into())),
-            },
-        }
+        Source(crate::common::ip_block(ip))
     }
 }
 

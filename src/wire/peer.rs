@@ -22,6 +22,14 @@ pub const CHUNK_PREFIX: usize = 4;
 pub const MAX_PEER_FRAME: u32 = 1 + CHUNK_PREFIX as u32 + MAX_CHUNK;
 /// Largest bitfield body: one bit per chunk of the largest file.
 pub const MAX_BITFIELD: usize = MAX_CHUNKS.div_ceil(8) as usize;
+/// A Hello frame's length field: the largest frame taken before Hellos are exchanged.
+pub const HELLO_FRAME: u32 = 1 + 3 + 1 + 20 + 2 + 8;
+
+/// The largest frame a peer of a file of `chunks` chunks of `chunk_size`
+/// bytes may send once greeted: one chunk, or its bitfield.
+pub fn max_frame(chunk_size: u32, chunks: u32) -> u32 {
+    (1 + CHUNK_PREFIX as u32 + chunk_size).max(1 + chunks.div_ceil(8)).min(MAX_PEER_FRAME)
+}
 
 const HELLO: u8 = 0x01;
 const BITFIELD: u8 = 0x10;
@@ -291,6 +299,9 @@ mod tests {
         hello.extend_from_slice(&[0xAB; 20]);
         hello.extend_from_slice(&[0x1B, 0x58, 0, 0, 0, 0, 0, 0, 0, 0x2A]);
         assert_eq!(enc(Message::Hello { id: Hash20([0xAB; 20]), port: 7000, nonce: 42 }), hello);
+        assert_eq!(HELLO_FRAME as usize, hello.len() - 4, "the limit before Hello is one Hello");
+        assert_eq!(max_frame(16384, 8), 16389);
+        assert_eq!(max_frame(16384, 1 << 20), 1 + (1 << 17), "a bitfield larger than a chunk");
         assert_eq!(enc(Message::Bitfield(&[0x81, 0x40])), [0, 0, 0, 3, 0x10, 0x81, 0x40]);
         assert_eq!(enc(Message::Have(0x0102_0304)), [0, 0, 0, 5, 0x11, 1, 2, 3, 4]);
         assert_eq!(enc(Message::State(State::Connected)), [0, 0, 0, 2, 0x12, 3]);

@@ -144,6 +144,8 @@ struct Swarm {
     listeners: Vec<SocketAddr>,
     /// Dials there never connect (a host that drops SYNs).
     blackholes: Vec<SocketAddr>,
+    /// The largest frame each (node, conn) takes, as its core said.
+    limits: HashMap<(usize, ConnId), u32>,
     links: HashMap<(usize, ConnId), (usize, ConnId)>,
     next_conn: usize,
     /// Frames (or, `None`, a close after flush) from (node, conn), in order.
@@ -245,6 +247,7 @@ impl Swarm {
                     Output::Feed(conn) => _ = self.dirty.insert((i, conn)),
                     Output::Close(conn) => self.close(now, i, conn),
                     Output::CloseAfterFlush(conn) => self.wire.push_back((i, conn, None)),
+                    Output::Limit(conn, max) => _ = self.limits.insert((i, conn), max),
                 }
             }
             while let Some(event) = self.nodes[i].m.poll_event() {
@@ -497,6 +500,24 @@ fn requests_go_only_to_peers_that_hold_the_chunk() {
     sw.serve(t0, d, h1, &f);
     assert_eq!(of(&sw.said_on(d, h1), Seen::Request), [0, 5]);
     assert!(sw.holds_file(d, &f));
+}
+
+#[test]
+fn before_hello_only_a_hello_is_taken_and_callers_not_greeted_are_capped() {
+    let (t0, f, mut sw) = start(4);
+    let s = sw.peer(t0, &f, &f.all(), |_| {});
+    sw.run(t0);
+    let one = |n: u16| SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9)), 5000 + n);
+    let conns: Vec<ConnId> = (0..=GREETING_PER_IP as u16).map(|n| sw.accept(t0, s, one(n))).collect();
+    for c in &conns[..GREETING_PER_IP] {
+        assert_eq!(sw.limits.get(&(s, *c)), Some(&HELLO_FRAME), "a Hello-sized frame until the Hello");
+    }
+    let last = conns[GREETING_PER_IP];
+    assert!(sw.closed.contains(&(s, last)), "one caller more from that address is closed at once");
+    let other = sw.accept(t0, s, hand_addr(1));
+    assert!(!sw.closed.contains(&(s, other)), "another address is taken");
+    sw.greet(t0, s, other, &f, &[], None);
+    assert_eq!(sw.limits.get(&(s, other)), Some(&max_frame(f.meta.chunk_size(), f.meta.chunk_count())));
 }
 
 #[test]
