@@ -58,13 +58,15 @@ impl Net {
         let Some(c) = self.conns.get_mut(id.0) else { return };
         // Take the buffer so the handler may use `self` while a frame borrows it.
         let rbuf = std::mem::take(&mut c.rbuf);
-        let (rlen, limit) = (c.rlen, c.limit);
+        let rlen = c.rlen;
         let mut used = 0;
         let mut error = None;
         while let Some(rest) = rbuf.get(used..rlen) {
-            if self.conns.get(id.0).is_none_or(|c| c.closing.is_some() || !c.reading) {
+            // The handler may change the limit with each frame (a peer's
+            // grows once its Hello is read): read it afresh.
+            let Some(limit) = self.conns.get(id.0).filter(|c| c.closing.is_none() && c.reading).map(|c| c.limit) else {
                 break;
-            }
+            };
             match handler.on_bytes(self, now, id, rest) {
                 Some(0) => break,
                 Some(n) => {

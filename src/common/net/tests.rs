@@ -266,3 +266,47 @@ fn unframed_bytes_go_to_the_handler() {
     assert_eq!(h.lines, [b"GET a\n".to_vec(), b"GET b\n".to_vec()], "the unfinished third waits");
     assert_eq!(h.frames, 1);
 }
+
+/// A handler that raises a connection's frame limit on its first frame (a
+/// peer's Hello) has the second frame of the same read measured against the
+/// new limit, not the old one.
+#[test]
+fn a_limit_raised_by_a_frame_holds_for_the_next_in_the_same_read() {
+    struct Raiser {
+        conn: Option<ConnId>,
+        frames: Vec<usize>,
+    }
+    impl Handler for Raiser {
+        fn on_accept(&mut self, _: &mut Net, _: Instant, conn: ConnId) {
+            self.conn = Some(conn);
+        }
+        fn on_frame(&mut self, net: &mut Net, _: Instant, c: ConnId, f: Frame<'_>) -> Result<(), DecodeError> {
+            self.frames.push(f.body.len());
+            net.set_limit(c, FrameLimit::Any(64));
+            Ok(())
+        }
+        fn on_tick(&mut self, _: &mut Net, _: Instant) {}
+        fn next_deadline(&self) -> Option<Instant> {
+            None
+        }
+    }
+    use std::io::Write as _;
+    let mut net = Net::new().unwrap();
+    let addr = net.listen(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    let mut h = Raiser { conn: None, frames: Vec::new() };
+    let now = Instant::now();
+    net.accept(&mut h, now, 0, FrameLimit::Any(2));
+    let conn = h.conn.unwrap();
+    let mut bytes = vec![0, 0, 0, 2, 7, 1];
+    bytes.extend_from_slice(&[0, 0, 0, 11, 7]);
+    bytes.extend_from_slice(&[9; 10]);
+    client.write_all(&bytes).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while h.frames.len() < 2 {
+        assert!(Instant::now() < deadline, "frames {:?}", h.frames);
+        assert_eq!(net.connection_count(), 1, "not closed as malformed");
+        net.read_conn(&mut h, now, conn);
+    }
+    assert_eq!(h.frames, [1, 10]);
+}
