@@ -77,7 +77,9 @@ pub fn parse_addr(raw: &str) -> Result<SocketAddr, String> {
 pub fn secs(args: &mut pico_args::Arguments, name: &'static str, min: f64) -> Result<Option<Duration>, Usage> {
     match opt::<f64>(args, name)? {
         None => Ok(None),
-        Some(s) if s.is_finite() && s >= min => Ok(Some(Duration::from_secs_f64(s))),
+        Some(s) if s >= min => Duration::try_from_secs_f64(s)
+            .map(Some)
+            .map_err(|_| Usage(format!("{name} {s}: must be a finite number of seconds"))),
         Some(s) => Err(Usage(format!("{name} {s}: must be at least {min} seconds"))),
     }
 }

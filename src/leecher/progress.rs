@@ -88,11 +88,7 @@ impl View {
 pub fn render(p: &Snapshot, (rate, up): (f64, f64)) -> String {
     let fraction = if p.size == 0 { 1.0 } else { p.done as f64 / p.size as f64 };
     let filled = ((fraction * BAR as f64) as usize).min(BAR);
-    let eta = if rate > 0.0 {
-        fmt::duration(Duration::from_secs_f64((p.size - p.done) as f64 / rate))
-    } else {
-        "?".to_string()
-    };
+    let eta = eta(p.size.saturating_sub(p.done), rate).map_or_else(|| "?".to_string(), fmt::duration);
     format!(
         "{} [{}{}] {:>3.0}%  {} / {}  down {}  up {}  ETA {}  {} peer(s)",
         p.name,
@@ -106,6 +102,19 @@ pub fn render(p: &Snapshot, (rate, up): (f64, f64)) -> String {
         eta,
         p.peers
     )
+}
+
+/// Slowest rate an ETA is computed from: below it (a stalled download, whose
+/// smoothed rate decays towards zero but never reaches it) the time left is unknown.
+const MIN_ETA_RATE: f64 = 1.0;
+
+/// Time left for `remaining` bytes at `rate` bytes/s; `None` when no usable
+/// rate is known or the estimate is not a representable duration.
+fn eta(remaining: u64, rate: f64) -> Option<Duration> {
+    if rate.is_nan() || rate < MIN_ETA_RATE {
+        return None;
+    }
+    Duration::try_from_secs_f64(remaining as f64 / rate).ok()
 }
 
 #[cfg(test)]
@@ -129,5 +138,27 @@ mod tests {
         assert!(line.contains("ETA 5.0s"), "{line}");
         assert!(line.ends_with("3 peer(s)"), "{line}");
         assert!(render(&p, (0.0, 0.0)).contains("ETA ?"));
+    }
+
+    /// A stalled download's smoothed rate decays to tiny, subnormal or
+    /// non-finite values: the ETA is `?`, never a panic or `2765926910087661h13m`.
+    #[test]
+    fn eta_is_unknown_without_a_usable_rate() {
+        for rate in [0.0, -1.0, 1e-300, f64::MIN_POSITIVE / 4.0, 0.5, f64::NAN, f64::NEG_INFINITY] {
+            assert_eq!(eta(u64::MAX, rate), None, "rate {rate}");
+        }
+        assert_eq!(eta(u64::MAX, 1.0), None, "u64::MAX seconds and more is no duration");
+        assert_eq!(eta(0, f64::INFINITY), Some(Duration::ZERO));
+        assert_eq!(eta(3 << 20, (1 << 20) as f64), Some(Duration::from_secs(3)));
+        let p = Snapshot {
+            name: "f".into(),
+            size: u64::MAX,
+            done: 0,
+            peers: 0,
+            elapsed: Duration::ZERO,
+            counters: Default::default(),
+        };
+        assert!(render(&p, (1e-300, 0.0)).contains("ETA ?"));
+        assert!(render(&p, (f64::NAN, f64::NAN)).contains("ETA ?"));
     }
 }
