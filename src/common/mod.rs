@@ -23,6 +23,7 @@ mod conn;
 pub mod fmt;
 pub mod net;
 pub mod publish_key;
+pub mod quantity;
 pub mod rng;
 pub mod signal;
 #[cfg(test)]
