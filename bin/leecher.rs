@@ -8,7 +8,7 @@ use std::time::Duration;
 use lmk::common::cli::{self, Args, Usage};
 use lmk::common::quantity::{Kind, Range};
 use lmk::hash::Hash20;
-use lmk::leecher::{self, Command, Config};
+use lmk::leecher::{self, Command, Config, Mode};
 use lmk::peer::torrent::Goal;
 use lmk::wire::catalog::Selector;
 use lmk::wire::MAX_NAME;
@@ -68,6 +68,7 @@ const SEED_RATIO: Range = Range::new(Kind::Number, 0.0, 1000.0);
 const SEED_TIME: Range = Range::secs(0.0, 365.0 * 86400.0);
 
 fn parse(mut args: Args) -> Result<Config, Usage> {
+    let quiet = args.quiet;
     let tracker = args.addr("--tracker", "127.0.0.1:6969")?;
     let out_dir = args.path("--out")?.unwrap_or_else(|| PathBuf::from("."));
     let listen = args.addr("--listen", "0.0.0.0:0")?;
@@ -91,8 +92,12 @@ fn parse(mut args: Args) -> Result<Config, Usage> {
         Some(other) => return Err(Usage(format!("unknown command {other:?} (list or get)"))),
         None => return Err(Usage("missing command: list or get".into())),
     };
-    let tty = std::io::stdout().is_terminal();
-    Ok(Config { tracker, command, out_dir, listen, peer, timeout, goal, tty, overwrite, wait })
+    let mode = match (quiet, std::io::stdout().is_terminal()) {
+        (true, _) => Mode::Quiet,
+        (false, true) => Mode::Bars,
+        (false, false) => Mode::Plain,
+    };
+    Ok(Config { tracker, command, out_dir, listen, peer, timeout, goal, mode, overwrite, wait })
 }
 
 /// A content id if it is 40 hex digits, else a name.

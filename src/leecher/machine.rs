@@ -80,12 +80,15 @@ pub enum Note {
         holder: String,
     },
     Done {
+        id: ContentId,
         name: String,
         size: u64,
         elapsed: Duration,
         counters: Counters,
     },
+    /// A complete file's seeding is over.
     Seeded {
+        id: ContentId,
         name: String,
         size: u64,
         counters: Counters,
@@ -211,16 +214,17 @@ impl<D: Disk> Leecher<D> {
         while let Some(event) = self.peer.poll_event() {
             match event {
                 Event::Complete { id, name, size, elapsed, counters } => {
-                    self.notes.push_back(Note::Done { name, size, elapsed, counters });
+                    self.notes.push_back(Note::Done { id, name, size, elapsed, counters });
                     self.current_ended(now, id);
                 }
                 Event::Failed { id, name, reason } => {
                     self.fail(name, reason);
                     self.current_ended(now, id);
                 }
+                // The file downloading now never completed: nothing was seeded.
+                Event::Finished { id, .. } if self.current() == Some(id) => self.current_ended(now, id),
                 Event::Finished { id, name, size, counters } => {
-                    self.notes.push_back(Note::Seeded { name, size, counters });
-                    self.current_ended(now, id);
+                    self.notes.push_back(Note::Seeded { id, name, size, counters });
                 }
                 Event::Reconnected => {}
             }
@@ -235,9 +239,11 @@ impl<D: Disk> Leecher<D> {
         if let Phase::Catalog { conn: Some(conn), .. } = self.phase {
             self.outputs.push_back(Output::Close(conn));
         }
-        self.phase = Phase::Trading { current: None };
+        // While `current` still names the file downloading, so that leaving
+        // it is not reported as seeding over.
         self.peer.shutdown(now);
         self.after_peer(now);
+        self.phase = Phase::Trading { current: None };
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
@@ -274,6 +280,15 @@ impl<D: Disk> Leecher<D> {
             && self.queue.is_empty()
             && self.peer.files().next().is_none()
             && !self.peer.announcing()
+    }
+
+    /// True while every file asked for is done (complete or failed) and
+    /// some are still served to other peers.
+    pub fn only_seeding(&self) -> bool {
+        matches!(self.phase, Phase::Trading { current: None })
+            && self.queue.is_empty()
+            && self.retry_open.is_none()
+            && self.peer.files().next().is_some()
     }
 
     /// Files that could not be downloaded.
@@ -416,6 +431,22 @@ mod tests {
 
     fn notes<D: Disk>(l: &mut Leecher<D>) -> Vec<Note> {
         std::iter::from_fn(|| l.poll_note()).collect()
+    }
+
+    /// Ctrl-C during a download: the file never completed, so it is not
+    /// reported as seeded (`seeded, 0 B uploaded`), and nothing is only seeding.
+    #[test]
+    fn an_incomplete_file_is_not_reported_seeded() {
+        let t0 = Instant::now();
+        let mut l = Leecher::new(config(Command::Get(vec![Selector::Name("a".into())])), Mem, t0);
+        outputs(&mut l);
+        l.handle_catalog_opened(ConnId(1));
+        l.handle_catalog_response(t0, Response::Meta(meta("a")));
+        assert!(matches!(notes(&mut l).as_slice(), [Note::Started { .. }]));
+        assert!(!l.only_seeding(), "downloading");
+        l.shutdown(t0);
+        let notes = notes(&mut l);
+        assert!(!notes.iter().any(|n| matches!(n, Note::Seeded { .. })), "{notes:?}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use machine::Command;
+pub use progress::Mode;
 
 /// Everything `lmk-leecher` is told on its command line.
 #[derive(Debug, Clone)]
@@ -28,8 +29,8 @@ pub struct Config {
     pub timeout: Duration,
     /// How long a complete file is served.
     pub goal: crate::peer::torrent::Goal,
-    /// Draw a progress bar (a terminal) or print plain lines.
-    pub tty: bool,
+    /// Bars (a terminal), plain lines, or errors only.
+    pub mode: Mode,
     /// Replace a `DIR/NAME` that holds other content.
     pub overwrite: bool,
     /// Wait for another process downloading the same file into `DIR`.

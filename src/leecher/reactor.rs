@@ -17,10 +17,10 @@ use crate::common::rng;
 use crate::common::text::escape;
 use crate::peer::machine::Config as PeerConfig;
 use crate::peer::reactor::Peers;
-use crate::peer::torrent::Counters;
 use crate::wire::catalog::{Response, MAX_CATALOG_FRAME};
 use crate::wire::peer::MAX_PEER_FRAME;
 use crate::wire::{DecodeError, Frame};
+use std::collections::HashMap;
 
 struct Shell {
     core: Leecher<Dir>,
@@ -28,12 +28,15 @@ struct Shell {
     tracker: SocketAddr,
     catalog_conn: Option<ConnId>,
     view: View,
-    /// Bytes of every finished file, for the closing summary.
-    total_bytes: u64,
+    /// Bytes of unfinished frames (chunks under way) per peer connection,
+    /// so the bar moves as bytes arrive, not a whole chunk at a time.
+    arriving: HashMap<ConnId, usize>,
     started: Instant,
     out_dir: std::path::PathBuf,
     /// The stop signal, and what of the current download stays for a resume.
     interrupted: Option<(i32, Option<String>)>,
+    /// Stopped while every file was complete and only served to others.
+    stopped_seeding: bool,
     finished: bool,
 }
 
@@ -76,20 +79,24 @@ pub fn run(config: Config) -> Result<(), Error> {
         core,
         tracker: config.tracker,
         catalog_conn: None,
-        view: View::new(config.tty),
-        total_bytes: 0,
+        view: View::new(config.mode, config.goal),
+        arriving: HashMap::new(),
         started: now,
         out_dir: config.out_dir.clone(),
         interrupted: None,
+        stopped_seeding: false,
         finished: false,
     };
     shell.carry_out(&mut net, now);
     net.run(&mut shell, MAX_PEER_FRAME).map_err(Error::Poll)?;
-    shell.view.clear();
-    if shell.total_bytes > 0 {
-        let bytes = shell.total_bytes;
-        let secs = shell.started.elapsed().as_secs_f64().max(1e-9);
-        crate::say!("total: {} in {:.2}s ({})", fmt::bytes(bytes), secs, fmt::rate(bytes as f64 / secs));
+    shell.view.finish(shell.started);
+    if shell.stopped_seeding && shell.core.failures() == 0 {
+        shell.view.say(&format!(
+            "stopped seeding: {} complete in {}",
+            fmt::plural(asked as u64, "file"),
+            config.out_dir.display()
+        ));
+        return Ok(());
     }
     if let Some((signal, kept)) = shell.interrupted {
         return Err(Error::Interrupted { signal, kept });
@@ -133,7 +140,6 @@ impl Shell {
     }
 
     fn show(&mut self, now: Instant, note: Note) {
-        self.view.clear();
         match note {
             Note::Listing(entries) => {
                 crate::say!("{:<32} {:>10} {:>7}  CONTENT ID", "NAME", "SIZE", "SEEDERS");
@@ -147,47 +153,9 @@ impl Shell {
                     );
                 }
             }
-            Note::Started { id, name, size, resumed, chunks } => {
-                let resumed = (resumed > 0).then_some((resumed, chunks));
-                match resumed {
-                    Some((have, all)) => crate::say!(
-                        "{name}: downloading {} (content id {id}), resumed: {have} of {all} chunks verified on disk",
-                        fmt::bytes(size)
-                    ),
-                    None => crate::say!("{name}: downloading {} (content id {id})", fmt::bytes(size)),
-                }
-                self.view.reset(now, resumed);
-            }
-            Note::AlreadyComplete { name } => crate::say!("{name}: already complete"),
-            Note::Waiting { name, holder } => crate::say!("{name}: waiting: {holder}"),
-            Note::Done { name, size, elapsed, counters } => {
-                let secs = elapsed.as_secs_f64().max(1e-9);
-                let bad = match counters.bad_chunks {
-                    0 => String::new(),
-                    n => format!(", {n} bad chunk(s) re-fetched"),
-                };
-                crate::say!(
-                    "{name}: done, {} in {secs:.2}s ({}) from {} peer(s); {}{bad}",
-                    fmt::bytes(size),
-                    // What was fetched in this run: a resumed file had part of it on disk.
-                    fmt::rate((counters.from_seeders + counters.from_leechers) as f64 / secs),
-                    counters.sources,
-                    sources(&counters),
-                );
-                self.total_bytes += size;
-            }
-            Note::Seeded { name, size, counters } => {
-                let ratio = counters.uploaded as f64 / size.max(1) as f64;
-                crate::say!("{name}: seeded, {} uploaded (ratio {ratio:.2})", fmt::bytes(counters.uploaded));
-            }
-            Note::Failed { name, reason } => eprintln!("lmk-leecher: {}: {}", escape(&name), escape(&reason)),
+            note => self.view.note(now, note),
         }
     }
-}
-
-/// `12.0 MiB from seeders, 20.0 MiB from leechers`
-fn sources(c: &Counters) -> String {
-    format!("{} from seeders, {} from leechers", fmt::bytes(c.from_seeders), fmt::bytes(c.from_leechers))
 }
 
 impl Handler for Shell {
@@ -218,6 +186,12 @@ impl Handler for Shell {
         Ok(())
     }
 
+    fn on_read(&mut self, _net: &mut Net, _now: Instant, conn: ConnId, buffered: usize) {
+        if self.catalog_conn != Some(conn) {
+            self.arriving.insert(conn, buffered);
+        }
+    }
+
     fn on_drained(&mut self, net: &mut Net, now: Instant, conn: ConnId) {
         self.peers.on_drained(&mut self.core.peer, net, now, conn);
         self.core.after_peer(now);
@@ -225,6 +199,7 @@ impl Handler for Shell {
     }
 
     fn on_closed(&mut self, net: &mut Net, now: Instant, conn: ConnId, reason: CloseReason) {
+        self.arriving.remove(&conn);
         if self.catalog_conn == Some(conn) {
             self.catalog_conn = None;
             debug!("catalog connection closed: {reason:?}");
@@ -250,16 +225,16 @@ impl Handler for Shell {
                 let dir = self.out_dir.join(SCRATCH_DIR);
                 format!("{}: {} of {} kept in {}", p.name, fmt::bytes(p.done), fmt::bytes(p.size), dir.display())
             });
+            self.stopped_seeding = self.core.only_seeding();
             self.interrupted = Some((signal, kept));
-            self.view.clear();
             info!("interrupted: leaving the swarms");
             self.core.shutdown(now);
         }
         self.core.handle_timeout(now);
         self.carry_out(net, now);
-        let current = self.core.current();
         let peer = &self.core.peer;
-        self.view.tick(now, || current.and_then(|id| peer.snapshot(id, now)));
+        let arriving = self.arriving.values().map(|&n| n as u64).sum();
+        self.view.tick(now, |id| peer.snapshot(id, now), arriving);
         self.finished = self.core.finished(now);
     }
 

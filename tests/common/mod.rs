@@ -698,8 +698,8 @@ pub fn last_seeder_status(lines: &[String]) -> Option<SeederStatus> {
 }
 
 /// A leecher's line for a complete file:
-/// `NAME: done, 32.0 MiB in 9.12s (3.5 MiB/s) from 5 peer(s); 12.0 MiB from seeders, 20.0 MiB from leechers`
-/// (possibly followed by `, N bad chunk(s) re-fetched`).
+/// `NAME: done, 32.0 MiB in 9.12s (3.5 MiB/s) from 5 peers; 12.0 MiB from seeders, 20.0 MiB from leechers`
+/// (`from 1 peer`; possibly followed by `, N bad chunks re-fetched`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DoneLine {
     pub size: u64,
@@ -713,7 +713,8 @@ pub fn parse_done(line: &str, name: &str) -> Option<DoneLine> {
     let rest = line.strip_prefix(name)?.strip_prefix(": done, ")?;
     let (head, sources) = rest.split_once("; ")?;
     let (size, head) = head.split_once(" in ")?;
-    let peers = head.split_once(" from ")?.1.strip_suffix(" peer(s)")?;
+    let peers = head.split_once(" from ")?.1;
+    let peers = peers.strip_suffix(" peers").or_else(|| peers.strip_suffix(" peer"))?;
     let mut parts = sources.split(", ");
     let from_seeders = parts.next()?.strip_suffix(" from seeders")?;
     let from_leechers = parts.next()?.strip_suffix(" from leechers")?;
