@@ -20,7 +20,8 @@ USAGE:
   lmk-leecher [OPTIONS] list
   lmk-leecher [OPTIONS] get [--] NAME... [--out DIR]
 
-  NAME                a file name from the catalog, or its 40-hex-digit content id
+  NAME                a file name from the catalog, its 40-hex-digit content id,
+                      or the first 8 or more digits of it
                       (after --, a NAME may start with -)
 
 OPTIONS:
@@ -40,8 +41,11 @@ OPTIONS:
   --overwrite         replace a DIR/NAME that holds other content [default: refuse]
   --wait              wait for another process downloading the same file
                       into DIR                               [default: refuse]
+  --json              print one JSON object per line: list: each file;
+                      get: started, progress each second, done (with the
+                      file's SHA-256), failed
+  -q, --quiet         no bar, no summary: errors only
   -v, --verbose       more log output (-v debug, -vv trace)
-  -q, --quiet         errors only (-q -q: nothing)
   -V, --version       print the version
   -h, --help          this text
 
@@ -79,6 +83,7 @@ fn parse(mut args: Args) -> Result<Config, Usage> {
     let goal = Goal::Until { ratio, time };
     let overwrite = args.flag("--overwrite");
     let wait = args.flag("--wait");
+    let json = args.flag("--json");
     let operands: Vec<String> = args.operands()?.into_iter().map(|a| a.to_string_lossy().into_owned()).collect();
     let (sub, rest) = match operands.split_first() {
         Some((sub, rest)) => (Some(sub.as_str()), rest),
@@ -92,15 +97,17 @@ fn parse(mut args: Args) -> Result<Config, Usage> {
         Some(other) => return Err(Usage(format!("unknown command {other:?} (list or get)"))),
         None => return Err(Usage("missing command: list or get".into())),
     };
-    let mode = match (quiet, std::io::stdout().is_terminal()) {
-        (true, _) => Mode::Quiet,
-        (false, true) => Mode::Bars,
-        (false, false) => Mode::Plain,
+    let mode = match (json, quiet, std::io::stdout().is_terminal()) {
+        (true, _, _) => Mode::Json,
+        (false, true, _) => Mode::Quiet,
+        (false, false, true) => Mode::Bars,
+        (false, false, false) => Mode::Plain,
     };
     Ok(Config { tracker, command, out_dir, listen, peer, timeout, goal, mode, overwrite, wait })
 }
 
-/// A content id if it is 40 hex digits, else a name.
+/// A content id if it is 40 hex digits, else a name (which may also be the
+/// start of a content id: 8 or more hex digits, resolved against the list).
 fn selector(arg: &str) -> Result<Selector, Usage> {
     if let Ok(id) = arg.parse::<Hash20>() {
         return Ok(Selector::Id(id));

@@ -59,8 +59,8 @@ pub enum CloseReason {
     Local,
     /// The peer closed it (EOF) or reset it.
     Remote,
-    /// Dialling failed or did not complete in time.
-    ConnectFailed,
+    /// Dialling failed (refused, unreachable, ...) or did not complete in time (`TimedOut`).
+    ConnectFailed(std::io::ErrorKind),
     /// The peer sent bytes that are not a valid frame.
     Malformed(DecodeError),
     /// Nothing was received for the connection's idle timeout.
@@ -414,9 +414,12 @@ impl Net {
             if !event.is_writable() && !event.is_error() && !event.is_write_closed() {
                 return;
             }
-            let failed = matches!(c.stream.take_error(), Ok(Some(_)) | Err(_)) || c.stream.peer_addr().is_err();
-            if failed {
-                self.mark_closing(id, CloseReason::ConnectFailed);
+            let failed = match c.stream.take_error() {
+                Ok(Some(e)) | Err(e) => Some(e.kind()),
+                Ok(None) => c.stream.peer_addr().err().map(|e| e.kind()),
+            };
+            if let Some(kind) = failed {
+                self.mark_closing(id, CloseReason::ConnectFailed(kind));
                 return;
             }
             c.connecting = false;

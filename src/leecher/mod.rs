@@ -3,6 +3,8 @@
 //! then `DIR/NAME`, serving what it holds to the other peers meanwhile and
 //! after. An interrupted download resumes from its scratch file.
 
+mod json;
+mod listing;
 pub mod machine;
 mod progress;
 mod reactor;

@@ -4,10 +4,12 @@
 //! every few seconds (logs, CI, pipes); with `-q`, nothing but errors.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::json;
 use super::machine::Note;
 use crate::common::{bar, fmt, text};
 use crate::hash::ContentId;
@@ -16,6 +18,7 @@ use crate::peer::torrent::{Counters, Goal};
 
 const TTY_EVERY: Duration = Duration::from_millis(200);
 const PLAIN_EVERY: Duration = Duration::from_secs(2);
+const JSON_EVERY: Duration = Duration::from_secs(1);
 const PLAIN_BAR: usize = 24;
 
 /// How the progress is shown.
@@ -27,6 +30,9 @@ pub enum Mode {
     Plain,
     /// Nothing but errors (`-q`).
     Quiet,
+    /// One JSON object per line (`--json`): started, progress every second,
+    /// done (with the final file's SHA-256), failed.
+    Json,
 }
 
 /// The file downloading now.
@@ -50,6 +56,8 @@ struct Seeding {
 pub struct View {
     mode: Mode,
     goal: Goal,
+    /// Where complete files are (for `--json`'s SHA-256).
+    out_dir: PathBuf,
     next_draw: Option<Instant>,
     current: Option<Current>,
     seeding: BTreeMap<ContentId, Seeding>,
@@ -67,8 +75,8 @@ struct Total {
 }
 
 impl View {
-    pub fn new(mode: Mode, goal: Goal) -> View {
-        View { mode, goal, next_draw: None, current: None, seeding: BTreeMap::new(), total: Total::default() }
+    pub fn new(mode: Mode, goal: Goal, out_dir: PathBuf) -> View {
+        View { mode, goal, out_dir, next_draw: None, current: None, seeding: BTreeMap::new(), total: Total::default() }
     }
 
     /// When the display next wants to be drawn.
@@ -76,15 +84,18 @@ impl View {
         self.next_draw
     }
 
-    /// Prints a line of output (not in quiet mode), around the bars.
+    /// Prints a line of output for people (not with `-q` or `--json`), around the bars.
     pub fn say(&self, line: &str) {
-        if self.mode != Mode::Quiet {
+        if matches!(self.mode, Mode::Bars | Mode::Plain) {
             bar::around(|| crate::say!("{line}"));
         }
     }
 
     /// Shows what the core reported.
     pub fn note(&mut self, now: Instant, note: Note) {
+        if self.mode == Mode::Json {
+            self.json_note(now, &note);
+        }
         match note {
             Note::Listing(_) => {}
             Note::Started { id, name, size, resumed, chunks } => {
@@ -128,8 +139,10 @@ impl View {
                     self.seeding.insert(id, Seeding { size, since: now, bar });
                 }
             }
+            // Reported only for a file that was seeding (not one left at once, by `--seed-ratio 0`).
             Note::Seeded { id, name, size, counters } => {
-                if let Some(bar) = self.seeding.remove(&id).and_then(|s| s.bar) {
+                let Some(seeding) = self.seeding.remove(&id) else { return };
+                if let Some(bar) = seeding.bar {
                     bar.finish_and_clear();
                 }
                 let ratio = counters.uploaded as f64 / size.max(1) as f64;
@@ -153,7 +166,11 @@ impl View {
         if self.next_draw.is_some_and(|at| now < at) || self.mode == Mode::Quiet {
             return;
         }
-        let every = if self.mode == Mode::Bars { TTY_EVERY } else { PLAIN_EVERY };
+        let every = match self.mode {
+            Mode::Bars => TTY_EVERY,
+            Mode::Json => JSON_EVERY,
+            Mode::Plain | Mode::Quiet => PLAIN_EVERY,
+        };
         self.next_draw = (self.current.is_some() || !self.seeding.is_empty()).then_some(now + every);
         if let Some(c) = &mut self.current {
             if let Some(p) = snapshot(c.id) {
@@ -162,6 +179,7 @@ impl View {
                 c.up.sample(now, p.counters.uploaded);
                 let rates = (c.down.per_sec(now), c.up.per_sec(now));
                 match &c.bar {
+                    _ if self.mode == Mode::Json => json::print(json::progress(c.id, &p, position, rates)),
                     Some(bar) => {
                         bar.set_message(bar_message(&p, position, rates));
                         bar.set_position(position);
@@ -180,6 +198,26 @@ impl View {
             if let (Some(bar), Some(p)) = (&s.bar, snapshot(*id)) {
                 bar.set_message(seeding_message(&p, s, self.goal, now));
             }
+        }
+    }
+
+    /// The JSON line of a note (`Listing` is printed by the shell).
+    fn json_note(&mut self, now: Instant, note: &Note) {
+        let line = match note {
+            Note::Listing(_) => return,
+            Note::Started { id, name, size, resumed, chunks } => json::started(*id, name, *size, *resumed, *chunks),
+            Note::AlreadyComplete { name } => json::complete(name, &self.out_dir.join(name)),
+            Note::Waiting { name, holder } => json::waiting(name, holder),
+            Note::Done { id, name, size, elapsed, counters } => {
+                json::done(*id, name, *size, *elapsed, counters, &self.out_dir.join(name))
+            }
+            Note::Seeded { id, .. } if !self.seeding.contains_key(id) => return,
+            Note::Seeded { id, name, counters, .. } => json::seeded(*id, name, counters),
+            Note::Failed { name, reason } => json::failed(name, reason),
+        };
+        json::print(line);
+        if let Note::Started { .. } = note {
+            self.next_draw = Some(now + JSON_EVERY);
         }
     }
 

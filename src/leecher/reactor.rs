@@ -10,11 +10,11 @@ use log::{debug, info};
 use super::machine::{Command, Config as CoreConfig, Leecher, Note, Output};
 use super::progress::View;
 use super::scratch::{Dir, SCRATCH_DIR};
+use super::{json, listing};
 use super::{Config, Error};
 use crate::common::fmt;
 use crate::common::net::{CloseReason, ConnId, Handler, Net, CONNECT_TIMEOUT};
 use crate::common::rng;
-use crate::common::text::escape;
 use crate::peer::machine::Config as PeerConfig;
 use crate::peer::reactor::Peers;
 use crate::wire::catalog::{Response, MAX_CATALOG_FRAME};
@@ -28,6 +28,8 @@ struct Shell {
     tracker: SocketAddr,
     catalog_conn: Option<ConnId>,
     view: View,
+    /// `--json`: the listing as JSON lines.
+    json: bool,
     /// Bytes of unfinished frames (chunks under way) per peer connection,
     /// so the bar moves as bytes arrive, not a whole chunk at a time.
     arriving: HashMap<ConnId, usize>,
@@ -79,7 +81,8 @@ pub fn run(config: Config) -> Result<(), Error> {
         core,
         tracker: config.tracker,
         catalog_conn: None,
-        view: View::new(config.mode, config.goal),
+        view: View::new(config.mode, config.goal, config.out_dir.clone()),
+        json: config.mode == super::Mode::Json,
         arriving: HashMap::new(),
         started: now,
         out_dir: config.out_dir.clone(),
@@ -117,7 +120,7 @@ impl Shell {
                     Ok(conn) => self.catalog_conn = Some(conn),
                     Err(e) => {
                         debug!("catalog connect to {}: {e}", self.tracker);
-                        self.core.handle_catalog_failed(now);
+                        self.core.handle_catalog_failed(now, unreachable(e.kind()));
                     }
                 },
                 Output::CatalogSend(conn, request) => {
@@ -137,25 +140,25 @@ impl Shell {
         while let Some(note) = self.core.poll_note() {
             self.show(now, note);
         }
+        // After any event, not only a timer: a refused catalog ends a list with no timer left.
+        self.finished = self.core.finished(now);
     }
 
     fn show(&mut self, now: Instant, note: Note) {
         match note {
-            Note::Listing(entries) => {
-                crate::say!("{:<32} {:>10} {:>7}  CONTENT ID", "NAME", "SIZE", "SEEDERS");
-                for e in entries {
-                    crate::say!(
-                        "{:<32} {:>10} {:>7}  {}",
-                        escape(&e.name).to_string(),
-                        fmt::bytes(e.size),
-                        e.seeders,
-                        e.id
-                    );
-                }
-            }
+            Note::Listing(entries) if self.json => entries.iter().for_each(|e| json::print(json::entry(e))),
+            Note::Listing(entries) => listing::table(&entries).iter().for_each(|line| crate::say!("{line}")),
             note => self.view.note(now, note),
         }
     }
+}
+
+/// Why a connection could not be opened, when retrying cannot help soon:
+/// nothing listens there, or there is no route to it.
+fn unreachable(kind: std::io::ErrorKind) -> Option<String> {
+    use std::io::ErrorKind::*;
+    matches!(kind, ConnectionRefused | HostUnreachable | NetworkUnreachable | AddrNotAvailable)
+        .then(|| std::io::Error::from(kind).to_string())
 }
 
 impl Handler for Shell {
@@ -203,7 +206,11 @@ impl Handler for Shell {
         if self.catalog_conn == Some(conn) {
             self.catalog_conn = None;
             debug!("catalog connection closed: {reason:?}");
-            self.core.handle_catalog_failed(now);
+            let refused = match reason {
+                CloseReason::ConnectFailed(kind) => unreachable(kind),
+                _ => None,
+            };
+            self.core.handle_catalog_failed(now, refused);
         } else {
             self.peers.on_closed(&mut self.core.peer, net, now, conn, reason);
             self.core.after_peer(now);
