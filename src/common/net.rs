@@ -52,6 +52,22 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// Largest UDP datagram we accept or send.
 const MAX_DATAGRAM: usize = 4096;
 
+/// True when a peer listening on `listen` cannot be reached by the others
+/// that `tracker` hands its address to: it listens on loopback only, but the
+/// tracker is on another host (and so hands out this host's network address).
+pub fn loopback_only(listen: SocketAddr, tracker: SocketAddr) -> bool {
+    listen.ip().is_loopback() && !tracker.ip().is_loopback()
+}
+
+/// The warning for [`loopback_only`].
+pub fn loopback_warning(listen: SocketAddr, tracker: SocketAddr) -> String {
+    format!(
+        "LISTENING ON LOOPBACK ONLY ({listen}) BUT THE TRACKER {tracker} IS ON ANOTHER HOST: no peer can connect here; \
+         use --listen 0.0.0.0:{} (or this host's address)",
+        listen.port()
+    )
+}
+
 /// Why a connection ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CloseReason {

@@ -53,7 +53,13 @@ pub fn run(config: Config) -> Result<(), Error> {
     let mut net = Net::new().map_err(Error::Poll)?;
     net.bind_udp_towards(config.tracker).map_err(Error::Poll)?;
     let port = match config.command {
-        Command::Get(_) => net.listen(config.listen).map_err(|e| Error::Bind(config.listen, e))?.port(),
+        Command::Get(_) => {
+            let local = net.listen(config.listen).map_err(|e| Error::Bind(config.listen, e))?;
+            if crate::common::net::loopback_only(local, config.tracker) {
+                log::warn!("{}", crate::common::net::loopback_warning(local, config.tracker));
+            }
+            local.port()
+        }
         Command::List => 0,
     };
     net.catch_signals().map_err(Error::Poll)?;
@@ -148,9 +154,29 @@ impl Shell {
         match note {
             Note::Listing(entries) if self.json => entries.iter().for_each(|e| json::print(json::entry(e))),
             Note::Listing(entries) => listing::table(&entries).iter().for_each(|line| crate::say!("{line}")),
+            Note::Started { .. } => {
+                self.peers.unreachable.clear();
+                self.view.note(now, note);
+            }
+            // A download that gives up names the peers it could not reach, and why.
+            Note::Failed { name, reason } if !self.peers.unreachable.is_empty() => {
+                let reason = format!("{reason}; {}", unreached(&self.peers.unreachable));
+                self.peers.unreachable.clear();
+                self.view.note(now, Note::Failed { name, reason });
+            }
             note => self.view.note(now, note),
         }
     }
+}
+
+/// `could not reach 10.0.0.7:7000 (connection refused), 10.0.0.8:7000 (timed out)`, the first few.
+fn unreached(unreachable: &std::collections::BTreeMap<SocketAddr, String>) -> String {
+    const SHOWN: usize = 5;
+    let mut list: Vec<String> = unreachable.iter().take(SHOWN).map(|(a, why)| format!("{a} ({why})")).collect();
+    if unreachable.len() > SHOWN {
+        list.push(format!("and {} more", unreachable.len() - SHOWN));
+    }
+    format!("could not reach {}", list.join(", "))
 }
 
 /// Why a connection could not be opened, when retrying cannot help soon:

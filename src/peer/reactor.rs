@@ -2,6 +2,7 @@
 //! peer connections and the core and carries out what the core asks. The
 //! seeder and leecher shells call these with the core they own.
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -19,11 +20,25 @@ pub struct Peers {
     tracker: SocketAddr,
     /// Frames that failed to decode, over all peer connections.
     pub malformed: u64,
+    /// Connections being dialled, and to where.
+    dialling: HashMap<ConnId, SocketAddr>,
+    /// Addresses whose last dial failed, and why, so that a download that
+    /// gives up can name them (at most `MAX_UNREACHABLE`; the caller clears it).
+    pub unreachable: BTreeMap<SocketAddr, String>,
 }
+
+/// Unreachable addresses remembered at most.
+const MAX_UNREACHABLE: usize = 64;
 
 impl Peers {
     pub fn new(tracker: SocketAddr) -> Peers {
-        Peers { tracker, malformed: 0 }
+        Peers { tracker, malformed: 0, dialling: HashMap::new(), unreachable: BTreeMap::new() }
+    }
+
+    fn dial_failed(&mut self, addr: SocketAddr, why: String) {
+        if self.unreachable.len() < MAX_UNREACHABLE || self.unreachable.contains_key(&addr) {
+            self.unreachable.insert(addr, why);
+        }
     }
 
     /// Carries out everything the core asked for.
@@ -34,10 +49,12 @@ impl Peers {
                 Output::Connect(addr, id) => match net.connect(addr, MAX_PEER_FRAME, now, CONNECT_TIMEOUT) {
                     Ok(conn) => {
                         net.set_idle(conn, Some(PEER_IDLE));
+                        self.dialling.insert(conn, addr);
                         core.handle_dialling(now, addr, id, conn);
                     }
                     Err(e) => {
                         debug!("connect to {addr}: {e}");
+                        self.dial_failed(addr, e.to_string());
                         core.handle_dial_failed(now, addr, id);
                     }
                 },
@@ -67,6 +84,9 @@ impl Peers {
     }
 
     pub fn on_connected(&mut self, core: &mut Machine, net: &mut Net, now: Instant, conn: ConnId) {
+        if let Some(addr) = self.dialling.remove(&conn) {
+            self.unreachable.remove(&addr);
+        }
         core.handle_connected(now, conn);
         self.carry_out(core, net, now);
     }
@@ -95,6 +115,9 @@ impl Peers {
     }
 
     pub fn on_closed(&mut self, core: &mut Machine, net: &mut Net, now: Instant, conn: ConnId, reason: CloseReason) {
+        if let (Some(addr), CloseReason::ConnectFailed(kind)) = (self.dialling.remove(&conn), &reason) {
+            self.dial_failed(addr, std::io::Error::from(*kind).to_string());
+        }
         match &reason {
             CloseReason::Malformed(DecodeError::Version { got, want }) => {
                 info!("{conn}: refused a peer speaking protocol version {got} (we speak {want})");

@@ -4,6 +4,7 @@
 pub mod publish;
 mod reactor;
 pub mod store;
+mod watch;
 
 use std::fmt;
 use std::io;

@@ -6,9 +6,10 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use log::{debug, info};
+use log::{debug, info, warn};
 
 use super::publish::{Output as PublishOutput, Publisher};
+use super::watch::{Change, TrackerWatch};
 use super::{Config, Error};
 use crate::common::fmt as human;
 use crate::common::net::{CloseReason, ConnId, Handler, Net, CONNECT_TIMEOUT};
@@ -34,6 +35,8 @@ struct Shell {
     status_every: Duration,
     next_status: Option<Instant>,
     last_status: (Instant, u64),
+    /// Whether the tracker answers at all.
+    watch: TrackerWatch,
     stopping: bool,
     finished: bool,
 }
@@ -41,6 +44,9 @@ struct Shell {
 pub fn run(config: Config, files: Vec<(FileMeta, SharedFile)>) -> Result<(), Error> {
     let mut net = Net::new().map_err(Error::Poll)?;
     let local = net.listen(config.listen).map_err(|e| Error::Bind(config.listen, e))?;
+    if crate::common::net::loopback_only(local, config.tracker) {
+        warn!("{}", crate::common::net::loopback_warning(local, config.tracker));
+    }
     net.bind_udp_towards(config.tracker).map_err(|e| Error::Bind(config.tracker, e))?;
     net.catch_signals().map_err(Error::Poll)?;
     let now = Instant::now();
@@ -72,6 +78,7 @@ pub fn run(config: Config, files: Vec<(FileMeta, SharedFile)>) -> Result<(), Err
         status_every: config.status_every,
         next_status: (!config.status_every.is_zero()).then_some(now + config.status_every),
         last_status: (now, 0),
+        watch: TrackerWatch::new(now),
         stopping: false,
         finished: false,
     };
@@ -130,8 +137,12 @@ impl Shell {
         let secs = now.saturating_duration_since(then).as_secs_f64().max(1e-3);
         let rate = uploaded.saturating_sub(sent_then) as f64 / secs;
         let copies = uploaded as f64 / self.total_size.max(1) as f64;
+        let tracker = match self.watch.silent_for(now) {
+            Some(silent) => format!("SILENT {}", human::duration(silent)),
+            None => "ok".to_string(),
+        };
         crate::say!(
-            "seeder: {} file(s) | peers {} | slots {} | up {} | sent {} ({copies:.2} copies) | bad frames {}",
+            "seeder: {} file(s) | peers {} | slots {} | up {} | sent {} ({copies:.2} copies) | bad frames {} | tracker {tracker}",
             self.publisher.shared(),
             core.peers(),
             core.slots_used(),
@@ -141,6 +152,16 @@ impl Shell {
         );
         let _ = std::io::stdout().flush();
         self.last_status = (now, uploaded);
+    }
+}
+
+impl Shell {
+    /// Anything came from the tracker: it is up, so a waiting publish goes now.
+    fn tracker_heard(&mut self, now: Instant) {
+        if self.watch.heard(now) == Some(Change::Back) {
+            info!("the tracker {} answers again", self.tracker);
+        }
+        self.publisher.handle_tracker_heard(now);
     }
 }
 
@@ -161,6 +182,7 @@ impl Handler for Shell {
 
     fn on_frame(&mut self, net: &mut Net, now: Instant, conn: ConnId, frame: Frame<'_>) -> Result<(), DecodeError> {
         if self.catalog_conn == Some(conn) {
+            self.tracker_heard(now);
             self.publisher.handle_response(now, conn, catalog::Response::decode(frame)?);
         } else {
             self.peers.on_frame(&mut self.core, net, now, conn, frame)?;
@@ -185,16 +207,32 @@ impl Handler for Shell {
     }
 
     fn on_datagram(&mut self, net: &mut Net, now: Instant, from: SocketAddr, data: &[u8]) {
+        if from == self.tracker {
+            self.tracker_heard(now);
+        }
         self.peers.on_datagram(&mut self.core, net, now, from, data);
         self.carry_out(net, now);
     }
 
     fn on_tick(&mut self, net: &mut Net, now: Instant) {
         if net.stop_signal().is_some() && !self.stopping {
-            info!("stopping: leaving the tracker's swarms");
+            match self.watch.ever_heard() {
+                true => info!("stopping: leaving the tracker's swarms"),
+                false => info!("stopping; the tracker {} never answered, so no swarm was joined", self.tracker),
+            }
             self.stopping = true;
             self.publisher.shutdown();
             self.core.shutdown(now);
+        }
+        if let Some(Change::Silent { never }) = self.watch.check(now) {
+            let since = if never { " since the start" } else { "" };
+            warn!(
+                "the tracker {} has not answered for {}{since}: nobody can find these files until it does \
+                 (is it running, and are UDP and TCP port {} reachable from here?)",
+                self.tracker,
+                human::duration(super::watch::SILENT),
+                self.tracker.port()
+            );
         }
         self.peers.on_tick(&mut self.core, net, now);
         self.publisher.handle_timeout(now);
@@ -210,7 +248,8 @@ impl Handler for Shell {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        [self.core.next_deadline(), self.publisher.next_deadline(), self.next_status].into_iter().flatten().min()
+        let watch = self.watch.next_deadline();
+        [self.core.next_deadline(), self.publisher.next_deadline(), self.next_status, watch].into_iter().flatten().min()
     }
 
     fn done(&self) -> bool {
