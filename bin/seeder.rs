@@ -26,7 +26,9 @@ OPTIONS:
   --up-limit RATE     upload limit in bytes/s, 1..1T         [default: none]
   --down-limit RATE   download limit in bytes/s, 1..1T       [default: none]
   --chunk-size BYTES  chunk size, 16K..16M                   [default: 1M]
-  --status SECS       print the status line this often, 0..1d [default: 5; 0: never]
+  --status SECS       show the status line this often, 0..1d [default: 5; 0: never]
+                      (redrawn on a terminal; else printed when it changed,
+                      with a timestamp)
   --publish-key FILE  sign publishes with this shared secret, for a tracker
                       started with the same --publish-key    [default: none]
   -v, --verbose       more log output (-v debug, -vv trace)

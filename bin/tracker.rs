@@ -32,7 +32,9 @@ OPTIONS:
   --publish-key FILE    take only publishes signed with this shared secret
                         (16 to 1024 bytes; trailing newlines ignored);
                         seeders need the same --publish-key      [default: none]
-  --status SECS         print the status table this often, 0..1d [default: 5; 0: never]
+  --status SECS         show the status table this often, 0..1d  [default: 5; 0: never]
+                        (redrawn on a terminal; else printed when it
+                        changed, with a timestamp and rates)
   -v, --verbose         more log output (-v debug, -vv trace)
   -q, --quiet           errors only (-q -q: nothing)
   -V, --version         print the version

@@ -122,6 +122,9 @@ fn version_equals_and_double_dash() {
         let name = std::path::Path::new(program).file_name().unwrap().to_string_lossy().into_owned();
         assert_eq!(text(&out.stdout), format!("{name} {}\n", env!("CARGO_PKG_VERSION")));
     }
+    // Given twice, the last counts (a wrapper's default, then the user's).
+    let line = assert_usage_error(LEECHER, &["--timeout", "5", "--timeout=2d", "list"]);
+    assert!(line.contains("--timeout \"2d\""), "{line}");
     // The value of an option given with `=` is read as with a space.
     let line = assert_usage_error(LEECHER, &["--timeout=2d", "list"]);
     assert!(line.contains("--timeout \"2d\": must be a duration from 1s to 1d"), "{line}");
@@ -172,7 +175,6 @@ fn cli_errors() {
         &["--up-limit", "fast", file],
         &["--down-limit", "0", file],
         &["--max-peers", "0", file],
-        &["--status", "1", "--status", "2", file],
     ] {
         assert_usage_error(SEEDER, args);
     }

@@ -59,11 +59,12 @@ impl Args {
         self.opts.contains(flag)
     }
 
-    /// The text of option `name`, which may be given once.
+    /// The text of option `name`; given more than once, the last one counts
+    /// (so a wrapper's defaults can be overridden by options after them).
     fn text(&mut self, name: &'static str) -> Result<Option<String>, Usage> {
-        let value = self.opts.opt_value_from_str::<_, String>(name).map_err(|e| value_error(name, e))?;
-        if value.is_some() && self.opts.contains(name) {
-            return Err(Usage(format!("{name} given more than once")));
+        let mut value = None;
+        while let Some(v) = self.opts.opt_value_from_str::<_, String>(name).map_err(|e| value_error(name, e))? {
+            value = Some(v);
         }
         Ok(value)
     }
@@ -101,14 +102,16 @@ impl Args {
         parse_addr(&raw).map_err(|e| Usage(format!("{name} {raw:?}: {e}")))
     }
 
-    /// A path option.
+    /// A path option (the last, if given more than once).
     pub fn path(&mut self, name: &'static str) -> Result<Option<PathBuf>, Usage> {
-        let value = self.opts.opt_value_from_os_str(name, |s| Ok::<_, String>(PathBuf::from(s)));
-        let value = value.map_err(|e| value_error(name, e))?;
-        if value.is_some() && self.opts.contains(name) {
-            return Err(Usage(format!("{name} given more than once")));
+        let mut value = None;
+        loop {
+            let next = self.opts.opt_value_from_os_str(name, |s| Ok::<_, String>(PathBuf::from(s)));
+            match next.map_err(|e| value_error(name, e))? {
+                Some(v) => value = Some(v),
+                None => return Ok(value),
+            }
         }
-        Ok(value)
     }
 
     /// The operands: what no option took, then everything after `--`. An

@@ -26,6 +26,7 @@ pub mod publish_key;
 pub mod quantity;
 pub mod rng;
 pub mod signal;
+pub mod status;
 #[cfg(test)]
 pub mod test_dir;
 pub mod text;

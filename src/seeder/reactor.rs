@@ -2,9 +2,9 @@
 //! peer core), the UDP socket to the tracker, the short-lived catalog
 //! connection, and the status line.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, info, warn};
 
@@ -14,6 +14,7 @@ use super::{Config, Error};
 use crate::common::fmt as human;
 use crate::common::net::{CloseReason, ConnId, Handler, Net, CONNECT_TIMEOUT};
 use crate::common::rng;
+use crate::common::status::Status;
 use crate::meta::FileMeta;
 use crate::peer::bitfield::Bitfield;
 use crate::peer::machine::{Config as CoreConfig, Event, Machine};
@@ -37,6 +38,7 @@ struct Shell {
     last_status: (Instant, u64),
     /// Whether the tracker answers at all.
     watch: TrackerWatch,
+    status: Status,
     stopping: bool,
     finished: bool,
 }
@@ -79,6 +81,7 @@ pub fn run(config: Config, files: Vec<(FileMeta, SharedFile)>) -> Result<(), Err
         next_status: (!config.status_every.is_zero()).then_some(now + config.status_every),
         last_status: (now, 0),
         watch: TrackerWatch::new(now),
+        status: Status::new(std::io::stdout().is_terminal()),
         stopping: false,
         finished: false,
     };
@@ -130,27 +133,33 @@ impl Shell {
         }
     }
 
-    fn print_status(&mut self, now: Instant) {
+    /// The status line: `seeder: 2 files | peers 3 | slots 2 | up 1.2 MiB/s | sent 30.0 MiB (0.47 copies) | bad
+    /// frames 0 | tracker ok`, redrawn on a terminal, else printed when it changed.
+    fn print_status(&mut self, now: Instant, last: bool) {
         let core = &self.core;
         let uploaded = core.uploaded();
         let (then, sent_then) = self.last_status;
         let secs = now.saturating_duration_since(then).as_secs_f64().max(1e-3);
         let rate = uploaded.saturating_sub(sent_then) as f64 / secs;
         let copies = uploaded as f64 / self.total_size.max(1) as f64;
-        let tracker = match self.watch.silent_for(now) {
-            Some(silent) => format!("SILENT {}", human::duration(silent)),
-            None => "ok".to_string(),
-        };
-        crate::say!(
-            "seeder: {} file(s) | peers {} | slots {} | up {} | sent {} ({copies:.2} copies) | bad frames {} | tracker {tracker}",
-            self.publisher.shared(),
-            core.peers(),
-            core.slots_used(),
+        let silent = self.watch.silent_for(now);
+        let tracker = silent.map_or_else(|| "ok".to_string(), |s| format!("SILENT {}", human::duration(s)));
+        let counts = (self.publisher.shared(), core.peers(), core.slots_used());
+        let line = format!(
+            "seeder: {} | peers {} | slots {} | up {} | sent {} ({copies:.2} copies) | bad frames {} | tracker {tracker}",
+            human::plural(counts.0 as u64, "file"),
+            counts.1,
+            counts.2,
             human::rate(rate),
             human::bytes(uploaded),
             core.violations + self.peers.malformed,
         );
-        let _ = std::io::stdout().flush();
+        // A change: any count, the bytes sent, whether it is sending, whether the tracker answers.
+        let key = format!("{counts:?} {uploaded} {} {}", rate > 0.0, silent.is_some());
+        match last {
+            true => self.status.last(&line, SystemTime::now()),
+            false => self.status.show(&line, &key, SystemTime::now()),
+        }
         self.last_status = (now, uploaded);
     }
 }
@@ -238,11 +247,11 @@ impl Handler for Shell {
         self.publisher.handle_timeout(now);
         self.carry_out(net, now);
         if self.stopping && self.core.stopped(now) {
-            self.print_status(now);
+            self.print_status(now, true);
             self.finished = true;
         }
         if self.next_status.is_some_and(|next| now >= next) {
-            self.print_status(now);
+            self.print_status(now, false);
             self.next_status = Some(now + self.status_every);
         }
     }

@@ -679,8 +679,12 @@ pub struct SeederStatus {
 }
 
 /// The parsed status line, or `None` if `line` is not one.
+/// (`2026-12-05T09:26:02Z seeder: ...`: printed when it changed, behind the time, when not on a terminal).
 pub fn parse_seeder_status(line: &str) -> Option<SeederStatus> {
-    let rest = line.strip_prefix("seeder: ")?;
+    let (stamp, rest) = line.split_once("seeder: ")?;
+    if !(stamp.is_empty() || stamp.ends_with("Z ")) {
+        return None;
+    }
     let field = |key: &str| rest.split(" | ").find_map(|part| part.strip_prefix(key)).map(str::trim);
     let (sent, copies) = field("sent ")?.split_once(" (")?;
     Some(SeederStatus {
