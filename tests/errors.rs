@@ -51,6 +51,16 @@ fn get_waits_for_a_name_not_yet_published() {
     let tmp = TempDir::new("late");
     let src = random_file(&tmp.sub("src"), "late.bin", 70_000, 3);
     let (_tracker, addr) = start_tracker(INTERVAL, EXPIRY);
+    // A name never published: no output directory is created for it.
+    let newdir = tmp.path().join("newdir");
+    let none = run_leecher(addr, &["get", "nosuch", "--out", newdir.to_str().unwrap(), "--timeout", "1"]);
+    assert_eq!(none.status.code(), Some(1), "{}", text(&none.stderr));
+    assert!(
+        text(&none.stderr).contains("nosuch: tracker: no such file in the catalog (waited 1.0s)"),
+        "{}",
+        text(&none.stderr)
+    );
+    assert!(!newdir.exists(), "get nosuch --out newdir created newdir");
     let out = tmp.sub("out");
     let mut leecher = get_into(addr, "late.bin", &out, &[]);
     let line = leecher.wait_stdout_contains(DOWNLOAD, "late.bin: waiting: not in the catalog yet");
@@ -76,4 +86,26 @@ fn a_download_that_gives_up_names_the_peers_it_could_not_reach() {
     let line = stderr.lines().find(|l| l.starts_with("lmk-leecher: gone.bin: ")).unwrap_or_else(|| panic!("{stderr}"));
     assert!(line.contains("no chunk verified within 3s"), "{line}");
     assert!(line.contains(&format!("could not reach 127.0.0.1:{} (connection refused)", seeder_addr.port())), "{line}");
+}
+
+/// A port in use is reported before any file is hashed (it used to come
+/// minutes late on big files); skipped subdirectories are mentioned.
+#[test]
+fn a_seeder_binds_before_hashing_and_mentions_skipped_subdirectories() {
+    let tmp = TempDir::new("bindfirst");
+    let share = tmp.sub("share");
+    random_file(&share, "f.bin", 100_000, 5);
+    std::fs::create_dir(share.join("sub")).unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = taken.local_addr().unwrap().to_string();
+    let tracker = dead_addr().to_string();
+    let args = ["--tracker", &tracker, "--listen", &listen, "--status", "0", share.to_str().unwrap()];
+    let out = run_bin(SEEDER, &args, Duration::from_secs(10));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("cannot bind {listen}")), "{stderr}");
+    assert!(!stderr.contains("hashed in"), "nothing hashed before the bind failed:\n{stderr}");
+
+    let (mut seeder, _) = start_seeder(dead_addr(), &[], &[&share]);
+    seeder.wait_stderr(Duration::from_secs(10), "1 subdirectory skipped: only the files directly in it are shared");
 }

@@ -34,12 +34,12 @@ pub fn bytes_number(n: u64, like: u64) -> String {
     number_in(n, unit_of(like))
 }
 
-/// `1 peer`, `0 peers`, `3 peers`.
+/// `1 peer`, `0 peers`, `3 peers`, `2 subdirectories`.
 pub fn plural(n: u64, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
+    match noun.strip_suffix('y') {
+        _ if n == 1 => format!("1 {noun}"),
+        Some(stem) if !stem.ends_with(['a', 'e', 'o', 'u']) => format!("{n} {stem}ies"),
+        _ => format!("{n} {noun}s"),
     }
 }
 

@@ -104,8 +104,9 @@ struct Lookup {
     conn: Option<ConnId>,
     /// The selectors still to resolve, asked again in full on a new connection.
     unanswered: VecDeque<Selector>,
-    /// Names the catalog does not have yet, asked again at `retry_at` until `deadline`.
-    absent: Vec<Selector>,
+    /// Names the catalog does not have yet, asked again at `retry_at` until
+    /// `deadline`, with the tracker's last word on them.
+    absent: Vec<(Selector, String)>,
     /// Names the user was told are waited for.
     told: Vec<Selector>,
     /// Reconnect, or ask the absent names again, then.
@@ -246,7 +247,7 @@ impl<D: Disk> Leecher<D> {
         let Some(selector) = lookup.unanswered.pop_front() else { return };
         match checked_meta(&selector, response) {
             Ok(meta) => self.queue.push_back(meta),
-            Err(Absent) if now < lookup.deadline => {
+            Err(Absent(why)) if now < lookup.deadline => {
                 if !lookup.told.contains(&selector) {
                     lookup.told.push(selector.clone());
                     let holder = format!(
@@ -255,9 +256,9 @@ impl<D: Disk> Leecher<D> {
                     );
                     self.notes.push_back(Note::Waiting { name: label(&selector), holder });
                 }
-                lookup.absent.push(selector);
+                lookup.absent.push((selector, why));
             }
-            Err(Absent) => self.fail(label(&selector), "tracker: no such file".into()),
+            Err(Absent(why)) => self.fail(label(&selector), format!("tracker: {why}")),
             Err(Refused(reason)) => self.fail(label(&selector), reason),
         }
         self.lookup_step(now);
@@ -293,8 +294,8 @@ impl<D: Disk> Leecher<D> {
         for s in unanswered {
             self.fail(label(&s), unanswered_reason.to_string());
         }
-        for s in absent {
-            self.fail(label(&s), format!("tracker: no such file (waited {})", crate::common::fmt::duration(waited)));
+        for (s, why) in absent {
+            self.fail(label(&s), format!("tracker: {why} (waited {})", crate::common::fmt::duration(waited)));
         }
         if let Phase::Catalog(lookup) = &mut self.phase {
             lookup.listing = false;
@@ -310,7 +311,7 @@ impl<D: Disk> Leecher<D> {
                 self.give_up_lookup(now, &reason);
             } else if lookup.retry_at.is_some_and(|at| now >= at) {
                 lookup.retry_at = None;
-                let again = std::mem::take(&mut lookup.absent);
+                let again: Vec<Selector> = std::mem::take(&mut lookup.absent).into_iter().map(|(s, _)| s).collect();
                 match lookup.conn {
                     Some(conn) => {
                         for s in &again {
@@ -488,7 +489,7 @@ impl<D: Disk> Leecher<D> {
 /// Why a catalog answer gave no file.
 enum NoMeta {
     /// The catalog has no file of that name or content id (yet).
-    Absent,
+    Absent(String),
     Refused(String),
 }
 use NoMeta::{Absent, Refused};
@@ -498,7 +499,7 @@ use NoMeta::{Absent, Refused};
 fn checked_meta(selector: &Selector, response: Response) -> Result<FileMeta, NoMeta> {
     let meta = match response {
         Response::Meta(meta) => meta,
-        Response::Error { code: ErrorCode::NotFound, .. } => return Err(Absent),
+        Response::Error { code: ErrorCode::NotFound, message } => return Err(Absent(message)),
         Response::Error { message, .. } => return Err(Refused(format!("tracker: {message}"))),
         other => return Err(Refused(format!("tracker answered with {}", other.summary()))),
     };

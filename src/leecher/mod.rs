@@ -72,7 +72,10 @@ impl fmt::Display for Error {
                     None => write!(f, "stopped by {name}"),
                 }
             }
-            Error::Incomplete { failed, asked } => write!(f, "{failed} of {asked} file(s) not downloaded"),
+            Error::Incomplete { failed, asked } => {
+                let not = if *failed == 1 { "was" } else { "were" };
+                write!(f, "{failed} of {} {not} not downloaded", crate::common::fmt::plural(*asked as u64, "file"))
+            }
             Error::ListFailed => write!(f, "could not list the catalog"),
         }
     }

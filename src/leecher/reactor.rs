@@ -43,8 +43,10 @@ struct Shell {
 }
 
 pub fn run(config: Config) -> Result<(), Error> {
-    if matches!(config.command, Command::Get(_)) {
-        std::fs::create_dir_all(&config.out_dir).map_err(|e| Error::OutDir(config.out_dir.clone(), e))?;
+    // DIR is created when the first file is to be written; one that exists must be a directory.
+    if matches!(config.command, Command::Get(_)) && config.out_dir.exists() && !config.out_dir.is_dir() {
+        let e = std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory");
+        return Err(Error::OutDir(config.out_dir.clone(), e));
     }
     let asked = match &config.command {
         Command::List => 0,

@@ -242,13 +242,13 @@ impl Publisher {
         if held == self.files.len() {
             self.publishes += 1;
             self.backoff = RETRY;
-            info!("catalog published: {} file(s) at {}", self.files.len(), self.tracker);
+            info!("catalog published: {} at {}", human::plural(self.files.len() as u64, "file"), self.tracker);
             self.phase = Phase::Done;
         } else {
             warn!(
-                "catalog publish incomplete: {} of {} file(s) refused by {}; trying again in {}",
+                "catalog publish incomplete: {} of {} refused by {}; trying again in {}",
                 self.files.len() - held,
-                self.files.len(),
+                human::plural(self.files.len() as u64, "file"),
                 self.tracker,
                 human::duration(self.backoff)
             );

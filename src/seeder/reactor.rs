@@ -43,13 +43,25 @@ struct Shell {
     finished: bool,
 }
 
-pub fn run(config: Config, files: Vec<(FileMeta, SharedFile)>) -> Result<(), Error> {
+/// The sockets, bound before the files are hashed.
+pub struct Bound {
+    net: Net,
+    local: SocketAddr,
+}
+
+/// Binds the peer listener and the UDP socket to the tracker.
+pub fn bind(config: &Config) -> Result<Bound, Error> {
     let mut net = Net::new().map_err(Error::Poll)?;
     let local = net.listen(config.listen).map_err(|e| Error::Bind(config.listen, e))?;
+    net.bind_udp_towards(config.tracker).map_err(|e| Error::Bind(config.tracker, e))?;
+    Ok(Bound { net, local })
+}
+
+pub fn run(config: Config, bound: Bound, files: Vec<(FileMeta, SharedFile)>) -> Result<(), Error> {
+    let Bound { mut net, local } = bound;
     if crate::common::net::loopback_only(local, config.tracker) {
         warn!("{}", crate::common::net::loopback_warning(local, config.tracker));
     }
-    net.bind_udp_towards(config.tracker).map_err(|e| Error::Bind(config.tracker, e))?;
     net.catch_signals().map_err(Error::Poll)?;
     let now = Instant::now();
     let core_config = CoreConfig {
@@ -86,10 +98,10 @@ pub fn run(config: Config, files: Vec<(FileMeta, SharedFile)>) -> Result<(), Err
         finished: false,
     };
     info!(
-        "sharing {} file(s), {} upload slot(s), up to {} peers per file; tracker {}",
-        shell.core.files().count(),
-        config.peer.slots,
-        config.peer.max_peers,
+        "sharing {}, {}, up to {} per file; tracker {}",
+        human::plural(shell.core.files().count() as u64, "file"),
+        human::plural(config.peer.slots as u64, "upload slot"),
+        human::plural(config.peer.max_peers as u64, "peer"),
         config.tracker
     );
     crate::say!("listening on {local}");
