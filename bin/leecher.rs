@@ -36,15 +36,16 @@ OPTIONS:
   --seed-ratio R      after a file is complete, serve it until R x its size
                       is uploaded, 0..1000; 0: leave at once [default: 1.0]
   --seed-time SECS    ... or until this long has passed, 0..365d [default: none]
-  --timeout SECS      give up a file when no chunk arrives this long,
-                      1s..1d                                 [default: 30]
+  --timeout SECS      give up a file when no chunk arrives this long; also
+                      how long the catalog may take, and how long a name
+                      not in it yet is asked for again, 1s..1d [default: 30]
   --overwrite         replace a DIR/NAME that holds other content [default: refuse]
   --wait              wait for another process downloading the same file
                       into DIR                               [default: refuse]
   --json              print one JSON object per line: list: each file;
                       get: started, progress each second, done (with the
                       file's SHA-256), failed
-  -q, --quiet         no bar, no summary: errors only
+  -q, --quiet         no bar, no summary: errors only (-q -q: nothing)
   -v, --verbose       more log output (-v debug, -vv trace)
   -V, --version       print the version
   -h, --help          this text
@@ -58,10 +59,12 @@ after the other, each served to other peers while the next downloads. The
 same get after any interruption resumes: the chunks on disk are checked by
 SHA-1 and only the missing ones fetched. A DIR/NAME with the same content is
 \"already complete\"; one with other content is never replaced without
---overwrite. Ctrl-C or SIGTERM leaves the swarms and keeps the scratch file.
+--overwrite. Ctrl-C or SIGTERM leaves the swarms and keeps the scratch file;
+once every file is complete and only served to others, it just stops.
 
-EXIT STATUS: 0 every file complete, 1 some file not, 2 usage error,
-130 stopped by SIGINT (Ctrl-C), 143 stopped by SIGTERM.
+EXIT STATUS: 0 every file complete (also when stopped while only seeding),
+1 some file not, 2 usage error, 130 stopped by SIGINT (Ctrl-C) during a
+download, 143 stopped by SIGTERM during a download.
 ";
 
 /// `--timeout`: 1 s to a day.

@@ -15,6 +15,7 @@ lmk-seeder: share files through an LMK tracker
 USAGE: lmk-seeder [OPTIONS] [--] PATH...
 
   PATH                a file, or a directory whose regular files are shared
+                      (not its subdirectories)
                       (after --, a PATH may start with -)
 
 OPTIONS:
@@ -32,7 +33,7 @@ OPTIONS:
   --publish-key FILE  sign publishes with this shared secret, for a tracker
                       started with the same --publish-key    [default: none]
   -v, --verbose       more log output (-v debug, -vv trace)
-  -q, --quiet         errors only (-q -q: nothing)
+  -q, --quiet         errors only, no status (-q -q: nothing)
   -V, --version       print the version
   -h, --help          this text
 
@@ -52,6 +53,8 @@ fn parse(mut args: Args) -> Result<Config, Usage> {
     let peer = cli::peer_options(&mut args)?;
     let chunk_size: u32 = args.whole("--chunk-size", CHUNK)?.unwrap_or(DEFAULT_CHUNK);
     let status_every = args.duration("--status", STATUS)?.unwrap_or(Duration::from_secs(5));
+    // -q: errors only, so no status either.
+    let status_every = if args.quiet { Duration::ZERO } else { status_every };
     let publish_key = cli::publish_key(&mut args)?;
     let paths: Vec<PathBuf> = args.operands()?.into_iter().map(PathBuf::from).collect();
     if paths.is_empty() {

@@ -36,7 +36,7 @@ OPTIONS:
                         (redrawn on a terminal; else printed when it
                         changed, with a timestamp and rates)
   -v, --verbose         more log output (-v debug, -vv trace)
-  -q, --quiet           errors only (-q -q: nothing)
+  -q, --quiet           errors only, no status (-q -q: nothing)
   -V, --version         print the version
   -h, --help            this text
 
@@ -60,6 +60,8 @@ fn parse(mut args: Args) -> Result<Config, Usage> {
     let catalog_only = args.flag("--catalog-only");
     let limits = cli::tracker_limits(&mut args, defaults.limits)?;
     let status_every = args.duration("--status", STATUS)?.unwrap_or(Duration::from_secs(5));
+    // -q: errors only, so no status either.
+    let status_every = if args.quiet { Duration::ZERO } else { status_every };
     let files_per_ip = cli::files_per_ip(&mut args, DEFAULT_FILES_PER_IP)?;
     let publish_key = cli::publish_key(&mut args)?;
     args.no_operands()?;

@@ -240,3 +240,36 @@ fn leecher_fails_cleanly() {
     let out = spawn_leecher(dead, &["list", "--timeout", "2"]).finish(QUICK);
     assert!(!out.status.success(), "list from a dead tracker must fail:\n{}", text(&out.stderr));
 }
+
+/// Every option of each program's `--help` is in its README table, and
+/// every option of the table is in `--help` (README "Options").
+#[test]
+fn help_and_readme_list_the_same_options() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let common = ["--verbose", "--quiet", "--version", "--help"];
+    let options = |text: &str| -> std::collections::BTreeSet<String> {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .filter(|w| {
+                w.starts_with("--") && w.as_bytes().get(2).is_some_and(u8::is_ascii_lowercase) && !common.contains(w)
+            })
+            .map(String::from)
+            .collect()
+    };
+    for (program, header) in [(TRACKER, "| lmk-tracker |"), (SEEDER, "| lmk-seeder "), (LEECHER, "| lmk-leecher ")] {
+        let help = text(&run_bin(program, &["--help"], QUICK).stdout);
+        let listed: String = help
+            .lines()
+            .filter(|l| l.trim_start().starts_with("--"))
+            .map(|l| l.split_whitespace().next().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let start = readme.find(header).unwrap_or_else(|| panic!("README has a table starting {header}"));
+        let table: String = readme[start..]
+            .lines()
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| l.split('|').nth(1).unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert_eq!(options(&listed), options(&table), "{program}: --help (left) and README (right)");
+    }
+}
