@@ -25,9 +25,11 @@ USAGE:
                       (after --, a NAME may start with -)
 
 OPTIONS:
-  --tracker ADDR      tracker address (UDP and TCP)          [default: 127.0.0.1:6969]
+  --tracker ADDR      tracker address (UDP and TCP)
+                      [default: 127.0.0.1:6969]
   --out DIR           where files are written                [default: .]
-  --listen ADDR       address other peers connect to         [default: 0.0.0.0:0]
+  --listen ADDR       address other peers connect to
+                      [default: 0.0.0.0:0]
   --slots N           peers uploaded to at once, 1..1024     [default: 8]
   --max-peers-per-file N
                       connections per file, 1..65535         [default: 50]
@@ -39,7 +41,8 @@ OPTIONS:
   --timeout SECS      give up a file when no chunk arrives this long; also
                       how long the catalog may take, and how long a name
                       not in it yet is asked for again, 1s..1d [default: 30]
-  --overwrite         replace a DIR/NAME that holds other content [default: refuse]
+  --overwrite         replace a DIR/NAME that holds other content
+                      [default: refuse]
   --wait              wait for another process downloading the same file
                       into DIR                               [default: refuse]
   --json              print one JSON object per line: list: each file;

@@ -19,15 +19,18 @@ USAGE: lmk-seeder [OPTIONS] [--] PATH...
                       (after --, a PATH may start with -)
 
 OPTIONS:
-  --tracker ADDR      tracker address (UDP and TCP)          [default: 127.0.0.1:6969]
-  --listen ADDR       address peers connect to               [default: 0.0.0.0:0]
+  --tracker ADDR      tracker address (UDP and TCP)
+                      [default: 127.0.0.1:6969]
+  --listen ADDR       address peers connect to
+                      [default: 0.0.0.0:0]
   --slots N           peers uploaded to at once, 1..1024     [default: 8]
   --max-peers-per-file N
                       connections per file, 1..65535         [default: 50]
   --up-limit RATE     upload limit in bytes/s, 1..1T         [default: none]
   --down-limit RATE   download limit in bytes/s, 1..1T       [default: none]
   --chunk-size BYTES  chunk size, 16K..16M                   [default: 1M]
-  --status SECS       show the status line this often, 0..1d [default: 5; 0: never]
+  --status SECS       show the status line this often, 0..1d
+                      [default: 5; 0: never]
                       (redrawn on a terminal; else printed when it changed,
                       with a timestamp)
   --publish-key FILE  sign publishes with this shared secret, for a tracker

@@ -13,17 +13,21 @@ lmk-tracker: BEP 15 UDP tracker and LMK file catalog (TCP, same port)
 USAGE: lmk-tracker [OPTIONS]
 
 OPTIONS:
-  --listen ADDR         UDP and TCP address to serve             [default: 127.0.0.1:6969]
+  --listen ADDR         UDP and TCP address to serve
+                        [default: 127.0.0.1:6969]
   --interval SECS       announce interval, whole seconds, 1s..1d [default: 10]
   --expiry SECS         drop LMK peers silent for this long,
-                        interval..7d                             [default: 3 x interval]
+                        interval..7d               [default: 3 x interval]
   --foreign-expiry SECS drop other clients silent for this long,
                         interval..7d                             [default: 2700]
   --catalog-only        track only info hashes the catalog lists
-  --max-swarms N        swarms held at once                      [default: 100000]
-  --max-peers N         peers held at once, all swarms           [default: 1000000]
+  --max-swarms N        swarms held at once
+                        [default: 100000]
+  --max-peers N         peers held at once, all swarms
+                        [default: 1000000]
   --max-swarms-per-ip N swarms one address may open              [default: 5000]
-  --max-peers-per-ip N  peers of one address                     [default: 50000]
+  --max-peers-per-ip N  peers of one address
+                        [default: 50000]
   --max-peers-per-ip-in-swarm N
                         peers of one address in one swarm        [default: 32]
   --max-files-per-ip N  catalog files one address (IPv6: /64) may publish
@@ -32,7 +36,8 @@ OPTIONS:
   --publish-key FILE    take only publishes signed with this shared secret
                         (16 to 1024 bytes; trailing newlines ignored);
                         seeders need the same --publish-key      [default: none]
-  --status SECS         show the status table this often, 0..1d  [default: 5; 0: never]
+  --status SECS         show the status table this often, 0..1d
+                        [default: 5; 0: never]
                         (redrawn on a terminal; else printed when it
                         changed, with a timestamp and rates)
   -v, --verbose         more log output (-v debug, -vv trace)

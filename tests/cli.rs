@@ -50,9 +50,12 @@ const MALFORMED: &[&str] = &[
     "\u{661}",
 ];
 
+/// An option and the values just outside its range.
+type OptionValues = (&'static str, &'static [&'static str]);
+
 /// Every option that takes a value, by program, with the values just
 /// outside its range (and fractions or units where the option takes none).
-const TRACKER_OPTIONS: &[(&str, &[&str])] = &[
+const TRACKER_OPTIONS: &[OptionValues] = &[
     ("--listen", &["127.0.0.1", "127.0.0.1:99999", "nowhere"]),
     ("--interval", &["0", "1.5", "250ms", "86401", "2d"]),
     ("--expiry", &["0", "0.5", "604801", "8d"]),
@@ -66,7 +69,7 @@ const TRACKER_OPTIONS: &[(&str, &[&str])] = &[
     ("--status", &["-0.1", "86401", "2d"]),
 ];
 /// The options the seeder and the leecher share.
-const PEER_OPTIONS: &[(&str, &[&str])] = &[
+const PEER_OPTIONS: &[OptionValues] = &[
     ("--tracker", &["127.0.0.1", "127.0.0.1:99999", "nowhere"]),
     ("--listen", &["127.0.0.1", "127.0.0.1:99999", "nowhere"]),
     ("--slots", &["0", "1.5", "1025", "18446744073709551616"]),
@@ -74,11 +77,11 @@ const PEER_OPTIONS: &[(&str, &[&str])] = &[
     ("--up-limit", &["0", "1.5", "0.1K", "1025G", "2T", "5X"]),
     ("--down-limit", &["0", "1.5", "0.1K", "1025G", "2T", "5X"]),
 ];
-const SEEDER_OPTIONS: &[(&str, &[&str])] = &[
+const SEEDER_OPTIONS: &[OptionValues] = &[
     ("--chunk-size", &["0", "100", "16383", "16777217", "0.5K", "32M", "1.5K"]),
     ("--status", &["-0.1", "86401", "2d"]),
 ];
-const LEECHER_OPTIONS: &[(&str, &[&str])] = &[
+const LEECHER_OPTIONS: &[OptionValues] = &[
     ("--timeout", &["0", "0.5", "86401", "2d"]),
     ("--seed-ratio", &["-0.001", "1000.5", "1e4", "1K"]),
     ("--seed-time", &["-1", "366d", "31536001"]),
@@ -91,7 +94,7 @@ fn every_option_value_out_of_range_is_one_line_and_exit_2() {
     let tmp = TempDir::new("values");
     let file = random_file(tmp.path(), "f.bin", 1000, 9);
     let file = file.to_str().unwrap();
-    let programs: [(&str, Vec<&(&str, &[&str])>, &[&str]); 3] = [
+    let programs: [(&str, Vec<&OptionValues>, &[&str]); 3] = [
         (TRACKER, TRACKER_OPTIONS.iter().collect(), &[]),
         (SEEDER, PEER_OPTIONS.iter().chain(SEEDER_OPTIONS).collect(), &[file]),
         (LEECHER, PEER_OPTIONS.iter().chain(LEECHER_OPTIONS).collect(), &["list"]),
@@ -257,6 +260,8 @@ fn help_and_readme_list_the_same_options() {
     };
     for (program, header) in [(TRACKER, "| lmk-tracker |"), (SEEDER, "| lmk-seeder "), (LEECHER, "| lmk-leecher ")] {
         let help = text(&run_bin(program, &["--help"], QUICK).stdout);
+        let wide: Vec<&str> = help.lines().filter(|l| l.chars().count() > 80).collect();
+        assert!(wide.is_empty(), "{program} --help fits 80 columns: {wide:#?}");
         let listed: String = help
             .lines()
             .filter(|l| l.trim_start().starts_with("--"))

@@ -106,6 +106,6 @@ fn a_seeder_binds_before_hashing_and_mentions_skipped_subdirectories() {
     assert!(stderr.contains(&format!("cannot bind {listen}")), "{stderr}");
     assert!(!stderr.contains("hashed in"), "nothing hashed before the bind failed:\n{stderr}");
 
-    let (mut seeder, _) = start_seeder(dead_addr(), &[], &[&share]);
+    let (seeder, _) = start_seeder(dead_addr(), &[], &[&share]);
     seeder.wait_stderr(Duration::from_secs(10), "1 subdirectory skipped: only the files directly in it are shared");
 }
