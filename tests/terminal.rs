@@ -179,3 +179,31 @@ fn ctrl_c_while_only_seeding_exits_0() {
     assert!(!text(&out_text.stderr).contains("error"), "{}", text(&out_text.stderr));
     assert_same_file(&src, &out.join("f.bin"));
 }
+
+/// On a terminal the seeder's status line is redrawn in place: many draws,
+/// one line of the screen (no new line per status).
+#[test]
+fn the_seeder_status_is_redrawn_in_place() {
+    if !have_script() {
+        return;
+    }
+    let tmp = TempDir::new("pty-seeder");
+    let src = random_file(&tmp.sub("src"), "s.bin", 1000, 6);
+    let (_tracker, addr) = start_tracker(INTERVAL, EXPIRY);
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    // Stopped by SIGINT after 2 s (20 status periods); it then prints its last status to stay.
+    let line = format!(
+        "stty cols {COLUMNS} rows 24; exec timeout -s INT 2 {} --tracker {addr} --listen 127.0.0.1:0 --status 0.1 {}",
+        quote(SEEDER),
+        quote(src.to_str().unwrap())
+    );
+    let mut command = Command::new("script");
+    command.args(["-qfec", &line, "/dev/null"]);
+    let out = Proc::spawn_command("seeder-pty", command).finish(Duration::from_secs(20));
+    let raw = text(&out.stdout);
+    let draws = raw.matches("seeder: 1 file |").count();
+    let lines = screen_lines(&raw.lines().map(String::from).collect::<Vec<_>>());
+    let kept = raw.lines().filter(|l| l.contains("seeder: 1 file |")).count();
+    assert!(draws >= 5, "drawn again and again: {draws}\n{raw}");
+    assert!(kept <= 3, "redrawn in place, not a new line each time: {kept} lines\n{lines:#?}");
+}
