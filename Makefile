@@ -51,14 +51,20 @@ fuzz-seeds:
 run-tracker: build
 	$(BIN)/lmk-tracker --listen $(TRACKER) $(ARGS)
 
+# A make variable as one shell word, whatever it holds (spaces, quotes, $,
+# unicode): in single quotes, each ' written as '\''.
+quote = '$(subst ','\'',$(1))'
+
 # make run-seeder FILE=path   or   make run-seeder DIR=path
 run-seeder: build
 	@test -n "$(FILE)$(DIR)" || { echo "usage: make run-seeder FILE=path | DIR=path [ARGS=...]"; exit 2; }
-	$(BIN)/lmk-seeder --tracker $(TRACKER) $(ARGS) $(FILE) $(DIR)
+	$(BIN)/lmk-seeder --tracker $(TRACKER) $(ARGS) -- $(if $(FILE),$(call quote,$(FILE))) $(if $(DIR),$(call quote,$(DIR)))
 
-# make run-leecher NAME=file [OUT=dir]   (without NAME: list the catalog)
+# make run-leecher NAME=file [OUT=dir]   (without NAME: list the catalog).
+# OUT defaults to downloads/, which .gitignore lists.
 run-leecher: build
-	@if [ -n "$(NAME)" ]; then $(BIN)/lmk-leecher --tracker $(TRACKER) get $(NAME) --out $(or $(OUT),downloads) $(ARGS); \
+	@if [ -n $(call quote,$(NAME)) ]; then \
+	$(BIN)/lmk-leecher --tracker $(TRACKER) get --out $(call quote,$(or $(OUT),downloads)) $(ARGS) -- $(call quote,$(NAME)); \
 	else $(BIN)/lmk-leecher --tracker $(TRACKER) list $(ARGS); fi
 
 clean:

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use lmk::common::cli::{self, Usage};
+use lmk::common::cli::{self, Args, Usage};
+use lmk::common::quantity::{Kind, Range};
 use lmk::hash::Hash20;
-use lmk::leecher::{self, Command, Config};
+use lmk::leecher::{self, Command, Config, Mode};
 use lmk::peer::torrent::Goal;
 use lmk::wire::catalog::Selector;
 use lmk::wire::MAX_NAME;
@@ -17,28 +18,43 @@ lmk-leecher: list and download files shared through an LMK tracker
 
 USAGE:
   lmk-leecher [OPTIONS] list
-  lmk-leecher [OPTIONS] get NAME... [--out DIR]
+  lmk-leecher [OPTIONS] get [--] NAME... [--out DIR]
 
-  NAME                a file name from the catalog, or its 40-hex-digit content id
+  NAME                a file name from the catalog, its 40-hex-digit content id,
+                      or the first 8 or more digits of it
+                      (after --, a NAME may start with -)
 
 OPTIONS:
-  --tracker ADDR      tracker address (UDP and TCP)          [default: 127.0.0.1:6969]
+  --tracker ADDR      tracker address (UDP and TCP)
+                      [default: 127.0.0.1:6969]
   --out DIR           where files are written                [default: .]
-  --listen ADDR       address other peers connect to         [default: 0.0.0.0:0]
-  --slots N           peers uploaded to at once              [default: 8]
-  --max-peers N       connections per file                   [default: 50]
-  --up-limit RATE     upload limit in bytes/s (20M, 512K)    [default: none]
-  --down-limit RATE   download limit in bytes/s             [default: none]
+  --listen ADDR       address other peers connect to
+                      [default: 0.0.0.0:0]
+  --slots N           peers uploaded to at once, 1..1024     [default: 8]
+  --max-peers-per-file N
+                      connections per file, 1..65535         [default: 50]
+  --up-limit RATE     upload limit in bytes/s, 1..1T         [default: none]
+  --down-limit RATE   download limit in bytes/s, 1..1T       [default: none]
   --seed-ratio R      after a file is complete, serve it until R x its size
-                      is uploaded; 0: leave at once          [default: 1.0]
-  --seed-time SECS    ... or until this long has passed      [default: none]
-  --timeout SECS      give up a file when no chunk arrives this long [default: 30]
-  --overwrite         replace a DIR/NAME that holds other content [default: refuse]
+                      is uploaded, 0..1000; 0: leave at once [default: 1.0]
+  --seed-time SECS    ... or until this long has passed, 0..365d [default: none]
+  --timeout SECS      give up a file when no chunk arrives this long; also
+                      how long the catalog may take, and how long a name
+                      not in it yet is asked for again, 1s..1d [default: 30]
+  --overwrite         replace a DIR/NAME that holds other content
+                      [default: refuse]
   --wait              wait for another process downloading the same file
                       into DIR                               [default: refuse]
-  -v, --verbose       more log output (repeat for more)
-  -q, --quiet         less log output
+  --json              print one JSON object per line: list: each file;
+                      get: started, progress each second, done (with the
+                      file's SHA-256), failed
+  -q, --quiet         no bar, no summary: errors only (-q -q: nothing)
+  -v, --verbose       more log output (-v debug, -vv trace)
+  -V, --version       print the version
   -h, --help          this text
+
+RATE: 300000, 512K, 1.5M, 1G (K, M, G, T = 2^10, 2^20, 2^30, 2^40).
+SECS: 30, 1.5, 250ms, 2m, 1h, 1d. Any option also as --option=VALUE.
 
 A download is written to DIR/.lmk/<content id>.part and renamed to DIR/NAME
 once every chunk has passed its SHA-1 check; files of one get download one
@@ -46,32 +62,40 @@ after the other, each served to other peers while the next downloads. The
 same get after any interruption resumes: the chunks on disk are checked by
 SHA-1 and only the missing ones fetched. A DIR/NAME with the same content is
 \"already complete\"; one with other content is never replaced without
---overwrite. Ctrl-C or SIGTERM leaves the swarms and keeps the scratch file.
+--overwrite. Ctrl-C or SIGTERM leaves the swarms and keeps the scratch file;
+once every file is complete and only served to others, it just stops.
 
-EXIT STATUS: 0 every file complete, 1 some file not, 2 usage error,
-130 stopped by SIGINT (Ctrl-C), 143 stopped by SIGTERM.
+EXIT STATUS: 0 every file complete (also when stopped while only seeding),
+1 some file not, 2 usage error, 130 stopped by SIGINT (Ctrl-C) during a
+download, 143 stopped by SIGTERM during a download.
 ";
 
-fn parse(mut args: pico_args::Arguments) -> Result<Config, Usage> {
-    let tracker = cli::addr(&mut args, "--tracker", "127.0.0.1:6969")?;
-    let out_dir: PathBuf = args.opt_value_from_str("--out")?.unwrap_or_else(|| PathBuf::from("."));
-    let listen = cli::addr(&mut args, "--listen", "0.0.0.0:0")?;
+/// `--timeout`: 1 s to a day.
+const TIMEOUT: Range = Range::secs(1.0, 86400.0);
+/// `--seed-ratio`: 0 (leave at once) to 1000 copies.
+const SEED_RATIO: Range = Range::new(Kind::Number, 0.0, 1000.0);
+/// `--seed-time`: 0 to a year.
+const SEED_TIME: Range = Range::secs(0.0, 365.0 * 86400.0);
+
+fn parse(mut args: Args) -> Result<Config, Usage> {
+    let quiet = args.quiet;
+    let tracker = args.addr("--tracker", "127.0.0.1:6969")?;
+    let out_dir = args.path("--out")?.unwrap_or_else(|| PathBuf::from("."));
+    let listen = args.addr("--listen", "0.0.0.0:0")?;
     let peer = cli::peer_options(&mut args)?;
-    let timeout = cli::secs(&mut args, "--timeout", 1.0)?.unwrap_or(Duration::from_secs(30));
-    let ratio: f64 = cli::opt(&mut args, "--seed-ratio")?.unwrap_or(1.0);
-    if !(ratio.is_finite() && ratio >= 0.0) {
-        return Err(Usage(format!("--seed-ratio {ratio}: must be a number >= 0")));
-    }
-    let time = cli::secs(&mut args, "--seed-time", 0.0)?;
+    let timeout = args.duration("--timeout", TIMEOUT)?.unwrap_or(Duration::from_secs(30));
+    let ratio = args.number("--seed-ratio", SEED_RATIO)?.unwrap_or(1.0);
+    let time = args.duration("--seed-time", SEED_TIME)?;
     let goal = Goal::Until { ratio, time };
-    let overwrite = args.contains("--overwrite");
-    let wait = args.contains("--wait");
-    let sub: Option<String> = args.subcommand()?;
-    let rest: Vec<String> = args.finish().into_iter().map(|a| a.to_string_lossy().into_owned()).collect();
-    if let Some(flag) = rest.iter().find(|a| a.starts_with('-')) {
-        return Err(Usage(format!("unknown option {flag:?}")));
-    }
-    let command = match sub.as_deref() {
+    let overwrite = args.flag("--overwrite");
+    let wait = args.flag("--wait");
+    let json = args.flag("--json");
+    let operands: Vec<String> = args.operands()?.into_iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let (sub, rest) = match operands.split_first() {
+        Some((sub, rest)) => (Some(sub.as_str()), rest),
+        None => (None, &[][..]),
+    };
+    let command = match sub {
         Some("list") if rest.is_empty() => Command::List,
         Some("list") => return Err(Usage("list takes no arguments".into())),
         Some("get") if rest.is_empty() => return Err(Usage("get needs at least one NAME".into())),
@@ -79,11 +103,17 @@ fn parse(mut args: pico_args::Arguments) -> Result<Config, Usage> {
         Some(other) => return Err(Usage(format!("unknown command {other:?} (list or get)"))),
         None => return Err(Usage("missing command: list or get".into())),
     };
-    let tty = std::io::stdout().is_terminal();
-    Ok(Config { tracker, command, out_dir, listen, peer, timeout, goal, tty, overwrite, wait })
+    let mode = match (json, quiet, std::io::stdout().is_terminal()) {
+        (true, _, _) => Mode::Json,
+        (false, true, _) => Mode::Quiet,
+        (false, false, true) => Mode::Bars,
+        (false, false, false) => Mode::Plain,
+    };
+    Ok(Config { tracker, command, out_dir, listen, peer, timeout, goal, mode, overwrite, wait })
 }
 
-/// A content id if it is 40 hex digits, else a name.
+/// A content id if it is 40 hex digits, else a name (which may also be the
+/// start of a content id: 8 or more hex digits, resolved against the list).
 fn selector(arg: &str) -> Result<Selector, Usage> {
     if let Ok(id) = arg.parse::<Hash20>() {
         return Ok(Selector::Id(id));

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use lmk::common::cli::{self, Failure, Usage};
+use lmk::common::cli::{self, Args, Failure, Usage};
+use lmk::common::quantity::{Kind, Range};
 use lmk::sim::options::{self, Rows};
 use lmk::sim::{report, run};
 
@@ -37,7 +38,7 @@ SCENARIO:
                           scenario and seed give the same run    [default: 1]
 PEERS (as lmk-leecher's options):
   --slots N               upload slots                           [default: 8]
-  --max-peers N           connections per file                   [default: 50]
+  --max-peers-per-file N  connections per file                   [default: 50]
   --seed-ratio R          leave after uploading R x the file     [default: 1.0]
   --seed-time TIME        ... or this long after completion      [default: none]
   --interval TIME         the tracker's announce interval        [default: 10s]
@@ -74,15 +75,15 @@ struct Config {
     wall: bool,
 }
 
-fn parse(mut args: pico_args::Arguments) -> Result<Config, Usage> {
-    let standard = args.contains("--standard");
-    let wall = !args.contains("--no-wall");
-    let out: Option<PathBuf> = args.opt_value_from_str("--out")?;
-    let file: Option<PathBuf> = args.opt_value_from_str("--scenario")?;
+fn parse(mut args: Args) -> Result<Config, Usage> {
+    let standard = args.flag("--standard");
+    let wall = !args.flag("--no-wall");
+    let out = args.path("--out")?;
+    let file = args.path("--scenario")?;
     let runs = match file {
         Some(_) if standard => return Err(Usage("--scenario and --standard: give one of them".into())),
         Some(path) => {
-            let seed: Option<u64> = args.opt_value_from_str("--seed")?;
+            let seed: Option<u64> = args.whole("--seed", Range::new(Kind::Count, 0.0, 9.0e15))?;
             let mut rows = options::file(&path)?;
             for (_, s) in rows.iter_mut() {
                 s.seed = seed.unwrap_or(s.seed);
@@ -98,7 +99,7 @@ fn parse(mut args: pico_args::Arguments) -> Result<Config, Usage> {
             }
         }
     };
-    cli::no_leftovers(args)?;
+    args.no_operands()?;
     Ok(Config { runs, out, wall })
 }
 

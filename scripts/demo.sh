@@ -150,7 +150,7 @@ for i in $(seq 1 $N); do
     [ "$SRC" = "$GOT" ] || fail "leecher$i copy differs (sha1 ${GOT:-missing} != $SRC)"
     [ ! -e "$TMP/dl$i/.lmk" ] || fail "leecher$i left its scratch directory .lmk behind"
 done
-SENT=$(grep '^seeder:' "$TMP/seeder.out" | tail -n 1 | sed -n 's/.*| sent \([^|]*\) |.*/\1/p')
+SENT=$(grep -E '^([0-9TZ:-]+ )?seeder:' "$TMP/seeder.out" | tail -n 1 | sed -n 's/.*| sent \([^|]*\) |.*/\1/p')
 echo "demo: PASS: $N leechers downloaded demo.bin ($(stat -c %s "$TMP/share/demo.bin") bytes, sha1 $SRC);" \
     "the last finished after ${LAST}s; one copy through the seeder's $UP/s uplink takes 4.0s"
 echo "demo:   seeder: sent $SENT"

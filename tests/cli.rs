@@ -11,16 +11,139 @@ use common::*;
 /// Hang guard for runs that should end in a few seconds (not a timing assertion).
 const QUICK: Duration = Duration::from_secs(10);
 
-/// Asserts a usage error: exit code 2 and exactly one `PROG: error: ...` line.
-fn assert_usage_error(program: &str, args: &[&str]) {
+/// Asserts a usage error: exit code 2, nothing on stdout and exactly one
+/// line on stderr, `PROG: error: ...`; returns that line.
+fn assert_usage_error(program: &str, args: &[&str]) -> String {
     let prog = std::path::Path::new(program).file_name().unwrap().to_string_lossy().into_owned();
     let out = run_bin(program, args, QUICK);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{prog} {args:?}: exit code\n{stderr}");
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error:")).collect();
-    assert_eq!(errors.len(), 1, "{prog} {args:?}: one error line on stderr:\n{stderr}");
-    assert!(errors[0].starts_with(&format!("{prog}: error: ")), "{prog} {args:?}: {:?}", errors[0]);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{prog} {args:?}: exactly one line on stderr:\n{stderr}");
+    assert!(lines[0].starts_with(&format!("{prog}: error: ")), "{prog} {args:?}: {:?}", lines[0]);
     assert!(text(&out.stdout).is_empty(), "{prog} {args:?}: nothing on stdout");
+    lines[0].to_string()
+}
+
+/// Values no option takes: empty, blank, negative, not a number, infinite,
+/// huge, an unknown unit, garbage.
+const MALFORMED: &[&str] = &[
+    "",
+    " ",
+    "-1",
+    "-0.5",
+    "NaN",
+    "nan",
+    "inf",
+    "-inf",
+    "infinity",
+    "99999999999999999999",
+    "1e19",
+    "1e400",
+    "1x",
+    "x1",
+    "K",
+    "1.2.3",
+    "0x10",
+    "1 K",
+    "5Q",
+    "\u{661}",
+];
+
+/// An option and the values just outside its range.
+type OptionValues = (&'static str, &'static [&'static str]);
+
+/// Every option that takes a value, by program, with the values just
+/// outside its range (and fractions or units where the option takes none).
+const TRACKER_OPTIONS: &[OptionValues] = &[
+    ("--listen", &["127.0.0.1", "127.0.0.1:99999", "nowhere"]),
+    ("--interval", &["0", "1.5", "250ms", "86401", "2d"]),
+    ("--expiry", &["0", "0.5", "604801", "8d"]),
+    ("--foreign-expiry", &["0", "0.5", "604801", "8d"]),
+    ("--max-swarms", &["0", "1.5", "100000001", "1K"]),
+    ("--max-peers", &["0", "1.5", "100000001", "1K"]),
+    ("--max-swarms-per-ip", &["0", "1.5", "100000001"]),
+    ("--max-peers-per-ip", &["0", "1.5", "100000001"]),
+    ("--max-peers-per-ip-in-swarm", &["0", "1.5", "100000001"]),
+    ("--max-files-per-ip", &["0", "1.5", "100000001"]),
+    ("--status", &["-0.1", "86401", "2d"]),
+];
+/// The options the seeder and the leecher share.
+const PEER_OPTIONS: &[OptionValues] = &[
+    ("--tracker", &["127.0.0.1", "127.0.0.1:99999", "nowhere"]),
+    ("--listen", &["127.0.0.1", "127.0.0.1:99999", "nowhere"]),
+    ("--slots", &["0", "1.5", "1025", "18446744073709551616"]),
+    ("--max-peers-per-file", &["0", "1.5", "65536"]),
+    ("--up-limit", &["0", "1.5", "0.1K", "1025G", "2T", "5X"]),
+    ("--down-limit", &["0", "1.5", "0.1K", "1025G", "2T", "5X"]),
+];
+const SEEDER_OPTIONS: &[OptionValues] = &[
+    ("--chunk-size", &["0", "100", "16383", "16777217", "0.5K", "32M", "1.5K"]),
+    ("--status", &["-0.1", "86401", "2d"]),
+];
+const LEECHER_OPTIONS: &[OptionValues] = &[
+    ("--timeout", &["0", "0.5", "86401", "2d"]),
+    ("--seed-ratio", &["-0.001", "1000.5", "1e4", "1K"]),
+    ("--seed-time", &["-1", "366d", "31536001"]),
+];
+
+/// Every option with every malformed value and every value just out of its
+/// range, as `--opt value` and as `--opt=value`: exit 2 and one line that names the option.
+#[test]
+fn every_option_value_out_of_range_is_one_line_and_exit_2() {
+    let tmp = TempDir::new("values");
+    let file = random_file(tmp.path(), "f.bin", 1000, 9);
+    let file = file.to_str().unwrap();
+    let programs: [(&str, Vec<&OptionValues>, &[&str]); 3] = [
+        (TRACKER, TRACKER_OPTIONS.iter().collect(), &[]),
+        (SEEDER, PEER_OPTIONS.iter().chain(SEEDER_OPTIONS).collect(), &[file]),
+        (LEECHER, PEER_OPTIONS.iter().chain(LEECHER_OPTIONS).collect(), &["list"]),
+    ];
+    for (program, options, operands) in programs {
+        for (option, extremes) in options {
+            for value in MALFORMED.iter().chain(extremes.iter()) {
+                let spaced: Vec<&str> = [*option, value].into_iter().chain(operands.iter().copied()).collect();
+                let line = assert_usage_error(program, &spaced);
+                assert!(line.contains(option), "the error names {option}: {line:?}");
+                let joined = format!("{option}={value}");
+                let eq: Vec<&str> = [joined.as_str()].into_iter().chain(operands.iter().copied()).collect();
+                assert_usage_error(program, &eq);
+            }
+            let missing: Vec<&str> = operands.iter().copied().chain([*option]).collect();
+            let line = assert_usage_error(program, &missing);
+            assert!(line.contains(option), "the error names {option}: {line:?}");
+        }
+    }
+}
+
+/// `--version`, `--opt=value` and `--` (operands that look like options).
+#[test]
+fn version_equals_and_double_dash() {
+    for program in [TRACKER, SEEDER, LEECHER] {
+        let out = run_bin(program, &["--version"], QUICK);
+        assert!(out.status.success(), "{program} --version: exit {}", out.status);
+        let name = std::path::Path::new(program).file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(text(&out.stdout), format!("{name} {}\n", env!("CARGO_PKG_VERSION")));
+    }
+    // Given twice, the last counts (a wrapper's default, then the user's).
+    let line = assert_usage_error(LEECHER, &["--timeout", "5", "--timeout=2d", "list"]);
+    assert!(line.contains("--timeout \"2d\""), "{line}");
+    // The value of an option given with `=` is read as with a space.
+    let line = assert_usage_error(LEECHER, &["--timeout=2d", "list"]);
+    assert!(line.contains("--timeout \"2d\": must be a duration from 1s to 1d"), "{line}");
+    // After `--`, an option-like word is an operand: a seeder path, here a missing one (exit 1, not 2).
+    let tmp = TempDir::new("dashes");
+    let out = run_bin(
+        SEEDER,
+        &["--status=0", "--listen=127.0.0.1:0", "--", &tmp.path().join("-dash.txt").to_string_lossy()],
+        QUICK,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("-dash.txt"), "{}", text(&out.stderr));
+    let line = assert_usage_error(LEECHER, &["--", "-dash.txt"]);
+    assert!(line.contains("unknown command \"-dash.txt\""), "{line}");
+    let line = assert_usage_error(SEEDER, &["-dash.txt"]);
+    assert!(line.contains("unknown option \"-dash.txt\""), "{line}");
 }
 
 #[test]
@@ -138,4 +261,39 @@ fn leecher_fails_cleanly() {
 
     let out = spawn_leecher(dead, &["list", "--timeout", "2"]).finish(QUICK);
     assert!(!out.status.success(), "list from a dead tracker must fail:\n{}", text(&out.stderr));
+}
+
+/// Every option of each program's `--help` is in its README table, and
+/// every option of the table is in `--help` (README "Options").
+#[test]
+fn help_and_readme_list_the_same_options() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let common = ["--verbose", "--quiet", "--version", "--help"];
+    let options = |text: &str| -> std::collections::BTreeSet<String> {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .filter(|w| {
+                w.starts_with("--") && w.as_bytes().get(2).is_some_and(u8::is_ascii_lowercase) && !common.contains(w)
+            })
+            .map(String::from)
+            .collect()
+    };
+    for (program, header) in [(TRACKER, "| lmk-tracker |"), (SEEDER, "| lmk-seeder "), (LEECHER, "| lmk-leecher ")] {
+        let help = text(&run_bin(program, &["--help"], QUICK).stdout);
+        let wide: Vec<&str> = help.lines().filter(|l| l.chars().count() > 80).collect();
+        assert!(wide.is_empty(), "{program} --help fits 80 columns: {wide:#?}");
+        let listed: String = help
+            .lines()
+            .filter(|l| l.trim_start().starts_with("--"))
+            .map(|l| l.split_whitespace().next().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let start = readme.find(header).unwrap_or_else(|| panic!("README has a table starting {header}"));
+        let table: String = readme[start..]
+            .lines()
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| l.split('|').nth(1).unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert_eq!(options(&listed), options(&table), "{program}: --help (left) and README (right)");
+    }
 }

@@ -29,7 +29,8 @@ const RSS_BOUND_KIB: u64 = 40 * 1024;
 /// Swarms and peers from the tracker's newest status line.
 fn held(tracker: &Proc) -> (usize, usize) {
     let lines = tracker.stdout_lines();
-    let line = lines.iter().rev().find(|l| l.starts_with("tracker: ")).expect("a status line");
+    // Printed when it changed, behind a timestamp: `2026-12-05T09:26:02Z tracker: ...`.
+    let line = lines.iter().rev().find(|l| l.contains("Z tracker: ")).expect("a status line");
     let number_before = |word: &str| -> usize {
         let words: Vec<&str> = line.split_whitespace().collect();
         let i = words.iter().position(|w| w.trim_end_matches(',') == word).expect("word in status line");

@@ -69,7 +69,8 @@ enum Answer {
 #[derive(Arbitrary, Debug)]
 enum Op {
     Opened { conn: u8 },
-    Failed,
+    /// The catalog connection failed; `refused`: it could not be opened at all (nothing listens).
+    Failed { refused: bool },
     Answer(Answer),
     Peer(PeerOp),
     Shutdown,
@@ -124,12 +125,12 @@ fuzz_target!(|input: Input| {
                 catalog = Some(c);
                 leecher.handle_catalog_opened(c);
             }
-            Op::Failed => {
+            Op::Failed { refused } => {
                 if !std::mem::take(&mut opening) && catalog.is_none() {
                     continue;
                 }
                 catalog = None;
-                leecher.handle_catalog_failed(now);
+                leecher.handle_catalog_failed(now, refused.then(|| "connection refused".to_string()));
             }
             Op::Answer(answer) => {
                 if catalog.is_none() {

@@ -135,7 +135,7 @@ impl Conn {
     /// Why the connection must close by `now`, if a timer has fired.
     pub fn expired(&self, now: Instant) -> Option<CloseReason> {
         match self.deadline() {
-            Some(d) if now >= d && self.connecting => Some(CloseReason::ConnectFailed),
+            Some(d) if now >= d && self.connecting => Some(CloseReason::ConnectFailed(std::io::ErrorKind::TimedOut)),
             Some(d) if now >= d => Some(CloseReason::Idle),
             _ => None,
         }

@@ -38,9 +38,11 @@ mod conn;
 pub mod fmt;
 pub mod net;
 pub mod publish_key;
+pub mod quantity;
 pub mod rng;
 pub mod signal;
 pub mod small_file;
+pub mod status;
 #[cfg(test)]
 pub mod test_dir;
 pub mod text;

@@ -61,6 +61,22 @@ pub struct Traffic {
     pub tcp_out: u64,
 }
 
+/// True when a peer listening on `listen` cannot be reached by the others
+/// that `tracker` hands its address to: it listens on loopback only, but the
+/// tracker is on another host (and so hands out this host's network address).
+pub fn loopback_only(listen: SocketAddr, tracker: SocketAddr) -> bool {
+    listen.ip().is_loopback() && !tracker.ip().is_loopback()
+}
+
+/// The warning for [`loopback_only`].
+pub fn loopback_warning(listen: SocketAddr, tracker: SocketAddr) -> String {
+    format!(
+        "LISTENING ON LOOPBACK ONLY ({listen}) BUT THE TRACKER {tracker} IS ON ANOTHER HOST: no peer can connect here; \
+         use --listen 0.0.0.0:{} (or this host's address)",
+        listen.port()
+    )
+}
+
 /// Why a connection ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CloseReason {
@@ -68,8 +84,8 @@ pub enum CloseReason {
     Local,
     /// The peer closed it (EOF) or reset it.
     Remote,
-    /// Dialling failed or did not complete in time.
-    ConnectFailed,
+    /// Dialling failed (refused, unreachable, ...) or did not complete in time (`TimedOut`).
+    ConnectFailed(std::io::ErrorKind),
     /// The peer sent bytes that are not a valid frame.
     Malformed(DecodeError),
     /// Nothing was received for the connection's idle timeout.
@@ -473,9 +489,12 @@ impl Net {
             if !event.is_writable() && !event.is_error() && !event.is_write_closed() {
                 return;
             }
-            let failed = matches!(c.stream.take_error(), Ok(Some(_)) | Err(_)) || c.stream.peer_addr().is_err();
-            if failed {
-                self.mark_closing(id, CloseReason::ConnectFailed);
+            let failed = match c.stream.take_error() {
+                Ok(Some(e)) | Err(e) => Some(e.kind()),
+                Ok(None) => c.stream.peer_addr().err().map(|e| e.kind()),
+            };
+            if let Some(kind) = failed {
+                self.mark_closing(id, CloseReason::ConnectFailed(kind));
                 return;
             }
             c.connecting = false;

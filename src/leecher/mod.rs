@@ -3,6 +3,8 @@
 //! then `DIR/NAME`, serving what it holds to the other peers meanwhile and
 //! after. An interrupted download resumes from its scratch file.
 
+mod json;
+mod listing;
 pub mod machine;
 mod out_dir;
 mod part_file;
@@ -16,6 +18,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use machine::Command;
+pub use progress::Mode;
 
 /// Everything `lmk-leecher` is told on its command line.
 #[derive(Debug, Clone)]
@@ -30,8 +33,8 @@ pub struct Config {
     pub timeout: Duration,
     /// How long a complete file is served.
     pub goal: crate::peer::torrent::Goal,
-    /// Draw a progress bar (a terminal) or print plain lines.
-    pub tty: bool,
+    /// Bars (a terminal), plain lines, or errors only.
+    pub mode: Mode,
     /// Replace a `DIR/NAME` that holds other content.
     pub overwrite: bool,
     /// Wait for another process downloading the same file into `DIR`.
@@ -71,7 +74,10 @@ impl fmt::Display for Error {
                     None => write!(f, "stopped by {name}"),
                 }
             }
-            Error::Incomplete { failed, asked } => write!(f, "{failed} of {asked} file(s) not downloaded"),
+            Error::Incomplete { failed, asked } => {
+                let not = if *failed == 1 { "was" } else { "were" };
+                write!(f, "{failed} of {} {not} not downloaded", crate::common::fmt::plural(*asked as u64, "file"))
+            }
             Error::ListFailed => write!(f, "could not list the catalog"),
         }
     }

@@ -11,17 +11,17 @@ use super::machine::{Command, Config as CoreConfig, Leecher, Note, Output};
 use super::out_dir::SCRATCH_DIR;
 use super::progress::View;
 use super::scratch::Dir;
+use super::{json, listing};
 use super::{Config, Error};
 use crate::common::fmt;
 use crate::common::net::{CloseReason, ConnId, Handler, Net, CONNECT_TIMEOUT};
 use crate::common::rng;
-use crate::common::text::escape;
 use crate::peer::machine::Config as PeerConfig;
 use crate::peer::reactor::Peers;
-use crate::peer::torrent::Counters;
 use crate::wire::catalog::{Response, MAX_CATALOG_FRAME};
 use crate::wire::peer::MAX_PEER_FRAME;
 use crate::wire::{DecodeError, Frame};
+use std::collections::HashMap;
 
 struct Shell {
     core: Leecher<Dir>,
@@ -29,18 +29,25 @@ struct Shell {
     tracker: SocketAddr,
     catalog_conn: Option<ConnId>,
     view: View,
-    /// Bytes of every finished file, for the closing summary.
-    total_bytes: u64,
+    /// `--json`: the listing as JSON lines.
+    json: bool,
+    /// Bytes of unfinished frames (chunks under way) per peer connection,
+    /// so the bar moves as bytes arrive, not a whole chunk at a time.
+    arriving: HashMap<ConnId, usize>,
     started: Instant,
     out_dir: std::path::PathBuf,
     /// The stop signal, and what of the current download stays for a resume.
     interrupted: Option<(i32, Option<String>)>,
+    /// Stopped while every file was complete and only served to others.
+    stopped_seeding: bool,
     finished: bool,
 }
 
 pub fn run(config: Config) -> Result<(), Error> {
-    if matches!(config.command, Command::Get(_)) {
-        std::fs::create_dir_all(&config.out_dir).map_err(|e| Error::OutDir(config.out_dir.clone(), e))?;
+    // DIR is created when the first file is to be written; one that exists must be a directory.
+    if matches!(config.command, Command::Get(_)) && config.out_dir.exists() && !config.out_dir.is_dir() {
+        let e = std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory");
+        return Err(Error::OutDir(config.out_dir.clone(), e));
     }
     let asked = match &config.command {
         Command::List => 0,
@@ -49,7 +56,13 @@ pub fn run(config: Config) -> Result<(), Error> {
     let mut net = Net::new().map_err(Error::Poll)?;
     net.bind_udp_towards(config.tracker).map_err(Error::Poll)?;
     let port = match config.command {
-        Command::Get(_) => net.listen(config.listen).map_err(|e| Error::Bind(config.listen, e))?.port(),
+        Command::Get(_) => {
+            let local = net.listen(config.listen).map_err(|e| Error::Bind(config.listen, e))?;
+            if crate::common::net::loopback_only(local, config.tracker) {
+                log::warn!("{}", crate::common::net::loopback_warning(local, config.tracker));
+            }
+            local.port()
+        }
         Command::List => 0,
     };
     net.catch_signals().map_err(Error::Poll)?;
@@ -77,20 +90,25 @@ pub fn run(config: Config) -> Result<(), Error> {
         core,
         tracker: config.tracker,
         catalog_conn: None,
-        view: View::new(config.tty),
-        total_bytes: 0,
+        view: View::new(config.mode, config.goal, config.out_dir.clone()),
+        json: config.mode == super::Mode::Json,
+        arriving: HashMap::new(),
         started: now,
         out_dir: config.out_dir.clone(),
         interrupted: None,
+        stopped_seeding: false,
         finished: false,
     };
     shell.carry_out(&mut net, now);
     net.run(&mut shell, MAX_PEER_FRAME).map_err(Error::Poll)?;
-    shell.view.clear();
-    if shell.total_bytes > 0 {
-        let bytes = shell.total_bytes;
-        let secs = shell.started.elapsed().as_secs_f64().max(1e-9);
-        crate::say!("total: {} in {:.2}s ({})", fmt::bytes(bytes), secs, fmt::rate(bytes as f64 / secs));
+    shell.view.finish(shell.started);
+    if shell.stopped_seeding && shell.core.failures() == 0 {
+        shell.view.say(&format!(
+            "stopped seeding: {} complete in {}",
+            fmt::plural(asked as u64, "file"),
+            config.out_dir.display()
+        ));
+        return Ok(());
     }
     if let Some((signal, kept)) = shell.interrupted {
         return Err(Error::Interrupted { signal, kept });
@@ -111,7 +129,7 @@ impl Shell {
                     Ok(conn) => self.catalog_conn = Some(conn),
                     Err(e) => {
                         debug!("catalog connect to {}: {e}", self.tracker);
-                        self.core.handle_catalog_failed(now);
+                        self.core.handle_catalog_failed(now, unreachable(e.kind()));
                     }
                 },
                 Output::CatalogSend(conn, request) => {
@@ -131,64 +149,45 @@ impl Shell {
         while let Some(note) = self.core.poll_note() {
             self.show(now, note);
         }
+        // After any event, not only a timer: a refused catalog ends a list with no timer left.
+        self.finished = self.core.finished(now);
     }
 
     fn show(&mut self, now: Instant, note: Note) {
-        self.view.clear();
         match note {
-            Note::Listing(entries) => {
-                crate::say!("{:<32} {:>10} {:>7}  CONTENT ID", "NAME", "SIZE", "SEEDERS");
-                for e in entries {
-                    crate::say!(
-                        "{:<32} {:>10} {:>7}  {}",
-                        escape(&e.name).to_string(),
-                        fmt::bytes(e.size),
-                        e.seeders,
-                        e.id
-                    );
-                }
+            Note::Listing(entries) if self.json => entries.iter().for_each(|e| json::print(json::entry(e))),
+            Note::Listing(entries) => listing::table(&entries).iter().for_each(|line| crate::say!("{line}")),
+            Note::Started { .. } => {
+                self.peers.unreachable.clear();
+                self.view.note(now, note);
             }
-            Note::Started { id, name, size, resumed, chunks } => {
-                let resumed = (resumed > 0).then_some((resumed, chunks));
-                match resumed {
-                    Some((have, all)) => crate::say!(
-                        "{name}: downloading {} (content id {id}), resumed: {have} of {all} chunks verified on disk",
-                        fmt::bytes(size)
-                    ),
-                    None => crate::say!("{name}: downloading {} (content id {id})", fmt::bytes(size)),
-                }
-                self.view.reset(now, resumed);
+            // A download that gives up names the peers it could not reach, and why.
+            Note::Failed { name, reason } if !self.peers.unreachable.is_empty() => {
+                let reason = format!("{reason}; {}", unreached(&self.peers.unreachable));
+                self.peers.unreachable.clear();
+                self.view.note(now, Note::Failed { name, reason });
             }
-            Note::AlreadyComplete { name } => crate::say!("{name}: already complete"),
-            Note::Waiting { name, holder } => crate::say!("{name}: waiting: {holder}"),
-            Note::Done { name, size, elapsed, counters } => {
-                let secs = elapsed.as_secs_f64().max(1e-9);
-                let bad = match counters.bad_chunks {
-                    0 => String::new(),
-                    n => format!(", {n} bad chunk(s) re-fetched"),
-                };
-                crate::say!(
-                    "{name}: done, {} in {secs:.2}s ({}) from {} peer(s); {}{bad}",
-                    fmt::bytes(size),
-                    // What was fetched in this run: a resumed file had part of it on disk.
-                    fmt::rate((counters.from_seeders + counters.from_leechers) as f64 / secs),
-                    counters.sources,
-                    sources(&counters),
-                );
-                self.total_bytes += size;
-            }
-            Note::Seeded { name, size, counters } => {
-                let ratio = counters.uploaded as f64 / size.max(1) as f64;
-                crate::say!("{name}: seeded, {} uploaded (ratio {ratio:.2})", fmt::bytes(counters.uploaded));
-            }
-            Note::Failed { name, reason } => eprintln!("lmk-leecher: {}: {}", escape(&name), escape(&reason)),
+            note => self.view.note(now, note),
         }
     }
 }
 
-/// `12.0 MiB from seeders, 20.0 MiB from leechers`
-fn sources(c: &Counters) -> String {
-    format!("{} from seeders, {} from leechers", fmt::bytes(c.from_seeders), fmt::bytes(c.from_leechers))
+/// `could not reach 10.0.0.7:7000 (connection refused), 10.0.0.8:7000 (timed out)`, the first few.
+fn unreached(unreachable: &std::collections::BTreeMap<SocketAddr, String>) -> String {
+    const SHOWN: usize = 5;
+    let mut list: Vec<String> = unreachable.iter().take(SHOWN).map(|(a, why)| format!("{a} ({why})")).collect();
+    if unreachable.len() > SHOWN {
+        list.push(format!("and {} more", unreachable.len() - SHOWN));
+    }
+    format!("could not reach {}", list.join(", "))
+}
+
+/// Why a connection could not be opened, when retrying cannot help soon:
+/// nothing listens there, or there is no route to it.
+fn unreachable(kind: std::io::ErrorKind) -> Option<String> {
+    use std::io::ErrorKind::*;
+    matches!(kind, ConnectionRefused | HostUnreachable | NetworkUnreachable | AddrNotAvailable)
+        .then(|| std::io::Error::from(kind).to_string())
 }
 
 impl Handler for Shell {
@@ -223,6 +222,12 @@ impl Handler for Shell {
         self.peers.on_written(conn, written);
     }
 
+    fn on_read(&mut self, _net: &mut Net, _now: Instant, conn: ConnId, buffered: usize) {
+        if self.catalog_conn != Some(conn) {
+            self.arriving.insert(conn, buffered);
+        }
+    }
+
     fn on_drained(&mut self, net: &mut Net, now: Instant, conn: ConnId) {
         self.peers.on_drained(&mut self.core.peer, net, now, conn);
         self.core.after_peer(now);
@@ -230,10 +235,15 @@ impl Handler for Shell {
     }
 
     fn on_closed(&mut self, net: &mut Net, now: Instant, conn: ConnId, reason: CloseReason) {
+        self.arriving.remove(&conn);
         if self.catalog_conn == Some(conn) {
             self.catalog_conn = None;
             debug!("catalog connection closed: {reason:?}");
-            self.core.handle_catalog_failed(now);
+            let refused = match reason {
+                CloseReason::ConnectFailed(kind) => unreachable(kind),
+                _ => None,
+            };
+            self.core.handle_catalog_failed(now, refused);
         } else {
             self.peers.on_closed(&mut self.core.peer, net, now, conn, reason);
             self.core.after_peer(now);
@@ -255,16 +265,16 @@ impl Handler for Shell {
                 let dir = self.out_dir.join(SCRATCH_DIR);
                 format!("{}: {} of {} kept in {}", p.name, fmt::bytes(p.done), fmt::bytes(p.size), dir.display())
             });
+            self.stopped_seeding = self.core.only_seeding();
             self.interrupted = Some((signal, kept));
-            self.view.clear();
             info!("interrupted: leaving the swarms");
             self.core.shutdown(now);
         }
         self.core.handle_timeout(now);
         self.carry_out(net, now);
-        let current = self.core.current();
         let peer = &self.core.peer;
-        self.view.tick(now, || current.and_then(|id| peer.snapshot(id, now)));
+        let arriving = self.arriving.values().map(|&n| n as u64).sum();
+        self.view.tick(now, |id| peer.snapshot(id, now), arriving);
         self.finished = self.core.finished(now);
     }
 

@@ -46,7 +46,10 @@ pub struct Dir {
 }
 
 impl Disk for Dir {
+    /// Creates the directory first: only now, when a file is to be written
+    /// (a `get` of a name the catalog does not have leaves no empty directory).
     fn open(&mut self, meta: &FileMeta) -> Result<Opened, String> {
+        std::fs::create_dir_all(&self.path).map_err(|e| format!("cannot create {}: {e}", self.path.display()))?;
         open(&self.path, meta, self.overwrite).map_err(|e| e.to_string())
     }
 }

@@ -1,5 +1,5 @@
 //! Upload and download limits as token buckets on a passed-in clock, so a
-//! limit is tested without sleeping, plus the parser for `--max-up 20M`.
+//! limit is tested without sleeping.
 
 use std::time::{Duration, Instant};
 
@@ -88,48 +88,6 @@ impl Bucket {
 /// A year ahead, for a debt too large to represent (only absurd inputs).
 fn far_future(now: Instant) -> Instant {
     now.checked_add(Duration::from_secs(365 * 24 * 3600)).unwrap_or(now)
-}
-
-/// Parses a command-line rate in bytes per second: plain digits, or a number
-/// (fractions allowed, "1.5M") with a binary suffix K, M or G, optionally
-/// followed by "iB" or "B", case-insensitive: "20M", "20MiB" and "20mb" all
-/// mean 20 * 2^20.
-pub fn parse_rate(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let bad = || format!("bad rate {s:?}: expected e.g. 500K, 20M or 1.5G");
-    if s.is_empty() {
-        return Err("empty rate".to_string());
-    }
-    if s.starts_with('-') {
-        return Err(format!("bad rate {s:?}: must be positive"));
-    }
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
-    let (number, suffix) = s.split_at(split);
-    let shift = match suffix.to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        _ => return Err(bad()),
-    };
-    let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
-    if whole.is_empty() || number.ends_with('.') || frac.contains('.') || frac.len() > 9 {
-        return Err(bad());
-    }
-    let too_big = || format!("rate {s:?} is too large");
-    let digits = |d: &str| d.bytes().try_fold(0u128, |v, b| v.checked_mul(10)?.checked_add(u128::from(b - b'0')));
-    let scale = 10u128.pow(frac.len() as u32);
-    let value = digits(whole)
-        .and_then(|w| w.checked_mul(scale))
-        .and_then(|w| w.checked_add(digits(frac)?))
-        .and_then(|v| v.checked_mul(1 << shift))
-        .ok_or_else(too_big)?
-        / scale;
-    match u64::try_from(value) {
-        Ok(0) => Err(format!("bad rate {s:?}: must be positive")),
-        Ok(v) => Ok(v),
-        Err(_) => Err(too_big()),
-    }
 }
 
 #[cfg(test)]
@@ -221,34 +179,5 @@ mod tests {
         let mut z = Bucket::new(Some(0), t0);
         z.take(t0, 1);
         assert_eq!(z.ready_at(t0), Some(t0 + Duration::from_secs(1)));
-    }
-
-    #[test]
-    fn parse_rate_cases() {
-        for (s, want) in [
-            ("20M", 20 * MIB),
-            ("20m", 20 * MIB),
-            ("20MiB", 20 * MIB),
-            ("20MB", 20 * MIB),
-            ("20mib", 20 * MIB),
-            ("512K", 512 * 1024),
-            ("512kb", 512 * 1024),
-            ("1G", 1 << 30),
-            ("1GiB", 1 << 30),
-            ("1500", 1500),
-            ("1500B", 1500),
-            ("1.5M", 3 * MIB / 2),
-            ("0.5K", 512),
-            (" 2K ", 2048),
-            ("18446744073709551615", u64::MAX),
-        ] {
-            assert_eq!(parse_rate(s), Ok(want), "{s}");
-        }
-        let bad = ", ,0,0K,0.0001K,-5M,abc,5X,5MM,5Mi,M,.5M,5.M,1.2.3,5 M,1.0000000001M,18446744073709551616,\
-                   99999999999999999999999G,17179869184G";
-        for s in bad.split(',') {
-            assert!(parse_rate(s).is_err(), "{s:?} should be rejected");
-        }
-        assert!(parse_rate("-5M").unwrap_err().contains("positive"));
     }
 }

@@ -2,7 +2,7 @@
 //! peer connections and the core and carries out what the core asks. The
 //! seeder and leecher shells call these with the core they own.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -21,11 +21,25 @@ pub struct Peers {
     /// Per connection, the chunks queued and not yet taken by the kernel:
     /// the stream offset just past each and its chunk bytes.
     unsent: BTreeMap<ConnId, VecDeque<(u64, u64)>>,
+    /// Connections being dialled, and to where.
+    dialling: HashMap<ConnId, SocketAddr>,
+    /// Addresses whose last dial failed, and why, so that a download that
+    /// gives up can name them (at most `MAX_UNREACHABLE`; the caller clears it).
+    pub unreachable: BTreeMap<SocketAddr, String>,
 }
+
+/// Unreachable addresses remembered at most.
+const MAX_UNREACHABLE: usize = 64;
 
 impl Peers {
     pub fn new(tracker: SocketAddr) -> Peers {
-        Peers { tracker, sent: 0, unsent: BTreeMap::new() }
+        Peers { tracker, sent: 0, unsent: BTreeMap::new(), dialling: HashMap::new(), unreachable: BTreeMap::new() }
+    }
+
+    fn dial_failed(&mut self, addr: SocketAddr, why: String) {
+        if self.unreachable.len() < MAX_UNREACHABLE || self.unreachable.contains_key(&addr) {
+            self.unreachable.insert(addr, why);
+        }
     }
 
     /// Carries out everything the core asked for.
@@ -35,9 +49,13 @@ impl Peers {
                 Output::Datagram(d) => net.send_to(self.tracker, &d),
                 // The core times the dial and the connection's idleness.
                 Output::Connect(addr, id) => match net.connect(addr, MAX_PEER_FRAME, now, None) {
-                    Ok(conn) => core.handle_dialling(now, addr, id, conn),
+                    Ok(conn) => {
+                        self.dialling.insert(conn, addr);
+                        core.handle_dialling(now, addr, id, conn);
+                    }
                     Err(e) => {
                         debug!("connect to {addr}: {e}");
+                        self.dial_failed(addr, e.to_string());
                         core.handle_dial_failed(now, addr, id);
                     }
                 },
@@ -67,6 +85,9 @@ impl Peers {
     }
 
     pub fn on_connected(&mut self, core: &mut Machine, net: &mut Net, now: Instant, conn: ConnId) {
+        if let Some(addr) = self.dialling.remove(&conn) {
+            self.unreachable.remove(&addr);
+        }
         core.handle_connected(now, conn);
         self.carry_out(core, net, now);
     }
@@ -114,6 +135,12 @@ impl Peers {
     }
 
     pub fn on_closed(&mut self, core: &mut Machine, net: &mut Net, now: Instant, conn: ConnId, reason: CloseReason) {
+        match (self.dialling.remove(&conn), &reason) {
+            (Some(addr), CloseReason::ConnectFailed(kind)) => self.dial_failed(addr, std::io::Error::from(*kind).to_string()),
+            // The core gave up on a dial that never connected.
+            (Some(addr), CloseReason::Local) => self.dial_failed(addr, "no answer (timed out)".into()),
+            _ => {}
+        }
         if let CloseReason::Malformed(e) = &reason {
             core.handle_malformed(conn, e);
         }

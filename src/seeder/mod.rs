@@ -4,6 +4,7 @@
 pub mod publish;
 mod reactor;
 pub mod store;
+mod watch;
 
 use std::fmt;
 use std::io;
@@ -59,10 +60,12 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Hashes the files, then serves until SIGINT or SIGTERM.
+/// Binds (so a port in use is reported at once, not after hashing for
+/// minutes), hashes the files, then serves until SIGINT or SIGTERM.
 pub fn run(config: Config) -> Result<(), Error> {
+    let bound = reactor::bind(&config)?;
     let files = hash_all(&config)?;
-    reactor::run(config, files)
+    reactor::run(config, bound, files)
 }
 
 /// The regular files named by `paths` (a directory contributes its own
@@ -75,9 +78,18 @@ fn list_files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, String)>, Error> {
             let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
                 .map_err(|e| Error::Path(path.clone(), e))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file())
                 .collect();
             entries.sort();
+            let (files, other): (Vec<PathBuf>, Vec<PathBuf>) = entries.into_iter().partition(|p| p.is_file());
+            let subdirs = other.iter().filter(|p| p.is_dir()).count();
+            if subdirs > 0 {
+                let shown = escape(&path.display().to_string()).to_string();
+                warn!(
+                    "{shown}: {} skipped: only the files directly in it are shared",
+                    human::plural(subdirs as u64, "subdirectory")
+                );
+            }
+            let entries = files;
             found.extend(entries.into_iter().filter_map(named));
         } else if let Some(pair) = named(path.clone()) {
             found.push(pair);

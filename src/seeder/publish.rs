@@ -151,6 +151,18 @@ impl Publisher {
         }
     }
 
+    /// The tracker answered something (an announce): a publish waiting out
+    /// its backoff (the tracker was down) goes now, not up to 30 s later.
+    pub fn handle_tracker_heard(&mut self, now: Instant) {
+        if let Phase::Needed { at } = &mut self.phase {
+            if *at > now {
+                debug!("tracker {} answers: publishing now", self.tracker);
+                *at = now;
+                self.backoff = RETRY;
+            }
+        }
+    }
+
     /// The tracker restarted and forgot the catalog.
     pub fn republish(&mut self, now: Instant) {
         if matches!(self.phase, Phase::Done) {
@@ -240,13 +252,13 @@ impl Publisher {
         if held == self.files.len() {
             self.publishes += 1;
             self.backoff = RETRY;
-            info!("catalog published: {} file(s) at {}", self.files.len(), self.tracker);
+            info!("catalog published: {} at {}", human::plural(self.files.len() as u64, "file"), self.tracker);
             self.phase = Phase::Done;
         } else {
             warn!(
-                "catalog publish incomplete: {} of {} file(s) refused by {}; trying again in {}",
+                "catalog publish incomplete: {} of {} refused by {}; trying again in {}",
                 self.files.len() - held,
-                self.files.len(),
+                human::plural(self.files.len() as u64, "file"),
                 self.tracker,
                 human::duration(self.backoff)
             );
@@ -268,6 +280,28 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tracker_that_answers_ends_the_backoff() {
+        let t0 = Instant::now();
+        let meta = FileMeta::new("f".into(), 10, 16384, vec![crate::hash::Hash20::of(b"f")]).unwrap();
+        let mut p = Publisher::new("127.0.0.1:6969".parse().unwrap(), None, vec![meta], t0);
+        let mut now = t0;
+        for _ in 0..6 {
+            p.handle_timeout(now);
+            assert_eq!(p.poll_output(), Some(Output::Open));
+            p.handle_failed(now, None);
+            now = p.next_deadline().unwrap();
+        }
+        assert!(p.next_deadline().unwrap() >= t0 + Duration::from_secs(30), "backed off");
+        let heard = t0 + Duration::from_secs(33);
+        p.handle_tracker_heard(heard);
+        assert_eq!(p.next_deadline(), Some(heard), "publishes at once");
+        p.handle_timeout(heard);
+        assert_eq!(p.poll_output(), Some(Output::Open));
+        p.handle_tracker_heard(heard + Duration::from_secs(1));
+        assert_eq!(p.next_deadline(), Some(heard + PUBLISH_TIMEOUT), "an attempt under way is left alone");
+    }
     use crate::hash::Hash20;
     use crate::wire::catalog::ErrorCode;
 

@@ -2,17 +2,19 @@
 //! peer core), the UDP socket to the tracker, the short-lived catalog
 //! connection, and the status line.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use log::{debug, info};
+use log::{debug, info, warn};
 
 use super::publish::{Output as PublishOutput, Publisher};
+use super::watch::{Change, TrackerWatch};
 use super::{Config, Error};
 use crate::common::fmt as human;
 use crate::common::net::{CloseReason, ConnId, Handler, Net, CONNECT_TIMEOUT};
 use crate::common::rng;
+use crate::common::status::Status;
 use crate::meta::FileMeta;
 use crate::peer::bitfield::Bitfield;
 use crate::peer::machine::{Config as CoreConfig, Event, Machine};
@@ -34,6 +36,9 @@ struct Shell {
     status_every: Duration,
     next_status: Option<Instant>,
     last_status: (Instant, u64),
+    /// Whether the tracker answers at all.
+    watch: TrackerWatch,
+    status: Status,
     /// When the first stop signal came: from then on no request is taken,
     /// and the chunks already started are finished within `DRAIN`.
     stopping: Option<Instant>,
@@ -43,10 +48,25 @@ struct Shell {
 /// How long a stopping seeder keeps finishing the chunks it has started.
 const DRAIN: Duration = Duration::from_secs(10);
 
-pub fn run(config: Config, files: Vec<(FileMeta, SharedFile)>) -> Result<(), Error> {
+/// The sockets, bound before the files are hashed.
+pub struct Bound {
+    net: Net,
+    local: SocketAddr,
+}
+
+/// Binds the peer listener and the UDP socket to the tracker.
+pub fn bind(config: &Config) -> Result<Bound, Error> {
     let mut net = Net::new().map_err(Error::Poll)?;
     let local = net.listen(config.listen).map_err(|e| Error::Bind(config.listen, e))?;
     net.bind_udp_towards(config.tracker).map_err(|e| Error::Bind(config.tracker, e))?;
+    Ok(Bound { net, local })
+}
+
+pub fn run(config: Config, bound: Bound, files: Vec<(FileMeta, SharedFile)>) -> Result<(), Error> {
+    let Bound { mut net, local } = bound;
+    if crate::common::net::loopback_only(local, config.tracker) {
+        warn!("{}", crate::common::net::loopback_warning(local, config.tracker));
+    }
     net.catch_signals().map_err(Error::Poll)?;
     let now = Instant::now();
     let core_config = CoreConfig {
@@ -77,14 +97,16 @@ pub fn run(config: Config, files: Vec<(FileMeta, SharedFile)>) -> Result<(), Err
         status_every: config.status_every,
         next_status: (!config.status_every.is_zero()).then_some(now + config.status_every),
         last_status: (now, 0),
+        watch: TrackerWatch::new(now),
+        status: Status::new(std::io::stdout().is_terminal()),
         stopping: None,
         finished: false,
     };
     info!(
-        "sharing {} file(s), {} upload slot(s), up to {} peers per file; tracker {}",
-        shell.core.files().count(),
-        config.peer.slots,
-        config.peer.max_peers,
+        "sharing {}, {}, up to {} per file; tracker {}",
+        human::plural(shell.core.files().count() as u64, "file"),
+        human::plural(config.peer.slots as u64, "upload slot"),
+        human::plural(config.peer.max_peers as u64, "peer"),
         config.tracker
     );
     crate::say!("listening on {local}");
@@ -128,24 +150,44 @@ impl Shell {
         }
     }
 
-    fn print_status(&mut self, now: Instant) {
+    /// The status line: `seeder: 2 files | peers 3 | slots 2 | up 1.2 MiB/s | sent 30.0 MiB (0.47 copies) | bad
+    /// frames 0 | tracker ok`, redrawn on a terminal, else printed when it changed.
+    fn print_status(&mut self, now: Instant, last: bool) {
         let core = &self.core;
         let uploaded = self.peers.sent;
         let (then, sent_then) = self.last_status;
         let secs = now.saturating_duration_since(then).as_secs_f64().max(1e-3);
         let rate = uploaded.saturating_sub(sent_then) as f64 / secs;
         let copies = uploaded as f64 / self.total_size.max(1) as f64;
-        crate::say!(
-            "seeder: {} file(s) | peers {} | slots {} | up {} | sent {} ({copies:.2} copies) | bad frames {}",
-            self.publisher.shared(),
-            core.peers(),
-            core.slots_used(),
+        let silent = self.watch.silent_for(now);
+        let tracker = silent.map_or_else(|| "ok".to_string(), |s| format!("SILENT {}", human::duration(s)));
+        let counts = (self.publisher.shared(), core.peers(), core.slots_used());
+        let line = format!(
+            "seeder: {} | peers {} | slots {} | up {} | sent {} ({copies:.2} copies) | bad frames {} | tracker {tracker}",
+            human::plural(counts.0 as u64, "file"),
+            counts.1,
+            counts.2,
             human::rate(rate),
             human::bytes(uploaded),
             core.violations + core.malformed,
         );
-        let _ = std::io::stdout().flush();
+        // A change: any count, the bytes sent, whether it is sending, whether the tracker answers.
+        let key = format!("{counts:?} {uploaded} {} {}", rate > 0.0, silent.is_some());
+        match last {
+            true => self.status.last(&line, SystemTime::now()),
+            false => self.status.show(&line, &key, SystemTime::now()),
+        }
         self.last_status = (now, uploaded);
+    }
+}
+
+impl Shell {
+    /// Anything came from the tracker: it is up, so a waiting publish goes now.
+    fn tracker_heard(&mut self, now: Instant) {
+        if self.watch.heard(now) == Some(Change::Back) {
+            info!("the tracker {} answers again", self.tracker);
+        }
+        self.publisher.handle_tracker_heard(now);
     }
 }
 
@@ -166,6 +208,7 @@ impl Handler for Shell {
 
     fn on_frame(&mut self, net: &mut Net, now: Instant, conn: ConnId, frame: Frame<'_>) -> Result<(), DecodeError> {
         if self.catalog_conn == Some(conn) {
+            self.tracker_heard(now);
             self.publisher.handle_response(now, conn, catalog::Response::decode(frame)?);
         } else {
             self.peers.on_frame(&mut self.core, net, now, conn, frame)?;
@@ -194,17 +237,33 @@ impl Handler for Shell {
     }
 
     fn on_datagram(&mut self, net: &mut Net, now: Instant, from: SocketAddr, data: &[u8]) {
+        if from == self.tracker {
+            self.tracker_heard(now);
+        }
         self.peers.on_datagram(&mut self.core, net, now, from, data);
         self.carry_out(net, now);
     }
 
     fn on_tick(&mut self, net: &mut Net, now: Instant) {
         if net.stop_signal().is_some() && self.stopping.is_none() {
-            info!("stopping: leaving the tracker's swarms, finishing the chunks under way");
+            match self.watch.ever_heard() {
+                true => info!("stopping: leaving the tracker's swarms, finishing the chunks under way"),
+                false => info!("stopping; the tracker {} never answered, so no swarm was joined", self.tracker),
+            }
             self.stopping = Some(now);
             net.linger_on_close();
             self.publisher.shutdown();
             self.core.shutdown(now);
+        }
+        if let Some(Change::Silent { never }) = self.watch.check(now) {
+            let since = if never { " since the start" } else { "" };
+            warn!(
+                "the tracker {} has not answered for {}{since}: nobody can find these files until it does \
+                 (is it running, and are UDP and TCP port {} reachable from here?)",
+                self.tracker,
+                human::duration(super::watch::SILENT),
+                self.tracker.port()
+            );
         }
         self.peers.on_tick(&mut self.core, net, now);
         self.publisher.handle_timeout(now);
@@ -213,19 +272,23 @@ impl Handler for Shell {
             // Every peer connection is flushed and closed by its peer, or the drain has had its time.
             let drained = net.connection_count() == 0 || now >= since + DRAIN;
             if drained && self.core.stopped(now) {
-                self.print_status(now);
+                self.print_status(now, true);
                 self.finished = true;
             }
         }
         if self.next_status.is_some_and(|next| now >= next) {
-            self.print_status(now);
+            self.print_status(now, false);
             self.next_status = Some(now + self.status_every);
         }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
         let drain = self.stopping.map(|since| since + DRAIN);
-        [self.core.next_deadline(), self.publisher.next_deadline(), self.next_status, drain].into_iter().flatten().min()
+        let watch = self.watch.next_deadline();
+        [self.core.next_deadline(), self.publisher.next_deadline(), self.next_status, drain, watch]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn done(&self) -> bool {

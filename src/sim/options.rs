@@ -5,7 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::scenario::{self as sc, Scenario};
-use crate::common::cli::{self, Usage};
+use crate::common::cli::{Args, Usage};
+use crate::common::quantity::{Kind, Range};
 
 /// A scenario file larger than this is refused unread.
 const MAX_FILE: u64 = 1 << 20;
@@ -13,69 +14,70 @@ const MAX_FILE: u64 = 1 << 20;
 /// Named scenarios, run in order.
 pub type Rows = Vec<(String, Scenario)>;
 
+/// 1 TiB: the largest size, rate or buffer taken.
+const TIB: f64 = 1099511627776.0;
+const PEERS: Range = Range::new(Kind::Count, 1.0, 100_000.0);
+const SIZE: Range = Range::new(Kind::Bytes, 1.0, TIB);
+const CHUNK: Range =
+    Range::new(Kind::Bytes, crate::meta::MIN_CHUNK as f64, crate::meta::MAX_CHUNK as f64);
+/// A link: 0 for unlimited.
+const LINK: Range = Range::new(Kind::Bytes, 0.0, TIB);
+const SNDBUF: Range = Range::new(Kind::Bytes, 1.0, 1024.0 * 1024.0 * 1024.0);
+const SLOTS: Range = Range::new(Kind::Count, 1.0, 1024.0);
+const PEERS_PER_FILE: Range = Range::new(Kind::Count, 1.0, 65535.0);
+const RATIO: Range = Range::new(Kind::Number, 0.0, 1e6);
+const LATENCY: Range = Range::secs(0.0, 10.0);
+const TIME: Range = Range::secs(0.001, 1e6);
+const SEED: Range = Range::new(Kind::Count, 0.0, 9.0e15);
+
 fn usage(e: sc::BadValue) -> Usage {
     Usage(e.0)
 }
 
-fn value<T>(
-    args: &mut pico_args::Arguments,
-    name: &'static str,
-    parse: impl Fn(&str) -> Result<T, sc::BadValue>,
-) -> Result<Option<T>, Usage> {
-    let raw: Option<String> = args.opt_value_from_str(name)?;
-    raw.map(|r| parse(&r).map_err(usage)).transpose()
+/// A link option: bytes per second, 0 for unlimited.
+fn link(args: &mut Args, name: &'static str) -> Result<Option<f64>, Usage> {
+    Ok(args.whole::<u64>(name, LINK)?.map(|v| if v == 0 { f64::INFINITY } else { v as f64 }))
+}
+
+/// A text option parsed by `parse`.
+fn text<T>(args: &mut Args, name: &'static str, parse: impl Fn(&str) -> Result<T, sc::BadValue>) -> Result<Option<T>, Usage> {
+    args.text(name)?.map(|r| parse(&r).map_err(usage)).transpose()
 }
 
 /// The scenario options of `args`, over the defaults.
-pub fn scenario(args: &mut pico_args::Arguments) -> Result<Scenario, Usage> {
+pub fn scenario(args: &mut Args) -> Result<Scenario, Usage> {
     let d = Scenario::default();
-    let peers: usize = cli::count(args, "--peers", d.peers)?;
-    let size = value(args, "--size", |r| sc::bytes("--size", r, false))?.map_or(d.size, |v| v as u64);
-    let chunk_size =
-        value(args, "--chunk-size", |r| sc::bytes("--chunk-size", r, false))?.unwrap_or(f64::from(d.chunk_size));
-    if !(f64::from(crate::meta::MIN_CHUNK)..=f64::from(crate::meta::MAX_CHUNK)).contains(&chunk_size) {
-        return Err(Usage(format!("--chunk-size {chunk_size}: must be in 16K..=16M")));
-    }
-    let seed_up = value(args, "--seed-up", |r| sc::bytes("--seed-up", r, true))?.unwrap_or(d.seed_up);
-    let up = value(args, "--up", |r| sc::bytes("--up", r, true))?;
-    let classes = value(args, "--classes", sc::classes)?;
+    let up = link(args, "--up")?;
+    let classes = text(args, "--classes", sc::classes)?;
     if up.is_some() && classes.is_some() {
         return Err(Usage("--up and --classes: give one of them".into()));
     }
     let classes = classes.or_else(|| up.map(|up| vec![sc::Class { share: 1.0, up }])).unwrap_or(d.classes.clone());
-    let ratio = |r: &str| {
-        r.parse::<f64>()
-            .ok()
-            .filter(|v| (0.0..=1e6).contains(v))
-            .ok_or_else(|| sc::BadValue(format!("--seed-ratio {r:?}: must be a number from 0 to 1000000")))
-    };
+    let share = |name: &'static str| move |r: &str| sc::fraction(name, r);
     let s = Scenario {
-        peers,
-        size,
-        chunk_size: chunk_size as u32,
-        seed_up,
+        peers: args.whole("--peers", PEERS)?.unwrap_or(d.peers),
+        size: args.whole("--size", SIZE)?.unwrap_or(d.size),
+        chunk_size: args.whole("--chunk-size", CHUNK)?.unwrap_or(d.chunk_size),
+        seed_up: link(args, "--seed-up")?.unwrap_or(d.seed_up),
         classes,
-        down: value(args, "--down", |r| sc::bytes("--down", r, true))?.unwrap_or(d.down),
-        latency: value(args, "--latency", |r| sc::duration("--latency", r))?.unwrap_or(d.latency),
-        arrivals: value(args, "--arrivals", sc::arrivals)?.unwrap_or(d.arrivals),
-        leave_after_done: value(args, "--leave-after-done", |r| sc::fraction("--leave-after-done", r))?
+        down: link(args, "--down")?.unwrap_or(d.down),
+        latency: args.duration("--latency", LATENCY)?.unwrap_or(d.latency),
+        arrivals: text(args, "--arrivals", sc::arrivals)?.unwrap_or(d.arrivals),
+        leave_after_done: text(args, "--leave-after-done", share("--leave-after-done"))?
             .unwrap_or(d.leave_after_done),
-        crash: value(args, "--crash", |r| sc::fraction("--crash", r))?.unwrap_or(d.crash),
-        poisoners: value(args, "--poisoners", |r| sc::fraction("--poisoners", r))?.unwrap_or(d.poisoners),
-        sndbuf: value(args, "--sndbuf", |r| sc::bytes("--sndbuf", r, false))?.map_or(d.sndbuf, |v| v as u64),
-        slots: cli::count(args, "--slots", d.slots)?,
-        max_peers: cli::count(args, "--max-peers", d.max_peers)?,
-        seed_ratio: value(args, "--seed-ratio", ratio)?.unwrap_or(d.seed_ratio),
-        seed_time: value(args, "--seed-time", |r| sc::duration("--seed-time", r))?,
-        interval: value(args, "--interval", |r| sc::duration("--interval", r))?.unwrap_or(d.interval),
-        limit: value(args, "--limit", |r| sc::duration("--limit", r))?.unwrap_or(d.limit),
-        seed: cli::count(args, "--seed", d.seed)?,
+        crash: text(args, "--crash", share("--crash"))?.unwrap_or(d.crash),
+        poisoners: text(args, "--poisoners", share("--poisoners"))?.unwrap_or(d.poisoners),
+        sndbuf: args.whole("--sndbuf", SNDBUF)?.unwrap_or(d.sndbuf),
+        slots: args.whole("--slots", SLOTS)?.unwrap_or(d.slots),
+        max_peers: args.whole("--max-peers-per-file", PEERS_PER_FILE)?.unwrap_or(d.max_peers),
+        seed_ratio: args.number("--seed-ratio", RATIO)?.unwrap_or(d.seed_ratio),
+        seed_time: args.duration("--seed-time", TIME)?,
+        interval: args.duration("--interval", TIME)?.unwrap_or(d.interval),
+        limit: args.duration("--limit", TIME)?.unwrap_or(d.limit),
+        seed: args.whole("--seed", SEED)?.unwrap_or(d.seed),
     };
     if s.crash + s.leave_after_done + s.poisoners > 1.0 {
         return Err(Usage("--leave-after-done, --crash and --poisoners add up to more than 100%".into()));
-    }
-    if s.interval.is_zero() {
-        return Err(Usage("--interval must be more than 0".into()));
     }
     Ok(s)
 }
@@ -142,9 +144,9 @@ fn row(base: &[(String, String)], own: &[(String, String)]) -> Result<Scenario, 
         args.push(format!("--{key}").into());
         args.push(v.into());
     }
-    let mut args = pico_args::Arguments::from_vec(args);
+    let mut args = Args::new(args);
     let s = scenario(&mut args)?;
-    cli::no_leftovers(args).map_err(|Usage(e)| Usage(format!("in the scenario file: {e}")))?;
+    args.no_operands().map_err(|Usage(e)| Usage(format!("in the scenario file: {e}")))?;
     Ok(s)
 }
 

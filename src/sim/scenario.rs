@@ -4,7 +4,12 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::peer::rate::parse_rate;
+use crate::common::quantity::{Kind, Range};
+
+/// A class's uplink, bytes per second.
+const RATE: Range = Range::new(Kind::Bytes, 1.0, 1099511627776.0);
+/// How long Poisson arrivals take in all.
+const SPAN: Range = Range::secs(0.0, 1e6);
 
 /// A share of the downloaders with its own uplink.
 #[derive(Debug, Clone, PartialEq)]
@@ -127,38 +132,6 @@ impl fmt::Display for BadValue {
     }
 }
 
-/// `20M`, `512K`, `300000`: bytes (per second for a rate); `0` for unlimited
-/// where `unlimited_zero`.
-pub fn bytes(name: &str, raw: &str, unlimited_zero: bool) -> Result<f64, BadValue> {
-    if unlimited_zero && raw == "0" {
-        return Ok(f64::INFINITY);
-    }
-    let v = parse_rate(raw).map_err(|e| BadValue(format!("{name} {raw:?}: {e}")))?;
-    Ok(v as f64)
-}
-
-/// `30s`, `1.5`, `2m`, `1ms`, `0`: a duration (plain numbers are seconds).
-pub fn duration(name: &str, raw: &str) -> Result<Duration, BadValue> {
-    let bad = || BadValue(format!("{name} {raw:?}: not a duration (30, 1.5s, 2m, 5ms)"));
-    let (num, unit) = match raw.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(at) => raw.split_at(at),
-        None => (raw, "s"),
-    };
-    let scale = match unit {
-        "ms" => 1e-3,
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => return Err(bad()),
-    };
-    let v: f64 = num.parse().map_err(|_| bad())?;
-    let secs = v * scale;
-    if !(0.0..=1e7).contains(&secs) {
-        return Err(BadValue(format!("{name} {raw:?}: must be between 0 and 10000000 seconds")));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
 /// `20%` or `0.2`: a fraction in 0..=1.
 pub fn fraction(name: &str, raw: &str) -> Result<f64, BadValue> {
     let v: f64 = match raw.strip_suffix('%') {
@@ -179,7 +152,8 @@ pub fn classes(raw: &str) -> Result<Vec<Class>, BadValue> {
         let (share, up) = part
             .split_once(':')
             .ok_or_else(|| BadValue(format!("--classes {part:?}: want SHARE:UPLINK, as 30%:5M")))?;
-        out.push(Class { share: fraction("--classes", share)?, up: bytes("--classes", up, false)? });
+        let up = RATE.parse(up).map_err(|e| BadValue(format!("--classes {part:?}: {e}")))?;
+        out.push(Class { share: fraction("--classes", share)?, up });
     }
     let total: f64 = out.iter().map(|c| c.share).sum();
     if (total - 1.0).abs() > 1e-6 {
@@ -192,7 +166,10 @@ pub fn classes(raw: &str) -> Result<Vec<Class>, BadValue> {
 pub fn arrivals(raw: &str) -> Result<Arrivals, BadValue> {
     match raw.split_once(':') {
         None if raw == "all" => Ok(Arrivals::All),
-        Some(("poisson", span)) => Ok(Arrivals::Poisson(duration("--arrivals", span)?)),
+        Some(("poisson", span)) => {
+            let span = SPAN.duration(span).map_err(|e| BadValue(format!("--arrivals {raw:?}: {e}")))?;
+            Ok(Arrivals::Poisson(span))
+        }
         _ => Err(BadValue(format!("--arrivals {raw:?}: want all or poisson:SPAN"))),
     }
 }
@@ -203,17 +180,13 @@ mod tests {
 
     #[test]
     fn values() {
-        assert_eq!(duration("x", "30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(duration("x", "1.5").unwrap(), Duration::from_millis(1500));
-        assert_eq!(duration("x", "5ms").unwrap(), Duration::from_millis(5));
-        assert!(duration("x", "1e300").is_err() && duration("x", "NaN").is_err() && duration("x", "-1").is_err());
         assert_eq!(fraction("x", "20%").unwrap(), 0.2);
         assert!(fraction("x", "120%").is_err());
         let c = classes("10%:100M,60%:20M,30%:5M").unwrap();
         assert_eq!(c[2], Class { share: 0.3, up: 5.0 * MIB });
         assert!(classes("10%:100M").is_err(), "not 100%");
         assert_eq!(arrivals("poisson:30s").unwrap(), Arrivals::Poisson(Duration::from_secs(30)));
-        assert_eq!(bytes("x", "0", true).unwrap(), f64::INFINITY);
+        assert!(arrivals("poisson:NaN").is_err() && classes("50%:-1,50%:5M").is_err());
     }
 
     #[test]

@@ -378,7 +378,7 @@ impl Tracker {
         for (hash, n) in expired {
             self.stats.expiries += n as u64;
             self.changed = true;
-            info!("{n} peer(s) of {} expired", self.describe(&hash));
+            info!("{} of {} expired", crate::common::fmt::plural(n as u64, "peer"), self.describe(&hash));
         }
         let Some(cutoff) = now.checked_sub(self.config.expiry) else { return };
         let swarms = &self.swarms;

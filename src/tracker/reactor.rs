@@ -14,6 +14,7 @@ use super::web::Web;
 use super::{Config, Error};
 use crate::common::net::{CloseReason, ConnId, Handler, Net};
 use crate::common::rng;
+use crate::common::status::Status;
 use crate::common::text::escape;
 use crate::wire::catalog::{Request, Selector, REQUEST_LIMIT};
 use crate::wire::{DecodeError, Frame};
@@ -34,6 +35,10 @@ struct Shell {
     next_status: Option<Instant>,
     last_status: Instant,
     bad_frames: u64,
+    /// Redrawn on a terminal, else printed when it changed.
+    status: Status,
+    /// The counters at the last status, for the rates beside them.
+    counted: (Instant, [u64; 5]),
     /// SIGINT or SIGTERM arrived: the tracker keeps only soft state, so it just stops.
     stopping: bool,
 }
@@ -52,6 +57,8 @@ pub fn run(config: Config) -> Result<(), Error> {
         next_status: (!config.status_every.is_zero()).then_some(now),
         last_status: now,
         bad_frames: 0,
+        status: Status::new(std::io::IsTerminal::is_terminal(&std::io::stdout())),
+        counted: (now, [0; 5]),
         stopping: false,
     };
     net.catch_signals().map_err(Error::Poll)?;
@@ -82,6 +89,25 @@ impl Shell {
         while let Some(conn) = self.conns.poll_resumed() {
             net.set_reading(conn, true);
         }
+    }
+}
+
+impl Shell {
+    /// `  per second: udp 120.0, joins 3.0, leaves 1.0, expired 0.0, catalog 2.0`, since the last status.
+    fn rates(&mut self, now: Instant) -> String {
+        let s = self.core.stats();
+        let counts = [s.datagrams, s.joins, s.leaves, s.expiries, s.catalog_requests];
+        let (then, before) = std::mem::replace(&mut self.counted, (now, counts));
+        let secs = now.saturating_duration_since(then).as_secs_f64().max(1e-3);
+        let rate = |i: usize| counts[i].saturating_sub(before[i]) as f64 / secs;
+        format!(
+            "  per second: udp {:.1}, joins {:.1}, leaves {:.1}, expired {:.1}, catalog {:.1}\n",
+            rate(0),
+            rate(1),
+            rate(2),
+            rate(3),
+            rate(4)
+        )
     }
 }
 
@@ -207,9 +233,8 @@ impl Handler for Shell {
                     net.accept_failures
                 );
             }
-            let mut stdout = std::io::stdout();
-            let _ = stdout.write_all(status.as_bytes());
-            let _ = stdout.flush();
+            let rates = self.rates(now);
+            self.status.show(&format!("{status}{rates}"), &status, std::time::SystemTime::now());
             self.next_status = Some(now + self.status_every);
         }
     }

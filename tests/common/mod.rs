@@ -707,8 +707,12 @@ pub struct SeederStatus {
 }
 
 /// The parsed status line, or `None` if `line` is not one.
+/// (`2026-12-05T09:26:02Z seeder: ...`: printed when it changed, behind the time, when not on a terminal).
 pub fn parse_seeder_status(line: &str) -> Option<SeederStatus> {
-    let rest = line.strip_prefix("seeder: ")?;
+    let (stamp, rest) = line.split_once("seeder: ")?;
+    if !(stamp.is_empty() || stamp.ends_with("Z ")) {
+        return None;
+    }
     let field = |key: &str| rest.split(" | ").find_map(|part| part.strip_prefix(key)).map(str::trim);
     let (sent, copies) = field("sent ")?.split_once(" (")?;
     Some(SeederStatus {
@@ -726,8 +730,8 @@ pub fn last_seeder_status(lines: &[String]) -> Option<SeederStatus> {
 }
 
 /// A leecher's line for a complete file:
-/// `NAME: done, 32.0 MiB in 9.12s (3.5 MiB/s) from 5 peer(s); 12.0 MiB from seeders, 20.0 MiB from leechers`
-/// (possibly followed by `, N bad chunk(s) re-fetched`).
+/// `NAME: done, 32.0 MiB in 9.12s (3.5 MiB/s) from 5 peers; 12.0 MiB from seeders, 20.0 MiB from leechers`
+/// (`from 1 peer`; possibly followed by `, N bad chunks re-fetched`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DoneLine {
     pub size: u64,
@@ -741,7 +745,8 @@ pub fn parse_done(line: &str, name: &str) -> Option<DoneLine> {
     let rest = line.strip_prefix(name)?.strip_prefix(": done, ")?;
     let (head, sources) = rest.split_once("; ")?;
     let (size, head) = head.split_once(" in ")?;
-    let peers = head.split_once(" from ")?.1.strip_suffix(" peer(s)")?;
+    let peers = head.split_once(" from ")?.1;
+    let peers = peers.strip_suffix(" peers").or_else(|| peers.strip_suffix(" peer"))?;
     let mut parts = sources.split(", ");
     let from_seeders = parts.next()?.strip_suffix(" from seeders")?;
     let from_leechers = parts.next()?.strip_suffix(" from leechers")?;

@@ -309,4 +309,13 @@ fn a_limit_raised_by_a_frame_holds_for_the_next_in_the_same_read() {
         net.read_conn(&mut h, now, conn);
     }
     assert_eq!(h.frames, [1, 10]);
+#[test]
+fn loopback_only_when_the_tracker_is_elsewhere() {
+    let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+    assert!(loopback_only(a("127.0.0.1:7000"), a("192.0.2.9:6969")));
+    assert!(loopback_only(a("[::1]:7000"), a("[2001:db8::1]:6969")));
+    assert!(!loopback_only(a("127.0.0.1:7000"), a("127.0.0.1:6969")));
+    assert!(!loopback_only(a("0.0.0.0:7000"), a("192.0.2.9:6969")));
+    assert!(!loopback_only(a("192.0.2.2:7000"), a("192.0.2.9:6969")));
+    assert!(loopback_warning(a("127.0.0.1:7000"), a("192.0.2.9:6969")).contains("--listen 0.0.0.0:7000"));
 }
