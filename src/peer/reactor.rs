@@ -136,7 +136,9 @@ impl Peers {
 
     pub fn on_closed(&mut self, core: &mut Machine, net: &mut Net, now: Instant, conn: ConnId, reason: CloseReason) {
         match (self.dialling.remove(&conn), &reason) {
-            (Some(addr), CloseReason::ConnectFailed(kind)) => self.dial_failed(addr, std::io::Error::from(*kind).to_string()),
+            (Some(addr), CloseReason::ConnectFailed(kind)) => {
+                self.dial_failed(addr, std::io::Error::from(*kind).to_string())
+            }
             // The core gave up on a dial that never connected.
             (Some(addr), CloseReason::Local) => self.dial_failed(addr, "no answer (timed out)".into()),
             _ => {}

@@ -18,8 +18,7 @@ pub type Rows = Vec<(String, Scenario)>;
 const TIB: f64 = 1099511627776.0;
 const PEERS: Range = Range::new(Kind::Count, 1.0, 100_000.0);
 const SIZE: Range = Range::new(Kind::Bytes, 1.0, TIB);
-const CHUNK: Range =
-    Range::new(Kind::Bytes, crate::meta::MIN_CHUNK as f64, crate::meta::MAX_CHUNK as f64);
+const CHUNK: Range = Range::new(Kind::Bytes, crate::meta::MIN_CHUNK as f64, crate::meta::MAX_CHUNK as f64);
 /// A link: 0 for unlimited.
 const LINK: Range = Range::new(Kind::Bytes, 0.0, TIB);
 const SNDBUF: Range = Range::new(Kind::Bytes, 1.0, 1024.0 * 1024.0 * 1024.0);
@@ -40,7 +39,11 @@ fn link(args: &mut Args, name: &'static str) -> Result<Option<f64>, Usage> {
 }
 
 /// A text option parsed by `parse`.
-fn text<T>(args: &mut Args, name: &'static str, parse: impl Fn(&str) -> Result<T, sc::BadValue>) -> Result<Option<T>, Usage> {
+fn text<T>(
+    args: &mut Args,
+    name: &'static str,
+    parse: impl Fn(&str) -> Result<T, sc::BadValue>,
+) -> Result<Option<T>, Usage> {
     args.text(name)?.map(|r| parse(&r).map_err(usage)).transpose()
 }
 
@@ -63,8 +66,7 @@ pub fn scenario(args: &mut Args) -> Result<Scenario, Usage> {
         down: link(args, "--down")?.unwrap_or(d.down),
         latency: args.duration("--latency", LATENCY)?.unwrap_or(d.latency),
         arrivals: text(args, "--arrivals", sc::arrivals)?.unwrap_or(d.arrivals),
-        leave_after_done: text(args, "--leave-after-done", share("--leave-after-done"))?
-            .unwrap_or(d.leave_after_done),
+        leave_after_done: text(args, "--leave-after-done", share("--leave-after-done"))?.unwrap_or(d.leave_after_done),
         crash: text(args, "--crash", share("--crash"))?.unwrap_or(d.crash),
         poisoners: text(args, "--poisoners", share("--poisoners"))?.unwrap_or(d.poisoners),
         sndbuf: args.whole("--sndbuf", SNDBUF)?.unwrap_or(d.sndbuf),

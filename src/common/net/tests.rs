@@ -309,6 +309,8 @@ fn a_limit_raised_by_a_frame_holds_for_the_next_in_the_same_read() {
         net.read_conn(&mut h, now, conn);
     }
     assert_eq!(h.frames, [1, 10]);
+}
+
 #[test]
 fn loopback_only_when_the_tracker_is_elsewhere() {
     let a = |s: &str| s.parse::<SocketAddr>().unwrap();
