@@ -34,7 +34,7 @@ OPTIONS:
   -h, --help            this text
 ";
 
-/// Longest expiry accepted: the swarm clock wraps (`MAX_EXPIRY_MS`).
+/// Longest expiry accepted: a week (nothing longer is of use to a client).
 const MAX_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 
 fn parse(mut args: pico_args::Arguments) -> Result<Config, Usage> {

@@ -104,7 +104,7 @@ impl Tracker {
         let mut secret = [0u8; 16];
         rng.fill(&mut secret);
         let next_sweep = now + sweep_period(&config);
-        let swarms = Swarms::new(config.limits);
+        let swarms = Swarms::new(config.limits, rng.next_u64());
         Tracker {
             config,
             start: now,
@@ -197,9 +197,9 @@ impl Tracker {
             // A peer without a port is answered but not stored.
             _ if a.port == 0 => Ok(Change::Unchanged),
             event => {
-                let until = self.millis(now).wrapping_add(self.expiry_ms(&a.peer_id));
+                let ttl = self.expiry_ms(&a.peer_id);
                 let completed = event == Event::Completed;
-                self.swarms.upsert(hash, peer, seeder, completed, until).map_err(Full::message)
+                self.swarms.upsert(hash, peer, seeder, completed, self.millis(now), ttl).map_err(Full::message)
             }
         };
         match change {
@@ -248,7 +248,7 @@ impl Tracker {
     /// which announce at our interval, long for everyone else.
     fn expiry_ms(&self, peer_id: &[u8; 20]) -> Millis {
         let expiry = if peer_id.starts_with(LMK_PEER_ID) { self.config.expiry } else { self.config.foreign_expiry };
-        expiry.as_millis().try_into().unwrap_or(MAX_EXPIRY_MS)
+        expiry.as_millis().try_into().unwrap_or(Millis::MAX)
     }
 
     /// Answers one catalog request from a client at `from`.
@@ -294,13 +294,15 @@ impl Tracker {
 
     /// Drops peers not heard from within the expiry time, then catalog
     /// entries that have had no seeder for as long. Early calls are no-ops.
+    /// At most `EXPIRE_BUDGET` peers go per call; with more due, the next
+    /// deadline is a millisecond away, so datagrams are served in between.
     pub fn handle_timeout(&mut self, now: Instant) {
         if now < self.next_sweep {
             return;
         }
-        self.next_sweep = now + sweep_period(&self.config);
         let mut expired = Vec::new();
-        self.swarms.expire(self.millis(now), |hash, n| expired.push((*hash, n)));
+        let more = self.swarms.expire(self.millis(now), EXPIRE_BUDGET, |hash, n| expired.push((*hash, n)));
+        self.next_sweep = now + if more { Duration::from_millis(1) } else { sweep_period(&self.config) };
         for (hash, n) in expired {
             self.stats.expiries += n as u64;
             self.changed = true;
@@ -410,8 +412,8 @@ fn connection_id(req: &Request) -> u64 {
     }
 }
 
-/// Longest expiry the swarm clock can carry (its deadlines wrap at 2^32 ms).
-pub const MAX_EXPIRY_MS: u32 = u32::MAX >> 2;
+/// Peers expired per `handle_timeout` call: about 0.1 ms of work.
+const EXPIRE_BUDGET: usize = 1000;
 
 /// Expiry is checked this often: a quarter of the expiry time, at most a second.
 fn sweep_period(config: &Config) -> Duration {
