@@ -106,12 +106,11 @@ pub trait Handler {
 /// The sockets of one role and the buffers that move their bytes.
 pub struct Net {
     poll: Poll,
-    udp: Option<UdpSocket>,
+    udp: Option<udp::Udp>,
     listeners: Vec<TcpListener>,
     conns: Slab<Conn>,
     /// Connections touched in this batch that may need a flush.
     dirty: Vec<ConnId>,
-    udp_buf: Vec<u8>,
     /// Handlers are asked for more while fewer bytes wait (`LOW_WATER`).
     low_water: usize,
     /// When to try the listeners again after running out of descriptors.
@@ -134,7 +133,6 @@ impl Net {
             listeners: Vec::new(),
             conns: Slab::new(),
             dirty: Vec::new(),
-            udp_buf: vec![0; MAX_DATAGRAM],
             low_water: LOW_WATER,
             accept_retry: None,
             accept_failing: false,
@@ -160,7 +158,7 @@ impl Net {
         let mut sock = UdpSocket::bind(addr)?;
         self.poll.registry().register(&mut sock, UDP, Interest::READABLE)?;
         let local = sock.local_addr()?;
-        self.udp = Some(sock);
+        self.udp = Some(udp::Udp::new(sock));
         Ok(local)
     }
 
@@ -182,16 +180,6 @@ impl Net {
         let local = l.local_addr()?;
         self.listeners.push(l);
         Ok(local)
-    }
-
-    /// Sends a datagram now; a full socket buffer drops it (counted), never queues.
-    pub fn send_to(&mut self, to: SocketAddr, data: &[u8]) {
-        let Some(sock) = &self.udp else { return };
-        match sock.send_to(data, to) {
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::WouldBlock => self.udp_dropped += 1,
-            Err(e) => debug!("udp send to {to}: {e}"),
-        }
     }
 
     /// Starts a non-blocking connect. `on_connected` or `on_closed(ConnectFailed)` follows.
@@ -353,19 +341,6 @@ impl Net {
         deadline.map(|d| d.saturating_duration_since(now) + Duration::from_micros(999))
     }
 
-    fn read_datagrams<H: Handler>(&mut self, handler: &mut H, now: Instant) {
-        let mut buf = std::mem::take(&mut self.udp_buf);
-        while let Some(received) = self.udp.as_ref().map(|sock| sock.recv_from(&mut buf)) {
-            match received {
-                Ok((n, from)) => handler.on_datagram(self, now, from, buf.get(..n).unwrap_or(&[])),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                // ICMP errors from earlier sends surface here on Linux; keep reading.
-                Err(e) => debug!("udp recv: {e}"),
-            }
-        }
-        self.udp_buf = buf;
-    }
-
     fn accept<H: Handler>(&mut self, handler: &mut H, now: Instant, index: usize, limit: FrameLimit) {
         loop {
             let Some(listener) = self.listeners.get(index) else { return };
@@ -471,4 +446,5 @@ fn limit_unsent(stream: &TcpStream) {
 mod read;
 #[cfg(test)]
 mod tests;
+mod udp;
 mod write;
