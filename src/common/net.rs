@@ -211,7 +211,15 @@ impl Net {
         if !std::mem::replace(&mut c.dirty, true) {
             self.dirty.push(conn);
         }
-        Some(&mut c.wbuf)
+        Some(c.out())
+    }
+
+    /// Queues an answer shared with other connections: written from the
+    /// one copy in pieces, whatever the number of connections sending it.
+    pub fn send_shared(&mut self, conn: ConnId, bytes: std::rc::Rc<[u8]>) {
+        let Some(c) = self.conns.get_mut(conn.0).filter(|c| c.closing.is_none()) else { return };
+        c.push_shared(bytes);
+        self.mark_dirty(conn);
     }
 
     /// Pauses or resumes reading `conn`. While paused, its frames stay
@@ -229,7 +237,7 @@ impl Net {
 
     /// Bytes queued and not yet written.
     pub fn queued(&self, conn: ConnId) -> usize {
-        self.conns.get(conn.0).map_or(0, |c| c.wbuf.len() - c.wpos)
+        self.conns.get(conn.0).map_or(0, Conn::queued)
     }
 
     /// Asks for `on_drained` calls whenever the write queue is below the low-water mark.

@@ -3,10 +3,12 @@
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use log::{debug, info};
 
+use super::answers::Answers;
 use super::catalog::{Catalog, Gate, Policy, Source};
 use super::swarms::{Change, Millis, Swarms};
 pub use super::swarms::{Full, Limits};
@@ -90,6 +92,8 @@ pub struct Tracker {
     rng: Rng,
     swarms: Swarms,
     catalog: Catalog,
+    /// Encoded metadata and file lists, one copy per answer however many connections send it.
+    answers: Answers,
     gate: Gate,
     stats: Stats,
     /// Reused for every announce answer: no allocation per datagram.
@@ -112,6 +116,7 @@ impl Tracker {
             rng,
             swarms,
             catalog: Catalog::default(),
+            answers: Answers::default(),
             gate: Gate::new(Policy::default(), secret, now),
             stats: Stats::default(),
             picked: Vec::with_capacity(udp::MAX_PEERS),
@@ -268,6 +273,33 @@ impl Tracker {
         response
     }
 
+    /// Answers one catalog request as its encoded frame. Metadata and file
+    /// lists come from `Answers`: one copy, however many connections are
+    /// sending it (the shell writes it from there, `Net::send_shared`).
+    pub fn handle_catalog_shared(&mut self, now: Instant, from: IpAddr, request: cat::Request) -> Rc<[u8]> {
+        let found = match &request {
+            cat::Request::GetMeta(selector) => Some(self.catalog.find(selector)),
+            _ => None,
+        };
+        match (request, found) {
+            (_, Some(Ok(id))) => {
+                self.stats.catalog_requests += 1;
+                let Some(meta) = self.catalog.meta(&id) else { return Rc::from(&[][..]) };
+                self.answers.meta(id, |out| cat::encode_meta_response(meta, out))
+            }
+            (cat::Request::List, _) => {
+                self.stats.catalog_requests += 1;
+                let (catalog, swarms) = (&self.catalog, &self.swarms);
+                self.answers.list(now, |out| cat::Response::List(catalog.list(|id| swarms.seeders(id))).encode(out))
+            }
+            (request, _) => {
+                let mut out = Vec::new();
+                self.handle_catalog(now, from, request).encode(&mut out);
+                out.into()
+            }
+        }
+    }
+
     fn publish(
         &mut self,
         now: Instant,
@@ -308,6 +340,7 @@ impl Tracker {
             self.changed = true;
             info!("{n} peer(s) of {} expired", self.describe(&hash));
         }
+        self.answers.prune();
         let Some(cutoff) = now.checked_sub(self.config.expiry) else { return };
         let swarms = &self.swarms;
         for name in self.catalog.expire(now, cutoff, |id| swarms.seeders(id) > 0) {
@@ -354,6 +387,10 @@ impl Tracker {
             s.catalog_refused,
             s.unauthorized,
         );
+        let answers = self.answers.bytes();
+        if answers > 0 {
+            let _ = writeln!(out, "  (catalog answers being sent: {})", fmt::bytes(answers as u64));
+        }
         let list = self.catalog.list(|id| self.swarms.seeders(id));
         if !list.is_empty() {
             let _ = writeln!(out, "  {:<32} {:>10} {:>7}  CONTENT ID", "NAME", "SIZE", "SEEDERS");

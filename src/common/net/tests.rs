@@ -172,7 +172,7 @@ fn datagrams_are_answered_one_by_one_in_order() {
         fn on_datagram(&mut self, net: &mut Net, _: Instant, from: SocketAddr, data: &[u8]) {
             self.seen.push(data.to_vec());
             net.send_to(from, data);
-            if data[0] % 10 == 0 {
+            if data[0].is_multiple_of(10) {
                 net.send_to(from, b"extra");
             }
         }
@@ -199,7 +199,7 @@ fn datagrams_are_answered_one_by_one_in_order() {
     for d in &sent {
         let n = client.recv(&mut buf).expect("a reply within 5 s");
         assert_eq!(&buf[..n], &d[..]);
-        if d[0] % 10 == 0 {
+        if d[0].is_multiple_of(10) {
             let n = client.recv(&mut buf).expect("the extra reply within 5 s");
             assert_eq!(&buf[..n], b"extra");
         }
