@@ -6,7 +6,7 @@
 //! host's peers sit together, so the per-host count in a swarm is a binary
 //! search, not a table; and expiring a bucket drops its vectors whole.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::usage::Host;
 use super::Millis;
@@ -20,6 +20,8 @@ pub(super) trait Record: Copy + Ord {
     /// The block an answer spreads over: an IPv4 /24, an IPv6 /48.
     fn block(&self) -> u64;
     fn addr(&self) -> SocketAddr;
+    /// The record of `addr`, if it is of this family.
+    fn of(addr: SocketAddr) -> Option<Self>;
 }
 
 pub(super) type V4 = [u8; 6];
@@ -51,6 +53,12 @@ impl Record for V4 {
         let [a, b, c, d, p, q] = *self;
         SocketAddr::from((Ipv4Addr::new(a, b, c, d), u16::from_be_bytes([p, q])))
     }
+    fn of(addr: SocketAddr) -> Option<V4> {
+        match addr.ip().to_canonical() {
+            IpAddr::V4(ip) => Some(v4(ip, addr.port())),
+            IpAddr::V6(_) => None,
+        }
+    }
 }
 
 impl Record for V6 {
@@ -64,6 +72,12 @@ impl Record for V6 {
         let mut ip = [0; 16];
         ip.copy_from_slice(&self[..16]);
         SocketAddr::from((Ipv6Addr::from(ip), u16::from_be_bytes([self[16], self[17]])))
+    }
+    fn of(addr: SocketAddr) -> Option<V6> {
+        match addr.ip().to_canonical() {
+            IpAddr::V6(ip) => Some(v6(ip, addr.port())),
+            IpAddr::V4(_) => None,
+        }
     }
 }
 
@@ -245,9 +259,11 @@ impl<R: Record> Table<R> {
             out.extend(all.filter(|a| *a != skip).take(want));
             return;
         }
-        let first = out.len();
+        let skip = R::of(skip);
         let start = rng.below(n);
         let stride = n / want;
+        // Positions (in the role's pools, taken in order) of the peers picked.
+        let mut taken = Vec::with_capacity(want);
         // Positions run from `start` on, around the list at most twice
         // (`q % n`): hops can carry the walk past later targets, and the
         // second round finds the blocks a target skipped. A block is hopped
@@ -259,13 +275,14 @@ impl<R: Record> Table<R> {
                 let Some((at, r)) = self.at(role, q % n).and_then(|at| Some((at, *self.get(at, role)?))) else {
                     break;
                 };
-                if r.addr() == skip {
+                if Some(r) == skip {
                     q += 1;
                 } else if blocks.contains(r.block()) {
                     q += self.block_left(at, role, r.block());
                 } else {
                     blocks.insert(r.block());
                     out.push(r.addr());
+                    taken.push(q % n);
                     q += 1;
                     break;
                 }
@@ -275,14 +292,14 @@ impl<R: Record> Table<R> {
         // Short: fill from the evenly spaced positions, then from every one
         // in turn, skipping what was taken (at most `want` + 1 are skipped).
         let spaced = (0..want).map(|j| start + j * stride);
-        for q in spaced.chain(start..start + n) {
-            if out.len() - first >= want {
+        for q in spaced.chain(start..start + n).map(|q| q % n) {
+            if taken.len() >= want {
                 break;
             }
-            let Some(r) = self.at(role, q % n).and_then(|at| self.get(at, role)) else { continue };
-            let addr = r.addr();
-            if addr != skip && !out[first..].contains(&addr) {
-                out.push(addr);
+            let Some(r) = self.at(role, q).and_then(|at| self.get(at, role)) else { continue };
+            if Some(*r) != skip && !taken.contains(&q) {
+                out.push(r.addr());
+                taken.push(q);
             }
         }
     }
