@@ -118,6 +118,9 @@ impl Net {
             }
             return;
         }
+        // Larger than a slot (no tracker reply is): after the queued ones, in order.
+        self.send_replies();
+        let Some(udp) = &mut self.udp else { return };
         match udp.socket.send_to(data, to) {
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::WouldBlock => self.udp_dropped += 1,
