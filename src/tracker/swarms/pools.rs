@@ -289,18 +289,34 @@ impl<R: Record> Table<R> {
             }
             cursor = q;
         }
-        // Short: fill from the evenly spaced positions, then from every one
-        // in turn, skipping what was taken (at most `want` + 1 are skipped).
-        let spaced = (0..want).map(|j| start + j * stride);
-        for q in spaced.chain(start..start + n).map(|q| q % n) {
+        // Short: fill from the evenly spaced positions (distinct, so only
+        // those the first pass took are skipped), then from every one in
+        // turn (at most `want` + 1 are skipped).
+        let spread = taken.len();
+        for j in 0..want {
+            let q = (start + j * stride) % n;
             if taken.len() >= want {
-                break;
+                return;
             }
-            let Some(r) = self.at(role, q).and_then(|at| self.get(at, role)) else { continue };
-            if Some(*r) != skip && !taken.contains(&q) {
-                out.push(r.addr());
-                taken.push(q);
+            if !taken[..spread].contains(&q) {
+                self.answer_with(role, q, skip, out, &mut taken);
             }
+        }
+        for q in (start..start + n).map(|q| q % n) {
+            if taken.len() >= want {
+                return;
+            }
+            if !taken.contains(&q) {
+                self.answer_with(role, q, skip, out, &mut taken);
+            }
+        }
+    }
+
+    /// Adds the peer at position `q` of the role to the answer, unless it is `skip`.
+    fn answer_with(&self, role: usize, q: usize, skip: Option<R>, out: &mut Vec<SocketAddr>, taken: &mut Vec<usize>) {
+        if let Some(r) = self.at(role, q).and_then(|at| self.get(at, role)).filter(|r| Some(**r) != skip) {
+            out.push(r.addr());
+            taken.push(q);
         }
     }
 
