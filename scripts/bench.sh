@@ -129,7 +129,7 @@ else
     cargo build --release --quiet || fail "cargo build failed"
     SRC_BIN=target/release
 fi
-log "cargo bench --no-run (benches/tracker_load.rs, benches/udp_echo.rs)"
+log "cargo bench --no-run (benches/tracker_load.rs, udp_echo.rs, expiry_stall.rs)"
 bench_exe() { # NAME: the executable cargo bench built for benches/NAME.rs
     cargo bench --quiet --bench "$1" --no-run --message-format=json | python3 -c 'import json,sys
 for l in sys.stdin:
@@ -141,6 +141,8 @@ LOADGEN=$(bench_exe tracker_load)
 [ -x "$LOADGEN" ] || fail "cargo bench --bench tracker_load --no-run built no executable"
 ECHO=$(bench_exe udp_echo)
 [ -x "$ECHO" ] || fail "cargo bench --bench udp_echo --no-run built no executable"
+STALL=$(bench_exe expiry_stall)
+[ -x "$STALL" ] || fail "cargo bench --bench expiry_stall --no-run built no executable"
 
 MEM_AVAIL_MIB=$(($(awk '/^MemAvailable:/ {print $2}' /proc/meminfo) / 1024))
 SHM_FREE_MIB=$(($(df -Pk "$SHM" | awk 'NR == 2 {print $4}') / 1024))
@@ -156,6 +158,7 @@ mkdir -p "$RUN/bin" "$RUN/src" "$RUN/out"
 cp "$SRC_BIN/lmk-tracker" "$SRC_BIN/lmk-seeder" "$SRC_BIN/lmk-leecher" "$RUN/bin/" || fail "no lmk-* binaries in $SRC_BIN"
 cp "$LOADGEN" "$RUN/bin/tracker_load"
 cp "$ECHO" "$RUN/bin/udp_echo"
+cp "$STALL" "$RUN/bin/expiry_stall"
 BIN=$RUN/bin
 SAMPLES=$RUN/samples.tsv
 : >"$SAMPLES"
@@ -618,6 +621,13 @@ for i in $(seq "$TRACKER_BIG_RUNS"); do
     stop "$TR_PID"
 done
 
+# The same on the core alone, no sockets and no other process in between (benches/expiry_stall.rs).
+"$BIN/expiry_stall" >"$RUN/stall.json" 2>"$RUN/stall.log" || fail "expiry_stall failed: $(tail -n 3 "$RUN/stall.log")"
+read -r stall_t stall_d < <(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["timeout_us_p999"], d["datagram_us_p999"])' "$RUN/stall.json")
+sample core_expiry_timeout_us_p999 "$stall_t"
+sample core_expiry_datagram_us_p999 "$stall_d"
+log "core alone while 1,000,000 peers expire: $(cat "$RUN/stall.json")"
+
 section "aquatic_udp_load_test (aquatic's own generator: 1 worker, 4 sockets, 100,000 peers in 1000 swarms, announces only)"
 AQUATIC=$(command -v aquatic_udp_load_test || true)
 if [ -z "$AQUATIC" ] && [ -z "${NO_INSTALL:-}" ] && command -v cargo >/dev/null; then
@@ -741,6 +751,8 @@ FIG = [  # key, label, unit
     ("lmk_expiry_latency_p999_us", "lmk-tracker p99.9 announce latency, 1M peers expiring", "us"),
     ("lmk_expiry_peers_left", "lmk-tracker peers left after that expiry", "peers"),
     ("echo_probe_latency_p999_us", "UDP echo p99.9 latency, same 128 in flight (floor)", "us"),
+    ("core_expiry_timeout_us_p999", "core alone: p99.9 handle_timeout while 1M expire", "us"),
+    ("core_expiry_datagram_us_p999", "core alone: p99.9 announce while 1M expire", "us"),
     ("aq_echo_responses_per_s", "aquatic_udp_load_test -> UDP echo (ceiling)", "1/s"),
     ("aq_lmk_tracker_responses_per_s", "aquatic_udp_load_test -> lmk-tracker", "1/s"),
     ("aq_opentracker_responses_per_s", "aquatic_udp_load_test -> opentracker", "1/s"),
@@ -784,6 +796,8 @@ for size in ("1m", "10m"):
     target(f"lmk-tracker <= 12 bytes of RSS per IPv4 peer at {size.upper()}", f"{fmt(bpp)} B/peer", None if bpp is None else bpp / 12, "<=", 1.0)
 p999 = med("lmk_expiry_latency_p999_us")
 target("lmk-tracker p99.9 announce latency < 1 ms while 1M expire", f"{fmt(p999)} us", None if p999 is None else p999 / 1000, "<=", 1.0)
+core = med("core_expiry_datagram_us_p999")
+target("core alone: p99.9 announce < 1 ms while 1M expire", f"{fmt(core)} us", None if core is None else core / 1000, "<=", 1.0)
 print()
 print("Targets: ratios of medians from this run (for RSS: measured / limit; for the big file: |big/1 GiB - 1|)")
 print(f"{'target':<58} {'measured':>26} {'ratio':>8} {'need':>8}  verdict")
