@@ -31,6 +31,7 @@
 use std::fs;
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -65,10 +66,11 @@ struct Args {
     fill_timeout: f64,
     pid: Option<u32>,
     whitelist_out: Option<String>,
+    probe: Option<usize>,
 }
 
 const USAGE: &str = "usage: tracker_load --tracker ADDR [--seconds S] [--sockets N] [--window N] [--hashes N] \
-[--peers N] [--pid PID] [--fill-timeout S] | --hashes N --whitelist-out FILE";
+[--peers N] [--pid PID] [--fill-timeout S] [--probe N] | --hashes N --whitelist-out FILE";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -81,6 +83,7 @@ fn parse_args() -> Result<Args, String> {
         fill_timeout: 60.0,
         pid: None,
         whitelist_out: None,
+        probe: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -102,11 +105,12 @@ fn parse_args() -> Result<Args, String> {
             "--fill-timeout" => a.fill_timeout = value.parse().map_err(|e| bad(&e))?,
             "--pid" => a.pid = Some(value.parse().map_err(|e| bad(&e))?),
             "--whitelist-out" => a.whitelist_out = Some(value),
+            "--probe" => a.probe = Some(value.parse().map_err(|e| bad(&e))?),
             _ => return Err(format!("unknown option {flag}\n{USAGE}")),
         }
     }
-    if !(1..=250).contains(&a.sockets) {
-        return Err("--sockets must be 1..=250 (one source address 127.0.0.2.. each)".into());
+    if !(1..=4096).contains(&a.sockets) {
+        return Err("--sockets must be 1..=4096 (one source address 127.0.0.2.. each)".into());
     }
     if !(1..=MAX_WINDOW).contains(&a.window) {
         return Err(format!("--window must be 1..={MAX_WINDOW}"));
@@ -135,6 +139,8 @@ struct Slot {
 
 struct Sock {
     sock: UdpSocket,
+    /// Datagrams to send with the next `sendmmsg`.
+    tx: Batch,
     ip: Ipv4Addr,
     rng: Rng,
     connection_id: Option<u64>,
@@ -163,8 +169,13 @@ struct Load {
     /// Fill phase: announce each peer once and no more.
     fill: bool,
     counts: Counts,
-    buf: Vec<u8>,
+    /// Received datagrams, one `recvmmsg` at a time.
+    rx: Batch,
     out: Vec<u8>,
+    /// Timed phase: each answered announce's round trip, in microseconds.
+    latencies: Vec<u32>,
+    /// Timed phase: only the first `probe` peers of each socket announce.
+    probe: Option<usize>,
 }
 
 impl Load {
@@ -172,11 +183,8 @@ impl Load {
         let txid = CONNECT_TAG | (s.rng.next_u32() >> 1);
         self.out.clear();
         Request::Connect { transaction_id: txid }.encode(&mut self.out);
-        match s.sock.send(&self.out) {
-            Ok(_) => s.connecting = Some((txid, now)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => self.counts.errors += 1,
-        }
+        s.queue(&self.out);
+        s.connecting = Some((txid, now));
     }
 
     /// Sends the announce of slot `i` (its peer, a new sequence number).
@@ -213,18 +221,15 @@ impl Load {
         req.encode(&mut self.out);
         slot.sent = now;
         slot.resend = false;
-        match s.sock.send(&self.out) {
-            Ok(_) => self.counts.sent += 1,
-            // A full send buffer: the slot times out and is sent again.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => self.counts.errors += 1,
-        }
+        // Dropped by a full send buffer: the slot times out and is sent again.
+        s.queue(&self.out);
+        self.counts.sent += 1;
     }
 
     /// Puts the next peer into slot `i` and sends it; false when the fill
     /// phase has no peer left for it.
     fn next_in_slot(&mut self, s: &mut Sock, i: usize, now: Instant) -> bool {
-        if s.next_peer >= self.per_socket {
+        if s.next_peer >= self.probe.unwrap_or(self.per_socket) {
             if self.fill {
                 s.slots[i].busy = false;
                 return false;
@@ -241,70 +246,85 @@ impl Load {
     fn receive(&mut self, s: &mut Sock, now: Instant) -> bool {
         let mut any = false;
         loop {
-            let n = match s.sock.recv(&mut self.buf) {
+            let n = match self.rx.receive(&s.sock) {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return any,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
                     // e.g. ECONNREFUSED from an ICMP error: the tracker is gone or not there yet.
                     self.counts.errors += 1;
-                    return any;
+                    break;
                 }
             };
             any = true;
-            let data = &self.buf[..n];
-            if n < 8 {
-                self.counts.errors += 1;
-                continue;
+            let rx = std::mem::take(&mut self.rx);
+            for i in 0..n {
+                self.answer(s, now, rx.get(i));
             }
-            let action = u32::from_be_bytes([data[0], data[1], data[2], data[3]]);
-            let txid = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
-            if txid & CONNECT_TAG != 0 {
-                match (s.connecting, Response::decode(data, false)) {
-                    (Some((want, _)), Ok(Response::Connect { transaction_id, connection_id }))
-                        if action == ACTION_CONNECT && transaction_id == want =>
-                    {
-                        s.connection_id = Some(connection_id);
-                        s.connected_at = now;
-                        s.connecting = None;
-                    }
-                    _ => self.counts.errors += 1,
-                }
-                continue;
-            }
-            let i = (txid & (MAX_WINDOW as u32 - 1)) as usize;
-            let seq = txid >> SLOT_BITS;
-            if !s.slots.get(i).is_some_and(|slot| slot.busy && !slot.resend && slot.seq == seq) {
-                continue; // a late answer to an announce we already sent again
-            }
-            match Response::decode(data, false) {
-                Ok(Response::Announce { transaction_id, .. })
-                    if action == ACTION_ANNOUNCE && transaction_id == txid =>
+            self.rx = rx;
+            s.flush();
+        }
+        s.flush();
+        any
+    }
+
+    fn answer(&mut self, s: &mut Sock, now: Instant, data: &[u8]) {
+        let n = data.len();
+        if n < 8 {
+            self.counts.errors += 1;
+            return;
+        }
+        let action = u32::from_be_bytes([data[0], data[1], data[2], data[3]]);
+        let txid = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
+        if txid & CONNECT_TAG != 0 {
+            match (s.connecting, Response::decode(data, false)) {
+                (Some((want, _)), Ok(Response::Connect { transaction_id, connection_id }))
+                    if action == ACTION_CONNECT && transaction_id == want =>
                 {
-                    self.counts.received += 1;
-                    if self.fill {
-                        s.filled += 1;
-                    }
-                    self.next_in_slot(s, i, now);
+                    s.connection_id = Some(connection_id);
+                    s.connected_at = now;
+                    s.connecting = None;
                 }
-                Ok(Response::Error { message, .. }) if action == ACTION_ERROR && message.contains("connection id") => {
-                    // Our id expired: get a new one; the slot is sent again once we have it.
-                    self.counts.errors += 1;
-                    s.connection_id = None;
-                    s.slots[i].resend = true;
-                    if s.connecting.is_none() {
-                        self.send_connect(s, now);
-                    }
+                _ => self.counts.errors += 1,
+            }
+            return;
+        }
+        let i = (txid & (MAX_WINDOW as u32 - 1)) as usize;
+        let seq = txid >> SLOT_BITS;
+        if !s.slots.get(i).is_some_and(|slot| slot.busy && !slot.resend && slot.seq == seq) {
+            return; // a late answer to an announce we already sent again
+        }
+        // Action and transaction id are enough to count an answer; the
+        // rest is decoded only when it is not an announce answer.
+        if action == ACTION_ANNOUNCE && n >= 20 {
+            self.counts.received += 1;
+            if self.fill {
+                s.filled += 1;
+            } else {
+                let rtt = now.saturating_duration_since(s.slots[i].sent);
+                self.latencies.push(rtt.as_micros().min(u128::from(u32::MAX)) as u32);
+            }
+            self.next_in_slot(s, i, now);
+            return;
+        }
+        match Response::decode(data, false) {
+            Ok(Response::Error { message, .. }) if action == ACTION_ERROR && message.contains("connection id") => {
+                // Our id expired: get a new one; the slot is sent again once we have it.
+                self.counts.errors += 1;
+                s.connection_id = None;
+                s.slots[i].resend = true;
+                if s.connecting.is_none() {
+                    self.send_connect(s, now);
                 }
-                _ => {
-                    // An error answer, or one our codec refuses (opentracker answers a hash
-                    // outside its whitelist with a bare 8-byte announce header).
-                    self.counts.errors += 1;
-                    if self.fill {
-                        s.filled += 1; // answered, if not stored: do not wait for it
-                    }
-                    self.next_in_slot(s, i, now);
+            }
+            _ => {
+                // An error answer, or one our codec refuses (opentracker answers a hash
+                // outside its whitelist with a bare 8-byte announce header).
+                self.counts.errors += 1;
+                if self.fill {
+                    s.filled += 1; // answered, if not stored: do not wait for it
                 }
+                self.next_in_slot(s, i, now);
             }
         }
     }
@@ -333,6 +353,7 @@ impl Load {
                 self.next_in_slot(s, i, now);
             }
         }
+        s.flush();
     }
 
     /// Drives every socket until `until`, or (fill phase) until every peer is answered.
@@ -361,6 +382,119 @@ impl Load {
             }
         }
     }
+}
+
+/// Datagrams per system call, each way: the generator batches its system
+/// calls (`recvmmsg`, `sendmmsg` on its connected sockets) so that it costs
+/// less per datagram than the trackers it measures.
+const BATCH: usize = 64;
+/// Room per datagram: an announce is 98 bytes, an answer with 50 IPv4 peers 320.
+const SLOT: usize = 2048;
+
+/// `BATCH` datagram buffers and their lengths.
+#[derive(Default)]
+struct Batch {
+    data: Vec<u8>,
+    lens: Vec<usize>,
+}
+
+impl Batch {
+    fn new() -> Batch {
+        Batch { data: vec![0; BATCH * SLOT], lens: Vec::with_capacity(BATCH) }
+    }
+
+    fn get(&self, i: usize) -> &[u8] {
+        &self.data[i * SLOT..i * SLOT + self.lens[i]]
+    }
+
+    /// One `recvmmsg`: how many datagrams arrived.
+    fn receive(&mut self, sock: &UdpSocket) -> io::Result<usize> {
+        // SAFETY: plain C structs, all-zero is valid.
+        let mut iovs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for (i, (iov, msg)) in iovs.iter_mut().zip(msgs.iter_mut()).enumerate() {
+            iov.iov_base = self.data[i * SLOT..].as_mut_ptr().cast();
+            iov.iov_len = SLOT;
+            msg.msg_hdr.msg_iov = iov;
+            msg.msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: the headers point at live buffers of the sizes given.
+        let n = unsafe {
+            libc::recvmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), BATCH as u32, libc::MSG_DONTWAIT, std::ptr::null_mut())
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.lens.clear();
+        self.lens.extend(msgs.iter().take(n as usize).map(|m| (m.msg_len as usize).min(SLOT)));
+        Ok(n as usize)
+    }
+
+    /// Sends everything queued with one `sendmmsg` (what the socket has no
+    /// room for is dropped: those slots time out and are sent again).
+    fn send(&mut self, sock: &UdpSocket) {
+        if self.lens.is_empty() {
+            return;
+        }
+        // SAFETY: plain C structs, all-zero is valid.
+        let mut iovs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for (i, (iov, msg)) in iovs.iter_mut().zip(msgs.iter_mut()).enumerate().take(self.lens.len()) {
+            iov.iov_base = self.data[i * SLOT..].as_mut_ptr().cast();
+            iov.iov_len = self.lens[i];
+            msg.msg_hdr.msg_iov = iov;
+            msg.msg_hdr.msg_iovlen = 1;
+        }
+        let mut sent = 0;
+        while sent < self.lens.len() {
+            // SAFETY: the headers point at live buffers of the sizes given.
+            let n = unsafe {
+                libc::sendmmsg(
+                    sock.as_raw_fd(),
+                    msgs[sent..].as_mut_ptr(),
+                    (self.lens.len() - sent) as u32,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n <= 0 {
+                break;
+            }
+            sent += n as usize;
+        }
+        self.lens.clear();
+    }
+}
+
+impl Sock {
+    /// Queues a datagram for the next `flush`.
+    fn queue(&mut self, datagram: &[u8]) {
+        if self.tx.lens.len() == BATCH {
+            self.flush();
+        }
+        let i = self.tx.lens.len();
+        self.tx.data[i * SLOT..i * SLOT + datagram.len()].copy_from_slice(datagram);
+        self.tx.lens.push(datagram.len());
+    }
+
+    fn flush(&mut self) {
+        self.tx.send(&self.sock);
+    }
+}
+
+/// Round-trip percentiles of the timed phase, as JSON fields.
+fn latency_json(us: &mut [u32]) -> String {
+    if us.is_empty() {
+        return String::new();
+    }
+    us.sort_unstable();
+    let at = |q: f64| us[((us.len() - 1) as f64 * q).round() as usize];
+    format!(
+        ", \"latency_us_p50\": {}, \"latency_us_p99\": {}, \"latency_us_p999\": {}, \"latency_us_max\": {}",
+        at(0.5),
+        at(0.99),
+        at(0.999),
+        us[us.len() - 1]
+    )
 }
 
 fn json_opt<T: std::fmt::Display>(v: Option<T>) -> String {
@@ -392,7 +526,7 @@ fn main() -> ExitCode {
     let start = Instant::now();
     let mut socks = Vec::new();
     for n in 0..args.sockets {
-        let ip = Ipv4Addr::new(127, 0, 0, 2 + n as u8);
+        let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(127, 0, 0, 2)) + n as u32);
         // Connected: no route lookup per datagram, and only the tracker's answers arrive.
         let bound = UdpSocket::bind((ip, 0))
             .and_then(|s| s.connect(args.tracker).map(|()| s))
@@ -408,6 +542,7 @@ fn main() -> ExitCode {
         let idle = Slot { busy: false, resend: false, seq: 0, peer: 0, sent: now };
         socks.push(Sock {
             sock,
+            tx: Batch::new(),
             ip,
             rng: Rng::new(0x7ac4 ^ n as u64),
             connection_id: None,
@@ -424,8 +559,10 @@ fn main() -> ExitCode {
         event: Event::Started,
         fill,
         counts: Counts::default(),
-        buf: vec![0u8; 65536],
+        rx: Batch::new(),
         out: Vec::with_capacity(128),
+        latencies: Vec::new(),
+        probe: None,
     };
     let rss_before = args.pid.and_then(rss_kb);
 
@@ -437,6 +574,7 @@ fn main() -> ExitCode {
             load.receive(s, now);
             if s.connection_id.is_none() && s.connecting.is_none_or(|(_, t)| now - t >= CONNECT_RETRY) {
                 load.send_connect(s, now);
+                s.flush();
             }
         }
         std::thread::sleep(Duration::from_millis(1));
@@ -467,6 +605,7 @@ fn main() -> ExitCode {
 
     // The timed phase: the same peers again, round-robin, every slot busy.
     load.fill = false;
+    load.probe = args.probe.map(|p| p.clamp(1, per_socket));
     load.event = Event::None;
     load.counts = Counts::default();
     for s in socks.iter_mut() {
@@ -498,8 +637,9 @@ fn main() -> ExitCode {
         json_opt(cpu),
     );
     let line = format!(
-        "{{\"announces_per_sec\": {:.0}, \"sent\": {}, \"received\": {}, \"errors\": {}, \"lost\": {}, \"seconds\": {:.3}, \"sockets\": {}, \"window\": {}, \"hashes\": {}{extra}, \"total_seconds\": {:.3}}}",
+        "{{\"announces_per_sec\": {:.0}{}, \"sent\": {}, \"received\": {}, \"errors\": {}, \"lost\": {}, \"seconds\": {:.3}, \"sockets\": {}, \"window\": {}, \"hashes\": {}{extra}, \"total_seconds\": {:.3}}}",
         c.received as f64 / seconds,
+        latency_json(&mut load.latencies),
         c.sent,
         c.received,
         c.errors,

@@ -56,7 +56,7 @@ be given as --option=VALUE.
 
 /// BEP 15 carries the interval in whole seconds; at most a day.
 const INTERVAL: Range = Range::new(Kind::WholeSeconds, 1.0, 86400.0);
-/// Expiries: at least a second, at most 7 days (the swarm clock, `MAX_EXPIRY_MS`).
+/// Expiries: at least a second, at most 7 days (nothing longer is of use to a client).
 const EXPIRY: Range = Range::secs(1.0, 7.0 * 86400.0);
 /// The status period: 0 (never) to a day.
 const STATUS: Range = Range::secs(0.0, 86400.0);

@@ -15,6 +15,11 @@
 #                connection per announce where it closes them: opentracker)
 #   status page  the first, a filtered and the last page of lmk-tracker's status
 #                page with 100,000 files in its catalog (benches/http_load.rs)
+#                after 100,000, 1,000,000 and 10,000,000 distinct peers, lmk-tracker
+#                and opentracker, beside a per-datagram UDP echo server (the
+#                ceiling of one recv_from and one send_to per datagram); announce
+#                latency while 1,000,000 peers expire; the same trackers and echo
+#                under aquatic_udp_load_test (cargo install, if missing)
 #
 # Prints a table with the targets (ratios, PASS/MISS) and, last, one JSON object.
 # Source and downloaded files live in a per-run directory on tmpfs (/dev/shm) so
@@ -24,7 +29,8 @@
 # the method in full and the figures of a run.
 #
 # Env: RUNS (3), SIZE_MIB (1024), BIG_MIB (4096; 0 skips), BIG_RUNS (3),
-#      TRACKER_SECONDS (5), TRACKER_PEERS (100000), SHM (/dev/shm), KEEP=1 keeps
+#      TRACKER_SECONDS (5), TRACKER_PEERS (100000), TRACKER_BIG_RUNS (1: runs at
+#      10,000,000 peers and of the expiry), SHM (/dev/shm), KEEP=1 keeps
 #      the run directory, NO_INSTALL=1 never calls apt-get, PREFAULT=0 skips the
 #      pre-faulting, LMK_BIN_DIR=dir with the lmk-* binaries (else cargo builds them).
 set -euo pipefail
@@ -36,6 +42,8 @@ BIG_RUNS=${BIG_RUNS:-3}
 BIG_ASKED=$BIG_MIB
 TRACKER_SECONDS=${TRACKER_SECONDS:-5}
 TRACKER_PEERS=${TRACKER_PEERS:-100000}
+TRACKER_BIG_RUNS=${TRACKER_BIG_RUNS:-1}
+TRACKER_BIG_PEERS=${TRACKER_BIG_PEERS:-10000000}
 SHM=${SHM:-/dev/shm}
 SEEDERS=4 # the many-seeder configuration
 SLOTS=4   # slots per seeder
@@ -127,19 +135,22 @@ else
     cargo build --release --quiet || fail "cargo build failed"
     SRC_BIN=target/release
 fi
-bench_exe() { # NAME: builds benches/NAME.rs, prints its executable
-    cargo bench --quiet --bench "$1" --no-run --message-format=json |
-        python3 -c 'import json,sys
+bench_exe() { # NAME: the executable cargo bench built for benches/NAME.rs
+    cargo bench --quiet --bench "$1" --no-run --message-format=json | python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)
     if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == sys.argv[1] and m.get("executable"):
         print(m["executable"])' "$1" || true
 }
-log "cargo bench --no-run (benches/tracker_load.rs, benches/http_load.rs)"
+log "cargo bench --no-run (benches/tracker_load.rs, http_load.rs, udp_echo.rs, expiry_stall.rs)"
 LOADGEN=$(bench_exe tracker_load)
 [ -x "$LOADGEN" ] || fail "cargo bench --bench tracker_load --no-run built no executable"
 HTTPGEN=$(bench_exe http_load)
 [ -x "$HTTPGEN" ] || fail "cargo bench --bench http_load --no-run built no executable"
+ECHO=$(bench_exe udp_echo)
+[ -x "$ECHO" ] || fail "cargo bench --bench udp_echo --no-run built no executable"
+STALL=$(bench_exe expiry_stall)
+[ -x "$STALL" ] || fail "cargo bench --bench expiry_stall --no-run built no executable"
 
 MEM_AVAIL_MIB=$(($(awk '/^MemAvailable:/ {print $2}' /proc/meminfo) / 1024))
 SHM_FREE_MIB=$(($(df -Pk "$SHM" | awk 'NR == 2 {print $4}') / 1024))
@@ -155,6 +166,8 @@ mkdir -p "$RUN/bin" "$RUN/src" "$RUN/out"
 cp "$SRC_BIN/lmk-tracker" "$SRC_BIN/lmk-seeder" "$SRC_BIN/lmk-leecher" "$RUN/bin/" || fail "no lmk-* binaries in $SRC_BIN"
 cp "$LOADGEN" "$RUN/bin/tracker_load"
 cp "$HTTPGEN" "$RUN/bin/http_load"
+cp "$ECHO" "$RUN/bin/udp_echo"
+cp "$STALL" "$RUN/bin/expiry_stall"
 BIN=$RUN/bin
 SAMPLES=$RUN/samples.tsv
 : >"$SAMPLES"
@@ -498,17 +511,17 @@ rm -rf "$RUN/src" "$RUN/out"
 
 # --- 6. trackers under load ---------------------------------------------------------
 section "trackers: BEP 15 announces/s (tracker_load: 4 sockets, window 64, 1000 hashes, ${TRACKER_SECONDS}s) and RSS after $TRACKER_PEERS peers"
-mkdir -p "$RUN/ot"
+mkdir -p "$RUN/ot" "$RUN/aq"
 "$BIN/tracker_load" --hashes 1000 --whitelist-out "$RUN/ot/whitelist.txt" || fail "tracker_load --whitelist-out failed"
 alive() { kill -0 "$1" 2>/dev/null && [ "$(cut -d' ' -f3 /proc/"$1"/stat 2>/dev/null)" != Z ]; }
 # opentracker, bound to 127.0.0.1 only (TCP and UDP), chrooted in its directory
 # with its whitelist (Debian's build only serves listed hashes). A free port can
 # be taken before opentracker binds it: then another port, up to 5 times.
-start_opentracker() { # sets OT_PID and OT_PORT
-    local attempt
+start_opentracker() { # [DIR]: sets OT_PID and OT_PORT
+    local attempt dir=${1:-$RUN/ot}
     for attempt in 1 2 3 4 5; do
         read -r OT_PORT < <(free_ports 1)
-        (cd "$RUN/ot" && exec opentracker -i 127.0.0.1 -p "$OT_PORT" -P "$OT_PORT" -d "$RUN/ot" -w whitelist.txt) \
+        (cd "$dir" && exec opentracker -i 127.0.0.1 -p "$OT_PORT" -P "$OT_PORT" -d "$dir" -w whitelist.txt) \
             >"$RUN/opentracker.log" 2>&1 &
         OT_PID=$!
         PIDS+=("$OT_PID")
@@ -527,39 +540,167 @@ ot_only_loopback() { # every socket of opentracker is on 127.0.0.1:OT_PORT
     others=$(ss -tuanpH | grep "pid=$OT_PID," | awk '{print $5}' | grep -v "^127\.0\.0\.1:$OT_PORT$" || true)
     [ -z "$others" ] || fail "opentracker has sockets beyond 127.0.0.1:$OT_PORT: $others"
 }
-load() { # NAME TRACKER PID
-    "$BIN/tracker_load" --tracker "$2" --seconds "$TRACKER_SECONDS" --sockets 4 --window 64 --hashes 1000 \
-        --peers "$TRACKER_PEERS" --pid "$3" >"$RUN/load.json" 2>"$RUN/load.log" || {
+# The per-datagram ceiling: benches/udp_echo.rs, one recv_from and one send_to per datagram.
+start_echo() { # [ARGS]: sets EC_PID and EC_ADDR
+    "$BIN/udp_echo" --listen 127.0.0.1:0 "$@" >"$RUN/echo.out" 2>"$RUN/echo.log" &
+    EC_PID=$!
+    PIDS+=("$EC_PID")
+    wait_line "$RUN/echo.out" '^listening on 127\.0\.0\.1:[0-9]+$' 10 "$EC_PID" || fail "udp_echo did not start"
+    EC_ADDR=$(sed -n 's/^listening on //p' "$RUN/echo.out")
+}
+# Our generator against one server: NAME ADDR PID RUN PEERS SOCKETS WINDOW [ARGS]; sets p999.
+load() {
+    local name=$1 tracker=$2 pid=$3 run=$4 peers=$5 sockets=$6 window=$7 aps bpp cpu
+    shift 7
+    "$BIN/tracker_load" --tracker "$tracker" --seconds "$TRACKER_SECONDS" --sockets "$sockets" --window "$window" \
+        --hashes 1000 --peers "$peers" --pid "$pid" --fill-timeout 400 "$@" >"$RUN/load.json" 2>"$RUN/load.log" || {
         cat "$RUN/load.json" "$RUN/load.log" >&2
-        fail "tracker_load against $1 failed"
+        fail "tracker_load against $name failed"
     }
-    loopback_only "$3"
-    read -r aps bpp cpu < <(python3 - "$RUN/load.json" "$TRACKER_PEERS" <<'EOF'
+    loopback_only "$pid"
+    read -r aps bpp cpu p999 < <(python3 - "$RUN/load.json" "$peers" <<'EOF'
 import json, sys
 d = json.load(open(sys.argv[1]))
-bpp = (d["rss_after_kb"] - d["rss_before_kb"]) * 1024 / int(sys.argv[2])
-print(d["announces_per_sec"], round(bpp, 1), d["tracker_cpu_pct"] or 0)
+peers = int(sys.argv[2])
+bpp = (d["rss_after_fill_kb"] - d["rss_before_kb"]) * 1024 / peers if peers else 0
+print(d["announces_per_sec"], round(bpp, 1), d["tracker_cpu_pct"] or 0, d.get("latency_us_p999", 0))
 EOF
     )
-    sample "${1}_announces_per_s" "$aps"
-    sample "${1}_bytes_per_peer" "$bpp"
-    sample "${1}_cpu_pct" "$cpu"
-    # Throughput per CPU-second of the tracker: what it could do were the load generator not the limit.
-    sample "${1}_announces_per_cpu_s" "$(py "print(round($aps / max($cpu, 1) * 100))")"
-    log "$1 run $4/$RUNS: $aps announces/s (tracker CPU $cpu%), $bpp bytes/peer; $(cat "$RUN/load.json")"
+    sample "${name}_announces_per_s" "$aps"
+    [ "$peers" = 0 ] || sample "${name}_bytes_per_peer" "$bpp"
+    sample "${name}_cpu_pct" "$cpu"
+    # Throughput per CPU-second of the server: what it could do were the load generator not the limit.
+    sample "${name}_announces_per_cpu_s" "$(py "print(round($aps / max($cpu, 1) * 100))")"
+    log "$name run $run: $aps announces/s (server CPU $cpu%), $bpp bytes/peer, p99.9 ${p999} us; $(cat "$RUN/load.json")"
 }
+# The caps a bench fill needs raised: 10,000,000 peers (the default total is 1,000,000)
+# from 64 addresses, 157 per address in each of 1000 swarms.
+BIG_CAPS=(--max-peers 11000000 --max-peers-per-ip 200000 --max-peers-per-ip-in-swarm 200)
 for i in $(seq "$RUNS"); do
+    start_echo
+    load echo "$EC_ADDR" "$EC_PID" "$i/$RUNS" 0 4 64
+    stop "$EC_PID"
     # lmk-tracker with its default interval (10 s; peers expire after 30 s).
     start_tracker "tracker-load-$i" -q
-    load lmk_tracker "$TR_ADDR" "$TR_PID" "$i"
+    load lmk_tracker "$TR_ADDR" "$TR_PID" "$i/$RUNS" "$TRACKER_PEERS" 4 64
     stop "$TR_PID"
-
     start_opentracker
     ot_only_loopback
-    load opentracker "127.0.0.1:$OT_PORT" "$OT_PID" "$i"
+    load opentracker "127.0.0.1:$OT_PORT" "$OT_PID" "$i/$RUNS" "$TRACKER_PEERS" 4 64
     ot_only_loopback
     stop "$OT_PID"
 done
+
+section "trackers at 1,000,000 and 10,000,000 peers (tracker_load: 64 sockets on 127.0.0.2-65, window 4)"
+for size in 1m 10m; do
+    peers=$([ $size = 1m ] && echo 1000000 || echo "$TRACKER_BIG_PEERS")
+    runs=$([ $size = 1m ] && echo "$RUNS" || echo "$TRACKER_BIG_RUNS")
+    for i in $(seq "$runs"); do
+        start_tracker "tracker-$size-$i" -q "${BIG_CAPS[@]}"
+        load "lmk_tracker_$size" "$TR_ADDR" "$TR_PID" "$i/$runs" "$peers" 64 4
+        stop "$TR_PID"
+        start_opentracker
+        load "opentracker_$size" "127.0.0.1:$OT_PORT" "$OT_PID" "$i/$runs" "$peers" 64 4
+        ot_only_loopback
+        stop "$OT_PID"
+    done
+done
+
+section "lmk-tracker while 1,000,000 peers expire: announce latency of 6400 live peers"
+# Peers expire 20 s after their announce (--foreign-expiry; the generator's peer id is not
+# LMK's): fill 1,000,000, then for 30 s only the first 100 peers of each socket announce,
+# 2 in flight per socket, while the rest expire. The status table shows what is left.
+for i in $(seq "$TRACKER_BIG_RUNS"); do
+    # The floor on this machine: the echo server under the same 128 announces in flight.
+    start_echo
+    TRACKER_SECONDS=10 load echo_probe "$EC_ADDR" "$EC_PID" "$i/$TRACKER_BIG_RUNS" 0 64 2
+    sample echo_probe_latency_p999_us "$p999"
+    stop "$EC_PID"
+    "$BIN/lmk-tracker" --listen 127.0.0.1:0 --status 1 -q --interval 5 --foreign-expiry 20 "${BIG_CAPS[@]}" \
+        >"$RUN/tracker-expiry.out" 2>"$RUN/tracker-expiry.log" &
+    TR_PID=$!
+    PIDS+=("$TR_PID")
+    wait_line "$RUN/tracker-expiry.out" '^listening on 127\.0\.0\.1:[0-9]+$' 10 "$TR_PID" || fail "tracker-expiry did not start"
+    TR_ADDR=$(sed -n 's/^listening on //p' "$RUN/tracker-expiry.out")
+    TRACKER_SECONDS=30 load lmk_expiry "$TR_ADDR" "$TR_PID" "$i/$TRACKER_BIG_RUNS" 1000000 64 2 --probe 100
+    sample lmk_expiry_latency_p999_us "$p999"
+    left=$(sed -n 's/^tracker: .*swarms, \([0-9]*\) peers from .*/\1/p' "$RUN/tracker-expiry.out" | tail -n 1)
+    sample lmk_expiry_peers_left "${left:-0}"
+    log "lmk_expiry run $i/$TRACKER_BIG_RUNS: p99.9 announce latency $p999 us while 1,000,000 peers expired (${left:-?} peers left)"
+    stop "$TR_PID"
+done
+
+# The same on the core alone, no sockets and no other process in between (benches/expiry_stall.rs).
+"$BIN/expiry_stall" >"$RUN/stall.json" 2>"$RUN/stall.log" || fail "expiry_stall failed: $(tail -n 3 "$RUN/stall.log")"
+read -r stall_t stall_d < <(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["timeout_us_p999"], d["datagram_us_p999"])' "$RUN/stall.json")
+sample core_expiry_timeout_us_p999 "$stall_t"
+sample core_expiry_datagram_us_p999 "$stall_d"
+log "core alone while 1,000,000 peers expire: $(cat "$RUN/stall.json")"
+
+section "aquatic_udp_load_test (aquatic's own generator: 1 worker, 4 sockets, 100,000 peers in 1000 swarms, announces only)"
+AQUATIC=$(command -v aquatic_udp_load_test || true)
+if [ -z "$AQUATIC" ] && [ -z "${NO_INSTALL:-}" ] && command -v cargo >/dev/null; then
+    log "cargo install aquatic_udp_load_test (once; a few minutes)"
+    cargo install --quiet aquatic_udp_load_test >"$RUN/aquatic-install.log" 2>&1 || true
+    AQUATIC=$(command -v aquatic_udp_load_test || true)
+    [ -n "$AQUATIC" ] || log "aquatic_udp_load_test did not install: $(tail -n 3 "$RUN/aquatic-install.log" | tr '\n' ' ')"
+fi
+if [ -n "$AQUATIC" ]; then
+    aquatic() { # NAME ADDR PID RUN
+        local c0 c1 v
+        cat >"$RUN/aq/config.toml" <<EOF
+server_address = "$2"
+log_level = "error"
+workers = 1
+duration = $((TRACKER_SECONDS + 2))
+summarize_last = $TRACKER_SECONDS
+extra_statistics = false
+[network]
+multiple_client_ipv4s = true
+sockets_per_worker = 4
+recv_buffer = 8000000
+[requests]
+number_of_torrents = 1000
+number_of_peers = 100000
+scrape_max_torrents = 10
+announce_peers_wanted = 50
+weight_connect = 0
+weight_announce = 100
+weight_scrape = 0
+peer_seeder_probability = 0.25
+EOF
+        c0=$(awk '{print $14 + $15}' "/proc/$3/stat")
+        timeout $((TRACKER_SECONDS + 30)) "$AQUATIC" -c "$RUN/aq/config.toml" >"$RUN/aq/out.txt" 2>&1 ||
+            fail "aquatic_udp_load_test against $1 failed: $(tail -n 3 "$RUN/aq/out.txt" | tr '\n' ' ')"
+        c1=$(awk '{print $14 + $15}' "/proc/$3/stat")
+        v=$(sed -n 's/^Average responses per second: \([0-9.]*\)$/\1/p' "$RUN/aq/out.txt" | tail -n 1)
+        [ -n "$v" ] || fail "no report from aquatic_udp_load_test against $1"
+        sample "aq_${1}_responses_per_s" "$v"
+        log "aquatic against $1, run $4: $v responses/s (server CPU over its whole run: $(((c1 - c0) / (TRACKER_SECONDS + 2)))%)"
+    }
+    # The echo server learns which info hashes aquatic uses: opentracker's whitelist.
+    start_echo --record-hashes "$RUN/aq/whitelist.txt"
+    aquatic learn "$EC_ADDR" "$EC_PID" "0 (learning its info hashes)"
+    stop "$EC_PID"
+    log "aquatic used $(wc -l <"$RUN/aq/whitelist.txt") info hashes: opentracker gets them as its whitelist"
+    for i in $(seq "$RUNS"); do
+        start_echo
+        aquatic echo "$EC_ADDR" "$EC_PID" "$i/$RUNS"
+        stop "$EC_PID"
+        # aquatic's peers come from 4 addresses, hundreds per swarm: the per-address caps raised.
+        start_tracker "tracker-aq-$i" -q --max-peers-per-ip 1000000 --max-peers-per-ip-in-swarm 100000 --max-swarms-per-ip 100000
+        aquatic lmk_tracker "$TR_ADDR" "$TR_PID" "$i/$RUNS"
+        stop "$TR_PID"
+        start_opentracker "$RUN/aq"
+        aquatic opentracker "127.0.0.1:$OT_PORT" "$OT_PID" "$i/$RUNS"
+        ot_only_loopback
+        stop "$OT_PID"
+    done
+else
+    log "aquatic_udp_load_test is not installed: its rows are skipped"
+fi
+
+# --- 7. summary ------------------------------------------------------------------------
 
 # --- 7. HTTP announces and the status page ----------------------------------------------
 section "trackers over HTTP: BEP 3 announces/s (http_load: 16 connections, ${TRACKER_SECONDS}s); lmk-tracker's status page of 100,000 files"
@@ -633,6 +774,8 @@ FIG = [  # key, label, unit
     ("lmkbig_seeder_rss_KiB", "LMK $SEEDERS seeders, $BIG_MIB MiB, largest seeder RSS", "KiB"),
     ("seeder_hash_MBps", "lmk-seeder hashing $SIZE_MIB MiB (its log)", "MB/s"),
     ("seeder_publish_s", "lmk-seeder start to 'catalog published'", "s"),
+    ("echo_announces_per_s", "per-datagram UDP echo (ceiling) answers/s", "1/s"),
+    ("echo_cpu_pct", "per-datagram UDP echo CPU", "%"),
     ("lmk_tracker_announces_per_s", "lmk-tracker announces/s", "1/s"),
     ("opentracker_announces_per_s", "opentracker announces/s", "1/s"),
     ("lmk_tracker_cpu_pct", "lmk-tracker CPU during the timed phase", "%"),
@@ -648,6 +791,26 @@ FIG = [  # key, label, unit
     ("status_first_page_ms", "status page of 100,000 files: first page", "ms"),
     ("status_filtered_page_ms", "status page of 100,000 files: ?q=gamma&page=3", "ms"),
     ("status_last_page_ms", "status page of 100,000 files: last page", "ms"),
+    ("lmk_tracker_1m_announces_per_s", "lmk-tracker announces/s, 1,000,000 peers", "1/s"),
+    ("opentracker_1m_announces_per_s", "opentracker announces/s, 1,000,000 peers", "1/s"),
+    ("lmk_tracker_1m_cpu_pct", "lmk-tracker CPU, 1,000,000 peers", "%"),
+    ("opentracker_1m_cpu_pct", "opentracker CPU, 1,000,000 peers", "%"),
+    ("lmk_tracker_1m_bytes_per_peer", "lmk-tracker RSS per peer, 1,000,000 peers", "B"),
+    ("opentracker_1m_bytes_per_peer", "opentracker RSS per peer, 1,000,000 peers", "B"),
+    ("lmk_tracker_10m_announces_per_s", "lmk-tracker announces/s, 10,000,000 peers", "1/s"),
+    ("opentracker_10m_announces_per_s", "opentracker announces/s, 10,000,000 peers", "1/s"),
+    ("lmk_tracker_10m_cpu_pct", "lmk-tracker CPU, 10,000,000 peers", "%"),
+    ("opentracker_10m_cpu_pct", "opentracker CPU, 10,000,000 peers", "%"),
+    ("lmk_tracker_10m_bytes_per_peer", "lmk-tracker RSS per peer, 10,000,000 peers", "B"),
+    ("opentracker_10m_bytes_per_peer", "opentracker RSS per peer, 10,000,000 peers", "B"),
+    ("lmk_expiry_latency_p999_us", "lmk-tracker p99.9 announce latency, 1M peers expiring", "us"),
+    ("lmk_expiry_peers_left", "lmk-tracker peers left after that expiry", "peers"),
+    ("echo_probe_latency_p999_us", "UDP echo p99.9 latency, same 128 in flight (floor)", "us"),
+    ("core_expiry_timeout_us_p999", "core alone: p99.9 handle_timeout while 1M expire", "us"),
+    ("core_expiry_datagram_us_p999", "core alone: p99.9 announce while 1M expire", "us"),
+    ("aq_echo_responses_per_s", "aquatic_udp_load_test -> UDP echo (ceiling)", "1/s"),
+    ("aq_lmk_tracker_responses_per_s", "aquatic_udp_load_test -> lmk-tracker", "1/s"),
+    ("aq_opentracker_responses_per_s", "aquatic_udp_load_test -> opentracker", "1/s"),
 ]
 def fmt(v):
     if v is None: return "-"
@@ -685,6 +848,16 @@ target("lmk-tracker <= 100 bytes of RSS per peer", f"{fmt(bpp)} B/peer", None if
 target("lmk-tracker HTTP >= 1.5 x opentracker HTTP announces/s", f"{fmt(med('lmk_tracker_http_announces_per_s'))} vs {fmt(med('opentracker_http_announces_per_s'))} /s", ratio("lmk_tracker_http_announces_per_s", "opentracker_http_announces_per_s"), ">=", 1.5)
 page = med("status_first_page_ms")
 target("status page of 100,000 files, first page < 50 ms", f"{fmt(page)} ms", None if page is None else page / 50, "<=", 1.0)
+target("lmk-tracker >= 1.5 x opentracker announces/s, aquatic's generator", f"{fmt(med('aq_lmk_tracker_responses_per_s'))} vs {fmt(med('aq_opentracker_responses_per_s'))} /s", ratio("aq_lmk_tracker_responses_per_s", "aq_opentracker_responses_per_s"), ">=", 1.5)
+target("lmk-tracker above the per-datagram echo ceiling", f"{fmt(med('lmk_tracker_announces_per_s'))} vs {fmt(med('echo_announces_per_s'))} /s", ratio("lmk_tracker_announces_per_s", "echo_announces_per_s"), ">=", 1.0)
+target("lmk-tracker above the echo ceiling, aquatic's generator", f"{fmt(med('aq_lmk_tracker_responses_per_s'))} vs {fmt(med('aq_echo_responses_per_s'))} /s", ratio("aq_lmk_tracker_responses_per_s", "aq_echo_responses_per_s"), ">=", 1.0)
+for size in ("1m", "10m"):
+    bpp = med(f"lmk_tracker_{size}_bytes_per_peer")
+    target(f"lmk-tracker <= 12 bytes of RSS per IPv4 peer at {size.upper()}", f"{fmt(bpp)} B/peer", None if bpp is None else bpp / 12, "<=", 1.0)
+p999 = med("lmk_expiry_latency_p999_us")
+target("lmk-tracker p99.9 announce latency < 1 ms while 1M expire", f"{fmt(p999)} us", None if p999 is None else p999 / 1000, "<=", 1.0)
+core = med("core_expiry_datagram_us_p999")
+target("core alone: p99.9 announce < 1 ms while 1M expire", f"{fmt(core)} us", None if core is None else core / 1000, "<=", 1.0)
 print()
 print("Targets: ratios of medians from this run (for RSS: measured / limit; for the big file: |big/1 GiB - 1|)")
 print(f"{'target':<58} {'measured':>26} {'ratio':>8} {'need':>8}  verdict")

@@ -216,3 +216,31 @@ fn bursty_readers_of_huge_chunks() {
     // Four connections with one 16 MiB chunk queued each, and the file's reads.
     assert_hwm_below(&seeder, 192 * MIB, "seeder of 16 MiB chunks to 4 bursty readers");
 }
+
+/// Issue 19: 500 clients (32 per address) ask for the same 16 MiB metadata
+/// and never read. Before: each connection held its own encoded copy, 500 x
+/// 16 MiB. Now the answer exists once and each connection sends it from
+/// there; the tracker stays within README's bound for the catalog.
+#[test]
+fn many_clients_never_read_one_huge_metadata() {
+    let tmp = TempDir::new("huge-meta");
+    let (tracker, addr) = start_tracker(INTERVAL, 60);
+    let chunks = lmk::meta::MAX_CHUNKS;
+    let hashes = (0..chunks).map(|i| Hash20::of(&i.to_be_bytes())).collect();
+    let meta = FileMeta::new("huge16.bin".into(), u64::from(chunks) * u64::from(MIN_CHUNK), MIN_CHUNK, hashes).unwrap();
+    assert!(matches!(catalog_request(addr, &Request::Publish(meta)), Response::Published(_)));
+
+    let mut request = Vec::new();
+    Request::GetMeta(Selector::Name("huge16.bin".into())).encode(&mut request);
+    let mut clients = connections(addr, 500, 32);
+    assert_eq!(clients.len(), 500);
+    for c in &mut clients {
+        c.write_all(&request).unwrap();
+    }
+    // One more client that does read: the whole answer, while the 500 hold theirs.
+    let answer = catalog_request(addr, &Request::GetMeta(Selector::Name("huge16.bin".into())));
+    assert!(matches!(answer, Response::Meta(m) if m.chunk_count() == chunks));
+    assert_hwm_below(&tracker, 64 * MIB, "tracker sending one 16 MiB metadata to 500 clients that never read");
+    download_still_works(addr, &tmp, "after-huge-meta.bin");
+    drop(clients);
+}

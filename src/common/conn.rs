@@ -1,8 +1,10 @@
 //! One TCP connection as the loop keeps it: the socket, the bytes read and
 //! not yet parsed, the bytes queued and not yet written, its timers and flags.
 
+use std::collections::VecDeque;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -32,9 +34,11 @@ pub(super) struct Conn {
     /// end of the batch, since no readiness edge will come for bytes that
     /// were already waiting.
     pub resume: bool,
-    /// `wbuf[wpos..]` holds bytes queued and not yet written.
+    /// `wbuf[wpos..]` holds bytes queued and not yet written...
     pub wbuf: Vec<u8>,
     pub wpos: usize,
+    /// ... and after them these, in order (empty unless a shared answer was queued).
+    pub later: VecDeque<Piece>,
     /// Bytes the kernel has taken from the queue since the connection opened.
     pub written: u64,
     /// Our side is shut down for writing (a lingering close); we read on until the peer closes.
@@ -65,6 +69,7 @@ impl Conn {
             resume: false,
             wbuf: Vec::new(),
             wpos: 0,
+            later: VecDeque::new(),
             written: 0,
             write_shut: false,
             writable_interest: writable,
@@ -98,9 +103,66 @@ impl Conn {
         Ok(n)
     }
 
+    /// Where frames are appended: the write buffer, or behind a shared answer.
+    pub fn out(&mut self) -> &mut Vec<u8> {
+        if self.later.is_empty() {
+            return &mut self.wbuf;
+        }
+        if !matches!(self.later.back(), Some(Piece::Owned(_))) {
+            self.later.push_back(Piece::Owned(Vec::new()));
+        }
+        match self.later.back_mut() {
+            Some(Piece::Owned(v)) => v,
+            _ => &mut self.wbuf, // not reached: an owned piece was just ensured
+        }
+    }
+
+    /// Queues an answer that other connections may be sending too: it is
+    /// written from the one shared copy, piece by piece, never copied here.
+    pub fn push_shared(&mut self, bytes: Rc<[u8]>) {
+        self.later.push_back(Piece::Shared(bytes, 0));
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued(&self) -> usize {
+        self.wbuf.len() - self.wpos + self.later.iter().map(Piece::left).sum::<usize>()
+    }
+
     /// Writes the queue until it is empty or the socket would block; returns
     /// the bytes written. A short write just advances the offset.
     pub fn flush(&mut self) -> io::Result<usize> {
+        let mut written = self.flush_wbuf()?;
+        while self.wpos == self.wbuf.len() {
+            match self.later.pop_front() {
+                None => break,
+                Some(Piece::Owned(v)) => {
+                    (self.wbuf, self.wpos) = (v, 0);
+                    written += self.flush_wbuf()?;
+                }
+                Some(Piece::Shared(bytes, mut pos)) => {
+                    let start = pos;
+                    while pos < bytes.len() {
+                        match self.stream.write(bytes.get(pos..).unwrap_or(&[])) {
+                            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                            Ok(n) => pos += n,
+                            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                            Err(e) => {
+                                written += pos - start;
+                                self.written += (pos - start) as u64;
+                                self.later.push_front(Piece::Shared(bytes, pos));
+                                return if e.kind() == ErrorKind::WouldBlock { Ok(written) } else { Err(e) };
+                            }
+                        }
+                    }
+                    written += pos - start;
+                    self.written += (pos - start) as u64;
+                }
+            }
+        }
+        Ok(written)
+    }
+
+    fn flush_wbuf(&mut self) -> io::Result<usize> {
         let start = self.wpos;
         while self.wpos < self.wbuf.len() {
             match self.stream.write(self.wbuf.get(self.wpos..).unwrap_or(&[])) {
@@ -138,6 +200,22 @@ impl Conn {
             Some(d) if now >= d && self.connecting => Some(CloseReason::ConnectFailed(std::io::ErrorKind::TimedOut)),
             Some(d) if now >= d => Some(CloseReason::Idle),
             _ => None,
+        }
+    }
+}
+
+/// Bytes queued behind the write buffer.
+pub(super) enum Piece {
+    Owned(Vec<u8>),
+    /// A shared answer and how much of it was written.
+    Shared(Rc<[u8]>, usize),
+}
+
+impl Piece {
+    fn left(&self) -> usize {
+        match self {
+            Piece::Owned(v) => v.len(),
+            Piece::Shared(bytes, pos) => bytes.len() - pos,
         }
     }
 }

@@ -141,12 +141,11 @@ pub trait Handler {
 /// The sockets of one role and the buffers that move their bytes.
 pub struct Net {
     poll: Poll,
-    udp: Option<UdpSocket>,
+    udp: Option<udp::Udp>,
     listeners: Vec<TcpListener>,
     conns: Slab<Conn>,
     /// Connections touched in this batch that may need a flush.
     dirty: Vec<ConnId>,
-    udp_buf: Vec<u8>,
     /// Handlers are asked for more while fewer bytes wait (`LOW_WATER`).
     low_water: usize,
     /// When to try the listeners again after running out of descriptors.
@@ -174,7 +173,6 @@ impl Net {
             listeners: Vec::new(),
             conns: Slab::new(),
             dirty: Vec::new(),
-            udp_buf: vec![0; MAX_DATAGRAM],
             low_water: LOW_WATER,
             accept_retry: None,
             accept_failing: false,
@@ -202,7 +200,7 @@ impl Net {
         let mut sock = UdpSocket::bind(addr)?;
         self.poll.registry().register(&mut sock, UDP, Interest::READABLE)?;
         let local = sock.local_addr()?;
-        self.udp = Some(sock);
+        self.udp = Some(udp::Udp::new(sock));
         Ok(local)
     }
 
@@ -224,16 +222,6 @@ impl Net {
         let local = l.local_addr()?;
         self.listeners.push(l);
         Ok(local)
-    }
-
-    /// Sends a datagram now; a full socket buffer drops it (counted), never queues.
-    pub fn send_to(&mut self, to: SocketAddr, data: &[u8]) {
-        let Some(sock) = &self.udp else { return };
-        match sock.send_to(data, to) {
-            Ok(n) => self.traffic.udp_out += n as u64,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => self.udp_dropped += 1,
-            Err(e) => debug!("udp send to {to}: {e}"),
-        }
     }
 
     /// Starts a non-blocking connect. `on_connected` or `on_closed(ConnectFailed)` follows;
@@ -272,7 +260,15 @@ impl Net {
         if !std::mem::replace(&mut c.dirty, true) {
             self.dirty.push(conn);
         }
-        Some(&mut c.wbuf)
+        Some(c.out())
+    }
+
+    /// Queues an answer shared with other connections: written from the
+    /// one copy in pieces, whatever the number of connections sending it.
+    pub fn send_shared(&mut self, conn: ConnId, bytes: std::rc::Rc<[u8]>) {
+        let Some(c) = self.conns.get_mut(conn.0).filter(|c| c.closing.is_none()) else { return };
+        c.push_shared(bytes);
+        self.mark_dirty(conn);
     }
 
     /// Pauses or resumes reading `conn`. While paused, its frames stay
@@ -300,7 +296,7 @@ impl Net {
     /// The stream offset just past the last byte queued on `conn`: bytes
     /// the kernel took plus bytes waiting.
     pub fn queued_through(&self, conn: ConnId) -> u64 {
-        self.conns.get(conn.0).map_or(0, |c| c.written + (c.wbuf.len() - c.wpos) as u64)
+        self.conns.get(conn.0).map_or(0, |c| c.written + c.queued() as u64)
     }
 
     /// Sets the largest frame (or, for a connection read through
@@ -313,7 +309,7 @@ impl Net {
 
     /// Bytes queued and not yet written.
     pub fn queued(&self, conn: ConnId) -> usize {
-        self.conns.get(conn.0).map_or(0, |c| c.wbuf.len() - c.wpos)
+        self.conns.get(conn.0).map_or(0, Conn::queued)
     }
 
     /// Asks for `on_drained` calls whenever the write queue is below the low-water mark.
@@ -425,22 +421,6 @@ impl Net {
         deadline.map(|d| d.saturating_duration_since(now) + Duration::from_micros(999))
     }
 
-    fn read_datagrams<H: Handler>(&mut self, handler: &mut H, now: Instant) {
-        let mut buf = std::mem::take(&mut self.udp_buf);
-        while let Some(received) = self.udp.as_ref().map(|sock| sock.recv_from(&mut buf)) {
-            match received {
-                Ok((n, from)) => {
-                    self.traffic.udp_in += n as u64;
-                    handler.on_datagram(self, now, from, buf.get(..n).unwrap_or(&[]))
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                // ICMP errors from earlier sends surface here on Linux; keep reading.
-                Err(e) => debug!("udp recv: {e}"),
-            }
-        }
-        self.udp_buf = buf;
-    }
-
     fn accept<H: Handler>(&mut self, handler: &mut H, now: Instant, index: usize, limit: FrameLimit) {
         loop {
             let Some(listener) = self.listeners.get(index) else { return };
@@ -549,4 +529,5 @@ fn limit_unsent(stream: &TcpStream) {
 mod read;
 #[cfg(test)]
 mod tests;
+mod udp;
 mod write;

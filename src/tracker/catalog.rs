@@ -105,6 +105,10 @@ impl Gate {
     }
 }
 
+fn not_found() -> Response {
+    Response::Error { code: ErrorCode::NotFound, message: "no such file in the catalog".into() }
+}
+
 /// Where a publish came from, as the quota counts it: an IPv4 address, or
 /// the /64 of an IPv6 one (one host commonly holds a whole /64).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -221,6 +225,14 @@ impl Catalog {
     /// Files of one name are refused together, naming their content ids: a
     /// second publisher of a name can block it but never take it over.
     pub fn get(&self, selector: &Selector) -> Response {
+        match self.find(selector) {
+            Ok(id) => self.meta(&id).map_or_else(not_found, |meta| Response::Meta(meta.clone())),
+            Err(refusal) => refusal,
+        }
+    }
+
+    /// The content id a selector names (as `get`), or the error answer.
+    pub fn find(&self, selector: &Selector) -> Result<ContentId, Response> {
         let mut found: Vec<(&ContentId, &FileMeta)> = match selector {
             Selector::Id(id) => self.files.get_key_value(id).map(|(id, e)| (id, &e.meta)).into_iter().collect(),
             Selector::Name(name) => {
@@ -228,8 +240,8 @@ impl Catalog {
             }
         };
         match found.as_mut_slice() {
-            [(_, meta)] => Response::Meta((*meta).clone()),
-            [] => Response::Error { code: ErrorCode::NotFound, message: "no such file in the catalog".into() },
+            [(id, _)] => Ok(**id),
+            [] => Err(not_found()),
             many => {
                 many.sort_by_key(|(id, _)| **id);
                 let mut message = format!("{} files claim that name; get one by content id:", many.len());
@@ -239,7 +251,7 @@ impl Catalog {
                 if many.len() > MAX_IDS_NAMED {
                     message.push_str(" ...");
                 }
-                Response::Error { code: ErrorCode::Ambiguous, message }
+                Err(Response::Error { code: ErrorCode::Ambiguous, message })
             }
         }
     }

@@ -3,10 +3,12 @@
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use log::{debug, info};
 
+use super::answers::Answers;
 use super::catalog::{Catalog, Gate, Policy, Source};
 use super::swarms::{Change, Millis, Swarms};
 pub use super::swarms::{Full, Limits};
@@ -140,6 +142,8 @@ pub struct Tracker {
     rng: Rng,
     swarms: Swarms,
     catalog: Catalog,
+    /// Encoded metadata and file lists, one copy per answer however many connections send it.
+    answers: Answers,
     gate: Gate,
     stats: Stats,
     /// Reused for every announce answer: no allocation per datagram.
@@ -154,7 +158,7 @@ impl Tracker {
         let mut secret = [0u8; 16];
         rng.fill(&mut secret);
         let next_sweep = now + sweep_period(&config);
-        let swarms = Swarms::new(config.limits);
+        let swarms = Swarms::new(config.limits, rng.next_u64());
         Tracker {
             config,
             start: now,
@@ -162,6 +166,7 @@ impl Tracker {
             rng,
             swarms,
             catalog: Catalog::default(),
+            answers: Answers::default(),
             gate: Gate::new(Policy::default(), secret, now),
             stats: Stats::default(),
             picked: Vec::with_capacity(udp::MAX_PEERS),
@@ -279,9 +284,9 @@ impl Tracker {
             // A peer without a port is answered but not stored.
             _ if peer.port() == 0 => Ok(Change::Unchanged),
             event => {
-                let until = self.millis(now).wrapping_add(self.expiry_ms(peer_id));
+                let ttl = self.expiry_ms(peer_id);
                 let completed = event == Event::Completed;
-                self.swarms.upsert(hash, peer, seeder, completed, until).map_err(Refusal::Full)
+                self.swarms.upsert(hash, peer, seeder, completed, self.millis(now), ttl).map_err(Refusal::Full)
             }
         };
         match change {
@@ -322,7 +327,7 @@ impl Tracker {
     /// which announce at our interval, long for everyone else.
     fn expiry_ms(&self, peer_id: &[u8; 20]) -> Millis {
         let expiry = if peer_id.starts_with(LMK_PEER_ID) { self.config.expiry } else { self.config.foreign_expiry };
-        expiry.as_millis().try_into().unwrap_or(MAX_EXPIRY_MS)
+        expiry.as_millis().try_into().unwrap_or(Millis::MAX)
     }
 
     /// Answers one catalog request from a client at `from`.
@@ -340,6 +345,33 @@ impl Tracker {
             debug!("catalog request from {from} refused: {message}");
         }
         response
+    }
+
+    /// Answers one catalog request as its encoded frame. Metadata and file
+    /// lists come from `Answers`: one copy, however many connections are
+    /// sending it (the shell writes it from there, `Net::send_shared`).
+    pub fn handle_catalog_shared(&mut self, now: Instant, from: IpAddr, request: cat::Request) -> Rc<[u8]> {
+        let found = match &request {
+            cat::Request::GetMeta(selector) => Some(self.catalog.find(selector)),
+            _ => None,
+        };
+        match (request, found) {
+            (_, Some(Ok(id))) => {
+                self.stats.catalog_requests += 1;
+                let Some(meta) = self.catalog.meta(&id) else { return Rc::from(&[][..]) };
+                self.answers.meta(id, |out| cat::encode_meta_response(meta, out))
+            }
+            (cat::Request::List, _) => {
+                self.stats.catalog_requests += 1;
+                let (catalog, swarms) = (&self.catalog, &self.swarms);
+                self.answers.list(now, |out| cat::Response::List(catalog.list(|id| swarms.seeders(id))).encode(out))
+            }
+            (request, _) => {
+                let mut out = Vec::new();
+                self.handle_catalog(now, from, request).encode(&mut out);
+                out.into()
+            }
+        }
     }
 
     fn publish(
@@ -368,18 +400,21 @@ impl Tracker {
 
     /// Drops peers not heard from within the expiry time, then catalog
     /// entries that have had no seeder for as long. Early calls are no-ops.
+    /// At most `EXPIRE_BUDGET` peers go per call; with more due, the next
+    /// deadline is a millisecond away, so datagrams are served in between.
     pub fn handle_timeout(&mut self, now: Instant) {
         if now < self.next_sweep {
             return;
         }
-        self.next_sweep = now + sweep_period(&self.config);
         let mut expired = Vec::new();
-        self.swarms.expire(self.millis(now), |hash, n| expired.push((*hash, n)));
+        let more = self.swarms.expire(self.millis(now), EXPIRE_BUDGET, |hash, n| expired.push((*hash, n)));
+        self.next_sweep = now + if more { Duration::from_millis(1) } else { sweep_period(&self.config) };
         for (hash, n) in expired {
             self.stats.expiries += n as u64;
             self.changed = true;
             info!("{} of {} expired", crate::common::fmt::plural(n as u64, "peer"), self.describe(&hash));
         }
+        self.answers.prune();
         let Some(cutoff) = now.checked_sub(self.config.expiry) else { return };
         let swarms = &self.swarms;
         for name in self.catalog.expire(now, cutoff, |id| swarms.seeders(id) > 0) {
@@ -426,6 +461,10 @@ impl Tracker {
             s.catalog_refused,
             s.unauthorized,
         );
+        let answers = self.answers.bytes();
+        if answers > 0 {
+            let _ = writeln!(out, "  (catalog answers being sent: {})", fmt::bytes(answers as u64));
+        }
         let list = self.catalog.list(|id| self.swarms.seeders(id));
         if !list.is_empty() {
             let _ = writeln!(out, "  {:<32} {:>10} {:>7}  CONTENT ID", "NAME", "SIZE", "SEEDERS");
@@ -484,8 +523,8 @@ fn connection_id(req: &Request) -> u64 {
     }
 }
 
-/// Longest expiry the swarm clock can carry (its deadlines wrap at 2^32 ms).
-pub const MAX_EXPIRY_MS: u32 = u32::MAX >> 2;
+/// Peers expired per `handle_timeout` call: about 0.1 ms of work.
+const EXPIRE_BUDGET: usize = 1000;
 
 /// Expiry is checked this often: a quarter of the expiry time, at most a second.
 fn sweep_period(config: &Config) -> Duration {

@@ -1,6 +1,7 @@
 //! lmk-tracker: a BEP 15 UDP tracker and, on the same port number over TCP,
 //! the catalog of shared files. One thread, one mio loop.
 
+mod answers;
 mod catalog;
 pub mod conns;
 pub mod machine;

@@ -171,10 +171,8 @@ impl Handler for Shell {
     fn on_frame(&mut self, net: &mut Net, now: Instant, conn: ConnId, frame: Frame<'_>) -> Result<(), DecodeError> {
         let request = Request::decode(frame)?;
         debug!("{conn}: {}", describe(&request));
-        let response = self.core.handle_catalog(now, net.peer_addr(conn).map_or(UNSPECIFIED, |a| a.ip()), request);
-        if let Some(out) = net.out(conn) {
-            response.encode(out);
-        }
+        let from = net.peer_addr(conn).map_or(UNSPECIFIED, |a| a.ip());
+        net.send_shared(conn, self.core.handle_catalog_shared(now, from, request));
         // Pipelined requests wait, unread, while this answer is not taken.
         if !self.conns.handle_request(now, conn, net.queued(conn)) {
             net.set_reading(conn, false);

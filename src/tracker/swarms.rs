@@ -1,30 +1,40 @@
-//! The tracker's peer tables: one swarm per info hash. Each swarm keeps its
-//! peers in dense lists (one per role) so an answer is a random window copied
-//! out, and an index from address to list position so an announce, a stop or
-//! an expiry is O(1). Everything an announce can make us hold is capped
-//! (`Limits`), in total and per source address, so no flood grows it without
-//! bound; README "Limits" gives the worst case in bytes.
+//! The tracker's peer tables: one swarm per info hash. A swarm keeps its
+//! peers as compact records in address-sorted vectors, one pair per expiry
+//! bucket (`pools.rs`); the swarms wait in one queue ordered by their oldest
+//! bucket, so expiry visits only what expires, a bounded number of peers at a
+//! time. Everything an announce can make us hold is capped (`Limits`), in
+//! total and per source address (counted in a fixed sketch, `usage.rs`), so
+//! no flood grows it without bound; README "Tracker limits" gives the worst
+//! case in bytes.
 
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
-use std::hash::Hash;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
+
+use slab::Slab;
 
 use crate::common::rng::Rng;
 use crate::hash::Hash20;
+use pools::{Blocks, Record, Table, V4, V6};
+use usage::{Cells, Host, Usage};
 
-/// Milliseconds since the tracker started, modulo 2^32: deadlines are
-/// compared with wrapping arithmetic, valid while no expiry nears 2^31 ms.
-pub type Millis = u32;
+mod pools;
+mod usage;
 
-/// Bit of an index entry that says the peer is a seeder; the rest is its position.
-const SEEDER_BIT: u32 = 1 << 31;
+/// Milliseconds since the tracker started.
+pub type Millis = u64;
 
-/// True once `now` is past `until` (wrapping).
-fn past(now: Millis, until: Millis) -> bool {
-    (now.wrapping_sub(until) as i32) > 0
+/// Buckets per expiry time: a peer is dropped between its expiry and
+/// 1/32 of it later, and a swarm holds at most 33 buckets per expiry time
+/// in use (LMK peers and other clients have one each).
+const BUCKETS: u64 = 32;
+
+/// When the bucket of a peer heard at `now` with `ttl` to live expires: its
+/// deadline rounded up to a multiple of `ttl / BUCKETS`, so the peers of
+/// one swarm heard within that grain expire together.
+fn bucket_end(now: Millis, ttl: Millis) -> Millis {
+    let grain = (ttl / BUCKETS).max(1);
+    now.saturating_add(ttl).div_ceil(grain).saturating_mul(grain)
 }
-
 /// What announces may make the tracker hold. A new peer or swarm beyond a
 /// cap is refused; peers already held are always refreshed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,167 +83,25 @@ impl Full {
     }
 }
 
-/// A peer address in the form its table keys it by.
-trait PeerKey: Copy + Eq + Hash {
-    /// The address part, for the per-address counts.
-    type Ip: Copy + Eq + Hash;
-    fn addr(self) -> SocketAddr;
-    fn ip(self) -> Self::Ip;
-}
-
-/// An IPv4 peer as `ip << 16 | port`.
-impl PeerKey for u64 {
-    type Ip = u32;
-    fn addr(self) -> SocketAddr {
-        SocketAddr::from((Ipv4Addr::from(self.ip()), self as u16))
-    }
-    fn ip(self) -> u32 {
-        (self >> 16) as u32
-    }
-}
-
-impl PeerKey for (u128, u16) {
-    type Ip = u128;
-    fn addr(self) -> SocketAddr {
-        SocketAddr::from((Ipv6Addr::from(self.0), self.1))
-    }
-    fn ip(self) -> u128 {
-        self.0
-    }
-}
-
-/// Peers of one address family.
-#[derive(Debug)]
-struct Table<K: PeerKey> {
-    /// `[leechers, seeders]`: each peer's key and the time it expires at.
-    lists: [Vec<(K, Millis)>; 2],
-    /// Role (`SEEDER_BIT`) and position of every peer in `lists`.
-    index: HashMap<K, u32>,
-    /// Peers per source address.
-    per_ip: HashMap<K::Ip, u32>,
-}
-
-impl<K: PeerKey> Default for Table<K> {
-    fn default() -> Self {
-        Table { lists: [Vec::new(), Vec::new()], index: HashMap::new(), per_ip: HashMap::new() }
-    }
-}
-
-impl<K: PeerKey> Table<K> {
-    fn len(&self) -> usize {
-        self.index.len()
-    }
-
-    fn of_ip(&self, key: K) -> u32 {
-        self.per_ip.get(&key.ip()).copied().unwrap_or(0)
-    }
-
-    /// Moves a known peer's deadline (and role); returns its previous role,
-    /// or None if the peer is new.
-    fn refresh(&mut self, key: K, seeder: bool, until: Millis) -> Option<bool> {
-        let slot = *self.index.get(&key)?;
-        let was_seeder = slot & SEEDER_BIT != 0;
-        if was_seeder == seeder {
-            if let Some(entry) = self.lists[usize::from(seeder)].get_mut((slot & !SEEDER_BIT) as usize) {
-                entry.1 = until;
-            }
-        } else {
-            self.take(slot);
-            self.push(key, seeder, until);
-        }
-        Some(was_seeder)
-    }
-
-    /// Adds a peer not yet in the table.
-    fn insert(&mut self, key: K, seeder: bool, until: Millis) {
-        self.push(key, seeder, until);
-        *self.per_ip.entry(key.ip()).or_insert(0) += 1;
-    }
-
-    fn push(&mut self, key: K, seeder: bool, until: Millis) {
-        let list = &mut self.lists[usize::from(seeder)];
-        let slot = list.len() as u32 | if seeder { SEEDER_BIT } else { 0 };
-        list.push((key, until));
-        self.index.insert(key, slot);
-    }
-
-    /// Forgets the peer; returns true if it was known.
-    fn remove(&mut self, key: K) -> bool {
-        let Some(slot) = self.index.remove(&key) else { return false };
-        self.take(slot);
-        self.uncount(key);
-        true
-    }
-
-    fn uncount(&mut self, key: K) {
-        if let Entry::Occupied(mut n) = self.per_ip.entry(key.ip()) {
-            *n.get_mut() -= 1;
-            if *n.get() == 0 {
-                n.remove();
-            }
-        }
-    }
-
-    /// Swap-removes the list entry at `slot`, re-indexing the entry moved into it.
-    fn take(&mut self, slot: u32) {
-        let list = &mut self.lists[usize::from(slot & SEEDER_BIT != 0)];
-        let pos = (slot & !SEEDER_BIT) as usize;
-        if pos < list.len() {
-            list.swap_remove(pos);
-            if let Some((moved, _)) = list.get(pos) {
-                self.index.insert(*moved, slot);
-            }
-        }
-    }
-
-    /// Drops peers whose deadline is past, telling `gone` each address.
-    fn expire(&mut self, now: Millis, gone: &mut impl FnMut(SocketAddr)) {
-        for role in [0, 1] {
-            // Backwards, so the entry swapped into a hole was already checked.
-            for pos in (0..self.lists[role].len()).rev() {
-                let (key, until) = self.lists[role][pos];
-                if past(now, until) {
-                    self.index.remove(&key);
-                    self.take(pos as u32 | if role == 1 { SEEDER_BIT } else { 0 });
-                    self.uncount(key);
-                    gone(key.addr());
-                }
-            }
-        }
-    }
-
-    /// Appends up to `want` peers of one role other than `skip`: a window of
-    /// the list at a random start, so every peer is equally likely to be picked.
-    fn sample(&self, seeders: bool, skip: SocketAddr, want: usize, rng: &mut Rng, out: &mut Vec<SocketAddr>) {
-        let list = &self.lists[usize::from(seeders)];
-        if want == 0 || list.is_empty() {
-            return;
-        }
-        let start = if list.len() > want { rng.below(list.len()) } else { 0 };
-        let (tail, head) = (list.get(start..).unwrap_or(&[]), list.get(..start).unwrap_or(&[]));
-        let addrs = tail.iter().chain(head).map(|(key, _)| key.addr()).filter(|a| *a != skip);
-        out.extend(addrs.take(want));
-    }
-}
-
-/// An IPv4 address as its table key, or the IPv6 one.
+/// A peer's record in its family's table.
 enum Key {
-    V4(u64),
-    V6((u128, u16)),
+    V4(V4),
+    V6(V6),
 }
 
-fn key(addr: SocketAddr) -> Key {
-    match addr.ip().to_canonical() {
-        IpAddr::V4(ip) => Key::V4(u64::from(u32::from(ip)) << 16 | u64::from(addr.port())),
-        IpAddr::V6(ip) => Key::V6((u128::from(ip), addr.port())),
+impl Key {
+    fn of(addr: SocketAddr) -> Key {
+        match addr.ip().to_canonical() {
+            IpAddr::V4(ip) => Key::V4(pools::v4(ip, addr.port())),
+            IpAddr::V6(ip) => Key::V6(pools::v6(ip, addr.port())),
+        }
     }
-}
 
-/// A source address as the per-address counts key it: IPv4 as v4-mapped IPv6.
-fn ip_key(ip: IpAddr) -> u128 {
-    match ip {
-        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
-        IpAddr::V6(v6) => u128::from(v6),
+    fn host(&self) -> Host {
+        match self {
+            Key::V4(r) => r.host(),
+            Key::V6(r) => r.host(),
+        }
     }
 }
 
@@ -243,12 +111,16 @@ fn ip_key(ip: IpAddr) -> u128 {
 /// smaller swarm is what bounds a flood of made-up info hashes.
 #[derive(Debug)]
 pub struct Swarm {
-    v4: Table<u64>,
-    v6: Option<Box<Table<(u128, u16)>>>,
+    hash: Hash20,
+    v4: Table<V4>,
+    v6: Option<Box<Table<V6>>>,
     /// Peers that became seeders here with event=completed, for scrape.
     pub completed: u32,
-    /// The address that opened the swarm, charged for it while it lives.
-    owner: u128,
+    /// The cells of the address that opened the swarm, charged for it while it lives.
+    owner: Cells,
+    /// Its place in the expiry queue: the end of its oldest bucket when
+    /// queued (that bucket may have emptied since; the visit finds out).
+    due: Millis,
 }
 
 /// What an announce changed, for the status table and the log.
@@ -261,58 +133,64 @@ pub enum Change {
 }
 
 impl Swarm {
-    fn new(owner: u128) -> Swarm {
-        Swarm { v4: Table::default(), v6: None, completed: 0, owner }
+    fn new(hash: Hash20, owner: Cells) -> Swarm {
+        Swarm { hash, v4: Table::default(), v6: None, completed: 0, owner, due: Millis::MAX }
     }
 
     pub fn seeders(&self) -> u32 {
-        self.role_len(1)
+        self.role_len(true)
     }
 
     pub fn leechers(&self) -> u32 {
-        self.role_len(0)
+        self.role_len(false)
     }
 
     fn len(&self) -> usize {
         self.v4.len() + self.v6.as_ref().map_or(0, |t| t.len())
     }
 
-    fn role_len(&self, role: usize) -> u32 {
-        (self.v4.lists[role].len() + self.v6.as_ref().map_or(0, |t| t.lists[role].len())) as u32
+    fn role_len(&self, seeders: bool) -> u32 {
+        let n = self.v4.role_len(seeders) + self.v6.as_ref().map_or(0, |t| t.role_len(seeders));
+        n.try_into().unwrap_or(u32::MAX)
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    fn first_end(&self) -> Option<Millis> {
+        let v6 = self.v6.as_ref().and_then(|t| t.first_end());
+        [self.v4.first_end(), v6].into_iter().flatten().min()
+    }
+
     /// Refreshes a known peer; None if it is new.
-    fn refresh(&mut self, addr: SocketAddr, seeder: bool, until: Millis) -> Option<bool> {
-        match key(addr) {
-            Key::V4(k) => self.v4.refresh(k, seeder, until),
-            Key::V6(k) => self.v6.as_mut()?.refresh(k, seeder, until),
+    fn refresh(&mut self, key: &Key, seeder: bool, end: Millis) -> Option<bool> {
+        match key {
+            Key::V4(r) => self.v4.refresh(*r, seeder, end),
+            Key::V6(r) => self.v6.as_mut()?.refresh(*r, seeder, end),
         }
     }
 
-    /// Peers of `addr`'s source address here.
-    fn of_ip(&self, addr: SocketAddr) -> u32 {
-        match key(addr) {
-            Key::V4(k) => self.v4.of_ip(k),
-            Key::V6(k) => self.v6.as_ref().map_or(0, |t| t.of_ip(k)),
+    /// Peers of the key's host (IPv6: its /64) here.
+    fn of_host(&self, key: &Key) -> u32 {
+        match key {
+            Key::V4(r) => self.v4.of_host(r.host()),
+            Key::V6(r) => self.v6.as_ref().map_or(0, |t| t.of_host(r.host())),
         }
     }
 
-    fn insert(&mut self, addr: SocketAddr, seeder: bool, until: Millis) {
-        match key(addr) {
-            Key::V4(k) => self.v4.insert(k, seeder, until),
-            Key::V6(k) => self.v6.get_or_insert_with(Box::default).insert(k, seeder, until),
+    fn insert(&mut self, key: &Key, seeder: bool, end: Millis) {
+        match key {
+            Key::V4(r) => self.v4.insert(*r, seeder, end),
+            Key::V6(r) => self.v6.get_or_insert_with(Box::default).insert(*r, seeder, end),
         }
     }
 
-    fn remove(&mut self, addr: SocketAddr) -> bool {
-        match key(addr) {
-            Key::V4(k) => self.v4.remove(k),
-            Key::V6(k) => {
-                let removed = self.v6.as_mut().is_some_and(|t| t.remove(k));
+    fn remove(&mut self, key: &Key) -> bool {
+        match key {
+            Key::V4(r) => self.v4.remove(r),
+            Key::V6(r) => {
+                let removed = self.v6.as_mut().is_some_and(|t| t.remove(r));
                 self.drop_empty_v6();
                 removed
             }
@@ -325,17 +203,20 @@ impl Swarm {
         }
     }
 
-    fn expire(&mut self, now: Millis, gone: &mut impl FnMut(SocketAddr)) {
-        self.v4.expire(now, gone);
+    /// Drops up to `budget` peers of buckets ended before `now`, telling
+    /// `gone` each one's host; returns how many went.
+    fn expire(&mut self, now: Millis, budget: &mut usize, gone: &mut impl FnMut(Host)) -> usize {
+        let mut n = self.v4.expire(now, budget, &mut |r| gone(r.host()));
         if let Some(t) = &mut self.v6 {
-            t.expire(now, gone);
+            n += t.expire(now, budget, &mut |r| gone(r.host()));
             self.drop_empty_v6();
         }
+        n
     }
 
     /// Up to `want` peers of the requester's address family: seeders then
     /// leechers for a leecher, leechers only for a seeder, never the
-    /// requester itself, each role's part shuffled.
+    /// requester itself, spread over address blocks, each role's part shuffled.
     pub fn pick(
         &self,
         requester: SocketAddr,
@@ -345,15 +226,14 @@ impl Swarm {
         out: &mut Vec<SocketAddr>,
     ) {
         out.clear();
-        let v4 = matches!(key(requester), Key::V4(_));
+        let v4 = matches!(Key::of(requester), Key::V4(_));
+        let mut blocks = Blocks::new();
         let mut sample = |seeders: bool, out: &mut Vec<SocketAddr>| {
             let room = want - out.len();
             if v4 {
-                self.v4.sample(seeders, requester, room, rng, out);
-            } else {
-                if let Some(t) = &self.v6 {
-                    t.sample(seeders, requester, room, rng, out);
-                }
+                self.v4.sample(seeders, requester, room, rng, out, &mut blocks);
+            } else if let Some(t) = &self.v6 {
+                t.sample(seeders, requester, room, rng, out, &mut blocks);
             }
         };
         if !requester_is_seeder {
@@ -367,124 +247,174 @@ impl Swarm {
     }
 }
 
-/// What one source address holds.
-#[derive(Debug, Default, Clone, Copy)]
-struct Usage {
-    peers: u32,
-    swarms: u32,
-}
-
 /// All swarms, by info hash, with the counts the limits are checked against.
 /// A swarm lives exactly while it has a peer.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Swarms {
-    map: HashMap<Hash20, Swarm>,
-    by_ip: HashMap<u128, Usage>,
+    swarms: Slab<Swarm>,
+    by_hash: HashMap<Hash20, usize>,
+    /// Every swarm once, by when its oldest bucket expires.
+    queue: BTreeSet<(Millis, usize)>,
+    usage: Usage,
     peers: usize,
     limits: Limits,
 }
 
 impl Swarms {
-    pub fn new(limits: Limits) -> Swarms {
-        Swarms { limits, ..Swarms::default() }
+    /// `seed` keys the per-address counts.
+    pub fn new(limits: Limits, seed: u64) -> Swarms {
+        Swarms {
+            swarms: Slab::new(),
+            by_hash: HashMap::new(),
+            queue: BTreeSet::new(),
+            usage: Usage::new(limits.max_peers, seed),
+            peers: 0,
+            limits,
+        }
     }
 
     pub fn get(&self, hash: &Hash20) -> Option<&Swarm> {
-        self.map.get(hash)
+        self.swarms.get(*self.by_hash.get(hash)?)
     }
 
-    /// Records `peer` in the swarm of `hash` until `until`, opening the swarm
-    /// if needed, unless a cap forbids a new peer or swarm. A peer turning
-    /// seeder with event=completed (`completed`) counts once for scrape.
+    /// Records `peer` in the swarm of `hash`, heard at `now`, for `ttl`
+    /// (kept until the end of the bucket its deadline falls in), opening the
+    /// swarm if needed, unless a cap forbids a new peer or swarm. A peer
+    /// turning seeder with event=completed (`completed`) counts once for scrape.
     pub fn upsert(
         &mut self,
         hash: Hash20,
         peer: SocketAddr,
         seeder: bool,
         completed: bool,
-        until: Millis,
+        now: Millis,
+        ttl: Millis,
     ) -> Result<Change, Full> {
-        let Swarms { map, by_ip, peers, limits } = self;
-        let swarms = map.len();
+        let end = bucket_end(now, ttl);
+        let key = Key::of(peer);
+        let index = self.by_hash.get(&hash).copied();
         // A refresh, most announces, touches only its swarm.
-        let in_swarm = match map.get_mut(&hash) {
-            Some(swarm) => {
-                if let Some(was_seeder) = swarm.refresh(peer, seeder, until) {
+        let in_swarm = match index.and_then(|i| self.swarms.get_mut(i).map(|s| (i, s))) {
+            Some((i, swarm)) => {
+                if let Some(was_seeder) = swarm.refresh(&key, seeder, end) {
                     if completed && seeder && !was_seeder {
                         swarm.completed = swarm.completed.saturating_add(1);
                     }
+                    self.requeue(i);
                     return Ok(Change::Refreshed);
                 }
-                Some(swarm.of_ip(peer))
+                Some(swarm.of_host(&key))
             }
             None => None,
         };
-        let ip = ip_key(peer.ip().to_canonical());
-        let usage = by_ip.get(&ip).copied().unwrap_or_default();
+        let limits = &self.limits;
+        let cells = self.usage.cells(key.host());
+        let usage = self.usage.get(cells);
         match in_swarm {
             Some(n) if n >= limits.max_peers_per_ip_in_swarm => return Err(Full::PeersOfIpInSwarm),
-            None if swarms >= limits.max_swarms => return Err(Full::Swarms),
+            None if self.by_hash.len() >= limits.max_swarms => return Err(Full::Swarms),
             None if usage.swarms >= limits.max_swarms_per_ip => return Err(Full::SwarmsOfIp),
             _ => {}
         }
-        if *peers >= limits.max_peers {
+        if self.peers >= limits.max_peers {
             return Err(Full::Peers);
         }
         if usage.peers >= limits.max_peers_per_ip {
             return Err(Full::PeersOfIp);
         }
-        let new_swarm = in_swarm.is_none();
-        let swarm = map.entry(hash).or_insert_with(|| Swarm::new(ip));
-        swarm.insert(peer, seeder, until);
-        if completed && seeder {
-            swarm.completed = swarm.completed.saturating_add(1);
+        let i = match index {
+            Some(i) => i,
+            None => {
+                let i = self.swarms.insert(Swarm::new(hash, cells));
+                self.by_hash.insert(hash, i);
+                i
+            }
+        };
+        if let Some(swarm) = self.swarms.get_mut(i) {
+            swarm.insert(&key, seeder, end);
+            if completed && seeder {
+                swarm.completed = swarm.completed.saturating_add(1);
+            }
         }
-        *peers += 1;
-        let usage = by_ip.entry(ip).or_default();
-        usage.peers += 1;
-        usage.swarms += u32::from(new_swarm);
+        self.peers += 1;
+        self.usage.add(cells, 1, u32::from(index.is_none()));
+        self.requeue(i);
         Ok(Change::Joined)
+    }
+
+    /// Queues swarm `i` by its oldest bucket if that is earlier than its
+    /// place (a bucket that empties leaves the place as it is: the visit is early, not missed).
+    fn requeue(&mut self, i: usize) {
+        let Some(swarm) = self.swarms.get_mut(i) else { return };
+        let Some(first) = swarm.first_end() else { return };
+        if first < swarm.due {
+            self.queue.remove(&(swarm.due, i));
+            self.queue.insert((first, i));
+            swarm.due = first;
+        }
     }
 
     /// Forgets `peer` in the swarm of `hash`, and the swarm if it empties.
     pub fn remove(&mut self, hash: &Hash20, peer: SocketAddr) -> Change {
-        let Some(swarm) = self.map.get_mut(hash) else { return Change::Unchanged };
-        if !swarm.remove(peer) {
+        let Some(&i) = self.by_hash.get(hash) else { return Change::Unchanged };
+        let key = Key::of(peer);
+        let Some(swarm) = self.swarms.get_mut(i) else { return Change::Unchanged };
+        if !swarm.remove(&key) {
             return Change::Unchanged;
         }
+        let empty = swarm.is_empty();
         self.peers -= 1;
-        release(&mut self.by_ip, ip_key(peer.ip().to_canonical()), 1, 0);
-        if swarm.is_empty() {
-            let owner = swarm.owner;
-            self.map.remove(hash);
-            release(&mut self.by_ip, owner, 0, 1);
+        let cells = self.usage.cells(key.host());
+        self.usage.sub(cells, 1, 0);
+        if empty {
+            self.close(i);
         }
         Change::Left
     }
 
-    /// Drops peers whose deadline is past, and swarms left empty whatever
-    /// their completed count; reports peers dropped per hash.
-    pub fn expire(&mut self, now: Millis, mut dropped: impl FnMut(&Hash20, usize)) {
-        let Swarms { map, by_ip, peers, .. } = self;
-        map.retain(|hash, swarm| {
-            let mut n = 0;
-            swarm.expire(now, &mut |addr| {
-                n += 1;
-                release(by_ip, ip_key(addr.ip()), 1, 0);
+    /// Drops an emptied swarm and its owner's charge.
+    fn close(&mut self, i: usize) {
+        if let Some(swarm) = self.swarms.try_remove(i) {
+            self.by_hash.remove(&swarm.hash);
+            self.queue.remove(&(swarm.due, i));
+            self.usage.sub(swarm.owner, 0, 1);
+        }
+    }
+
+    /// Drops up to `budget` peers whose bucket ended before `now`, oldest
+    /// first, and swarms left empty whatever their completed count; reports
+    /// peers dropped per hash. Returns true if more are due: the caller comes
+    /// back soon, so expiring a million peers never holds the loop for long.
+    pub fn expire(&mut self, now: Millis, mut budget: usize, mut dropped: impl FnMut(&Hash20, usize)) -> bool {
+        while budget > 0 {
+            let Some(&(due, i)) = self.queue.first().filter(|(due, _)| *due < now) else { break };
+            let Some(swarm) = self.swarms.get_mut(i) else {
+                self.queue.remove(&(due, i));
+                continue;
+            };
+            let usage = &mut self.usage;
+            let n = swarm.expire(now, &mut budget, &mut |host| {
+                let cells = usage.cells(host);
+                usage.sub(cells, 1, 0);
             });
+            self.peers -= n;
             if n > 0 {
-                *peers -= n;
-                dropped(hash, n);
+                dropped(&swarm.hash, n);
             }
-            if swarm.is_empty() {
-                release(by_ip, swarm.owner, 0, 1);
+            match swarm.first_end() {
+                None => self.close(i),
+                Some(first) => {
+                    self.queue.remove(&(due, i));
+                    self.queue.insert((first, i));
+                    swarm.due = first;
+                }
             }
-            !swarm.is_empty()
-        });
+        }
+        self.queue.first().is_some_and(|(due, _)| *due < now)
     }
 
     pub fn seeders(&self, hash: &Hash20) -> usize {
-        self.map.get(hash).map_or(0, |s| s.seeders() as usize)
+        self.get(hash).map_or(0, |s| s.seeders() as usize)
     }
 
     pub fn peer_count(&self) -> usize {
@@ -492,24 +422,12 @@ impl Swarms {
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.by_hash.len()
     }
 
-    /// Source addresses holding a peer or a swarm.
+    /// Source addresses (IPv6: /64s) holding a peer or a swarm.
     pub fn addresses(&self) -> usize {
-        self.by_ip.len()
-    }
-}
-
-/// Takes `peers` and `swarms` off an address's usage, forgetting it at zero.
-fn release(by_ip: &mut HashMap<u128, Usage>, ip: u128, peers: u32, swarms: u32) {
-    if let Entry::Occupied(mut e) = by_ip.entry(ip) {
-        let u = e.get_mut();
-        u.peers = u.peers.saturating_sub(peers);
-        u.swarms = u.swarms.saturating_sub(swarms);
-        if u.peers == 0 && u.swarms == 0 {
-            e.remove();
-        }
+        self.usage.addresses()
     }
 }
 

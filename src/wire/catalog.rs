@@ -184,6 +184,12 @@ impl Request {
     }
 }
 
+/// Appends the frame `Response::Meta(meta)` encodes to, from a borrowed
+/// `meta` (the tracker answers from its catalog without a copy).
+pub fn encode_meta_response(meta: &FileMeta, out: &mut Vec<u8>) {
+    put_frame(out, META, |o| encode_meta(meta, o));
+}
+
 impl Response {
     /// A few words for a log or error line: an error's code and text as
     /// sent (escape it before printing), any other response by its kind.
@@ -212,7 +218,7 @@ impl Response {
                     put_str(o, &e.name);
                 }
             }),
-            Response::Meta(meta) => put_frame(out, META, |o| encode_meta(meta, o)),
+            Response::Meta(meta) => encode_meta_response(meta, out),
             Response::Challenge(nonce) => put_frame(out, CHALLENGE_NONCE, |o| o.extend_from_slice(nonce)),
             Response::Error { code, message } => put_frame(out, ERROR, |o| {
                 o.push(*code as u8);

@@ -321,3 +321,52 @@ fn loopback_only_when_the_tracker_is_elsewhere() {
     assert!(!loopback_only(a("192.0.2.2:7000"), a("192.0.2.9:6969")));
     assert!(loopback_warning(a("127.0.0.1:7000"), a("192.0.2.9:6969")).contains("--listen 0.0.0.0:7000"));
 }
+
+/// Datagrams are taken in batches but handed over one by one, in order,
+/// each answered by its own datagram, in the same order; more datagrams
+/// than one batch, and a handler that answers some with two, are all served.
+#[test]
+fn datagrams_are_answered_one_by_one_in_order() {
+    struct Echo {
+        seen: Vec<Vec<u8>>,
+    }
+    impl Handler for Echo {
+        fn on_frame(&mut self, _: &mut Net, _: Instant, _: ConnId, _: Frame<'_>) -> Result<(), DecodeError> {
+            Ok(())
+        }
+        fn on_datagram(&mut self, net: &mut Net, _: Instant, from: SocketAddr, data: &[u8]) {
+            self.seen.push(data.to_vec());
+            net.send_to(from, data);
+            if data[0].is_multiple_of(10) {
+                net.send_to(from, b"extra");
+            }
+        }
+        fn on_tick(&mut self, _: &mut Net, _: Instant) {}
+        fn next_deadline(&self) -> Option<Instant> {
+            None
+        }
+    }
+    let mut net = Net::new().unwrap();
+    let addr = net.bind_udp(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let sent: Vec<Vec<u8>> = (0..100u8).map(|i| vec![i; 1 + usize::from(i)]).collect();
+    for d in &sent {
+        client.send_to(d, addr).unwrap();
+    }
+    let mut echo = Echo { seen: Vec::new() };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while echo.seen.len() < sent.len() && Instant::now() < deadline {
+        net.read_datagrams(&mut echo, Instant::now());
+    }
+    assert_eq!(echo.seen, sent, "every datagram handed over, in order");
+    let mut buf = [0u8; 512];
+    for d in &sent {
+        let n = client.recv(&mut buf).expect("a reply within 5 s");
+        assert_eq!(&buf[..n], &d[..]);
+        if d[0].is_multiple_of(10) {
+            let n = client.recv(&mut buf).expect("the extra reply within 5 s");
+            assert_eq!(&buf[..n], b"extra");
+        }
+    }
+}

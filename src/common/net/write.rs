@@ -51,13 +51,13 @@ impl Net {
             if c.closing.is_some() || c.connecting {
                 return;
             }
-            let before = c.wbuf.len();
-            let asked = c.want_drained && before - c.wpos < self.low_water;
+            let before = c.queued();
+            let asked = c.want_drained && before < self.low_water;
             if asked {
                 handler.on_drained(self, now, id);
             }
             let Some(c) = self.conns.get_mut(id.0) else { return };
-            let fed = c.wbuf.len() > before;
+            let fed = c.queued() > before;
             let wrote = match c.flush() {
                 Ok(n) => n,
                 Err(e) => {
@@ -73,7 +73,7 @@ impl Net {
                 handler.on_written(self, now, id, written);
             }
             let Some(c) = self.conns.get_mut(id.0) else { return };
-            let pending = c.wbuf.len() > c.wpos;
+            let pending = c.queued() > 0;
             if pending != c.writable_interest {
                 let interest = if pending { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
                 let token = Token(FIRST_CONN + id.0);
