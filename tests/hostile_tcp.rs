@@ -224,7 +224,7 @@ fn bursty_readers_of_huge_chunks() {
 #[test]
 fn many_clients_never_read_one_huge_metadata() {
     let tmp = TempDir::new("huge-meta");
-    let (tracker, addr) = start_tracker(INTERVAL, 60);
+    let (tracker, addr) = start_tracker_with(INTERVAL, 60, &["--open"]);
     let chunks = lmk::meta::MAX_CHUNKS;
     let hashes = (0..chunks).map(|i| Hash20::of(&i.to_be_bytes())).collect();
     let meta = FileMeta::new("huge16.bin".into(), u64::from(chunks) * u64::from(MIN_CHUNK), MIN_CHUNK, hashes).unwrap();
