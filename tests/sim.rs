@@ -71,3 +71,16 @@ fn bad_values_are_refused_with_one_line() {
         assert!(err.starts_with("lmk-sim: error: "), "{args:?}: {err}");
     }
 }
+
+/// Nobody starves: in a mixed swarm of 300 every peer gets its first chunk
+/// within 10 s and finishes (with slots given to the peers furthest behind
+/// and no bound on waiting, 25 of them went 30 s without a chunk and gave
+/// up), and the seed sends a bounded number of copies.
+#[test]
+fn in_a_mixed_swarm_nobody_starves_and_the_seed_is_bounded() {
+    let out = sim(&["--peers", "300", "--size", "64M", "--classes", "10%:100M,60%:20M,30%:5M"]);
+    let json = last_line(&out);
+    assert_eq!(field(json, "unfinished"), 0.0, "a peer starved: {out}");
+    assert!(field(json, "first_chunk_max") < 10.0, "a peer waited too long for its first chunk: {json}");
+    assert!(field(json, "seed_copies") < 3.0, "the seed sent too many copies: {json}");
+}

@@ -1,8 +1,9 @@
 //! Who holds our upload slots: a pure function over the connected peers, run
 //! on every change and on a rotation timer. Slots go to peers that lack
-//! something we hold, the one holding fewest chunks first (a cooperative
-//! swarm serves the furthest behind: a newcomer gets its first chunk early
-//! wherever it connected), then the longest waiting; a holder that asks for
+//! something we hold: one that has waited a rotation period first, then the
+//! one holding fewest chunks (a cooperative swarm serves the furthest behind:
+//! a newcomer gets its first chunk early wherever it connected), then the
+//! longest waiting; a holder that asks for
 //! nothing or drains nothing loses its slot at once; a holder that has had
 //! its slot for a rotation period gives it to a waiting peer, so new peers
 //! get data early and every peer gets a turn.
@@ -32,7 +33,12 @@ pub fn choose(cands: &[Candidate], slots: usize, now: Instant, rotation: Duratio
     let mut holders: Vec<&Candidate> =
         cands.iter().filter(|c| c.slot_since.is_some() && c.interested && c.active).collect();
     let mut waiters: Vec<&Candidate> = cands.iter().filter(|c| c.slot_since.is_none() && c.interested).collect();
-    waiters.sort_by_key(|c| (c.held, c.waiting_since, c.conn));
+    // The furthest behind first, but a peer that has waited a rotation
+    // period goes before all of them, so none waits without bound.
+    waiters.sort_by_key(|c| {
+        let starved = now.saturating_duration_since(c.waiting_since) >= rotation;
+        (!starved, if starved { 0 } else { c.held }, c.waiting_since, c.conn)
+    });
     // Oldest grants first: they are the first to rotate out.
     holders.sort_by_key(|c| (c.slot_since, c.conn));
     holders.truncate(slots);
@@ -57,6 +63,10 @@ mod tests {
     use super::*;
 
     const ROT: Duration = Duration::from_secs(10);
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
 
     fn cand(id: usize, slot: Option<u64>, waiting: u64, t0: Instant) -> Candidate {
         Candidate {
@@ -86,7 +96,16 @@ mod tests {
         let mut early_with_few = cand(3, None, 2, t0);
         early_with_few.held = 3;
         let cands = [early_with_chunks, late_and_empty, early_with_few];
-        assert_eq!(choose(&cands, 2, t0 + ROT, ROT), vec![ConnId(1), ConnId(3)], "fewest chunks, then longest waiting");
+        assert_eq!(
+            choose(&cands, 2, t0 + secs(9), ROT),
+            vec![ConnId(1), ConnId(3)],
+            "fewest chunks, then longest waiting"
+        );
+        assert_eq!(
+            choose(&cands, 2, t0 + secs(12), ROT),
+            vec![ConnId(2), ConnId(3)],
+            "a rotation period of waiting goes before fewer chunks: nobody waits without bound"
+        );
     }
 
     #[test]
