@@ -46,7 +46,7 @@ MODEL:
   --sndbuf BYTES          bytes a connection holds queued before
                           its core is asked for more             [default: 512K]
   --limit TIME            simulated time after which who is not
-                          done counts as unfinished              [default: 3600s]
+                          done counts as unfinished            [default: 3600s]
 ROWS:
   --scenario FILE         a TOML file: top-level keys are the options above
                           without their dashes (peers = 1000, up = \"20M\"),
@@ -58,7 +58,8 @@ OUTPUT:
                           arrivals over 30 s, N=1000 with 20% leaving and 5%
                           crashing (256 MiB each)
   --out DIR               also write DIR/NAME.peers.jsonl (one line per
-                          downloader) and DIR/NAME.svg (completion and upload use)
+                          downloader) and DIR/NAME.svg (completion and
+                          upload use)
   --no-wall               leave the wall time out of the JSON line, so that two
                           runs compare byte for byte
   -v, --verbose           the cores' logs, at debug level (-vv: trace)
