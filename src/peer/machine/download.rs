@@ -65,7 +65,9 @@ impl Machine {
         }
         let id = t.id;
         match reason {
-            RejectReason::NoSlot => {}
+            // "Not now": asked again only once it says we hold a slot (a peer
+            // that answers NoSlot without its State Unavailable is not asked in a loop).
+            RejectReason::NoSlot => s.their_state = State::Unavailable,
             RejectReason::Spread => {
                 // Ask it of the peer that got it; the sender says Have again
                 // later, and we ask it again after a while whatever it says.

@@ -521,6 +521,29 @@ fn before_hello_only_a_hello_is_taken_and_callers_not_greeted_are_capped() {
 }
 
 #[test]
+fn no_slot_means_not_now_until_a_slot_is_offered() {
+    let (t0, f, mut sw) = start(8);
+    let d = sw.peer(t0, &f, &[], |_| {});
+    sw.tracker_says.insert(d, vec![hand_addr(1)]);
+    sw.listeners.push(hand_addr(1));
+    sw.run(t0);
+    let c = sw.dialled(d, hand_addr(1));
+    assert_eq!(sw.links[&(d, c)].0, HAND, "a peer played by the test");
+    sw.inject(t0, d, c, Message::Hello { id: f.id(), port: 0, nonce: 99 });
+    sw.inject(t0, d, c, Message::Bitfield(f.bits(&f.all()).as_bytes()));
+    sw.inject(t0, d, c, Message::State(State::Available));
+    let asked = of(&sw.said_on(d, c), Seen::Request);
+    assert!(!asked.is_empty());
+    for &index in &asked {
+        sw.inject(t0, d, c, Message::Reject { index, reason: RejectReason::NoSlot });
+    }
+    sw.run(t0 + secs(1));
+    assert_eq!(of(&sw.said_on(d, c), Seen::Request).len(), asked.len(), "not asked again while it has no slot for us");
+    sw.inject(t0 + secs(1), d, c, Message::State(State::Connected));
+    assert!(of(&sw.said_on(d, c), Seen::Request).len() > asked.len(), "asked again once a slot is ours");
+}
+
+#[test]
 fn callers_leave_room_for_our_own_dials() {
     let (t0, f, mut sw) = start(4);
     let d = sw.peer(t0, &f, &[], |c| c.max_peers = 4); // a quarter, one connection, is kept for dials
