@@ -361,7 +361,7 @@ impl Machine {
         if let Some(listen) = s.listen {
             let twin = self.sessions.values().any(|o| o.torrent == s.torrent && o.listen == Some(listen));
             if !twin {
-                t.backoff(listen, s.downloaded == 0, now);
+                t.backoff(listen, s.downloaded == 0 || s.stalled, now);
             }
         }
         debug!("{conn} {}: gone from {}", s.addr, t.meta.name());
@@ -723,8 +723,9 @@ impl Machine {
         for (conn, why) in stuck {
             match why {
                 Why::Stalled => {
-                    if let Some(s) = self.sessions.get(&conn) {
+                    if let Some(s) = self.sessions.get_mut(&conn) {
                         info!("{conn} {}: stalled; its chunks go to the others", s.addr);
+                        s.stalled = true;
                     }
                     self.disconnect(now, conn);
                 }

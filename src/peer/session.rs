@@ -73,6 +73,9 @@ pub struct Session {
     /// (should its Have be lost, or the peer it sent us to be of no use).
     pub spread_to_us: Vec<(u32, Instant)>,
     pub downloaded: u64,
+    /// Dropped for stalling: its address backs off as after a failure,
+    /// whatever it delivered before.
+    pub stalled: bool,
     /// Its recent sending rate to us, bytes per second, for the pipeline depth.
     pub rate: Rate,
     /// Its entry in the core's timer table.
@@ -137,6 +140,7 @@ impl Session {
             spread: Vec::new(),
             spread_to_us: Vec::new(),
             downloaded: 0,
+            stalled: false,
             rate: Rate::new(now),
             timer: None,
         }

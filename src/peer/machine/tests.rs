@@ -870,6 +870,46 @@ fn a_stalled_peer_is_dropped_and_its_chunks_go_to_another() {
 }
 
 #[test]
+fn a_staller_is_redialled_later_each_time_whatever_it_delivered_before() {
+    let (t0, f, mut sw) = start(8);
+    let staller = hand_addr(1);
+    let d = sw.peer(t0, &f, &[], |c| c.timeout = secs(600));
+    sw.listeners.push(staller);
+    sw.tracker_says.insert(d, vec![staller]);
+    sw.run(t0);
+    let mut now = t0;
+    let mut drops = Vec::new();
+    for round in 0..3 {
+        let c = sw.dials.iter().rev().find(|x| x.1 == staller).and_then(|x| x.3).expect("dialled");
+        sw.greet(now, d, c, &f, &f.all(), Some(State::Available));
+        if round == 0 {
+            let index = of(&sw.said_on(d, c), Seen::Request)[0];
+            sw.inject(now, d, c, Message::Chunk { index, data: f.chunk(index) });
+            // one chunk, then nothing
+        }
+        while !sw.closed.contains(&(d, c)) {
+            now += secs(1);
+            sw.run(now);
+        }
+        drops.push(now);
+        let dials = sw.dials.len();
+        while sw.dials.len() == dials {
+            now += secs(1);
+            sw.run(now);
+        }
+    }
+    let redials: Vec<u64> = sw
+        .dials
+        .iter()
+        .filter(|x| x.1 == staller)
+        .skip(1)
+        .zip(&drops)
+        .map(|(x, dropped)| (x.2 - *dropped).as_secs())
+        .collect();
+    assert_eq!(redials, [2, 4, 8], "each stall doubles the wait, the first included though it delivered a chunk");
+}
+
+#[test]
 fn the_download_fails_when_no_chunk_is_verified_for_the_timeout() {
     let (t0, f, mut sw) = start(4);
     let (idle, fed) = (sw.peer(t0, &f, &[], |c| c.timeout = secs(30)), sw.peer(t0, &f, &[], |c| c.timeout = secs(30)));
