@@ -36,6 +36,7 @@ pub mod bar;
 pub mod cli;
 mod conn;
 pub mod fmt;
+pub mod json;
 pub mod net;
 pub mod publish_key;
 pub mod quantity;

@@ -4,8 +4,8 @@
 
 use std::fmt::Write as _;
 
-use super::json::Object;
 use super::Figures;
+use crate::common::json::Object;
 
 /// One metric family: name, type, help text and labels.
 struct Family<'a> {

@@ -7,7 +7,6 @@
 
 pub mod answer;
 pub mod conns;
-pub mod json;
 pub mod metrics;
 pub mod page;
 pub mod request;

@@ -5,10 +5,10 @@
 
 use std::fmt::Write as _;
 
-use super::json::Object;
 use super::metrics;
 use super::{Figures, FileRow, Files, Listing};
 use crate::common::fmt;
+use crate::common::json::Object;
 use crate::hash::Hash20;
 
 /// Rows written per piece: a piece stays a few KiB, well under the queue bound.

@@ -27,14 +27,14 @@ impl Object {
         if self.0.len() > 1 {
             self.0.push(',');
         }
-        self.0.push_str(&quote(key));
+        crate::common::json::string(&mut self.0, key);
         self.0.push(':');
         self
     }
 
     fn str(self, key: &str, value: &str) -> Object {
         let mut o = self.key(key);
-        o.0.push_str(&quote(value));
+        crate::common::json::string(&mut o.0, value);
         o
     }
 
@@ -61,23 +61,6 @@ impl Object {
             }
         }
     }
-}
-
-/// `s` as a JSON string: quotes, backslashes and control characters escaped.
-fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if u32::from(c) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// Prints one object as one line.

@@ -421,14 +421,7 @@ impl World {
                 _ => {}
             }
         }
-        // Whatever it still had open is reset.
-        for c in 0..self.conns.len() {
-            for s in 0..2 {
-                if self.conns[c].hosts[s] == h && self.conns[c].open[s] {
-                    self.close(c, s);
-                }
-            }
-        }
+        self.reset(h);
     }
 
     fn crash(&mut self, h: usize) {
@@ -441,6 +434,11 @@ impl World {
         self.hosts[h].crashed = true;
         self.hosts[h].gone = Some(self.now);
         let _ = self.hosts[h].core.take(); // no goodbye: the tracker expires it
+        self.reset(h);
+    }
+
+    /// Resets whatever host `h`, whose process is gone, still had open.
+    fn reset(&mut self, h: usize) {
         for c in 0..self.conns.len() {
             for s in 0..2 {
                 if self.conns[c].hosts[s] == h && self.conns[c].open[s] {

@@ -1,5 +1,6 @@
-//! The little JSON `/stats.json` needs, written by hand: objects of numbers,
-//! strings and nested objects. (serde_json's `PartialEq<Value>` impls for
+//! The little JSON the programs write (the tracker's `/stats.json`, the
+//! leecher's `--json` lines), by hand: objects of numbers, strings and nested
+//! objects. (serde_json's `PartialEq<Value>` impls for
 //! integers break type inference of `assert_eq!(x, [])` across the crate.)
 
 use std::fmt::{Display, Write as _};
@@ -15,7 +16,7 @@ pub fn string(out: &mut String, s: &str) {
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
             // '<' too, so no JSON string can close a <script> it is put in.
-            c if (c as u32) < 0x20 || c == '<' => {
+            c if (c as u32) < 0x20 || c == '\u{7f}' || c == '<' => {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
             c => out.push(c),
@@ -79,5 +80,8 @@ mod tests {
         out.clear();
         Object::new(&mut out).end();
         assert_eq!(out, "{}");
+        out.clear();
+        string(&mut out, "\u{7f}\t\u{e9}");
+        assert_eq!(out, r#""\u007f\té""#);
     }
 }
