@@ -1,8 +1,11 @@
-//! The simulated file: chunk bytes generated from the chunk index and a
-//! content seed, each distinct chunk hashed once. A host's storage moves a
-//! 12-byte token (content seed, index) in place of a chunk's bytes and the
-//! peer core verifies every token against the chunk hashes of the metadata,
-//! so a host that sends another content's chunk is caught as in the daemons.
+//! The simulated file and the one in-memory storage of the simulator, the
+//! harness and the fuzz targets. Chunk `i` of a content is generated from
+//! the content seed and `i`, and each distinct chunk is hashed once. A chunk
+//! travels as its bytes ([`Content::with_bytes`], small files: the core's byte
+//! counters and SHA-1 check run as in the daemons) or, in the simulator, as a
+//! 12-byte token (content seed, index) that the core verifies against the
+//! same hashes, so a thousand hosts cost no bytes and no hashing. Either way
+//! a host that sends another content's chunk is caught as in the daemons.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -12,6 +15,7 @@ use std::rc::Rc;
 use crate::common::rng::Rng;
 use crate::hash::Hash20;
 use crate::meta::FileMeta;
+use crate::peer::bitfield::Bitfield;
 use crate::peer::storage::{ReadError, Storage};
 
 const TOKEN: usize = 12;
@@ -19,27 +23,51 @@ const TOKEN: usize = 12;
 pub struct Content {
     pub meta: FileMeta,
     seed: u64,
+    /// Chunks travel as their bytes, not as tokens.
+    bytes: bool,
     /// Hashes of other contents' chunks (what liars send), computed once each.
     others: RefCell<BTreeMap<(u64, u32), Hash20>>,
-    /// Tokens that passed and failed verification, over all hosts.
+    /// Chunks that passed and failed verification, over all hosts.
     pub verified: Cell<u64>,
     pub rejected: Cell<u64>,
 }
 
 impl Content {
-    /// A file of `size` bytes whose chunk `i` is generated from `(seed, i)`.
+    /// A file of `size` bytes whose chunk `i` is generated from `(seed, i)`
+    /// and travels as a token.
     pub fn new(name: &str, size: u64, chunk_size: u32, seed: u64) -> Result<Rc<Content>, crate::meta::MetaError> {
+        Content::make(name, size, chunk_size, seed, false)
+    }
+
+    /// The same file, its chunks travelling as their bytes.
+    pub fn with_bytes(
+        name: &str,
+        size: u64,
+        chunk_size: u32,
+        seed: u64,
+    ) -> Result<Rc<Content>, crate::meta::MetaError> {
+        Content::make(name, size, chunk_size, seed, true)
+    }
+
+    fn make(
+        name: &str,
+        size: u64,
+        chunk_size: u32,
+        seed: u64,
+        bytes: bool,
+    ) -> Result<Rc<Content>, crate::meta::MetaError> {
         let count = crate::meta::chunk_count(size, chunk_size);
         let hashes = (0..count)
             .map(|i| {
                 let len = (size - i * u64::from(chunk_size)).min(u64::from(chunk_size)) as usize;
-                hash_of(seed, i as u32, len)
+                Hash20::of(&generate(seed, i as u32, len))
             })
             .collect();
         let meta = FileMeta::new(name.to_string(), size, chunk_size, hashes)?;
         Ok(Rc::new(Content {
             meta,
             seed,
+            bytes,
             others: RefCell::new(BTreeMap::new()),
             verified: Cell::new(0),
             rejected: Cell::new(0),
@@ -51,10 +79,24 @@ impl Content {
         self.meta.chunk_len(index).map_or(0, u64::from)
     }
 
-    /// A host's storage of this file, sending chunks of content `seed`
-    /// (`None`: this file's own, honest bytes).
-    pub fn store(self: &Rc<Content>, lie: Option<u64>) -> Store {
-        Store { content: Rc::clone(self), seed: lie.unwrap_or(self.seed) }
+    /// Chunk `index` as it travels in a Chunk frame (empty past the end).
+    pub fn chunk(&self, index: u32) -> Vec<u8> {
+        self.chunk_of(self.seed, index)
+    }
+
+    fn chunk_of(&self, seed: u64, index: u32) -> Vec<u8> {
+        match self.meta.chunk_len(index) {
+            None => Vec::new(),
+            Some(len) if self.bytes => generate(seed, index, len as usize),
+            Some(_) => token(seed, index).to_vec(),
+        }
+    }
+
+    /// A host's storage of this file holding the chunks of `held`, sending
+    /// chunks of content `lie` (`None`: this file's own, honest ones).
+    pub fn store(self: &Rc<Content>, lie: Option<u64>, held: Bitfield) -> Store {
+        let state = Rc::new(RefCell::new(Stored { held, finished: false }));
+        Store { content: Rc::clone(self), seed: lie.unwrap_or(self.seed), state }
     }
 
     fn hash(&self, seed: u64, index: u32) -> Option<Hash20> {
@@ -62,47 +104,109 @@ impl Content {
         if seed == self.seed {
             return self.meta.hashes().get(index as usize).copied();
         }
-        Some(*self.others.borrow_mut().entry((seed, index)).or_insert_with(|| hash_of(seed, index, len)))
+        Some(*self.others.borrow_mut().entry((seed, index)).or_insert_with(|| Hash20::of(&generate(seed, index, len))))
+    }
+
+    fn count(&self, ok: bool) {
+        let counter = if ok { &self.verified } else { &self.rejected };
+        counter.set(counter.get() + 1);
     }
 }
 
-/// The SHA-1 of chunk `index` of content `seed`, `len` bytes long.
-fn hash_of(seed: u64, index: u32, len: usize) -> Hash20 {
+/// The bytes of chunk `index` of content `seed`, `len` long.
+fn generate(seed: u64, index: u32, len: usize) -> Vec<u8> {
     let mut bytes = vec![0; len];
     Rng::new(seed ^ (u64::from(index) << 32) ^ 0x5eed).fill(&mut bytes);
-    Hash20::of(&bytes)
+    bytes
 }
 
+fn token(seed: u64, index: u32) -> [u8; TOKEN] {
+    let mut t = [0; TOKEN];
+    t[..8].copy_from_slice(&seed.to_be_bytes());
+    t[8..].copy_from_slice(&index.to_be_bytes());
+    t
+}
+
+/// What a store holds: shared with its clones, so a test can look at the
+/// storage it handed to a core.
+struct Stored {
+    /// Chunks held from the start or written right since.
+    held: Bitfield,
+    finished: bool,
+}
+
+/// A host's file. It serves the chunks of its seed; a chunk it neither
+/// held at the start nor had written right is served empty, so a core that
+/// sends what it does not hold is caught by the receiver's check.
+#[derive(Clone)]
 pub struct Store {
     content: Rc<Content>,
     seed: u64,
+    state: Rc<RefCell<Stored>>,
+}
+
+impl Store {
+    /// Every chunk held right and the file finished: a download is complete and true.
+    pub fn holds_file(&self) -> bool {
+        let state = self.state.borrow();
+        state.held.is_full() && state.finished
+    }
+
+    fn index(&self, offset: u64) -> Option<u32> {
+        let size = u64::from(self.content.meta.chunk_size());
+        u32::try_from(offset / size).ok().filter(|_| offset % size == 0)
+    }
 }
 
 impl Storage for Store {
-    fn read(&mut self, offset: u64, _len: usize, out: &mut Vec<u8>) -> Result<(), ReadError> {
-        let index = (offset / u64::from(self.content.meta.chunk_size())) as u32;
-        out.extend_from_slice(&self.seed.to_be_bytes());
-        out.extend_from_slice(&index.to_be_bytes());
+    fn read(&mut self, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<(), ReadError> {
+        let index = self.index(offset).ok_or(ReadError::Changed)?;
+        if self.content.meta.chunk_len(index) != u32::try_from(len).ok() {
+            return Err(ReadError::Changed);
+        }
+        if self.state.borrow().held.get(index) {
+            if self.content.bytes {
+                out.extend_from_slice(&self.content.chunk_of(self.seed, index));
+            } else {
+                out.extend_from_slice(&token(self.seed, index));
+            }
+        }
         Ok(())
     }
 
-    fn write(&mut self, _offset: u64, _data: &[u8]) -> io::Result<()> {
+    fn write(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        let index = self.index(offset).ok_or(io::ErrorKind::InvalidInput)?;
+        let right = if self.content.bytes {
+            data == self.content.chunk(index)
+        } else {
+            data == token(self.content.seed, index)
+        };
+        let mut state = self.state.borrow_mut();
+        if right {
+            state.held.set(index);
+        } else {
+            state.held.clear(index);
+        }
         Ok(())
     }
 
     fn finish(&mut self) -> io::Result<()> {
+        self.state.borrow_mut().finished = true;
         Ok(())
     }
 
-    fn verify(&self, data: &[u8], _len: usize, hash: &Hash20) -> bool {
-        let ok = token(data).and_then(|(seed, index)| self.content.hash(seed, index)).is_some_and(|h| h == *hash);
-        let counter = if ok { &self.content.verified } else { &self.content.rejected };
-        counter.set(counter.get() + 1);
+    fn verify(&self, data: &[u8], len: usize, hash: &Hash20) -> bool {
+        let ok = if self.content.bytes {
+            data.len() == len && Hash20::of(data) == *hash
+        } else {
+            parse(data).and_then(|(seed, index)| self.content.hash(seed, index)).is_some_and(|h| h == *hash)
+        };
+        self.content.count(ok);
         ok
     }
 }
 
-fn token(data: &[u8]) -> Option<(u64, u32)> {
+fn parse(data: &[u8]) -> Option<(u64, u32)> {
     if data.len() != TOKEN {
         return None;
     }
@@ -115,13 +219,13 @@ fn token(data: &[u8]) -> Option<(u64, u32)> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_token_passes_for_its_own_chunk_only() {
-        let c = Content::new("f", 3 * 16384 + 5, 16384, 7).unwrap();
-        let (mut honest, mut liar) = (c.store(None), c.store(Some(8)));
+    fn check(c: &Rc<Content>) {
+        let count = c.meta.chunk_count();
+        let (mut honest, mut liar) = (c.store(None, Bitfield::full(count)), c.store(Some(8), Bitfield::full(count)));
         let hashes = c.meta.hashes().to_vec();
         let mut out = Vec::new();
         honest.read(2 * 16384, 16384, &mut out).unwrap();
+        assert_eq!(out, c.chunk(2));
         assert!(honest.verify(&out, 16384, &hashes[2]));
         assert!(!honest.verify(&out, 16384, &hashes[1]), "chunk 2 for chunk 1");
         out.clear();
@@ -129,5 +233,27 @@ mod tests {
         assert!(!honest.verify(&out, 5, &hashes[3]), "another content's bytes");
         assert!(!honest.verify(b"short", 5, &hashes[3]));
         assert_eq!((c.verified.get(), c.rejected.get()), (1, 3));
+    }
+
+    #[test]
+    fn a_chunk_passes_for_its_own_index_and_content_only() {
+        check(&Content::new("f", 3 * 16384 + 5, 16384, 7).unwrap());
+        check(&Content::with_bytes("f", 3 * 16384 + 5, 16384, 7).unwrap());
+    }
+
+    #[test]
+    fn a_store_holds_the_file_once_every_chunk_is_written_right_and_finished() {
+        let c = Content::with_bytes("f", 2 * 16384, 16384, 7).unwrap();
+        let mut s = c.store(None, Bitfield::new(2));
+        let mut out = Vec::new();
+        s.read(0, 16384, &mut out).unwrap();
+        assert!(out.is_empty(), "a chunk not held is served empty");
+        s.write(0, &c.chunk(0)).unwrap();
+        s.write(16384, &[0; 16384]).unwrap();
+        s.finish().unwrap();
+        assert!(!s.holds_file(), "chunk 1 is wrong");
+        s.write(16384, &c.chunk(1)).unwrap();
+        assert!(s.holds_file());
+        assert!(s.read(1, 16384, &mut out).is_err(), "not at a chunk's start");
     }
 }

@@ -2,9 +2,11 @@
 //! with a network model in place of sockets (README, "Simulator").
 
 pub mod content;
+pub mod harness;
 pub mod link;
 pub mod options;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod shell;
 pub mod world;

@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 
 use super::content::Content;
 use super::link::{Completion, FlowId, HostId, Links, Nanos};
+use super::shell;
 use crate::common::net::ConnId;
 use crate::peer::bitfield::Bitfield;
 use crate::peer::machine::{Config, Event as PeerEvent, Machine, Output};
 use crate::peer::torrent::Goal;
 use crate::tracker::machine::{Config as TrackerConfig, Tracker};
 use crate::wire::peer::{chunk_frame_index, Message, MAX_PEER_FRAME};
-use crate::wire::split_frame;
 
 /// The tracker's address; hosts are 10.x.y.z:6881.
 pub const TRACKER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 255, 255, 254)), 6969);
@@ -318,7 +318,7 @@ impl World {
         let mut core = Machine::new(host.config.clone(), now);
         let chunks = self.content.meta.chunk_count();
         let have = if host.seed { Bitfield::full(chunks) } else { Bitfield::new(chunks) };
-        let store = self.content.store(host.lie);
+        let store = self.content.store(host.lie, have.clone());
         core.add(now, self.content.meta.clone(), Box::new(store), have, host.goal);
         host.core = Some(core);
         self.after(h);
@@ -578,17 +578,13 @@ impl World {
         let now = self.instant();
         while self.conns[c].open[s] && self.conns[c].feed[s] && self.conns[c].queued[s] < self.sndbuf {
             let Some(core) = self.hosts[h].core.as_mut() else { return };
-            let mut out = Vec::new();
-            core.handle_drained(now, ConnId(2 * c + s), &mut out);
-            if out.is_empty() {
+            let mut frames = Vec::new();
+            if !shell::feed(core, now, ConnId(2 * c + s), |frame| frames.push(frame.to_vec())) {
                 self.conns[c].feed[s] = false;
                 break;
             }
-            let mut rest = &out[..];
-            while let Ok(Some((_, used))) = split_frame(rest, MAX_PEER_FRAME) {
-                let (frame, tail) = rest.split_at(used);
-                self.enqueue(ConnId(2 * c + s), frame.to_vec());
-                rest = tail;
+            for frame in frames {
+                self.enqueue(ConnId(2 * c + s), frame);
             }
         }
     }
@@ -600,22 +596,9 @@ impl World {
         let h = self.conns[c].hosts[to];
         let now = self.instant();
         let Some(core) = self.hosts[h].core.as_mut() else { return };
-        // As the daemons' shell: a frame over the limit or one that does not
-        // decode closes the connection as malformed.
-        let msg = match split_frame(frame, self.conns[c].limit[to]).and_then(|f| match f {
-            Some((f, _)) => Message::decode(f),
-            None => Err(crate::wire::DecodeError::Truncated),
-        }) {
-            Ok(msg) => msg,
-            Err(e) => {
-                core.handle_malformed(ConnId(2 * c + to), &e);
-                return self.close(c, to);
-            }
+        let Some(chunk) = shell::hand_over(core, now, ConnId(2 * c + to), frame, self.conns[c].limit[to]) else {
+            return self.close(c, to);
         };
-        let chunk = matches!(msg, Message::Chunk { .. });
-        if let Err(fatal) = core.handle_message(now, ConnId(2 * c + to), msg) {
-            core.handle_fatal(now, fatal);
-        }
         if chunk && self.hosts[h].first_chunk.is_none() {
             let got = self.hosts[h].core.as_ref().and_then(|m| {
                 let id = m.files().next()?;

@@ -1,0 +1,515 @@
+//! The simulator driven by hand, for the peer core's tests and the fuzz
+//! targets: real `Machine`s (and the real tracker core) over in-memory
+//! connections, with no latency and no link model. Every frame goes through
+//! the codec and arrives in order, in the order it was sent over all
+//! connections; a closed connection loses what was in flight. The test
+//! plays any remote peer by hand ([`HAND`]): it accepts or listens, injects
+//! frames or raw bytes, and reads what each host said on each connection.
+//! Time is whatever the caller passes; containers are ordered, so a run
+//! replays exactly.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::content::{Content, Store};
+use super::shell;
+use crate::common::net::ConnId;
+use crate::hash::ContentId;
+use crate::peer::bitfield::Bitfield;
+use crate::peer::machine::{Config, Event, Machine, Output};
+use crate::peer::torrent::Goal;
+use crate::tracker::machine::{Config as TrackerConfig, Tracker};
+use crate::wire::peer::{Message, MAX_PEER_FRAME};
+use crate::wire::split_frame;
+use crate::wire::udp::{self, AnnounceRequest};
+use crate::wire::Frame;
+
+/// The far end of a connection played by the test: frames to it are only recorded.
+pub const HAND: usize = usize::MAX;
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// Where every host's tracker is.
+pub const TRACKER: SocketAddr = SocketAddr::new(LOOPBACK, 6969);
+
+/// Where host `i` listens and what it announces.
+pub fn addr(i: usize) -> SocketAddr {
+    SocketAddr::new(LOOPBACK, 7000 + i as u16)
+}
+
+/// Where a peer played by the test listens or dials from.
+pub fn hand_addr(n: u16) -> SocketAddr {
+    SocketAddr::new(LOOPBACK, 6000 + n)
+}
+
+pub struct Host {
+    pub m: Machine,
+    /// Its file, once added.
+    pub store: Option<Store>,
+    pub events: Vec<Event>,
+    /// Its shell calls `handle_drained` only when the test does (a full socket).
+    pub hold: bool,
+}
+
+/// One frame that arrived and decoded: `from` sent it on its connection `conn` to `to`.
+pub struct Sent {
+    pub from: usize,
+    pub conn: ConnId,
+    pub to: usize,
+    kind: u8,
+    body: Vec<u8>,
+}
+
+impl Sent {
+    pub fn message(&self) -> Option<Message<'_>> {
+        Message::decode(Frame { kind: self.kind, body: &self.body }).ok()
+    }
+}
+
+/// A dial: who, where, when, and its connection unless it failed at once.
+pub struct Dial {
+    pub host: usize,
+    pub to: SocketAddr,
+    pub at: Instant,
+    pub conn: Option<ConnId>,
+}
+
+/// One end of an open connection.
+struct End {
+    far: (usize, ConnId),
+    /// The largest frame it takes, as its core said.
+    limit: u32,
+    /// A dial not yet completed: nothing arrives at it.
+    dialling: bool,
+    /// Bytes that arrived short of a whole frame.
+    partial: Vec<u8>,
+}
+
+/// Bytes (or, `None`, a close once they are sent) a connection's end wrote.
+struct Write {
+    from: (usize, ConnId),
+    bytes: Option<Vec<u8>>,
+}
+
+pub struct Harness {
+    pub hosts: Vec<Host>,
+    /// Made at the first datagram unless set before.
+    pub tracker: Option<Tracker>,
+    /// Announces by these hosts are answered with these peers, not the tracker's.
+    pub tracker_says: BTreeMap<usize, Vec<SocketAddr>>,
+    /// Where peers played by hand listen: dials there succeed.
+    pub listeners: Vec<SocketAddr>,
+    /// Dials there never connect (a host that drops SYNs).
+    pub blackholes: Vec<SocketAddr>,
+    /// Dials complete only at [`Harness::connected`], not at once.
+    pub hold_dials: bool,
+    /// Datagrams wait for [`Harness::answer`] instead of being answered at once.
+    pub hold_datagrams: bool,
+    ends: BTreeMap<(usize, ConnId), End>,
+    next_conn: usize,
+    wire: VecDeque<Write>,
+    datagrams: VecDeque<(usize, Vec<u8>)>,
+    /// Connections touched since the last feed (a shell feeds those).
+    dirty: BTreeSet<(usize, ConnId)>,
+    pub log: Vec<Sent>,
+    /// (host, conn) that host closed.
+    pub closed: Vec<(usize, ConnId)>,
+    pub announces: Vec<(usize, AnnounceRequest)>,
+    pub dials: Vec<Dial>,
+}
+
+impl Default for Harness {
+    fn default() -> Harness {
+        Harness {
+            hosts: Vec::new(),
+            tracker: None,
+            tracker_says: BTreeMap::new(),
+            listeners: Vec::new(),
+            blackholes: Vec::new(),
+            hold_dials: false,
+            hold_datagrams: false,
+            ends: BTreeMap::new(),
+            next_conn: 0,
+            wire: VecDeque::new(),
+            datagrams: VecDeque::new(),
+            dirty: BTreeSet::new(),
+            log: Vec::new(),
+            closed: Vec::new(),
+            announces: Vec::new(),
+            dials: Vec::new(),
+        }
+    }
+}
+
+impl Harness {
+    /// A host listening at [`addr`], its config the tests' defaults changed by `tweak`.
+    pub fn add_host(&mut self, t0: Instant, tweak: impl FnOnce(&mut Config)) -> usize {
+        let i = self.hosts.len();
+        let mut config = Config {
+            tracker: TRACKER,
+            port: addr(i).port(),
+            slots: 4,
+            max_peers: 8,
+            up_limit: None,
+            down_limit: None,
+            timeout: Duration::from_secs(60),
+            interval: Duration::from_secs(60),
+            // Rng::new forces the low bit: seeds 2k and 2k+1 would share a nonce.
+            seed: 2 * i as u64 + 2,
+        };
+        tweak(&mut config);
+        let m = Machine::new(config, t0);
+        self.hosts.push(Host { m, store: None, events: Vec::new(), hold: false });
+        i
+    }
+
+    /// Host `i` gets the file holding `held`.
+    pub fn add_file(&mut self, i: usize, now: Instant, file: &Rc<Content>, held: &[u32], goal: Goal) {
+        let mut bits = Bitfield::new(file.meta.chunk_count());
+        for &c in held {
+            bits.set(c);
+        }
+        let store = file.store(None, bits.clone());
+        self.hosts[i].store = Some(store.clone());
+        self.hosts[i].m.add(now, file.meta.clone(), Box::new(store), bits, goal);
+    }
+
+    fn link(&mut self, a: usize, b: usize, dialling: bool) -> (ConnId, ConnId) {
+        let (ca, cb) = (ConnId(self.next_conn + 1), ConnId(self.next_conn + 2));
+        self.next_conn += 2;
+        let end = |far, dialling| End { far, limit: MAX_PEER_FRAME, dialling, partial: Vec::new() };
+        self.ends.insert((a, ca), end((b, cb), dialling));
+        self.ends.insert((b, cb), end((a, ca), false));
+        (ca, cb)
+    }
+
+    /// Delivers everything and fires due timers (each core's once, at `now`) until quiet.
+    pub fn run(&mut self, now: Instant) {
+        let mut fired = BTreeSet::new();
+        for _ in 0..100_000 {
+            self.carry_out(now);
+            if self.pump(now) {
+                continue;
+            }
+            if let Some(at) = self.wire.iter().position(|w| self.ends.get(&w.from).is_some_and(|e| self.arrives(e))) {
+                self.send(now, at);
+                continue;
+            }
+            if !self.hold_datagrams && !self.datagrams.is_empty() {
+                while let Some((i, d)) = self.datagrams.pop_front() {
+                    self.datagram(now, i, &d, false);
+                }
+                continue;
+            }
+            let due: Vec<usize> = (0..self.hosts.len())
+                .filter(|i| !fired.contains(i) && self.hosts[*i].m.next_deadline().is_some_and(|d| d <= now))
+                .collect();
+            if due.is_empty() {
+                return;
+            }
+            for i in due {
+                fired.insert(i);
+                self.hosts[i].m.handle_timeout(now);
+            }
+        }
+        panic!("the swarm never went quiet");
+    }
+
+    /// Whether what is sent towards `e`'s far end can arrive there.
+    fn arrives(&self, e: &End) -> bool {
+        self.ends.get(&e.far).is_some_and(|far| !far.dialling)
+    }
+
+    /// Every core's timers, due or not (a reactor woken early), and the tracker's.
+    pub fn tick(&mut self, now: Instant) {
+        for host in &mut self.hosts {
+            host.m.handle_timeout(now);
+        }
+        if let Some(tracker) = self.tracker.as_mut() {
+            tracker.handle_timeout(now);
+        }
+    }
+
+    /// Carries out what every core asked for, without delivering anything.
+    pub fn carry_out(&mut self, now: Instant) {
+        for i in 0..self.hosts.len() {
+            while let Some(output) = self.hosts[i].m.poll_output() {
+                match output {
+                    Output::Datagram(d) if self.hold_datagrams => self.datagrams.push_back((i, d)),
+                    Output::Datagram(d) => self.datagram(now, i, &d, false),
+                    Output::Connect(to, id) => self.connect(now, i, to, id),
+                    Output::Send(conn, msg) => {
+                        let mut bytes = Vec::new();
+                        msg.encode(&mut bytes);
+                        self.write(i, conn, Some(bytes));
+                    }
+                    Output::Bitfield(conn, bits) => {
+                        let mut bytes = Vec::new();
+                        Message::Bitfield(&bits).encode(&mut bytes);
+                        self.write(i, conn, Some(bytes));
+                    }
+                    Output::Feed(conn) => _ = self.dirty.insert((i, conn)),
+                    Output::Close(conn) => self.close(now, i, conn),
+                    Output::CloseAfterFlush(conn) => self.write(i, conn, None),
+                    Output::Limit(conn, max) => {
+                        if let Some(end) = self.ends.get_mut(&(i, conn)) {
+                            end.limit = max;
+                        }
+                    }
+                }
+            }
+            while let Some(event) = self.hosts[i].m.poll_event() {
+                self.hosts[i].events.push(event);
+            }
+        }
+    }
+
+    fn write(&mut self, i: usize, conn: ConnId, bytes: Option<Vec<u8>>) {
+        if bytes.is_some() {
+            self.dirty.insert((i, conn));
+        }
+        self.wire.push_back(Write { from: (i, conn), bytes });
+    }
+
+    /// What a shell does after a batch: feeds every touched connection until
+    /// the core has nothing more for it (a call with nothing owed is a no-op).
+    fn pump(&mut self, now: Instant) -> bool {
+        let mut moved = false;
+        for (i, conn) in std::mem::take(&mut self.dirty) {
+            if self.hosts[i].hold {
+                self.dirty.insert((i, conn));
+            } else {
+                while self.feed(now, i, conn) {
+                    moved = true;
+                }
+            }
+        }
+        moved
+    }
+
+    /// One `handle_drained` on host `i`'s `conn`; what it gave goes on the wire.
+    pub fn feed(&mut self, now: Instant, i: usize, conn: ConnId) -> bool {
+        let mut frames = Vec::new();
+        let fed = shell::feed(&mut self.hosts[i].m, now, conn, |frame| frames.push(frame.to_vec()));
+        for frame in frames {
+            self.wire.push_back(Write { from: (i, conn), bytes: Some(frame) });
+        }
+        fed
+    }
+
+    /// Bytes host `i` wrote on `conn` that have not arrived yet.
+    pub fn queued(&self, i: usize, conn: ConnId) -> usize {
+        self.wire.iter().filter(|w| w.from == (i, conn)).filter_map(|w| w.bytes.as_ref()).map(Vec::len).sum()
+    }
+
+    /// The oldest write towards host `i`'s `conn` arrives, if it can.
+    pub fn deliver_one(&mut self, now: Instant, i: usize, conn: ConnId) {
+        let Some(end) = self.ends.get(&(i, conn)) else { return };
+        if end.dialling {
+            return;
+        }
+        let far = end.far;
+        if let Some(at) = self.wire.iter().position(|w| w.from == far) {
+            self.send(now, at);
+        }
+    }
+
+    fn send(&mut self, now: Instant, at: usize) {
+        let Some(Write { from, bytes }) = self.wire.remove(at) else { return };
+        match bytes {
+            Some(bytes) => self.arrive(now, from, &bytes),
+            None => self.close(now, from.0, from.1),
+        }
+    }
+
+    /// Bytes from `from` reach the far end: each whole frame is recorded and
+    /// handed to its core; one over the limit or that does not decode closes.
+    fn arrive(&mut self, now: Instant, from: (usize, ConnId), bytes: &[u8]) {
+        let Some(&End { far: (to, at), .. }) = self.ends.get(&from) else { return };
+        let Some(end) = self.ends.get_mut(&(to, at)) else { return };
+        end.partial.extend_from_slice(bytes);
+        let (limit, mut buf) = (end.limit, std::mem::take(&mut end.partial));
+        let mut used = 0;
+        loop {
+            let frame = match split_frame(&buf[used..], limit) {
+                Ok(Some((f, n))) => (f.kind, f.body.to_vec(), n),
+                Ok(None) => break,
+                Err(e) => {
+                    if to != HAND {
+                        self.hosts[to].m.handle_malformed(at, &e);
+                    }
+                    return self.close(now, to, at);
+                }
+            };
+            let (kind, body, n) = frame;
+            let whole = &buf[used..used + n];
+            used += n;
+            let sent = Sent { from: from.0, conn: from.1, to, kind, body };
+            if sent.message().is_some() {
+                self.log.push(sent);
+            }
+            if to != HAND && shell::hand_over(&mut self.hosts[to].m, now, at, whole, limit).is_none() {
+                return self.close(now, to, at);
+            }
+            if !self.ends.contains_key(&(to, at)) {
+                return;
+            }
+        }
+        buf.drain(..used);
+        if let Some(end) = self.ends.get_mut(&(to, at)) {
+            end.partial = buf;
+        }
+    }
+
+    /// Host `i` (or [`HAND`]) closes `conn`: both cores hear of it, and what
+    /// was in flight is lost.
+    pub fn close(&mut self, now: Instant, i: usize, conn: ConnId) {
+        let Some(end) = self.ends.remove(&(i, conn)) else { return };
+        self.ends.remove(&end.far);
+        self.closed.push((i, conn));
+        self.wire.retain(|w| w.from != (i, conn) && w.from != end.far);
+        for (n, c) in [(i, conn), end.far] {
+            if n != HAND {
+                self.hosts[n].m.handle_closed(now, c);
+            }
+        }
+    }
+
+    /// Host `i`'s oldest datagram reaches the tracker (or is lost) and its
+    /// answer comes back at once.
+    pub fn answer(&mut self, now: Instant, i: usize, lost: bool) {
+        if let Some(at) = self.datagrams.iter().position(|(n, _)| *n == i) {
+            if let Some((_, d)) = self.datagrams.remove(at) {
+                self.datagram(now, i, &d, lost);
+            }
+        }
+    }
+
+    fn datagram(&mut self, now: Instant, i: usize, d: &[u8], lost: bool) {
+        let tracker = self.tracker.get_or_insert_with(|| {
+            let config = TrackerConfig {
+                interval: Duration::from_secs(60),
+                expiry: Duration::from_secs(300),
+                seed: 1,
+                ..TrackerConfig::default()
+            };
+            Tracker::new(config, now)
+        });
+        if lost {
+            return;
+        }
+        let mut answer = Vec::new();
+        tracker.handle_datagram(now, SocketAddr::new(LOOPBACK, 17000 + i as u16), d, &mut answer);
+        if let Ok(udp::Request::Announce(a)) = udp::Request::decode(d) {
+            if let Some(peers) = self.tracker_says.get(&i) {
+                answer.clear();
+                let (transaction_id, peers) = (a.transaction_id, peers.clone());
+                udp::Response::Announce { transaction_id, interval: 60, leechers: 0, seeders: 0, peers }
+                    .encode(&mut answer, false);
+            }
+            self.announces.push((i, a));
+        }
+        if !answer.is_empty() {
+            self.hosts[i].m.handle_datagram(now, &answer);
+        }
+    }
+
+    fn connect(&mut self, now: Instant, i: usize, to: SocketAddr, id: ContentId) {
+        let j = (0..self.hosts.len()).find(|&j| addr(j) == to);
+        if self.blackholes.contains(&to) {
+            let (ci, _) = self.link(i, HAND, true);
+            self.dials.push(Dial { host: i, to, at: now, conn: Some(ci) });
+            return self.hosts[i].m.handle_dialling(now, to, id, ci);
+        }
+        if j.is_none() && !self.listeners.contains(&to) {
+            self.dials.push(Dial { host: i, to, at: now, conn: None });
+            return self.hosts[i].m.handle_dial_failed(now, to, id);
+        }
+        let (ci, cj) = self.link(i, j.unwrap_or(HAND), self.hold_dials);
+        self.dials.push(Dial { host: i, to, at: now, conn: Some(ci) });
+        self.hosts[i].m.handle_dialling(now, to, id, ci);
+        if !self.hold_dials {
+            self.hosts[i].m.handle_connected(now, ci);
+        }
+        if let Some(j) = j {
+            self.hosts[j].m.handle_accept(now, cj, SocketAddr::new(LOOPBACK, 27000 + i as u16));
+        }
+    }
+
+    /// Host `i`'s pending dial on `conn` completes.
+    pub fn connected(&mut self, now: Instant, i: usize, conn: ConnId) {
+        let Some(end) = self.ends.get_mut(&(i, conn)).filter(|e| e.dialling) else { return };
+        end.dialling = false;
+        self.hosts[i].m.handle_connected(now, conn);
+    }
+
+    /// Host `i`'s connections, in order; the dials not yet complete when `dialling`.
+    pub fn conns(&self, i: usize, dialling: bool) -> Vec<ConnId> {
+        self.ends.iter().filter(|((n, _), e)| *n == i && e.dialling == dialling).map(|((_, c), _)| *c).collect()
+    }
+
+    /// Host `i`'s end of its first dial to `to`.
+    pub fn dialled(&self, i: usize, to: SocketAddr) -> ConnId {
+        self.dials.iter().find(|d| d.host == i && d.to == to).and_then(|d| d.conn).expect("dialled")
+    }
+
+    /// A peer played by the test dials host `i`; returns the host's end.
+    pub fn accept(&mut self, now: Instant, i: usize, from: SocketAddr) -> ConnId {
+        let (ci, _) = self.link(i, HAND, false);
+        self.hosts[i].m.handle_accept(now, ci, from);
+        self.run(now);
+        ci
+    }
+
+    /// The peer at the far end of host `i`'s `conn` sends `msg`.
+    pub fn inject(&mut self, now: Instant, i: usize, conn: ConnId, msg: Message<'_>) {
+        let mut bytes = Vec::new();
+        msg.encode(&mut bytes);
+        self.inject_bytes(now, i, conn, &bytes);
+    }
+
+    /// The peer at the far end of host `i`'s `conn` writes `bytes` (any, whole frames or not).
+    pub fn inject_bytes(&mut self, now: Instant, i: usize, conn: ConnId, bytes: &[u8]) {
+        let far = self.ends[&(i, conn)].far;
+        self.arrive(now, far, bytes);
+        self.run(now);
+    }
+
+    /// Whether host `i`'s `conn` is open.
+    pub fn is_open(&self, i: usize, conn: ConnId) -> bool {
+        self.ends.contains_key(&(i, conn))
+    }
+
+    /// Who is at the far end of host `i`'s open `conn`, and on which of its connections.
+    pub fn far_end(&self, i: usize, conn: ConnId) -> Option<(usize, ConnId)> {
+        self.ends.get(&(i, conn)).map(|e| e.far)
+    }
+
+    /// The largest frame host `i`'s open `conn` takes.
+    pub fn limit(&self, i: usize, conn: ConnId) -> Option<u32> {
+        self.ends.get(&(i, conn)).map(|e| e.limit)
+    }
+
+    /// Open connections, both ends counted.
+    pub fn open_ends(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Host `i`'s open connection to host `j`.
+    pub fn conn(&self, i: usize, j: usize) -> ConnId {
+        let mut found = self.ends.iter().filter(|((a, _), e)| *a == i && e.far.0 == j).map(|((_, c), _)| *c);
+        let conn = found.next().expect("a connection");
+        assert!(found.next().is_none(), "one connection between {i} and {j}");
+        conn
+    }
+
+    /// What host `i` sent on `conn`, as its peer decoded it.
+    pub fn messages_on(&self, i: usize, conn: ConnId) -> impl Iterator<Item = Message<'_>> {
+        self.log.iter().filter(move |s| s.from == i && s.conn == conn).filter_map(Sent::message)
+    }
+
+    /// What host `from` sent host `to` over all their connections.
+    pub fn messages(&self, from: usize, to: usize) -> impl Iterator<Item = Message<'_>> {
+        self.log.iter().filter(move |s| s.from == from && s.to == to).filter_map(Sent::message)
+    }
+}

@@ -1,0 +1,46 @@
+//! What a peer core's shell does with a connection's bytes, done once for
+//! the simulated world and the hand-driven harness as the daemons' reactor
+//! does it: a frame is decoded under the connection's limit before the core
+//! sees it, and a drained connection is fed frame by frame.
+
+use std::time::Instant;
+
+use crate::common::net::ConnId;
+use crate::peer::machine::Machine;
+use crate::wire::peer::{Message, MAX_PEER_FRAME};
+use crate::wire::{split_frame, DecodeError};
+
+/// Hands one whole frame that arrived on `conn` to `core`. `None`: it was
+/// over the limit or did not decode, the core is told, and the caller
+/// closes the connection as malformed; else whether it was a Chunk.
+pub fn hand_over(core: &mut Machine, now: Instant, conn: ConnId, frame: &[u8], limit: u32) -> Option<bool> {
+    let msg = match split_frame(frame, limit).and_then(|f| match f {
+        Some((f, _)) => Message::decode(f),
+        None => Err(DecodeError::Truncated),
+    }) {
+        Ok(msg) => msg,
+        Err(e) => {
+            core.handle_malformed(conn, &e);
+            return None;
+        }
+    };
+    let chunk = matches!(msg, Message::Chunk { .. });
+    if let Err(fatal) = core.handle_message(now, conn, msg) {
+        core.handle_fatal(now, fatal);
+    }
+    Some(chunk)
+}
+
+/// Asks `core` once for more on a drained `conn`; calls `send` with each
+/// whole frame it gave. False if it had nothing.
+pub fn feed(core: &mut Machine, now: Instant, conn: ConnId, mut send: impl FnMut(&[u8])) -> bool {
+    let mut out = Vec::new();
+    core.handle_drained(now, conn, &mut out);
+    let mut rest = &out[..];
+    while let Ok(Some((_, used))) = split_frame(rest, MAX_PEER_FRAME) {
+        let (frame, tail) = rest.split_at(used);
+        send(frame);
+        rest = tail;
+    }
+    !out.is_empty()
+}
