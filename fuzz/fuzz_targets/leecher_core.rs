@@ -1,21 +1,20 @@
 //! The leecher's core fed arbitrary event sequences: the catalog connection
 //! opening, failing and answering (the right metadata, a different file, an
 //! unsafe name, a list, an error or any decodable frame), then the peer
-//! events of common/peer_shell.rs on the file it goes on to fetch. It must
+//! events of common/peer_ops.rs on the file it goes on to fetch. It must
 //! never panic, and every catalog request it sends encodes and decodes.
 #![no_main]
 
 #[path = "../common/files.rs"]
 mod files;
-#[path = "../common/peer_shell.rs"]
-mod peer_shell;
+#[path = "../common/peer_ops.rs"]
+mod peer_ops;
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
-use files::{MemStore, TestFile, TRACKER};
 use libfuzzer_sys::fuzz_target;
 use lmk::common::net::ConnId;
 use lmk::leecher::machine::{Command, Config, Disk, Leecher, Note, Opened, Output};
@@ -23,16 +22,20 @@ use lmk::meta::FileMeta;
 use lmk::peer::bitfield::Bitfield;
 use lmk::peer::machine::Config as PeerConfig;
 use lmk::peer::torrent::Goal;
+use lmk::sim::content::{Content, Store};
+use lmk::sim::harness::TRACKER;
 use lmk::wire::catalog::{ErrorCode, ListEntry, Request, Response, Selector};
 use lmk::wire::Frame;
-use peer_shell::{PeerOp, Shell};
+use peer_ops::{PeerOp, Peers};
 
-/// Creates in-memory files, kept by name to check what a download holds;
-/// `found` picks what opening finds: a new file, a full disk, another
-/// writer, or the file complete already.
+/// Creates in-memory files (of whichever test content has the hashes
+/// asked for), kept by name to check what a download holds; `found` picks
+/// what opening finds: a new file, a full disk, another writer, or the file
+/// complete already.
 struct MemDisk {
     found: u8,
-    files: Rc<RefCell<Vec<(String, MemStore)>>>,
+    contents: [Rc<Content>; 2],
+    files: Rc<RefCell<Vec<(String, Store)>>>,
 }
 
 impl Disk for MemDisk {
@@ -43,10 +46,19 @@ impl Disk for MemDisk {
             3 => return Ok(Opened::Complete),
             _ => {}
         }
-        let store = MemStore::new(vec![0; meta.size() as usize]);
+        let [file, other] = &self.contents;
+        let content = if meta.hashes() == file.meta.hashes() { file } else { other };
+        let store = content.store(None, Bitfield::new(meta.chunk_count()));
         self.files.borrow_mut().push((meta.name().to_string(), store.clone()));
         Ok(Opened::Part { storage: Box::new(store), have: Bitfield::new(meta.chunk_count()) })
     }
+}
+
+/// Runs `f` on the harness with the leecher's peer core in it as host 0.
+fn on_core(peers: &mut Peers, leecher: &mut Leecher<MemDisk>, f: impl FnOnce(&mut Peers)) {
+    std::mem::swap(&mut leecher.peer, &mut peers.sw.hosts[0].m);
+    f(peers);
+    std::mem::swap(&mut leecher.peer, &mut peers.sw.hosts[0].m);
 }
 
 #[derive(Arbitrary, Debug)]
@@ -68,9 +80,13 @@ enum Answer {
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Opened { conn: u8 },
+    Opened {
+        conn: u8,
+    },
     /// The catalog connection failed; `refused`: it could not be opened at all (nothing listens).
-    Failed { refused: bool },
+    Failed {
+        refused: bool,
+    },
     Answer(Answer),
     Peer(PeerOp),
     Shutdown,
@@ -90,8 +106,8 @@ struct Input {
 
 fuzz_target!(|input: Input| {
     let t0 = Instant::now();
-    let file = TestFile::new(2, "f.bin");
-    let other = TestFile::new(1, if input.by_id { "f.bin" } else { "g.bin" });
+    let file = files::test_file(2, "f.bin");
+    let other = files::test_file(1, if input.by_id { "f.bin" } else { "g.bin" });
     let selector = if input.by_id { Selector::Id(file.meta.content_id()) } else { Selector::Name("f.bin".into()) };
     let command =
         if input.list { Command::List } else { Command::Get(vec![selector; usize::from(input.files % 3) + 1]) };
@@ -108,9 +124,11 @@ fuzz_target!(|input: Input| {
     };
     let goal = Goal::Until { ratio: 1.0, time: Some(Duration::from_secs(5)) };
     let files = Rc::new(RefCell::new(Vec::new()));
-    let disk = MemDisk { found: input.disk, files: files.clone() };
-    let mut leecher = Leecher::new(Config { command, peer, goal, wait: input.wait }, disk, t0);
-    let mut shell = Shell::new(t0, file);
+    let disk = MemDisk { found: input.disk, contents: [file.clone(), other.clone()], files: files.clone() };
+    let mut leecher = Leecher::new(Config { command, peer: peer.clone(), goal, wait: input.wait }, disk, t0);
+    let mut shell = Peers::new(t0, file, peer);
+    // The leecher reads its peer core's events itself.
+    shell.sw.hosts[0].keep_events = true;
     let mut catalog: Option<ConnId> = None;
     // The shell opens the catalog connection only when asked.
     let mut opening = false;
@@ -161,14 +179,14 @@ fuzz_target!(|input: Input| {
                 leecher.handle_catalog_response(now, response);
             }
             Op::Peer(op) => {
-                shell.step(&mut leecher.peer, op);
+                on_core(&mut shell, &mut leecher, |shell| shell.step(op));
                 // The shell's timer also drives the catalog retries and deadline.
                 leecher.handle_timeout(shell.now);
             }
             Op::Shutdown => leecher.shutdown(now),
         }
         leecher.after_peer(shell.now);
-        shell.settle(&mut leecher.peer);
+        on_core(&mut shell, &mut leecher, Peers::settle);
         leecher.after_peer(shell.now);
         while let Some(output) = leecher.poll_output() {
             match output {
@@ -192,7 +210,7 @@ fuzz_target!(|input: Input| {
                 // Only the file asked for can finish: another one has other hashes.
                 let files = files.borrow();
                 let (_, store) = files.iter().rev().find(|(n, _)| *n == name).expect("a done file was created");
-                assert!(*store.0.borrow() == shell.file.data, "a download reported done holds the file's bytes");
+                assert!(store.holds_file(), "a download reported done holds the file's bytes");
             }
         }
         let _ = leecher.finished(shell.now);

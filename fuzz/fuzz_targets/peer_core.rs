@@ -1,23 +1,23 @@
 //! The peer core (one file, seeding or downloading) fed arbitrary event
-//! sequences through a model of its shell: connections opened and closed,
-//! frames good and bad, queues drained, tracker replies and a fake clock.
-//! It must never panic; see common/peer_shell.rs for what every output must satisfy.
+//! sequences by the peers and tracker around it (common/peer_ops.rs, on the
+//! simulator's harness): connections opened and closed, frames good and
+//! bad, queues drained, tracker replies and a fake clock. It must never
+//! panic; see common/peer_ops.rs for what every output must satisfy.
 #![no_main]
 
 #[path = "../common/files.rs"]
 mod files;
-#[path = "../common/peer_shell.rs"]
-mod peer_shell;
+#[path = "../common/peer_ops.rs"]
+mod peer_ops;
 
 use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
-use files::{MemStore, TestFile, TRACKER};
 use libfuzzer_sys::fuzz_target;
-use lmk::peer::bitfield::Bitfield;
-use lmk::peer::machine::{Config, Event, Machine};
+use lmk::peer::machine::{Config, Event};
 use lmk::peer::torrent::Goal;
-use peer_shell::{PeerOp, Shell};
+use lmk::sim::harness::TRACKER;
+use peer_ops::{PeerOp, Peers};
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -45,32 +45,26 @@ fuzz_target!(|input: Input| {
         interval: Duration::from_secs(10),
         seed: 9,
     };
-    let file = TestFile::new(input.chunks, "f.bin");
-    let count = file.meta.chunk_count();
-    let (have, data) = if input.seeder {
-        (Bitfield::full(count), file.data.clone())
-    } else {
-        (Bitfield::new(count), vec![0; file.data.len()])
-    };
     let goal = match input.goal {
         None => Goal::Forever,
         Some(g) => Goal::Until { ratio: f64::from(g % 4), time: Some(Duration::from_secs(u64::from(g % 30))) },
     };
-    let mut m = Machine::new(config, t0);
-    let mut shell = Shell::new(t0, file);
-    let store = MemStore::new(data);
-    m.add(t0, shell.file.meta.clone(), Box::new(store.clone()), have, goal);
-    shell.settle(&mut m);
+    let file = files::test_file(input.chunks, "f.bin");
+    let held: Vec<u32> = if input.seeder { (0..file.meta.chunk_count()).collect() } else { Vec::new() };
+    let mut peers = Peers::new(t0, file.clone(), config);
+    peers.sw.add_file(0, t0, &file, &held, goal);
     let mut complete = false;
     for op in input.ops {
-        shell.step(&mut m, op);
-        shell.settle(&mut m);
-        while let Some(event) = m.poll_event() {
+        peers.step(op);
+        for event in peers.sw.hosts[0].events.drain(..) {
             if let Event::Complete { .. } = event {
                 assert!(!input.seeder && !complete, "only a download completes, once");
-                assert!(*store.0.borrow() == shell.file.data, "a complete download holds the file's bytes");
                 complete = true;
             }
+        }
+        if complete {
+            let store = peers.sw.hosts[0].store.as_ref();
+            assert!(store.is_some_and(|s| s.holds_file()), "a complete download holds the file's bytes");
         }
     }
 });

@@ -553,13 +553,14 @@ fn label(selector: &Selector) -> String {
 mod tests {
     use super::*;
     use crate::hash::Hash20;
-    use crate::peer::storage::MemStorage;
+    use crate::sim::content::Content;
 
     struct Mem;
 
     impl Disk for Mem {
         fn open(&mut self, meta: &FileMeta) -> Result<Opened, String> {
-            let storage = Box::new(MemStorage::with(vec![0; meta.size() as usize]));
+            let content = Content::with_bytes(meta.name(), meta.size(), meta.chunk_size(), 1).unwrap();
+            let storage = Box::new(content.store(None, Bitfield::new(meta.chunk_count())));
             Ok(Opened::Part { storage, have: Bitfield::new(meta.chunk_count()) })
         }
     }

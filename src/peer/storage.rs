@@ -1,7 +1,8 @@
 //! Where a file's chunk bytes live. One trait for a shared file (read only,
 //! withdrawn if it changes under us) and a download (the leecher's
 //! `part_file.rs`: written in place, read back to serve verified chunks,
-//! synced and renamed when complete); an in-memory one for the cores' tests.
+//! synced and renamed when complete). The in-memory one of the cores' tests
+//! is the simulator's (`sim::content::Store`).
 
 use std::fs::File;
 use std::io;
@@ -90,47 +91,6 @@ impl Storage for SharedFile {
     }
 
     fn finish(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// A file in memory, for the cores' tests.
-#[cfg(test)]
-#[derive(Default, Clone)]
-pub struct MemStorage {
-    pub data: std::rc::Rc<std::cell::RefCell<Vec<u8>>>,
-    pub finished: std::rc::Rc<std::cell::Cell<bool>>,
-    pub fail_writes: bool,
-}
-
-#[cfg(test)]
-impl MemStorage {
-    pub fn with(data: Vec<u8>) -> MemStorage {
-        MemStorage { data: std::rc::Rc::new(std::cell::RefCell::new(data)), ..MemStorage::default() }
-    }
-}
-
-#[cfg(test)]
-impl Storage for MemStorage {
-    fn read(&mut self, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<(), ReadError> {
-        let data = self.data.borrow();
-        let bytes = data.get(offset as usize..offset as usize + len).ok_or(ReadError::Changed)?;
-        out.extend_from_slice(bytes);
-        Ok(())
-    }
-
-    fn write(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
-        if self.fail_writes {
-            return Err(io::Error::other("disk full"));
-        }
-        let mut data = self.data.borrow_mut();
-        let slot = data.get_mut(offset as usize..offset as usize + bytes.len()).ok_or(io::ErrorKind::InvalidInput)?;
-        slot.copy_from_slice(bytes);
-        Ok(())
-    }
-
-    fn finish(&mut self) -> io::Result<()> {
-        self.finished.set(true);
         Ok(())
     }
 }

@@ -339,12 +339,13 @@ impl Torrent {
 mod tests {
     use super::*;
     use crate::hash::Hash20;
-    use crate::peer::storage::MemStorage;
+    use crate::sim::content::Content;
     use std::net::{IpAddr, Ipv4Addr};
 
     fn torrent(now: Instant) -> Torrent {
         let meta = FileMeta::new("f".into(), 1, crate::meta::MIN_CHUNK, vec![Hash20([0; 20])]).unwrap();
-        Torrent::new(meta, Box::new(MemStorage::default()), Bitfield::new(1), Goal::Forever, 1, now)
+        let store = Content::with_bytes("f", 1, crate::meta::MIN_CHUNK, 1).unwrap().store(None, Bitfield::new(1));
+        Torrent::new(meta, Box::new(store), Bitfield::new(1), Goal::Forever, 1, now)
     }
 
     fn addr(n: u32) -> SocketAddr {

@@ -49,6 +49,8 @@ pub struct Host {
     pub events: Vec<Event>,
     /// Its shell calls `handle_drained` only when the test does (a full socket).
     pub hold: bool,
+    /// Its events stay in the core, for an owner that reads them (the leecher's core).
+    pub keep_events: bool,
 }
 
 /// One frame that arrived and decoded: `from` sent it on its connection `conn` to `to`.
@@ -116,6 +118,14 @@ pub struct Harness {
     pub closed: Vec<(usize, ConnId)>,
     pub announces: Vec<(usize, AnnounceRequest)>,
     pub dials: Vec<Dial>,
+    /// Frames a core sent that its peer could not take (over the limit or
+    /// not decoding): a bug in the core.
+    pub garbled: usize,
+    /// Outputs naming a connection the core was told is gone, or never had: a bug in the core.
+    pub stale: usize,
+    /// Connections closed, by the carrying-out pass that closed them.
+    gone: BTreeMap<(usize, ConnId), u64>,
+    pass: u64,
 }
 
 impl Default for Harness {
@@ -137,6 +147,10 @@ impl Default for Harness {
             closed: Vec::new(),
             announces: Vec::new(),
             dials: Vec::new(),
+            garbled: 0,
+            stale: 0,
+            gone: BTreeMap::new(),
+            pass: 0,
         }
     }
 }
@@ -159,7 +173,7 @@ impl Harness {
         };
         tweak(&mut config);
         let m = Machine::new(config, t0);
-        self.hosts.push(Host { m, store: None, events: Vec::new(), hold: false });
+        self.hosts.push(Host { m, store: None, events: Vec::new(), hold: false, keep_events: false });
         i
     }
 
@@ -230,10 +244,25 @@ impl Harness {
         }
     }
 
-    /// Carries out what every core asked for, without delivering anything.
-    pub fn carry_out(&mut self, now: Instant) {
+    /// Carries out what the cores ask for until they ask nothing more,
+    /// without delivering anything.
+    pub fn settle(&mut self, now: Instant) {
+        for _ in 0..1000 {
+            if !self.carry_out(now) {
+                return;
+            }
+        }
+        panic!("the cores' outputs never stop");
+    }
+
+    /// One pass over every core's outputs; false if there were none.
+    fn carry_out(&mut self, now: Instant) -> bool {
+        self.pass += 1;
+        let mut moved = false;
         for i in 0..self.hosts.len() {
             while let Some(output) = self.hosts[i].m.poll_output() {
+                moved = true;
+                self.check(i, &output);
                 match output {
                     Output::Datagram(d) if self.hold_datagrams => self.datagrams.push_back((i, d)),
                     Output::Datagram(d) => self.datagram(now, i, &d, false),
@@ -258,9 +287,28 @@ impl Harness {
                     }
                 }
             }
-            while let Some(event) = self.hosts[i].m.poll_event() {
+            while let Some(event) = (!self.hosts[i].keep_events).then(|| self.hosts[i].m.poll_event()).flatten() {
                 self.hosts[i].events.push(event);
             }
+        }
+        moved
+    }
+
+    /// Counts an output that names a connection host `i` was told of in an
+    /// earlier pass, or never had (a later one may still be in its queue).
+    fn check(&mut self, i: usize, output: &Output) {
+        let conn = match output {
+            Output::Datagram(_) | Output::Connect(..) => return,
+            Output::Send(c, _)
+            | Output::Bitfield(c, _)
+            | Output::Feed(c)
+            | Output::Close(c)
+            | Output::CloseAfterFlush(c)
+            | Output::Limit(c, _) => *c,
+        };
+        let told = self.gone.get(&(i, conn)).is_some_and(|&pass| pass < self.pass);
+        if told || (!self.ends.contains_key(&(i, conn)) && !self.gone.contains_key(&(i, conn))) {
+            self.stale += 1;
         }
     }
 
@@ -335,6 +383,9 @@ impl Harness {
                 Ok(Some((f, n))) => (f.kind, f.body.to_vec(), n),
                 Ok(None) => break,
                 Err(e) => {
+                    if from.0 != HAND {
+                        self.garbled += 1;
+                    }
                     if to != HAND {
                         self.hosts[to].m.handle_malformed(at, &e);
                     }
@@ -347,6 +398,8 @@ impl Harness {
             let sent = Sent { from: from.0, conn: from.1, to, kind, body };
             if sent.message().is_some() {
                 self.log.push(sent);
+            } else if from.0 != HAND {
+                self.garbled += 1;
             }
             if to != HAND && shell::hand_over(&mut self.hosts[to].m, now, at, whole, limit).is_none() {
                 return self.close(now, to, at);
@@ -367,12 +420,21 @@ impl Harness {
         let Some(end) = self.ends.remove(&(i, conn)) else { return };
         self.ends.remove(&end.far);
         self.closed.push((i, conn));
+        self.gone.insert((i, conn), self.pass);
+        self.gone.insert(end.far, self.pass);
         self.wire.retain(|w| w.from != (i, conn) && w.from != end.far);
         for (n, c) in [(i, conn), end.far] {
             if n != HAND {
                 self.hosts[n].m.handle_closed(now, c);
             }
         }
+    }
+
+    /// Takes host `i`'s datagrams not yet answered, oldest first.
+    pub fn take_datagrams(&mut self, i: usize) -> Vec<Vec<u8>> {
+        let (mine, rest) = std::mem::take(&mut self.datagrams).into_iter().partition(|(n, _)| *n == i);
+        self.datagrams = rest;
+        mine.into_iter().map(|(_, d): (usize, Vec<u8>)| d).collect()
     }
 
     /// Host `i`'s oldest datagram reaches the tracker (or is lost) and its
