@@ -109,6 +109,7 @@ impl Peers {
         let mut sw = Harness::default();
         sw.hold_dials = true;
         sw.hold_datagrams = true;
+        sw.reuse_ids = true;
         sw.listeners = (0..48).map(peer_addr).collect();
         sw.add_host(now, |c| *c = config);
         sw.hosts[CORE].hold = true;

@@ -20,11 +20,14 @@ use crate::hash::ContentId;
 use crate::peer::bitfield::Bitfield;
 use crate::peer::machine::{Config, Event, Machine, Output};
 use crate::peer::torrent::Goal;
-use crate::tracker::machine::{Config as TrackerConfig, Tracker};
+use crate::tracker::machine::Tracker;
 use crate::wire::peer::{Message, MAX_PEER_FRAME};
 use crate::wire::split_frame;
-use crate::wire::udp::{self, AnnounceRequest};
+use crate::wire::udp::AnnounceRequest;
 use crate::wire::Frame;
+
+mod inspect;
+mod tracker;
 
 /// The far end of a connection played by the test: frames to it are only recorded.
 pub const HAND: usize = usize::MAX;
@@ -107,6 +110,9 @@ pub struct Harness {
     pub hold_dials: bool,
     /// Datagrams wait for [`Harness::answer`] instead of being answered at once.
     pub hold_datagrams: bool,
+    /// A host's new connection takes its smallest free id, as a slab key
+    /// does in the daemons, instead of one never used before.
+    pub reuse_ids: bool,
     ends: BTreeMap<(usize, ConnId), End>,
     next_conn: usize,
     wire: VecDeque<Write>,
@@ -138,6 +144,7 @@ impl Default for Harness {
             blackholes: Vec::new(),
             hold_dials: false,
             hold_datagrams: false,
+            reuse_ids: false,
             ends: BTreeMap::new(),
             next_conn: 0,
             wire: VecDeque::new(),
@@ -189,12 +196,25 @@ impl Harness {
     }
 
     fn link(&mut self, a: usize, b: usize, dialling: bool) -> (ConnId, ConnId) {
-        let (ca, cb) = (ConnId(self.next_conn + 1), ConnId(self.next_conn + 2));
-        self.next_conn += 2;
+        let (ca, cb) = if self.reuse_ids {
+            let ca = self.free_id(a, None);
+            (ca, self.free_id(b, Some((a, ca))))
+        } else {
+            self.next_conn += 2;
+            (ConnId(self.next_conn - 1), ConnId(self.next_conn))
+        };
+        for key in [(a, ca), (b, cb)] {
+            self.gone.remove(&key);
+        }
         let end = |far, dialling| End { far, limit: MAX_PEER_FRAME, dialling, partial: Vec::new() };
         self.ends.insert((a, ca), end((b, cb), dialling));
         self.ends.insert((b, cb), end((a, ca), false));
         (ca, cb)
+    }
+
+    /// Host `i`'s smallest connection id not in use (nor `taken`).
+    fn free_id(&self, i: usize, taken: Option<(usize, ConnId)>) -> ConnId {
+        (0..).map(ConnId).find(|&c| !self.ends.contains_key(&(i, c)) && taken != Some((i, c))).unwrap_or(ConnId(0))
     }
 
     /// Delivers everything and fires due timers (each core's once, at `now`) until quiet.
@@ -345,11 +365,6 @@ impl Harness {
         fed
     }
 
-    /// Bytes host `i` wrote on `conn` that have not arrived yet.
-    pub fn queued(&self, i: usize, conn: ConnId) -> usize {
-        self.wire.iter().filter(|w| w.from == (i, conn)).filter_map(|w| w.bytes.as_ref()).map(Vec::len).sum()
-    }
-
     /// The oldest write towards host `i`'s `conn` arrives, if it can.
     pub fn deliver_one(&mut self, now: Instant, i: usize, conn: ConnId) {
         let Some(end) = self.ends.get(&(i, conn)) else { return };
@@ -430,52 +445,6 @@ impl Harness {
         }
     }
 
-    /// Takes host `i`'s datagrams not yet answered, oldest first.
-    pub fn take_datagrams(&mut self, i: usize) -> Vec<Vec<u8>> {
-        let (mine, rest) = std::mem::take(&mut self.datagrams).into_iter().partition(|(n, _)| *n == i);
-        self.datagrams = rest;
-        mine.into_iter().map(|(_, d): (usize, Vec<u8>)| d).collect()
-    }
-
-    /// Host `i`'s oldest datagram reaches the tracker (or is lost) and its
-    /// answer comes back at once.
-    pub fn answer(&mut self, now: Instant, i: usize, lost: bool) {
-        if let Some(at) = self.datagrams.iter().position(|(n, _)| *n == i) {
-            if let Some((_, d)) = self.datagrams.remove(at) {
-                self.datagram(now, i, &d, lost);
-            }
-        }
-    }
-
-    fn datagram(&mut self, now: Instant, i: usize, d: &[u8], lost: bool) {
-        let tracker = self.tracker.get_or_insert_with(|| {
-            let config = TrackerConfig {
-                interval: Duration::from_secs(60),
-                expiry: Duration::from_secs(300),
-                seed: 1,
-                ..TrackerConfig::default()
-            };
-            Tracker::new(config, now)
-        });
-        if lost {
-            return;
-        }
-        let mut answer = Vec::new();
-        tracker.handle_datagram(now, SocketAddr::new(LOOPBACK, 17000 + i as u16), d, &mut answer);
-        if let Ok(udp::Request::Announce(a)) = udp::Request::decode(d) {
-            if let Some(peers) = self.tracker_says.get(&i) {
-                answer.clear();
-                let (transaction_id, peers) = (a.transaction_id, peers.clone());
-                udp::Response::Announce { transaction_id, interval: 60, leechers: 0, seeders: 0, peers }
-                    .encode(&mut answer, false);
-            }
-            self.announces.push((i, a));
-        }
-        if !answer.is_empty() {
-            self.hosts[i].m.handle_datagram(now, &answer);
-        }
-    }
-
     fn connect(&mut self, now: Instant, i: usize, to: SocketAddr, id: ContentId) {
         let j = (0..self.hosts.len()).find(|&j| addr(j) == to);
         if self.blackholes.contains(&to) {
@@ -505,16 +474,6 @@ impl Harness {
         self.hosts[i].m.handle_connected(now, conn);
     }
 
-    /// Host `i`'s connections, in order; the dials not yet complete when `dialling`.
-    pub fn conns(&self, i: usize, dialling: bool) -> Vec<ConnId> {
-        self.ends.iter().filter(|((n, _), e)| *n == i && e.dialling == dialling).map(|((_, c), _)| *c).collect()
-    }
-
-    /// Host `i`'s end of its first dial to `to`.
-    pub fn dialled(&self, i: usize, to: SocketAddr) -> ConnId {
-        self.dials.iter().find(|d| d.host == i && d.to == to).and_then(|d| d.conn).expect("dialled")
-    }
-
     /// A peer played by the test dials host `i`; returns the host's end.
     pub fn accept(&mut self, now: Instant, i: usize, from: SocketAddr) -> ConnId {
         let (ci, _) = self.link(i, HAND, false);
@@ -535,43 +494,5 @@ impl Harness {
         let far = self.ends[&(i, conn)].far;
         self.arrive(now, far, bytes);
         self.run(now);
-    }
-
-    /// Whether host `i`'s `conn` is open.
-    pub fn is_open(&self, i: usize, conn: ConnId) -> bool {
-        self.ends.contains_key(&(i, conn))
-    }
-
-    /// Who is at the far end of host `i`'s open `conn`, and on which of its connections.
-    pub fn far_end(&self, i: usize, conn: ConnId) -> Option<(usize, ConnId)> {
-        self.ends.get(&(i, conn)).map(|e| e.far)
-    }
-
-    /// The largest frame host `i`'s open `conn` takes.
-    pub fn limit(&self, i: usize, conn: ConnId) -> Option<u32> {
-        self.ends.get(&(i, conn)).map(|e| e.limit)
-    }
-
-    /// Open connections, both ends counted.
-    pub fn open_ends(&self) -> usize {
-        self.ends.len()
-    }
-
-    /// Host `i`'s open connection to host `j`.
-    pub fn conn(&self, i: usize, j: usize) -> ConnId {
-        let mut found = self.ends.iter().filter(|((a, _), e)| *a == i && e.far.0 == j).map(|((_, c), _)| *c);
-        let conn = found.next().expect("a connection");
-        assert!(found.next().is_none(), "one connection between {i} and {j}");
-        conn
-    }
-
-    /// What host `i` sent on `conn`, as its peer decoded it.
-    pub fn messages_on(&self, i: usize, conn: ConnId) -> impl Iterator<Item = Message<'_>> {
-        self.log.iter().filter(move |s| s.from == i && s.conn == conn).filter_map(Sent::message)
-    }
-
-    /// What host `from` sent host `to` over all their connections.
-    pub fn messages(&self, from: usize, to: usize) -> impl Iterator<Item = Message<'_>> {
-        self.log.iter().filter(move |s| s.from == from && s.to == to).filter_map(Sent::message)
     }
 }
