@@ -27,6 +27,8 @@ use crate::wire::udp::AnnounceRequest;
 use crate::wire::Frame;
 
 mod inspect;
+#[cfg(test)]
+mod tests;
 mod tracker;
 
 /// The far end of a connection played by the test: frames to it are only recorded.

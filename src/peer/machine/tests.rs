@@ -99,7 +99,7 @@ fn sorted(mut v: Vec<u32>) -> Vec<u32> {
 }
 
 /// What these tests read from the harness, in their own terms.
-trait Swarm {
+trait InTestTerms {
     fn peer(&mut self, t0: Instant, f: &TestFile, held: &[u32], tweak: impl FnOnce(&mut Config)) -> usize;
     fn greet(&mut self, now: Instant, i: usize, conn: ConnId, f: &TestFile, held: &[u32], state: Option<State>);
     fn serve(&mut self, now: Instant, i: usize, conn: ConnId, f: &TestFile);
@@ -111,7 +111,7 @@ trait Swarm {
     fn stopped(&self, i: usize, f: &TestFile) -> bool;
 }
 
-impl Swarm for Harness {
+impl InTestTerms for Harness {
     /// A host holding `held` of `f` for good, configured by `tweak`.
     fn peer(&mut self, t0: Instant, f: &TestFile, held: &[u32], tweak: impl FnOnce(&mut Config)) -> usize {
         let i = self.add_host(t0, tweak);
