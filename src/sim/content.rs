@@ -154,7 +154,7 @@ impl Store {
 
     fn index(&self, offset: u64) -> Option<u32> {
         let size = u64::from(self.content.meta.chunk_size());
-        u32::try_from(offset / size).ok().filter(|_| offset % size == 0)
+        u32::try_from(offset / size).ok().filter(|_| offset.is_multiple_of(size))
     }
 }
 

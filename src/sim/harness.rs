@@ -98,6 +98,7 @@ struct Write {
     bytes: Option<Vec<u8>>,
 }
 
+#[derive(Default)]
 pub struct Harness {
     pub hosts: Vec<Host>,
     /// Made at the first datagram unless set before.
@@ -134,34 +135,6 @@ pub struct Harness {
     /// Connections closed, by the carrying-out pass that closed them.
     gone: BTreeMap<(usize, ConnId), u64>,
     pass: u64,
-}
-
-impl Default for Harness {
-    fn default() -> Harness {
-        Harness {
-            hosts: Vec::new(),
-            tracker: None,
-            tracker_says: BTreeMap::new(),
-            listeners: Vec::new(),
-            blackholes: Vec::new(),
-            hold_dials: false,
-            hold_datagrams: false,
-            reuse_ids: false,
-            ends: BTreeMap::new(),
-            next_conn: 0,
-            wire: VecDeque::new(),
-            datagrams: VecDeque::new(),
-            dirty: BTreeSet::new(),
-            log: Vec::new(),
-            closed: Vec::new(),
-            announces: Vec::new(),
-            dials: Vec::new(),
-            garbled: 0,
-            stale: 0,
-            gone: BTreeMap::new(),
-            pass: 0,
-        }
-    }
 }
 
 impl Harness {
