@@ -54,7 +54,11 @@ fuzz_target!(|input: Input| {
     };
     let goal = match input.goal {
         None => Goal::Forever,
-        Some(g) => Goal::Until { ratio: f64::from(g % 4), time: Some(Duration::from_secs(u64::from(g % 30))) },
+        Some(g) => Goal::Until {
+            idle: Duration::from_secs(u64::from(g % 7)),
+            ratio: (g % 5 > 0).then(|| f64::from(g % 4)),
+            time: Some(Duration::from_secs(u64::from(g % 30))),
+        },
     };
     let mut m = Machine::new(config, t0);
     let mut shell = Shell::new(t0, file);

@@ -576,7 +576,7 @@ mod tests {
             interval: Duration::from_secs(10),
             seed: 1,
         };
-        Config { command, peer, goal: Goal::Until { ratio: 0.0, time: None }, wait: false }
+        Config { command, peer, goal: Goal::AT_ONCE, wait: false }
     }
 
     fn meta(name: &str) -> FileMeta {

@@ -616,8 +616,11 @@ fn the_rarest_chunks_are_asked_first_after_the_random_ones() {
 #[test]
 fn end_game_asks_a_second_peer_cancels_and_ignores_the_duplicate() {
     let (t0, f, mut sw) = start(4);
-    let (u1, d) = (sw.peer(t0, &f, &f.all(), |_| {}), sw.peer(t0, &f, &[], |_| {}));
+    // Two chunks each: the first two pipelines ask for all four, so the end game is on.
+    let (u1, u2) = (sw.peer(t0, &f, &[0, 1], |_| {}), sw.peer(t0, &f, &[2, 3], |_| {}));
+    let d = sw.peer(t0, &f, &[], |_| {});
     sw.nodes[u1].hold = true;
+    sw.nodes[u2].hold = true;
     sw.run(t0);
     let (a, b) = match of(&sw.said(d, u1), Seen::Request)[..] {
         [a, b, ..] => (a, b),
@@ -643,6 +646,7 @@ fn end_game_asks_a_second_peer_cancels_and_ignores_the_duplicate() {
     sw.inject(t0, d, h, Message::Chunk { index: b, data: f.chunk(b) });
     assert_eq!(of(&sw.said(d, u1), Seen::Cancel), [a, b]);
     sw.nodes[u1].hold = false;
+    sw.nodes[u2].hold = false;
     sw.run(t0);
     let not_b: Vec<u32> = of(&sw.said(d, u1), Seen::Request).into_iter().filter(|&i| i != b).collect();
     assert_eq!(of(&sw.said(u1, d), Seen::Chunk), not_b, "all it was asked but b, a included");
@@ -738,6 +742,9 @@ fn the_upload_bucket_paces_chunks_and_serves_downloaders_in_turn() {
     assert_eq!(served(&sw), [h1, h1, h2, h1, h2, h1, h2, h2], "served in turn");
 }
 
+/// An idle time no test reaches.
+const LONG: Duration = Duration::from_secs(1 << 20);
+
 /// A leecher completes from a seeder at t0 and then seeds towards `goal`.
 fn seeding(goal: Goal) -> (Swarm, usize, TestFile, Instant) {
     let (t0, f, mut sw) = start(4);
@@ -763,7 +770,7 @@ fn upload_all_but_the_last(sw: &mut Swarm, d: usize, f: &TestFile, t0: Instant) 
 
 #[test]
 fn a_ratio_goal_keeps_seeding_until_one_file_size_is_uploaded() {
-    let (mut sw, d, f, t0) = seeding(Goal::Until { ratio: 1.0, time: None });
+    let (mut sw, d, f, t0) = seeding(Goal::Until { idle: LONG, ratio: Some(1.0), time: None });
     let h = upload_all_but_the_last(&mut sw, d, &f, t0);
     assert!(!sw.events(d).contains(&"Finished"), "short of one file size");
     assert!(!sw.stopped(d, &f));
@@ -780,7 +787,7 @@ fn a_ratio_goal_keeps_seeding_until_one_file_size_is_uploaded() {
 
 #[test]
 fn a_met_ratio_goal_finishes_with_the_upload_that_meets_it() {
-    let (mut sw, d, f, t0) = seeding(Goal::Until { ratio: 1.0, time: None });
+    let (mut sw, d, f, t0) = seeding(Goal::Until { idle: LONG, ratio: Some(1.0), time: None });
     let h = upload_all_but_the_last(&mut sw, d, &f, t0);
     assert!(sw.nodes[d].m.next_deadline().unwrap() > t0 + secs(2), "no timer of its own fires at 2 s");
     sw.inject(t0 + secs(2), d, h, Message::Request(3));
@@ -790,14 +797,14 @@ fn a_met_ratio_goal_finishes_with_the_upload_that_meets_it() {
 
 #[test]
 fn a_zero_ratio_finishes_at_completion() {
-    let (sw, d, _, _) = seeding(Goal::Until { ratio: 0.0, time: None });
+    let (sw, d, _, _) = seeding(Goal::AT_ONCE);
     assert_eq!(sw.events(d), ["Complete", "Finished"]);
     assert_eq!(sw.nodes[d].m.files().count(), 0);
 }
 
 #[test]
 fn completion_and_leaving_are_announced_at_once_without_a_false_reconnect() {
-    let (mut sw, d, _, t0) = seeding(Goal::Until { ratio: 0.0, time: None });
+    let (mut sw, d, _, t0) = seeding(Goal::AT_ONCE);
     let sent = |sw: &Swarm| sw.announces.iter().filter(|(n, _)| *n == d).map(|(_, a)| a.event).collect::<Vec<_>>();
     assert_eq!(sent(&sw), [AnnounceEvent::Started, AnnounceEvent::Completed, AnnounceEvent::Stopped]);
     sw.run(t0 + secs(2));
@@ -807,13 +814,42 @@ fn completion_and_leaving_are_announced_at_once_without_a_false_reconnect() {
 
 #[test]
 fn a_seed_time_finishes_at_that_time_without_uploads() {
-    let (mut sw, d, f, t0) = seeding(Goal::Until { ratio: 100.0, time: Some(secs(30)) });
+    let (mut sw, d, f, t0) = seeding(Goal::Until { idle: LONG, ratio: Some(100.0), time: Some(secs(30)) });
     sw.run(t0 + secs(30) - ms(1));
     assert!(!sw.events(d).contains(&"Finished"), "one tick before");
     assert!(!sw.stopped(d, &f));
     sw.run(t0 + secs(30));
     assert!(sw.events(d).contains(&"Finished"));
     assert!(sw.stopped(d, &f));
+}
+
+#[test]
+fn an_idle_goal_leaves_once_nobody_has_asked_for_anything_that_long() {
+    let idle = secs(20);
+    let (mut sw, d, f, t0) = seeding(Goal::Until { idle, ratio: None, time: None });
+    let h = sw.accept(t0 + secs(10), d, hand_addr(1));
+    sw.greet(t0 + secs(10), d, h, &f, &[], None);
+    sw.inject(t0 + secs(10), d, h, Message::Request(0));
+    assert_eq!(of(&sw.said_on(d, h), Seen::Chunk), [0]);
+    sw.run(t0 + secs(25));
+    assert!(!sw.stopped(d, &f), "asked at 10 s: 20 s of idle run from there");
+    assert_eq!(sw.nodes[d].m.next_deadline(), Some(t0 + secs(30)));
+    sw.run(t0 + secs(30) - ms(1));
+    assert!(!sw.events(d).contains(&"Finished"), "one tick before");
+    sw.run(t0 + secs(30));
+    assert!(sw.events(d).contains(&"Finished"), "nobody asked for 20 s");
+    assert!(sw.stopped(d, &f));
+}
+
+#[test]
+fn a_zero_idle_or_time_finishes_at_completion() {
+    for goal in [
+        Goal::Until { idle: Duration::ZERO, ratio: None, time: None },
+        Goal::Until { idle: LONG, ratio: None, time: Some(Duration::ZERO) },
+    ] {
+        let (sw, d, _, _) = seeding(goal);
+        assert_eq!(sw.events(d), ["Complete", "Finished"], "{goal:?}");
+    }
 }
 
 #[test]
