@@ -9,7 +9,7 @@ use lmk::common::cli::{self, Args, Usage};
 use lmk::common::quantity::{Kind, Range};
 use lmk::hash::Hash20;
 use lmk::leecher::{self, Command, Config, Mode};
-use lmk::peer::torrent::Goal;
+use lmk::peer::torrent::{self, Goal};
 use lmk::wire::catalog::Selector;
 use lmk::wire::MAX_NAME;
 
@@ -35,9 +35,12 @@ OPTIONS:
                       connections per file, 1..65535         [default: 50]
   --up-limit RATE     upload limit in bytes/s, 1..1T         [default: none]
   --down-limit RATE   download limit in bytes/s, 1..1T       [default: none]
-  --seed-ratio R      after a file is complete, serve it until R x its size
-                      is uploaded, 0..1000; 0: leave at once [default: 1.0]
-  --seed-time SECS    ... or until this long has passed, 0..365d [default: none]
+  --seed-idle SECS    after a file is complete, serve it until nobody has
+                      asked for any of it this long, 0..1d   [default: 20s]
+  --seed-ratio R      ... or until R x its size is uploaded, 0..1000;
+                      0: leave at once                       [default: none]
+  --seed-time SECS    ... or until this long after completion, 0..365d
+                                                             [default: none]
   --timeout SECS      give up a file when no chunk arrives this long; also
                       how long the catalog may take, and how long a name
                       not in it yet is asked for again, 1s..1d [default: 30]
@@ -72,6 +75,8 @@ download, 143 stopped by SIGTERM during a download.
 
 /// `--timeout`: 1 s to a day.
 const TIMEOUT: Range = Range::secs(1.0, 86400.0);
+/// `--seed-idle`: 0 (leave at once) to a day.
+const SEED_IDLE: Range = Range::secs(0.0, 86400.0);
 /// `--seed-ratio`: 0 (leave at once) to 1000 copies.
 const SEED_RATIO: Range = Range::new(Kind::Number, 0.0, 1000.0);
 /// `--seed-time`: 0 to a year.
@@ -84,9 +89,10 @@ fn parse(mut args: Args) -> Result<Config, Usage> {
     let listen = args.addr("--listen", "0.0.0.0:0")?;
     let peer = cli::peer_options(&mut args)?;
     let timeout = args.duration("--timeout", TIMEOUT)?.unwrap_or(Duration::from_secs(30));
-    let ratio = args.number("--seed-ratio", SEED_RATIO)?.unwrap_or(1.0);
+    let idle = args.duration("--seed-idle", SEED_IDLE)?.unwrap_or(torrent::SEED_IDLE);
+    let ratio = args.number("--seed-ratio", SEED_RATIO)?;
     let time = args.duration("--seed-time", SEED_TIME)?;
-    let goal = Goal::Until { ratio, time };
+    let goal = Goal::Until { idle, ratio, time };
     let overwrite = args.flag("--overwrite");
     let wait = args.flag("--wait");
     let json = args.flag("--json");

@@ -39,7 +39,9 @@ SCENARIO:
 PEERS (as lmk-leecher's options):
   --slots N               upload slots                           [default: 8]
   --max-peers-per-file N  connections per file                   [default: 50]
-  --seed-ratio R          leave after uploading R x the file     [default: 1.0]
+  --seed-idle TIME        a complete peer leaves once nobody has
+                          asked it for anything this long        [default: 20s]
+  --seed-ratio R          ... or after uploading R x the file    [default: none]
   --seed-time TIME        ... or this long after completion      [default: none]
   --interval TIME         the tracker's announce interval        [default: 10s]
 MODEL:

@@ -122,7 +122,7 @@ fuzz_target!(|input: Input| {
         interval: Duration::from_secs(10),
         seed: 4,
     };
-    let goal = Goal::Until { ratio: 1.0, time: Some(Duration::from_secs(5)) };
+    let goal = Goal::Until { idle: Duration::from_secs(3), ratio: Some(1.0), time: Some(Duration::from_secs(5)) };
     let files = Rc::new(RefCell::new(Vec::new()));
     let disk = MemDisk { found: input.disk, contents: [file.clone(), other.clone()], files: files.clone() };
     let mut leecher = Leecher::new(Config { command, peer: peer.clone(), goal, wait: input.wait }, disk, t0);

@@ -47,7 +47,11 @@ fuzz_target!(|input: Input| {
     };
     let goal = match input.goal {
         None => Goal::Forever,
-        Some(g) => Goal::Until { ratio: f64::from(g % 4), time: Some(Duration::from_secs(u64::from(g % 30))) },
+        Some(g) => Goal::Until {
+            idle: Duration::from_secs(u64::from(g % 7)),
+            ratio: (g % 5 > 0).then(|| f64::from(g % 4)),
+            time: Some(Duration::from_secs(u64::from(g % 30))),
+        },
     };
     let file = files::test_file(input.chunks, "f.bin");
     let held: Vec<u32> = if input.seeder { (0..file.meta.chunk_count()).collect() } else { Vec::new() };

@@ -246,6 +246,9 @@ impl<D: Disk> Leecher<D> {
         }
         let Some(selector) = lookup.unanswered.pop_front() else { return };
         match checked_meta(&selector, response) {
+            // A file named twice (by name and by id, say) is fetched once.
+            Ok(meta) if self.queue.iter().any(|q| q.content_id() == meta.content_id()) => {}
+            Ok(meta) if self.peer.files().any(|id| id == meta.content_id()) => {}
             Ok(meta) => self.queue.push_back(meta),
             Err(Absent(why)) if now < lookup.deadline => {
                 if !lookup.told.contains(&selector) {
@@ -577,7 +580,7 @@ mod tests {
             interval: Duration::from_secs(10),
             seed: 1,
         };
-        Config { command, peer, goal: Goal::Until { ratio: 0.0, time: None }, wait: false }
+        Config { command, peer, goal: Goal::AT_ONCE, wait: false }
     }
 
     fn meta(name: &str) -> FileMeta {
@@ -742,6 +745,21 @@ mod tests {
         assert!(failed[1].contains("refusing"), "{failed:?}");
         assert!(matches!(notes.last(), Some(Note::Started { name, .. }) if name == "c"), "{notes:?}");
         assert_eq!(l.current(), Some(meta("c").content_id()));
+    }
+
+    #[test]
+    fn a_file_named_twice_is_fetched_once() {
+        let t0 = Instant::now();
+        let asked = vec![Selector::Name("a".into()), Selector::Id(meta("a").content_id()), Selector::Name("a".into())];
+        let mut l = Leecher::new(config(Command::Get(asked)), Mem, t0);
+        outputs(&mut l);
+        l.handle_catalog_opened(ConnId(1));
+        for _ in 0..3 {
+            l.handle_catalog_response(t0, Response::Meta(meta("a")));
+        }
+        let started = notes(&mut l).iter().filter(|n| matches!(n, Note::Started { .. })).count();
+        assert_eq!(started, 1);
+        assert!(l.queue.is_empty(), "nothing left to start");
     }
 
     #[test]

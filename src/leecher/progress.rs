@@ -263,15 +263,21 @@ fn done_line(name: &str, size: u64, elapsed: Duration, counters: &Counters) -> S
     )
 }
 
-/// How seeding a complete file ends, or `None` if it ends at once.
+/// How seeding a complete file ends, or `None` if it ends at once:
+/// `until nobody asks for 20s, ratio 2.00 or 10m`.
 fn seeding_until(goal: Goal) -> Option<String> {
-    match goal {
-        Goal::Forever => Some("until stopped".into()),
-        Goal::Until { ratio, .. } if ratio <= 0.0 => None,
-        Goal::Until { time: Some(t), .. } if t.is_zero() => None,
-        Goal::Until { ratio, time: None } => Some(format!("until ratio {ratio:.2}")),
-        Goal::Until { ratio, time: Some(t) } => Some(format!("until ratio {ratio:.2} or for {}", fmt::duration(t))),
+    let Goal::Until { idle, ratio, time } = goal else { return Some("until stopped".into()) };
+    if goal.at_once() {
+        return None;
     }
+    let mut ends = vec![format!("nobody asks for {}", fmt::duration(idle))];
+    ends.extend(ratio.map(|r| format!("ratio {r:.2}")));
+    ends.extend(time.map(fmt::duration));
+    let last = ends.pop().unwrap_or_default();
+    Some(match ends.is_empty() {
+        true => format!("until {last}"),
+        false => format!("until {} or {last}", ends.join(", ")),
+    })
 }
 
 /// The download bar's text after the bar: `27.0/64.0 MiB 1.2 MiB/s ETA 5.0s 3 peers`.
@@ -289,14 +295,17 @@ fn bar_message(p: &Snapshot, position: u64, (down, _up): (f64, f64)) -> String {
 /// A seeding line's text: `seeding (Ctrl-C stops): ratio 0.02 of 1.00, 9m59s left, 1.2 MiB up, 3 peers`.
 fn seeding_message(p: &Snapshot, s: &Seeding, goal: Goal, now: Instant) -> String {
     let ratio = p.counters.uploaded as f64 / s.size.max(1) as f64;
-    let ends = match goal {
-        Goal::Forever => format!("ratio {ratio:.2}"),
-        Goal::Until { ratio: goal, time: None } => format!("ratio {ratio:.2} of {goal:.2}"),
-        Goal::Until { ratio: goal, time: Some(t) } => {
-            let left = t.saturating_sub(now.saturating_duration_since(s.since));
-            format!("ratio {ratio:.2} of {goal:.2}, {} left", fmt::duration(left))
+    let mut ends = vec![format!("ratio {ratio:.2}")];
+    if let Goal::Until { idle, ratio: goal, time } = goal {
+        if let Some(goal) = goal {
+            ends[0] = format!("ratio {ratio:.2} of {goal:.2}");
         }
-    };
+        ends.extend(
+            time.map(|t| format!("{} left", fmt::duration(t.saturating_sub(now.saturating_duration_since(s.since))))),
+        );
+        ends.push(format!("idle {} of {}", fmt::duration(p.idle), fmt::duration(idle)));
+    }
+    let ends = ends.join(", ");
     format!(
         "seeding (Ctrl-C stops): {ends}, {} up, {}",
         fmt::bytes(p.counters.uploaded),
@@ -411,7 +420,15 @@ mod tests {
     use super::*;
 
     fn snapshot(size: u64, done: u64) -> Snapshot {
-        Snapshot { name: "f".into(), size, done, peers: 3, elapsed: Duration::ZERO, counters: Default::default() }
+        Snapshot {
+            name: "f".into(),
+            size,
+            done,
+            peers: 3,
+            elapsed: Duration::ZERO,
+            idle: Duration::ZERO,
+            counters: Default::default(),
+        }
     }
 
     #[test]
@@ -478,16 +495,23 @@ mod tests {
 
     #[test]
     fn seeding_says_how_it_ends() {
-        assert_eq!(seeding_until(Goal::Until { ratio: 0.0, time: None }), None);
-        assert_eq!(seeding_until(Goal::Until { ratio: 1.0, time: None }).unwrap(), "until ratio 1.00");
-        let both = Goal::Until { ratio: 1.0, time: Some(Duration::from_secs(600)) };
-        assert_eq!(seeding_until(both).unwrap(), "until ratio 1.00 or for 10m00s");
+        let idle = Duration::from_secs(20);
+        assert_eq!(seeding_until(Goal::AT_ONCE), None);
+        assert_eq!(seeding_until(Goal::Until { idle, ratio: Some(0.0), time: None }), None);
+        assert_eq!(seeding_until(Goal::Until { idle: Duration::ZERO, ratio: None, time: None }), None);
+        let plain = Goal::Until { idle, ratio: None, time: None };
+        assert_eq!(seeding_until(plain).unwrap(), "until nobody asks for 20.0s");
+        let all = Goal::Until { idle, ratio: Some(1.0), time: Some(Duration::from_secs(600)) };
+        assert_eq!(seeding_until(all).unwrap(), "until nobody asks for 20.0s, ratio 1.00 or 10m00s");
         let t0 = Instant::now();
         let s = Seeding { size: 100, since: t0, bar: None };
         let mut p = snapshot(100, 100);
         p.counters.uploaded = 50;
-        let msg = seeding_message(&p, &s, both, t0 + Duration::from_secs(1));
-        assert_eq!(msg, "seeding (Ctrl-C stops): ratio 0.50 of 1.00, 9m59s left, 50 B up, 3 peers");
+        p.idle = Duration::from_secs(1);
+        let msg = seeding_message(&p, &s, all, t0 + Duration::from_secs(1));
+        assert_eq!(msg, "seeding (Ctrl-C stops): ratio 0.50 of 1.00, 9m59s left, idle 1.0s of 20.0s, 50 B up, 3 peers");
+        let msg = seeding_message(&p, &s, plain, t0 + Duration::from_secs(1));
+        assert_eq!(msg, "seeding (Ctrl-C stops): ratio 0.50, idle 1.0s of 20.0s, 50 B up, 3 peers");
     }
 
     #[test]

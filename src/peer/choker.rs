@@ -1,12 +1,12 @@
 //! Who holds our upload slots: a pure function over the connected peers, run
-//! on every change and on a rotation timer. Slots go to peers that lack
-//! something we hold: one that has waited a rotation period first, then the
-//! one holding fewest chunks (a cooperative swarm serves the furthest behind:
-//! a newcomer gets its first chunk early wherever it connected), then the
-//! longest waiting; a holder that asks for
-//! nothing or drains nothing loses its slot at once; a holder that has had
-//! its slot for a rotation period gives it to a waiting peer, so new peers
-//! get data early and every peer gets a turn.
+//! on every change, at the end of each turn and on a rotation timer. Slots go
+//! to peers that lack something we hold: one that has waited `starve` first,
+//! then the one holding fewest chunks (a cooperative swarm serves the
+//! furthest behind: a newcomer gets its first chunk early wherever it
+//! connected), then the longest waiting; a holder that asks for nothing or
+//! drains nothing loses its slot at once; a holder whose turn is over gives
+//! it to a waiting peer. Short turns share the uplink by bytes among everyone
+//! who wants something, so nobody is far behind at the end.
 
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,8 @@ pub struct Candidate {
     pub conn: ConnId,
     /// Since when it holds one of our slots, if it does.
     pub slot_since: Option<Instant>,
+    /// A holder whose turn is over: it yields to a waiting peer.
+    pub due: bool,
     /// It lacks a chunk we hold.
     pub interested: bool,
     /// Since when it has been waiting (connected, or since it last lost a slot).
@@ -29,14 +31,14 @@ pub struct Candidate {
 }
 
 /// The connections that hold a slot after this round, at most `slots` of them.
-pub fn choose(cands: &[Candidate], slots: usize, now: Instant, rotation: Duration) -> Vec<ConnId> {
+pub fn choose(cands: &[Candidate], slots: usize, now: Instant, starve: Duration) -> Vec<ConnId> {
     let mut holders: Vec<&Candidate> =
         cands.iter().filter(|c| c.slot_since.is_some() && c.interested && c.active).collect();
     let mut waiters: Vec<&Candidate> = cands.iter().filter(|c| c.slot_since.is_none() && c.interested).collect();
-    // The furthest behind first, but a peer that has waited a rotation
-    // period goes before all of them, so none waits without bound.
+    // The furthest behind first, but a peer that has waited `starve` goes
+    // before all of them, so none waits without bound.
     waiters.sort_by_key(|c| {
-        let starved = now.saturating_duration_since(c.waiting_since) >= rotation;
+        let starved = now.saturating_duration_since(c.waiting_since) >= starve;
         (!starved, if starved { 0 } else { c.held }, c.waiting_since, c.conn)
     });
     // Oldest grants first: they are the first to rotate out.
@@ -45,9 +47,8 @@ pub fn choose(cands: &[Candidate], slots: usize, now: Instant, rotation: Duratio
     let mut waiters = waiters.into_iter();
     let mut kept: Vec<ConnId> = Vec::with_capacity(slots);
     for h in holders {
-        let due = h.slot_since.is_some_and(|since| now.saturating_duration_since(since) >= rotation);
         match waiters.as_slice().first() {
-            Some(w) if due => {
+            Some(w) if h.due => {
                 kept.push(w.conn);
                 waiters.next();
             }
@@ -72,6 +73,7 @@ mod tests {
         Candidate {
             conn: ConnId(id),
             slot_since: slot.map(|s| t0 + Duration::from_secs(s)),
+            due: false,
             interested: true,
             waiting_since: t0 + Duration::from_secs(waiting),
             active: true,
@@ -119,19 +121,20 @@ mod tests {
     }
 
     #[test]
-    fn holders_keep_their_slot_until_the_rotation_period() {
+    fn holders_keep_their_slot_until_their_turn_is_over() {
         let t0 = Instant::now();
-        let cands = [cand(1, Some(0), 0, t0), cand(2, None, 1, t0)];
-        let now = t0 + ROT - Duration::from_millis(1);
-        assert_eq!(choose(&cands, 1, now, ROT), vec![ConnId(1)], "one tick before the period");
-        assert_eq!(choose(&cands, 1, t0 + ROT, ROT), vec![ConnId(2)], "at the period it rotates");
+        let mut cands = [cand(1, Some(0), 0, t0), cand(2, None, 1, t0)];
+        assert_eq!(choose(&cands, 1, t0 + secs(2), ROT), vec![ConnId(1)], "its turn goes on");
+        cands[0].due = true;
+        assert_eq!(choose(&cands, 1, t0 + secs(2), ROT), vec![ConnId(2)], "its turn is over");
     }
 
     #[test]
     fn nobody_waiting_means_no_rotation() {
         let t0 = Instant::now();
-        let cands = [cand(1, Some(0), 0, t0)];
-        assert_eq!(choose(&cands, 1, t0 + ROT * 5, ROT), vec![ConnId(1)]);
+        let mut holder = cand(1, Some(0), 0, t0);
+        holder.due = true;
+        assert_eq!(choose(&[holder], 1, t0 + ROT * 5, ROT), vec![ConnId(1)]);
     }
 
     #[test]
@@ -145,11 +148,12 @@ mod tests {
     }
 
     #[test]
-    fn oldest_grant_rotates_first_and_slots_cap() {
+    fn due_holders_yield_and_slots_cap() {
         let t0 = Instant::now();
-        let cands = [cand(1, Some(2), 0, t0), cand(2, Some(0), 0, t0), cand(3, None, 1, t0), cand(4, None, 9, t0)];
+        let mut cands = [cand(1, Some(2), 0, t0), cand(2, Some(0), 0, t0), cand(3, None, 1, t0), cand(4, None, 9, t0)];
+        cands[1].due = true;
         let got = choose(&cands, 2, t0 + Duration::from_secs(11), ROT);
-        assert_eq!(got, vec![ConnId(3), ConnId(1)], "conn 2 held longest and rotates out; conn 1 is not due");
+        assert_eq!(got, vec![ConnId(3), ConnId(1)], "conn 2's turn is over; conn 1's is not");
         assert_eq!(choose(&cands, 1, t0 + Duration::from_secs(30), ROT).len(), 1);
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::bitfield::Bitfield;
 use crate::hash::ContentId;
@@ -63,6 +63,8 @@ pub struct Session {
     pub slot_since: Option<Instant>,
     /// Since when it has waited for a slot.
     pub waiting_since: Instant,
+    /// Chunk bytes sent to it since it gained its slot: a slot is a turn of `TURN_CHUNKS`.
+    pub turn_sent: u64,
     pub last_request: Instant,
     pub last_sent: Instant,
     /// We told it our State (after its Bitfield).
@@ -134,6 +136,7 @@ impl Session {
             owed: VecDeque::new(),
             slot_since: None,
             waiting_since: now,
+            turn_sent: 0,
             last_request: now,
             last_sent: now,
             told_state: false,
@@ -186,16 +189,19 @@ impl Session {
         }
     }
 
-    /// A slot holder that asks for nothing, or whose queue does not drain, for `idle`.
-    pub fn active(&self, now: Instant, idle: std::time::Duration) -> bool {
-        self.slot_idle_at(idle).is_some_and(|at| now < at)
+    /// A slot holder that has asked for nothing for `ask`, or whose queue has
+    /// not drained for `drain`, is idle.
+    pub fn active(&self, now: Instant, ask: Duration, drain: Duration) -> bool {
+        self.slot_idle_at(ask, drain).is_some_and(|at| now < at)
     }
 
     /// When a slot holder becomes idle unless it asks or drains something.
-    pub fn slot_idle_at(&self, idle: std::time::Duration) -> Option<Instant> {
+    pub fn slot_idle_at(&self, ask: Duration, drain: Duration) -> Option<Instant> {
         let since = self.slot_since?;
-        let last = if self.owed.is_empty() { self.last_request } else { self.last_sent };
-        Some(last.max(since) + idle)
+        Some(match self.owed.is_empty() {
+            true => self.last_request.max(since) + ask,
+            false => self.last_sent.max(since) + drain,
+        })
     }
 }
 
@@ -226,18 +232,19 @@ mod tests {
     #[test]
     fn activity_of_a_slot_holder() {
         let t0 = Instant::now();
-        let idle = std::time::Duration::from_secs(10);
+        let (ask, drain) = (Duration::from_secs(1), Duration::from_secs(10));
         let mut s = session();
-        assert!(!s.active(t0, idle), "no slot");
+        assert!(!s.active(t0, ask, drain), "no slot");
         s.slot_since = Some(t0);
         s.last_request = t0;
         s.last_sent = t0;
-        assert!(s.active(t0 + idle / 2, idle));
-        assert!(!s.active(t0 + idle, idle), "asked for nothing");
+        assert!(s.active(t0 + ask / 2, ask, drain));
+        assert!(!s.active(t0 + ask, ask, drain), "asked for nothing");
         s.owed.push_back(Answer::Chunk(0));
-        s.last_request = t0 + idle;
-        assert!(!s.active(t0 + idle, idle), "asks but drains nothing");
-        s.last_sent = t0 + idle;
-        assert!(s.active(t0 + idle, idle));
+        s.last_request = t0 + ask;
+        assert!(s.active(t0 + drain / 2, ask, drain), "asked: its queue has `drain` to move");
+        assert!(!s.active(t0 + drain, ask, drain), "asks but drains nothing");
+        s.last_sent = t0 + drain;
+        assert!(s.active(t0 + drain, ask, drain));
     }
 }

@@ -26,9 +26,31 @@ const RANDOM_FIRST: u32 = 4;
 pub enum Goal {
     /// Until the process stops (lmk-seeder).
     Forever,
-    /// Until `ratio` x the file size is uploaded or `time` has passed since completion.
-    Until { ratio: f64, time: Option<Duration> },
+    /// Until nobody has asked for any of it for `idle` (the swarm no longer
+    /// needs us, whatever its size), or `ratio` x the file size is uploaded,
+    /// or `time` has passed since completion: whichever comes first.
+    Until { idle: Duration, ratio: Option<f64>, time: Option<Duration> },
 }
+
+impl Goal {
+    /// Leave a file as soon as it is complete (`--seed-ratio 0`).
+    pub const AT_ONCE: Goal = Goal::Until { idle: Duration::ZERO, ratio: Some(0.0), time: None };
+
+    /// Whether a complete file leaves at once, without serving anybody.
+    pub fn at_once(&self) -> bool {
+        match *self {
+            Goal::Forever => false,
+            Goal::Until { idle, ratio, time } => {
+                idle.is_zero() || ratio.is_some_and(|r| r <= 0.0) || time.is_some_and(|t| t.is_zero())
+            }
+        }
+    }
+}
+
+/// `--seed-idle`'s default: the longest a finished peer serves a swarm that
+/// asks it for nothing. A peer still asked is kept, so the fast peers of a
+/// mixed swarm stay while slow ones fetch from them.
+pub const SEED_IDLE: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
@@ -76,6 +98,8 @@ pub struct Torrent {
     pub started: Instant,
     /// Last verified chunk (or the start): `--timeout` counts from here.
     pub last_progress: Instant,
+    /// Last request of any peer for this file (or the start): `Goal::Until`'s idle counts from here.
+    pub last_asked: Instant,
     pub next_announce: Instant,
     /// Announces refused in a row: the next is tried after 1 s, doubling up
     /// to the interval (a seeder may announce before its publish lands).
@@ -114,6 +138,7 @@ impl Torrent {
             stage,
             started: now,
             last_progress: now,
+            last_asked: now,
             next_announce: now,
             refused: 0,
             lonely: 0,
@@ -210,21 +235,23 @@ impl Torrent {
 
     /// True once a seeding goal is met.
     pub fn goal_met(&self, now: Instant) -> bool {
-        let Stage::Seeding { since } = self.stage else { return false };
-        match self.goal {
-            Goal::Forever => false,
-            Goal::Until { ratio, time } => {
-                self.counters.uploaded as f64 >= ratio * self.meta.size() as f64
-                    || time.is_some_and(|t| now >= since + t)
-            }
-        }
+        let Goal::Until { ratio, .. } = self.goal else { return false };
+        let uploaded = ratio.is_some_and(|r| self.counters.uploaded as f64 >= r * self.meta.size() as f64);
+        matches!(self.stage, Stage::Seeding { .. }) && (uploaded || self.goal_deadline().is_some_and(|at| now >= at))
     }
 
-    /// When the seed time runs out, if it can.
+    /// When seeding ends unless somebody asks for something first.
     pub fn goal_deadline(&self) -> Option<Instant> {
-        match (self.stage, self.goal) {
-            (Stage::Seeding { since }, Goal::Until { time: Some(t), .. }) => Some(since + t),
-            _ => None,
+        let (Stage::Seeding { since }, Goal::Until { idle, time, .. }) = (self.stage, self.goal) else { return None };
+        let idle_at = self.last_asked.max(since) + idle;
+        Some(time.map_or(idle_at, |t| idle_at.min(since + t)))
+    }
+
+    /// How long nobody has asked for any of the file since it was complete.
+    pub fn idle(&self, now: Instant) -> Duration {
+        match self.stage {
+            Stage::Seeding { since } => now.saturating_duration_since(self.last_asked.max(since)),
+            _ => Duration::ZERO,
         }
     }
 

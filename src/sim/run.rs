@@ -98,8 +98,8 @@ pub fn run(s: &Scenario) -> Result<Outcome, BadValue> {
             at += Duration::from_secs_f64(-mean * (1.0 - u).ln());
         }
         let goal = match role[i] {
-            1 => Goal::Until { ratio: 0.0, time: None },
-            _ => Goal::Until { ratio: s.seed_ratio, time: s.seed_time },
+            1 => Goal::AT_ONCE,
+            _ => Goal::Until { idle: s.seed_idle, ratio: s.seed_ratio, time: s.seed_time },
         };
         let crash_at = (role[i] == 2).then(|| Duration::from_secs_f64(t_p2p * (rng.next_u64() % 1000) as f64 / 1000.0));
         world.add_host(HostSpec {
@@ -111,7 +111,7 @@ pub fn run(s: &Scenario) -> Result<Outcome, BadValue> {
             arrive: at,
             config: config(&mut rng),
             goal,
-            lie: (role[i] == 3).then(|| s.seed ^ 0xbad ^ i as u64),
+            lie: (role[i] == 3).then_some(s.seed ^ 0xbad ^ i as u64),
             crash_at,
         });
     }

@@ -128,15 +128,16 @@ impl Machine {
         }
     }
 
-    /// Tells every peer of the file that lacks `index` that we hold it now,
-    /// and cancels end-game duplicates.
+    /// Tells every peer of the file that lacks `index`, or serves us, that we
+    /// hold it now, and cancels end-game duplicates.
     pub(super) fn announce_have(&mut self, id: ContentId, index: u32) {
         self.all_touched = true; // a cancel changes what a peer owes us
         for (conn, s) in self.sessions.iter_mut().filter(|(_, s)| s.torrent == Some(id) && s.phase == Phase::Open) {
             if s.cancel(index) {
                 self.outputs.push_back(Output::Send(*conn, Message::Cancel(index)));
             }
-            if s.theirs.as_ref().is_none_or(|b| !b.get(index)) {
+            // A peer that serves us hears of every chunk, so it sees when we want nothing more of it.
+            if s.their_state.serves() || s.theirs.as_ref().is_none_or(|b| !b.get(index)) {
                 self.outputs.push_back(Output::Send(*conn, Message::Have(index)));
             }
         }

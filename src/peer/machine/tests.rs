@@ -193,11 +193,11 @@ fn bitfield_and_have_tell_each_side_what_the_other_holds() {
     sw.inject(t0, a, h, Message::Chunk { index: 1, data: &f.chunk(1) });
     assert_eq!(of(&sw.said(a, b), Seen::Have), [1], "b lacked it");
     assert_eq!(of(&sw.said(a, s), Seen::Have), [], "the seeder holds it");
-    assert_eq!(of(&sw.said_on(a, h), Seen::Have), [], "the sender holds it");
-    // b learnt it from the Have and fetched it from a; now both hold it, nobody is told.
+    assert_eq!(of(&sw.said_on(a, h), Seen::Have), [1], "it serves a: it hears of every chunk a verifies");
+    // b learnt it from the Have and fetched it from a; it tells a, which serves it, and nobody else.
     assert_eq!(sw.theirs(b, sw.conn(b, a)), [1]);
     assert_eq!(of(&sw.said(a, b), Seen::Chunk), [1]);
-    assert_eq!(of(&sw.said(b, a), Seen::Have), []);
+    assert_eq!(of(&sw.said(b, a), Seen::Have), [1]);
     assert_eq!(of(&sw.said(b, s), Seen::Have), []);
 
     // A Bitfield of the wrong length (or with spare bits set) closes that connection.
@@ -345,8 +345,11 @@ fn the_rarest_chunks_are_asked_first_after_the_random_ones() {
 #[test]
 fn end_game_asks_a_second_peer_cancels_and_ignores_the_duplicate() {
     let (t0, f, mut sw) = start(4);
-    let (u1, d) = (sw.peer(t0, &f, &f.all(), |_| {}), sw.peer(t0, &f, &[], |_| {}));
+    // Two chunks each: the first two pipelines ask for all four, so the end game is on.
+    let (u1, u2) = (sw.peer(t0, &f, &[0, 1], |_| {}), sw.peer(t0, &f, &[2, 3], |_| {}));
+    let d = sw.peer(t0, &f, &[], |_| {});
     sw.hosts[u1].hold = true;
+    sw.hosts[u2].hold = true;
     sw.run(t0);
     let (a, b) = match of(&sw.said(d, u1), Seen::Request)[..] {
         [a, b, ..] => (a, b),
@@ -372,11 +375,11 @@ fn end_game_asks_a_second_peer_cancels_and_ignores_the_duplicate() {
     sw.inject(t0, d, h, Message::Chunk { index: b, data: &f.chunk(b) });
     assert_eq!(of(&sw.said(d, u1), Seen::Cancel), [a, b]);
     sw.hosts[u1].hold = false;
+    sw.hosts[u2].hold = false;
     sw.run(t0);
     let not_b: Vec<u32> = of(&sw.said(d, u1), Seen::Request).into_iter().filter(|&i| i != b).collect();
     assert_eq!(of(&sw.said(u1, d), Seen::Chunk), not_b, "all it was asked but b, a included");
-    let others: Vec<u32> = f.all().into_iter().filter(|&i| i != a && i != b).collect();
-    assert_eq!(sorted(of(&sw.said_on(d, h), Seen::Have)), others);
+    assert_eq!(sorted(of(&sw.said_on(d, h), Seen::Have)), f.all(), "h serves d: it hears of every chunk");
     assert!(sw.holds_file(d, &f));
     assert_eq!(sw.events(d), ["Complete"]);
     let Some(Event::Complete { counters, .. }) = sw.hosts[d].events.first() else { unreachable!() };
@@ -419,18 +422,19 @@ fn an_idle_slot_holder_loses_its_slot_to_a_waiting_peer() {
     let (t0, f, mut sw) = start(6);
     let s = sw.peer(t0, &f, &f.all(), |c| c.slots = 1);
     sw.run(t0);
-    let h1 = sw.accept(t0 + secs(1), s, hand_addr(1));
-    sw.greet(t0 + secs(1), s, h1, &f, &[], None);
-    sw.inject(t0 + secs(1), s, h1, Message::Request(0)); // one request, then nothing
-    let h2 = sw.accept(t0 + secs(2), s, hand_addr(2));
-    sw.greet(t0 + secs(2), s, h2, &f, &[], None);
+    let at = t0 + secs(1);
+    let h1 = sw.accept(at, s, hand_addr(1));
+    sw.greet(at, s, h1, &f, &[], None);
+    sw.inject(at, s, h1, Message::Request(0)); // one request, then nothing
+    let h2 = sw.accept(at, s, hand_addr(2));
+    sw.greet(at, s, h2, &f, &[], None);
     assert_eq!(sw.said_on(s, h2).last(), Some(&Seen::State(State::Unavailable)));
-    sw.run(t0 + secs(6) - ms(1));
-    assert_eq!(sw.said_on(s, h2).len(), 3, "one tick before SLOT_IDLE it keeps the slot");
-    sw.run(t0 + secs(6));
-    assert_eq!(sw.said_on(s, h1).last(), Some(&Seen::State(State::Unavailable)), "idle for SLOT_IDLE");
+    sw.run(at + ASK_IDLE - ms(1));
+    assert_eq!(sw.said_on(s, h2).len(), 3, "one tick before ASK_IDLE it keeps the slot");
+    sw.run(at + ASK_IDLE);
+    assert_eq!(sw.said_on(s, h1).last(), Some(&Seen::State(State::Unavailable)), "asked for nothing for ASK_IDLE");
     assert_eq!(sw.said_on(s, h2).last(), Some(&Seen::State(State::Connected)));
-    assert!(sw.hosts[s].m.next_deadline().is_some_and(|d| d > t0 + secs(6)), "no busy wake-ups");
+    assert!(sw.hosts[s].m.next_deadline().is_some_and(|d| d > at + ASK_IDLE), "no busy wake-ups");
 }
 
 #[test]
@@ -471,6 +475,9 @@ fn the_upload_bucket_paces_chunks_and_serves_downloaders_in_turn() {
     assert_eq!(served(&sw), [h1, h1, h2, h1, h2, h1, h2, h2], "served in turn");
 }
 
+/// An idle time no test reaches.
+const LONG: Duration = Duration::from_secs(1 << 20);
+
 /// A leecher completes from a seeder at t0 and then seeds towards `goal`.
 fn seeding(goal: Goal) -> (Harness, usize, TestFile, Instant) {
     let (t0, f, mut sw) = start(4);
@@ -496,7 +503,7 @@ fn upload_all_but_the_last(sw: &mut Harness, d: usize, f: &TestFile, t0: Instant
 
 #[test]
 fn a_ratio_goal_keeps_seeding_until_one_file_size_is_uploaded() {
-    let (mut sw, d, f, t0) = seeding(Goal::Until { ratio: 1.0, time: None });
+    let (mut sw, d, f, t0) = seeding(Goal::Until { idle: LONG, ratio: Some(1.0), time: None });
     let h = upload_all_but_the_last(&mut sw, d, &f, t0);
     assert!(!sw.events(d).contains(&"Finished"), "short of one file size");
     assert!(!sw.stopped(d, &f));
@@ -513,24 +520,25 @@ fn a_ratio_goal_keeps_seeding_until_one_file_size_is_uploaded() {
 
 #[test]
 fn a_met_ratio_goal_finishes_with_the_upload_that_meets_it() {
-    let (mut sw, d, f, t0) = seeding(Goal::Until { ratio: 1.0, time: None });
+    let (mut sw, d, f, t0) = seeding(Goal::Until { idle: LONG, ratio: Some(1.0), time: None });
     let h = upload_all_but_the_last(&mut sw, d, &f, t0);
-    assert!(sw.hosts[d].m.next_deadline().unwrap() > t0 + secs(2), "no timer of its own fires at 2 s");
-    sw.inject(t0 + secs(2), d, h, Message::Request(3));
+    let at = t0 + secs(1) + ASK_IDLE / 2;
+    assert!(sw.hosts[d].m.next_deadline().unwrap() > at, "no timer of its own fires then");
+    sw.inject(at, d, h, Message::Request(3));
     assert_eq!(of(&sw.said_on(d, h), Seen::Chunk), [0, 1, 2, 3]);
     assert!(sw.events(d).contains(&"Finished"), "the upload that meets the goal ends seeding");
 }
 
 #[test]
 fn a_zero_ratio_finishes_at_completion() {
-    let (sw, d, _, _) = seeding(Goal::Until { ratio: 0.0, time: None });
+    let (sw, d, _, _) = seeding(Goal::AT_ONCE);
     assert_eq!(sw.events(d), ["Complete", "Finished"]);
     assert_eq!(sw.hosts[d].m.files().count(), 0);
 }
 
 #[test]
 fn completion_and_leaving_are_announced_at_once_without_a_false_reconnect() {
-    let (mut sw, d, _, t0) = seeding(Goal::Until { ratio: 0.0, time: None });
+    let (mut sw, d, _, t0) = seeding(Goal::AT_ONCE);
     let sent = |sw: &Harness| sw.announces.iter().filter(|(n, _)| *n == d).map(|(_, a)| a.event).collect::<Vec<_>>();
     assert_eq!(sent(&sw), [AnnounceEvent::Started, AnnounceEvent::Completed, AnnounceEvent::Stopped]);
     sw.run(t0 + secs(2));
@@ -540,13 +548,42 @@ fn completion_and_leaving_are_announced_at_once_without_a_false_reconnect() {
 
 #[test]
 fn a_seed_time_finishes_at_that_time_without_uploads() {
-    let (mut sw, d, f, t0) = seeding(Goal::Until { ratio: 100.0, time: Some(secs(30)) });
+    let (mut sw, d, f, t0) = seeding(Goal::Until { idle: LONG, ratio: Some(100.0), time: Some(secs(30)) });
     sw.run(t0 + secs(30) - ms(1));
     assert!(!sw.events(d).contains(&"Finished"), "one tick before");
     assert!(!sw.stopped(d, &f));
     sw.run(t0 + secs(30));
     assert!(sw.events(d).contains(&"Finished"));
     assert!(sw.stopped(d, &f));
+}
+
+#[test]
+fn an_idle_goal_leaves_once_nobody_has_asked_for_anything_that_long() {
+    let idle = secs(20);
+    let (mut sw, d, f, t0) = seeding(Goal::Until { idle, ratio: None, time: None });
+    let h = sw.accept(t0 + secs(10), d, hand_addr(1));
+    sw.greet(t0 + secs(10), d, h, &f, &[], None);
+    sw.inject(t0 + secs(10), d, h, Message::Request(0));
+    assert_eq!(of(&sw.said_on(d, h), Seen::Chunk), [0]);
+    sw.run(t0 + secs(25));
+    assert!(!sw.stopped(d, &f), "asked at 10 s: 20 s of idle run from there");
+    assert_eq!(sw.hosts[d].m.next_deadline(), Some(t0 + secs(30)));
+    sw.run(t0 + secs(30) - ms(1));
+    assert!(!sw.events(d).contains(&"Finished"), "one tick before");
+    sw.run(t0 + secs(30));
+    assert!(sw.events(d).contains(&"Finished"), "nobody asked for 20 s");
+    assert!(sw.stopped(d, &f));
+}
+
+#[test]
+fn a_zero_idle_or_time_finishes_at_completion() {
+    for goal in [
+        Goal::Until { idle: Duration::ZERO, ratio: None, time: None },
+        Goal::Until { idle: LONG, ratio: None, time: Some(Duration::ZERO) },
+    ] {
+        let (sw, d, _, _) = seeding(goal);
+        assert_eq!(sw.events(d), ["Complete", "Finished"], "{goal:?}");
+    }
 }
 
 #[test]

@@ -17,6 +17,7 @@ impl Machine {
             return self.violation(now, conn, "too many requests outstanding");
         }
         s.last_request = now;
+        t.last_asked = now;
         let answer = if s.slot_since.is_none() {
             Answer::Reject(index, RejectReason::NoSlot)
         } else if index >= t.meta.chunk_count() {
@@ -77,6 +78,9 @@ impl Machine {
                             }
                         }
                         t.counters.uploaded += len as u64;
+                        s.turn_sent += len as u64;
+                        let turn = TURN_CHUNKS * u64::from(t.meta.chunk_size());
+                        self.turn_over |= s.turn_sent >= turn && s.turn_sent - (len as u64) < turn;
                         self.up.take(now, len as u64);
                         return t.goal_met(now);
                     }
@@ -133,12 +137,15 @@ impl Machine {
             .filter_map(|(c, s)| {
                 let t = self.torrents.get(&s.torrent?)?;
                 let theirs = s.theirs.as_ref()?;
+                let turn = TURN_CHUNKS * u64::from(t.meta.chunk_size());
                 Some(Candidate {
                     conn: *c,
                     slot_since: s.slot_since,
+                    due: s.slot_since.is_some_and(|since| now.saturating_duration_since(since) >= ROTATION)
+                        || s.turn_sent >= turn,
                     interested: t.stage != Stage::Done && t.held().has_any_missing_from(theirs),
                     waiting_since: s.waiting_since,
-                    active: s.active(now, SLOT_IDLE),
+                    active: s.active(now, ASK_IDLE, SLOT_IDLE),
                     held: theirs.count(),
                 })
             })
@@ -151,6 +158,7 @@ impl Machine {
             match (s.slot_since.is_some(), keep) {
                 (false, true) => {
                     s.slot_since = Some(now);
+                    s.turn_sent = 0;
                     s.last_request = now;
                     let state = if s.told_state { State::Connected } else { State::Available };
                     s.told_state = true;
