@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use lmk::common::cli::{self, Args, Usage};
 use lmk::common::quantity::{Kind, Range};
-use lmk::meta::{DEFAULT_CHUNK, MAX_CHUNK, MIN_CHUNK};
+use lmk::meta::{MAX_CHUNK, MIN_CHUNK};
 use lmk::seeder::{self, Config};
 
 const HELP: &str = "\
@@ -28,7 +28,8 @@ OPTIONS:
                       connections per file, 1..65535         [default: 50]
   --up-limit RATE     upload limit in bytes/s, 1..1T         [default: none]
   --down-limit RATE   download limit in bytes/s, 1..1T       [default: none]
-  --chunk-size BYTES  chunk size, 16K..16M                   [default: 1M]
+  --chunk-size BYTES  chunk size, 16K..16M   [default: 128K, doubling for
+                      files over 1G so that none has over 8192 chunks]
   --status SECS       show the status line this often, 0..1d
                       [default: 5; 0: never]
                       (redrawn on a terminal; else printed when it changed,
@@ -55,7 +56,7 @@ fn parse(mut args: Args) -> Result<Config, Usage> {
     let tracker = args.addr("--tracker", "127.0.0.1:6969")?;
     let listen = args.addr("--listen", "0.0.0.0:0")?;
     let peer = cli::peer_options(&mut args)?;
-    let chunk_size: u32 = args.whole("--chunk-size", CHUNK)?.unwrap_or(DEFAULT_CHUNK);
+    let chunk_size: Option<u32> = args.whole("--chunk-size", CHUNK)?;
     let status_every = args.duration("--status", STATUS)?.unwrap_or(Duration::from_secs(5));
     // -q: errors only, so no status either.
     let status_every = if args.quiet { Duration::ZERO } else { status_every };

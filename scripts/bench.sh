@@ -427,7 +427,8 @@ section "aria2c: $SIZE_MIB MiB from one aria2c seeder to one aria2c leecher, lmk
 start_tracker tracker-aria --interval 2
 ARIA_TRACKER_PID=$TR_PID
 ARIA_PORT=${TR_ADDR##*:}
-# A private torrent (BEP 27: tracker-only peers) with 1 MiB pieces, as LMK's chunks.
+# A private torrent (BEP 27: tracker-only peers) with 1 MiB pieces (aria2c fetches 16 KiB blocks of
+# them; LMK hashes this file in its default 128 KiB chunks).
 python3 scripts/mktorrent.py "$RUN/src/$NAME" "udp://127.0.0.1:$ARIA_PORT/announce" "$RUN/bench.torrent" $((1 << 20)) >/dev/null
 # aria2c speaks UDP trackers over its DHT socket only, so DHT is on, with a fresh
 # routing table and no entry point; LPD, PEX and IPv6 off; sockets on 127.0.0.1.

@@ -177,7 +177,7 @@ fn slow_seeder_four_leechers_share() {
 /// seeder's share per leecher, and so this, hard to push lower). If any
 /// leecher is already done when the seeder is killed (a starved machine),
 /// the run proves less than it should and the scenario is set up again, at
-/// most 3 times. The leechers keep seeding (`--seed-ratio 10`) until the
+/// most 3 times. The leechers keep seeding (`--seed-ratio 10 --seed-idle 1h`) until the
 /// test ends: with the seeder gone, one that left on reaching ratio 1 could
 /// take the last copy of a chunk with it.
 #[test]
@@ -191,7 +191,8 @@ fn seeder_killed_after_one_copy() {
         wait_listed(addr, NAME, 1);
 
         let dirs = out_dirs(&tmp, 4);
-        let mut leechers = spawn_leechers(addr, NAME, &dirs, &["--seed-ratio", "10", "--up-limit", "256K"]);
+        let args = ["--seed-ratio", "10", "--seed-idle", "1h", "--up-limit", "256K"];
+        let mut leechers = spawn_leechers(addr, NAME, &dirs, &args);
         let mut union = ChunkUnion::new(&src, CHUNK);
         let status = seeder.wait_stdout(DOWNLOAD, "one copy sent and every chunk held by some leecher", |line| {
             parse_seeder_status(line).filter(|s| s.copies >= 1.0 && union.missing(&dirs, NAME) == 0)
@@ -262,4 +263,25 @@ fn leecher_killed_mid_swarm() {
         return;
     }
     panic!("in 3 attempts the victim always finished before it could be killed");
+}
+
+/// With its defaults, a get in a swarm where nobody else wants the file
+/// leaves by itself once nobody has asked it for anything for `--seed-idle`
+/// (20 s), and exits 0: a user's script does not wait forever.
+#[test]
+fn a_get_with_the_defaults_leaves_once_nobody_asks() {
+    let tmp = TempDir::new("seed-idle");
+    let src = random_file(&tmp.sub("src"), "idle.bin", MIB, 5);
+    let shared = share(&src, &[]);
+    let out = tmp.sub("out");
+    let tracker = shared.addr.to_string();
+    let args = ["--tracker", &tracker, "--listen", "127.0.0.1:0", "get", "idle.bin", "--out", out.to_str().unwrap()];
+    let mut leecher = Proc::spawn("leecher", LEECHER, &strings(&args));
+    leecher.wait_done(DOWNLOAD, "idle.bin");
+    leecher.wait_stdout_contains(DOWNLOAD, "idle.bin: seeding until nobody asks for 20.0s");
+    let end = leecher.finish(Duration::from_secs(120));
+    let stdout = text(&end.stdout);
+    assert_eq!(end.status.code(), Some(0), "{stdout}\n{}", text(&end.stderr));
+    assert!(stdout.contains("idle.bin: seeded, "), "{stdout}");
+    assert_same_file(&src, &out.join("idle.bin"));
 }

@@ -167,7 +167,8 @@ fn ctrl_c_while_only_seeding_exits_0() {
     let src = random_file(&tmp.sub("src"), "f.bin", 300_000, 3);
     let shared = share(&src, &["--chunk-size", "65536"]);
     let out = tmp.sub("out");
-    let mut leecher = get_into(shared.addr, "f.bin", &out, &["--seed-ratio", "5", "--seed-time", "1h"]);
+    let mut leecher =
+        get_into(shared.addr, "f.bin", &out, &["--seed-ratio", "5", "--seed-time", "1h", "--seed-idle", "1h"]);
     leecher.wait_done(DOWNLOAD, "f.bin");
     let seeding = leecher.wait_stdout_contains(DOWNLOAD, "f.bin: seeding");
     assert!(seeding.contains("Ctrl-C"), "the seeding line says how to stop: {seeding}");

@@ -28,7 +28,8 @@ pub struct Config {
     pub tracker: SocketAddr,
     pub listen: SocketAddr,
     pub peer: PeerOptions,
-    pub chunk_size: u32,
+    /// None: `meta::auto_chunk` of each file's size.
+    pub chunk_size: Option<u32>,
     pub paths: Vec<PathBuf>,
     /// How often the status line is printed; zero: never.
     pub status_every: Duration,

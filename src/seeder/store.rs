@@ -13,16 +13,17 @@ use crate::peer::storage::{SharedFile, Stamp};
 /// Bytes read and hashed at a time while a file is hashed.
 const HASH_BLOCK: usize = 128 * 1024;
 
-/// Hashes `path` into chunks of `chunk_size`, calling `progress` with the
+/// Hashes `path` into chunks of `chunk_size` (None: `meta::auto_chunk`), calling `progress` with the
 /// bytes done so far. Returns the metadata and the open file to serve.
 pub fn hash_file(
     path: &Path,
     name: String,
-    chunk_size: u32,
+    chunk_size: Option<u32>,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<(FileMeta, SharedFile), HashError> {
     let file = File::open(path).map_err(|e| HashError::Io(path.to_path_buf(), e))?;
     let stamp = Stamp::of(&file).map_err(|e| HashError::Io(path.to_path_buf(), e))?;
+    let chunk_size = chunk_size.unwrap_or_else(|| crate::meta::auto_chunk(stamp.size()));
     // Blocks small enough to stay in the CPU cache between the copy out of
     // the page cache and the hash: a whole-chunk buffer is read from memory twice.
     let mut buf = vec![0u8; HASH_BLOCK.min(chunk_size as usize)];
@@ -82,7 +83,7 @@ mod tests {
         let path = std::env::temp_dir().join(format!("lmk-store-read-{}", std::process::id()));
         File::create(&path).unwrap().write_all(&data).unwrap();
         let mut calls = 0;
-        let (meta, mut file) = hash_file(&path, "x".into(), MIN_CHUNK, |_, _| calls += 1).unwrap();
+        let (meta, mut file) = hash_file(&path, "x".into(), Some(MIN_CHUNK), |_, _| calls += 1).unwrap();
         assert_eq!((meta.chunk_count(), calls), (3, 3));
         assert_eq!(meta.hashes()[2], Hash20::of(&data[MIN_CHUNK as usize * 2..]));
         let mut out = b"hdr".to_vec();

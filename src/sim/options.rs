@@ -60,7 +60,7 @@ pub fn scenario(args: &mut Args) -> Result<Scenario, Usage> {
     let s = Scenario {
         peers: args.whole("--peers", PEERS)?.unwrap_or(d.peers),
         size: args.whole("--size", SIZE)?.unwrap_or(d.size),
-        chunk_size: args.whole("--chunk-size", CHUNK)?.unwrap_or(d.chunk_size),
+        chunk_size: args.whole("--chunk-size", CHUNK)?.or(d.chunk_size),
         seed_up: link(args, "--seed-up")?.unwrap_or(d.seed_up),
         classes,
         down: link(args, "--down")?.unwrap_or(d.down),

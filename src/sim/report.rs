@@ -56,7 +56,7 @@ pub fn table(o: &Outcome) -> String {
         "{} peers, {} in {} KiB chunks, seed up {}, arrivals {arrivals}, seed {}: T_p2p {:.2}s",
         s.peers,
         mib(s.size as f64),
-        s.chunk_size >> 10,
+        s.chunk() >> 10,
         rate(s.seed_up),
         s.seed,
         o.t_p2p

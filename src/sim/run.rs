@@ -49,8 +49,8 @@ pub struct Outcome {
 
 pub fn run(s: &Scenario) -> Result<Outcome, BadValue> {
     let started = Instant::now();
-    let content = Content::new("sim.bin", s.size, s.chunk_size, s.seed)
-        .map_err(|e| BadValue(format!("--size {} with --chunk-size {}: {e}", s.size, s.chunk_size)))?;
+    let content = Content::new("sim.bin", s.size, s.chunk(), s.seed)
+        .map_err(|e| BadValue(format!("--size {} with --chunk-size {}: {e}", s.size, s.chunk())))?;
     let tracker =
         TrackerConfig { interval: s.interval, expiry: 3 * s.interval, seed: s.seed, ..TrackerConfig::default() };
     let mut world = World::new(content, tracker, s.latency, s.sndbuf);

@@ -33,7 +33,8 @@ pub struct Scenario {
     /// Downloaders (the seed is extra).
     pub peers: usize,
     pub size: u64,
-    pub chunk_size: u32,
+    /// None: the seeder's default for `size` (`meta::auto_chunk`).
+    pub chunk_size: Option<u32>,
     pub seed_up: f64,
     /// Downlink of every downloader; infinite for none.
     pub down: f64,
@@ -69,7 +70,7 @@ impl Default for Scenario {
         Scenario {
             peers: 50,
             size: 64 << 20,
-            chunk_size: 1 << 20,
+            chunk_size: None,
             seed_up: 20.0 * MIB,
             down: f64::INFINITY,
             classes: vec![Class { share: 1.0, up: 20.0 * MIB }],
@@ -94,6 +95,10 @@ impl Default for Scenario {
 pub const MIB: f64 = 1048576.0;
 
 impl Scenario {
+    pub fn chunk(&self) -> u32 {
+        self.chunk_size.unwrap_or_else(|| crate::meta::auto_chunk(self.size))
+    }
+
     /// The fluid bound: the seed must send one copy, the slowest downlink
     /// take one, and all uplinks together carry N copies:
     /// max(F/u_s, F/d_min, N F / (u_s + sum u_i)).

@@ -337,7 +337,7 @@ fn parse_listening(line: &str) -> Option<SocketAddr> {
     line.strip_prefix("listening on ")?.trim().parse().ok()
 }
 
-fn strings(args: &[&str]) -> Vec<String> {
+pub fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
 }
 
@@ -403,7 +403,7 @@ pub fn spawn_leecher(tracker: SocketAddr, args: &[&str]) -> Proc {
     let mut all = strings(&["--tracker", &tracker.to_string()]);
     if args.contains(&"get") {
         all.extend(strings(&["--listen", "127.0.0.1:0"]));
-        if !args.contains(&"--seed-ratio") {
+        if !args.iter().any(|a| ["--seed-ratio", "--seed-idle", "--seed-time"].contains(a)) {
             all.extend(strings(&["--seed-ratio", "0"]));
         }
     }
@@ -440,7 +440,6 @@ pub fn run_leecher(tracker: SocketAddr, args: &[&str]) -> Output {
     spawn_leecher(tracker, args).finish(DOWNLOAD)
 }
 
-/// Runs any binary with exactly `args` (for command-line checks).
 /// A live process's peak resident set (VmHWM) in KiB; None once it is gone.
 pub fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
