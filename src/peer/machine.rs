@@ -15,6 +15,7 @@ use log::{debug, info, warn};
 
 use super::bitfield::Bitfield;
 use super::choker::{self, Candidate};
+use super::penalty::{Offence, Penalties};
 use super::rate::Bucket;
 use super::session::{Answer, Asked, Phase, Session};
 use super::storage::{ReadError, Storage};
@@ -176,6 +177,8 @@ pub struct Machine {
     pub malformed: u64,
     /// Bytes uploaded for files no longer in the core.
     uploaded_before: u64,
+    /// Address blocks that misbehaved, and until when they are refused.
+    penalties: Penalties,
 }
 
 impl Machine {
@@ -203,6 +206,7 @@ impl Machine {
             violations: 0,
             malformed: 0,
             uploaded_before: 0,
+            penalties: Penalties::default(),
         }
     }
 
@@ -217,6 +221,11 @@ impl Machine {
 
     pub fn handle_accept(&mut self, now: Instant, conn: ConnId, addr: SocketAddr) {
         if self.stopping.is_some() {
+            self.outputs.push_back(Output::Close(conn));
+            return;
+        }
+        if self.penalties.banned_until(addr.ip(), now).is_some() {
+            debug!("{conn} {addr}: an address that misbehaved, refused for now; closed");
             self.outputs.push_back(Output::Close(conn));
             return;
         }
@@ -548,10 +557,19 @@ impl Machine {
         }
         // Two connections between the same peers for one file (both dialled
         // at once): keep the one dialled by the smaller nonce, on both sides.
+        // The same nonce from another address is not that peer: a nonce is
+        // sent to every peer, and a third one replaying it must not make us
+        // drop the real connection.
         let twin = self
             .sessions
             .iter()
-            .find(|(c, o)| **c != conn && o.torrent == Some(id) && o.nonce == nonce && o.phase == Phase::Open)
+            .find(|(c, o)| {
+                **c != conn
+                    && o.torrent == Some(id)
+                    && o.nonce == nonce
+                    && o.phase == Phase::Open
+                    && crate::common::ip_block(o.addr.ip()) == crate::common::ip_block(addr.ip())
+            })
             .map(|(c, o)| (*c, o.outbound));
         if let Some((other, other_outbound)) = twin {
             let dialler = |out: bool| if out { self.nonce } else { nonce };
@@ -724,7 +742,8 @@ impl Machine {
             match why {
                 Why::Stalled => {
                     if let Some(s) = self.sessions.get_mut(&conn) {
-                        info!("{conn} {}: stalled; its chunks go to the others", s.addr);
+                        let ban = self.penalties.punish(s.addr.ip(), Offence::Stall, now);
+                        info!("{conn} {}: stalled; its chunks go to the others; refused for {ban:?}", s.addr);
                         s.stalled = true;
                     }
                     self.disconnect(now, conn);
@@ -765,7 +784,8 @@ impl Machine {
         for id in ids {
             let room = self.dial_room(id);
             let Some(t) = self.torrents.get_mut(&id) else { continue };
-            let addrs = t.to_dial(now, room);
+            let penalties = &self.penalties;
+            let addrs = t.to_dial(now, room, |a| penalties.banned_until(a.ip(), now));
             if addrs.is_empty() && t.conns == 0 && t.stage == Stage::Downloading {
                 // Nobody to trade with and nobody to try now: ask the tracker
                 // for more soon (1 s, doubling to the interval), not at the interval.
@@ -784,7 +804,8 @@ impl Machine {
     fn violation(&mut self, now: Instant, conn: ConnId, what: &str) {
         self.violations += 1;
         if let Some(s) = self.sessions.get(&conn) {
-            debug!("{conn} {}: protocol violation: {what}; closed", s.addr);
+            let ban = self.penalties.punish(s.addr.ip(), Offence::Violation, now);
+            debug!("{conn} {}: protocol violation: {what}; closed, refused for {ban:?}", s.addr);
             if let (Some(t), Some(l)) = (s.torrent.and_then(|id| self.torrents.get_mut(&id)), s.listen) {
                 t.ban(l);
             }

@@ -20,11 +20,13 @@ impl Machine {
             if !cancelled {
                 t.picker.release(index);
             }
-            warn!("{conn} {addr}: chunk {index} of {} failed its SHA-1 check; peer dropped", t.meta.name());
+            let name = t.meta.name().to_string();
             if let Some(l) = listen {
                 t.ban(l);
             }
             let id = t.id;
+            let ban = self.penalties.punish(addr.ip(), Offence::Poison, now);
+            warn!("{conn} {addr}: chunk {index} of {name} failed its SHA-1 check; dropped, refused for {ban:?}");
             self.close(conn);
             self.refill(now, id);
             return Ok(());

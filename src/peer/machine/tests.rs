@@ -32,9 +32,11 @@ fn addr(i: usize) -> SocketAddr {
     SocketAddr::new(LOOPBACK, 7000 + i as u16)
 }
 
-/// Where a peer played by the test listens or dials from.
+/// Where a peer played by the test listens or dials from: an address of its
+/// own, since what a peer does wrong is held against its address (and
+/// below the nodes', so a node dials it first).
 fn hand_addr(n: u16) -> SocketAddr {
-    SocketAddr::new(LOOPBACK, 6000 + n)
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 1, (n >> 8) as u8, n as u8)), 6000 + n)
 }
 
 struct TestFile {
@@ -836,15 +838,65 @@ fn a_bad_chunk_bans_its_sender_and_is_fetched_from_another_peer() {
     assert!(t.is_banned(liar));
     assert_eq!(t.counters.bad_chunks, 1);
     assert!(!t.held().get(asked[0]));
-    // It dials in again, naming its listening port: refused at Hello.
-    let again = sw.accept(t0 + secs(1), d, SocketAddr::new(LOOPBACK, 50000));
-    sw.inject(t0 + secs(1), d, again, Message::Hello { id: f.id(), port: liar.port(), nonce: 1 });
+    // It dials in again from its address: refused at once, whatever port it would name.
+    let again = sw.accept(t0 + secs(1), d, SocketAddr::new(liar.ip(), 50000));
     assert!(sw.closed.contains(&(d, again)));
     sw.nodes[s].hold = false;
     sw.run(t0 + secs(1));
     assert!(of(&sw.said(s, d), Seen::Chunk).contains(&asked[0]));
     assert!(sw.holds_file(d, &f));
     assert_eq!(sw.dials.iter().filter(|d| d.1 == liar).count(), 1, "never dialled again");
+}
+
+/// An inbound poisoner that names no port (Hello port 0) is still refused:
+/// by the address it calls from, for longer at each offence.
+#[test]
+fn an_inbound_poisoner_is_refused_by_its_address_for_longer_each_time() {
+    let (t0, f, mut sw) = start(4);
+    let d = sw.peer(t0, &f, &[], |c| c.timeout = secs(3600));
+    sw.tracker_says.insert(d, Vec::new());
+    sw.run(t0);
+    let from = |port| SocketAddr::new(hand_addr(1).ip(), port);
+    let mut refused_for = Vec::new();
+    let mut now = t0;
+    for round in 0..2u16 {
+        let c = sw.accept(now, d, from(40000 + round));
+        assert!(!sw.closed.contains(&(d, c)), "round {round}: taken");
+        sw.greet(now, d, c, &f, &f.all(), Some(State::Available));
+        let index = of(&sw.said_on(d, c), Seen::Request)[0];
+        let bad: Vec<u8> = f.chunk(index).iter().map(|b| b ^ 1).collect();
+        sw.inject(now, d, c, Message::Chunk { index, data: &bad });
+        assert!(sw.closed.contains(&(d, c)), "round {round}: dropped");
+        let banned = now;
+        loop {
+            let c = sw.accept(now, d, from(50000));
+            if !sw.closed.contains(&(d, c)) {
+                sw.close(now, d, c);
+                break;
+            }
+            now += secs(1);
+        }
+        refused_for.push((now - banned).as_secs());
+    }
+    assert_eq!(refused_for, [32, 600], "refused by its address, the second time for the longest ban");
+    assert_eq!(sw.nodes[d].m.torrents[&f.id()].counters.bad_chunks, 2);
+}
+
+#[test]
+fn a_peer_that_rejects_a_chunk_it_claimed_is_refused_by_its_address() {
+    let (t0, f, mut sw) = start(4);
+    let d = sw.peer(t0, &f, &[], |_| {});
+    sw.tracker_says.insert(d, Vec::new());
+    sw.run(t0);
+    let c = sw.accept(t0, d, hand_addr(1));
+    sw.greet(t0, d, c, &f, &f.all(), Some(State::Available));
+    let index = of(&sw.said_on(d, c), Seen::Request)[0];
+    sw.inject(t0, d, c, Message::Reject { index, reason: RejectReason::NotHeld });
+    assert!(sw.closed.contains(&(d, c)));
+    let again = sw.accept(t0 + secs(8) - ms(1), d, hand_addr(1));
+    assert!(sw.closed.contains(&(d, again)), "refused one tick before its 8 s");
+    let later = sw.accept(t0 + secs(8), d, hand_addr(1));
+    assert!(!sw.closed.contains(&(d, later)), "taken again at 8 s");
 }
 
 #[test]
@@ -1008,6 +1060,24 @@ fn two_peers_dialling_each_other_keep_the_connection_dialled_by_the_smaller_nonc
         sw.run(t0 + secs(n));
     }
     assert_eq!(sw.dials.len(), 2, "the loser does not redial a peer it is connected to");
+}
+
+/// A third peer replays the nonce a leecher sent it: the seeder keeps the
+/// leecher's connection (a duplicate needs the same nonce from the same address).
+#[test]
+fn a_replayed_nonce_from_another_address_is_not_a_duplicate() {
+    let (t0, f, mut sw) = start(4);
+    let s = sw.peer(t0, &f, &f.all(), |_| {});
+    let d = sw.peer(t0, &f, &[], |_| {});
+    sw.nodes[s].hold = true; // nothing is sent, so the leecher stays connected
+    sw.run(t0);
+    let real = sw.conn(s, d);
+    let nonce = sw.nodes[d].m.nonce;
+    let replay = sw.accept(t0, s, hand_addr(1));
+    sw.inject(t0, s, replay, Message::Hello { id: f.id(), port: 0, nonce });
+    assert!(sw.links.contains_key(&(s, real)), "the leecher's connection stays");
+    assert!(!sw.closed.contains(&(s, replay)), "the replayer is a peer like any other");
+    assert_eq!(sw.nodes[s].m.peers(), 2);
 }
 
 #[test]
