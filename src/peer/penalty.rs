@@ -74,7 +74,8 @@ impl Penalties {
     }
 
     /// Blocks remembered.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.blocks.len()
     }
 }

@@ -687,6 +687,27 @@ fn a_slot_rotates_to_the_waiting_peer_and_the_old_holders_queue_is_refused_in_or
     assert_eq!(sw.nodes[s].m.slots_used(), 1);
 }
 
+/// Callers from one address hold every slot; a peer from another address
+/// gets one at once (at most ceil(4 / 2) stay with the first address).
+#[test]
+fn upload_slots_are_shared_by_address() {
+    let (t0, f, mut sw) = start(6);
+    let s = sw.peer(t0, &f, &f.all(), |c| (c.slots, c.max_peers) = (4, 16));
+    sw.run(t0);
+    let one = |n: u16| SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9)), 5000 + n);
+    let crowd: Vec<ConnId> = (0..6).map(|n| sw.accept(t0, s, one(n))).collect();
+    for &c in &crowd {
+        sw.greet(t0, s, c, &f, &[], None);
+        sw.inject(t0, s, c, Message::Request(0)); // they keep asking
+    }
+    assert_eq!(sw.nodes[s].m.slots_used(), 4);
+    let other = sw.accept(t0 + secs(1), s, hand_addr(1));
+    sw.greet(t0 + secs(1), s, other, &f, &[], None);
+    assert_eq!(sw.said_on(s, other).last(), Some(&Seen::State(State::Available)), "a slot at once");
+    let held_by_crowd = crowd.iter().filter(|c| sw.nodes[s].m.sessions[c].slot_since.is_some()).count();
+    assert_eq!(held_by_crowd, 3, "the crowd keeps the slot the other address does not want");
+}
+
 #[test]
 fn an_idle_slot_holder_loses_its_slot_to_a_waiting_peer() {
     let (t0, f, mut sw) = start(6);

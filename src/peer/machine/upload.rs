@@ -140,6 +140,7 @@ impl Machine {
                     waiting_since: s.waiting_since,
                     active: s.active(now, SLOT_IDLE),
                     held: theirs.count(),
+                    block: crate::common::ip_block(s.addr.ip()),
                 })
             })
             .collect();
