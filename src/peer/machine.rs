@@ -325,6 +325,16 @@ impl Machine {
         self.settle(now);
     }
 
+    /// The kernel took bytes of the connection's queue: it reads what we
+    /// send. A slot holder owed answers whose queue takes nothing for
+    /// `SLOT_IDLE` is closed (a reader that never reads).
+    pub fn handle_written(&mut self, now: Instant, conn: ConnId) {
+        // Only later: its timer fires early once at worst, a no-op.
+        if let Some(s) = self.sessions.get_mut(&conn) {
+            s.last_sent = now;
+        }
+    }
+
     /// The connection is gone (closed by either side, failed, idle).
     pub fn handle_closed(&mut self, now: Instant, conn: ConnId) {
         self.on_closed(now, conn);
@@ -517,18 +527,22 @@ impl Machine {
         self.sessions.values().filter(|s| s.phase == Phase::Open && s.torrent == Some(id)).count()
     }
 
-    /// Whether another peer that dialled us may trade `id`: inbound peers
-    /// leave a quarter of `--max-peers` to our own dials, so a peer filled
-    /// by callers that hold nothing still reaches the ones it chose (a seed
-    /// that appears later, say).
-    fn inbound_room(&self, id: ContentId) -> bool {
-        let (mut inbound, mut open) = (0, 0);
+    /// Whether another peer that dialled us from `ip` may trade `id`:
+    /// inbound peers leave a quarter of `--max-peers` to our own dials, so a
+    /// peer filled by callers that hold nothing still reaches the ones it
+    /// chose (a seed that appears later, say), and one address block takes
+    /// at most half of them, so one address cannot fill a file.
+    fn inbound_room(&self, id: ContentId, ip: std::net::IpAddr) -> bool {
+        let (mut inbound, mut open, mut same) = (0, 0, 0);
+        let block = crate::common::ip_block(ip);
         for s in self.sessions.values().filter(|s| s.phase == Phase::Open && s.torrent == Some(id)) {
             open += 1;
             inbound += usize::from(!s.outbound);
+            same += usize::from(!s.outbound && crate::common::ip_block(s.addr.ip()) == block);
         }
-        let reserve = (self.config.max_peers / 4).max(1);
-        open < self.config.max_peers && inbound < self.config.max_peers.saturating_sub(reserve).max(1)
+        let max = self.config.max_peers;
+        let reserve = (max / 4).max(1);
+        open < max && inbound < max.saturating_sub(reserve).max(1) && same < (max / 2).max(1)
     }
 
     fn hello(&self, id: ContentId) -> Message<'static> {
@@ -579,7 +593,7 @@ impl Machine {
             }
             self.disconnect(now, other);
         }
-        if !outbound && !self.inbound_room(id) {
+        if !outbound && !self.inbound_room(id, addr.ip()) {
             // No room at all: say so, and the shell closes after the flush.
             debug!("{conn} {addr}: no room for another peer of {}", id.short());
             self.outputs.push_back(Output::Send(conn, self.hello(id)));
@@ -748,9 +762,20 @@ impl Machine {
                     }
                     self.disconnect(now, conn);
                 }
-                // A slot holder that went quiet only loses its slot (the rechoke
-                // below); a chunk refused with Spread is asked again (respread).
-                Why::SlotIdle | Why::Respread => {}
+                // A slot holder owed answers that its queue did not take
+                // (nor waiting for the upload bucket) reads nothing: closed, as
+                // what is queued for it cannot be taken back. One that asks
+                // for nothing only loses its slot (the rechoke below).
+                Why::SlotIdle => {
+                    let Some(s) = self.sessions.get(&conn) else { continue };
+                    if !s.owed.is_empty() && !self.turns.contains(&conn) {
+                        let ban = self.penalties.punish(s.addr.ip(), Offence::Stall, now);
+                        info!("{conn} {}: holds a slot and reads nothing; closed, refused for {ban:?}", s.addr);
+                        self.disconnect(now, conn);
+                    }
+                }
+                // A chunk refused with Spread is asked again (respread).
+                Why::Respread => {}
                 Why::Dial | Why::Greeting | Why::Idle => {
                     if let Some(s) = self.sessions.get(&conn) {
                         debug!("{conn} {}: {why:?} timed out; closed", s.addr);

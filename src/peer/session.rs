@@ -64,6 +64,8 @@ pub struct Session {
     /// Since when it has waited for a slot.
     pub waiting_since: Instant,
     pub last_request: Instant,
+    /// Last time an answer went into its queue or the queue's bytes left us
+    /// (`handle_written`): a holder owed answers whose queue does not move reads nothing.
     pub last_sent: Instant,
     /// We told it our State (after its Bitfield).
     pub told_state: bool,

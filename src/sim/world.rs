@@ -565,6 +565,10 @@ impl World {
             per_sec.resize(sec + 1, 0);
         }
         per_sec[sec] += cost;
+        let now = self.instant();
+        if let Some(core) = self.hosts[from].core.as_mut() {
+            core.handle_written(now, ConnId(2 * conn + s));
+        }
         let delay = self.delay(self.conns[conn].hosts[0], self.conns[conn].hosts[1]);
         self.push(self.now + delay, Ev::Deliver { conn, to: 1 - s, frame });
         self.transmit(conn, s);

@@ -546,6 +546,25 @@ fn no_slot_means_not_now_until_a_slot_is_offered() {
 }
 
 #[test]
+fn one_address_takes_at_most_half_of_a_files_connections() {
+    let (t0, f, mut sw) = start(4);
+    let s = sw.peer(t0, &f, &f.all(), |c| c.max_peers = 8);
+    sw.run(t0);
+    let one = |n: u16| SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9)), 5000 + n);
+    let crowd: Vec<ConnId> = (0..5).map(|n| sw.accept(t0, s, one(n))).collect();
+    for &c in &crowd[..4] {
+        sw.greet(t0, s, c, &f, &[], None);
+    }
+    sw.inject(t0, s, crowd[4], Message::Hello { id: f.id(), port: 0, nonce: 77 });
+    assert!(sw.closed.contains(&(s, crowd[4])), "the fifth from one address is told Unavailable");
+    assert_eq!(sw.said_on(s, crowd[4]).last(), Some(&Seen::State(State::Unavailable)));
+    let other = sw.accept(t0, s, hand_addr(1));
+    sw.greet(t0, s, other, &f, &[], None);
+    assert!(!sw.closed.contains(&(s, other)), "another address is taken");
+    assert_eq!(sw.nodes[s].m.peers(), 5);
+}
+
+#[test]
 fn callers_leave_room_for_our_own_dials() {
     let (t0, f, mut sw) = start(4);
     let d = sw.peer(t0, &f, &[], |c| c.max_peers = 4); // a quarter, one connection, is kept for dials
@@ -725,6 +744,42 @@ fn an_idle_slot_holder_loses_its_slot_to_a_waiting_peer() {
     assert_eq!(sw.said_on(s, h1).last(), Some(&Seen::State(State::Unavailable)), "idle for SLOT_IDLE");
     assert_eq!(sw.said_on(s, h2).last(), Some(&Seen::State(State::Connected)));
     assert!(sw.nodes[s].m.next_deadline().is_some_and(|d| d > t0 + secs(6)), "no busy wake-ups");
+}
+
+/// Two slot holders whose queues the shell cannot refill: one reads slowly
+/// (the kernel takes some of its bytes every second), one never reads. The
+/// one whose queue takes nothing for SLOT_IDLE is closed and its address
+/// refused for a while; the slow reader keeps its slot.
+#[test]
+fn a_slot_holder_that_reads_nothing_is_closed_and_a_slow_reader_is_not() {
+    let (t0, f, mut sw) = start(6);
+    let s = sw.peer(t0, &f, &f.all(), |c| c.slots = 2);
+    sw.run(t0);
+    sw.nodes[s].hold = true; // its queues are full: no handle_drained
+    let (slow, never) = (sw.accept(t0, s, hand_addr(1)), sw.accept(t0, s, hand_addr(2)));
+    for c in [slow, never] {
+        sw.greet(t0, s, c, &f, &[], None);
+        sw.inject(t0, s, c, Message::Request(0));
+    }
+    assert_eq!(sw.nodes[s].m.slots_used(), 2);
+    let written = |sw: &mut Swarm, now| {
+        sw.nodes[s].m.handle_written(now, slow);
+        sw.run(now);
+    };
+    for n in 1..=4 {
+        written(&mut sw, t0 + secs(n));
+    }
+    sw.run(t0 + secs(5) - ms(1));
+    assert!(!sw.closed.contains(&(s, never)), "one tick before SLOT_IDLE");
+    written(&mut sw, t0 + secs(5));
+    assert!(sw.closed.contains(&(s, never)), "its queue took nothing for SLOT_IDLE");
+    let again = sw.accept(t0 + secs(5), s, hand_addr(2));
+    assert!(sw.closed.contains(&(s, again)), "the non-reader's address is refused for a while");
+    for n in 6..=20 {
+        written(&mut sw, t0 + secs(n));
+    }
+    assert!(sw.links.contains_key(&(s, slow)), "the slow reader stays");
+    assert!(sw.nodes[s].m.sessions[&slow].slot_since.is_some(), "and keeps its slot");
 }
 
 #[test]
