@@ -114,9 +114,9 @@ fn callers_that_never_greet_cannot_fill_a_seeder() {
 /// its default chunk size, stays under the bound.
 #[test]
 fn connections_that_never_read_cannot_hold_the_upload_slots() {
-    use std::io::Write;
     use lmk::peer::bitfield::Bitfield;
     use lmk::wire::peer::Message;
+    use std::io::Write;
     let tmp = TempDir::new("noread");
     let src = random_file(&tmp.sub("src"), "wanted.bin", 32 * MIB, 12);
     let meta = file_meta(&src, lmk::meta::DEFAULT_CHUNK);
@@ -145,7 +145,11 @@ fn connections_that_never_read_cannot_hold_the_upload_slots() {
     let leecher = spawn_leecher(addr, &["get", "wanted.bin", "--out", out_dir.to_str().unwrap(), "--timeout", "30"]);
     let (result, _) = finish_sampling_rss(leecher);
     let peak = seeder.peak_rss_kib();
-    eprintln!("beside {} non-readers: got 32 MiB in {:.1?}; seeder peak RSS {peak} KiB", socks.len(), started.elapsed());
+    eprintln!(
+        "beside {} non-readers: got 32 MiB in {:.1?}; seeder peak RSS {peak} KiB",
+        socks.len(),
+        started.elapsed()
+    );
     assert_success(&result, "an honest get beside connections that never read");
     assert_same_file(&src, &out_dir.join("wanted.bin"));
     assert!(peak < RSS_BOUND_KIB, "seeder peak RSS {peak} KiB, bound {RSS_BOUND_KIB} KiB");
