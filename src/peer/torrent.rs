@@ -208,6 +208,11 @@ impl Torrent {
         self.last_progress = now;
     }
 
+    /// Whether a peer at `ip` has sent us a verified chunk of this file.
+    pub fn delivered_from(&self, ip: std::net::IpAddr) -> bool {
+        self.sources.iter().any(|a| a.ip() == ip)
+    }
+
     /// True once a seeding goal is met.
     pub fn goal_met(&self, now: Instant) -> bool {
         let Stage::Seeding { since } = self.stage else { return false };

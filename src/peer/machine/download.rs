@@ -111,10 +111,16 @@ impl Machine {
         if s.outstanding() == 0 {
             s.last_data = now; // an idle peer given work starts a fresh stall window
         }
+        // End-game duplicates go only to a peer that has delivered, on this
+        // connection or an earlier one from its address: a staller that
+        // claims every chunk would otherwise be asked for the last ones too.
+        let proven = s.downloaded > 0 || t.delivered_from(s.addr.ip());
         // Cancelled requests may still sit in its queue: they count against its cap.
         while s.outstanding() < depth && s.asked.len() < MAX_PIPELINE {
             let asked = &s.asked;
-            let Some(index) = t.picker.pick(theirs, |i| asked.iter().any(|a| a.index == i && !a.cancelled)) else {
+            // (`pick` asks this only in the end game: true rules a chunk out.)
+            let taken = |i| !proven || asked.iter().any(|a| a.index == i && !a.cancelled);
+            let Some(index) = t.picker.pick(theirs, taken) else {
                 break;
             };
             s.asked.push_back(Asked { index, cancelled: false });

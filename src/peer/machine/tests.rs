@@ -644,11 +644,15 @@ fn end_game_asks_a_second_peer_cancels_and_ignores_the_duplicate() {
         [a, b, ..] => (a, b),
         ref asked => panic!("a pipeline of two at least: {asked:?}"),
     };
-    // A second peer announces a chunk already requested from u1: it is asked too.
+    // A second peer delivers a chunk nobody was asked for, then announces
+    // one already requested from u1: it has delivered, so it is asked too.
     let h = sw.accept(t0, d, hand_addr(1));
     sw.greet(t0, d, h, &f, &[], Some(State::Available));
+    let c = f.all().into_iter().find(|i| !of(&sw.said(d, u1), Seen::Request).contains(i)).expect("a chunk not asked");
+    sw.inject(t0, d, h, Message::Have(c));
+    sw.inject(t0, d, h, Message::Chunk { index: c, data: f.chunk(c) });
     sw.inject(t0, d, h, Message::Have(a));
-    assert_eq!(of(&sw.said_on(d, h), Seen::Request), [a], "the outstanding chunk is asked of the second peer");
+    assert_eq!(of(&sw.said_on(d, h), Seen::Request), [c, a], "the outstanding chunk is asked of the second peer");
 
     // u1 sends a while the second peer's copy is on its way: the Cancel comes too late.
     let c1 = sw.conn(u1, d);
@@ -660,19 +664,32 @@ fn end_game_asks_a_second_peer_cancels_and_ignores_the_duplicate() {
 
     // In time, a Cancel keeps the duplicate from being sent at all.
     sw.inject(t0, d, h, Message::Have(b));
-    assert_eq!(of(&sw.said_on(d, h), Seen::Request), [a, b]);
+    assert_eq!(of(&sw.said_on(d, h), Seen::Request), [c, a, b]);
     sw.inject(t0, d, h, Message::Chunk { index: b, data: f.chunk(b) });
     assert_eq!(of(&sw.said(d, u1), Seen::Cancel), [a, b]);
     sw.nodes[u1].hold = false;
     sw.run(t0);
     let not_b: Vec<u32> = of(&sw.said(d, u1), Seen::Request).into_iter().filter(|&i| i != b).collect();
     assert_eq!(of(&sw.said(u1, d), Seen::Chunk), not_b, "all it was asked but b, a included");
-    let others: Vec<u32> = f.all().into_iter().filter(|&i| i != a && i != b).collect();
+    let others: Vec<u32> = f.all().into_iter().filter(|&i| ![a, b, c].contains(&i)).collect();
     assert_eq!(sorted(of(&sw.said_on(d, h), Seen::Have)), others);
     assert!(sw.holds_file(d, &f));
     assert_eq!(sw.events(d), ["Complete"]);
     let Some(Event::Complete { counters, .. }) = sw.nodes[d].events.first() else { unreachable!() };
     assert_eq!(counters.from_seeders + counters.from_leechers, f.meta.size(), "the duplicate is not counted");
+}
+
+#[test]
+fn end_game_asks_only_peers_that_have_delivered() {
+    let (t0, f, mut sw) = start(2);
+    let (u1, d) = (sw.peer(t0, &f, &f.all(), |_| {}), sw.peer(t0, &f, &[], |_| {}));
+    sw.nodes[u1].hold = true;
+    sw.run(t0);
+    assert_eq!(sorted(of(&sw.said(d, u1), Seen::Request)), f.all(), "both chunks asked of u1");
+    // A peer that claims every chunk but never sent one is not asked for duplicates.
+    let h = sw.accept(t0, d, hand_addr(1));
+    sw.greet(t0, d, h, &f, &f.all(), Some(State::Available));
+    assert_eq!(of(&sw.said_on(d, h), Seen::Request), [], "no end game with a peer that delivered nothing");
 }
 
 #[test]
