@@ -1210,6 +1210,23 @@ fn a_seed_sends_each_chunk_once_before_any_twice() {
     assert_eq!(of(&sw.said_on(s, h2), Seen::Chunk), [1, 0], "and served on request");
 }
 
+/// The peer a seed points to may not give the chunk (a poisoner claims
+/// every chunk): asked again, the seed sends it rather than refusing again.
+#[test]
+fn a_chunk_refused_with_spread_and_asked_again_is_sent() {
+    let (t0, f, mut sw) = start(3);
+    let s = sw.peer(t0, &f, &f.all(), |_| {});
+    sw.run(t0);
+    let (liar, h) = (sw.accept(t0, s, hand_addr(1)), sw.accept(t0, s, hand_addr(2)));
+    sw.greet(t0, s, liar, &f, &[], None);
+    sw.greet(t0, s, h, &f, &[], None);
+    sw.inject(t0, s, liar, Message::Request(0));
+    sw.inject(t0, s, h, Message::Request(0));
+    assert!(sw.said_on(s, h).contains(&Seen::Reject(0, RejectReason::Spread)), "refused once: the liar has it");
+    sw.inject(t0 + secs(3), s, h, Message::Request(0));
+    assert_eq!(of(&sw.said_on(s, h), Seen::Chunk), [0], "asked again: sent");
+}
+
 #[test]
 fn a_chunk_refused_with_spread_is_asked_again_later() {
     let (t0, f, mut sw) = start(2);
