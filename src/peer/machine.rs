@@ -976,7 +976,9 @@ fn session_deadline(s: &Session) -> (Instant, Why) {
     let phase = match s.phase {
         Phase::Dialling { since } => Some((since + DIAL_TIMEOUT, Why::Dial)),
         Phase::Greeting { since } => Some((since + GREETING, Why::Greeting)),
-        Phase::Open if s.outstanding() > 0 && s.their_state.serves() => Some((s.last_data + STALL, Why::Stalled)),
+        // Requests outstanding stall whatever its State: a peer that takes
+        // our slot away answers what it will not send with Reject NoSlot.
+        Phase::Open if s.outstanding() > 0 => Some((s.last_data + STALL, Why::Stalled)),
         Phase::Open => s.slot_idle_at(SLOT_IDLE).map(|at| (at, Why::SlotIdle)),
     };
     [phase, respread].into_iter().flatten().fold(idle, |a, b| if b.0 < a.0 { b } else { a })

@@ -681,15 +681,22 @@ fn end_game_asks_a_second_peer_cancels_and_ignores_the_duplicate() {
 
 #[test]
 fn end_game_asks_only_peers_that_have_delivered() {
-    let (t0, f, mut sw) = start(2);
+    let (t0, f, mut sw) = start(3);
     let (u1, d) = (sw.peer(t0, &f, &f.all(), |_| {}), sw.peer(t0, &f, &[], |_| {}));
     sw.nodes[u1].hold = true;
     sw.run(t0);
-    assert_eq!(sorted(of(&sw.said(d, u1), Seen::Request)), f.all(), "both chunks asked of u1");
+    let c1 = sw.conn(u1, d);
+    assert!(sw.feed(t0, u1, c1), "u1 delivers one chunk");
+    sw.run(t0);
+    assert_eq!(of(&sw.said(d, u1), Seen::Request).len(), 3, "every chunk asked of u1, which has delivered");
     // A peer that claims every chunk but never sent one is not asked for duplicates.
     let h = sw.accept(t0, d, hand_addr(1));
     sw.greet(t0, d, h, &f, &f.all(), Some(State::Available));
     assert_eq!(of(&sw.said_on(d, h), Seen::Request), [], "no end game with a peer that delivered nothing");
+    // u1 goes: its chunks are unrequested again and asked of h as usual.
+    sw.close(t0, d, sw.conn(d, u1));
+    sw.run(t0);
+    assert_eq!(of(&sw.said_on(d, h), Seen::Request).len(), 2);
 }
 
 #[test]
@@ -1012,6 +1019,24 @@ fn a_stalled_peer_is_dropped_and_its_chunks_go_to_another() {
     let to_s = of(&sw.said(d, s), Seen::Request);
     assert!(owed.iter().all(|i| to_s.contains(i)), "its chunks went to the other peer");
     assert!(sw.holds_file(d, &f));
+}
+
+/// A peer that takes our slot away without answering what we asked (an
+/// honest one rejects it with NoSlot) stalls like any other.
+#[test]
+fn requests_left_unanswered_after_unavailable_stall() {
+    let (t0, f, mut sw) = start(4);
+    let d = sw.peer(t0, &f, &[], |_| {});
+    sw.tracker_says.insert(d, Vec::new());
+    sw.run(t0);
+    let c = sw.accept(t0, d, hand_addr(1));
+    sw.greet(t0, d, c, &f, &f.all(), Some(State::Available));
+    assert!(!of(&sw.said_on(d, c), Seen::Request).is_empty());
+    sw.inject(t0 + secs(1), d, c, Message::State(State::Unavailable));
+    sw.run(t0 + secs(15) - ms(1));
+    assert!(!sw.closed.contains(&(d, c)), "one tick before STALL");
+    sw.run(t0 + secs(15));
+    assert!(sw.closed.contains(&(d, c)), "its requests never answered: dropped");
 }
 
 #[test]
