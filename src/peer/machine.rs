@@ -55,6 +55,8 @@ const GREETING_TOTAL: usize = 128;
 const ROTATION: Duration = Duration::from_secs(10);
 /// A chunk a seed refused with `Spread` is asked of it again after this long.
 const RESPREAD: Duration = Duration::from_secs(3);
+/// Times a seed refuses one peer one chunk with `Spread` before sending it.
+const SPREAD_REFUSALS: usize = 2;
 /// A slot holder that asks for nothing, or drains nothing, this long loses it.
 const SLOT_IDLE: Duration = Duration::from_secs(5);
 /// Peers asked of the tracker per announce while downloading.

@@ -1236,9 +1236,9 @@ fn a_seed_sends_each_chunk_once_before_any_twice() {
 }
 
 /// The peer a seed points to may not give the chunk (a poisoner claims
-/// every chunk): asked again, the seed sends it rather than refusing again.
+/// every chunk): refused twice and asked again, the seed sends it.
 #[test]
-fn a_chunk_refused_with_spread_and_asked_again_is_sent() {
+fn a_chunk_refused_with_spread_twice_and_asked_again_is_sent() {
     let (t0, f, mut sw) = start(3);
     let s = sw.peer(t0, &f, &f.all(), |_| {});
     sw.run(t0);
@@ -1247,9 +1247,11 @@ fn a_chunk_refused_with_spread_and_asked_again_is_sent() {
     sw.greet(t0, s, h, &f, &[], None);
     sw.inject(t0, s, liar, Message::Request(0));
     sw.inject(t0, s, h, Message::Request(0));
-    assert!(sw.said_on(s, h).contains(&Seen::Reject(0, RejectReason::Spread)), "refused once: the liar has it");
+    assert!(sw.said_on(s, h).contains(&Seen::Reject(0, RejectReason::Spread)), "refused: the liar has it");
     sw.inject(t0 + secs(3), s, h, Message::Request(0));
-    assert_eq!(of(&sw.said_on(s, h), Seen::Chunk), [0], "asked again: sent");
+    assert_eq!(of(&sw.said_on(s, h), Seen::Chunk), [], "refused twice");
+    sw.inject(t0 + secs(6), s, h, Message::Request(0));
+    assert_eq!(of(&sw.said_on(s, h), Seen::Chunk), [0], "asked a third time: sent");
 }
 
 #[test]

@@ -9,10 +9,10 @@ impl Machine {
         let mut spread_over = false;
         // Only a seed that would refuse asks whether another peer has it: the
         // scan over every connection stays off the common path. A chunk
-        // refused once and asked again is sent: the peer we pointed to did
+        // refused twice and asked again is sent: the peers we pointed to did
         // not give it (a poisoner that claims it, one that left or stalls).
         let Some(s) = self.sessions.get(&conn) else { return };
-        let again = s.spread.contains(&index);
+        let again = s.spread.iter().filter(|i| **i == index).count() >= SPREAD_REFUSALS;
         let spreading = !again && s.torrent.and_then(|id| self.torrents.get(&id)).is_some_and(|t| t.spreading(index));
         let refuse = spreading && self.elsewhere(conn, index);
         let Some((s, t)) = self.pair(conn) else { return };
