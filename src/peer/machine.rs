@@ -680,8 +680,9 @@ impl Machine {
         self.touched.push(conn);
         let Some(s) = self.sessions.get_mut(&conn) else { return };
         s.their_state = state;
+        // The stall window runs on: a peer that owes us chunks cannot
+        // restart it by saying it serves (a staller rotating its slots did).
         if state.serves() {
-            s.last_data = now;
             if let Some(id) = s.torrent {
                 self.fill(now, conn, id);
             }

@@ -1022,7 +1022,8 @@ fn a_stalled_peer_is_dropped_and_its_chunks_go_to_another() {
 }
 
 /// A peer that takes our slot away without answering what we asked (an
-/// honest one rejects it with NoSlot) stalls like any other.
+/// honest one rejects it with NoSlot), then gives it back, stalls like any
+/// other: saying it serves does not restart the stall window.
 #[test]
 fn requests_left_unanswered_after_unavailable_stall() {
     let (t0, f, mut sw) = start(4);
@@ -1033,6 +1034,7 @@ fn requests_left_unanswered_after_unavailable_stall() {
     sw.greet(t0, d, c, &f, &f.all(), Some(State::Available));
     assert!(!of(&sw.said_on(d, c), Seen::Request).is_empty());
     sw.inject(t0 + secs(1), d, c, Message::State(State::Unavailable));
+    sw.inject(t0 + secs(10), d, c, Message::State(State::Connected)); // "serving" again, still sending nothing
     sw.run(t0 + secs(15) - ms(1));
     assert!(!sw.closed.contains(&(d, c)), "one tick before STALL");
     sw.run(t0 + secs(15));
