@@ -73,6 +73,10 @@ pub enum PeerOp {
     Drained {
         conn: u8,
     },
+    /// The kernel took bytes of the connection's queue (a reader reads).
+    Written {
+        conn: u8,
+    },
     /// Closed by the far end, failed or idle.
     Closed {
         conn: u8,
@@ -169,6 +173,12 @@ impl Shell {
                 let mut out = Vec::new();
                 m.handle_drained(now, c, &mut out);
                 self.check_sent(&out);
+            }
+            PeerOp::Written { conn } => {
+                let c = ConnId(usize::from(conn % 16));
+                if self.conns.get(&c.0) == Some(&Conn::Open) {
+                    m.handle_written(now, c);
+                }
             }
             PeerOp::Closed { conn } => {
                 let c = ConnId(usize::from(conn % 16));
