@@ -35,6 +35,12 @@ SCENARIO:
   --crash P               share that crash mid-download: their
                           connections reset, no goodbye          [default: 0%]
   --poisoners P           share that send wrong bytes            [default: 0%]
+  --stallers P            share that claim every chunk and never
+                          send one                               [default: 0%]
+  --rejecters P           share that claim every chunk and reject
+                          each request                           [default: 0%]
+  --non-readers P         share that ask for chunks and never
+                          read them                              [default: 0%]
   --seed S                seed of every random choice: the same
                           scenario and seed give the same run    [default: 1]
 PEERS (as lmk-leecher's options):

@@ -105,3 +105,53 @@ fn callers_that_never_greet_cannot_fill_a_seeder() {
     assert_same_file(&src, &out_dir.join("wanted.bin"));
     drop(socks);
 }
+
+/// 90 connections from one address say Hello, ask for every chunk they may
+/// and never read. A slot holder whose queue takes nothing for 5 s is closed
+/// and its address refused; one address holds at most its share of the slots
+/// and half of a file's connections. An honest get beside them finishes (it
+/// failed after 60 s: the non-readers held all 8 slots) and the seeder, with
+/// 1 MiB chunks (each non-reader may hold one in its queue), stays under the bound.
+#[test]
+fn connections_that_never_read_cannot_hold_the_upload_slots() {
+    use lmk::peer::bitfield::Bitfield;
+    use lmk::wire::peer::Message;
+    use std::io::Write;
+    let tmp = TempDir::new("noread");
+    let src = random_file(&tmp.sub("src"), "wanted.bin", 32 * MIB, 12);
+    let meta = file_meta(&src, 1 << 20);
+    let (_tracker, addr) = start_tracker(INTERVAL, EXPIRY);
+    let (seeder, seeder_addr) = start_seeder(addr, &["--chunk-size", "1048576"], &[&src]);
+    wait_listed(addr, "wanted.bin", 1);
+    let mut hello = Vec::new();
+    let chunks = meta.chunk_count();
+    Message::Bitfield(Bitfield::new(chunks).as_bytes()).encode(&mut hello);
+    for index in 0..chunks {
+        Message::Request(index).encode(&mut hello);
+    }
+    let mut socks: Vec<std::net::TcpStream> = Vec::new();
+    for n in 0..90u64 {
+        if let Ok(mut s) = connect_from(std::net::Ipv4Addr::new(127, 0, 0, 9), seeder_addr) {
+            let mut out = Vec::new();
+            Message::Hello { id: meta.content_id(), port: 0, nonce: 0xbad0 + n }.encode(&mut out);
+            out.extend_from_slice(&hello);
+            let _ = s.write_all(&out);
+            socks.push(s);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500)); // the seeder takes them in and serves them first
+    let out_dir = tmp.sub("out");
+    let started = std::time::Instant::now();
+    let leecher = spawn_leecher(addr, &["get", "wanted.bin", "--out", out_dir.to_str().unwrap(), "--timeout", "30"]);
+    let (result, _) = finish_sampling_rss(leecher);
+    let peak = seeder.peak_rss_kib();
+    eprintln!(
+        "beside {} non-readers: got 32 MiB in {:.1?}; seeder peak RSS {peak} KiB",
+        socks.len(),
+        started.elapsed()
+    );
+    assert_success(&result, "an honest get beside connections that never read");
+    assert_same_file(&src, &out_dir.join("wanted.bin"));
+    assert!(peak < RSS_BOUND_KIB, "seeder peak RSS {peak} KiB, bound {RSS_BOUND_KIB} KiB");
+    drop(socks);
+}

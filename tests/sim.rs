@@ -58,6 +58,10 @@ fn mixed_uplinks_churn_and_liars() {
     assert!(field(json, "ratio") >= 1.0, "{json}");
     let out = sim(&["--peers", "30", "--size", "16M", "--poisoners", "10%"]);
     assert!(field(last_line(&out), "rejected") > 0.0, "the liars' chunks fail their check: {out}");
+    assert_eq!(field(last_line(&out), "unfinished"), 0.0, "every honest peer finishes beside liars: {out}");
+    let out = sim(&["--peers", "30", "--size", "16M", "--rejecters", "10%", "--non-readers", "10%"]);
+    assert!(out.contains("3 rejecters, 3 non-readers"), "{out}");
+    assert_eq!(field(last_line(&out), "unfinished"), 0.0, "every honest peer finishes beside them: {out}");
 }
 
 #[test]

@@ -74,6 +74,10 @@ pub enum PeerOp {
     Drained {
         conn: u8,
     },
+    /// The kernel took bytes of the connection's queue (a reader reads).
+    Written {
+        conn: u8,
+    },
     /// Closed by the far end, failed or idle.
     Closed {
         conn: u8,
@@ -143,6 +147,11 @@ impl Peers {
             PeerOp::Drained { conn } => {
                 if let Some(c) = self.pick(conn, false) {
                     self.sw.feed(now, CORE, c);
+                }
+            }
+            PeerOp::Written { conn } => {
+                if let Some(c) = self.pick(conn, false) {
+                    self.sw.hosts[CORE].m.handle_written(now, c);
                 }
             }
             PeerOp::Closed { conn } => {

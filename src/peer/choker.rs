@@ -7,7 +7,14 @@
 //! drains nothing loses its slot at once; a holder whose turn is over gives
 //! it to a waiting peer. Short turns share the uplink by bytes among everyone
 //! who wants something, so nobody is far behind at the end.
+//!
+//! Slots are shared by address block (an IPv4 address, an IPv6 /64): while
+//! peers of other blocks want one, a block holds at most
+//! ceil(slots / blocks wanting), so many connections from one address
+//! cannot take every slot. Slots nobody else wants go to whoever wants them.
 
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::common::net::ConnId;
@@ -28,6 +35,8 @@ pub struct Candidate {
     pub active: bool,
     /// Chunks it holds: the furthest behind are served first.
     pub held: u32,
+    /// Its address block (`common::ip_block`): slots are shared by block.
+    pub block: IpAddr,
 }
 
 /// The connections that hold a slot after this round, at most `slots` of them.
@@ -44,18 +53,44 @@ pub fn choose(cands: &[Candidate], slots: usize, now: Instant, starve: Duration)
     // Oldest grants first: they are the first to rotate out.
     holders.sort_by_key(|c| (c.slot_since, c.conn));
     holders.truncate(slots);
-    let mut waiters = waiters.into_iter();
+    let mut blocks: BTreeMap<IpAddr, usize> = BTreeMap::new();
+    for c in holders.iter().chain(&waiters) {
+        blocks.insert(c.block, 0);
+    }
+    let share = slots.div_ceil(blocks.len().max(1));
     let mut kept: Vec<ConnId> = Vec::with_capacity(slots);
+    let mut taken = vec![false; waiters.len()];
+    // A block's next waiter under its share, in the waiters' order.
+    let next_waiter = |taken: &[bool], blocks: &BTreeMap<IpAddr, usize>| {
+        (0..waiters.len()).find(|&i| !taken[i] && blocks.get(&waiters[i].block).is_some_and(|n| *n < share))
+    };
+    let mut over_share = Vec::new();
     for h in holders {
-        match waiters.as_slice().first() {
-            Some(w) if h.due => {
-                kept.push(w.conn);
-                waiters.next();
+        if let Some(i) = next_waiter(&taken, &blocks).filter(|_| h.due) {
+            taken[i] = true;
+            kept.push(waiters[i].conn);
+            *blocks.entry(waiters[i].block).or_default() += 1;
+            continue;
+        }
+        match blocks.get_mut(&h.block) {
+            Some(n) if *n < share => {
+                *n += 1;
+                kept.push(h.conn);
             }
-            _ => kept.push(h.conn),
+            _ => over_share.push(h.conn),
         }
     }
-    kept.extend(waiters.take(slots.saturating_sub(kept.len())).map(|w| w.conn));
+    while kept.len() < slots {
+        let Some(i) = next_waiter(&taken, &blocks) else { break };
+        taken[i] = true;
+        kept.push(waiters[i].conn);
+        *blocks.entry(waiters[i].block).or_default() += 1;
+    }
+    // Nobody under a share waits: the rest go to whoever wants them,
+    // holders before waiters.
+    let rest = over_share.into_iter().chain((0..waiters.len()).filter(|&i| !taken[i]).map(|i| waiters[i].conn));
+    let room = slots.saturating_sub(kept.len());
+    kept.extend(rest.take(room));
     kept
 }
 
@@ -78,6 +113,7 @@ mod tests {
             waiting_since: t0 + Duration::from_secs(waiting),
             active: true,
             held: 0,
+            block: IpAddr::from([10, 0, 0, 1]),
         }
     }
 
@@ -145,6 +181,43 @@ mod tests {
         let cands = [idle, cand(2, None, 1, t0)];
         assert_eq!(choose(&cands, 1, t0 + Duration::from_secs(1), ROT), vec![ConnId(2)]);
         assert!(choose(&[idle], 1, t0, ROT).is_empty(), "even with nobody waiting");
+    }
+
+    fn from(block: u8, c: Candidate) -> Candidate {
+        Candidate { block: IpAddr::from([10, 0, 0, block]), ..c }
+    }
+
+    #[test]
+    fn one_address_holds_at_most_its_share_while_others_wait() {
+        let t0 = Instant::now();
+        // Eight slots held by one address, which has more waiting; one peer of another address waits.
+        let mut cands: Vec<Candidate> = (0..8).map(|i| from(1, cand(i, Some(0), 0, t0))).collect();
+        cands.extend((8..40).map(|i| from(1, cand(i, None, 0, t0))));
+        cands.push(from(2, cand(99, None, 5, t0)));
+        let got = choose(&cands, 8, t0 + secs(1), ROT);
+        assert_eq!(got.len(), 8);
+        assert!(got.contains(&ConnId(99)), "the other address gets a slot at once, not a rotation later");
+        assert_eq!(got.iter().filter(|c| c.0 < 8).count(), 7, "one holder over the share gave its slot, the rest stay");
+        // Three addresses wanting: at most ceil(8 / 3) = 3 each while the others wait.
+        cands.push(from(3, cand(100, None, 5, t0)));
+        cands.push(from(3, cand(101, None, 5, t0)));
+        cands.push(from(3, cand(102, None, 5, t0)));
+        cands.push(from(3, cand(103, None, 5, t0)));
+        let got = choose(&cands, 8, t0 + secs(1), ROT);
+        let of = |lo: usize, hi: usize| got.iter().filter(|c| (lo..=hi).contains(&c.0)).count();
+        assert_eq!((of(0, 39), of(99, 99), of(100, 103)), (4, 1, 3), "3 for the third block, and its 4th waits");
+        assert_eq!(got.len(), 8, "the slot the second block does not want goes to the first");
+    }
+
+    #[test]
+    fn a_rotation_goes_to_a_waiter_under_its_share() {
+        let t0 = Instant::now();
+        let mut cands =
+            [from(1, cand(1, Some(0), 0, t0)), from(2, cand(2, Some(0), 0, t0)), from(1, cand(3, None, 1, t0))];
+        cands[0].due = true;
+        cands[1].due = true;
+        // Both holders are due; the waiter's block already holds its share (1 of 2 slots).
+        assert_eq!(choose(&cands, 2, t0 + ROT, ROT), vec![ConnId(3), ConnId(2)], "it replaces its own block's holder");
     }
 
     #[test]

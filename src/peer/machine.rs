@@ -15,6 +15,7 @@ use log::{debug, info, warn};
 
 use super::bitfield::Bitfield;
 use super::choker::{self, Candidate};
+use super::penalty::{Offence, Penalties};
 use super::rate::Bucket;
 use super::session::{Answer, Asked, Phase, Session};
 use super::storage::{ReadError, Storage};
@@ -61,6 +62,8 @@ const ROTATION: Duration = Duration::from_secs(10);
 const TURN_CHUNKS: u64 = 4;
 /// A chunk a seed refused with `Spread` is asked of it again after this long.
 const RESPREAD: Duration = Duration::from_secs(3);
+/// Times a seed refuses one peer one chunk with `Spread` before sending it.
+const SPREAD_REFUSALS: usize = 2;
 /// A slot holder that asks for nothing this long loses it: a peer that got
 /// what it wanted elsewhere gives its turn back within a round trip or two
 /// (500 ms against 5 s: 1.07 x T_p2p against 1.42 x at 100 peers, 128 KiB chunks).
@@ -192,6 +195,8 @@ pub struct Machine {
     pub malformed: u64,
     /// Bytes uploaded for files no longer in the core.
     uploaded_before: u64,
+    /// Address blocks that misbehaved, and until when they are refused.
+    penalties: Penalties,
 }
 
 impl Machine {
@@ -220,6 +225,7 @@ impl Machine {
             violations: 0,
             malformed: 0,
             uploaded_before: 0,
+            penalties: Penalties::default(),
         }
     }
 
@@ -239,6 +245,11 @@ impl Machine {
 
     pub fn handle_accept(&mut self, now: Instant, conn: ConnId, addr: SocketAddr) {
         if self.stopping.is_some() {
+            self.outputs.push_back(Output::Close(conn));
+            return;
+        }
+        if self.penalties.banned_until(addr.ip(), now).is_some() {
+            debug!("{conn} {addr}: an address that misbehaved, refused for now; closed");
             self.outputs.push_back(Output::Close(conn));
             return;
         }
@@ -339,6 +350,16 @@ impl Machine {
             self.rechoke(now);
         }
         self.settle(now);
+    }
+
+    /// The kernel took bytes of the connection's queue: it reads what we
+    /// send. A slot holder owed answers whose queue takes nothing for
+    /// `SLOT_IDLE` is closed (a reader that never reads).
+    pub fn handle_written(&mut self, now: Instant, conn: ConnId) {
+        // Only later: its timer fires early once at worst, a no-op.
+        if let Some(s) = self.sessions.get_mut(&conn) {
+            s.last_sent = now;
+        }
     }
 
     /// The connection is gone (closed by either side, failed, idle).
@@ -534,18 +555,22 @@ impl Machine {
         self.sessions.values().filter(|s| s.phase == Phase::Open && s.torrent == Some(id)).count()
     }
 
-    /// Whether another peer that dialled us may trade `id`: inbound peers
-    /// leave a quarter of `--max-peers` to our own dials, so a peer filled
-    /// by callers that hold nothing still reaches the ones it chose (a seed
-    /// that appears later, say).
-    fn inbound_room(&self, id: ContentId) -> bool {
-        let (mut inbound, mut open) = (0, 0);
+    /// Whether another peer that dialled us from `ip` may trade `id`:
+    /// inbound peers leave a quarter of `--max-peers` to our own dials, so a
+    /// peer filled by callers that hold nothing still reaches the ones it
+    /// chose (a seed that appears later, say), and one address block takes
+    /// at most half of them, so one address cannot fill a file.
+    fn inbound_room(&self, id: ContentId, ip: std::net::IpAddr) -> bool {
+        let (mut inbound, mut open, mut same) = (0, 0, 0);
+        let block = crate::common::ip_block(ip);
         for s in self.sessions.values().filter(|s| s.phase == Phase::Open && s.torrent == Some(id)) {
             open += 1;
             inbound += usize::from(!s.outbound);
+            same += usize::from(!s.outbound && crate::common::ip_block(s.addr.ip()) == block);
         }
-        let reserve = (self.config.max_peers / 4).max(1);
-        open < self.config.max_peers && inbound < self.config.max_peers.saturating_sub(reserve).max(1)
+        let max = self.config.max_peers;
+        let reserve = (max / 4).max(1);
+        open < max && inbound < max.saturating_sub(reserve).max(1) && same < (max / 2).max(1)
     }
 
     fn hello(&self, id: ContentId) -> Message<'static> {
@@ -574,10 +599,19 @@ impl Machine {
         }
         // Two connections between the same peers for one file (both dialled
         // at once): keep the one dialled by the smaller nonce, on both sides.
+        // The same nonce from another address is not that peer: a nonce is
+        // sent to every peer, and a third one replaying it must not make us
+        // drop the real connection.
         let twin = self
             .sessions
             .iter()
-            .find(|(c, o)| **c != conn && o.torrent == Some(id) && o.nonce == nonce && o.phase == Phase::Open)
+            .find(|(c, o)| {
+                **c != conn
+                    && o.torrent == Some(id)
+                    && o.nonce == nonce
+                    && o.phase == Phase::Open
+                    && crate::common::ip_block(o.addr.ip()) == crate::common::ip_block(addr.ip())
+            })
             .map(|(c, o)| (*c, o.outbound));
         if let Some((other, other_outbound)) = twin {
             let dialler = |out: bool| if out { self.nonce } else { nonce };
@@ -587,7 +621,7 @@ impl Machine {
             }
             self.disconnect(now, other);
         }
-        if !outbound && !self.inbound_room(id) {
+        if !outbound && !self.inbound_room(id, addr.ip()) {
             // No room at all: say so, and the shell closes after the flush.
             debug!("{conn} {addr}: no room for another peer of {}", id.short());
             self.outputs.push_back(Output::Send(conn, self.hello(id)));
@@ -672,8 +706,9 @@ impl Machine {
         self.touched.push(conn);
         let Some(s) = self.sessions.get_mut(&conn) else { return };
         s.their_state = state;
+        // The stall window runs on: a peer that owes us chunks cannot
+        // restart it by saying it serves (a staller rotating its slots did).
         if state.serves() {
-            s.last_data = now;
             if let Some(id) = s.torrent {
                 self.fill(now, conn, id);
             }
@@ -752,14 +787,26 @@ impl Machine {
             match why {
                 Why::Stalled => {
                     if let Some(s) = self.sessions.get_mut(&conn) {
-                        info!("{conn} {}: stalled; its chunks go to the others", s.addr);
+                        let ban = self.penalties.punish(s.addr.ip(), Offence::Stall, now);
+                        info!("{conn} {}: stalled; its chunks go to the others; refused for {ban:?}", s.addr);
                         s.stalled = true;
                     }
                     self.disconnect(now, conn);
                 }
-                // A slot holder that went quiet only loses its slot (the rechoke
-                // below); a chunk refused with Spread is asked again (respread).
-                Why::SlotIdle | Why::Respread => {}
+                // A slot holder owed answers that its queue did not take
+                // (nor waiting for the upload bucket) reads nothing: closed, as
+                // what is queued for it cannot be taken back. One that asks
+                // for nothing only loses its slot (the rechoke below).
+                Why::SlotIdle => {
+                    let Some(s) = self.sessions.get(&conn) else { continue };
+                    if !s.owed.is_empty() && !self.turns.contains(&conn) {
+                        let ban = self.penalties.punish(s.addr.ip(), Offence::Stall, now);
+                        info!("{conn} {}: holds a slot and reads nothing; closed, refused for {ban:?}", s.addr);
+                        self.disconnect(now, conn);
+                    }
+                }
+                // A chunk refused with Spread is asked again (respread).
+                Why::Respread => {}
                 Why::Dial | Why::Greeting | Why::Idle => {
                     if let Some(s) = self.sessions.get(&conn) {
                         debug!("{conn} {}: {why:?} timed out; closed", s.addr);
@@ -793,7 +840,8 @@ impl Machine {
         for id in ids {
             let room = self.dial_room(id);
             let Some(t) = self.torrents.get_mut(&id) else { continue };
-            let addrs = t.to_dial(now, room);
+            let penalties = &self.penalties;
+            let addrs = t.to_dial(now, room, |a| penalties.banned_until(a.ip(), now));
             if addrs.is_empty() && t.conns == 0 && t.stage == Stage::Downloading {
                 // Nobody to trade with and nobody to try now: ask the tracker
                 // for more soon (1 s, doubling to the interval), not at the interval.
@@ -812,7 +860,8 @@ impl Machine {
     fn violation(&mut self, now: Instant, conn: ConnId, what: &str) {
         self.violations += 1;
         if let Some(s) = self.sessions.get(&conn) {
-            debug!("{conn} {}: protocol violation: {what}; closed", s.addr);
+            let ban = self.penalties.punish(s.addr.ip(), Offence::Violation, now);
+            debug!("{conn} {}: protocol violation: {what}; closed, refused for {ban:?}", s.addr);
             if let (Some(t), Some(l)) = (s.torrent.and_then(|id| self.torrents.get_mut(&id)), s.listen) {
                 t.ban(l);
             }
@@ -958,7 +1007,9 @@ fn session_deadline(s: &Session) -> (Instant, Why) {
     let phase = match s.phase {
         Phase::Dialling { since } => Some((since + DIAL_TIMEOUT, Why::Dial)),
         Phase::Greeting { since } => Some((since + GREETING, Why::Greeting)),
-        Phase::Open if s.outstanding() > 0 && s.their_state.serves() => Some((s.last_data + STALL, Why::Stalled)),
+        // Requests outstanding stall whatever its State: a peer that takes
+        // our slot away answers what it will not send with Reject NoSlot.
+        Phase::Open if s.outstanding() > 0 => Some((s.last_data + STALL, Why::Stalled)),
         Phase::Open => s.slot_idle_at(ASK_IDLE, SLOT_IDLE).map(|at| (at, Why::SlotIdle)),
     };
     [phase, respread].into_iter().flatten().fold(idle, |a, b| if b.0 < a.0 { b } else { a })

@@ -4,6 +4,7 @@
 pub mod bitfield;
 pub mod choker;
 pub mod machine;
+pub mod penalty;
 pub mod picker;
 pub mod rate;
 pub mod reactor;

@@ -159,6 +159,11 @@ impl Picker {
         self.avail.get(index as usize).copied().unwrap_or(0)
     }
 
+    /// True once every chunk we lack is requested: only the end game is left.
+    pub fn all_requested(&self) -> bool {
+        self.bucket_start(2) >= self.order.len()
+    }
+
     /// True if `theirs` holds any chunk we lack (the peer is worth asking).
     pub fn wants_from(&self, theirs: &Bitfield) -> bool {
         if theirs.len() == self.held.len() {

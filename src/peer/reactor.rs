@@ -123,7 +123,8 @@ impl Peers {
     }
 
     /// The kernel has taken `written` bytes of `conn` in all.
-    pub fn on_written(&mut self, conn: ConnId, written: u64) {
+    pub fn on_written(&mut self, core: &mut Machine, now: Instant, conn: ConnId, written: u64) {
+        core.handle_written(now, conn);
         let Some(queue) = self.unsent.get_mut(&conn) else { return };
         while let Some(&(_, chunk)) = queue.front().filter(|(end, _)| *end <= written) {
             self.sent += chunk;
@@ -183,12 +184,15 @@ mod tests {
         let (a, b) = (ConnId(1), ConnId(2));
         peers.unsent.insert(a, VecDeque::from([(1009, 1000), (2018, 1000)]));
         peers.unsent.insert(b, VecDeque::from([(509, 500)]));
-        peers.on_written(a, 1008);
+        let now = Instant::now();
+        let mut core = Machine::new(crate::peer::machine::Config::default(), now);
+        let mut on_written = |peers: &mut Peers, conn, written| peers.on_written(&mut core, now, conn, written);
+        on_written(&mut peers, a, 1008);
         assert_eq!(peers.sent, 0, "one byte of the chunk is still queued");
-        peers.on_written(a, 1500);
+        on_written(&mut peers, a, 1500);
         assert_eq!(peers.sent, 1000);
-        peers.on_written(a, 2018);
-        peers.on_written(b, 9);
+        on_written(&mut peers, a, 2018);
+        on_written(&mut peers, b, 9);
         assert_eq!(peers.sent, 2000);
         assert!(!peers.unsent.contains_key(&a), "nothing is kept for a drained connection");
     }

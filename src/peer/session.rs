@@ -66,6 +66,8 @@ pub struct Session {
     /// Chunk bytes sent to it since it gained its slot: a slot is a turn of `TURN_CHUNKS`.
     pub turn_sent: u64,
     pub last_request: Instant,
+    /// Last time an answer went into its queue or the queue's bytes left us
+    /// (`handle_written`): a holder owed answers whose queue does not move reads nothing.
     pub last_sent: Instant,
     /// We told it our State (after its Bitfield).
     pub told_state: bool,

@@ -233,6 +233,11 @@ impl Torrent {
         self.last_progress = now;
     }
 
+    /// Whether a peer at `ip` has sent us a verified chunk of this file.
+    pub fn delivered_from(&self, ip: std::net::IpAddr) -> bool {
+        self.sources.iter().any(|a| a.ip() == ip)
+    }
+
     /// True once a seeding goal is met.
     pub fn goal_met(&self, now: Instant) -> bool {
         let Goal::Until { ratio, .. } = self.goal else { return false };
@@ -265,16 +270,30 @@ impl Torrent {
     }
 
     /// Addresses worth dialling now, at most `room`; each is marked active.
-    pub fn to_dial(&mut self, now: Instant, room: usize) -> Vec<SocketAddr> {
+    /// One whose address is refused for now (`banned_until`) waits until then.
+    pub fn to_dial(
+        &mut self,
+        now: Instant,
+        room: usize,
+        banned_until: impl Fn(SocketAddr) -> Option<Instant>,
+    ) -> Vec<SocketAddr> {
         if self.stage != Stage::Downloading || room == 0 {
             return Vec::new();
         }
-        let mut ready: Vec<SocketAddr> = self
-            .known
-            .iter()
-            .filter(|(_, k)| matches!(k, Known::Idle { retry_at, .. } if *retry_at <= now))
-            .map(|(a, _)| *a)
-            .collect();
+        let mut ready: Vec<SocketAddr> = Vec::new();
+        let mut deferred: Vec<(SocketAddr, Instant, u32)> = Vec::new();
+        for (a, k) in &self.known {
+            if let Known::Idle { retry_at, failures } = *k {
+                match banned_until(*a) {
+                    _ if retry_at > now => {}
+                    Some(until) => deferred.push((*a, until, failures)),
+                    None => ready.push(*a),
+                }
+            }
+        }
+        for (a, retry_at, failures) in deferred {
+            self.remember(a, Known::Idle { retry_at, failures });
+        }
         ready.sort();
         ready.truncate(room);
         for addr in &ready {

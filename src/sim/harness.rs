@@ -42,9 +42,11 @@ pub fn addr(i: usize) -> SocketAddr {
     SocketAddr::new(LOOPBACK, 7000 + i as u16)
 }
 
-/// Where a peer played by the test listens or dials from.
+/// Where a peer played by the test listens or dials from: an address of its
+/// own, since what a peer does wrong is held against its address (and
+/// below the hosts', so a host dials it first).
 pub fn hand_addr(n: u16) -> SocketAddr {
-    SocketAddr::new(LOOPBACK, 6000 + n)
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 1, (n >> 8) as u8, n as u8)), 6000 + n)
 }
 
 pub struct Host {

@@ -69,6 +69,9 @@ pub fn scenario(args: &mut Args) -> Result<Scenario, Usage> {
         leave_after_done: text(args, "--leave-after-done", share("--leave-after-done"))?.unwrap_or(d.leave_after_done),
         crash: text(args, "--crash", share("--crash"))?.unwrap_or(d.crash),
         poisoners: text(args, "--poisoners", share("--poisoners"))?.unwrap_or(d.poisoners),
+        stallers: text(args, "--stallers", share("--stallers"))?.unwrap_or(d.stallers),
+        rejecters: text(args, "--rejecters", share("--rejecters"))?.unwrap_or(d.rejecters),
+        non_readers: text(args, "--non-readers", share("--non-readers"))?.unwrap_or(d.non_readers),
         sndbuf: args.whole("--sndbuf", SNDBUF)?.unwrap_or(d.sndbuf),
         slots: args.whole("--slots", SLOTS)?.unwrap_or(d.slots),
         max_peers: args.whole("--max-peers-per-file", PEERS_PER_FILE)?.unwrap_or(d.max_peers),
@@ -79,8 +82,11 @@ pub fn scenario(args: &mut Args) -> Result<Scenario, Usage> {
         limit: args.duration("--limit", TIME)?.unwrap_or(d.limit),
         seed: args.whole("--seed", SEED)?.unwrap_or(d.seed),
     };
-    if s.crash + s.leave_after_done + s.poisoners > 1.0 {
-        return Err(Usage("--leave-after-done, --crash and --poisoners add up to more than 100%".into()));
+    if s.crash + s.leave_after_done + s.poisoners + s.stallers + s.rejecters + s.non_readers > 1.0 {
+        return Err(Usage(
+            "--leave-after-done, --crash, --poisoners, --stallers, --rejecters and --non-readers add up to more than 100%"
+                .into(),
+        ));
     }
     Ok(s)
 }

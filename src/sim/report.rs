@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use super::run::{Outcome, Peer};
 use super::scenario::{Arrivals, MIB};
+use super::world::Hostile;
 
 /// Figures of a run, as in the JSON line.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,9 +23,9 @@ pub struct Summary {
     pub unfinished: usize,
 }
 
-/// A peer expected to finish: it neither crashed nor lies.
+/// A peer expected to finish: it neither crashed nor is hostile.
 fn counted(p: &Peer) -> bool {
-    !p.crashed && !p.poisoner
+    !p.crashed && !p.poisoner && p.hostile.is_none()
 }
 
 pub fn summary(o: &Outcome) -> Summary {
@@ -91,9 +92,13 @@ pub fn table(o: &Outcome) -> String {
         );
     }
     let sum = summary(o);
+    let hostile = |h: Hostile| o.peers.iter().filter(|p| p.hostile == Some(h)).count();
     let others: Vec<String> = [
         (o.peers.iter().filter(|p| p.crashed).count(), "crashed"),
         (o.peers.iter().filter(|p| p.poisoner).count(), "poisoners"),
+        (hostile(Hostile::Staller), "stallers"),
+        (hostile(Hostile::Rejecter), "rejecters"),
+        (hostile(Hostile::NonReader), "non-readers"),
     ]
     .iter()
     .filter(|(n, _)| *n > 0)
@@ -158,7 +163,8 @@ pub fn peer_lines(o: &Outcome) -> String {
         let _ = writeln!(
             out,
             "{{\"peer\":{i},\"class\":{},\"up\":{},\"arrive\":{:.4},\"first_chunk\":{},\"done\":{},\"left\":{},\
-             \"crashed\":{},\"poisoner\":{},\"failed\":{},\"uploaded\":{},\"from_seeders\":{},\"from_peers\":{}}}",
+             \"crashed\":{},\"poisoner\":{},\"hostile\":{},\"failed\":{},\"uploaded\":{},\"from_seeders\":{},\
+             \"from_peers\":{}}}",
             p.class,
             p.up,
             p.arrive,
@@ -167,6 +173,7 @@ pub fn peer_lines(o: &Outcome) -> String {
             opt(p.left),
             p.crashed,
             p.poisoner,
+            p.hostile.map_or("null".to_string(), |h| format!("\"{}\"", h.name())),
             p.failed.is_some(),
             p.uploaded,
             p.from_seeders,

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::content::Content;
 use super::scenario::{Arrivals, BadValue, Scenario};
-use super::world::{HostSpec, World};
+use super::world::{HostSpec, Hostile, World};
 use crate::common::rng::Rng;
 use crate::peer::machine::Config;
 use crate::peer::torrent::Goal;
@@ -27,6 +27,7 @@ pub struct Peer {
     pub crashed: bool,
     pub left: Option<f64>,
     pub poisoner: bool,
+    pub hostile: Option<Hostile>,
     pub uploaded: u64,
     pub from_seeders: u64,
     pub from_peers: u64,
@@ -74,22 +75,29 @@ pub fn run(s: &Scenario) -> Result<Outcome, BadValue> {
         config: Config { timeout: Duration::MAX / 4, ..config(&mut rng) },
         goal: Goal::Forever,
         lie: None,
+        hostile: None,
         crash_at: None,
     });
-    // Who leaves at completion, crashes or lies: disjoint shares of a shuffled order.
+    // Who leaves at completion, crashes, lies, stalls, rejects or never
+    // reads: disjoint shares of a shuffled order (role 1, 2, ...; 0 for the rest).
     let mut order: Vec<usize> = (0..s.peers).collect();
     rng.shuffle(&mut order);
     let take = |share: f64| (share * s.peers as f64).round() as usize;
-    let (leave, crash, lie) = (take(s.leave_after_done), take(s.crash), take(s.poisoners));
+    let shares = [s.leave_after_done, s.crash, s.poisoners, s.stallers, s.rejecters, s.non_readers];
     let mut role = vec![0u8; s.peers];
-    for (k, &i) in order.iter().enumerate() {
-        role[i] = match k {
-            k if k < leave => 1,
-            k if k < leave + crash => 2,
-            k if k < leave + crash + lie => 3,
-            _ => 0,
-        };
+    let mut k = 0;
+    for (r, share) in (1u8..).zip(shares) {
+        for &i in order.iter().skip(k).take(take(share)) {
+            role[i] = r;
+        }
+        k += take(share);
     }
+    let hostile = |r: u8| match r {
+        4 => Some(Hostile::Staller),
+        5 => Some(Hostile::Rejecter),
+        6 => Some(Hostile::NonReader),
+        _ => None,
+    };
     let mut at = RELEASE;
     for (i, &up) in ups.iter().enumerate() {
         if let Arrivals::Poisson(span) = s.arrivals {
@@ -99,8 +107,11 @@ pub fn run(s: &Scenario) -> Result<Outcome, BadValue> {
         }
         let goal = match role[i] {
             1 => Goal::AT_ONCE,
+            4..=6 => Goal::Forever,
             _ => Goal::Until { idle: s.seed_idle, ratio: s.seed_ratio, time: s.seed_time },
         };
+        // A hostile host never gives up.
+        let timeout = if hostile(role[i]).is_some() { Duration::MAX / 4 } else { Config::default().timeout };
         let crash_at = (role[i] == 2).then(|| Duration::from_secs_f64(t_p2p * (rng.next_u64() % 1000) as f64 / 1000.0));
         world.add_host(HostSpec {
             up,
@@ -109,9 +120,10 @@ pub fn run(s: &Scenario) -> Result<Outcome, BadValue> {
             class: s.class_of(i),
             seed: false,
             arrive: at,
-            config: config(&mut rng),
+            config: Config { timeout, ..config(&mut rng) },
             goal,
             lie: (role[i] == 3).then_some(s.seed ^ 0xbad ^ i as u64),
+            hostile: hostile(role[i]),
             crash_at,
         });
     }
@@ -132,6 +144,7 @@ pub fn run(s: &Scenario) -> Result<Outcome, BadValue> {
                 crashed: host.crashed,
                 left: host.gone.map(secs),
                 poisoner: host.poisoner(),
+                hostile: host.hostile,
                 uploaded: world.uploaded(h),
                 from_seeders: host.from_seeders,
                 from_peers: host.from_peers,

@@ -49,6 +49,12 @@ pub struct Scenario {
     pub crash: f64,
     /// Share of downloaders that send wrong bytes for every chunk.
     pub poisoners: f64,
+    /// Shares of downloaders that instead claim every chunk and never send
+    /// one, claim every chunk and reject each request, or ask for chunks and
+    /// never read them.
+    pub stallers: f64,
+    pub rejecters: f64,
+    pub non_readers: f64,
     /// Bytes a connection may have queued before its core is asked for more
     /// (the daemon's 256 KiB low-water mark plus the kernel's send buffer).
     pub sndbuf: u64,
@@ -79,6 +85,9 @@ impl Default for Scenario {
             leave_after_done: 0.0,
             crash: 0.0,
             poisoners: 0.0,
+            stallers: 0.0,
+            rejecters: 0.0,
+            non_readers: 0.0,
             sndbuf: 512 << 10,
             slots: core.slots,
             max_peers: core.max_peers,

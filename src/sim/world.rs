@@ -22,11 +22,32 @@ use crate::peer::bitfield::Bitfield;
 use crate::peer::machine::{Config, Event as PeerEvent, Machine, Output};
 use crate::peer::torrent::Goal;
 use crate::tracker::machine::{Config as TrackerConfig, Tracker};
-use crate::wire::peer::{chunk_frame_index, Message, MAX_PEER_FRAME};
+use crate::wire::peer::{chunk_frame_index, Message, RejectReason, MAX_PEER_FRAME};
 
 /// The tracker's address; hosts are 10.x.y.z:6881.
 pub const TRACKER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 255, 255, 254)), 6969);
 const PORT: u16 = 6881;
+
+/// How a hostile host misbehaves (a poisoner is a host that `lie`s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hostile {
+    /// Claims every chunk, takes requests and never sends a chunk.
+    Staller,
+    /// Claims every chunk and answers every request with Reject NotHeld.
+    Rejecter,
+    /// Asks for chunks and never reads what it is sent.
+    NonReader,
+}
+
+impl Hostile {
+    pub fn name(self) -> &'static str {
+        match self {
+            Hostile::Staller => "staller",
+            Hostile::Rejecter => "rejecter",
+            Hostile::NonReader => "non-reader",
+        }
+    }
+}
 
 /// What one host is and did.
 pub struct Host {
@@ -39,6 +60,7 @@ pub struct Host {
     config: Config,
     goal: Goal,
     lie: Option<u64>,
+    pub hostile: Option<Hostile>,
     pub arrive: Nanos,
     pub first_chunk: Option<Nanos>,
     pub done: Option<Nanos>,
@@ -54,9 +76,9 @@ pub struct Host {
 }
 
 impl Host {
-    /// Still expected to finish: not a seed, not done, failed, crashed or gone.
+    /// Still expected to finish: not a seed or hostile, not done, failed, crashed or gone.
     pub fn pending(&self) -> bool {
-        !self.seed && self.done.is_none() && self.failed.is_none() && self.gone.is_none()
+        !self.seed && self.hostile.is_none() && self.done.is_none() && self.failed.is_none() && self.gone.is_none()
     }
 
     pub fn poisoner(&self) -> bool {
@@ -172,6 +194,7 @@ pub struct HostSpec {
     pub goal: Goal,
     /// Sends chunks of this other content (a poisoner).
     pub lie: Option<u64>,
+    pub hostile: Option<Hostile>,
     pub crash_at: Option<Duration>,
 }
 
@@ -215,6 +238,7 @@ impl World {
             config,
             goal: spec.goal,
             lie: spec.lie,
+            hostile: spec.hostile,
             arrive: nanos(spec.arrive),
             first_chunk: None,
             done: None,
@@ -317,7 +341,9 @@ impl World {
         let host = &mut self.hosts[h];
         let mut core = Machine::new(host.config.clone(), now);
         let chunks = self.content.meta.chunk_count();
-        let have = if host.seed { Bitfield::full(chunks) } else { Bitfield::new(chunks) };
+        // Stallers and rejecters claim every chunk.
+        let claims = host.seed || matches!(host.hostile, Some(Hostile::Staller | Hostile::Rejecter));
+        let have = if claims { Bitfield::full(chunks) } else { Bitfield::new(chunks) };
         let store = self.content.store(host.lie, have.clone());
         core.add(now, self.content.meta.clone(), Box::new(store), have, host.goal);
         host.core = Some(core);
@@ -506,6 +532,16 @@ impl World {
         if !self.conns[c].open[s] {
             return;
         }
+        // A staller's chunks never leave; a rejecter says it does not hold them.
+        let mut frame = frame;
+        match (chunk_frame_index(&frame), self.hosts[self.conns[c].hosts[s]].hostile) {
+            (Some(_), Some(Hostile::Staller)) => return,
+            (Some(index), Some(Hostile::Rejecter)) => {
+                frame.clear();
+                Message::Reject { index, reason: RejectReason::NotHeld }.encode(&mut frame);
+            }
+            _ => {}
+        }
         // A chunk's frame header and bytes (its token stands for them).
         let cost = chunk_frame_index(&frame).map_or(0, |index| 9 + self.content.chunk_len(index));
         let conn = &mut self.conns[c];
@@ -521,7 +557,11 @@ impl World {
     fn transmit(&mut self, c: usize, s: usize) {
         let delay = self.delay(self.conns[c].hosts[0], self.conns[c].hosts[1]);
         let to = 1 - s;
+        let reads = self.hosts[self.conns[c].hosts[to]].hostile != Some(Hostile::NonReader);
         while let Some((_, cost)) = self.conns[c].queues[s].front() {
+            if *cost > 0 && !reads {
+                return; // a non-reader's chunks, and what follows them, wait for good
+            }
             if *cost > 0 {
                 let (flow, cost) = (self.conns[c].flows[s], *cost);
                 let mut out = std::mem::take(&mut self.completions);
@@ -565,6 +605,10 @@ impl World {
             per_sec.resize(sec + 1, 0);
         }
         per_sec[sec] += cost;
+        let now = self.instant();
+        if let Some(core) = self.hosts[from].core.as_mut() {
+            core.handle_written(now, ConnId(2 * conn + s));
+        }
         let delay = self.delay(self.conns[conn].hosts[0], self.conns[conn].hosts[1]);
         self.push(self.now + delay, Ev::Deliver { conn, to: 1 - s, frame });
         self.transmit(conn, s);

@@ -217,6 +217,9 @@ impl Swarm {
     /// Up to `want` peers of the requester's address family: seeders then
     /// leechers for a leecher, leechers only for a seeder, never the
     /// requester itself, spread over address blocks, each role's part shuffled.
+    /// While other leechers exist, seeders fill at most half of a leecher's
+    /// answer: peers claiming to be seeders (a hundred fakes, say) cannot
+    /// keep leechers from learning of each other.
     pub fn pick(
         &self,
         requester: SocketAddr,
@@ -228,8 +231,7 @@ impl Swarm {
         out.clear();
         let v4 = matches!(Key::of(requester), Key::V4(_));
         let mut blocks = Blocks::new();
-        let mut sample = |seeders: bool, out: &mut Vec<SocketAddr>| {
-            let room = want - out.len();
+        let mut sample = |seeders: bool, room: usize, out: &mut Vec<SocketAddr>| {
             if v4 {
                 self.v4.sample(seeders, requester, room, rng, out, &mut blocks);
             } else if let Some(t) = &self.v6 {
@@ -237,10 +239,11 @@ impl Swarm {
             }
         };
         if !requester_is_seeder {
-            sample(true, out);
+            let leechers = (self.leechers() as usize).saturating_sub(1); // the requester may be one
+            sample(true, want - leechers.min(want / 2), out);
         }
         let seeders = out.len();
-        sample(false, out);
+        sample(false, want - out.len(), out);
         let (s, l) = out.split_at_mut(seeders);
         rng.shuffle(s);
         rng.shuffle(l);

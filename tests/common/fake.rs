@@ -135,9 +135,16 @@ pub struct HostileSeeder {
     _workers: Workers,
 }
 
+/// Hostile seeders listen and announce each from a loopback address of its
+/// own: peers remember misbehaviour by address, and an honest seeder on
+/// 127.0.0.1 must not share the liar's record.
+static NEXT_HOSTILE: AtomicUsize = AtomicUsize::new(0);
+
 impl HostileSeeder {
     pub fn start(meta: FileMeta, tracker: SocketAddr, hostility: Hostility) -> HostileSeeder {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake seeder");
+        let n = NEXT_HOSTILE.fetch_add(1, Ordering::SeqCst);
+        let ip = [127, 0, 1, 1 + (n % 250) as u8];
+        let listener = TcpListener::bind(SocketAddr::from((ip, 0))).expect("bind fake seeder");
         let addr = listener.local_addr().expect("local addr");
         let connections = Arc::new(AtomicUsize::new(0));
         let answered = Arc::new(AtomicUsize::new(0));
@@ -185,7 +192,7 @@ impl HostileSeeder {
 
         let id = meta.content_id();
         workers.spawn(move |stop| {
-            let mut client = UdpClient::connect(tracker);
+            let mut client = UdpClient::connect_from(tracker, ip);
             let mut event = Event::Started;
             while !stop.load(Ordering::SeqCst) {
                 client.announce(id, 0, event, addr.port());

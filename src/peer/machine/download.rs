@@ -20,11 +20,13 @@ impl Machine {
             if !cancelled {
                 t.picker.release(index);
             }
-            warn!("{conn} {addr}: chunk {index} of {} failed its SHA-1 check; peer dropped", t.meta.name());
+            let name = t.meta.name().to_string();
             if let Some(l) = listen {
                 t.ban(l);
             }
             let id = t.id;
+            let ban = self.penalties.punish(addr.ip(), Offence::Poison, now);
+            warn!("{conn} {addr}: chunk {index} of {name} failed its SHA-1 check; dropped, refused for {ban:?}");
             self.close(conn);
             self.refill(now, id);
             return Ok(());
@@ -92,9 +94,32 @@ impl Machine {
         self.refill(now, id);
     }
 
+    /// Which end-game duplicates `conn` may be asked for. Any, if it has
+    /// delivered a verified chunk, on this connection or an earlier one from
+    /// its address: a staller that claims every chunk is not asked for the
+    /// last ones too. Else only once nothing is left unrequested, and only
+    /// chunks no peer that delivered is asked for (the one asked may be a
+    /// staller, and the peers that hold it may all be new to us).
+    fn duplicates_for(&self, conn: ConnId, id: ContentId) -> Duplicates {
+        let (Some(s), Some(t)) = (self.sessions.get(&conn), self.torrents.get(&id)) else { return Duplicates::No };
+        let proven = |s: &Session| s.downloaded > 0 || t.delivered_from(s.addr.ip());
+        if proven(s) {
+            return Duplicates::Any;
+        }
+        if !t.picker.all_requested() {
+            return Duplicates::No;
+        }
+        let mut asked: Vec<u32> = Vec::new();
+        for o in self.sessions.values().filter(|o| o.torrent == Some(id) && !o.asked.is_empty() && proven(o)) {
+            asked.extend(o.asked.iter().filter(|a| !a.cancelled).map(|a| a.index));
+        }
+        Duplicates::Except(asked)
+    }
+
     /// Tops up one peer's pipeline with the rarest chunks it holds.
     pub(super) fn fill(&mut self, now: Instant, conn: ConnId, id: ContentId) {
         let down_ready = self.down.ready(now);
+        let duplicates = self.duplicates_for(conn, id);
         let Some(t) = self.torrents.get_mut(&id) else { return };
         self.touched.push(conn);
         let Some(s) = self.sessions.get_mut(&conn) else { return };
@@ -112,7 +137,16 @@ impl Machine {
         // Cancelled requests may still sit in its queue: they count against its cap.
         while s.outstanding() < depth && s.asked.len() < MAX_PIPELINE {
             let asked = &s.asked;
-            let Some(index) = t.picker.pick(theirs, |i| asked.iter().any(|a| a.index == i && !a.cancelled)) else {
+            // (`pick` asks this only in the end game: true rules a chunk out.)
+            let taken = |i| {
+                asked.iter().any(|a| a.index == i && !a.cancelled)
+                    || match &duplicates {
+                        Duplicates::Any => false,
+                        Duplicates::Except(v) => v.contains(&i),
+                        Duplicates::No => true,
+                    }
+            };
+            let Some(index) = t.picker.pick(theirs, taken) else {
                 break;
             };
             s.asked.push_back(Asked { index, cancelled: false });
@@ -193,4 +227,12 @@ impl Machine {
             self.fill(now, conn, id);
         }
     }
+}
+
+/// Which end-game duplicates a peer may be asked for.
+enum Duplicates {
+    Any,
+    /// Those not asked of a peer that delivered.
+    Except(Vec<u32>),
+    No,
 }

@@ -273,6 +273,25 @@ fn no_slot_means_not_now_until_a_slot_is_offered() {
 }
 
 #[test]
+fn one_address_takes_at_most_half_of_a_files_connections() {
+    let (t0, f, mut sw) = start(4);
+    let s = sw.peer(t0, &f, &f.all(), |c| c.max_peers = 8);
+    sw.run(t0);
+    let one = |n: u16| SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9)), 5000 + n);
+    let crowd: Vec<ConnId> = (0..5).map(|n| sw.accept(t0, s, one(n))).collect();
+    for &c in &crowd[..4] {
+        sw.greet(t0, s, c, &f, &[], None);
+    }
+    sw.inject(t0, s, crowd[4], Message::Hello { id: f.id(), port: 0, nonce: 77 });
+    assert!(sw.closed.contains(&(s, crowd[4])), "the fifth from one address is told Unavailable");
+    assert_eq!(sw.said_on(s, crowd[4]).last(), Some(&Seen::State(State::Unavailable)));
+    let other = sw.accept(t0, s, hand_addr(1));
+    sw.greet(t0, s, other, &f, &[], None);
+    assert!(!sw.closed.contains(&(s, other)), "another address is taken");
+    assert_eq!(sw.hosts[s].m.peers(), 5);
+}
+
+#[test]
 fn callers_leave_room_for_our_own_dials() {
     let (t0, f, mut sw) = start(4);
     let d = sw.peer(t0, &f, &[], |c| c.max_peers = 4); // a quarter, one connection, is kept for dials
@@ -344,22 +363,25 @@ fn the_rarest_chunks_are_asked_first_after_the_random_ones() {
 
 #[test]
 fn end_game_asks_a_second_peer_cancels_and_ignores_the_duplicate() {
+    // u1 holds chunks 0-2 and is asked for two; nobody holds chunk 3.
     let (t0, f, mut sw) = start(4);
-    // Two chunks each: the first two pipelines ask for all four, so the end game is on.
-    let (u1, u2) = (sw.peer(t0, &f, &[0, 1], |_| {}), sw.peer(t0, &f, &[2, 3], |_| {}));
-    let d = sw.peer(t0, &f, &[], |_| {});
+    let (u1, d) = (sw.peer(t0, &f, &[0, 1, 2], |_| {}), sw.peer(t0, &f, &[], |_| {}));
     sw.hosts[u1].hold = true;
-    sw.hosts[u2].hold = true;
     sw.run(t0);
     let (a, b) = match of(&sw.said(d, u1), Seen::Request)[..] {
-        [a, b, ..] => (a, b),
-        ref asked => panic!("a pipeline of two at least: {asked:?}"),
+        [a, b] => (a, b),
+        ref asked => panic!("a pipeline of two: {asked:?}"),
     };
-    // A second peer announces a chunk already requested from u1: it is asked too.
+    // A second peer delivers u1's third chunk, which nobody was asked for:
+    // now every chunk someone holds is requested or held, so the end game
+    // is on, and the second peer has delivered: it is asked for `a` too.
     let h = sw.accept(t0, d, hand_addr(1));
     sw.greet(t0, d, h, &f, &[], Some(State::Available));
+    let c = (0..3).find(|i| ![a, b].contains(i)).unwrap();
+    sw.inject(t0, d, h, Message::Have(c));
+    sw.inject(t0, d, h, Message::Chunk { index: c, data: &f.chunk(c) });
     sw.inject(t0, d, h, Message::Have(a));
-    assert_eq!(of(&sw.said_on(d, h), Seen::Request), [a], "the outstanding chunk is asked of the second peer");
+    assert_eq!(of(&sw.said_on(d, h), Seen::Request), [c, a], "the outstanding chunk is asked of the second peer");
 
     // u1 sends a while the second peer's copy is on its way: the Cancel comes too late.
     let c1 = sw.conn(u1, d);
@@ -371,19 +393,39 @@ fn end_game_asks_a_second_peer_cancels_and_ignores_the_duplicate() {
 
     // In time, a Cancel keeps the duplicate from being sent at all.
     sw.inject(t0, d, h, Message::Have(b));
-    assert_eq!(of(&sw.said_on(d, h), Seen::Request), [a, b]);
+    assert_eq!(of(&sw.said_on(d, h), Seen::Request), [c, a, b]);
     sw.inject(t0, d, h, Message::Chunk { index: b, data: &f.chunk(b) });
     assert_eq!(of(&sw.said(d, u1), Seen::Cancel), [a, b]);
     sw.hosts[u1].hold = false;
-    sw.hosts[u2].hold = false;
     sw.run(t0);
-    let not_b: Vec<u32> = of(&sw.said(d, u1), Seen::Request).into_iter().filter(|&i| i != b).collect();
-    assert_eq!(of(&sw.said(u1, d), Seen::Chunk), not_b, "all it was asked but b, a included");
-    assert_eq!(sorted(of(&sw.said_on(d, h), Seen::Have)), f.all(), "h serves d: it hears of every chunk");
+    assert_eq!(of(&sw.said(u1, d), Seen::Chunk), [a], "all it was asked but b");
+    assert_eq!(sorted(of(&sw.said_on(d, h), Seen::Have)), [0, 1, 2], "h serves d: it hears of every chunk d verifies");
+    sw.inject(t0, d, h, Message::Have(3));
+    sw.inject(t0, d, h, Message::Chunk { index: 3, data: &f.chunk(3) });
     assert!(sw.holds_file(d, &f));
     assert_eq!(sw.events(d), ["Complete"]);
     let Some(Event::Complete { counters, .. }) = sw.hosts[d].events.first() else { unreachable!() };
     assert_eq!(counters.from_seeders + counters.from_leechers, f.meta.size(), "the duplicate is not counted");
+}
+
+#[test]
+fn end_game_asks_only_peers_that_have_delivered() {
+    let (t0, f, mut sw) = start(3);
+    let (u1, d) = (sw.peer(t0, &f, &f.all(), |_| {}), sw.peer(t0, &f, &[], |_| {}));
+    sw.hosts[u1].hold = true;
+    sw.run(t0);
+    let c1 = sw.conn(u1, d);
+    assert!(sw.feed(t0, u1, c1), "u1 delivers one chunk");
+    sw.run(t0);
+    assert_eq!(of(&sw.said(d, u1), Seen::Request).len(), 3, "every chunk asked of u1, which has delivered");
+    // A peer that claims every chunk but never sent one is not asked for duplicates.
+    let h = sw.accept(t0, d, hand_addr(1));
+    sw.greet(t0, d, h, &f, &f.all(), Some(State::Available));
+    assert_eq!(of(&sw.said_on(d, h), Seen::Request), [], "no end game with a peer that delivered nothing");
+    // u1 goes: its chunks are unrequested again and asked of h as usual.
+    sw.close(t0, d, sw.conn(d, u1));
+    sw.run(t0);
+    assert_eq!(of(&sw.said_on(d, h), Seen::Request).len(), 2);
 }
 
 #[test]
@@ -417,6 +459,27 @@ fn a_slot_rotates_to_the_waiting_peer_and_the_old_holders_queue_is_refused_in_or
     assert_eq!(sw.hosts[s].m.slots_used(), 1);
 }
 
+/// Callers from one address hold every slot; a peer from another address
+/// gets one at once (at most ceil(4 / 2) stay with the first address).
+#[test]
+fn upload_slots_are_shared_by_address() {
+    let (t0, f, mut sw) = start(6);
+    let s = sw.peer(t0, &f, &f.all(), |c| (c.slots, c.max_peers) = (4, 16));
+    sw.run(t0);
+    let one = |n: u16| SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9)), 5000 + n);
+    let crowd: Vec<ConnId> = (0..6).map(|n| sw.accept(t0, s, one(n))).collect();
+    for &c in &crowd {
+        sw.greet(t0, s, c, &f, &[], None);
+        sw.inject(t0, s, c, Message::Request(0)); // they keep asking
+    }
+    assert_eq!(sw.hosts[s].m.slots_used(), 4);
+    let other = sw.accept(t0 + secs(1), s, hand_addr(1));
+    sw.greet(t0 + secs(1), s, other, &f, &[], None);
+    assert_eq!(sw.said_on(s, other).last(), Some(&Seen::State(State::Available)), "a slot at once");
+    let held_by_crowd = crowd.iter().filter(|c| sw.hosts[s].m.sessions[c].slot_since.is_some()).count();
+    assert_eq!(held_by_crowd, 3, "the crowd keeps the slot the other address does not want");
+}
+
 #[test]
 fn an_idle_slot_holder_loses_its_slot_to_a_waiting_peer() {
     let (t0, f, mut sw) = start(6);
@@ -435,6 +498,42 @@ fn an_idle_slot_holder_loses_its_slot_to_a_waiting_peer() {
     assert_eq!(sw.said_on(s, h1).last(), Some(&Seen::State(State::Unavailable)), "asked for nothing for ASK_IDLE");
     assert_eq!(sw.said_on(s, h2).last(), Some(&Seen::State(State::Connected)));
     assert!(sw.hosts[s].m.next_deadline().is_some_and(|d| d > at + ASK_IDLE), "no busy wake-ups");
+}
+
+/// Two slot holders whose queues the shell cannot refill: one reads slowly
+/// (the kernel takes some of its bytes every second), one never reads. The
+/// one whose queue takes nothing for SLOT_IDLE is closed and its address
+/// refused for a while; the slow reader keeps its slot.
+#[test]
+fn a_slot_holder_that_reads_nothing_is_closed_and_a_slow_reader_is_not() {
+    let (t0, f, mut sw) = start(6);
+    let s = sw.peer(t0, &f, &f.all(), |c| c.slots = 2);
+    sw.run(t0);
+    sw.hosts[s].hold = true; // its queues are full: no handle_drained
+    let (slow, never) = (sw.accept(t0, s, hand_addr(1)), sw.accept(t0, s, hand_addr(2)));
+    for c in [slow, never] {
+        sw.greet(t0, s, c, &f, &[], None);
+        sw.inject(t0, s, c, Message::Request(0));
+    }
+    assert_eq!(sw.hosts[s].m.slots_used(), 2);
+    let written = |sw: &mut Harness, now| {
+        sw.hosts[s].m.handle_written(now, slow);
+        sw.run(now);
+    };
+    for n in 1..=4 {
+        written(&mut sw, t0 + secs(n));
+    }
+    sw.run(t0 + secs(5) - ms(1));
+    assert!(!sw.closed.contains(&(s, never)), "one tick before SLOT_IDLE");
+    written(&mut sw, t0 + secs(5));
+    assert!(sw.closed.contains(&(s, never)), "its queue took nothing for SLOT_IDLE");
+    let again = sw.accept(t0 + secs(5), s, hand_addr(2));
+    assert!(sw.closed.contains(&(s, again)), "the non-reader's address is refused for a while");
+    for n in 6..=20 {
+        written(&mut sw, t0 + secs(n));
+    }
+    assert!(sw.is_open(s, slow), "the slow reader stays");
+    assert!(sw.hosts[s].m.sessions[&slow].slot_since.is_some(), "and keeps its slot");
 }
 
 #[test]
@@ -606,15 +705,65 @@ fn a_bad_chunk_bans_its_sender_and_is_fetched_from_another_peer() {
     assert!(t.is_banned(liar));
     assert_eq!(t.counters.bad_chunks, 1);
     assert!(!t.held().get(asked[0]));
-    // It dials in again, naming its listening port: refused at Hello.
-    let again = sw.accept(t0 + secs(1), d, SocketAddr::new(LOOPBACK, 50000));
-    sw.inject(t0 + secs(1), d, again, Message::Hello { id: f.id(), port: liar.port(), nonce: 1 });
+    // It dials in again from its address: refused at once, whatever port it would name.
+    let again = sw.accept(t0 + secs(1), d, SocketAddr::new(liar.ip(), 50000));
     assert!(sw.closed.contains(&(d, again)));
     sw.hosts[s].hold = false;
     sw.run(t0 + secs(1));
     assert!(of(&sw.said(s, d), Seen::Chunk).contains(&asked[0]));
     assert!(sw.holds_file(d, &f));
     assert_eq!(sw.dials.iter().filter(|d| d.to == liar).count(), 1, "never dialled again");
+}
+
+/// An inbound poisoner that names no port (Hello port 0) is still refused:
+/// by the address it calls from, for longer at each offence.
+#[test]
+fn an_inbound_poisoner_is_refused_by_its_address_for_longer_each_time() {
+    let (t0, f, mut sw) = start(4);
+    let d = sw.peer(t0, &f, &[], |c| c.timeout = secs(3600));
+    sw.tracker_says.insert(d, Vec::new());
+    sw.run(t0);
+    let from = |port| SocketAddr::new(hand_addr(1).ip(), port);
+    let mut refused_for = Vec::new();
+    let mut now = t0;
+    for round in 0..2u16 {
+        let c = sw.accept(now, d, from(40000 + round));
+        assert!(!sw.closed.contains(&(d, c)), "round {round}: taken");
+        sw.greet(now, d, c, &f, &f.all(), Some(State::Available));
+        let index = of(&sw.said_on(d, c), Seen::Request)[0];
+        let bad: Vec<u8> = f.chunk(index).iter().map(|b| b ^ 1).collect();
+        sw.inject(now, d, c, Message::Chunk { index, data: &bad });
+        assert!(sw.closed.contains(&(d, c)), "round {round}: dropped");
+        let banned = now;
+        loop {
+            let c = sw.accept(now, d, from(50000));
+            if !sw.closed.contains(&(d, c)) {
+                sw.close(now, d, c);
+                break;
+            }
+            now += secs(1);
+        }
+        refused_for.push((now - banned).as_secs());
+    }
+    assert_eq!(refused_for, [32, 600], "refused by its address, the second time for the longest ban");
+    assert_eq!(sw.hosts[d].m.torrents[&f.id()].counters.bad_chunks, 2);
+}
+
+#[test]
+fn a_peer_that_rejects_a_chunk_it_claimed_is_refused_by_its_address() {
+    let (t0, f, mut sw) = start(4);
+    let d = sw.peer(t0, &f, &[], |_| {});
+    sw.tracker_says.insert(d, Vec::new());
+    sw.run(t0);
+    let c = sw.accept(t0, d, hand_addr(1));
+    sw.greet(t0, d, c, &f, &f.all(), Some(State::Available));
+    let index = of(&sw.said_on(d, c), Seen::Request)[0];
+    sw.inject(t0, d, c, Message::Reject { index, reason: RejectReason::NotHeld });
+    assert!(sw.closed.contains(&(d, c)));
+    let again = sw.accept(t0 + secs(8) - ms(1), d, hand_addr(1));
+    assert!(sw.closed.contains(&(d, again)), "refused one tick before its 8 s");
+    let later = sw.accept(t0 + secs(8), d, hand_addr(1));
+    assert!(!sw.closed.contains(&(d, later)), "taken again at 8 s");
 }
 
 #[test]
@@ -637,6 +786,26 @@ fn a_stalled_peer_is_dropped_and_its_chunks_go_to_another() {
     let to_s = of(&sw.said(d, s), Seen::Request);
     assert!(owed.iter().all(|i| to_s.contains(i)), "its chunks went to the other peer");
     assert!(sw.holds_file(d, &f));
+}
+
+/// A peer that takes our slot away without answering what we asked (an
+/// honest one rejects it with NoSlot), then gives it back, stalls like any
+/// other: saying it serves does not restart the stall window.
+#[test]
+fn requests_left_unanswered_after_unavailable_stall() {
+    let (t0, f, mut sw) = start(4);
+    let d = sw.peer(t0, &f, &[], |_| {});
+    sw.tracker_says.insert(d, Vec::new());
+    sw.run(t0);
+    let c = sw.accept(t0, d, hand_addr(1));
+    sw.greet(t0, d, c, &f, &f.all(), Some(State::Available));
+    assert!(!of(&sw.said_on(d, c), Seen::Request).is_empty());
+    sw.inject(t0 + secs(1), d, c, Message::State(State::Unavailable));
+    sw.inject(t0 + secs(10), d, c, Message::State(State::Connected)); // "serving" again, still sending nothing
+    sw.run(t0 + secs(15) - ms(1));
+    assert!(!sw.closed.contains(&(d, c)), "one tick before STALL");
+    sw.run(t0 + secs(15));
+    assert!(sw.closed.contains(&(d, c)), "its requests never answered: dropped");
 }
 
 #[test]
@@ -780,6 +949,24 @@ fn two_peers_dialling_each_other_keep_the_connection_dialled_by_the_smaller_nonc
     assert_eq!(sw.dials.len(), 2, "the loser does not redial a peer it is connected to");
 }
 
+/// A third peer replays the nonce a leecher sent it: the seeder keeps the
+/// leecher's connection (a duplicate needs the same nonce from the same address).
+#[test]
+fn a_replayed_nonce_from_another_address_is_not_a_duplicate() {
+    let (t0, f, mut sw) = start(4);
+    let s = sw.peer(t0, &f, &f.all(), |_| {});
+    let d = sw.peer(t0, &f, &[], |_| {});
+    sw.hosts[s].hold = true; // nothing is sent, so the leecher stays connected
+    sw.run(t0);
+    let real = sw.conn(s, d);
+    let nonce = sw.hosts[d].m.nonce;
+    let replay = sw.accept(t0, s, hand_addr(1));
+    sw.inject(t0, s, replay, Message::Hello { id: f.id(), port: 0, nonce });
+    assert!(sw.is_open(s, real), "the leecher's connection stays");
+    assert!(!sw.closed.contains(&(s, replay)), "the replayer is a peer like any other");
+    assert_eq!(sw.hosts[s].m.peers(), 2);
+}
+
 #[test]
 fn a_connection_to_ourselves_is_closed() {
     let (t0, f, mut sw) = start(4);
@@ -815,6 +1002,25 @@ fn a_seed_sends_each_chunk_once_before_any_twice() {
     assert!(sw.said_on(s, h2).contains(&Seen::Have(0)), "every chunk has left once: chunk 0 is offered again");
     sw.inject(t0, s, h2, Message::Request(0));
     assert_eq!(of(&sw.said_on(s, h2), Seen::Chunk), [1, 0], "and served on request");
+}
+
+/// The peer a seed points to may not give the chunk (a poisoner claims
+/// every chunk): refused twice and asked again, the seed sends it.
+#[test]
+fn a_chunk_refused_with_spread_twice_and_asked_again_is_sent() {
+    let (t0, f, mut sw) = start(3);
+    let s = sw.peer(t0, &f, &f.all(), |_| {});
+    sw.run(t0);
+    let (liar, h) = (sw.accept(t0, s, hand_addr(1)), sw.accept(t0, s, hand_addr(2)));
+    sw.greet(t0, s, liar, &f, &[], None);
+    sw.greet(t0, s, h, &f, &[], None);
+    sw.inject(t0, s, liar, Message::Request(0));
+    sw.inject(t0, s, h, Message::Request(0));
+    assert!(sw.said_on(s, h).contains(&Seen::Reject(0, RejectReason::Spread)), "refused: the liar has it");
+    sw.inject(t0 + secs(3), s, h, Message::Request(0));
+    assert_eq!(of(&sw.said_on(s, h), Seen::Chunk), [], "refused twice");
+    sw.inject(t0 + secs(6), s, h, Message::Request(0));
+    assert_eq!(of(&sw.said_on(s, h), Seen::Chunk), [0], "asked a third time: sent");
 }
 
 #[test]

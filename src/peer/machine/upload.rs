@@ -8,11 +8,17 @@ impl Machine {
     pub(super) fn on_request(&mut self, now: Instant, conn: ConnId, index: u32) {
         let mut spread_over = false;
         // Only a seed that would refuse asks whether another peer has it: the
-        // scan over every connection stays off the common path.
-        let spreading =
-            self.sessions.get(&conn).and_then(|s| self.torrents.get(&s.torrent?)).is_some_and(|t| t.spreading(index));
+        // scan over every connection stays off the common path. A chunk
+        // refused twice and asked again is sent: the peers we pointed to did
+        // not give it (a poisoner that claims it, one that left or stalls).
+        let Some(s) = self.sessions.get(&conn) else { return };
+        let again = s.spread.iter().filter(|i| **i == index).count() >= SPREAD_REFUSALS;
+        let spreading = !again && s.torrent.and_then(|id| self.torrents.get(&id)).is_some_and(|t| t.spreading(index));
         let refuse = spreading && self.elsewhere(conn, index);
         let Some((s, t)) = self.pair(conn) else { return };
+        if again {
+            s.spread.retain(|i| *i != index);
+        }
         if s.owed.len() >= MAX_PIPELINE {
             return self.violation(now, conn, "too many requests outstanding");
         }
@@ -147,6 +153,7 @@ impl Machine {
                     waiting_since: s.waiting_since,
                     active: s.active(now, ASK_IDLE, SLOT_IDLE),
                     held: theirs.count(),
+                    block: crate::common::ip_block(s.addr.ip()),
                 })
             })
             .collect();

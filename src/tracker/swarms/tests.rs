@@ -148,7 +148,8 @@ fn pick_orders_and_bounds() {
     let mut out = Vec::new();
     s.pick(addr(11), false, 15, &mut rng, &mut out);
     assert_eq!(out.len(), 15);
-    assert!(out[..10].iter().all(|a| a.port() <= 10), "seeders first");
+    assert!(out[..8].iter().all(|a| a.port() <= 10), "seeders first");
+    assert!(out[8..].iter().all(|a| a.port() > 10), "but at most half while leechers wait");
     assert!(!out.contains(&addr(11)));
     let mut dedup = out.clone();
     dedup.sort();
