@@ -37,7 +37,8 @@
 # run is stopped by its PID (leechers that would keep seeding included).
 # Prints one line per run, a table (medians over RUNS) and, last, one JSON object.
 #
-# Env: RUNS (1), NS ("4 8 16"), HETERO_N (8; 0: no heterogeneous row),
+# Env: RUNS (1), NS ("4 8 16"), HETERO_N (8; 0: no heterogeneous row), SLOW_ROW ("32:5:64":
+#      N=32, seed and downloaders at 5 MiB/s, 64 MiB; "" for none),
 #      RATE_MIB (20), SLOW_MIB (5), SIZE_MIB (256), PIECE_KIB (1024),
 #      SYSTEMS ("lmk aria2c libtorrent"), DEADLINE (90), LMK_INTERVAL (2),
 #      LMK_SEEDER_ARGS / LMK_LEECHER_ARGS (extra options; none by default),
@@ -52,6 +53,10 @@ set -euo pipefail
 RUNS=${RUNS:-1}
 N_LIST=${NS:-"4 8 16"}
 HETERO_N=${HETERO_N:-8}
+# N:RATE:MIB: a row where the seed and every downloader have RATE MiB/s up (the N=32 row where a
+# downloader once starved); "" for none.
+SLOW_ROW=${SLOW_ROW-32:5:64}
+IFS=: read -r SLOW_N SLOW_ROW_RATE SLOW_ROW_MIB <<<"${SLOW_ROW:-0:0:0}"
 RATE_MIB=${RATE_MIB:-20}
 SLOW_MIB=${SLOW_MIB:-5}
 SIZE_MIB=${SIZE_MIB:-256}
@@ -179,7 +184,7 @@ fi
 # --- the run directory (tmpfs) ----------------------------------------------------
 HALF_MIB=$((SIZE_MIB / 2))
 MAX_N=0
-for n in $N_LIST $HETERO_N; do [ "$n" -le "$MAX_N" ] || MAX_N=$n; done
+for n in $N_LIST $HETERO_N $SLOW_N; do [ "$n" -le "$MAX_N" ] || MAX_N=$n; done
 [ "$MAX_N" -ge 1 ] || fail "no rows: NS='$N_LIST' HETERO_N=$HETERO_N"
 [ "$MAX_N" -le 200 ] || fail "at most 200 downloaders (10.77.0.11-210)"
 SHM_FREE_MIB=$(($(df -Pk "$SHM" | awk 'NR == 2 {print $4}') / 1024))
@@ -233,7 +238,8 @@ make_file() { dd if=/dev/urandom of="$1" bs=1M count="$2" iflag=fullblock status
 declare -A SHA HASH
 file_name() { echo "swarm-$1.bin"; } # by size in MiB
 row_mib() { if [ "$1" -ge 16 ]; then echo "$HALF_MIB"; else echo "$SIZE_MIB"; fi; } # file size of a row of N
-SIZES=$(for n in $N_LIST $HETERO_N; do if [ "$n" -gt 0 ]; then row_mib "$n"; fi; done | sort -nu)
+SIZES=$( (for n in $N_LIST $HETERO_N; do if [ "$n" -gt 0 ]; then row_mib "$n"; fi; done
+    [ "$SLOW_N" = 0 ] || echo "$SLOW_ROW_MIB") | sort -nu)
 for mib in $SIZES; do
     f=$RUN/src/$(file_name "$mib")
     log "making $mib MiB of random data: ${f##*/}"
@@ -560,35 +566,40 @@ if want libtorrent && ! skipped libtorrent; then
 fi
 
 # --- rows ------------------------------------------------------------------------------------
-ROW_N=() ROW_MIB=() ROW_SLOW=() ROW_LABEL=()
+ROW_N=() ROW_MIB=() ROW_SLOW=() ROW_LABEL=() ROW_RATE=()
 declare -A TP2P
 for n in $N_LIST; do
-    ROW_N+=("$n") ROW_MIB+=("$(row_mib "$n")") ROW_SLOW+=(0)
+    ROW_N+=("$n") ROW_MIB+=("$(row_mib "$n")") ROW_SLOW+=(0) ROW_RATE+=("$RATE_MIB")
     ROW_LABEL+=("N=$n homogeneous")
 done
 if [ "$HETERO_N" -gt 0 ]; then
-    ROW_N+=("$HETERO_N") ROW_MIB+=("$(row_mib "$HETERO_N")")
+    ROW_N+=("$HETERO_N") ROW_MIB+=("$(row_mib "$HETERO_N")") ROW_RATE+=("$RATE_MIB")
     ROW_SLOW+=($((HETERO_N - HETERO_N / 2 + 1)))
     ROW_LABEL+=("N=$HETERO_N heterogeneous, d$((HETERO_N - HETERO_N / 2 + 1))-d$HETERO_N up $SLOW_MIB MiB/s")
 fi
+if [ "$SLOW_N" -gt 0 ]; then
+    ROW_N+=("$SLOW_N") ROW_MIB+=("$SLOW_ROW_MIB") ROW_SLOW+=(0) ROW_RATE+=("$SLOW_ROW_RATE")
+    ROW_LABEL+=("N=$SLOW_N homogeneous, all up $SLOW_ROW_RATE MiB/s")
+fi
 : >"$RUN/rows.tsv"
 for r in "${!ROW_N[@]}"; do
-    n=${ROW_N[r]} mib=${ROW_MIB[r]} first_slow=${ROW_SLOW[r]}
+    n=${ROW_N[r]} mib=${ROW_MIB[r]} first_slow=${ROW_SLOW[r]} up=${ROW_RATE[r]}
     TP2P[$r]=$("$PY" -c "
-n, F, us, uf, usl, fs = $n, $mib * 2**20, $RATE_MIB * 2**20, $RATE_MIB * 2**20, $SLOW_MIB * 2**20, $first_slow
+n, F, us, uf, usl, fs = $n, $mib * 2**20, $up * 2**20, $up * 2**20, $SLOW_MIB * 2**20, $first_slow
 ups = [usl if fs and i >= fs else uf for i in range(1, n + 1)]
 print(round(max(F / us, n * F / (us + sum(ups))), 4))")
     printf '%s\t%s\t%s\t%s\t%s\n' "$r" "$n" "$mib" "${TP2P[$r]}" "${ROW_LABEL[r]}" >>"$RUN/rows.tsv"
+    set_rate s "$up"
     for ((i = 1; i <= n; i++)); do
-        rate=$RATE_MIB
+        rate=$up
         [ "$first_slow" = 0 ] || [ "$i" -lt "$first_slow" ] || rate=$SLOW_MIB
         set_rate "d$i" "$rate"
     done
-    log "== row $r: ${ROW_LABEL[r]}, $mib MiB, seed up $RATE_MIB MiB/s, T_p2p $(printf %.2f "${TP2P[$r]}")s (load average $(cut -d' ' -f1 /proc/loadavg)) =="
+    log "== row $r: ${ROW_LABEL[r]}, $mib MiB, seed up $up MiB/s, T_p2p $(printf %.2f "${TP2P[$r]}")s (load average $(cut -d' ' -f1 /proc/loadavg)) =="
     for k in $(seq "$RUNS"); do
         for sys in "${ACTIVE[@]}"; do run_one "$sys" "$r" "$n" "$mib" "$k"; done
     done
-    for ((i = 1; i <= n; i++)); do set_rate "d$i" "$RATE_MIB"; done
+    for h in s $(seq -f 'd%g' 1 "$n"); do set_rate "$h" "$RATE_MIB"; done
 done
 
 # The seed's source files are unchanged (no client wrote to them).
