@@ -67,9 +67,11 @@ const TURN_CHUNKS: u64 = 4;
 const RESPREAD: Duration = Duration::from_millis(500);
 /// Times a seed refuses one peer one chunk with `Spread` before sending it.
 const SPREAD_REFUSALS: usize = 2;
-/// A slot holder that asks for nothing this long loses it: a peer that got
-/// what it wanted elsewhere gives its turn back within a round trip or two
-/// (500 ms against 5 s: 1.07 x T_p2p against 1.42 x at 100 peers, 128 KiB chunks).
+/// A slot holder that asks for nothing this long while others wait loses it:
+/// a peer that got what it wanted elsewhere gives its turn back within a
+/// round trip or two (500 ms against 5 s: 1.07 x T_p2p against 1.42 x at 100
+/// peers, 128 KiB chunks). With nobody waiting it has `SLOT_IDLE`, so a
+/// downloader held back by its own `--down-limit` is not choked for it.
 const ASK_IDLE: Duration = Duration::from_millis(500);
 /// A slot holder whose queue drains nothing this long loses it (a non-reader,
 /// or a link too slow for one chunk in this time).
@@ -184,6 +186,8 @@ pub struct Machine {
     next_rotation: Instant,
     /// A slot holder's turn ended while answering: rechoke once the answer is out.
     turn_over: bool,
+    /// At the last rechoke some interested peer waited for a slot.
+    contended: bool,
     /// Connections waiting for upload tokens, served in turn so that a
     /// limit is shared fairly (only used under `--up-limit`).
     turns: VecDeque<ConnId>,
@@ -213,6 +217,7 @@ impl Machine {
             down: Bucket::new(config.down_limit, now),
             next_rotation: now + ROTATION,
             turn_over: false,
+            contended: false,
             born: now,
             turns: VecDeque::new(),
             rng,
@@ -438,7 +443,9 @@ impl Machine {
             if rotate {
                 self.next_rotation = now + ROTATION;
             }
-            if rotate || self.sessions.values().any(|s| s.slot_since.is_some() && !s.active(now, ASK_IDLE, SLOT_IDLE)) {
+            if rotate
+                || self.sessions.values().any(|s| s.slot_since.is_some() && !s.active(now, self.ask_idle(), SLOT_IDLE))
+            {
                 self.rechoke(now);
             }
             // Owed chunks held back by the upload bucket, requests by the download one.
@@ -493,7 +500,8 @@ impl Machine {
         let sessions = self.timers.first().map(|(at, _)| *at);
         #[cfg(debug_assertions)]
         {
-            let scan = self.sessions.values().map(|s| session_deadline(s).0).min();
+            let ask = self.ask_idle();
+            let scan = self.sessions.values().map(|s| session_deadline(s, ask).0).min();
             debug_assert!(sessions.is_some() == scan.is_some() && sessions <= scan, "a session's timer is late");
         }
         let torrents = self.torrents.values().flat_map(|t| {
@@ -776,11 +784,12 @@ impl Machine {
 
     /// Closes the connections whose dial, greeting, data or idle time ran out.
     fn drop_stuck(&mut self, now: Instant) {
+        let ask = self.ask_idle();
         let stuck: Vec<(ConnId, Why)> = self
             .sessions
             .iter()
             .filter_map(|(c, s)| {
-                let (at, why) = session_deadline(s);
+                let (at, why) = session_deadline(s, ask);
                 // An earlier reason due at the same time must not hide the idle one.
                 let why = if now >= s.last_heard + IDLE { Why::Idle } else { why };
                 (now >= at).then_some((*c, why))
@@ -906,6 +915,7 @@ impl Machine {
     /// ahead: it fires early once (a no-op) instead of being moved on every
     /// frame (the idle time moves with each one).
     fn retime(&mut self, now: Instant) {
+        let ask = self.ask_idle();
         let conns: Vec<ConnId> = if std::mem::take(&mut self.all_touched) {
             self.touched.clear();
             self.sessions.keys().copied().collect()
@@ -914,7 +924,7 @@ impl Machine {
         };
         for conn in conns {
             let Some(s) = self.sessions.get_mut(&conn) else { continue };
-            let at = session_deadline(s).0;
+            let at = session_deadline(s, ask).0;
             let early = s.timer.is_some_and(|old| now < old && old <= at);
             if s.timer != Some(at) && !early {
                 if let Some(old) = s.timer.replace(at) {
@@ -1004,7 +1014,18 @@ enum Why {
 }
 
 /// A connection's next timer: the earliest of its phase's deadline and its idle time.
-fn session_deadline(s: &Session) -> (Instant, Why) {
+impl Machine {
+    /// How long a slot holder may ask for nothing: short only while others wait.
+    fn ask_idle(&self) -> Duration {
+        if self.contended {
+            ASK_IDLE
+        } else {
+            SLOT_IDLE
+        }
+    }
+}
+
+fn session_deadline(s: &Session, ask: Duration) -> (Instant, Why) {
     let idle = (s.last_heard + IDLE, Why::Idle);
     let respread = s.spread_to_us.iter().map(|(_, at)| (*at, Why::Respread)).min_by_key(|(at, _)| *at);
     let phase = match s.phase {
@@ -1013,7 +1034,7 @@ fn session_deadline(s: &Session) -> (Instant, Why) {
         // Requests outstanding stall whatever its State: a peer that takes
         // our slot away answers what it will not send with Reject NoSlot.
         Phase::Open if s.outstanding() > 0 => Some((s.last_data + STALL, Why::Stalled)),
-        Phase::Open => s.slot_idle_at(ASK_IDLE, SLOT_IDLE).map(|at| (at, Why::SlotIdle)),
+        Phase::Open => s.slot_idle_at(ask, SLOT_IDLE).map(|at| (at, Why::SlotIdle)),
     };
     [phase, respread].into_iter().flatten().fold(idle, |a, b| if b.0 < a.0 { b } else { a })
 }

@@ -537,6 +537,21 @@ fn a_slot_holder_that_reads_nothing_is_closed_and_a_slow_reader_is_not() {
 }
 
 #[test]
+fn a_holder_that_asks_for_nothing_keeps_its_slot_while_nobody_waits() {
+    let (t0, f, mut sw) = start(6);
+    let s = sw.peer(t0, &f, &f.all(), |c| c.slots = 1);
+    sw.run(t0);
+    let at = t0 + secs(1);
+    let h = sw.accept(at, s, hand_addr(1));
+    sw.greet(at, s, h, &f, &[], None); // held back by its own download limit, say: asks nothing
+    assert_eq!(sw.said_on(s, h).last(), Some(&Seen::State(State::Available)));
+    sw.run(at + ASK_IDLE * 2);
+    assert_eq!(sw.said_on(s, h).last(), Some(&Seen::State(State::Available)), "nobody waits: no ASK_IDLE");
+    sw.run(at + SLOT_IDLE);
+    assert_eq!(sw.said_on(s, h).last(), Some(&Seen::State(State::Unavailable)), "idle for SLOT_IDLE");
+}
+
+#[test]
 fn the_upload_bucket_paces_chunks_and_serves_downloaders_in_turn() {
     let (t0, f, mut sw) = start(9);
     let s = sw.peer(t0, &f, &f.all(), |c| c.up_limit = Some(4 * CHUNK as u64)); // 4 chunks a second

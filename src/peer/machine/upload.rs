@@ -136,7 +136,7 @@ impl Machine {
 
     /// Gives the upload slots to the chosen peers and tells each that gained or lost one.
     pub(super) fn rechoke(&mut self, now: Instant) {
-        let cands: Vec<Candidate> = self
+        let mut cands: Vec<Candidate> = self
             .sessions
             .iter()
             .filter(|(_, s)| s.phase == Phase::Open)
@@ -151,12 +151,23 @@ impl Machine {
                         || s.turn_sent >= turn,
                     interested: t.stage != Stage::Done && t.held().has_any_missing_from(theirs),
                     waiting_since: s.waiting_since,
-                    active: s.active(now, ASK_IDLE, SLOT_IDLE),
+                    active: s.active(now, SLOT_IDLE, SLOT_IDLE),
                     held: theirs.count(),
                     block: crate::common::ip_block(s.addr.ip()),
                 })
             })
             .collect();
+        // While somebody waits, a holder that asks for nothing gives its slot back sooner.
+        let contended = cands.iter().any(|c| c.slot_since.is_none() && c.interested);
+        if contended != self.contended {
+            self.contended = contended;
+            self.all_touched = true; // every holder's idle timer moves
+        }
+        if contended {
+            for c in cands.iter_mut().filter(|c| c.active) {
+                c.active = self.sessions.get(&c.conn).is_some_and(|s| s.active(now, ASK_IDLE, SLOT_IDLE));
+            }
+        }
         let chosen = choker::choose(&cands, self.config.slots, now, ROTATION);
         for c in &cands {
             self.touched.push(c.conn);
