@@ -27,7 +27,7 @@ bench-swarm: build
 
 # The swarm simulator's standard set: real cores on a simulated network, N=100
 # and N=1000 (see README "Simulator"); SEED=S replays another draw; OUT=dir
-# writes per-peer lines and an SVG per row.
+# writes per-peer lines and an SVG per row. About 20 min on one core.
 SEED ?= 1
 sim: build
 	$(BIN)/lmk-sim --standard --seed $(SEED) $(if $(OUT),--out "$(OUT)")
