@@ -60,6 +60,11 @@ const ROTATION: Duration = Duration::from_secs(10);
 /// something, so nobody falls far behind (at 100 peers in the simulator,
 /// 1 MiB chunks: 1.31 x T_p2p with turns of 4 chunks, 1.71 x with 10 s turns).
 const TURN_CHUNKS: u64 = 4;
+
+/// The bytes of one slot turn for a file of chunks of `chunk_size`.
+fn turn_bytes(chunk_size: u32) -> u64 {
+    TURN_CHUNKS * u64::from(chunk_size)
+}
 /// A chunk a seed refused with `Spread` is asked of it again after this long:
 /// in a large swarm the peer it went to is often not connected to us, and
 /// the last chunks wait on this (1000 peers of 64 MiB: last at 1.59 x T_p2p
@@ -237,9 +242,8 @@ impl Machine {
         }
     }
 
-    /// Starts serving (and, unless `have` is full, fetching) a file.
-    /// Starts trading a file; one already traded is left as it is (its
-    /// connections hold its state).
+    /// Starts serving (and, unless `have` is full, fetching) a file; one
+    /// already traded is left as it is (its connections hold its state).
     pub fn add(&mut self, now: Instant, meta: FileMeta, storage: Box<dyn Storage>, have: Bitfield, goal: Goal) {
         if self.torrents.contains_key(&meta.content_id()) {
             return debug!("{}: already traded; not added again", meta.name());

@@ -85,7 +85,7 @@ impl Machine {
                         }
                         t.counters.uploaded += len as u64;
                         s.turn_sent += len as u64;
-                        let turn = TURN_CHUNKS * u64::from(t.meta.chunk_size());
+                        let turn = turn_bytes(t.meta.chunk_size());
                         self.turn_over |= s.turn_sent >= turn && s.turn_sent - (len as u64) < turn;
                         self.up.take(now, len as u64);
                         return t.goal_met(now);
@@ -143,12 +143,11 @@ impl Machine {
             .filter_map(|(c, s)| {
                 let t = self.torrents.get(&s.torrent?)?;
                 let theirs = s.theirs.as_ref()?;
-                let turn = TURN_CHUNKS * u64::from(t.meta.chunk_size());
                 Some(Candidate {
                     conn: *c,
                     slot_since: s.slot_since,
                     due: s.slot_since.is_some_and(|since| now.saturating_duration_since(since) >= ROTATION)
-                        || s.turn_sent >= turn,
+                        || s.turn_sent >= turn_bytes(t.meta.chunk_size()),
                     interested: t.stage != Stage::Done && t.held().has_any_missing_from(theirs),
                     waiting_since: s.waiting_since,
                     active: s.active(now, SLOT_IDLE, SLOT_IDLE),
