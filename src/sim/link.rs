@@ -125,15 +125,33 @@ impl Links {
 
     /// New rates after a change at `host`'s uplink: its flows only, or every
     /// busy flow when downlinks couple the shares.
+    ///
+    /// An uplink's flows share it evenly, so they finish in the order of the
+    /// bytes they have left whatever the number of flows: only the first
+    /// needs a completion. (Rescheduling every flow at each change made most
+    /// of the simulator's events outdated completions.)
     fn reshare(&mut self, now: Nanos, host: HostId, out: &mut Vec<Completion>) {
         if self.coupled {
             return self.fill(now, out);
         }
         let n = self.sending[host].len();
         let share = self.up[host] / n.max(1) as f64;
+        let mut first: Option<FlowId> = None;
         for i in 0..n {
             let flow = self.sending[host][i];
-            self.set_rate(now, flow, share, out);
+            self.advance(now, flow, share);
+            let f = &mut self.flows[flow.0];
+            f.version = f.version.wrapping_add(1); // outdates any earlier completion
+            let left = self.flows[flow.0].remaining;
+            if first.is_none_or(|f| (left, flow) < (self.flows[f.0].remaining, f)) {
+                first = Some(flow);
+            }
+        }
+        if let Some(flow) = first {
+            let f = &self.flows[flow.0];
+            if let Some(at) = completion(now, f) {
+                out.push(Completion { at, flow, version: f.version });
+            }
         }
     }
 
@@ -183,23 +201,35 @@ impl Links {
     }
 
     fn set_rate(&mut self, now: Nanos, flow: FlowId, rate: f64, out: &mut Vec<Completion>) {
-        let f = &mut self.flows[flow.0];
-        if f.rate == rate {
+        if self.flows[flow.0].rate == rate {
             return; // unchanged: its completion stands
         }
+        self.advance(now, flow, rate);
+        let f = &mut self.flows[flow.0];
+        f.version = f.version.wrapping_add(1);
+        if let Some(at) = completion(now, f) {
+            out.push(Completion { at, flow, version: f.version });
+        }
+    }
+
+    /// Counts what the flow sent since its last change and sets its new rate.
+    fn advance(&mut self, now: Nanos, flow: FlowId, rate: f64) {
+        let f = &mut self.flows[flow.0];
         let dt = now.saturating_sub(f.since) as f64 / 1e9;
         f.remaining = (f.remaining - f.rate * dt).max(0.0);
         f.since = now;
         f.rate = rate;
-        f.version = f.version.wrapping_add(1);
-        let at = if rate.is_infinite() || f.remaining == 0.0 {
-            now
-        } else if rate <= 0.0 {
-            return; // stalled until a share frees up
-        } else {
-            now + (f.remaining / rate * 1e9).ceil() as Nanos
-        };
-        out.push(Completion { at, flow, version: f.version });
+    }
+}
+
+/// When the flow's head frame is sent at its current rate; none while stalled.
+fn completion(now: Nanos, f: &Flow) -> Option<Nanos> {
+    if f.rate.is_infinite() || f.remaining == 0.0 {
+        Some(now)
+    } else if f.rate <= 0.0 {
+        None // stalled until a share frees up
+    } else {
+        Some(now + (f.remaining / f.rate * 1e9).ceil() as Nanos)
     }
 }
 
@@ -270,6 +300,35 @@ mod tests {
         let dc = l.add_flow(d, c);
         l.start(0, dc, 100, &mut out);
         assert_eq!((l.rate(ac), l.rate(dc), l.rate(ab)), (1.0, 1.0, 9.0));
+    }
+
+    /// Runs the links' completions in time order, outdated ones skipped, and
+    /// returns when each flow finished.
+    fn drain(l: &mut Links, mut out: Vec<Completion>) -> Vec<(FlowId, Nanos)> {
+        let mut done = Vec::new();
+        while let Some(i) = (0..out.len()).min_by_key(|&i| (out[i].at, out[i].flow)) {
+            let c = out.swap_remove(i);
+            if l.is_current(&c) {
+                done.push((c.flow, c.at));
+                l.finish(c.at, c.flow, &mut out);
+            }
+        }
+        done
+    }
+
+    #[test]
+    fn flows_on_one_uplink_finish_in_order_of_what_they_have_left() {
+        let mut l = Links::default();
+        let (a, b, c, d) = (l.add_host(10.0, INF), l.add_host(1.0, INF), l.add_host(1.0, INF), l.add_host(1.0, INF));
+        let (ab, ac, ad) = (l.add_flow(a, b), l.add_flow(a, c), l.add_flow(a, d));
+        let mut out = Vec::new();
+        l.start(0, ad, 30, &mut out);
+        l.start(0, ac, 20, &mut out);
+        l.start(0, ab, 10, &mut out);
+        assert_eq!(out.iter().filter(|c| l.is_current(c)).count(), 1, "only the first has a completion");
+        // 10 bytes each at 10/3 B/s, then 10 more each at 5 B/s, then 10 alone.
+        let s = 1_000_000_000;
+        assert_eq!(drain(&mut l, out), vec![(ab, 3 * s), (ac, 5 * s), (ad, 6 * s)]);
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod content;
 pub mod harness;
 pub mod link;
 pub mod options;
+mod queue;
 pub mod report;
 pub mod run;
 pub mod scenario;

@@ -9,13 +9,14 @@
 //! link capacity: the control frames (Have, Request, ...) pass at once but
 //! never overtake a chunk queued before them.
 
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::content::Content;
 use super::link::{Completion, FlowId, HostId, Links, Nanos};
+use super::queue::Queue;
 use super::shell;
 use crate::common::net::ConnId;
 use crate::peer::bitfield::Bitfield;
@@ -135,39 +136,10 @@ enum Ev {
     Crash(usize),
 }
 
-/// An event due at `at`; ties go in the order they were made.
-struct Entry {
-    at: Nanos,
-    seq: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-
-impl Eq for Entry {}
-
-impl Ord for Entry {
-    /// Reversed: the earliest first out of the max-heap.
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
-}
-
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
 pub struct World {
     t0: Instant,
     pub now: Nanos,
-    seq: u64,
-    queue: BinaryHeap<Entry>,
+    queue: Queue<Ev>,
     pub links: Links,
     pub hosts: Vec<Host>,
     by_addr: BTreeMap<SocketAddr, usize>,
@@ -180,6 +152,8 @@ pub struct World {
     completions: Vec<Completion>,
     /// Events run, for the figures.
     pub steps: u64,
+    /// Hosts before this index are no longer pending.
+    settled: usize,
 }
 
 /// How a host is set up.
@@ -204,8 +178,7 @@ impl World {
         let mut w = World {
             t0,
             now: 0,
-            seq: 0,
-            queue: BinaryHeap::new(),
+            queue: Queue::default(),
             links: Links::default(),
             hosts: Vec::new(),
             by_addr: BTreeMap::new(),
@@ -217,6 +190,7 @@ impl World {
             sndbuf,
             completions: Vec::new(),
             steps: 0,
+            settled: 0,
         };
         w.arm_tracker();
         w
@@ -262,8 +236,8 @@ impl World {
     /// Runs until every downloader is done, failed or gone, or `limit`.
     pub fn run(&mut self, limit: Duration) {
         let limit = nanos(limit);
-        while self.hosts.iter().any(Host::pending) {
-            let Some(Entry { at, ev, .. }) = self.queue.pop() else { break };
+        while self.pending() {
+            let Some((at, ev)) = self.queue.pop() else { break };
             if at > limit {
                 break;
             }
@@ -273,9 +247,22 @@ impl World {
         }
     }
 
+    /// Whether a downloader is still pending; one that is not stays so, so
+    /// the hosts before the first pending one are passed over for good.
+    fn pending(&mut self) -> bool {
+        while self.hosts.get(self.settled).is_some_and(|h| !h.pending()) {
+            self.settled += 1;
+        }
+        self.settled < self.hosts.len()
+    }
+
     fn push(&mut self, at: Nanos, ev: Ev) {
-        self.seq += 1;
-        self.queue.push(Entry { at, seq: self.seq, ev });
+        self.queue.push(at, ev);
+    }
+
+    /// An event a network delay from now (a frame, a dial, a datagram).
+    fn push_after(&mut self, delay: Nanos, ev: Ev) {
+        self.queue.push_after(self.now, delay, ev);
     }
 
     fn instant(&self) -> Instant {
@@ -322,8 +309,8 @@ impl World {
                 self.tracker.handle_datagram(now, from, &data, &mut answer);
                 self.arm_tracker();
                 if !answer.is_empty() {
-                    let at = self.now + self.tracker_latency + self.hosts[host].latency;
-                    self.push(at, Ev::FromTracker { host, data: answer });
+                    let delay = self.tracker_latency + self.hosts[host].latency;
+                    self.push_after(delay, Ev::FromTracker { host, data: answer });
                 }
             }
             Ev::FromTracker { host, data } => {
@@ -358,8 +345,8 @@ impl World {
             let Some(out) = core.poll_output() else { break };
             match out {
                 Output::Datagram(data) => {
-                    let at = self.now + self.hosts[h].latency + self.tracker_latency;
-                    self.push(at, Ev::ToTracker { host: h, data });
+                    let delay = self.hosts[h].latency + self.tracker_latency;
+                    self.push_after(delay, Ev::ToTracker { host: h, data });
                 }
                 Output::Connect(addr, id) => {
                     let c = self.dial(h, addr);
@@ -440,8 +427,8 @@ impl World {
         while let Some(out) = core.poll_output() {
             match out {
                 Output::Datagram(data) => {
-                    let at = self.now + self.hosts[h].latency + self.tracker_latency;
-                    self.push(at, Ev::ToTracker { host: h, data });
+                    let delay = self.hosts[h].latency + self.tracker_latency;
+                    self.push_after(delay, Ev::ToTracker { host: h, data });
                 }
                 Output::Close(conn) | Output::CloseAfterFlush(conn) => self.close(conn.0 / 2, conn.0 % 2),
                 _ => {}
@@ -493,8 +480,8 @@ impl World {
         });
         let delay = self.delay(h, far);
         match target {
-            Some(_) => self.push(self.now + delay, Ev::Syn(c)),
-            None => self.push(self.now + 2 * delay, Ev::Refused(c)),
+            Some(_) => self.push_after(delay, Ev::Syn(c)),
+            None => self.push_after(2 * delay, Ev::Refused(c)),
         }
         c
     }
@@ -507,19 +494,19 @@ impl World {
         if self.hosts[far].crashed || self.now < self.hosts[far].arrive {
             self.conns[c].open[1] = false;
             if !self.hosts[far].crashed {
-                self.push(self.now + self.delay(near, far), Ev::Refused(c));
+                self.push_after(self.delay(near, far), Ev::Refused(c));
             }
             return;
         }
         let (now, from) = (self.instant(), self.hosts[near].addr);
         let Some(core) = self.hosts[far].core.as_mut() else {
             self.conns[c].open[1] = false;
-            self.push(self.now + self.delay(near, far), Ev::Refused(c));
+            self.push_after(self.delay(near, far), Ev::Refused(c));
             return;
         };
         core.handle_accept(now, ConnId(2 * c + 1), from);
         self.after(far);
-        self.push(self.now + self.delay(near, far), Ev::Established(c));
+        self.push_after(self.delay(near, far), Ev::Established(c));
     }
 
     fn delay(&self, a: usize, b: usize) -> Nanos {
@@ -571,7 +558,7 @@ impl World {
                 return;
             }
             let Some((frame, _)) = self.conns[c].queues[s].pop_front() else { break };
-            self.push(self.now + delay, Ev::Deliver { conn: c, to, frame });
+            self.push_after(delay, Ev::Deliver { conn: c, to, frame });
         }
         if self.conns[c].flush_close[s] {
             self.close(c, s);
@@ -610,7 +597,7 @@ impl World {
             core.handle_written(now, ConnId(2 * conn + s));
         }
         let delay = self.delay(self.conns[conn].hosts[0], self.conns[conn].hosts[1]);
-        self.push(self.now + delay, Ev::Deliver { conn, to: 1 - s, frame });
+        self.push_after(delay, Ev::Deliver { conn, to: 1 - s, frame });
         self.transmit(conn, s);
         self.pump(conn, s);
         self.after(from);
@@ -675,7 +662,7 @@ impl World {
         }
         if self.conns[c].open[1 - s] {
             let delay = self.delay(self.conns[c].hosts[0], self.conns[c].hosts[1]);
-            self.push(self.now + delay, Ev::Fin { conn: c, to: 1 - s });
+            self.push_after(delay, Ev::Fin { conn: c, to: 1 - s });
         }
         self.after(h);
     }
