@@ -437,11 +437,15 @@ impl Machine {
 
     /// Announces, retries, stalls, rotation, rate buckets, goals. Early calls are no-ops.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.all_touched = true;
+        // A session's timer is never later than its deadline, so only those
+        // whose timers are due can have anything due; they are re-read at
+        // the end (the others change only through calls that mark them).
+        let due: Vec<ConnId> = self.timers.iter().take_while(|(at, _)| *at <= now).map(|(_, c)| *c).collect();
+        self.touched.extend(&due);
         self.announcer.handle_timeout(now);
         if self.stopping.is_none() {
             self.announce_due(now);
-            self.drop_stuck(now);
+            self.drop_stuck(now, &due);
             self.dial(now);
             let rotate = now >= self.next_rotation;
             if rotate {
@@ -464,7 +468,7 @@ impl Machine {
                     self.refill(now, id);
                 }
             }
-            self.respread(now);
+            self.respread(now, &due);
             self.give_up(now);
             self.sweep(now);
         }
@@ -787,16 +791,17 @@ impl Machine {
     }
 
     /// Closes the connections whose dial, greeting, data or idle time ran out.
-    fn drop_stuck(&mut self, now: Instant) {
+    /// Closes or punishes the `due` sessions whose deadline has come.
+    fn drop_stuck(&mut self, now: Instant, due: &[ConnId]) {
         let ask = self.ask_idle();
-        let stuck: Vec<(ConnId, Why)> = self
-            .sessions
+        let stuck: Vec<(ConnId, Why)> = due
             .iter()
-            .filter_map(|(c, s)| {
+            .filter_map(|&c| {
+                let s = self.sessions.get(&c)?;
                 let (at, why) = session_deadline(s, ask);
                 // An earlier reason due at the same time must not hide the idle one.
                 let why = if now >= s.last_heard + IDLE { Why::Idle } else { why };
-                (now >= at).then_some((*c, why))
+                (now >= at).then_some((c, why))
             })
             .collect();
         for (conn, why) in stuck {

@@ -118,19 +118,14 @@ impl Machine {
 
     /// Tops up one peer's pipeline with the rarest chunks it holds.
     pub(super) fn fill(&mut self, now: Instant, conn: ConnId, id: ContentId) {
-        let down_ready = self.down.ready(now);
-        let duplicates = self.duplicates_for(conn, id);
-        let Some(t) = self.torrents.get_mut(&id) else { return };
         self.touched.push(conn);
-        let Some(s) = self.sessions.get_mut(&conn) else { return };
-        if t.stage != Stage::Downloading || !s.their_state.serves() || !down_ready {
-            return;
-        }
+        // Most calls (a Have from a peer whose pipeline is full) end here,
+        // before the end game's look at every peer.
+        let down_ready = self.down.ready(now);
+        let Some(depth) = self.room(now, conn, id).filter(|_| down_ready) else { return };
+        let duplicates = self.duplicates_for(conn, id);
+        let (Some(t), Some(s)) = (self.torrents.get_mut(&id), self.sessions.get_mut(&conn)) else { return };
         let Some(theirs) = s.theirs.as_ref() else { return };
-        let chunk = f64::from(t.meta.chunk_size());
-        let most = (PIPELINE_BYTES as f64 / chunk).clamp(MIN_PIPELINE as f64, MAX_PIPELINE as f64);
-        let depth =
-            (1.0 + (s.rate.per_sec(now) * PIPELINE_SECS / chunk).ceil()).clamp(MIN_PIPELINE as f64, most) as usize;
         if s.outstanding() == 0 {
             s.last_data = now; // an idle peer given work starts a fresh stall window
         }
@@ -154,6 +149,20 @@ impl Machine {
         }
     }
 
+    /// How deep the peer's pipeline may be, if it may be asked for more:
+    /// deep enough for `PIPELINE_SECS` at the rate it has shown.
+    fn room(&self, now: Instant, conn: ConnId, id: ContentId) -> Option<usize> {
+        let (t, s) = (self.torrents.get(&id)?, self.sessions.get(&conn)?);
+        if t.stage != Stage::Downloading || !s.their_state.serves() || s.theirs.is_none() {
+            return None;
+        }
+        let chunk = f64::from(t.meta.chunk_size());
+        let most = (PIPELINE_BYTES as f64 / chunk).clamp(MIN_PIPELINE as f64, MAX_PIPELINE as f64);
+        let depth =
+            (1.0 + (s.rate.per_sec(now) * PIPELINE_SECS / chunk).ceil()).clamp(MIN_PIPELINE as f64, most) as usize;
+        (s.outstanding() < depth && s.asked.len() < MAX_PIPELINE).then_some(depth)
+    }
+
     /// Tops up every peer of a file (after chunks were handed back).
     pub(super) fn refill(&mut self, now: Instant, id: ContentId) {
         let conns: Vec<ConnId> = self.sessions.iter().filter(|(_, s)| s.torrent == Some(id)).map(|(c, _)| *c).collect();
@@ -165,9 +174,9 @@ impl Machine {
     /// Tells every peer of the file that lacks `index`, or serves us, that we
     /// hold it now, and cancels end-game duplicates.
     pub(super) fn announce_have(&mut self, id: ContentId, index: u32) {
-        self.all_touched = true; // a cancel changes what a peer owes us
         for (conn, s) in self.sessions.iter_mut().filter(|(_, s)| s.torrent == Some(id) && s.phase == Phase::Open) {
             if s.cancel(index) {
+                self.touched.push(*conn); // it owes us less: its stall timer moves
                 self.outputs.push_back(Output::Send(*conn, Message::Cancel(index)));
             }
             // A peer that serves us hears of every chunk, so it sees when we want nothing more of it.
@@ -206,14 +215,12 @@ impl Machine {
         self.rechoke(now);
     }
 
-    /// Chunks a seed refused with `Spread` long enough ago count as held by it again.
-    pub(super) fn respread(&mut self, now: Instant) {
-        let due: Vec<ConnId> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.spread_to_us.iter().any(|(_, at)| *at <= now))
-            .map(|(c, _)| *c)
-            .collect();
+    /// Chunks a seed refused with `Spread` long enough ago count as held by it
+    /// again (only `due` sessions can have such chunks).
+    pub(super) fn respread(&mut self, now: Instant, due: &[ConnId]) {
+        let spread =
+            |c: &&ConnId| self.sessions.get(c).is_some_and(|s| s.spread_to_us.iter().any(|(_, at)| *at <= now));
+        let due: Vec<ConnId> = due.iter().filter(spread).copied().collect();
         for conn in due {
             let Some((s, t)) = self.pair(conn) else { continue };
             let Some(theirs) = s.theirs.as_mut() else { continue };
