@@ -925,13 +925,17 @@ impl Machine {
     /// frame (the idle time moves with each one).
     fn retime(&mut self, now: Instant) {
         let ask = self.ask_idle();
-        let conns: Vec<ConnId> = if std::mem::take(&mut self.all_touched) {
-            self.touched.clear();
-            self.sessions.keys().copied().collect()
+        // Kept for its capacity. A session is often marked more than once in
+        // a call (its message, its pair, its fill): it is read once.
+        let mut conns = std::mem::take(&mut self.touched);
+        if std::mem::take(&mut self.all_touched) {
+            conns.clear();
+            conns.extend(self.sessions.keys());
         } else {
-            std::mem::take(&mut self.touched)
-        };
-        for conn in conns {
+            conns.sort_unstable();
+            conns.dedup();
+        }
+        for &conn in &conns {
             let Some(s) = self.sessions.get_mut(&conn) else { continue };
             let at = session_deadline(s, ask).0;
             let early = s.timer.is_some_and(|old| now < old && old <= at);
@@ -942,6 +946,8 @@ impl Machine {
                 self.timers.insert((at, conn));
             }
         }
+        conns.clear();
+        self.touched = conns;
     }
 
     fn wants_anything(&self) -> bool {
