@@ -71,6 +71,9 @@ OUTPUT:
                           upload use)
   --no-wall               leave the wall time out of the JSON line, so that two
                           runs compare byte for byte
+  --trace PEER            print what downloader PEER (as numbered in
+                          the peers file, from 0) sends and receives,
+                          its connections and timers, to stderr
   -v, --verbose           the cores' logs, at debug level (-vv: trace)
   -h, --help              this text
 
@@ -81,6 +84,7 @@ capacity) and, last, one JSON object per scenario.
 
 struct Config {
     runs: Rows,
+    trace: Option<usize>,
     out: Option<PathBuf>,
     wall: bool,
 }
@@ -89,6 +93,7 @@ fn parse(mut args: Args) -> Result<Config, Usage> {
     let standard = args.flag("--standard");
     let wall = !args.flag("--no-wall");
     let out = args.path("--out")?;
+    let trace = args.whole("--trace", Range::new(Kind::Count, 0.0, 100_000.0))?;
     let file = args.path("--scenario")?;
     let runs = match file {
         Some(_) if standard => return Err(Usage("--scenario and --standard: give one of them".into())),
@@ -110,7 +115,7 @@ fn parse(mut args: Args) -> Result<Config, Usage> {
         }
     };
     args.no_operands()?;
-    Ok(Config { runs, out, wall })
+    Ok(Config { runs, trace, out, wall })
 }
 
 struct SimError(String);
@@ -133,7 +138,7 @@ fn simulate(config: Config) -> Result<(), SimError> {
     }
     let mut lines = Vec::new();
     for (name, scenario) in &config.runs {
-        let outcome = run::run(scenario).map_err(|e| SimError(e.0))?;
+        let outcome = run::run(scenario, config.trace).map_err(|e| SimError(e.0))?;
         print!("{name}: {}", report::table(&outcome));
         if config.wall {
             println!("{name}: wall time {:.2}s", outcome.wall.as_secs_f64());

@@ -347,7 +347,7 @@ impl Machine {
             }
             (Phase::Open, Message::Chunk { index, data }) => return self.on_chunk(now, conn, index, data),
             (Phase::Open, Message::Reject { index, reason }) => self.on_reject(now, conn, index, reason),
-            (_, other) => self.violation(now, conn, &format!("unexpected {}", describe(&other))),
+            (_, other) => self.violation(now, conn, &format!("unexpected {other}")),
         }
         Ok(())
     }
@@ -1066,19 +1066,6 @@ fn stage_word(t: &Torrent) -> &'static str {
         Stage::Downloading => "downloading",
         Stage::Seeding { .. } => "seeding",
         Stage::Done => "done",
-    }
-}
-
-fn describe(msg: &Message<'_>) -> String {
-    match msg {
-        Message::Hello { .. } => "Hello".into(),
-        Message::Bitfield(b) => format!("Bitfield ({} bytes)", b.len()),
-        Message::Have(i) => format!("Have {i}"),
-        Message::State(s) => format!("State {s:?}"),
-        Message::Request(i) => format!("Request {i}"),
-        Message::Chunk { index, data } => format!("Chunk {index} ({} bytes)", data.len()),
-        Message::Reject { index, reason } => format!("Reject {index} {reason:?}"),
-        Message::Cancel(i) => format!("Cancel {i}"),
     }
 }
 

@@ -48,13 +48,15 @@ pub struct Outcome {
     pub wall: Duration,
 }
 
-pub fn run(s: &Scenario) -> Result<Outcome, BadValue> {
+/// Runs the scenario; with `trace`, that downloader's traffic is printed to stderr.
+pub fn run(s: &Scenario, trace: Option<usize>) -> Result<Outcome, BadValue> {
     let started = Instant::now();
     let content = Content::new("sim.bin", s.size, s.chunk(), s.seed)
         .map_err(|e| BadValue(format!("--size {} with --chunk-size {}: {e}", s.size, s.chunk())))?;
     let tracker =
         TrackerConfig { interval: s.interval, expiry: 3 * s.interval, seed: s.seed, ..TrackerConfig::default() };
     let mut world = World::new(content, tracker, s.latency, s.sndbuf);
+    world.trace = trace.map(|peer| peer + 1); // host 0 is the seed
     let mut rng = Rng::new(s.seed);
     let config = |rng: &mut Rng| Config {
         slots: s.slots,

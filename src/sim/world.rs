@@ -24,6 +24,7 @@ use crate::peer::machine::{Config, Event as PeerEvent, Machine, Output};
 use crate::peer::torrent::Goal;
 use crate::tracker::machine::{Config as TrackerConfig, Tracker};
 use crate::wire::peer::{chunk_frame_index, Message, RejectReason, MAX_PEER_FRAME};
+use crate::wire::split_frame;
 
 /// The tracker's address; hosts are 10.x.y.z:6881.
 pub const TRACKER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 255, 255, 254)), 6969);
@@ -154,6 +155,8 @@ pub struct World {
     pub steps: u64,
     /// Hosts before this index are no longer pending.
     settled: usize,
+    /// The host whose frames, connections and timers are printed (`--trace`).
+    pub trace: Option<usize>,
 }
 
 /// How a host is set up.
@@ -191,6 +194,7 @@ impl World {
             completions: Vec::new(),
             steps: 0,
             settled: 0,
+            trace: None,
         };
         w.arm_tracker();
         w
@@ -265,6 +269,29 @@ impl World {
         self.queue.push_after(self.now, delay, ev);
     }
 
+    /// Prints what happens at host `h` if it is the traced one.
+    fn trace(&self, h: usize, what: impl FnOnce() -> String) {
+        if self.trace == Some(h) {
+            eprintln!("{:10.4} {}", self.now as f64 / 1e9, what());
+        }
+    }
+
+    /// Host `h` as `--trace` and the peers file name it.
+    fn name(h: usize) -> String {
+        match h {
+            0 => "seed".into(),
+            _ => format!("peer {}", h - 1),
+        }
+    }
+
+    /// A frame for the trace: its message, or what was wrong with it.
+    fn show(frame: &[u8]) -> String {
+        match split_frame(frame, MAX_PEER_FRAME) {
+            Ok(Some((f, _))) => Message::decode(f).map_or_else(|e| format!("malformed: {e}"), |m| m.to_string()),
+            _ => "malformed frame".into(),
+        }
+    }
+
     fn instant(&self) -> Instant {
         self.t0 + Duration::from_nanos(self.now)
     }
@@ -275,6 +302,7 @@ impl World {
             Ev::Arrive(h) => self.arrive(h),
             Ev::Timer(h) => {
                 if self.hosts[h].timer.is_some_and(|t| t <= self.now) {
+                    self.trace(h, || "timer".into());
                     self.hosts[h].timer = None;
                     if let Some(core) = self.hosts[h].core.as_mut() {
                         core.handle_timeout(now);
@@ -295,6 +323,7 @@ impl World {
             Ev::Established(c) => {
                 let h = self.conns[c].hosts[0];
                 if self.conns[c].open[0] {
+                    self.trace(h, || format!("connected to {}", World::name(self.conns[c].hosts[1])));
                     if let Some(core) = self.hosts[h].core.as_mut() {
                         core.handle_connected(now, ConnId(2 * c));
                     }
@@ -505,6 +534,7 @@ impl World {
             return;
         };
         core.handle_accept(now, ConnId(2 * c + 1), from);
+        self.trace(far, || format!("accepted {}", World::name(near)));
         self.after(far);
         self.push_after(self.delay(near, far), Ev::Established(c));
     }
@@ -531,6 +561,8 @@ impl World {
         }
         // A chunk's frame header and bytes (its token stands for them).
         let cost = chunk_frame_index(&frame).map_or(0, |index| 9 + self.content.chunk_len(index));
+        let (from, to) = (self.conns[c].hosts[s], self.conns[c].hosts[1 - s]);
+        self.trace(from, || format!("-> {}: {}", World::name(to), World::show(&frame)));
         let conn = &mut self.conns[c];
         conn.queued[s] += cost;
         conn.queues[s].push_back((frame, cost));
@@ -625,6 +657,8 @@ impl World {
             return;
         }
         let h = self.conns[c].hosts[to];
+        let from = self.conns[c].hosts[1 - to];
+        self.trace(h, || format!("<- {}: {}", World::name(from), World::show(frame)));
         let now = self.instant();
         let Some(core) = self.hosts[h].core.as_mut() else { return };
         let Some(chunk) = shell::hand_over(core, now, ConnId(2 * c + to), frame, self.conns[c].limit[to]) else {
@@ -649,6 +683,8 @@ impl World {
             return;
         }
         self.conns[c].open[s] = false;
+        let (near, far) = (self.conns[c].hosts[s], self.conns[c].hosts[1 - s]);
+        self.trace(near, || format!("closed {}", World::name(far)));
         self.conns[c].queues[s].clear();
         self.conns[c].queued[s] = 0;
         let mut out = std::mem::take(&mut self.completions);

@@ -106,6 +106,22 @@ pub enum Message<'a> {
     Cancel(u32),
 }
 
+/// Names the message and its fields, never the chunk's bytes (for logs).
+impl std::fmt::Display for Message<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Message::Hello { .. } => write!(f, "Hello"),
+            Message::Bitfield(b) => write!(f, "Bitfield ({} bytes)", b.len()),
+            Message::Have(i) => write!(f, "Have {i}"),
+            Message::State(s) => write!(f, "State {s:?}"),
+            Message::Request(i) => write!(f, "Request {i}"),
+            Message::Chunk { index, data } => write!(f, "Chunk {index} ({} bytes)", data.len()),
+            Message::Reject { index, reason } => write!(f, "Reject {index} {reason:?}"),
+            Message::Cancel(i) => write!(f, "Cancel {i}"),
+        }
+    }
+}
+
 impl Message<'_> {
     /// Appends the frame. Chunk data longer than [`MAX_CHUNK`] and bitfields
     /// longer than [`MAX_BITFIELD`] are never built: both are bounded by the metadata.
