@@ -12,6 +12,8 @@
 //! peers of other blocks want one, a block holds at most
 //! ceil(slots / blocks wanting), so many connections from one address
 //! cannot take every slot. Slots nobody else wants go to whoever wants them.
+//! A peer that held a slot and asked for nothing is likely complete as far
+//! as we hold: it gets only such slots until it has waited `starve`.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -37,19 +39,22 @@ pub struct Candidate {
     pub held: u32,
     /// Its address block (`common::ip_block`): slots are shared by block.
     pub block: IpAddr,
+    /// It held a slot and asked for nothing (`Session::stale`): it takes
+    /// only a slot nobody else wants, unless it has waited `starve`.
+    pub stale: bool,
 }
 
 /// The connections that hold a slot after this round, at most `slots` of them.
 pub fn choose(cands: &[Candidate], slots: usize, now: Instant, starve: Duration) -> Vec<ConnId> {
     let mut holders: Vec<&Candidate> =
         cands.iter().filter(|c| c.slot_since.is_some() && c.interested && c.active).collect();
-    let mut waiters: Vec<&Candidate> = cands.iter().filter(|c| c.slot_since.is_none() && c.interested).collect();
+    let starved = |c: &Candidate| now.saturating_duration_since(c.waiting_since) >= starve;
+    let (mut waiters, mut stale): (Vec<&Candidate>, Vec<&Candidate>) =
+        cands.iter().filter(|c| c.slot_since.is_none() && c.interested).partition(|c| !c.stale || starved(c));
     // The furthest behind first, but a peer that has waited `starve` goes
     // before all of them, so none waits without bound.
-    waiters.sort_by_key(|c| {
-        let starved = now.saturating_duration_since(c.waiting_since) >= starve;
-        (!starved, if starved { 0 } else { c.held }, c.waiting_since, c.conn)
-    });
+    waiters.sort_by_key(|c| (!starved(c), if starved(c) { 0 } else { c.held }, c.waiting_since, c.conn));
+    stale.sort_by_key(|c| (c.waiting_since, c.conn));
     // Oldest grants first: they are the first to rotate out.
     holders.sort_by_key(|c| (c.slot_since, c.conn));
     holders.truncate(slots);
@@ -87,8 +92,9 @@ pub fn choose(cands: &[Candidate], slots: usize, now: Instant, starve: Duration)
         *blocks.entry(waiters[i].block).or_default() += 1;
     }
     // Nobody under a share waits: the rest go to whoever wants them,
-    // holders before waiters.
-    let rest = over_share.into_iter().chain((0..waiters.len()).filter(|&i| !taken[i]).map(|i| waiters[i].conn));
+    // holders before waiters, stale ones last.
+    let untaken = (0..waiters.len()).filter(|&i| !taken[i]).map(|i| waiters[i].conn);
+    let rest = over_share.into_iter().chain(untaken).chain(stale.iter().map(|c| c.conn));
     let room = slots.saturating_sub(kept.len());
     kept.extend(rest.take(room));
     kept
@@ -114,6 +120,7 @@ mod tests {
             active: true,
             held: 0,
             block: IpAddr::from([10, 0, 0, 1]),
+            stale: false,
         }
     }
 
@@ -181,6 +188,20 @@ mod tests {
         let cands = [idle, cand(2, None, 1, t0)];
         assert_eq!(choose(&cands, 1, t0 + Duration::from_secs(1), ROT), vec![ConnId(2)]);
         assert!(choose(&[idle], 1, t0, ROT).is_empty(), "even with nobody waiting");
+    }
+
+    #[test]
+    fn a_stale_peer_takes_only_a_slot_nobody_else_wants() {
+        let t0 = Instant::now();
+        let mut stale = cand(1, None, 0, t0);
+        stale.stale = true;
+        let mut holder = cand(2, Some(0), 0, t0);
+        holder.due = true;
+        let fresh = cand(3, None, 5, t0);
+        assert_eq!(choose(&[stale, holder], 1, t0 + secs(6), ROT), vec![ConnId(2)], "a due holder keeps its slot");
+        assert_eq!(choose(&[stale, holder, fresh], 1, t0 + secs(6), ROT), vec![ConnId(3)], "it yields to a fresh one");
+        assert_eq!(choose(&[stale, fresh], 2, t0 + secs(6), ROT), vec![ConnId(3), ConnId(1)], "a free slot goes to it");
+        assert_eq!(choose(&[stale, holder], 1, t0 + ROT, ROT), vec![ConnId(1)], "after waiting a rotation it is fresh");
     }
 
     fn from(block: u8, c: Candidate) -> Candidate {

@@ -80,6 +80,11 @@ pub struct Session {
     /// Dropped for stalling: its address backs off as after a failure,
     /// whatever it delivered before.
     pub stalled: bool,
+    /// It held one of our slots and asked for nothing: what it seems to lack
+    /// may be chunks it got elsewhere and did not tell us of (a peer tells
+    /// only those who lack a chunk, or serve it). It waits behind everyone
+    /// else until it asks for something or we get a chunk it lacks.
+    pub stale: bool,
     /// Its recent sending rate to us, bytes per second, for the pipeline depth.
     pub rate: Rate,
     /// Its entry in the core's timer table.
@@ -146,6 +151,7 @@ impl Session {
             spread_to_us: Vec::new(),
             downloaded: 0,
             stalled: false,
+            stale: false,
             rate: Rate::new(now),
             timer: None,
         }

@@ -180,9 +180,11 @@ impl Machine {
                 self.outputs.push_back(Output::Send(*conn, Message::Cancel(index)));
             }
             // A peer that serves us hears of every chunk, so it sees when we want nothing more of it.
-            if s.their_state.serves() || s.theirs.as_ref().is_none_or(|b| !b.get(index)) {
+            let lacks = s.theirs.as_ref().is_none_or(|b| !b.get(index));
+            if s.their_state.serves() || lacks {
                 self.outputs.push_back(Output::Send(*conn, Message::Have(index)));
             }
+            s.stale &= !lacks; // it may want this one
         }
     }
 

@@ -500,6 +500,34 @@ fn an_idle_slot_holder_loses_its_slot_to_a_waiting_peer() {
     assert!(sw.hosts[s].m.next_deadline().is_some_and(|d| d > at + ASK_IDLE), "no busy wake-ups");
 }
 
+/// A holder that asked for nothing most likely holds all it wants of ours
+/// (peers tell only those who lack a chunk of it): it waits behind a peer
+/// that has not shown that, although it has waited longer.
+#[test]
+fn a_peer_that_asked_for_nothing_waits_behind_the_others() {
+    let (t0, f, mut sw) = start(6);
+    let s = sw.peer(t0, &f, &f.all(), |c| c.slots = 1);
+    sw.run(t0);
+    let at = t0 + secs(1);
+    let h1 = sw.accept(at, s, hand_addr(1));
+    sw.greet(at, s, h1, &f, &[], None); // asks for nothing
+    let h2 = sw.accept(at, s, hand_addr(2));
+    sw.greet(at, s, h2, &f, &[], None);
+    sw.run(at + ASK_IDLE);
+    assert_eq!(sw.said_on(s, h2).last(), Some(&Seen::State(State::Connected)), "h1 gave its slot to h2");
+    let later = at + ASK_IDLE + ms(1);
+    let h3 = sw.accept(later, s, hand_addr(3));
+    sw.greet(later, s, h3, &f, &[], None);
+    sw.run(later + ASK_IDLE);
+    assert_eq!(sw.said_on(s, h2).last(), Some(&Seen::State(State::Unavailable)), "h2 asked for nothing either");
+    assert_eq!(sw.said_on(s, h3).last(), Some(&Seen::State(State::Connected)), "h3 goes before h1");
+    assert_eq!(sw.said_on(s, h1).last(), Some(&Seen::State(State::Unavailable)));
+    sw.run(later + ASK_IDLE * 3);
+    assert!(sw.hosts[s].m.sessions[&h3].slot_since.is_some(), "only stale peers wait: h3 keeps its slot");
+    sw.run(at + ROTATION);
+    assert_eq!(sw.said_on(s, h1).last(), Some(&Seen::State(State::Connected)), "h1 waited a rotation: its turn");
+}
+
 /// Two slot holders whose queues the shell cannot refill: one reads slowly
 /// (the kernel takes some of its bytes every second), one never reads. The
 /// one whose queue takes nothing for SLOT_IDLE is closed and its address

@@ -16,6 +16,7 @@ impl Machine {
         let spreading = !again && s.torrent.and_then(|id| self.torrents.get(&id)).is_some_and(|t| t.spreading(index));
         let refuse = spreading && self.elsewhere(conn, index);
         let Some((s, t)) = self.pair(conn) else { return };
+        s.stale = false;
         if again {
             s.spread.retain(|i| *i != index);
         }
@@ -128,6 +129,7 @@ impl Machine {
     /// again with a Have.
     pub(super) fn offer_spread(&mut self, id: ContentId) {
         for (conn, s) in self.sessions.iter_mut().filter(|(_, s)| s.torrent == Some(id) && !s.spread.is_empty()) {
+            s.stale = false; // it may want what it is offered
             for index in std::mem::take(&mut s.spread) {
                 self.outputs.push_back(Output::Send(*conn, Message::Have(index)));
             }
@@ -153,11 +155,12 @@ impl Machine {
                     active: s.active(now, SLOT_IDLE, SLOT_IDLE),
                     held: theirs.count(),
                     block: crate::common::ip_block(s.addr.ip()),
+                    stale: s.stale,
                 })
             })
             .collect();
         // While somebody waits, a holder that asks for nothing gives its slot back sooner.
-        let contended = cands.iter().any(|c| c.slot_since.is_none() && c.interested);
+        let contended = cands.iter().any(|c| c.slot_since.is_none() && c.interested && !c.stale);
         if contended != self.contended {
             self.contended = contended;
             self.all_touched = true; // every holder's idle timer moves
@@ -184,6 +187,7 @@ impl Machine {
                 (true, false) => {
                     s.slot_since = None;
                     s.waiting_since = now;
+                    s.stale |= !c.active;
                     // Whatever it asked for is refused, in order, so it can ask elsewhere.
                     let t = s.torrent.and_then(|id| self.torrents.get_mut(&id));
                     let mut dropped = Vec::new();
