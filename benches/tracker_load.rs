@@ -33,7 +33,9 @@
 //! total, round-robin over the sockets, whatever comes back (a socket with
 //! all `--window` slots waiting skips its turn, counted as `skipped`; a send
 //! more than 1 ms behind its schedule is counted as `late`: the generator's
-//! own lag). Below saturation that round trip is the server's own latency.
+//! own lag), and between sends the generator sleeps in `ppoll` rather than
+//! spinning, leaving the cores to the server. Below saturation that round
+//! trip is the server's own latency.
 //!
 //! Prints one JSON line and exits: 0 on success, 1 if the fill phase did not
 //! finish in time or the tracker never answered a connect.
@@ -439,6 +441,11 @@ impl Load {
                     next_send += gap;
                 }
                 socks.iter_mut().for_each(Sock::flush);
+                if !any {
+                    // Nothing came back: sleep until an answer or the next send, so the
+                    // generator does not hold a core the server may need.
+                    wait_readable(socks, next_send.min(next_tend).saturating_duration_since(Instant::now()));
+                }
                 any = true;
             }
             if now >= next_tend {
@@ -452,6 +459,15 @@ impl Load {
             }
         }
     }
+}
+
+/// Blocks until one of the sockets is readable or `timeout` has passed (`ppoll`).
+fn wait_readable(socks: &[Sock], timeout: Duration) {
+    let mut fds: Vec<libc::pollfd> =
+        socks.iter().map(|s| libc::pollfd { fd: s.sock.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+    let ts = libc::timespec { tv_sec: timeout.as_secs() as libc::time_t, tv_nsec: timeout.subsec_nanos() as _ };
+    // SAFETY: `fds` is a live array of `fds.len()` pollfds; `ts` outlives the call.
+    unsafe { libc::ppoll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, &ts, std::ptr::null()) };
 }
 
 /// Datagrams per system call, each way: the generator batches its system
