@@ -162,6 +162,9 @@ struct Sock {
     sock: UdpSocket,
     /// Datagrams to send with the next `sendmmsg`.
     tx: Batch,
+    /// Slots whose announce is queued in `tx`: their send time is taken
+    /// right before the `sendmmsg`, not when the loop queued them.
+    stamp_on_send: Vec<usize>,
     ip: Ipv4Addr,
     rng: Rng,
     connection_id: Option<u64>,
@@ -262,6 +265,7 @@ impl Load {
         slot.resend = false;
         // Dropped by a full send buffer: the slot times out and is sent again.
         s.queue(&self.out);
+        s.stamp_on_send.push(i);
         self.counts.sent += 1;
     }
 
@@ -610,6 +614,12 @@ impl Sock {
     }
 
     fn flush(&mut self) {
+        let now = Instant::now();
+        for i in self.stamp_on_send.drain(..) {
+            if let Some(slot) = self.slots.get_mut(i) {
+                slot.sent = now;
+            }
+        }
         self.tx.send(&self.sock);
     }
 }
@@ -677,6 +687,7 @@ fn main() -> ExitCode {
         socks.push(Sock {
             sock,
             tx: Batch::new(),
+            stamp_on_send: Vec::with_capacity(BATCH),
             ip,
             rng: Rng::new(0x7ac4 ^ n as u64),
             connection_id: None,
