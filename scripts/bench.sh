@@ -809,6 +809,7 @@ FIG = [  # key, label, unit
     ("seeder_publish_s", "lmk-seeder start to 'catalog published'", "s"),
     ("echo_announces_per_s", "per-datagram UDP echo (ceiling) answers/s", "1/s"),
     ("echo_cpu_pct", "per-datagram UDP echo CPU", "%"),
+    ("echo_announces_per_cpu_s", "per-datagram UDP echo answers per CPU-second", "1/s"),
     ("lmk_tracker_announces_per_s", "lmk-tracker announces/s", "1/s"),
     ("opentracker_announces_per_s", "opentracker announces/s", "1/s"),
     ("lmk_tracker_cpu_pct", "lmk-tracker CPU during the timed phase", "%"),
