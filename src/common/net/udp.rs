@@ -67,8 +67,8 @@ impl Net {
     /// Asks for a receive buffer of `bytes` on the UDP socket (the kernel caps
     /// it at `net.core.rmem_max`); returns what the kernel granted. A bigger
     /// queue rides out the moments the process is not running (a shared CPU,
-    /// a page fault) instead of dropping what arrives meanwhile; it holds
-    /// datagrams the kernel has already taken, so it bounds nothing new.
+    /// a page fault) instead of dropping what arrives meanwhile. The queue is
+    /// the kernel's and capped by it: no client can grow it past that.
     pub fn set_udp_receive_buffer(&mut self, bytes: usize) -> io::Result<usize> {
         let Some(udp) = &self.udp else { return Err(ErrorKind::NotConnected.into()) };
         receive_buffer(&udp.socket, bytes)
