@@ -11,12 +11,14 @@
 //! cargo bench --bench expiry_stall [-- --peers 1000000]
 //! ```
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
+
+mod common;
 
 use lmk::hash::Hash20;
 use lmk::tracker::machine::{Config, Limits, Tracker};
-use lmk::wire::udp::{AnnounceRequest, Event, Request, Response};
+use lmk::wire::udp::{AnnounceRequest, Event, Request};
 
 const SOCKETS: usize = 64;
 const HASHES: usize = 1000;
@@ -47,20 +49,10 @@ fn main() {
     };
     let mut tracker = Tracker::new(config, t0);
     let hashes: Vec<Hash20> = (0..HASHES).map(|i| Hash20::of(&(i as u64).to_be_bytes())).collect();
-    let from = |s: usize| SocketAddr::from((Ipv4Addr::from(u32::from(Ipv4Addr::new(127, 0, 0, 2)) + s as u32), 6881));
+    let from = |s: usize| common::source(s, 6881);
     let mut out = Vec::new();
     let mut req = Vec::new();
-    let ids: Vec<u64> = (0..SOCKETS)
-        .map(|s| {
-            req.clear();
-            Request::Connect { transaction_id: 1 }.encode(&mut req);
-            tracker.handle_datagram(t0, from(s), &req, &mut out);
-            match Response::decode(&out, false) {
-                Ok(Response::Connect { connection_id, .. }) => connection_id,
-                other => panic!("no connection id: {other:?}"),
-            }
-        })
-        .collect();
+    let ids = common::connection_ids(&mut tracker, t0, (0..SOCKETS).map(from));
     let mut announce = |tracker: &mut Tracker, now: Instant, s: usize, k: usize, out: &mut Vec<u8>| {
         req.clear();
         Request::Announce(AnnounceRequest {

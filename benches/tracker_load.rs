@@ -25,6 +25,18 @@
 //! same peers (event=none) round-robin for `--seconds` and counts the replies
 //! that match the action and transaction id of an announce in flight.
 //!
+//! That timed phase is a closed loop: a new announce goes out only when an
+//! answer frees its slot, so the server is kept saturated and a round trip is
+//! mostly the time spent queued behind the others in flight (in flight / rate,
+//! Little's law): it measures the queue, not the server. With `--rate R` the
+//! timed phase is an open loop instead: announces leave at R per second in
+//! total, round-robin over the sockets, whatever comes back (a socket with
+//! all `--window` slots waiting skips its turn, counted as `skipped`; a send
+//! more than 1 ms behind its schedule is counted as `late`: the generator's
+//! own lag), and between sends the generator sleeps in `ppoll` rather than
+//! spinning, leaving the cores to the server. Below saturation that round
+//! trip is the server's own latency.
+//!
 //! Prints one JSON line and exits: 0 on success, 1 if the fill phase did not
 //! finish in time or the tracker never answered a connect.
 
@@ -38,6 +50,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::{cpu_secs, info_hash, rss_kb};
+use lmk::common::net::set_socket_option;
 use lmk::common::rng::Rng;
 use lmk::hash::Hash20;
 use lmk::wire::udp::{AnnounceRequest, Event, Request, Response, ACTION_ANNOUNCE, ACTION_CONNECT, ACTION_ERROR};
@@ -55,6 +68,8 @@ const SLOT_BITS: u32 = 12;
 const MAX_WINDOW: usize = 1 << SLOT_BITS;
 /// Connect transaction ids have the top bit set; announce ids never do.
 const CONNECT_TAG: u32 = 1 << 31;
+/// Open loop: a send this far behind its schedule is counted as late.
+const LATE: Duration = Duration::from_millis(1);
 
 struct Args {
     tracker: SocketAddr,
@@ -67,10 +82,11 @@ struct Args {
     pid: Option<u32>,
     whitelist_out: Option<String>,
     probe: Option<usize>,
+    rate: Option<f64>,
 }
 
 const USAGE: &str = "usage: tracker_load --tracker ADDR [--seconds S] [--sockets N] [--window N] [--hashes N] \
-[--peers N] [--pid PID] [--fill-timeout S] [--probe N] | --hashes N --whitelist-out FILE";
+[--peers N] [--pid PID] [--fill-timeout S] [--probe N] [--rate R] | --hashes N --whitelist-out FILE";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -84,6 +100,7 @@ fn parse_args() -> Result<Args, String> {
         pid: None,
         whitelist_out: None,
         probe: None,
+        rate: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -106,6 +123,7 @@ fn parse_args() -> Result<Args, String> {
             "--pid" => a.pid = Some(value.parse().map_err(|e| bad(&e))?),
             "--whitelist-out" => a.whitelist_out = Some(value),
             "--probe" => a.probe = Some(value.parse().map_err(|e| bad(&e))?),
+            "--rate" => a.rate = Some(value.parse().map_err(|e| bad(&e))?),
             _ => return Err(format!("unknown option {flag}\n{USAGE}")),
         }
     }
@@ -114,6 +132,9 @@ fn parse_args() -> Result<Args, String> {
     }
     if !(1..=MAX_WINDOW).contains(&a.window) {
         return Err(format!("--window must be 1..={MAX_WINDOW}"));
+    }
+    if a.rate.is_some_and(|r| !(1.0..=10_000_000.0).contains(&r)) {
+        return Err("--rate must be in [1, 10000000] announces per second".into());
     }
     if a.hashes == 0 {
         return Err("--hashes must be at least 1".into());
@@ -141,6 +162,9 @@ struct Sock {
     sock: UdpSocket,
     /// Datagrams to send with the next `sendmmsg`.
     tx: Batch,
+    /// Slots whose announce is queued in `tx`: their send time is taken
+    /// right before the `sendmmsg`, not when the loop queued them.
+    stamp_on_send: Vec<usize>,
     ip: Ipv4Addr,
     rng: Rng,
     connection_id: Option<u64>,
@@ -160,6 +184,9 @@ struct Counts {
     received: u64,
     errors: u64,
     lost: u64,
+    /// Open loop: sends more than `LATE` behind schedule, and turns skipped for want of a free slot.
+    late: u64,
+    skipped: u64,
 }
 
 struct Load {
@@ -176,9 +203,24 @@ struct Load {
     latencies: Vec<u32>,
     /// Timed phase: only the first `probe` peers of each socket announce.
     probe: Option<usize>,
+    /// Timed phase: announces per second, sent whatever comes back (open loop).
+    rate: Option<f64>,
 }
 
 impl Load {
+    fn open_loop(&self) -> bool {
+        self.rate.is_some() && !self.fill
+    }
+
+    /// An answer freed slot `i`: closed loop, its next announce goes out; open loop, it waits for its turn.
+    fn freed(&mut self, s: &mut Sock, i: usize, now: Instant) {
+        if self.open_loop() {
+            s.slots[i].busy = false;
+        } else {
+            self.next_in_slot(s, i, now);
+        }
+    }
+
     fn send_connect(&mut self, s: &mut Sock, now: Instant) {
         let txid = CONNECT_TAG | (s.rng.next_u32() >> 1);
         self.out.clear();
@@ -223,6 +265,7 @@ impl Load {
         slot.resend = false;
         // Dropped by a full send buffer: the slot times out and is sent again.
         s.queue(&self.out);
+        s.stamp_on_send.push(i);
         self.counts.sent += 1;
     }
 
@@ -242,8 +285,9 @@ impl Load {
         true
     }
 
-    /// Reads every datagram waiting on the socket; true if any arrived.
-    fn receive(&mut self, s: &mut Sock, now: Instant) -> bool {
+    /// Reads every datagram waiting on the socket; true if any arrived. Each
+    /// batch is timed when it arrives, not at the start of the loop's turn.
+    fn receive(&mut self, s: &mut Sock) -> bool {
         let mut any = false;
         loop {
             let n = match self.rx.receive(&s.sock) {
@@ -257,9 +301,12 @@ impl Load {
                 }
             };
             any = true;
+            let now = Instant::now();
             let rx = std::mem::take(&mut self.rx);
             for i in 0..n {
-                self.answer(s, now, rx.get(i));
+                // When the kernel queued it: the time this loop took to come round is not the server's.
+                let arrived = now.checked_sub(rx.waited(i)).unwrap_or(now);
+                self.answer(s, now, arrived, rx.get(i));
             }
             self.rx = rx;
             s.flush();
@@ -268,7 +315,8 @@ impl Load {
         any
     }
 
-    fn answer(&mut self, s: &mut Sock, now: Instant, data: &[u8]) {
+    /// One datagram from the tracker, queued on our socket at `arrived`.
+    fn answer(&mut self, s: &mut Sock, now: Instant, arrived: Instant, data: &[u8]) {
         let n = data.len();
         if n < 8 {
             self.counts.errors += 1;
@@ -301,10 +349,10 @@ impl Load {
             if self.fill {
                 s.filled += 1;
             } else {
-                let rtt = now.saturating_duration_since(s.slots[i].sent);
+                let rtt = arrived.saturating_duration_since(s.slots[i].sent);
                 self.latencies.push(rtt.as_micros().min(u128::from(u32::MAX)) as u32);
             }
-            self.next_in_slot(s, i, now);
+            self.freed(s, i, now);
             return;
         }
         match Response::decode(data, false) {
@@ -324,7 +372,7 @@ impl Load {
                 if self.fill {
                     s.filled += 1; // answered, if not stored: do not wait for it
                 }
-                self.next_in_slot(s, i, now);
+                self.freed(s, i, now);
             }
         }
     }
@@ -347,8 +395,14 @@ impl Load {
             } else if s.slots[i].busy {
                 if now - s.slots[i].sent >= LOST_AFTER {
                     self.counts.lost += 1;
-                    self.send_announce(s, i, now);
+                    if self.open_loop() {
+                        s.slots[i].busy = false; // its turn comes again on schedule
+                    } else {
+                        self.send_announce(s, i, now);
+                    }
                 }
+            } else if self.open_loop() {
+                // Open loop: idle slots wait for the schedule.
             } else if !self.fill || s.next_peer < self.per_socket {
                 self.next_in_slot(s, i, now);
             }
@@ -359,6 +413,8 @@ impl Load {
     /// Drives every socket until `until`, or (fill phase) until every peer is answered.
     fn run(&mut self, socks: &mut [Sock], until: Instant) -> bool {
         let mut next_tend = Instant::now();
+        let mut next_send = next_tend;
+        let mut turn = 0;
         loop {
             let now = Instant::now();
             if now >= until {
@@ -369,7 +425,32 @@ impl Load {
             }
             let mut any = false;
             for s in socks.iter_mut() {
-                any |= self.receive(s, now);
+                any |= self.receive(s);
+            }
+            if let Some(gap) = self.rate.filter(|_| !self.fill).map(|r| Duration::from_secs_f64(1.0 / r)) {
+                let now = Instant::now();
+                let count = socks.len();
+                while next_send <= now {
+                    if now - next_send > LATE {
+                        self.counts.late += 1;
+                    }
+                    let s = &mut socks[turn];
+                    turn = (turn + 1) % count;
+                    match s.slots.iter().position(|slot| !slot.busy) {
+                        Some(i) if s.connection_id.is_some() => {
+                            self.next_in_slot(s, i, now);
+                        }
+                        _ => self.counts.skipped += 1,
+                    }
+                    next_send += gap;
+                }
+                socks.iter_mut().for_each(Sock::flush);
+                if !any {
+                    // Nothing came back: sleep until an answer or the next send, so the
+                    // generator does not hold a core the server may need.
+                    wait_readable(socks, next_send.min(next_tend).saturating_duration_since(Instant::now()));
+                }
+                any = true;
             }
             if now >= next_tend {
                 for s in socks.iter_mut() {
@@ -384,6 +465,15 @@ impl Load {
     }
 }
 
+/// Blocks until one of the sockets is readable or `timeout` has passed (`ppoll`).
+fn wait_readable(socks: &[Sock], timeout: Duration) {
+    let mut fds: Vec<libc::pollfd> =
+        socks.iter().map(|s| libc::pollfd { fd: s.sock.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+    let ts = libc::timespec { tv_sec: timeout.as_secs() as libc::time_t, tv_nsec: timeout.subsec_nanos() as _ };
+    // SAFETY: `fds` is a live array of `fds.len()` pollfds; `ts` outlives the call.
+    unsafe { libc::ppoll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, &ts, std::ptr::null()) };
+}
+
 /// Datagrams per system call, each way: the generator batches its system
 /// calls (`recvmmsg`, `sendmmsg` on its connected sockets) so that it costs
 /// less per datagram than the trackers it measures.
@@ -391,16 +481,32 @@ const BATCH: usize = 64;
 /// Room per datagram: an announce is 98 bytes, an answer with 50 IPv4 peers 320.
 const SLOT: usize = 2048;
 
-/// `BATCH` datagram buffers and their lengths.
+/// Room for one `SCM_TIMESTAMPNS` control message (CMSG_SPACE of a timespec is 32 on Linux).
+const CONTROL: usize = 64;
+
+/// `BATCH` datagram buffers and their lengths; received ones also how long
+/// each waited in the socket (from the kernel's `SO_TIMESTAMPNS` stamp).
 #[derive(Default)]
 struct Batch {
     data: Vec<u8>,
     lens: Vec<usize>,
+    control: Vec<[u8; CONTROL]>,
+    waits: Vec<Duration>,
 }
 
 impl Batch {
     fn new() -> Batch {
-        Batch { data: vec![0; BATCH * SLOT], lens: Vec::with_capacity(BATCH) }
+        Batch {
+            data: vec![0; BATCH * SLOT],
+            lens: Vec::with_capacity(BATCH),
+            control: vec![[0; CONTROL]; BATCH],
+            waits: Vec::with_capacity(BATCH),
+        }
+    }
+
+    /// How long datagram `i` waited in the socket before the `recvmmsg` that took it (zero without a stamp).
+    fn waited(&self, i: usize) -> Duration {
+        self.waits.get(i).copied().unwrap_or_default()
     }
 
     fn get(&self, i: usize) -> &[u8] {
@@ -412,11 +518,13 @@ impl Batch {
         // SAFETY: plain C structs, all-zero is valid.
         let mut iovs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
         let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-        for (i, (iov, msg)) in iovs.iter_mut().zip(msgs.iter_mut()).enumerate() {
+        for (i, ((iov, msg), control)) in iovs.iter_mut().zip(msgs.iter_mut()).zip(&mut self.control).enumerate() {
             iov.iov_base = self.data[i * SLOT..].as_mut_ptr().cast();
             iov.iov_len = SLOT;
             msg.msg_hdr.msg_iov = iov;
             msg.msg_hdr.msg_iovlen = 1;
+            msg.msg_hdr.msg_control = control.as_mut_ptr().cast();
+            msg.msg_hdr.msg_controllen = CONTROL as _;
         }
         // SAFETY: the headers point at live buffers of the sizes given.
         let n = unsafe {
@@ -425,8 +533,14 @@ impl Batch {
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
+        let wall = std::time::SystemTime::now();
         self.lens.clear();
         self.lens.extend(msgs.iter().take(n as usize).map(|m| (m.msg_len as usize).min(SLOT)));
+        self.waits.clear();
+        self.waits.extend(msgs.iter().take(n as usize).map(|m| {
+            let stamp = kernel_stamp(&m.msg_hdr).unwrap_or(wall);
+            wall.duration_since(stamp).unwrap_or_default()
+        }));
         Ok(n as usize)
     }
 
@@ -465,6 +579,29 @@ impl Batch {
     }
 }
 
+/// The `SCM_TIMESTAMPNS` stamp of a received message: when the kernel queued it.
+fn kernel_stamp(hdr: &libc::msghdr) -> Option<std::time::SystemTime> {
+    // SAFETY: the kernel filled msg_control (within msg_controllen) with
+    // well-formed control messages; the CMSG macros walk only within it.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::timespec>());
+                let since = Duration::new(u64::try_from(ts.tv_sec).ok()?, u32::try_from(ts.tv_nsec).ok()?);
+                return Some(std::time::UNIX_EPOCH + since);
+            }
+            cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
+        }
+    }
+    None
+}
+
+/// Asks the kernel to stamp each datagram it queues on `sock` (`SO_TIMESTAMPNS`).
+fn stamp_arrivals(sock: &UdpSocket) -> io::Result<()> {
+    set_socket_option(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)
+}
+
 impl Sock {
     /// Queues a datagram for the next `flush`.
     fn queue(&mut self, datagram: &[u8]) {
@@ -477,6 +614,12 @@ impl Sock {
     }
 
     fn flush(&mut self) {
+        let now = Instant::now();
+        for i in self.stamp_on_send.drain(..) {
+            if let Some(slot) = self.slots.get_mut(i) {
+                slot.sent = now;
+            }
+        }
         self.tx.send(&self.sock);
     }
 }
@@ -530,7 +673,8 @@ fn main() -> ExitCode {
         // Connected: no route lookup per datagram, and only the tracker's answers arrive.
         let bound = UdpSocket::bind((ip, 0))
             .and_then(|s| s.connect(args.tracker).map(|()| s))
-            .and_then(|s| s.set_nonblocking(true).map(|()| s));
+            .and_then(|s| s.set_nonblocking(true).map(|()| s))
+            .and_then(|s| stamp_arrivals(&s).map(|()| s));
         let sock = match bound {
             Ok(s) => s,
             Err(e) => {
@@ -543,6 +687,7 @@ fn main() -> ExitCode {
         socks.push(Sock {
             sock,
             tx: Batch::new(),
+            stamp_on_send: Vec::with_capacity(BATCH),
             ip,
             rng: Rng::new(0x7ac4 ^ n as u64),
             connection_id: None,
@@ -563,6 +708,7 @@ fn main() -> ExitCode {
         out: Vec::with_capacity(128),
         latencies: Vec::new(),
         probe: None,
+        rate: None,
     };
     let rss_before = args.pid.and_then(rss_kb);
 
@@ -571,7 +717,7 @@ fn main() -> ExitCode {
     while socks.iter().any(|s| s.connection_id.is_none()) && Instant::now() < connect_until {
         let now = Instant::now();
         for s in socks.iter_mut() {
-            load.receive(s, now);
+            load.receive(s);
             if s.connection_id.is_none() && s.connecting.is_none_or(|(_, t)| now - t >= CONNECT_RETRY) {
                 load.send_connect(s, now);
                 s.flush();
@@ -606,6 +752,7 @@ fn main() -> ExitCode {
     // The timed phase: the same peers again, round-robin, every slot busy.
     load.fill = false;
     load.probe = args.probe.map(|p| p.clamp(1, per_socket));
+    load.rate = args.rate;
     load.event = Event::None;
     load.counts = Counts::default();
     for s in socks.iter_mut() {
@@ -637,9 +784,12 @@ fn main() -> ExitCode {
         json_opt(cpu),
     );
     let line = format!(
-        "{{\"announces_per_sec\": {:.0}{}, \"sent\": {}, \"received\": {}, \"errors\": {}, \"lost\": {}, \"seconds\": {:.3}, \"sockets\": {}, \"window\": {}, \"hashes\": {}{extra}, \"total_seconds\": {:.3}}}",
+        "{{\"announces_per_sec\": {:.0}{}, \"offered_per_sec\": {}, \"late\": {}, \"skipped\": {}, \"sent\": {}, \"received\": {}, \"errors\": {}, \"lost\": {}, \"seconds\": {:.3}, \"sockets\": {}, \"window\": {}, \"hashes\": {}{extra}, \"total_seconds\": {:.3}}}",
         c.received as f64 / seconds,
         latency_json(&mut load.latencies),
+        json_opt(args.rate.map(|r| format!("{r:.0}"))),
+        c.late,
+        c.skipped,
         c.sent,
         c.received,
         c.errors,

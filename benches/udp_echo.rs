@@ -18,7 +18,10 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::process::ExitCode;
+
+use lmk::common::net::set_socket_option;
 
 fn main() -> ExitCode {
     let mut listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -60,6 +63,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The receive buffer lmk-tracker asks for (src/tracker/reactor.rs), so
+    // the two lose datagrams alike when the process is not running.
+    if let Err(e) = set_socket_option(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, 4 << 20) {
+        eprintln!("udp_echo: SO_RCVBUF: {e}");
+    }
     match sock.local_addr() {
         Ok(a) => println!("listening on {a}"),
         Err(e) => {

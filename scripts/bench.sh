@@ -32,7 +32,8 @@
 #      TRACKER_SECONDS (5), TRACKER_PEERS (100000), TRACKER_BIG_RUNS (1: runs at
 #      10,000,000 peers and of the expiry), SHM (/dev/shm), KEEP=1 keeps
 #      the run directory, NO_INSTALL=1 never calls apt-get, PREFAULT=0 skips the
-#      pre-faulting, LMK_BIN_DIR=dir with the lmk-* binaries (else cargo builds them).
+#      pre-faulting, LMK_BIN_DIR=dir with the lmk-* binaries (else cargo builds them),
+#      TRACKERS_ONLY=1 runs only the UDP tracker sections (6), not transfers or HTTP.
 set -euo pipefail
 
 RUNS=${RUNS:-3}
@@ -142,7 +143,7 @@ for l in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == sys.argv[1] and m.get("executable"):
         print(m["executable"])' "$1" || true
 }
-log "cargo bench --no-run (benches/tracker_load.rs, http_load.rs, udp_echo.rs, expiry_stall.rs)"
+log "cargo bench --no-run (benches/tracker_load.rs, http_load.rs, udp_echo.rs, expiry_stall.rs, announce_cost.rs)"
 LOADGEN=$(bench_exe tracker_load)
 [ -x "$LOADGEN" ] || fail "cargo bench --bench tracker_load --no-run built no executable"
 HTTPGEN=$(bench_exe http_load)
@@ -151,6 +152,8 @@ ECHO=$(bench_exe udp_echo)
 [ -x "$ECHO" ] || fail "cargo bench --bench udp_echo --no-run built no executable"
 STALL=$(bench_exe expiry_stall)
 [ -x "$STALL" ] || fail "cargo bench --bench expiry_stall --no-run built no executable"
+COST=$(bench_exe announce_cost)
+[ -x "$COST" ] || fail "cargo bench --bench announce_cost --no-run built no executable"
 
 MEM_AVAIL_MIB=$(($(awk '/^MemAvailable:/ {print $2}' /proc/meminfo) / 1024))
 SHM_FREE_MIB=$(($(df -Pk "$SHM" | awk 'NR == 2 {print $4}') / 1024))
@@ -168,6 +171,7 @@ cp "$LOADGEN" "$RUN/bin/tracker_load"
 cp "$HTTPGEN" "$RUN/bin/http_load"
 cp "$ECHO" "$RUN/bin/udp_echo"
 cp "$STALL" "$RUN/bin/expiry_stall"
+cp "$COST" "$RUN/bin/announce_cost"
 BIN=$RUN/bin
 SAMPLES=$RUN/samples.tsv
 : >"$SAMPLES"
@@ -184,8 +188,10 @@ SIZE=$((SIZE_MIB << 20))
 NAME=bench-$SIZE_MIB.bin
 # Random data, written in 4 MiB blocks (tmpfs page allocation dominates).
 make_file() { dd if=/dev/urandom of="$1" bs=4M count=$(($2 / 4)) iflag=fullblock status=none; }
-log "making $SIZE_MIB MiB of random data"
-make_file "$RUN/src/$NAME" "$SIZE_MIB"
+if [ -z "${TRACKERS_ONLY:-}" ]; then
+    log "making $SIZE_MIB MiB of random data"
+    make_file "$RUN/src/$NAME" "$SIZE_MIB"
+fi
 # This machine is a VM whose balloon takes freed memory back (free page
 # reporting): the first write to such a page faults in the host, which made
 # writing 1 GiB to tmpfs cost anywhere from 0.4 to 2.6 s. So right before each
@@ -244,6 +250,17 @@ read_time() { read -r T_WALL T_USER T_SYS T_RSS <"$1"; }
 py() { python3 -c "$@"; }
 status_kib() { awk -v k="$2:" '$1 == k {print $2}' /proc/"$1"/status; }
 
+start_tracker() { # NAME ARGS...: sets TR_ADDR and TR_PID
+    local name=$1
+    shift
+    "$BIN/lmk-tracker" --listen 127.0.0.1:0 --status 0 "$@" >"$RUN/$name.out" 2>"$RUN/$name.log" &
+    TR_PID=$!
+    PIDS+=("$TR_PID")
+    wait_line "$RUN/$name.out" '^listening on 127\.0\.0\.1:[0-9]+$' 10 "$TR_PID" || fail "$name did not start"
+    TR_ADDR=$(sed -n 's/^listening on //p' "$RUN/$name.out")
+}
+
+if [ -z "${TRACKERS_ONLY:-}" ]; then # sections 1-5
 # --- 1. references ---------------------------------------------------------------
 section "references"
 for i in $(seq "$RUNS"); do
@@ -303,15 +320,6 @@ stop "$HTTP_PID"
 
 # --- 2. seeder start-up: hash and publish ------------------------------------------
 section "lmk-seeder start-up: hash and publish $SIZE_MIB MiB"
-start_tracker() { # NAME ARGS...: sets TR_ADDR and TR_PID
-    local name=$1
-    shift
-    "$BIN/lmk-tracker" --listen 127.0.0.1:0 --status 0 "$@" >"$RUN/$name.out" 2>"$RUN/$name.log" &
-    TR_PID=$!
-    PIDS+=("$TR_PID")
-    wait_line "$RUN/$name.out" '^listening on 127\.0\.0\.1:[0-9]+$' 10 "$TR_PID" || fail "$name did not start"
-    TR_ADDR=$(sed -n 's/^listening on //p' "$RUN/$name.out")
-}
 start_seeder() { # NAME TRACKER FILE: sets SD_PID
     "$BIN/lmk-seeder" --tracker "$2" --listen 127.0.0.1:0 --slots "$SLOTS" --status 0 "$3" \
         >"$RUN/$1.out" 2>"$RUN/$1.log" &
@@ -508,6 +516,7 @@ if [ "$BIG_MIB" -gt 0 ]; then
     rm -f "$RUN/src/$BIG_NAME"
 fi
 stop "$LMK_TRACKER_PID"
+fi # sections 1-5
 rm -rf "$RUN/src" "$RUN/out"
 
 # --- 6. trackers under load ---------------------------------------------------------
@@ -549,7 +558,7 @@ start_echo() { # [ARGS]: sets EC_PID and EC_ADDR
     wait_line "$RUN/echo.out" '^listening on 127\.0\.0\.1:[0-9]+$' 10 "$EC_PID" || fail "udp_echo did not start"
     EC_ADDR=$(sed -n 's/^listening on //p' "$RUN/echo.out")
 }
-# Our generator against one server: NAME ADDR PID RUN PEERS SOCKETS WINDOW [ARGS]; sets p999.
+# Our generator against one server: NAME ADDR PID RUN PEERS SOCKETS WINDOW [ARGS]; sets p999 and APS.
 load() {
     local name=$1 tracker=$2 pid=$3 run=$4 peers=$5 sockets=$6 window=$7 aps bpp cpu
     shift 7
@@ -567,6 +576,7 @@ bpp = (d["rss_after_fill_kb"] - d["rss_before_kb"]) * 1024 / peers if peers else
 print(d["announces_per_sec"], round(bpp, 1), d["tracker_cpu_pct"] or 0, d.get("latency_us_p999", 0))
 EOF
     )
+    APS=$aps
     sample "${name}_announces_per_s" "$aps"
     [ "$peers" = 0 ] || sample "${name}_bytes_per_peer" "$bpp"
     sample "${name}_cpu_pct" "$cpu"
@@ -609,26 +619,44 @@ done
 
 section "lmk-tracker while 1,000,000 peers expire: announce latency of 6400 live peers"
 # Peers expire 20 s after their announce (--foreign-expiry; the generator's peer id is not
-# LMK's): fill 1,000,000, then for 30 s only the first 100 peers of each socket announce,
-# 2 in flight per socket, while the rest expire. The status table shows what is left.
+# LMK's): fill 1,000,000, then for 30 s only the first 100 peers of each of 64 sockets
+# announce while the rest expire. Twice: a closed loop with 2 announces in flight per
+# socket keeps the tracker saturated, so a round trip is mostly the time spent queued
+# behind the other 127 (in flight / rate); then an open loop at half the rate the closed
+# loop reached, announces sent on schedule whatever comes back: the tracker's own latency.
+# The echo server under each same load is the floor. The peers left come from /stats.json.
+peers_left() {
+    curl -s --max-time 5 "http://$TR_ADDR/stats.json" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["figures"]["peers"])' 2>/dev/null || echo 0
+}
+expiry_run() { # NAME RUN WINDOW [ARGS]: a fresh lmk-tracker, filled, then 30 s of probes while the rest expire
+    local name=$1 run=$2 window=$3 left
+    shift 3
+    start_tracker "tracker-$name-${run%%/*}" -q --interval 5 --foreign-expiry 20 "${BIG_CAPS[@]}"
+    TRACKER_SECONDS=30 load "$name" "$TR_ADDR" "$TR_PID" "$run" 1000000 64 "$window" --probe 100 "$@"
+    sample "${name}_latency_p999_us" "$p999"
+    left=$(peers_left)
+    sample "${name}_peers_left" "${left:-0}"
+    log "$name run $run: p99.9 announce latency $p999 us while 1,000,000 peers expired (${left:-?} peers left)"
+    stop "$TR_PID"
+}
 for i in $(seq "$TRACKER_BIG_RUNS"); do
+    run="$i/$TRACKER_BIG_RUNS"
     # The floor on this machine: the echo server under the same 128 announces in flight.
     start_echo
-    TRACKER_SECONDS=10 load echo_probe "$EC_ADDR" "$EC_PID" "$i/$TRACKER_BIG_RUNS" 0 64 2
+    TRACKER_SECONDS=10 load echo_probe "$EC_ADDR" "$EC_PID" "$run" 0 64 2
     sample echo_probe_latency_p999_us "$p999"
     stop "$EC_PID"
-    "$BIN/lmk-tracker" --listen 127.0.0.1:0 --status 1 -q --interval 5 --foreign-expiry 20 "${BIG_CAPS[@]}" \
-        >"$RUN/tracker-expiry.out" 2>"$RUN/tracker-expiry.log" &
-    TR_PID=$!
-    PIDS+=("$TR_PID")
-    wait_line "$RUN/tracker-expiry.out" '^listening on 127\.0\.0\.1:[0-9]+$' 10 "$TR_PID" || fail "tracker-expiry did not start"
-    TR_ADDR=$(sed -n 's/^listening on //p' "$RUN/tracker-expiry.out")
-    TRACKER_SECONDS=30 load lmk_expiry "$TR_ADDR" "$TR_PID" "$i/$TRACKER_BIG_RUNS" 1000000 64 2 --probe 100
-    sample lmk_expiry_latency_p999_us "$p999"
-    left=$(sed -n 's/^tracker: .*swarms, \([0-9]*\) peers from .*/\1/p' "$RUN/tracker-expiry.out" | tail -n 1)
-    sample lmk_expiry_peers_left "${left:-0}"
-    log "lmk_expiry run $i/$TRACKER_BIG_RUNS: p99.9 announce latency $p999 us while 1,000,000 peers expired (${left:-?} peers left)"
-    stop "$TR_PID"
+    expiry_run lmk_expiry "$run" 2
+    half=$(py "print(max(1000, round($APS / 2)))")
+    sample expiry_open_rate "$half"
+    log "open loop: $half announces/s offered (half of the closed loop's $APS), at most 16 in flight per socket"
+    start_echo
+    TRACKER_SECONDS=10 load echo_open "$EC_ADDR" "$EC_PID" "$run" 0 64 16 --rate "$half"
+    sample echo_open_latency_p999_us "$p999"
+    stop "$EC_PID"
+    expiry_run lmk_expiry_open "$run" 16 --rate "$half"
+    sample lmk_expiry_open_lost "$(py "import json; print(json.load(open('$RUN/load.json'))['lost'])")"
 done
 
 # The same on the core alone, no sockets and no other process in between (benches/expiry_stall.rs).
@@ -637,6 +665,10 @@ read -r stall_t stall_d < <(python3 -c 'import json,sys; d=json.load(open(sys.ar
 sample core_expiry_timeout_us_p999 "$stall_t"
 sample core_expiry_datagram_us_p999 "$stall_d"
 log "core alone while 1,000,000 peers expire: $(cat "$RUN/stall.json")"
+# What one announce costs the core alone (user space only; no sockets): benches/announce_cost.rs.
+"$BIN/announce_cost" --rounds 15 >"$RUN/cost.json" 2>"$RUN/cost.log" || fail "announce_cost failed: $(tail -n 3 "$RUN/cost.log")"
+sample core_announce_ns "$(py "import json; print(json.load(open('$RUN/cost.json'))['ns_per_announce_median'])")"
+log "core alone, one announce of 100,000 peers, 50 wanted: $(cat "$RUN/cost.json")"
 
 section "aquatic_udp_load_test (aquatic's own generator: 1 worker, 4 sockets, 100,000 peers in 1000 swarms, announces only)"
 AQUATIC=$(command -v aquatic_udp_load_test || true)
@@ -701,9 +733,8 @@ else
     log "aquatic_udp_load_test is not installed: its rows are skipped"
 fi
 
-# --- 7. summary ------------------------------------------------------------------------
-
 # --- 7. HTTP announces and the status page ----------------------------------------------
+if [ -z "${TRACKERS_ONLY:-}" ]; then
 section "trackers over HTTP: BEP 3 announces/s (http_load: 16 connections, ${TRACKER_SECONDS}s); lmk-tracker's status page of 100,000 files"
 http_load() { # NAME TRACKER PID RUN
     "$BIN/http_load" --tracker "$2" --seconds "$TRACKER_SECONDS" --conns 16 --hashes 1000 --peers 16000 --pid "$3" \
@@ -739,6 +770,7 @@ for i in $(seq "$RUNS"); do
     log "status page run $i/$RUNS: $(cat "$RUN/page.json")"
     stop "$TR_PID"
 done
+fi
 
 # --- 8. summary ------------------------------------------------------------------------
 ELAPSED=$(($(date +%s) - T0))
@@ -777,6 +809,7 @@ FIG = [  # key, label, unit
     ("seeder_publish_s", "lmk-seeder start to 'catalog published'", "s"),
     ("echo_announces_per_s", "per-datagram UDP echo (ceiling) answers/s", "1/s"),
     ("echo_cpu_pct", "per-datagram UDP echo CPU", "%"),
+    ("echo_announces_per_cpu_s", "per-datagram UDP echo answers per CPU-second", "1/s"),
     ("lmk_tracker_announces_per_s", "lmk-tracker announces/s", "1/s"),
     ("opentracker_announces_per_s", "opentracker announces/s", "1/s"),
     ("lmk_tracker_cpu_pct", "lmk-tracker CPU during the timed phase", "%"),
@@ -804,9 +837,15 @@ FIG = [  # key, label, unit
     ("opentracker_10m_cpu_pct", "opentracker CPU, 10,000,000 peers", "%"),
     ("lmk_tracker_10m_bytes_per_peer", "lmk-tracker RSS per peer, 10,000,000 peers", "B"),
     ("opentracker_10m_bytes_per_peer", "opentracker RSS per peer, 10,000,000 peers", "B"),
-    ("lmk_expiry_latency_p999_us", "lmk-tracker p99.9 announce latency, 1M peers expiring", "us"),
+    ("lmk_expiry_latency_p999_us", "lmk-tracker p99.9, 1M expiring, closed loop (saturated)", "us"),
     ("lmk_expiry_peers_left", "lmk-tracker peers left after that expiry", "peers"),
-    ("echo_probe_latency_p999_us", "UDP echo p99.9 latency, same 128 in flight (floor)", "us"),
+    ("echo_probe_latency_p999_us", "UDP echo p99.9, same closed loop (floor)", "us"),
+    ("expiry_open_rate", "open loop: offered rate (half the closed loop's)", "1/s"),
+    ("lmk_expiry_open_latency_p999_us", "lmk-tracker p99.9, 1M expiring, open loop", "us"),
+    ("lmk_expiry_open_lost", "lmk-tracker announces lost in that open loop", "count"),
+    ("lmk_expiry_open_peers_left", "lmk-tracker peers left after the open-loop expiry", "peers"),
+    ("echo_open_latency_p999_us", "UDP echo p99.9, same open loop (floor)", "us"),
+    ("core_announce_ns", "core alone: one announce, 100,000 peers, 50 wanted", "ns"),
     ("core_expiry_timeout_us_p999", "core alone: p99.9 handle_timeout while 1M expire", "us"),
     ("core_expiry_datagram_us_p999", "core alone: p99.9 announce while 1M expire", "us"),
     ("aq_echo_responses_per_s", "aquatic_udp_load_test -> UDP echo (ceiling)", "1/s"),
@@ -855,8 +894,10 @@ target("lmk-tracker above the echo ceiling, aquatic's generator", f"{fmt(med('aq
 for size in ("1m", "10m"):
     bpp = med(f"lmk_tracker_{size}_bytes_per_peer")
     target(f"lmk-tracker <= 12 bytes of RSS per IPv4 peer at {size.upper()}", f"{fmt(bpp)} B/peer", None if bpp is None else bpp / 12, "<=", 1.0)
-p999 = med("lmk_expiry_latency_p999_us")
-target("lmk-tracker p99.9 announce latency < 1 ms while 1M expire", f"{fmt(p999)} us", None if p999 is None else p999 / 1000, "<=", 1.0)
+p999 = med("lmk_expiry_open_latency_p999_us")
+target("lmk-tracker p99.9 < 1 ms while 1M expire (open loop)", f"{fmt(p999)} us", None if p999 is None else p999 / 1000, "<=", 1.0)
+floor = med("echo_open_latency_p999_us")
+target("UDP echo p99.9 < 1 ms, same open loop (the floor)", f"{fmt(floor)} us", None if floor is None else floor / 1000, "<=", 1.0)
 core = med("core_expiry_datagram_us_p999")
 target("core alone: p99.9 announce < 1 ms while 1M expire", f"{fmt(core)} us", None if core is None else core / 1000, "<=", 1.0)
 print()

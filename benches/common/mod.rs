@@ -28,3 +28,30 @@ pub fn cpu_secs(pid: u32) -> Option<f64> {
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some((utime + stime) as f64 / 100.0)
 }
+
+/// Source address `s` of the core-alone benches: 127.0.0.2 + s, port `port`.
+pub fn source(s: usize, port: u16) -> std::net::SocketAddr {
+    let base = u32::from(std::net::Ipv4Addr::new(127, 0, 0, 2));
+    std::net::SocketAddr::from((std::net::Ipv4Addr::from(base + s as u32), port))
+}
+
+/// Core-alone benches: a connection id from the core for each of `sources`.
+pub fn connection_ids(
+    tracker: &mut lmk::tracker::machine::Tracker,
+    now: std::time::Instant,
+    sources: impl Iterator<Item = std::net::SocketAddr>,
+) -> Vec<u64> {
+    use lmk::wire::udp::{Request, Response};
+    let (mut req, mut out) = (Vec::new(), Vec::new());
+    sources
+        .map(|from| {
+            req.clear();
+            Request::Connect { transaction_id: 1 }.encode(&mut req);
+            tracker.handle_datagram(now, from, &req, &mut out);
+            match Response::decode(&out, false) {
+                Ok(Response::Connect { connection_id, .. }) => connection_id,
+                other => panic!("no connection id: {other:?}"),
+            }
+        })
+        .collect()
+}

@@ -42,6 +42,7 @@ pub mod publish_key;
 pub mod quantity;
 pub mod rng;
 pub mod signal;
+pub mod siphash;
 pub mod small_file;
 pub mod status;
 #[cfg(test)]

@@ -509,21 +509,34 @@ fn limit_unsent(stream: &TcpStream) {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
-        let value = UNSENT;
-        // SAFETY: a valid socket descriptor and a pointer to a c_int of the given size.
-        let rc = unsafe {
-            libc::setsockopt(
-                stream.as_raw_fd(),
-                libc::IPPROTO_TCP,
-                libc::TCP_NOTSENT_LOWAT,
-                (&value as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            debug!("TCP_NOTSENT_LOWAT: {}", io::Error::last_os_error());
+        if let Err(e) = set_socket_option(stream.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT, UNSENT) {
+            debug!("TCP_NOTSENT_LOWAT: {e}");
         }
     }
+}
+
+/// Sets an int-valued socket option (`setsockopt`).
+#[cfg(unix)]
+pub fn set_socket_option(
+    fd: std::os::fd::RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: a pointer to a c_int of the size given; a bad descriptor is an error, not UB.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 mod read;

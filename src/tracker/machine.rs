@@ -14,6 +14,7 @@ use super::swarms::{Change, Millis, Swarms};
 pub use super::swarms::{Full, Limits};
 use crate::common::fmt;
 use crate::common::rng::Rng;
+use crate::common::siphash::siphash24;
 use crate::common::text::escape;
 use crate::hash::Hash20;
 use crate::meta::FileMeta;
@@ -495,18 +496,19 @@ impl Tracker {
         now.saturating_duration_since(self.start).as_secs() / EPOCH.as_secs()
     }
 
-    /// Keyed hash of the client's IP address and a coarse time: stateless,
-    /// and a spoofed source cannot learn an id it could use. Not the port:
-    /// BEP 15 ties nothing to it, and libtorrent uses one id from all its sockets.
+    /// Keyed hash (SipHash-2-4 under the secret) of the client's IP address
+    /// and a coarse time: stateless, and a spoofed source cannot learn an id
+    /// it could use. Not the port: BEP 15 ties nothing to it, and libtorrent
+    /// uses one id from all its sockets.
     fn connection_id(&self, ip: IpAddr, epoch: u64) -> u64 {
         let ip = match ip.to_canonical() {
             IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
             IpAddr::V6(v6) => v6.octets(),
         };
-        let h = Hash20::of_parts(&[&self.secret, &ip, &epoch.to_be_bytes()]);
-        let mut id = [0u8; 8];
-        id.copy_from_slice(&h.0[..8]);
-        u64::from_be_bytes(id)
+        let mut input = [0u8; 24];
+        input[..16].copy_from_slice(&ip);
+        input[16..].copy_from_slice(&epoch.to_be_bytes());
+        siphash24(&self.secret, &input)
     }
 
     fn valid_connection_id(&self, ip: IpAddr, now: Instant, id: u64) -> bool {

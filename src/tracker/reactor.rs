@@ -21,6 +21,10 @@ use crate::wire::{DecodeError, Frame};
 
 /// Stands in for a connection's address that could not be read.
 const UNSPECIFIED: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+/// The UDP receive buffer asked for (the kernel caps it at net.core.rmem_max
+/// and counts each datagram's overhead): at 4 MiB about 4,000 announces wait
+/// out a few milliseconds without the process instead of being dropped.
+const UDP_RECEIVE_BUFFER: usize = 4 << 20;
 /// A change is shown at most this often, so a busy tracker does not print a
 /// table per datagram.
 const STATUS_GAP: Duration = Duration::from_secs(1);
@@ -75,6 +79,10 @@ fn bind(addr: SocketAddr) -> Result<(Net, SocketAddr), Error> {
     for _ in 0..if addr.port() == 0 { 20 } else { 1 } {
         let mut candidate = Net::new().map_err(Error::Poll)?;
         let udp = candidate.bind_udp(addr).map_err(|e| Error::Bind(addr, e))?;
+        match candidate.set_udp_receive_buffer(UDP_RECEIVE_BUFFER) {
+            Ok(got) => debug!("udp receive buffer: {got} bytes (asked {UDP_RECEIVE_BUFFER})"),
+            Err(e) => debug!("udp receive buffer: {e}"),
+        }
         match candidate.listen(udp) {
             Ok(_) => return Ok((candidate, udp)),
             Err(e) => last_err = Some(Error::Bind(udp, e)),

@@ -64,6 +64,16 @@ impl Udp {
 }
 
 impl Net {
+    /// Asks for a receive buffer of `bytes` on the UDP socket (the kernel caps
+    /// it at `net.core.rmem_max`); returns what the kernel granted. A bigger
+    /// queue rides out the moments the process is not running (a shared CPU,
+    /// a page fault) instead of dropping what arrives meanwhile. The queue is
+    /// the kernel's and capped by it: no client can grow it past that.
+    pub fn set_udp_receive_buffer(&mut self, bytes: usize) -> io::Result<usize> {
+        let Some(udp) = &self.udp else { return Err(ErrorKind::NotConnected.into()) };
+        receive_buffer(&udp.socket, bytes)
+    }
+
     /// Takes every waiting datagram (readiness is edge-triggered), a batch
     /// at a time: each handed to the handler in turn, then the batch's
     /// replies sent together.
@@ -151,6 +161,28 @@ impl Net {
             }
         }
     }
+}
+
+#[cfg(unix)]
+fn receive_buffer(socket: &UdpSocket, bytes: usize) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let fd = socket.as_raw_fd();
+    super::set_socket_option(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, bytes.try_into().unwrap_or(libc::c_int::MAX))?;
+    let mut got: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: a valid descriptor and an int option of the size given.
+    let rc = unsafe {
+        libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, (&mut got as *mut libc::c_int).cast(), &mut len)
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(got).unwrap_or(0))
+}
+
+#[cfg(not(unix))]
+fn receive_buffer(_socket: &UdpSocket, _bytes: usize) -> io::Result<usize> {
+    Err(ErrorKind::Unsupported.into())
 }
 
 /// Fills `slots` from the socket; the number of datagrams taken.

@@ -293,16 +293,20 @@ impl<R: Record> Table<R> {
         // those the first pass took are skipped), then from every one in
         // turn (at most `want` + 1 are skipped).
         let spread = taken.len();
-        for j in 0..want {
-            let q = (start + j * stride) % n;
+        let mut q = start; // start + j * stride, around the list: no division per peer
+        for _ in 0..want {
             if taken.len() >= want {
                 return;
             }
             if !taken[..spread].contains(&q) {
                 self.answer_with(role, q, skip, out, &mut taken);
             }
+            q += stride;
+            if q >= n {
+                q -= n;
+            }
         }
-        for q in (start..start + n).map(|q| q % n) {
+        for q in (start..n).chain(0..start) {
             if taken.len() >= want {
                 return;
             }

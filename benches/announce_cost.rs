@@ -1,0 +1,98 @@
+//! What one announce costs the tracker's core alone (no sockets, no other
+//! process): the user-space share of a datagram's cost, which batching
+//! cannot remove. 100,000 peers in 1000 swarms from 4 addresses, as
+//! `tracker_load` makes them (one in four a seeder, 50 peers wanted), are
+//! announced once; then every peer announces again, round-robin, for
+//! `--rounds` rounds, each timed on the wall clock. Prints the median and the
+//! fastest round in nanoseconds per announce (decode, connection id check,
+//! swarm update, answer picked and encoded) as one JSON line.
+//!
+//! ```text
+//! cargo bench --bench announce_cost [-- --peers 100000 --rounds 5]
+//! ```
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+mod common;
+
+use lmk::hash::Hash20;
+use lmk::tracker::machine::{Config, Tracker};
+use lmk::wire::udp::{AnnounceRequest, Event, Request};
+
+const SOCKETS: usize = 4;
+const HASHES: usize = 1000;
+
+fn main() {
+    let (mut peers, mut rounds) = (100_000usize, 5usize);
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        match flag.as_str() {
+            "--peers" => peers = args.next().and_then(|v| v.parse().ok()).unwrap_or(peers),
+            "--rounds" => rounds = args.next().and_then(|v| v.parse().ok()).unwrap_or(rounds).max(1),
+            _ => {}
+        }
+    }
+    let t0 = Instant::now();
+    let mut config = Config { seed: 1, ..Config::default() };
+    config.limits.max_peers_per_ip = u32::MAX;
+    config.limits.max_peers_per_ip_in_swarm = u32::MAX;
+    let mut tracker = Tracker::new(config, t0);
+    let hashes: Vec<Hash20> = (0..HASHES).map(|i| Hash20::of(&(i as u64).to_be_bytes())).collect();
+    let from = |s: usize| common::source(s, 40000);
+    let mut out = Vec::new();
+    let ids = common::connection_ids(&mut tracker, t0, (0..SOCKETS).map(from));
+    // Every request encoded beforehand: only the tracker's work is timed.
+    let per_socket = peers.div_ceil(SOCKETS);
+    let encode = |event: Event| -> Vec<(usize, Vec<u8>)> {
+        (0..per_socket)
+            .flat_map(|k| (0..SOCKETS).map(move |s| (s, k)))
+            .map(|(s, k)| {
+                let mut peer_id = [0u8; 20];
+                peer_id[..8].copy_from_slice(b"-LB0001-");
+                peer_id[12..20].copy_from_slice(&(k as u64).to_be_bytes());
+                let mut buf = Vec::new();
+                Request::Announce(AnnounceRequest {
+                    connection_id: ids[s],
+                    transaction_id: k as u32,
+                    info_hash: hashes[k % HASHES],
+                    peer_id,
+                    downloaded: 0,
+                    left: if k.is_multiple_of(4) { 0 } else { 1 << 30 },
+                    uploaded: 0,
+                    event,
+                    ip: Ipv4Addr::UNSPECIFIED,
+                    key: k as u32,
+                    num_want: -1,
+                    port: 1024 + (k / HASHES) as u16,
+                })
+                .encode(&mut buf);
+                (s, buf)
+            })
+            .collect()
+    };
+    for (s, r) in encode(Event::Started) {
+        tracker.handle_datagram(t0, from(s), &r, &mut out);
+    }
+    let again = encode(Event::None);
+    let mut ns = Vec::new();
+    let mut bytes = 0;
+    for round in 0..rounds {
+        let now = t0 + Duration::from_secs(1 + round as u64);
+        let t = Instant::now();
+        for (s, r) in &again {
+            tracker.handle_datagram(now, from(*s), r, &mut out);
+            bytes += out.len();
+        }
+        ns.push(t.elapsed().as_nanos() as f64 / again.len() as f64);
+    }
+    ns.sort_by(f64::total_cmp);
+    println!(
+        "{{\"peers\": {}, \"announces_per_round\": {}, \"rounds\": {rounds}, \"ns_per_announce_median\": {:.0}, \"ns_per_announce_min\": {:.0}, \"answer_bytes_mean\": {:.0}}}",
+        tracker.stats().joins,
+        again.len(),
+        ns[ns.len() / 2],
+        ns[0],
+        bytes as f64 / (again.len() * rounds) as f64,
+    );
+}
