@@ -35,8 +35,16 @@ pub const MAX_PIPELINE: usize = 64;
 const PIPELINE_BYTES: u64 = 8 * 1024 * 1024;
 /// Seconds of a peer's measured rate kept requested from it, plus one chunk:
 /// enough to keep its pipe full, short enough that a request queued behind
-/// others is not stale (a slow queue at the seed means duplicates).
-const PIPELINE_SECS: f64 = 1.0;
+/// others is not stale (a slow queue at the seed means duplicates). In the
+/// simulator 0.25 s against 1 s: 1.099 against 1.150 x T_p2p at N=16.
+const PIPELINE_SECS: f64 = 0.25;
+/// Our chunks a request waits behind on a connection we upload on (the one
+/// on the wire and the send buffer's): their time at our rate to that peer
+/// is added to its pipeline, or a slow uplink starves its own downloads
+/// (half the peers at 5 MiB/s: 1.276 x T_p2p without, 1.173 with).
+const AHEAD_CHUNKS: f64 = 3.0;
+/// The longest such wait counted, in seconds.
+const AHEAD_MAX_SECS: f64 = 6.0;
 /// Requests kept outstanding per peer at least, whatever the chunk size.
 const MIN_PIPELINE: usize = 2;
 /// A peer owing chunks that sends nothing for this long is dropped.

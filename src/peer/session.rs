@@ -87,6 +87,8 @@ pub struct Session {
     pub stale: bool,
     /// Its recent sending rate to us, bytes per second, for the pipeline depth.
     pub rate: Rate,
+    /// Our recent sending rate to it: our requests wait behind those chunks.
+    pub sent_rate: Rate,
     /// Its entry in the core's timer table.
     pub timer: Option<Instant>,
 }
@@ -153,6 +155,7 @@ impl Session {
             stalled: false,
             stale: false,
             rate: Rate::new(now),
+            sent_rate: Rate::new(now),
             timer: None,
         }
     }

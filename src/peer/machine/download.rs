@@ -41,10 +41,14 @@ impl Machine {
             .write(t.meta.chunk_offset(index), data)
             .map_err(|e| Fatal { id: t.id, reason: format!("cannot write {}.part: {e}", t.meta.name()) })?;
         t.picker.complete(index);
-        s.downloaded += data.len() as u64;
-        s.rate.add(now, data.len() as u64);
+        // Counted by the metadata's length: the bytes that verified (in the
+        // simulator a short token stands for them, and the pipeline's depth
+        // follows this rate).
+        let len = u64::from(t.meta.chunk_len(index).unwrap_or(0));
+        s.downloaded += len;
+        s.rate.add(now, len);
         let seed = s.is_seed();
-        t.count_download(addr, seed, data.len() as u64, now);
+        t.count_download(addr, seed, len, now);
         let id = t.id;
         self.announce_have(id, index);
         if self.slots_used() < self.config.slots {
@@ -150,16 +154,15 @@ impl Machine {
     }
 
     /// How deep the peer's pipeline may be, if it may be asked for more:
-    /// deep enough for `PIPELINE_SECS` at the rate it has shown.
+    /// deep enough for `PIPELINE_SECS` at the rate it has shown, and for
+    /// the time our requests wait behind the chunks we send it.
     fn room(&self, now: Instant, conn: ConnId, id: ContentId) -> Option<usize> {
         let (t, s) = (self.torrents.get(&id)?, self.sessions.get(&conn)?);
         if t.stage != Stage::Downloading || !s.their_state.serves() || s.theirs.is_none() {
             return None;
         }
-        let chunk = f64::from(t.meta.chunk_size());
-        let most = (PIPELINE_BYTES as f64 / chunk).clamp(MIN_PIPELINE as f64, MAX_PIPELINE as f64);
-        let depth =
-            (1.0 + (s.rate.per_sec(now) * PIPELINE_SECS / chunk).ceil()).clamp(MIN_PIPELINE as f64, most) as usize;
+        let sent = if s.slot_since.is_some() { s.sent_rate.per_sec(now) } else { 0.0 };
+        let depth = depth(s.rate.per_sec(now), sent, f64::from(t.meta.chunk_size()));
         (s.outstanding() < depth && s.asked.len() < MAX_PIPELINE).then_some(depth)
     }
 
@@ -238,10 +241,37 @@ impl Machine {
     }
 }
 
+/// Requests kept outstanding at a peer that sends us `rate` bytes a second
+/// while we send it `sent` (0 if it holds no slot of ours): `PIPELINE_SECS`
+/// of its rate, plus the time a request waits behind our chunks to it.
+fn depth(rate: f64, sent: f64, chunk: f64) -> usize {
+    let most = (PIPELINE_BYTES as f64 / chunk).clamp(MIN_PIPELINE as f64, MAX_PIPELINE as f64);
+    let ahead = if sent > 0.0 { (AHEAD_CHUNKS * chunk / sent).min(AHEAD_MAX_SECS) } else { 0.0 };
+    (1.0 + (rate * (PIPELINE_SECS + ahead) / chunk).ceil()).clamp(MIN_PIPELINE as f64, most) as usize
+}
+
 /// Which end-game duplicates a peer may be asked for.
 enum Duplicates {
     Any,
     /// Those not asked of a peer that delivered.
     Except(Vec<u32>),
     No,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHUNK: f64 = 131072.0;
+    const MIB: f64 = 1048576.0;
+
+    #[test]
+    fn the_pipeline_covers_a_quarter_second_and_the_wait_behind_our_chunks() {
+        assert_eq!(depth(0.0, 0.0, CHUNK), MIN_PIPELINE, "nothing measured yet");
+        assert_eq!(depth(2.0 * MIB, 0.0, CHUNK), 5, "0.25 s at 2 MiB/s is 4 chunks, plus one");
+        // We send it 0.75 MiB/s: a request waits 3 chunks' time (0.5 s) behind ours.
+        assert_eq!(depth(2.0 * MIB, 0.75 * MIB, CHUNK), 13);
+        assert_eq!(depth(0.5 * MIB, 1.0, CHUNK), 26, "the wait counts 6 s at most: 6.25 s at 4 chunks a second");
+        assert_eq!(depth(1e12, 0.0, CHUNK), MAX_PIPELINE, "capped");
+    }
 }
