@@ -139,11 +139,12 @@ fn simulate(config: Config) -> Result<(), SimError> {
     let mut lines = Vec::new();
     for (name, scenario) in &config.runs {
         let outcome = run::run(scenario, config.trace).map_err(|e| SimError(e.0))?;
-        print!("{name}: {}", report::table(&outcome));
+        // A reader that went away (`| head`) ends nothing but the output.
+        lmk::say!("{name}: {}", report::table(&outcome).trim_end());
         if config.wall {
-            println!("{name}: wall time {:.2}s", outcome.wall.as_secs_f64());
+            lmk::say!("{name}: wall time {:.2}s", outcome.wall.as_secs_f64());
         }
-        println!();
+        lmk::say!("");
         if let Some(dir) = &config.out {
             let write = |file: String, text: String| {
                 let path = dir.join(file);
@@ -155,7 +156,7 @@ fn simulate(config: Config) -> Result<(), SimError> {
         lines.push(report::json(&outcome, config.wall));
     }
     for line in lines {
-        println!("{line}");
+        lmk::say!("{line}");
     }
     Ok(())
 }
