@@ -88,3 +88,20 @@ fn in_a_mixed_swarm_nobody_starves_and_the_seed_is_bounded() {
     assert!(field(json, "first_chunk_max") < 10.0, "a peer waited too long for its first chunk: {json}");
     assert!(field(json, "seed_copies") < 3.0, "the seed sent too many copies: {json}");
 }
+
+/// A reader that leaves early (`lmk-sim | head -1`) ends the output, not the
+/// program with a panic on the broken pipe.
+#[test]
+fn a_closed_output_is_not_a_crash() {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lmk-sim"))
+        .args(["--peers", "4", "--size", "1M"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("lmk-sim runs");
+    drop(child.stdout.take()); // nobody reads
+    let out = child.wait_with_output().expect("lmk-sim ends");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !err.contains("panicked"), "{:?}: {err}", out.status);
+}
