@@ -429,7 +429,7 @@ fn end_game_asks_only_peers_that_have_delivered() {
 }
 
 #[test]
-fn a_slot_rotates_to_the_waiting_peer_and_the_old_holders_queue_is_refused_in_order() {
+fn a_slot_rotates_to_the_waiting_peer_and_the_old_holder_gets_what_it_asked_before() {
     let (t0, f, mut sw) = start(6);
     let s = sw.peer(t0, &f, &f.all(), |c| c.slots = 1);
     sw.run(t0);
@@ -453,7 +453,9 @@ fn a_slot_rotates_to_the_waiting_peer_and_the_old_holders_queue_is_refused_in_or
     sw.run(t0 + secs(10));
     let no_slot = |i| Seen::Reject(i, RejectReason::NoSlot);
     let (chunk, unavailable) = (Seen::Chunk, Seen::State(State::Unavailable));
-    assert_eq!(sw.said_on(s, h1)[3..], [chunk(0), chunk(1), unavailable, no_slot(2), no_slot(3), no_slot(4)]);
+    assert_eq!(sw.said_on(s, h1)[3..], [chunk(0), chunk(1), unavailable.clone(), chunk(2), chunk(3), chunk(4)]);
+    sw.inject(t0 + secs(10), s, h1, Message::Request(5));
+    assert_eq!(sw.said_on(s, h1).last(), Some(&no_slot(5)), "what it asks after Unavailable is refused");
     assert_eq!(sw.said_on(s, h2).last(), Some(&Seen::State(State::Connected)));
     assert_eq!(sw.hosts[s].m.sessions[&h2].slot_since, Some(t0 + secs(10)));
     assert_eq!(sw.hosts[s].m.slots_used(), 1);
