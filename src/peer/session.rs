@@ -32,6 +32,20 @@ pub struct Asked {
     pub index: u32,
     /// Cancelled in the end game: the answer may still come, or not at all.
     pub cancelled: bool,
+    /// Far overdue: still awaited, but no longer counted by the picker, so
+    /// another holder may be asked for it.
+    pub overdue: bool,
+}
+
+impl Asked {
+    pub fn new(index: u32) -> Asked {
+        Asked { index, cancelled: false, overdue: false }
+    }
+
+    /// Whether the picker counts it as a request outstanding.
+    pub fn counted(&self) -> bool {
+        !self.cancelled && !self.overdue
+    }
 }
 
 pub struct Session {
@@ -55,6 +69,11 @@ pub struct Session {
     pub asked: VecDeque<Asked>,
     /// Last chunk from it, or when it was last given work while idle.
     pub last_data: Instant,
+    /// Its requests went overdue and no chunk came since: it is asked for
+    /// nothing more until one does.
+    pub behind: bool,
+    /// The file's chunk size (from the Hello): how long a chunk should take.
+    pub chunk_size: u32,
     /// Last frame of any kind from it (or the connection's start).
     pub last_heard: Instant,
     /// What we owe it.
@@ -112,6 +131,11 @@ impl Rate {
         }
     }
 
+    /// The smoothed rate, bytes per second (0 before a first window closes).
+    pub fn smoothed(&self) -> f64 {
+        self.per_sec
+    }
+
     /// Bytes per second: the smoothed rate, or the current window's if higher
     /// (a fast start is seen before its first window closes).
     pub fn per_sec(&self, now: Instant) -> f64 {
@@ -134,6 +158,8 @@ impl Session {
             their_state: State::Unavailable,
             asked: VecDeque::new(),
             last_data: now,
+            behind: false,
+            chunk_size: 0,
             last_heard: now,
             owed: VecDeque::new(),
             slot_since: None,
@@ -164,13 +190,12 @@ impl Session {
 
     /// Matches an answer for `index` to our requests: skips cancelled ones
     /// it passed (they will never be answered) and takes the one it answers.
-    /// `None`: an answer to nothing we asked, a protocol violation. `Some(true)`
-    /// for a cancelled request (its chunk is a duplicate).
-    pub fn take_answer(&mut self, index: u32) -> Option<bool> {
+    /// `None`: an answer to nothing we asked, a protocol violation.
+    pub fn take_answer(&mut self, index: u32) -> Option<Asked> {
         while let Some(front) = self.asked.front().copied() {
             if front.index == index {
                 self.asked.pop_front();
-                return Some(front.cancelled);
+                return Some(front);
             }
             if !front.cancelled {
                 return None;
@@ -219,15 +244,16 @@ mod tests {
     fn answers_match_in_order_skipping_cancelled() {
         let mut s = session();
         for index in [1, 2, 3] {
-            s.asked.push_back(Asked { index, cancelled: false });
+            s.asked.push_back(Asked::new(index));
         }
         assert_eq!(s.take_answer(2), None, "out of order");
         assert!(s.cancel(1));
         assert!(!s.cancel(1), "cancelled once");
         assert_eq!(s.outstanding(), 2);
-        assert_eq!(s.take_answer(2), Some(false), "the cancelled request was dropped by the other side");
+        assert_eq!(s.take_answer(2), Some(Asked::new(2)), "the cancelled request was dropped by the other side");
         assert!(s.cancel(3));
-        assert_eq!(s.take_answer(3), Some(true), "a cancelled request answered anyway");
+        let late = s.take_answer(3).unwrap();
+        assert!(late.cancelled && !late.counted(), "a cancelled request answered anyway");
         assert_eq!(s.take_answer(3), None);
     }
 

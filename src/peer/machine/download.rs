@@ -7,17 +7,18 @@ impl Machine {
     pub(super) fn on_chunk(&mut self, now: Instant, conn: ConnId, index: u32, data: &[u8]) -> Result<(), Fatal> {
         self.down.take(now, data.len() as u64);
         let Some((s, t)) = self.pair(conn) else { return Ok(()) };
-        let Some(cancelled) = s.take_answer(index) else {
+        let Some(asked) = s.take_answer(index) else {
             self.violation(now, conn, &format!("chunk {index} that was not asked for"));
             return Ok(());
         };
         s.last_data = now;
+        s.behind = false;
         let (addr, listen) = (s.addr, s.listen);
         let expected_len = t.meta.chunk_len(index).unwrap_or(0) as usize;
         let expected_hash = t.meta.hashes().get(index as usize).copied().unwrap_or_default();
         if !t.storage.verify(data, expected_len, &expected_hash) {
             t.counters.bad_chunks += 1;
-            if !cancelled {
+            if asked.counted() {
                 t.picker.release(index);
             }
             let name = t.meta.name().to_string();
@@ -59,10 +60,10 @@ impl Machine {
 
     pub(super) fn on_reject(&mut self, now: Instant, conn: ConnId, index: u32, reason: RejectReason) {
         let Some((s, t)) = self.pair(conn) else { return };
-        let Some(cancelled) = s.take_answer(index) else {
+        let Some(asked) = s.take_answer(index) else {
             return self.violation(now, conn, &format!("reject of chunk {index} that was not asked for"));
         };
-        if !cancelled {
+        if asked.counted() {
             t.picker.release(index);
         }
         let id = t.id;
@@ -111,7 +112,7 @@ impl Machine {
         }
         let mut asked: Vec<u32> = Vec::new();
         for o in self.sessions.values().filter(|o| o.torrent == Some(id) && !o.asked.is_empty() && proven(o)) {
-            asked.extend(o.asked.iter().filter(|a| !a.cancelled).map(|a| a.index));
+            asked.extend(o.asked.iter().filter(|a| a.counted()).map(|a| a.index));
         }
         Duplicates::Except(asked)
     }
@@ -123,7 +124,7 @@ impl Machine {
         let Some(t) = self.torrents.get_mut(&id) else { return };
         self.touched.push(conn);
         let Some(s) = self.sessions.get_mut(&conn) else { return };
-        if t.stage != Stage::Downloading || !s.their_state.serves() || !down_ready {
+        if t.stage != Stage::Downloading || !s.their_state.serves() || !down_ready || s.behind {
             return;
         }
         let Some(theirs) = s.theirs.as_ref() else { return };
@@ -149,9 +150,24 @@ impl Machine {
             let Some(index) = t.picker.pick(theirs, taken) else {
                 break;
             };
-            s.asked.push_back(Asked { index, cancelled: false });
+            s.asked.push_back(Asked::new(index));
             self.outputs.push_back(Output::Send(conn, Message::Request(index)));
         }
+    }
+
+    /// A peer's requests are far overdue: the picker counts them no more, so
+    /// other holders are asked for them (its answers still count), and it is
+    /// asked for nothing more until a chunk comes from it.
+    pub(super) fn overdue(&mut self, now: Instant, conn: ConnId) {
+        let Some((s, t)) = self.pair(conn) else { return };
+        for a in s.asked.iter_mut().filter(|a| a.counted()) {
+            a.overdue = true;
+            t.picker.release(a.index);
+        }
+        s.behind = true;
+        debug!("{conn} {}: its requests are overdue; asked of others too", s.addr);
+        let id = t.id;
+        self.refill(now, id);
     }
 
     /// Tops up every peer of a file (after chunks were handed back).

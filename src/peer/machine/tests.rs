@@ -803,6 +803,61 @@ fn a_stalled_peer_is_dropped_and_its_chunks_go_to_another() {
     assert!(sw.holds_file(d, &f));
 }
 
+/// A peer that claims every chunk and sends none is behind after
+/// MIN_OVERDUE (it has shown no rate): what it owes is asked of another
+/// holder at once, though the end game is far off, and it is asked for
+/// nothing more; it is not dropped for it, and its late answer counts and
+/// makes it a source again.
+#[test]
+fn overdue_requests_are_asked_of_another_holder_and_the_slow_peer_stays() {
+    let (t0, f, mut sw) = start(8);
+    let d = sw.peer(t0, &f, &[], |_| {});
+    sw.tracker_says.insert(d, Vec::new());
+    sw.run(t0);
+    let slow = sw.accept(t0, d, hand_addr(1));
+    sw.greet(t0, d, slow, &f, &f.all(), Some(State::Available));
+    let owed = of(&sw.said_on(d, slow), Seen::Request);
+    assert_eq!(owed.len(), 2, "a pipeline of two");
+    // Another peer holds exactly those two: rarer chunks elsewhere keep the end game off.
+    let other = sw.accept(t0, d, hand_addr(2));
+    sw.greet(t0, d, other, &f, &owed, Some(State::Available));
+    sw.run(t0 + MIN_OVERDUE - ms(1));
+    assert_eq!(of(&sw.said_on(d, other), Seen::Request), [], "one tick before MIN_OVERDUE");
+    sw.run(t0 + MIN_OVERDUE);
+    assert_eq!(sorted(of(&sw.said_on(d, other), Seen::Request)), sorted(owed.clone()), "asked of the other holder");
+    assert_eq!(of(&sw.said_on(d, slow), Seen::Request), owed, "the slow peer is asked for nothing more");
+    // Its late answer counts: the other copy is cancelled, and it is asked again.
+    let late = t0 + secs(3);
+    sw.inject(late, d, slow, Message::Chunk { index: owed[0], data: &f.chunk(owed[0]) });
+    assert_eq!(of(&sw.said_on(d, other), Seen::Cancel), [owed[0]]);
+    assert!(of(&sw.said_on(d, slow), Seen::Request).len() > 2, "a source again once a chunk came");
+    sw.run(late + STALL - ms(1));
+    assert!(!sw.closed.contains(&(d, slow)), "not dropped before STALL without a chunk");
+}
+
+/// A peer that has shown a rate is behind only after OVERDUE_CHUNKS chunk
+/// times at that rate without a chunk, not after MIN_OVERDUE.
+#[test]
+fn a_peer_is_overdue_against_the_rate_it_has_shown() {
+    let (t0, f, mut sw) = start(16);
+    let d = sw.peer(t0, &f, &[], |_| {});
+    sw.tracker_says.insert(d, Vec::new());
+    sw.run(t0);
+    let c = sw.accept(t0, d, hand_addr(1));
+    sw.greet(t0, d, c, &f, &f.all(), Some(State::Available));
+    for k in 1..=3 {
+        let index = of(&sw.said_on(d, c), Seen::Request)[k - 1];
+        sw.inject(t0 + secs(k as u64), d, c, Message::Chunk { index, data: &f.chunk(index) });
+    }
+    // One chunk a second: four chunk times are 4 s after the last one.
+    let last = t0 + secs(3);
+    sw.run(last + secs(4) - ms(1));
+    assert!(!sw.hosts[d].m.sessions[&c].behind, "one tick before four chunk times");
+    sw.run(last + secs(4));
+    assert!(sw.hosts[d].m.sessions[&c].behind, "four chunk times without a chunk");
+    assert!(sw.is_open(d, c));
+}
+
 /// A peer that takes our slot away without answering what we asked (an
 /// honest one rejects it with NoSlot), then gives it back, stalls like any
 /// other: saying it serves does not restart the stall window.
