@@ -12,6 +12,11 @@
 //! peers of other blocks want one, a block holds at most
 //! ceil(slots / blocks wanting), so many connections from one address
 //! cannot take every slot. Slots nobody else wants go to whoever wants them.
+//!
+//! A suspect waits behind every other peer, whatever it holds: a peer whose
+//! address misbehaved before (it held a slot and read nothing, say), or
+//! whose queue has not moved since chunks went into it. One that drains
+//! nothing does not take the first slot again at each rechoke or call.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -37,6 +42,9 @@ pub struct Candidate {
     pub held: u32,
     /// Its address block (`common::ip_block`): slots are shared by block.
     pub block: IpAddr,
+    /// Its address misbehaved before, or it reads nothing of what we queued:
+    /// it waits behind every other peer.
+    pub suspect: bool,
 }
 
 /// The connections that hold a slot after this round, at most `slots` of them.
@@ -45,10 +53,10 @@ pub fn choose(cands: &[Candidate], slots: usize, now: Instant, starve: Duration)
         cands.iter().filter(|c| c.slot_since.is_some() && c.interested && c.active).collect();
     let mut waiters: Vec<&Candidate> = cands.iter().filter(|c| c.slot_since.is_none() && c.interested).collect();
     // The furthest behind first, but a peer that has waited `starve` goes
-    // before all of them, so none waits without bound.
+    // before all of them, so none waits without bound; suspects after everyone.
     waiters.sort_by_key(|c| {
         let starved = now.saturating_duration_since(c.waiting_since) >= starve;
-        (!starved, if starved { 0 } else { c.held }, c.waiting_since, c.conn)
+        (c.suspect, !starved, if starved { 0 } else { c.held }, c.waiting_since, c.conn)
     });
     // Oldest grants first: they are the first to rotate out.
     holders.sort_by_key(|c| (c.slot_since, c.conn));
@@ -114,6 +122,7 @@ mod tests {
             active: true,
             held: 0,
             block: IpAddr::from([10, 0, 0, 1]),
+            suspect: false,
         }
     }
 
@@ -144,6 +153,19 @@ mod tests {
             vec![ConnId(2), ConnId(3)],
             "a rotation period of waiting goes before fewer chunks: nobody waits without bound"
         );
+    }
+
+    #[test]
+    fn a_suspect_waits_behind_everyone_but_takes_a_slot_nobody_wants() {
+        let t0 = Instant::now();
+        let mut suspect = cand(1, None, 0, t0);
+        suspect.suspect = true;
+        let mut full = cand(2, None, 5, t0);
+        full.held = 30;
+        let cands = [suspect, full];
+        assert_eq!(choose(&cands, 1, t0 + secs(6), ROT), vec![ConnId(2)], "though it holds nothing");
+        assert_eq!(choose(&cands, 1, t0 + ROT * 3, ROT), vec![ConnId(2)], "though it waited longer");
+        assert_eq!(choose(&cands, 2, t0, ROT), vec![ConnId(2), ConnId(1)], "a slot nobody else wants");
     }
 
     #[test]

@@ -285,7 +285,9 @@ impl Machine {
             self.outputs.push_back(Output::Close(conn));
             return;
         }
-        self.sessions.insert(conn, Session::new(addr, false, None, now));
+        let mut s = Session::new(addr, false, None, now);
+        s.suspect = self.penalties.remembers(addr.ip());
+        self.sessions.insert(conn, s);
         self.outputs.push_back(Output::Limit(conn, HELLO_FRAME));
         self.touched.push(conn);
         self.settle(now);
@@ -293,7 +295,9 @@ impl Machine {
 
     /// The shell is dialling `addr` for `id` as `conn` (after `Output::Connect`).
     pub fn handle_dialling(&mut self, now: Instant, addr: SocketAddr, id: ContentId, conn: ConnId) {
-        self.sessions.insert(conn, Session::new(addr, true, Some(id), now));
+        let mut s = Session::new(addr, true, Some(id), now);
+        s.suspect = self.penalties.remembers(addr.ip());
+        self.sessions.insert(conn, s);
         self.outputs.push_back(Output::Limit(conn, HELLO_FRAME));
         if let Some(t) = self.torrents.get_mut(&id) {
             t.conns += 1;
@@ -380,6 +384,7 @@ impl Machine {
         // Only later: its timer fires early once at worst, a no-op.
         if let Some(s) = self.sessions.get_mut(&conn) {
             s.last_sent = now;
+            s.unwritten = false;
         }
     }
 

@@ -82,12 +82,17 @@ pub struct Session {
     pub slot_since: Option<Instant>,
     /// Since when it has waited for a slot.
     pub waiting_since: Instant,
+    /// Its address misbehaved before it connected: it waits for a slot
+    /// behind every other peer.
+    pub suspect: bool,
     /// Chunk bytes sent to it since it gained its slot: a slot is a turn of `TURN_CHUNKS`.
     pub turn_sent: u64,
     pub last_request: Instant,
     /// Last time an answer went into its queue or the queue's bytes left us
     /// (`handle_written`): a holder owed answers whose queue does not move reads nothing.
     pub last_sent: Instant,
+    /// A chunk went into its queue and no byte has left since (`handle_written`).
+    pub unwritten: bool,
     /// We told it our State (after its Bitfield).
     pub told_state: bool,
     /// Chunks we refused it with `Spread`: a Have for each once the spread is over.
@@ -164,9 +169,11 @@ impl Session {
             owed: VecDeque::new(),
             slot_since: None,
             waiting_since: now,
+            suspect: false,
             turn_sent: 0,
             last_request: now,
             last_sent: now,
+            unwritten: false,
             told_state: false,
             spread: Vec::new(),
             spread_to_us: Vec::new(),
@@ -220,6 +227,12 @@ impl Session {
     /// not drained for `drain`, is idle.
     pub fn active(&self, now: Instant, ask: Duration, drain: Duration) -> bool {
         self.slot_idle_at(ask, drain).is_some_and(|at| now < at)
+    }
+
+    /// Whether chunks wait in its queue and nothing has left it for `patience`:
+    /// it reads nothing (or hardly anything) of what we send.
+    pub fn stuck(&self, now: Instant, patience: Duration) -> bool {
+        self.unwritten && now >= self.last_sent + patience
     }
 
     /// When a slot holder becomes idle unless it asks or drains something.

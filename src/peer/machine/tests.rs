@@ -536,6 +536,62 @@ fn a_slot_holder_that_reads_nothing_is_closed_and_a_slow_reader_is_not() {
     assert!(sw.hosts[s].m.sessions[&slow].slot_since.is_some(), "and keeps its slot");
 }
 
+/// A non-reader closed for reading nothing calls back after its ban, holding
+/// no chunk: the slot goes to the other waiter, not to the peer furthest behind.
+#[test]
+fn an_address_that_read_nothing_waits_behind_the_other_peers() {
+    let (t0, f, mut sw) = start(8);
+    let s = sw.peer(t0, &f, &f.all(), |c| c.slots = 1);
+    sw.run(t0);
+    sw.hosts[s].hold = true;
+    let never = sw.accept(t0, s, hand_addr(1));
+    sw.greet(t0, s, never, &f, &[], None);
+    sw.inject(t0, s, never, Message::Request(0));
+    sw.run(t0 + SLOT_IDLE);
+    assert!(sw.closed.contains(&(s, never)), "its queue took nothing for SLOT_IDLE");
+    sw.hosts[s].hold = false;
+    // Its ban over, it calls again while a reader holds the slot and a peer with chunks waits.
+    let at = t0 + secs(8);
+    let reader = sw.accept(at, s, hand_addr(2));
+    sw.greet(at, s, reader, &f, &[], None);
+    let back = sw.accept(at, s, hand_addr(1));
+    sw.greet(at, s, back, &f, &[], None);
+    let other = sw.accept(at, s, hand_addr(3));
+    sw.greet(at, s, other, &f, &[4, 5, 6], None);
+    for index in 0..4 {
+        sw.inject(at, s, reader, Message::Request(index)); // a whole turn
+    }
+    sw.run(at);
+    assert_eq!(sw.said_on(s, other).last(), Some(&Seen::State(State::Connected)), "the turn goes to the other waiter");
+    assert_eq!(sw.said_on(s, back).last(), Some(&Seen::State(State::Unavailable)));
+}
+
+/// A peer whose queue has not moved since a chunk went into it (it reads
+/// nothing) waits behind the other peers for a slot, though it holds no
+/// chunk: it does not take the first slot again at each rechoke.
+#[test]
+fn a_peer_that_reads_nothing_of_its_queue_waits_behind_the_others() {
+    let (t0, f, mut sw) = start(12);
+    let s = sw.peer(t0, &f, &f.all(), |c| c.slots = 1);
+    sw.run(t0);
+    let never = sw.accept(t0, s, hand_addr(1));
+    sw.greet(t0, s, never, &f, &[], None);
+    sw.unread.insert((s, never)); // from now on not a byte of its queue leaves
+    sw.inject(t0, s, never, Message::Request(0));
+    let (other, fresh) = (sw.accept(t0, s, hand_addr(2)), sw.accept(t0, s, hand_addr(3)));
+    sw.greet(t0, s, other, &f, &[8, 9, 10], None);
+    sw.greet(t0, s, fresh, &f, &[7, 8, 9, 10], None);
+    let t1 = t0 + ASK_IDLE;
+    sw.run(t1);
+    assert_eq!(sw.said_on(s, other).last(), Some(&Seen::State(State::Connected)), "it asked for nothing more");
+    for index in 1..=4 {
+        sw.inject(t1, s, other, Message::Request(index)); // a whole turn, read at once
+    }
+    sw.run(t1);
+    assert_eq!(sw.said_on(s, fresh).last(), Some(&Seen::State(State::Connected)), "the turn skips the non-reader");
+    assert!(sw.hosts[s].m.sessions[&never].slot_since.is_none());
+}
+
 #[test]
 fn a_holder_that_asks_for_nothing_keeps_its_slot_while_nobody_waits() {
     let (t0, f, mut sw) = start(6);

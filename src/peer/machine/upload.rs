@@ -77,6 +77,7 @@ impl Machine {
                             self.turns.push_back(conn);
                         }
                         s.last_sent = now;
+                        s.unwritten = true;
                         if t.is_complete() {
                             // It holds it now (its Have is on the way): a seed may send others there.
                             if let Some(theirs) = s.theirs.as_mut() {
@@ -153,6 +154,7 @@ impl Machine {
                     active: s.active(now, SLOT_IDLE, SLOT_IDLE),
                     held: theirs.count(),
                     block: crate::common::ip_block(s.addr.ip()),
+                    suspect: s.suspect || s.stuck(now, ASK_IDLE),
                 })
             })
             .collect();
