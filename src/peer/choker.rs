@@ -13,10 +13,13 @@
 //! ceil(slots / blocks wanting), so many connections from one address
 //! cannot take every slot. Slots nobody else wants go to whoever wants them.
 //!
-//! A suspect waits behind every other peer, whatever it holds: a peer whose
-//! address misbehaved before (it held a slot and read nothing, say), or
-//! whose queue has not moved since chunks went into it. One that drains
-//! nothing does not take the first slot again at each rechoke or call.
+//! A deferred peer waits behind every other peer, whatever it holds: one
+//! whose address misbehaved before (it held a slot and read nothing, say),
+//! whose queue has not moved since chunks went into it, or that asked for
+//! nothing in its last turn. A non-reader does not take the first slot again
+//! at each rechoke or call, and peers that want nothing from us (complete
+//! ones whose progress we do not hear of: a peer tells a complete one of no
+//! chunk) do not go before the one that still wants something.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -42,9 +45,9 @@ pub struct Candidate {
     pub held: u32,
     /// Its address block (`common::ip_block`): slots are shared by block.
     pub block: IpAddr,
-    /// Its address misbehaved before, or it reads nothing of what we queued:
-    /// it waits behind every other peer.
-    pub suspect: bool,
+    /// It waits behind every other peer (misbehaved, reads nothing, or
+    /// asked for nothing in its last turn).
+    pub deferred: bool,
 }
 
 /// The connections that hold a slot after this round, at most `slots` of them.
@@ -53,10 +56,10 @@ pub fn choose(cands: &[Candidate], slots: usize, now: Instant, starve: Duration)
         cands.iter().filter(|c| c.slot_since.is_some() && c.interested && c.active).collect();
     let mut waiters: Vec<&Candidate> = cands.iter().filter(|c| c.slot_since.is_none() && c.interested).collect();
     // The furthest behind first, but a peer that has waited `starve` goes
-    // before all of them, so none waits without bound; suspects after everyone.
+    // before all of them, so none waits without bound; the deferred after everyone.
     waiters.sort_by_key(|c| {
         let starved = now.saturating_duration_since(c.waiting_since) >= starve;
-        (c.suspect, !starved, if starved { 0 } else { c.held }, c.waiting_since, c.conn)
+        (c.deferred, !starved, if starved { 0 } else { c.held }, c.waiting_since, c.conn)
     });
     // Oldest grants first: they are the first to rotate out.
     holders.sort_by_key(|c| (c.slot_since, c.conn));
@@ -122,7 +125,7 @@ mod tests {
             active: true,
             held: 0,
             block: IpAddr::from([10, 0, 0, 1]),
-            suspect: false,
+            deferred: false,
         }
     }
 
@@ -156,10 +159,10 @@ mod tests {
     }
 
     #[test]
-    fn a_suspect_waits_behind_everyone_but_takes_a_slot_nobody_wants() {
+    fn a_deferred_peer_waits_behind_everyone_but_takes_a_slot_nobody_wants() {
         let t0 = Instant::now();
         let mut suspect = cand(1, None, 0, t0);
-        suspect.suspect = true;
+        suspect.deferred = true;
         let mut full = cand(2, None, 5, t0);
         full.held = 30;
         let cands = [suspect, full];

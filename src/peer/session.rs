@@ -85,6 +85,9 @@ pub struct Session {
     /// Its address misbehaved before it connected: it waits for a slot
     /// behind every other peer.
     pub suspect: bool,
+    /// It lost its slot for asking nothing (and has asked nothing since): it
+    /// waits behind every other peer.
+    pub idle_turn: bool,
     /// Chunk bytes sent to it since it gained its slot: a slot is a turn of `TURN_CHUNKS`.
     pub turn_sent: u64,
     pub last_request: Instant,
@@ -170,6 +173,7 @@ impl Session {
             slot_since: None,
             waiting_since: now,
             suspect: false,
+            idle_turn: false,
             turn_sent: 0,
             last_request: now,
             last_sent: now,

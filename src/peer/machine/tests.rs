@@ -592,6 +592,34 @@ fn a_peer_that_reads_nothing_of_its_queue_waits_behind_the_others() {
     assert!(sw.hosts[s].m.sessions[&never].slot_since.is_none());
 }
 
+/// A peer that asked for nothing in its turn waits behind the others, though
+/// it seems to hold fewer chunks: a complete peer hears of no chunk from a
+/// peer that completed, so it would hand its turns to those that want
+/// nothing before the one that still does.
+#[test]
+fn a_peer_that_asked_for_nothing_in_its_turn_waits_behind_the_others() {
+    let (t0, f, mut sw) = start(12);
+    let s = sw.peer(t0, &f, &f.all(), |c| c.slots = 1);
+    sw.run(t0);
+    let done = sw.accept(t0, s, hand_addr(1));
+    sw.greet(t0, s, done, &f, &[], None); // it holds everything by now, but we never heard
+    let (other, wants) = (sw.accept(t0, s, hand_addr(2)), sw.accept(t0, s, hand_addr(3)));
+    sw.greet(t0, s, other, &f, &[8, 9, 10], None);
+    sw.greet(t0, s, wants, &f, &[0, 7, 8, 9, 10, 11], None);
+    let t1 = t0 + ASK_IDLE;
+    sw.run(t1);
+    assert_eq!(sw.said_on(s, done).last(), Some(&Seen::State(State::Unavailable)), "asked for nothing in its turn");
+    assert_eq!(sw.said_on(s, other).last(), Some(&Seen::State(State::Connected)));
+    for index in 1..=4 {
+        sw.inject(t1, s, other, Message::Request(index)); // a whole turn
+    }
+    sw.run(t1);
+    assert_eq!(sw.said_on(s, wants).last(), Some(&Seen::State(State::Connected)), "not the idle peer with fewer");
+    // Once it asks again (a slot nobody else wants), it is an ordinary waiter.
+    sw.inject(t1, s, done, Message::Request(5));
+    assert!(!sw.hosts[s].m.sessions[&done].idle_turn);
+}
+
 #[test]
 fn a_holder_that_asks_for_nothing_keeps_its_slot_while_nobody_waits() {
     let (t0, f, mut sw) = start(6);

@@ -23,6 +23,7 @@ impl Machine {
             return self.violation(now, conn, "too many requests outstanding");
         }
         s.last_request = now;
+        s.idle_turn = false;
         t.last_asked = now;
         let answer = if s.slot_since.is_none() {
             Answer::Reject(index, RejectReason::NoSlot)
@@ -154,7 +155,7 @@ impl Machine {
                     active: s.active(now, SLOT_IDLE, SLOT_IDLE),
                     held: theirs.count(),
                     block: crate::common::ip_block(s.addr.ip()),
-                    suspect: s.suspect || s.stuck(now, ASK_IDLE),
+                    deferred: s.suspect || s.idle_turn || s.stuck(now, ASK_IDLE),
                 })
             })
             .collect();
@@ -185,6 +186,7 @@ impl Machine {
                 }
                 (true, false) => {
                     s.slot_since = None;
+                    s.idle_turn = c.interested && !c.active && s.owed.is_empty();
                     s.waiting_since = now;
                     // Whatever it asked for is refused, in order, so it can ask elsewhere.
                     let t = s.torrent.and_then(|id| self.torrents.get_mut(&id));
