@@ -32,7 +32,8 @@ pub struct Asked {
     pub index: u32,
     /// Cancelled in the end game: the answer may still come, or not at all.
     pub cancelled: bool,
-    /// Far overdue: still awaited, but no longer counted by the picker, so
+    /// Far overdue, or an end-game duplicate asked of a peer that has
+    /// delivered nothing: still awaited, but not counted by the picker, so
     /// another holder may be asked for it.
     pub overdue: bool,
 }

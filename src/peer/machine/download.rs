@@ -135,6 +135,10 @@ impl Machine {
         if s.outstanding() == 0 {
             s.last_data = now; // an idle peer given work starts a fresh stall window
         }
+        // An end-game duplicate asked of a peer that has delivered nothing is
+        // not counted against `ENDGAME_MAX`: two such peers (stallers) holding
+        // a last chunk must not keep a peer that delivers from being asked.
+        let spare = matches!(duplicates, Duplicates::Except(_));
         // Cancelled requests may still sit in its queue: they count against its cap.
         while s.outstanding() < depth && s.asked.len() < MAX_PIPELINE {
             let asked = &s.asked;
@@ -150,7 +154,10 @@ impl Machine {
             let Some(index) = t.picker.pick(theirs, taken) else {
                 break;
             };
-            s.asked.push_back(Asked::new(index));
+            if spare {
+                t.picker.release(index);
+            }
+            s.asked.push_back(Asked { overdue: spare, ..Asked::new(index) });
             self.outputs.push_back(Output::Send(conn, Message::Request(index)));
         }
     }

@@ -428,6 +428,30 @@ fn end_game_asks_only_peers_that_have_delivered() {
     assert_eq!(of(&sw.said_on(d, h), Seen::Request).len(), 2);
 }
 
+/// Two peers that delivered nothing hold the last chunks (one asked
+/// normally, one as an end-game duplicate): the duplicate does not count
+/// against the end game's two requests a chunk, so a peer that delivers is
+/// still asked for them (two stallers held a last chunk for 2 s in lmk-sim).
+#[test]
+fn end_game_duplicates_of_peers_that_delivered_nothing_leave_room_for_one_that_did() {
+    let (t0, f, mut sw) = start(4);
+    let d = sw.peer(t0, &f, &[], |_| {});
+    sw.tracker_says.insert(d, Vec::new());
+    sw.run(t0);
+    let (h1, h2, h3) = (sw.accept(t0, d, hand_addr(1)), sw.accept(t0, d, hand_addr(2)), sw.accept(t0, d, hand_addr(3)));
+    sw.greet(t0, d, h1, &f, &f.all(), Some(State::Available));
+    sw.greet(t0, d, h2, &f, &f.all(), Some(State::Available));
+    let last = of(&sw.said_on(d, h2), Seen::Request);
+    assert_eq!(last.len(), 2, "h1 and h2 are asked for two chunks each");
+    sw.greet(t0, d, h3, &f, &last, Some(State::Available));
+    assert_eq!(sorted(of(&sw.said_on(d, h3), Seen::Request)), sorted(last.clone()), "end-game duplicates");
+    // h1 delivers: it is asked for the last two though two peers are asked for each.
+    let first = of(&sw.said_on(d, h1), Seen::Request)[0];
+    sw.inject(t0, d, h1, Message::Chunk { index: first, data: &f.chunk(first) });
+    let to_h1 = of(&sw.said_on(d, h1), Seen::Request);
+    assert!(last.iter().all(|i| to_h1.contains(i)), "{last:?} asked of the peer that delivered: {to_h1:?}");
+}
+
 #[test]
 fn a_slot_rotates_to_the_waiting_peer_and_the_old_holders_queue_is_refused_in_order() {
     let (t0, f, mut sw) = start(6);
