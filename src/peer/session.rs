@@ -101,6 +101,9 @@ pub struct Session {
     pub told_state: bool,
     /// Chunks we refused it with `Spread`: a Have for each once the spread is over.
     pub spread: Vec<u32>,
+    /// Chunks we refused it with `Spread`, once per refusal, until each is
+    /// sent (a chunk refused `SPREAD_REFUSALS` times is sent when asked again).
+    pub spread_refusals: Vec<u32>,
     /// Chunks it refused us with `Spread`, and when we ask it again anyway
     /// (should its Have be lost, or the peer it sent us to be of no use).
     pub spread_to_us: Vec<(u32, Instant)>,
@@ -181,6 +184,7 @@ impl Session {
             unwritten: false,
             told_state: false,
             spread: Vec::new(),
+            spread_refusals: Vec::new(),
             spread_to_us: Vec::new(),
             downloaded: 0,
             stalled: false,

@@ -1201,6 +1201,40 @@ fn a_chunk_refused_with_spread_twice_and_asked_again_is_sent() {
     assert_eq!(of(&sw.said_on(s, h), Seen::Chunk), [0], "asked a third time: sent");
 }
 
+/// The refusals count until the chunk is sent: neither a NoSlot between them
+/// (the asker had lost its slot) nor the chunk offered again with a Have (a
+/// peer left) starts the count over (a seed once refused one chunk to every
+/// honest peer for 10 s, alternating Spread and NoSlot).
+#[test]
+fn spread_refusals_count_across_a_no_slot_and_an_offer() {
+    let (t0, f, mut sw) = start(3);
+    let s = sw.peer(t0, &f, &f.all(), |c| c.slots = 2);
+    sw.run(t0);
+    let (liar, h) = (sw.accept(t0, s, hand_addr(1)), sw.accept(t0, s, hand_addr(2)));
+    sw.greet(t0, s, liar, &f, &[], None);
+    sw.greet(t0, s, h, &f, &[], None);
+    sw.inject(t0, s, liar, Message::Request(0));
+    sw.inject(t0, s, h, Message::Request(0));
+    assert!(sw.said_on(s, h).contains(&Seen::Reject(0, RejectReason::Spread)), "refused: the liar has it");
+    // A peer comes and goes: the refused chunk is offered again.
+    let passer = sw.accept(t0, s, hand_addr(3));
+    sw.greet(t0, s, passer, &f, &[0], None);
+    sw.close(t0, s, passer);
+    sw.run(t0);
+    assert!(sw.said_on(s, h).contains(&Seen::Have(0)), "offered again");
+    sw.inject(t0 + secs(1), s, h, Message::Request(0));
+    let spreads =
+        |sw: &Harness| sw.said_on(s, h).iter().filter(|m| **m == Seen::Reject(0, RejectReason::Spread)).count();
+    assert_eq!(spreads(&sw), 2, "refused a second time");
+    // It asks again while the slot is away: NoSlot, which does not use up the count.
+    sw.hosts[s].m.sessions.get_mut(&h).unwrap().slot_since = None;
+    sw.inject(t0 + secs(2), s, h, Message::Request(0));
+    assert!(sw.said_on(s, h).contains(&Seen::Reject(0, RejectReason::NoSlot)));
+    sw.hosts[s].m.sessions.get_mut(&h).unwrap().slot_since = Some(t0 + secs(2));
+    sw.inject(t0 + secs(3), s, h, Message::Request(0));
+    assert_eq!(of(&sw.said_on(s, h), Seen::Chunk), [0], "refused twice, asked again with a slot: sent");
+}
+
 #[test]
 fn a_chunk_refused_with_spread_is_asked_again_later() {
     let (t0, f, mut sw) = start(2);

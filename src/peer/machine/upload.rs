@@ -11,14 +11,13 @@ impl Machine {
         // scan over every connection stays off the common path. A chunk
         // refused twice and asked again is sent: the peers we pointed to did
         // not give it (a poisoner that claims it, one that left or stalls).
+        // The refusals are counted until it is sent, whatever came between
+        // (a NoSlot, the chunk offered again with a Have).
         let Some(s) = self.sessions.get(&conn) else { return };
-        let again = s.spread.iter().filter(|i| **i == index).count() >= SPREAD_REFUSALS;
+        let again = s.spread_refusals.iter().filter(|i| **i == index).count() >= SPREAD_REFUSALS;
         let spreading = !again && s.torrent.and_then(|id| self.torrents.get(&id)).is_some_and(|t| t.spreading(index));
         let refuse = spreading && self.elsewhere(conn, index);
         let Some((s, t)) = self.pair(conn) else { return };
-        if again {
-            s.spread.retain(|i| *i != index);
-        }
         if s.owed.len() >= MAX_PIPELINE {
             return self.violation(now, conn, "too many requests outstanding");
         }
@@ -36,8 +35,13 @@ impl Machine {
             Answer::Reject(index, RejectReason::NotHeld)
         } else if refuse {
             s.spread.push(index);
+            s.spread_refusals.push(index);
             Answer::Reject(index, RejectReason::Spread)
         } else {
+            if again {
+                s.spread.retain(|i| *i != index);
+                s.spread_refusals.retain(|i| *i != index);
+            }
             spread_over = t.promise(index);
             Answer::Chunk(index)
         };
