@@ -124,7 +124,14 @@ impl Machine {
         let Some(t) = self.torrents.get_mut(&id) else { return };
         self.touched.push(conn);
         let Some(s) = self.sessions.get_mut(&conn) else { return };
-        if t.stage != Stage::Downloading || !s.their_state.serves() || !down_ready || s.behind {
+        if t.stage != Stage::Downloading || !s.their_state.serves() || !down_ready {
+            return;
+        }
+        // Behind until a chunk comes, or until it owes nothing (what it owed
+        // was rejected, or cancelled once got elsewhere); its stall window runs on.
+        let was_behind = std::mem::take(&mut s.behind);
+        if was_behind && s.outstanding() > 0 {
+            s.behind = true;
             return;
         }
         let Some(theirs) = s.theirs.as_ref() else { return };
@@ -132,7 +139,7 @@ impl Machine {
         let most = (PIPELINE_BYTES as f64 / chunk).clamp(MIN_PIPELINE as f64, MAX_PIPELINE as f64);
         let depth =
             (1.0 + (s.rate.per_sec(now) * PIPELINE_SECS / chunk).ceil()).clamp(MIN_PIPELINE as f64, most) as usize;
-        if s.outstanding() == 0 {
+        if s.outstanding() == 0 && !was_behind {
             s.last_data = now; // an idle peer given work starts a fresh stall window
         }
         // An end-game duplicate asked of a peer that has delivered nothing is

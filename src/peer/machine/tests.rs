@@ -943,6 +943,29 @@ fn overdue_requests_are_asked_of_another_holder_and_the_slow_peer_stays() {
     assert!(!sw.closed.contains(&(d, slow)), "not dropped before STALL without a chunk");
 }
 
+/// A peer behind that answers what it owed with NoSlot (it took our slot
+/// away) owes nothing more: once it serves again it is asked again (found by
+/// the swarm_core fuzz target: the only seeder was never asked again).
+#[test]
+fn a_peer_behind_that_owes_nothing_more_is_asked_again() {
+    let (t0, f, mut sw) = start(8);
+    let d = sw.peer(t0, &f, &[], |_| {});
+    sw.tracker_says.insert(d, Vec::new());
+    sw.run(t0);
+    let c = sw.accept(t0, d, hand_addr(1));
+    sw.greet(t0, d, c, &f, &f.all(), Some(State::Available));
+    let owed = of(&sw.said_on(d, c), Seen::Request);
+    sw.run(t0 + MIN_OVERDUE);
+    assert!(sw.hosts[d].m.sessions[&c].behind);
+    let later = t0 + secs(3);
+    sw.inject(later, d, c, Message::State(State::Unavailable));
+    for &index in &owed {
+        sw.inject(later, d, c, Message::Reject { index, reason: RejectReason::NoSlot });
+    }
+    sw.inject(later, d, c, Message::State(State::Connected));
+    assert!(of(&sw.said_on(d, c), Seen::Request).len() > owed.len(), "asked again");
+}
+
 /// A peer that has shown a rate is behind only after OVERDUE_CHUNKS chunk
 /// times at that rate without a chunk, not after MIN_OVERDUE.
 #[test]
