@@ -161,12 +161,14 @@ fn connections_that_never_read_cannot_hold_the_upload_slots() {
 /// Twenty peers from addresses of their own announce themselves as seeders,
 /// claim every chunk and say Available, then never answer (`Hostility::Stall`)
 /// or answer a byte a second (`Hostility::Trickle`); one honest seeder is
-/// there too. What a claimer owes is asked of other holders once it is far
-/// overdue (2 s for a peer that never sent a chunk), and it is asked for
-/// nothing more, so the get finishes byte-exact at the seeder's pace (it
-/// failed after 30 s, or sat at 53-94%; without the overdue rule, claimers
-/// that took end-game duplicates of each other's chunks held the last ones
-/// for the stall time, 15 s, and `--timeout 10` ended it).
+/// there too. End-game duplicates asked of claimers (which never delivered)
+/// leave room for the seeder to be asked too, and what a claimer owes is
+/// asked of other holders once it is far overdue (2 s for a peer that never
+/// sent a chunk), so the get finishes byte-exact at the seeder's pace (it
+/// failed after 30 s, or sat at 53-94%; without both rules, claimers that
+/// took end-game duplicates of each other's chunks held the last ones for
+/// the stall time, 15 s, and `--timeout 10` ended it; either rule alone
+/// passes).
 fn twenty_claimers_beside_a_seeder(hostility: Hostility, tag: &str, seed: u64) {
     let tmp = TempDir::new(tag);
     let src = random_file(&tmp.sub("src"), "wanted.bin", 8 * MIB + 9, seed);
