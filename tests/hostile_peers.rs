@@ -1,14 +1,16 @@
-//! Peers that never send a verified chunk: one that only answers Unavailable,
-//! one that trickles a chunk a byte at a time, one that announces a 4 GiB
-//! frame. `--timeout` counts only verified chunks, so a leecher facing them
-//! alone gives up on time; with an honest seeder beside them it finishes.
+//! Hostile peers against the real binaries: peers that never send a verified
+//! chunk (only Unavailable, a chunk a byte at a time, a 4 GiB frame header,
+//! twenty that claim every chunk and stall), callers that never greet or
+//! never read, and a third peer replaying a nonce. `--timeout` counts only
+//! verified chunks, so a leecher facing them alone gives up on time; with an
+//! honest seeder beside them it finishes.
 
 mod common;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::fake::{HostileSeeder, Hostility};
+use common::fake::{HostileSeeder, Hostility, NonceThief};
 use common::*;
 use lmk::wire::catalog::{Request, Response};
 
@@ -154,4 +156,81 @@ fn connections_that_never_read_cannot_hold_the_upload_slots() {
     assert_same_file(&src, &out_dir.join("wanted.bin"));
     assert!(peak < RSS_BOUND_KIB, "seeder peak RSS {peak} KiB, bound {RSS_BOUND_KIB} KiB");
     drop(socks);
+}
+
+/// Twenty peers from addresses of their own announce themselves as seeders,
+/// claim every chunk and say Available, then never answer (`Hostility::Stall`)
+/// or answer a byte a second (`Hostility::Trickle`); one honest seeder is
+/// there too. End-game duplicates asked of claimers (which never delivered)
+/// leave room for the seeder to be asked too, and what a claimer owes is
+/// asked of other holders once it is far overdue (2 s for a peer that never
+/// sent a chunk), so the get finishes byte-exact at the seeder's pace (it
+/// failed after 30 s, or sat at 53-94%; without both rules, claimers that
+/// took end-game duplicates of each other's chunks held the last ones for
+/// the stall time, 15 s, and `--timeout 10` ended it; either rule alone
+/// passes).
+fn twenty_claimers_beside_a_seeder(hostility: Hostility, tag: &str, seed: u64) {
+    let tmp = TempDir::new(tag);
+    let src = random_file(&tmp.sub("src"), "wanted.bin", 8 * MIB + 9, seed);
+    let meta = file_meta(&src, CHUNK);
+    let id = meta.content_id();
+    let (_tracker, addr) = start_tracker(INTERVAL, EXPIRY);
+    // Limited: the end game starts while the seeder is asked for few chunks at a time.
+    let (_seeder, _) = start_seeder(addr, &["--up-limit", "1M"], &[&src]);
+    wait_listed(addr, "wanted.bin", 1);
+    let hostile: Vec<HostileSeeder> = (0..20).map(|_| HostileSeeder::start(meta.clone(), addr, hostility)).collect();
+    wait_until(Duration::from_secs(10), "the 20 claimers and the seeder to be listed", || {
+        tracker_seeders(addr, id) == 21
+    });
+    let out_dir = tmp.sub("out");
+    // A chunk stuck at a claimer for the stall time (15 s) ends the get.
+    let leecher = spawn_leecher(addr, &["get", "wanted.bin", "--out", out_dir.to_str().unwrap(), "--timeout", "10"]);
+    let started = std::time::Instant::now();
+    let result = leecher.finish(DOWNLOAD);
+    let asked = hostile.iter().filter(|h| h.connections.load(Ordering::SeqCst) >= 1).count();
+    eprintln!("beside 20 claimers ({hostility:?}): got 8 MiB in {:.1?}; {asked} of them dialled", started.elapsed());
+    assert_success(&result, "an honest get beside 20 peers that claim every chunk");
+    assert_same_file(&src, &out_dir.join("wanted.bin"));
+    assert!(asked >= 10, "the leecher dialled the claimers ({asked} of 20)");
+}
+
+#[test]
+fn twenty_peers_that_claim_every_chunk_and_stall_do_not_hold_a_get() {
+    twenty_claimers_beside_a_seeder(Hostility::Stall, "claim-stall", 14);
+}
+
+#[test]
+fn twenty_peers_that_claim_every_chunk_and_trickle_do_not_hold_a_get() {
+    twenty_claimers_beside_a_seeder(Hostility::Trickle, "claim-trickle", 15);
+}
+
+/// The leecher dials a peer that, from an address of its own, replays the
+/// leecher's Hello nonce at the seeder every 100 ms. A duplicate connection
+/// needs the same nonce from the same address block, so the seeder keeps the
+/// leecher's one connection (a nonce alone made it drop that connection at
+/// each replay: a 32 MiB get took 24-34 s instead of 3.9 s).
+#[test]
+fn a_replayed_nonce_does_not_drop_the_real_connection() {
+    let tmp = TempDir::new("nonce");
+    let src = random_file(&tmp.sub("src"), "wanted.bin", 16 * MIB + 5, 16);
+    let meta = file_meta(&src, CHUNK);
+    let id = meta.content_id();
+    let (_tracker, addr) = start_tracker(INTERVAL, EXPIRY);
+    // Limited, so the get lasts some seconds of replays; -v logs each accepted connection.
+    let (seeder, seeder_addr) = start_seeder(addr, &["-v", "--up-limit", "4M"], &[&src]);
+    wait_listed(addr, "wanted.bin", 1);
+    let thief = NonceThief::start(meta, addr, seeder_addr);
+    wait_until(Duration::from_secs(10), "the thief to be listed", || tracker_seeders(addr, id) == 2);
+    let out_dir = tmp.sub("out");
+    let leecher = spawn_leecher(addr, &["get", "wanted.bin", "--out", out_dir.to_str().unwrap()]);
+    let result = leecher.finish(DOWNLOAD);
+    let replays = thief.replays.load(Ordering::SeqCst);
+    assert_success(&result, "an honest get while its nonce is replayed");
+    assert_same_file(&src, &out_dir.join("wanted.bin"));
+    assert!(replays >= 3, "the seeder took in replayed Hellos while the get ran ({replays})");
+    // The leecher is the only peer on 127.0.0.1 (the thief has 127.0.1.x).
+    let log = seeder.stderr();
+    let accepted = log.lines().filter(|l| l.contains(" 127.0.0.1:") && l.ends_with(": accepted")).count();
+    eprintln!("{replays} replayed Hellos; the seeder accepted the leecher {accepted} time(s)");
+    assert_eq!(accepted, 1, "the leecher's connection was never dropped, so it dialled once");
 }

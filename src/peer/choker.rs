@@ -12,8 +12,16 @@
 //! peers of other blocks want one, a block holds at most
 //! ceil(slots / blocks wanting), so many connections from one address
 //! cannot take every slot. Slots nobody else wants go to whoever wants them.
-//! A peer that held a slot and asked for nothing is likely complete as far
-//! as we hold: it gets only such slots until it has waited `starve`.
+//!
+//! A deferred peer waits behind every other peer, whatever it holds: one
+//! whose address misbehaved before (it held a slot and read nothing, say),
+//! whose queue has not moved since chunks went into it, or that asked for
+//! nothing in its last turn. It takes only a slot nobody else wants, or the
+//! slot of a holder whose turn is over once it has waited `starve`. A
+//! non-reader does not take the first slot again at each rechoke or call,
+//! and peers that want nothing from us (complete ones whose progress we do
+//! not hear of: a peer tells a complete one of no chunk) neither go before
+//! one that still wants something nor take its slot at the end of its turn.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -39,9 +47,9 @@ pub struct Candidate {
     pub held: u32,
     /// Its address block (`common::ip_block`): slots are shared by block.
     pub block: IpAddr,
-    /// It held a slot and asked for nothing (`Session::stale`): it takes
-    /// only a slot nobody else wants, unless it has waited `starve`.
-    pub stale: bool,
+    /// It waits behind every other peer (misbehaved, reads nothing, or
+    /// asked for nothing in its last turn).
+    pub deferred: bool,
 }
 
 /// The connections that hold a slot after this round, at most `slots` of them.
@@ -49,12 +57,12 @@ pub fn choose(cands: &[Candidate], slots: usize, now: Instant, starve: Duration)
     let mut holders: Vec<&Candidate> =
         cands.iter().filter(|c| c.slot_since.is_some() && c.interested && c.active).collect();
     let starved = |c: &Candidate| now.saturating_duration_since(c.waiting_since) >= starve;
-    let (mut waiters, mut stale): (Vec<&Candidate>, Vec<&Candidate>) =
-        cands.iter().filter(|c| c.slot_since.is_none() && c.interested).partition(|c| !c.stale || starved(c));
+    let (mut waiters, mut deferred): (Vec<&Candidate>, Vec<&Candidate>) =
+        cands.iter().filter(|c| c.slot_since.is_none() && c.interested).partition(|c| !c.deferred);
     // The furthest behind first, but a peer that has waited `starve` goes
     // before all of them, so none waits without bound.
     waiters.sort_by_key(|c| (!starved(c), if starved(c) { 0 } else { c.held }, c.waiting_since, c.conn));
-    stale.sort_by_key(|c| (c.waiting_since, c.conn));
+    deferred.sort_by_key(|c| (c.waiting_since, c.conn));
     // Oldest grants first: they are the first to rotate out.
     holders.sort_by_key(|c| (c.slot_since, c.conn));
     holders.truncate(slots);
@@ -70,11 +78,17 @@ pub fn choose(cands: &[Candidate], slots: usize, now: Instant, starve: Duration)
         (0..waiters.len()).find(|&i| !taken[i] && blocks.get(&waiters[i].block).is_some_and(|n| *n < share))
     };
     let mut over_share = Vec::new();
+    let mut given = vec![false; deferred.len()];
     for h in holders {
         if let Some(i) = next_waiter(&taken, &blocks).filter(|_| h.due) {
             taken[i] = true;
             kept.push(waiters[i].conn);
             *blocks.entry(waiters[i].block).or_default() += 1;
+            continue;
+        }
+        if let Some(j) = (0..deferred.len()).find(|&j| !given[j] && starved(deferred[j])).filter(|_| h.due) {
+            given[j] = true;
+            kept.push(deferred[j].conn);
             continue;
         }
         match blocks.get_mut(&h.block) {
@@ -92,9 +106,10 @@ pub fn choose(cands: &[Candidate], slots: usize, now: Instant, starve: Duration)
         *blocks.entry(waiters[i].block).or_default() += 1;
     }
     // Nobody under a share waits: the rest go to whoever wants them,
-    // holders before waiters, stale ones last.
+    // holders before waiters, the deferred last.
     let untaken = (0..waiters.len()).filter(|&i| !taken[i]).map(|i| waiters[i].conn);
-    let rest = over_share.into_iter().chain(untaken).chain(stale.iter().map(|c| c.conn));
+    let later = (0..deferred.len()).filter(|&j| !given[j]).map(|j| deferred[j].conn);
+    let rest = over_share.into_iter().chain(untaken).chain(later);
     let room = slots.saturating_sub(kept.len());
     kept.extend(rest.take(room));
     kept
@@ -120,7 +135,7 @@ mod tests {
             active: true,
             held: 0,
             block: IpAddr::from([10, 0, 0, 1]),
-            stale: false,
+            deferred: false,
         }
     }
 
@@ -151,6 +166,19 @@ mod tests {
             vec![ConnId(2), ConnId(3)],
             "a rotation period of waiting goes before fewer chunks: nobody waits without bound"
         );
+    }
+
+    #[test]
+    fn a_deferred_peer_waits_behind_everyone_but_takes_a_slot_nobody_wants() {
+        let t0 = Instant::now();
+        let mut suspect = cand(1, None, 0, t0);
+        suspect.deferred = true;
+        let mut full = cand(2, None, 5, t0);
+        full.held = 30;
+        let cands = [suspect, full];
+        assert_eq!(choose(&cands, 1, t0 + secs(6), ROT), vec![ConnId(2)], "though it holds nothing");
+        assert_eq!(choose(&cands, 1, t0 + ROT * 3, ROT), vec![ConnId(2)], "though it waited longer");
+        assert_eq!(choose(&cands, 2, t0, ROT), vec![ConnId(2), ConnId(1)], "a slot nobody else wants");
     }
 
     #[test]
@@ -191,17 +219,20 @@ mod tests {
     }
 
     #[test]
-    fn a_stale_peer_takes_only_a_slot_nobody_else_wants() {
+    fn a_deferred_peer_takes_a_turn_that_is_over_only_once_it_has_waited() {
         let t0 = Instant::now();
-        let mut stale = cand(1, None, 0, t0);
-        stale.stale = true;
+        let mut deferred = cand(1, None, 0, t0);
+        deferred.deferred = true;
         let mut holder = cand(2, Some(0), 0, t0);
         holder.due = true;
         let fresh = cand(3, None, 5, t0);
-        assert_eq!(choose(&[stale, holder], 1, t0 + secs(6), ROT), vec![ConnId(2)], "a due holder keeps its slot");
-        assert_eq!(choose(&[stale, holder, fresh], 1, t0 + secs(6), ROT), vec![ConnId(3)], "it yields to a fresh one");
-        assert_eq!(choose(&[stale, fresh], 2, t0 + secs(6), ROT), vec![ConnId(3), ConnId(1)], "a free slot goes to it");
-        assert_eq!(choose(&[stale, holder], 1, t0 + ROT, ROT), vec![ConnId(1)], "after waiting a rotation it is fresh");
+        assert_eq!(choose(&[deferred, holder], 1, t0 + secs(6), ROT), vec![ConnId(2)], "a due holder keeps its slot");
+        assert_eq!(
+            choose(&[deferred, holder, fresh], 1, t0 + secs(6), ROT),
+            vec![ConnId(3)],
+            "it yields to a fresh one"
+        );
+        assert_eq!(choose(&[deferred, holder], 1, t0 + ROT, ROT), vec![ConnId(1)], "after waiting a rotation");
     }
 
     fn from(block: u8, c: Candidate) -> Candidate {

@@ -49,6 +49,15 @@ const AHEAD_MAX_SECS: f64 = 6.0;
 const MIN_PIPELINE: usize = 2;
 /// A peer owing chunks that sends nothing for this long is dropped.
 const STALL: Duration = Duration::from_secs(15);
+/// A peer owing chunks that sends none for this many times what one chunk
+/// takes at the rate it has shown (at least `MIN_OVERDUE`) is behind: what it
+/// owes may be asked of other holders (it may still answer), and it is asked
+/// for nothing more until a chunk comes. A staller costs the swarm this, not
+/// `STALL`; an honest slow peer is not dropped for it.
+const OVERDUE_CHUNKS: f64 = 4.0;
+const MIN_OVERDUE: Duration = Duration::from_secs(2);
+/// The rate assumed of a peer that has sent us nothing yet on a connection.
+const FLOOR_RATE: f64 = 256.0 * 1024.0;
 /// How long a connection may take to exchange Hellos.
 const GREETING: Duration = Duration::from_secs(10);
 /// How long a dial may take to connect.
@@ -284,7 +293,9 @@ impl Machine {
             self.outputs.push_back(Output::Close(conn));
             return;
         }
-        self.sessions.insert(conn, Session::new(addr, false, None, now));
+        let mut s = Session::new(addr, false, None, now);
+        s.suspect = self.penalties.remembers(addr.ip());
+        self.sessions.insert(conn, s);
         self.outputs.push_back(Output::Limit(conn, HELLO_FRAME));
         self.touched.push(conn);
         self.settle(now);
@@ -292,7 +303,9 @@ impl Machine {
 
     /// The shell is dialling `addr` for `id` as `conn` (after `Output::Connect`).
     pub fn handle_dialling(&mut self, now: Instant, addr: SocketAddr, id: ContentId, conn: ConnId) {
-        self.sessions.insert(conn, Session::new(addr, true, Some(id), now));
+        let mut s = Session::new(addr, true, Some(id), now);
+        s.suspect = self.penalties.remembers(addr.ip());
+        self.sessions.insert(conn, s);
         self.outputs.push_back(Output::Limit(conn, HELLO_FRAME));
         if let Some(t) = self.torrents.get_mut(&id) {
             t.conns += 1;
@@ -379,6 +392,7 @@ impl Machine {
         // Only later: its timer fires early once at worst, a no-op.
         if let Some(s) = self.sessions.get_mut(&conn) {
             s.last_sent = now;
+            s.unwritten = false;
         }
     }
 
@@ -416,7 +430,7 @@ impl Machine {
         if let Some(theirs) = &s.theirs {
             t.picker.remove_holder(theirs);
         }
-        for a in s.asked.iter().filter(|a| !a.cancelled) {
+        for a in s.asked.iter().filter(|a| a.counted()) {
             t.picker.release(a.index);
         }
         for a in &s.owed {
@@ -677,6 +691,7 @@ impl Machine {
             s.torrent = Some(id);
             s.listen = listen;
             s.nonce = nonce;
+            s.chunk_size = t.meta.chunk_size();
             s.phase = Phase::Open;
             s.waiting_since = now;
         }
@@ -834,6 +849,7 @@ impl Machine {
                         self.disconnect(now, conn);
                     }
                 }
+                Why::Overdue => self.overdue(now, conn),
                 // A chunk refused with Spread is asked again (respread).
                 Why::Respread => {}
                 Why::Dial | Why::Greeting | Why::Idle => {
@@ -1030,6 +1046,8 @@ enum Why {
     Dial,
     Greeting,
     Stalled,
+    /// Its requests are far overdue (`overdue_at`).
+    Overdue,
     SlotIdle,
     Idle,
     /// A chunk refused with `Spread` is asked of it again.
@@ -1059,7 +1077,21 @@ fn session_deadline(s: &Session, ask: Duration) -> (Instant, Why) {
         Phase::Open if s.outstanding() > 0 => Some((s.last_data + STALL, Why::Stalled)),
         Phase::Open => s.slot_idle_at(ask, SLOT_IDLE).map(|at| (at, Why::SlotIdle)),
     };
-    [phase, respread].into_iter().flatten().fold(idle, |a, b| if b.0 < a.0 { b } else { a })
+    let overdue = overdue_at(s).map(|at| (at, Why::Overdue));
+    [phase, overdue, respread].into_iter().flatten().fold(idle, |a, b| if b.0 < a.0 { b } else { a })
+}
+
+/// When the requests a peer owes us count as far overdue: `OVERDUE_CHUNKS`
+/// chunk times at the rate it has shown on this connection (`FLOOR_RATE`
+/// before it has shown one) after its last chunk, at least `MIN_OVERDUE`.
+/// None while the picker counts none of them.
+fn overdue_at(s: &Session) -> Option<Instant> {
+    if s.phase != Phase::Open || !s.asked.iter().any(Asked::counted) {
+        return None;
+    }
+    let rate = if s.rate.smoothed() > 0.0 { s.rate.smoothed() } else { FLOOR_RATE };
+    let secs = OVERDUE_CHUNKS * f64::from(s.chunk_size) / rate;
+    Some(s.last_data + Duration::from_secs_f64(secs.clamp(MIN_OVERDUE.as_secs_f64(), STALL.as_secs_f64())))
 }
 
 /// A local failure that ends one download (the disk refused a write).

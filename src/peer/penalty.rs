@@ -73,6 +73,11 @@ impl Penalties {
         self.blocks.get(&ip_block(ip)).map(|r| r.until).filter(|until| *until > now)
     }
 
+    /// Whether `ip`'s block misbehaved before (banned now or not).
+    pub fn remembers(&self, ip: IpAddr) -> bool {
+        self.blocks.contains_key(&ip_block(ip))
+    }
+
     /// Blocks remembered.
     #[cfg(test)]
     fn len(&self) -> usize {
@@ -98,6 +103,7 @@ mod tests {
         assert_eq!(p.banned_until(v4(1), t0), Some(t0 + Duration::from_secs(8)));
         assert_eq!(p.banned_until(v4(1), t0 + Duration::from_secs(8)), None, "over at its end");
         assert_eq!(p.banned_until(v4(2), t0), None, "another address");
+        assert!(p.remembers(v4(1)) && !p.remembers(v4(2)), "remembered after its ban");
         assert_eq!(p.punish(v4(3), Offence::Poison, t0).as_secs(), 32, "a bad chunk weighs more");
         assert_eq!(p.punish(v4(3), Offence::Poison, t0), MAX_BAN);
     }

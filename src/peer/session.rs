@@ -32,6 +32,21 @@ pub struct Asked {
     pub index: u32,
     /// Cancelled in the end game: the answer may still come, or not at all.
     pub cancelled: bool,
+    /// Far overdue, or an end-game duplicate asked of a peer that has
+    /// delivered nothing: still awaited, but not counted by the picker, so
+    /// another holder may be asked for it.
+    pub overdue: bool,
+}
+
+impl Asked {
+    pub fn new(index: u32) -> Asked {
+        Asked { index, cancelled: false, overdue: false }
+    }
+
+    /// Whether the picker counts it as a request outstanding.
+    pub fn counted(&self) -> bool {
+        !self.cancelled && !self.overdue
+    }
 }
 
 pub struct Session {
@@ -55,6 +70,11 @@ pub struct Session {
     pub asked: VecDeque<Asked>,
     /// Last chunk from it, or when it was last given work while idle.
     pub last_data: Instant,
+    /// Its requests went overdue and no chunk came since: it is asked for
+    /// nothing more until one does.
+    pub behind: bool,
+    /// The file's chunk size (from the Hello): how long a chunk should take.
+    pub chunk_size: u32,
     /// Last frame of any kind from it (or the connection's start).
     pub last_heard: Instant,
     /// What we owe it.
@@ -63,16 +83,29 @@ pub struct Session {
     pub slot_since: Option<Instant>,
     /// Since when it has waited for a slot.
     pub waiting_since: Instant,
+    /// Its address misbehaved before it connected: it waits for a slot
+    /// behind every other peer.
+    pub suspect: bool,
+    /// It lost its slot for asking nothing (and has asked nothing since):
+    /// what it seems to lack may be chunks it got elsewhere and did not tell
+    /// us of (a peer tells only those who lack a chunk, or serve it). It waits
+    /// behind every other peer until it asks, or we get a chunk it lacks.
+    pub idle_turn: bool,
     /// Chunk bytes sent to it since it gained its slot: a slot is a turn of `TURN_CHUNKS`.
     pub turn_sent: u64,
     pub last_request: Instant,
     /// Last time an answer went into its queue or the queue's bytes left us
     /// (`handle_written`): a holder owed answers whose queue does not move reads nothing.
     pub last_sent: Instant,
+    /// A chunk went into its queue and no byte has left since (`handle_written`).
+    pub unwritten: bool,
     /// We told it our State (after its Bitfield).
     pub told_state: bool,
     /// Chunks we refused it with `Spread`: a Have for each once the spread is over.
     pub spread: Vec<u32>,
+    /// Chunks we refused it with `Spread`, once per refusal, until each is
+    /// sent (a chunk refused `SPREAD_REFUSALS` times is sent when asked again).
+    pub spread_refusals: Vec<u32>,
     /// Chunks it refused us with `Spread`, and when we ask it again anyway
     /// (should its Have be lost, or the peer it sent us to be of no use).
     pub spread_to_us: Vec<(u32, Instant)>,
@@ -80,11 +113,6 @@ pub struct Session {
     /// Dropped for stalling: its address backs off as after a failure,
     /// whatever it delivered before.
     pub stalled: bool,
-    /// It held one of our slots and asked for nothing: what it seems to lack
-    /// may be chunks it got elsewhere and did not tell us of (a peer tells
-    /// only those who lack a chunk, or serve it). It waits behind everyone
-    /// else until it asks for something or we get a chunk it lacks.
-    pub stale: bool,
     /// Its recent sending rate to us, bytes per second, for the pipeline depth.
     pub rate: Rate,
     /// Our recent sending rate to it: our requests wait behind those chunks.
@@ -119,6 +147,11 @@ impl Rate {
         }
     }
 
+    /// The smoothed rate, bytes per second (0 before a first window closes).
+    pub fn smoothed(&self) -> f64 {
+        self.per_sec
+    }
+
     /// Bytes per second: the smoothed rate, or the current window's if higher
     /// (a fast start is seen before its first window closes).
     pub fn per_sec(&self, now: Instant) -> f64 {
@@ -141,19 +174,24 @@ impl Session {
             their_state: State::Unavailable,
             asked: VecDeque::new(),
             last_data: now,
+            behind: false,
+            chunk_size: 0,
             last_heard: now,
             owed: VecDeque::new(),
             slot_since: None,
             waiting_since: now,
+            suspect: false,
+            idle_turn: false,
             turn_sent: 0,
             last_request: now,
             last_sent: now,
+            unwritten: false,
             told_state: false,
             spread: Vec::new(),
+            spread_refusals: Vec::new(),
             spread_to_us: Vec::new(),
             downloaded: 0,
             stalled: false,
-            stale: false,
             rate: Rate::new(now),
             sent_rate: Rate::new(now),
             timer: None,
@@ -173,13 +211,12 @@ impl Session {
 
     /// Matches an answer for `index` to our requests: skips cancelled ones
     /// it passed (they will never be answered) and takes the one it answers.
-    /// `None`: an answer to nothing we asked, a protocol violation. `Some(true)`
-    /// for a cancelled request (its chunk is a duplicate).
-    pub fn take_answer(&mut self, index: u32) -> Option<bool> {
+    /// `None`: an answer to nothing we asked, a protocol violation.
+    pub fn take_answer(&mut self, index: u32) -> Option<Asked> {
         while let Some(front) = self.asked.front().copied() {
             if front.index == index {
                 self.asked.pop_front();
-                return Some(front.cancelled);
+                return Some(front);
             }
             if !front.cancelled {
                 return None;
@@ -206,6 +243,12 @@ impl Session {
         self.slot_idle_at(ask, drain).is_some_and(|at| now < at)
     }
 
+    /// Whether chunks wait in its queue and nothing has left it for `patience`:
+    /// it reads nothing (or hardly anything) of what we send.
+    pub fn stuck(&self, now: Instant, patience: Duration) -> bool {
+        self.unwritten && now >= self.last_sent + patience
+    }
+
     /// When a slot holder becomes idle unless it asks or drains something.
     pub fn slot_idle_at(&self, ask: Duration, drain: Duration) -> Option<Instant> {
         let since = self.slot_since?;
@@ -228,15 +271,16 @@ mod tests {
     fn answers_match_in_order_skipping_cancelled() {
         let mut s = session();
         for index in [1, 2, 3] {
-            s.asked.push_back(Asked { index, cancelled: false });
+            s.asked.push_back(Asked::new(index));
         }
         assert_eq!(s.take_answer(2), None, "out of order");
         assert!(s.cancel(1));
         assert!(!s.cancel(1), "cancelled once");
         assert_eq!(s.outstanding(), 2);
-        assert_eq!(s.take_answer(2), Some(false), "the cancelled request was dropped by the other side");
+        assert_eq!(s.take_answer(2), Some(Asked::new(2)), "the cancelled request was dropped by the other side");
         assert!(s.cancel(3));
-        assert_eq!(s.take_answer(3), Some(true), "a cancelled request answered anyway");
+        let late = s.take_answer(3).unwrap();
+        assert!(late.cancelled && !late.counted(), "a cancelled request answered anyway");
         assert_eq!(s.take_answer(3), None);
     }
 

@@ -113,6 +113,9 @@ pub struct Harness {
     pub blackholes: Vec<SocketAddr>,
     /// Dials complete only at [`Harness::connected`], not at once.
     pub hold_dials: bool,
+    /// (host, conn) whose far end reads nothing: what the host sends there
+    /// stays queued (no byte leaves, so no `handle_written`).
+    pub unread: BTreeSet<(usize, ConnId)>,
     /// Datagrams wait for [`Harness::answer`] instead of being answered at once.
     pub hold_datagrams: bool,
     /// A host's new connection takes its smallest free id, as a slab key
@@ -202,7 +205,9 @@ impl Harness {
             if self.pump(now) {
                 continue;
             }
-            if let Some(at) = self.wire.iter().position(|w| self.ends.get(&w.from).is_some_and(|e| self.arrives(e))) {
+            let arrives =
+                |w: &Write| !self.unread.contains(&w.from) && self.ends.get(&w.from).is_some_and(|e| self.arrives(e));
+            if let Some(at) = self.wire.iter().position(arrives) {
                 self.send(now, at);
                 continue;
             }
@@ -356,6 +361,9 @@ impl Harness {
 
     fn send(&mut self, now: Instant, at: usize) {
         let Some(Write { from, bytes }) = self.wire.remove(at) else { return };
+        if let (Some(host), Some(_)) = (self.hosts.get_mut(from.0), &bytes) {
+            host.m.handle_written(now, from.1); // its bytes left the queue, as the kernel takes them
+        }
         match bytes {
             Some(bytes) => self.arrive(now, from, &bytes),
             None => self.close(now, from.0, from.1),

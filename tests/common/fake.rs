@@ -117,8 +117,10 @@ pub enum Hostility {
     /// Full bitfield, then State Unavailable, and nothing more, ever.
     Unavailable,
     /// Full bitfield and Available; a request gets the head of a Chunk frame,
-    /// then one byte every 200 ms.
+    /// then one byte a second.
     Trickle,
+    /// Full bitfield and Available; requests are read and never answered.
+    Stall,
     /// Full bitfield and Available; a request gets a frame header announcing
     /// 4 GiB, then silence.
     HugeHeader,
@@ -142,9 +144,7 @@ static NEXT_HOSTILE: AtomicUsize = AtomicUsize::new(0);
 
 impl HostileSeeder {
     pub fn start(meta: FileMeta, tracker: SocketAddr, hostility: Hostility) -> HostileSeeder {
-        let n = NEXT_HOSTILE.fetch_add(1, Ordering::SeqCst);
-        let ip = [127, 0, 1, 1 + (n % 250) as u8];
-        let listener = TcpListener::bind(SocketAddr::from((ip, 0))).expect("bind fake seeder");
+        let (ip, listener) = hostile_listener();
         let addr = listener.local_addr().expect("local addr");
         let connections = Arc::new(AtomicUsize::new(0));
         let answered = Arc::new(AtomicUsize::new(0));
@@ -169,7 +169,7 @@ impl HostileSeeder {
                     let wrong: Vec<u8> = (0..len).map(|i| (i % 251) as u8 ^ 0x5a).collect();
                     match hostility {
                         Hostility::Lie => Message::Chunk { index, data: &wrong }.encode(out),
-                        Hostility::Unavailable => {}
+                        Hostility::Unavailable | Hostility::Stall => {}
                         Hostility::Trickle => {
                             let mut frame = Vec::new();
                             Message::Chunk { index, data: &wrong }.encode(&mut frame);
@@ -177,7 +177,7 @@ impl HostileSeeder {
                                 if stop.load(Ordering::SeqCst) || writer.write_all(&[b]).is_err() {
                                     return false;
                                 }
-                                std::thread::sleep(Duration::from_millis(200));
+                                std::thread::sleep(Duration::from_secs(1));
                             }
                         }
                         Hostility::HugeHeader => out.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x14]),
@@ -191,22 +191,91 @@ impl HostileSeeder {
         workers.spawn(move |stop| accept_loop(listener, stop, accepted, serve));
 
         let id = meta.content_id();
+        workers.spawn(move |stop| announce_as_seeder(tracker, ip, id, addr.port(), &stop));
+        HostileSeeder { addr, connections, answered, _workers: workers }
+    }
+}
+
+/// A listener on the next hostile loopback address (127.0.1.x).
+fn hostile_listener() -> ([u8; 4], TcpListener) {
+    let n = NEXT_HOSTILE.fetch_add(1, Ordering::SeqCst);
+    let ip = [127, 0, 1, 1 + (n % 250) as u8];
+    (ip, TcpListener::bind(SocketAddr::from((ip, 0))).expect("bind fake seeder"))
+}
+
+/// Announces `port` on `ip` as a seeder of `id` every second until `stop`,
+/// then says goodbye.
+fn announce_as_seeder(tracker: SocketAddr, ip: [u8; 4], id: lmk::hash::ContentId, port: u16, stop: &AtomicBool) {
+    let mut client = UdpClient::connect_from(tracker, ip);
+    let mut event = Event::Started;
+    while !stop.load(Ordering::SeqCst) {
+        client.announce(id, 0, event, port);
+        event = Event::None;
+        for _ in 0..20 {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    client.announce(id, 0, Event::Stopped, port);
+}
+
+/// A peer that announces itself as a seeder of `meta` and, once a peer that
+/// dialled it has said Hello, replays that Hello's nonce at `target` from
+/// its own address every 100 ms: it dials, says Hello with the stolen
+/// nonce, waits for the answer and hangs up. A core that took a nonce alone
+/// as a peer's identity drops the real peer's connection each time.
+pub struct NonceThief {
+    /// Hellos with the stolen nonce that `target` answered.
+    pub replays: Arc<AtomicUsize>,
+    _workers: Workers,
+}
+
+impl NonceThief {
+    pub fn start(meta: FileMeta, tracker: SocketAddr, target: SocketAddr) -> NonceThief {
+        let (ip, listener) = hostile_listener();
+        let addr = listener.local_addr().expect("local addr");
+        let stolen: Arc<std::sync::Mutex<Option<u64>>> = Arc::default();
+        let replays = Arc::new(AtomicUsize::new(0));
+        let mut workers = Workers::new();
+        let id = meta.content_id();
+
+        let heard = Arc::clone(&stolen);
+        let serve = move |stream: TcpStream, stop: Arc<AtomicBool>| {
+            frame_loop(stream, &stop, MAX_PEER_FRAME, |frame, out| match Message::decode(frame) {
+                Ok(Message::Hello { id, nonce, .. }) => {
+                    *heard.lock().expect("nonce lock") = Some(nonce);
+                    Message::Hello { id, port: addr.port(), nonce: 0x7e1f }.encode(out);
+                    Message::Bitfield(Bitfield::new(meta.chunk_count()).as_bytes()).encode(out);
+                    true
+                }
+                Ok(_) => true,
+                Err(_) => false,
+            });
+        };
+        workers.spawn(move |stop| accept_loop(listener, stop, Arc::new(AtomicUsize::new(0)), serve));
+        workers.spawn(move |stop| announce_as_seeder(tracker, ip, id, addr.port(), &stop));
+
+        let count = Arc::clone(&replays);
         workers.spawn(move |stop| {
-            let mut client = UdpClient::connect_from(tracker, ip);
-            let mut event = Event::Started;
             while !stop.load(Ordering::SeqCst) {
-                client.announce(id, 0, event, addr.port());
-                event = Event::None;
-                for _ in 0..20 {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(Duration::from_millis(100));
+                let Some(nonce) = *stolen.lock().expect("nonce lock") else { continue };
+                let Ok(mut s) = super::connect_from(Ipv4Addr::from(ip), target) else { continue };
+                let mut hello = Vec::new();
+                Message::Hello { id, port: 0, nonce }.encode(&mut hello);
+                if s.write_all(&hello).is_err() || s.set_read_timeout(Some(Duration::from_secs(2))).is_err() {
+                    continue;
+                }
+                // Its Hello back: the replayed one was taken in.
+                let mut head = [0u8; 5];
+                if s.read_exact(&mut head).is_ok() {
+                    count.fetch_add(1, Ordering::SeqCst);
                 }
             }
-            client.announce(id, 0, Event::Stopped, addr.port());
         });
-        HostileSeeder { addr, connections, answered, _workers: workers }
+        NonceThief { replays, _workers: workers }
     }
 }
 

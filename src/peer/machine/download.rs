@@ -7,17 +7,18 @@ impl Machine {
     pub(super) fn on_chunk(&mut self, now: Instant, conn: ConnId, index: u32, data: &[u8]) -> Result<(), Fatal> {
         self.down.take(now, data.len() as u64);
         let Some((s, t)) = self.pair(conn) else { return Ok(()) };
-        let Some(cancelled) = s.take_answer(index) else {
+        let Some(asked) = s.take_answer(index) else {
             self.violation(now, conn, &format!("chunk {index} that was not asked for"));
             return Ok(());
         };
         s.last_data = now;
+        s.behind = false;
         let (addr, listen) = (s.addr, s.listen);
         let expected_len = t.meta.chunk_len(index).unwrap_or(0) as usize;
         let expected_hash = t.meta.hashes().get(index as usize).copied().unwrap_or_default();
         if !t.storage.verify(data, expected_len, &expected_hash) {
             t.counters.bad_chunks += 1;
-            if !cancelled {
+            if asked.counted() {
                 t.picker.release(index);
             }
             let name = t.meta.name().to_string();
@@ -63,10 +64,10 @@ impl Machine {
 
     pub(super) fn on_reject(&mut self, now: Instant, conn: ConnId, index: u32, reason: RejectReason) {
         let Some((s, t)) = self.pair(conn) else { return };
-        let Some(cancelled) = s.take_answer(index) else {
+        let Some(asked) = s.take_answer(index) else {
             return self.violation(now, conn, &format!("reject of chunk {index} that was not asked for"));
         };
-        if !cancelled {
+        if asked.counted() {
             t.picker.release(index);
         }
         let id = t.id;
@@ -115,7 +116,7 @@ impl Machine {
         }
         let mut asked: Vec<u32> = Vec::new();
         for o in self.sessions.values().filter(|o| o.torrent == Some(id) && !o.asked.is_empty() && proven(o)) {
-            asked.extend(o.asked.iter().filter(|a| !a.cancelled).map(|a| a.index));
+            asked.extend(o.asked.iter().filter(|a| a.counted()).map(|a| a.index));
         }
         Duplicates::Except(asked)
     }
@@ -129,10 +130,21 @@ impl Machine {
         let Some(depth) = self.room(now, conn, id).filter(|_| down_ready) else { return };
         let duplicates = self.duplicates_for(conn, id);
         let (Some(t), Some(s)) = (self.torrents.get_mut(&id), self.sessions.get_mut(&conn)) else { return };
+        // Behind until a chunk comes, or until it owes nothing (what it owed
+        // was rejected, or cancelled once got elsewhere); its stall window runs on.
+        let was_behind = std::mem::take(&mut s.behind);
+        if was_behind && s.outstanding() > 0 {
+            s.behind = true;
+            return;
+        }
         let Some(theirs) = s.theirs.as_ref() else { return };
-        if s.outstanding() == 0 {
+        if s.outstanding() == 0 && !was_behind {
             s.last_data = now; // an idle peer given work starts a fresh stall window
         }
+        // An end-game duplicate asked of a peer that has delivered nothing is
+        // not counted against `ENDGAME_MAX`: two such peers (stallers) holding
+        // a last chunk must not keep a peer that delivers from being asked.
+        let spare = matches!(duplicates, Duplicates::Except(_));
         // Cancelled requests may still sit in its queue: they count against its cap.
         while s.outstanding() < depth && s.asked.len() < MAX_PIPELINE {
             let asked = &s.asked;
@@ -148,7 +160,10 @@ impl Machine {
             let Some(index) = t.picker.pick(theirs, taken) else {
                 break;
             };
-            s.asked.push_back(Asked { index, cancelled: false });
+            if spare {
+                t.picker.release(index);
+            }
+            s.asked.push_back(Asked { overdue: spare, ..Asked::new(index) });
             self.outputs.push_back(Output::Send(conn, Message::Request(index)));
         }
     }
@@ -164,6 +179,21 @@ impl Machine {
         let sent = if s.slot_since.is_some() { s.sent_rate.per_sec(now) } else { 0.0 };
         let depth = depth(s.rate.per_sec(now), sent, f64::from(t.meta.chunk_size()));
         (s.outstanding() < depth && s.asked.len() < MAX_PIPELINE).then_some(depth)
+    }
+
+    /// A peer's requests are far overdue: the picker counts them no more, so
+    /// other holders are asked for them (its answers still count), and it is
+    /// asked for nothing more until a chunk comes from it.
+    pub(super) fn overdue(&mut self, now: Instant, conn: ConnId) {
+        let Some((s, t)) = self.pair(conn) else { return };
+        for a in s.asked.iter_mut().filter(|a| a.counted()) {
+            a.overdue = true;
+            t.picker.release(a.index);
+        }
+        s.behind = true;
+        debug!("{conn} {}: its requests are overdue; asked of others too", s.addr);
+        let id = t.id;
+        self.refill(now, id);
     }
 
     /// Tops up every peer of a file (after chunks were handed back).
@@ -187,7 +217,7 @@ impl Machine {
             if s.their_state.serves() || lacks {
                 self.outputs.push_back(Output::Send(*conn, Message::Have(index)));
             }
-            s.stale &= !lacks; // it may want this one
+            s.idle_turn &= !lacks; // it may want this one
         }
     }
 

@@ -428,6 +428,31 @@ fn end_game_asks_only_peers_that_have_delivered() {
     assert_eq!(of(&sw.said_on(d, h), Seen::Request).len(), 2);
 }
 
+/// Two peers that delivered nothing hold the last chunks (one asked
+/// normally, one as an end-game duplicate): the duplicate does not count
+/// against the end game's two requests a chunk, so a peer that delivers is
+/// still asked for them (two stallers held a last chunk for 2 s in lmk-sim).
+#[test]
+fn end_game_duplicates_of_peers_that_delivered_nothing_leave_room_for_one_that_did() {
+    let (t0, f, mut sw) = start(4);
+    let d = sw.peer(t0, &f, &[], |_| {});
+    sw.tracker_says.insert(d, Vec::new());
+    sw.run(t0);
+    let (h1, h2, h3) = (sw.accept(t0, d, hand_addr(1)), sw.accept(t0, d, hand_addr(2)), sw.accept(t0, d, hand_addr(3)));
+    sw.greet(t0, d, h1, &f, &f.all(), Some(State::Available));
+    sw.greet(t0, d, h2, &f, &f.all(), Some(State::Available));
+    let last = of(&sw.said_on(d, h2), Seen::Request);
+    assert_eq!(last.len(), 2, "h1 and h2 are asked for two chunks each");
+    sw.greet(t0, d, h3, &f, &last, Some(State::Available));
+    assert_eq!(sorted(of(&sw.said_on(d, h3), Seen::Request)), sorted(last.clone()), "end-game duplicates");
+    // h1 delivers its two: it is asked for the last two though two peers are asked for each.
+    for index in of(&sw.said_on(d, h1), Seen::Request) {
+        sw.inject(t0, d, h1, Message::Chunk { index, data: &f.chunk(index) });
+    }
+    let to_h1 = of(&sw.said_on(d, h1), Seen::Request);
+    assert!(last.iter().all(|i| to_h1.contains(i)), "{last:?} asked of the peer that delivered: {to_h1:?}");
+}
+
 #[test]
 fn a_slot_rotates_to_the_waiting_peer_and_the_old_holder_gets_what_it_asked_before() {
     let (t0, f, mut sw) = start(6);
@@ -526,8 +551,8 @@ fn a_peer_that_asked_for_nothing_waits_behind_the_others() {
     assert_eq!(sw.said_on(s, h1).last(), Some(&Seen::State(State::Unavailable)));
     sw.run(later + ASK_IDLE * 3);
     assert!(sw.hosts[s].m.sessions[&h3].slot_since.is_some(), "only stale peers wait: h3 keeps its slot");
-    sw.run(at + ROTATION);
-    assert_eq!(sw.said_on(s, h1).last(), Some(&Seen::State(State::Connected)), "h1 waited a rotation: its turn");
+    sw.run(at + ROTATION * 2);
+    assert!(sw.said_on(s, h1).contains(&Seen::State(State::Connected)), "h1 waited a rotation: it got a turn");
 }
 
 /// Two slot holders whose queues the shell cannot refill: one reads slowly
@@ -564,6 +589,90 @@ fn a_slot_holder_that_reads_nothing_is_closed_and_a_slow_reader_is_not() {
     }
     assert!(sw.is_open(s, slow), "the slow reader stays");
     assert!(sw.hosts[s].m.sessions[&slow].slot_since.is_some(), "and keeps its slot");
+}
+
+/// A non-reader closed for reading nothing calls back after its ban, holding
+/// no chunk: the slot goes to the other waiter, not to the peer furthest behind.
+#[test]
+fn an_address_that_read_nothing_waits_behind_the_other_peers() {
+    let (t0, f, mut sw) = start(8);
+    let s = sw.peer(t0, &f, &f.all(), |c| c.slots = 1);
+    sw.run(t0);
+    sw.hosts[s].hold = true;
+    let never = sw.accept(t0, s, hand_addr(1));
+    sw.greet(t0, s, never, &f, &[], None);
+    sw.inject(t0, s, never, Message::Request(0));
+    sw.run(t0 + SLOT_IDLE);
+    assert!(sw.closed.contains(&(s, never)), "its queue took nothing for SLOT_IDLE");
+    sw.hosts[s].hold = false;
+    // Its ban over, it calls again while a reader holds the slot and a peer with chunks waits.
+    let at = t0 + secs(8);
+    let reader = sw.accept(at, s, hand_addr(2));
+    sw.greet(at, s, reader, &f, &[], None);
+    let back = sw.accept(at, s, hand_addr(1));
+    sw.greet(at, s, back, &f, &[], None);
+    let other = sw.accept(at, s, hand_addr(3));
+    sw.greet(at, s, other, &f, &[4, 5, 6], None);
+    for index in 0..4 {
+        sw.inject(at, s, reader, Message::Request(index)); // a whole turn
+    }
+    sw.run(at);
+    assert_eq!(sw.said_on(s, other).last(), Some(&Seen::State(State::Connected)), "the turn goes to the other waiter");
+    assert_eq!(sw.said_on(s, back).last(), Some(&Seen::State(State::Unavailable)));
+}
+
+/// A peer whose queue has not moved since a chunk went into it (it reads
+/// nothing) waits behind the other peers for a slot, though it holds no
+/// chunk: it does not take the first slot again at each rechoke.
+#[test]
+fn a_peer_that_reads_nothing_of_its_queue_waits_behind_the_others() {
+    let (t0, f, mut sw) = start(12);
+    let s = sw.peer(t0, &f, &f.all(), |c| c.slots = 1);
+    sw.run(t0);
+    let never = sw.accept(t0, s, hand_addr(1));
+    sw.greet(t0, s, never, &f, &[], None);
+    sw.unread.insert((s, never)); // from now on not a byte of its queue leaves
+    sw.inject(t0, s, never, Message::Request(0));
+    let (other, fresh) = (sw.accept(t0, s, hand_addr(2)), sw.accept(t0, s, hand_addr(3)));
+    sw.greet(t0, s, other, &f, &[8, 9, 10], None);
+    sw.greet(t0, s, fresh, &f, &[7, 8, 9, 10], None);
+    let t1 = t0 + ASK_IDLE;
+    sw.run(t1);
+    assert_eq!(sw.said_on(s, other).last(), Some(&Seen::State(State::Connected)), "it asked for nothing more");
+    for index in 1..=4 {
+        sw.inject(t1, s, other, Message::Request(index)); // a whole turn, read at once
+    }
+    sw.run(t1);
+    assert_eq!(sw.said_on(s, fresh).last(), Some(&Seen::State(State::Connected)), "the turn skips the non-reader");
+    assert!(sw.hosts[s].m.sessions[&never].slot_since.is_none());
+}
+
+/// A peer that asked for nothing in its turn waits behind the others, though
+/// it seems to hold fewer chunks: a complete peer hears of no chunk from a
+/// peer that completed, so it would hand its turns to those that want
+/// nothing before the one that still does.
+#[test]
+fn a_peer_that_asked_for_nothing_in_its_turn_waits_behind_the_others() {
+    let (t0, f, mut sw) = start(12);
+    let s = sw.peer(t0, &f, &f.all(), |c| c.slots = 1);
+    sw.run(t0);
+    let done = sw.accept(t0, s, hand_addr(1));
+    sw.greet(t0, s, done, &f, &[], None); // it holds everything by now, but we never heard
+    let (other, wants) = (sw.accept(t0, s, hand_addr(2)), sw.accept(t0, s, hand_addr(3)));
+    sw.greet(t0, s, other, &f, &[8, 9, 10], None);
+    sw.greet(t0, s, wants, &f, &[0, 7, 8, 9, 10, 11], None);
+    let t1 = t0 + ASK_IDLE;
+    sw.run(t1);
+    assert_eq!(sw.said_on(s, done).last(), Some(&Seen::State(State::Unavailable)), "asked for nothing in its turn");
+    assert_eq!(sw.said_on(s, other).last(), Some(&Seen::State(State::Connected)));
+    for index in 1..=4 {
+        sw.inject(t1, s, other, Message::Request(index)); // a whole turn
+    }
+    sw.run(t1);
+    assert_eq!(sw.said_on(s, wants).last(), Some(&Seen::State(State::Connected)), "not the idle peer with fewer");
+    // Once it asks again (a slot nobody else wants), it is an ordinary waiter.
+    sw.inject(t1, s, done, Message::Request(5));
+    assert!(!sw.hosts[s].m.sessions[&done].idle_turn);
 }
 
 #[test]
@@ -833,6 +942,84 @@ fn a_stalled_peer_is_dropped_and_its_chunks_go_to_another() {
     assert!(sw.holds_file(d, &f));
 }
 
+/// A peer that claims every chunk and sends none is behind after
+/// MIN_OVERDUE (it has shown no rate): what it owes is asked of another
+/// holder at once, though the end game is far off, and it is asked for
+/// nothing more; it is not dropped for it, and its late answer counts and
+/// makes it a source again.
+#[test]
+fn overdue_requests_are_asked_of_another_holder_and_the_slow_peer_stays() {
+    let (t0, f, mut sw) = start(8);
+    let d = sw.peer(t0, &f, &[], |_| {});
+    sw.tracker_says.insert(d, Vec::new());
+    sw.run(t0);
+    let slow = sw.accept(t0, d, hand_addr(1));
+    sw.greet(t0, d, slow, &f, &f.all(), Some(State::Available));
+    let owed = of(&sw.said_on(d, slow), Seen::Request);
+    assert_eq!(owed.len(), 2, "a pipeline of two");
+    // Another peer holds exactly those two: rarer chunks elsewhere keep the end game off.
+    let other = sw.accept(t0, d, hand_addr(2));
+    sw.greet(t0, d, other, &f, &owed, Some(State::Available));
+    sw.run(t0 + MIN_OVERDUE - ms(1));
+    assert_eq!(of(&sw.said_on(d, other), Seen::Request), [], "one tick before MIN_OVERDUE");
+    sw.run(t0 + MIN_OVERDUE);
+    assert_eq!(sorted(of(&sw.said_on(d, other), Seen::Request)), sorted(owed.clone()), "asked of the other holder");
+    assert_eq!(of(&sw.said_on(d, slow), Seen::Request), owed, "the slow peer is asked for nothing more");
+    // Its late answer counts: the other copy is cancelled, and it is asked again.
+    let late = t0 + secs(3);
+    sw.inject(late, d, slow, Message::Chunk { index: owed[0], data: &f.chunk(owed[0]) });
+    assert_eq!(of(&sw.said_on(d, other), Seen::Cancel), [owed[0]]);
+    assert!(of(&sw.said_on(d, slow), Seen::Request).len() > 2, "a source again once a chunk came");
+    sw.run(late + STALL - ms(1));
+    assert!(!sw.closed.contains(&(d, slow)), "not dropped before STALL without a chunk");
+}
+
+/// A peer behind that answers what it owed with NoSlot (it took our slot
+/// away) owes nothing more: once it serves again it is asked again (found by
+/// the swarm_core fuzz target: the only seeder was never asked again).
+#[test]
+fn a_peer_behind_that_owes_nothing_more_is_asked_again() {
+    let (t0, f, mut sw) = start(8);
+    let d = sw.peer(t0, &f, &[], |_| {});
+    sw.tracker_says.insert(d, Vec::new());
+    sw.run(t0);
+    let c = sw.accept(t0, d, hand_addr(1));
+    sw.greet(t0, d, c, &f, &f.all(), Some(State::Available));
+    let owed = of(&sw.said_on(d, c), Seen::Request);
+    sw.run(t0 + MIN_OVERDUE);
+    assert!(sw.hosts[d].m.sessions[&c].behind);
+    let later = t0 + secs(3);
+    sw.inject(later, d, c, Message::State(State::Unavailable));
+    for &index in &owed {
+        sw.inject(later, d, c, Message::Reject { index, reason: RejectReason::NoSlot });
+    }
+    sw.inject(later, d, c, Message::State(State::Connected));
+    assert!(of(&sw.said_on(d, c), Seen::Request).len() > owed.len(), "asked again");
+}
+
+/// A peer that has shown a rate is behind only after OVERDUE_CHUNKS chunk
+/// times at that rate without a chunk, not after MIN_OVERDUE.
+#[test]
+fn a_peer_is_overdue_against_the_rate_it_has_shown() {
+    let (t0, f, mut sw) = start(16);
+    let d = sw.peer(t0, &f, &[], |_| {});
+    sw.tracker_says.insert(d, Vec::new());
+    sw.run(t0);
+    let c = sw.accept(t0, d, hand_addr(1));
+    sw.greet(t0, d, c, &f, &f.all(), Some(State::Available));
+    for k in 1..=3 {
+        let index = of(&sw.said_on(d, c), Seen::Request)[k - 1];
+        sw.inject(t0 + secs(k as u64), d, c, Message::Chunk { index, data: &f.chunk(index) });
+    }
+    // One chunk a second: four chunk times are 4 s after the last one.
+    let last = t0 + secs(3);
+    sw.run(last + secs(4) - ms(1));
+    assert!(!sw.hosts[d].m.sessions[&c].behind, "one tick before four chunk times");
+    sw.run(last + secs(4));
+    assert!(sw.hosts[d].m.sessions[&c].behind, "four chunk times without a chunk");
+    assert!(sw.is_open(d, c));
+}
+
 /// A peer that takes our slot away without answering what we asked (an
 /// honest one rejects it with NoSlot), then gives it back, stalls like any
 /// other: saying it serves does not restart the stall window.
@@ -1066,6 +1253,40 @@ fn a_chunk_refused_with_spread_twice_and_asked_again_is_sent() {
     assert_eq!(of(&sw.said_on(s, h), Seen::Chunk), [], "refused twice");
     sw.inject(t0 + secs(6), s, h, Message::Request(0));
     assert_eq!(of(&sw.said_on(s, h), Seen::Chunk), [0], "asked a third time: sent");
+}
+
+/// The refusals count until the chunk is sent: neither a NoSlot between them
+/// (the asker had lost its slot) nor the chunk offered again with a Have (a
+/// peer left) starts the count over (a seed once refused one chunk to every
+/// honest peer for 10 s, alternating Spread and NoSlot).
+#[test]
+fn spread_refusals_count_across_a_no_slot_and_an_offer() {
+    let (t0, f, mut sw) = start(3);
+    let s = sw.peer(t0, &f, &f.all(), |c| c.slots = 2);
+    sw.run(t0);
+    let (liar, h) = (sw.accept(t0, s, hand_addr(1)), sw.accept(t0, s, hand_addr(2)));
+    sw.greet(t0, s, liar, &f, &[], None);
+    sw.greet(t0, s, h, &f, &[], None);
+    sw.inject(t0, s, liar, Message::Request(0));
+    sw.inject(t0, s, h, Message::Request(0));
+    assert!(sw.said_on(s, h).contains(&Seen::Reject(0, RejectReason::Spread)), "refused: the liar has it");
+    // A peer comes and goes: the refused chunk is offered again.
+    let passer = sw.accept(t0, s, hand_addr(3));
+    sw.greet(t0, s, passer, &f, &[0], None);
+    sw.close(t0, s, passer);
+    sw.run(t0);
+    assert!(sw.said_on(s, h).contains(&Seen::Have(0)), "offered again");
+    sw.inject(t0 + secs(1), s, h, Message::Request(0));
+    let spreads =
+        |sw: &Harness| sw.said_on(s, h).iter().filter(|m| **m == Seen::Reject(0, RejectReason::Spread)).count();
+    assert_eq!(spreads(&sw), 2, "refused a second time");
+    // It asks again while the slot is away: NoSlot, which does not use up the count.
+    sw.hosts[s].m.sessions.get_mut(&h).unwrap().slot_since = None;
+    sw.inject(t0 + secs(2), s, h, Message::Request(0));
+    assert!(sw.said_on(s, h).contains(&Seen::Reject(0, RejectReason::NoSlot)));
+    sw.hosts[s].m.sessions.get_mut(&h).unwrap().slot_since = Some(t0 + secs(2));
+    sw.inject(t0 + secs(3), s, h, Message::Request(0));
+    assert_eq!(of(&sw.said_on(s, h), Seen::Chunk), [0], "refused twice, asked again with a slot: sent");
 }
 
 #[test]

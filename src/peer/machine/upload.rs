@@ -11,19 +11,18 @@ impl Machine {
         // scan over every connection stays off the common path. A chunk
         // refused twice and asked again is sent: the peers we pointed to did
         // not give it (a poisoner that claims it, one that left or stalls).
+        // The refusals are counted until it is sent, whatever came between
+        // (a NoSlot, the chunk offered again with a Have).
         let Some(s) = self.sessions.get(&conn) else { return };
-        let again = s.spread.iter().filter(|i| **i == index).count() >= SPREAD_REFUSALS;
+        let again = s.spread_refusals.iter().filter(|i| **i == index).count() >= SPREAD_REFUSALS;
         let spreading = !again && s.torrent.and_then(|id| self.torrents.get(&id)).is_some_and(|t| t.spreading(index));
         let refuse = spreading && self.elsewhere(conn, index);
         let Some((s, t)) = self.pair(conn) else { return };
-        s.stale = false;
-        if again {
-            s.spread.retain(|i| *i != index);
-        }
         if s.owed.len() >= MAX_PIPELINE {
             return self.violation(now, conn, "too many requests outstanding");
         }
         s.last_request = now;
+        s.idle_turn = false;
         t.last_asked = now;
         let answer = if s.slot_since.is_none() {
             Answer::Reject(index, RejectReason::NoSlot)
@@ -36,8 +35,13 @@ impl Machine {
             Answer::Reject(index, RejectReason::NotHeld)
         } else if refuse {
             s.spread.push(index);
+            s.spread_refusals.push(index);
             Answer::Reject(index, RejectReason::Spread)
         } else {
+            if again {
+                s.spread.retain(|i| *i != index);
+                s.spread_refusals.retain(|i| *i != index);
+            }
             spread_over = t.promise(index);
             Answer::Chunk(index)
         };
@@ -79,6 +83,7 @@ impl Machine {
                         }
                         s.last_sent = now;
                         s.sent_rate.add(now, len as u64);
+                        s.unwritten = true;
                         if t.is_complete() {
                             // It holds it now (its Have is on the way): a seed may send others there.
                             if let Some(theirs) = s.theirs.as_mut() {
@@ -130,7 +135,7 @@ impl Machine {
     /// again with a Have.
     pub(super) fn offer_spread(&mut self, id: ContentId) {
         for (conn, s) in self.sessions.iter_mut().filter(|(_, s)| s.torrent == Some(id) && !s.spread.is_empty()) {
-            s.stale = false; // it may want what it is offered
+            s.idle_turn = false; // it may want what it is offered
             for index in std::mem::take(&mut s.spread) {
                 self.outputs.push_back(Output::Send(*conn, Message::Have(index)));
             }
@@ -156,12 +161,12 @@ impl Machine {
                     active: s.active(now, SLOT_IDLE, SLOT_IDLE),
                     held: theirs.count(),
                     block: crate::common::ip_block(s.addr.ip()),
-                    stale: s.stale,
+                    deferred: s.suspect || s.idle_turn || s.stuck(now, ASK_IDLE),
                 })
             })
             .collect();
         // While somebody waits, a holder that asks for nothing gives its slot back sooner.
-        let contended = cands.iter().any(|c| c.slot_since.is_none() && c.interested && !c.stale);
+        let contended = cands.iter().any(|c| c.slot_since.is_none() && c.interested && !c.deferred);
         if contended != self.contended {
             self.contended = contended;
             self.all_touched = true; // every holder's idle timer moves
@@ -187,8 +192,8 @@ impl Machine {
                 }
                 (true, false) => {
                     s.slot_since = None;
+                    s.idle_turn = c.interested && !c.active && s.owed.is_empty();
                     s.waiting_since = now;
-                    s.stale |= !c.active;
                     // A holder whose turn is over (or that is over its
                     // block's share) still gets what it asked for before:
                     // refusing it costs a round trip and a request elsewhere
