@@ -7,7 +7,8 @@
 #   aria2c       one aria2c seeder -> one aria2c leecher, lmk-tracker as tracker
 #   LMKtorrent   1 GiB from 1 and from 4 seeders: wall time, MB/s, peak RSS of the
 #                leecher and seeders, leecher CPU seconds per GiB; leecher peak RSS
-#                for a 4 GiB file; seeder start-up (hash and publish 1 GiB)
+#                for a 4 GiB file; leecher peak RSS with 50 seeders sending at
+#                once (256 MiB); seeder start-up (hash and publish 1 GiB)
 #   trackers     BEP 15 announces/s under benches/tracker_load.rs and RSS per peer
 #                after 100,000 distinct peers, lmk-tracker and opentracker; BEP 3
 #                announces/s over HTTP under benches/http_load.rs (16 connections,
@@ -33,13 +34,15 @@
 #      10,000,000 peers and of the expiry), SHM (/dev/shm), KEEP=1 keeps
 #      the run directory, NO_INSTALL=1 never calls apt-get, PREFAULT=0 skips the
 #      pre-faulting, LMK_BIN_DIR=dir with the lmk-* binaries (else cargo builds them),
-#      TRACKERS_ONLY=1 runs only the UDP tracker sections (6), not transfers or HTTP.
+#      TRACKERS_ONLY=1 runs only the UDP tracker sections (6), not transfers or HTTP,
+#      MANY (50; 0 skips): seeders sending at once in section 5b.
 set -euo pipefail
 
 RUNS=${RUNS:-3}
 SIZE_MIB=${SIZE_MIB:-1024}
 BIG_MIB=${BIG_MIB:-4096}
 BIG_RUNS=${BIG_RUNS:-3}
+MANY=${MANY:-50}
 BIG_ASKED=$BIG_MIB
 TRACKER_SECONDS=${TRACKER_SECONDS:-5}
 TRACKER_PEERS=${TRACKER_PEERS:-100000}
@@ -397,7 +400,7 @@ leech() {
     if [ "$6" = 1 ]; then cmp -s "$5" "$RUN/out/$3" || fail "lmk-leecher copy differs from the source"; fi
     rm -f "$RUN/out/$3" # drop the copy before the next run
     read_time "$RUN/leech.time"
-    used=$(cat "$RUN/leech.out" "$RUN/leech.log" | sed -nE 's/.*done, .* from ([0-9]+) seeder.*/\1/p' | tail -n 1)
+    used=$(cat "$RUN/leech.out" "$RUN/leech.log" | sed -nE 's/.*done, .* from ([0-9]+) (seeder|peer).*/\1/p' | tail -n 1)
     [ "${used:-0}" -ge "$7" ] || log "WARNING: $label run $6 used ${used:-?} seeder(s) of $7"
     mbps=$(py "print(round($4 / $T_WALL / 1e6, 1))")
     cpu=$(py "print(round(($T_USER + $T_SYS) / ($4 / 2**30), 2))")
@@ -417,7 +420,8 @@ seeders_hwm() { # largest VmHWM over SEEDER_PIDS
 }
 
 section "LMKtorrent: $SIZE_MIB MiB, 1 seeder then $SEEDERS seeders (--slots $SLOTS), one leecher"
-start_tracker tracker-lmk --interval 1 -q
+# Section 5b's seeders all announce from 127.0.0.1.
+start_tracker tracker-lmk --interval 1 -q --max-peers-per-ip-in-swarm $((MANY + SEEDERS))
 LMK_TRACKER_PID=$TR_PID LMK_TRACKER=$TR_ADDR
 start_seeders 1 "$LMK_TRACKER" "$RUN/src/$NAME" 1g
 for i in $(seq "$RUNS"); do leech lmk1 "$LMK_TRACKER" "$NAME" "$SIZE" "$RUN/src/$NAME" "$i" 1; done
@@ -514,6 +518,16 @@ if [ "$BIG_MIB" -gt 0 ]; then
     stop "${SEEDER_PIDS[@]}"
     SEEDER_PIDS=()
     rm -f "$RUN/src/$BIG_NAME"
+fi
+# --- 5b. LMKtorrent: leecher peak RSS with many seeders sending at once --------------
+if [ "$MANY" -gt 0 ]; then
+    section "LMKtorrent: 256 MiB from $MANY seeders sending at once, $RUNS run(s): leecher peak RSS"
+    make_file "$RUN/src/many.bin" 256
+    start_seeders "$MANY" "$LMK_TRACKER" "$RUN/src/many.bin" many
+    for i in $(seq "$RUNS"); do leech lmkmany "$LMK_TRACKER" many.bin $((256 << 20)) "$RUN/src/many.bin" "$i" "$MANY"; done
+    stop "${SEEDER_PIDS[@]}"
+    SEEDER_PIDS=()
+    rm -f "$RUN/src/many.bin"
 fi
 stop "$LMK_TRACKER_PID"
 fi # sections 1-5
@@ -805,6 +819,8 @@ FIG = [  # key, label, unit
     ("lmkbig_leecher_rss_KiB", "LMK $SEEDERS seeders, $BIG_MIB MiB, leecher peak RSS", "KiB"),
     ("lmkbig_cpu_s_per_GiB", "LMK $SEEDERS seeders, $BIG_MIB MiB, leecher CPU per GiB", "s"),
     ("lmkbig_seeder_rss_KiB", "LMK $SEEDERS seeders, $BIG_MIB MiB, largest seeder RSS", "KiB"),
+    ("lmkmany_leecher_rss_KiB", "LMK $MANY seeders at once, 256 MiB, leecher peak RSS", "KiB"),
+    ("lmkmany_MBps", "LMK $MANY seeders -> leecher, 256 MiB", "MB/s"),
     ("seeder_hash_MBps", "lmk-seeder hashing $SIZE_MIB MiB (its log)", "MB/s"),
     ("seeder_publish_s", "lmk-seeder start to 'catalog published'", "s"),
     ("echo_announces_per_s", "per-datagram UDP echo (ceiling) answers/s", "1/s"),
@@ -881,6 +897,8 @@ rss = S.get("lmk1_leecher_rss_KiB", []) + S.get("lmk4_leecher_rss_KiB", [])
 target("leecher peak RSS <= 32 MiB (largest, all $SIZE_MIB MiB runs)", f"{max(rss) / 1024:.1f} MiB" if rss else "-", max(rss) / 1024 / 32 if rss else None, "<=", 1.0)
 big = ratio("lmkbig_leecher_rss_KiB", "lmk4_leecher_rss_KiB")
 target("leecher peak RSS $BIG_ASKED MiB within 10% of $SIZE_MIB MiB", f"{fmt(med('lmkbig_leecher_rss_KiB'))} vs {fmt(med('lmk4_leecher_rss_KiB'))} KiB", None if big is None else abs(big - 1), "<=", 0.10)
+many = med("lmkmany_leecher_rss_KiB")
+target("leecher peak RSS <= 32 MiB with $MANY seeders sending", f"{many / 1024:.1f} MiB" if many else "-", many / 1024 / 32 if many else None, "<=", 1.0)
 target("seeder hashing >= 0.85 x openssl SHA-1", f"{fmt(med('seeder_hash_MBps'))} vs {fmt(med('sha1_MBps'))} MB/s", ratio("seeder_hash_MBps", "sha1_MBps"), ">=", 0.85)
 target("lmk-tracker >= 1.5 x opentracker announces/s", f"{fmt(med('lmk_tracker_announces_per_s'))} vs {fmt(med('opentracker_announces_per_s'))} /s", ratio("lmk_tracker_announces_per_s", "opentracker_announces_per_s"), ">=", 1.5)
 bpp = med("lmk_tracker_bytes_per_peer")
