@@ -56,6 +56,16 @@ fn start(chunks: usize) -> (Instant, TestFile, Harness) {
     (Instant::now(), file, Harness::default())
 }
 
+/// A downloader with nothing, to which the tracker gives no address: its
+/// peers are the ones a test accepts by hand.
+fn lone_downloader(chunks: usize) -> (Instant, TestFile, Harness, usize) {
+    let (t0, f, mut sw) = start(chunks);
+    let d = sw.peer(t0, &f, &[], |_| {});
+    sw.tracker_says.insert(d, Vec::new());
+    sw.run(t0);
+    (t0, f, sw, d)
+}
+
 /// A frame as its receiver decoded it (chunk bytes are checked in storage).
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Seen {
@@ -434,10 +444,7 @@ fn end_game_asks_only_peers_that_have_delivered() {
 /// still asked for them (two stallers held a last chunk for 2 s in lmk-sim).
 #[test]
 fn end_game_duplicates_of_peers_that_delivered_nothing_leave_room_for_one_that_did() {
-    let (t0, f, mut sw) = start(4);
-    let d = sw.peer(t0, &f, &[], |_| {});
-    sw.tracker_says.insert(d, Vec::new());
-    sw.run(t0);
+    let (t0, f, mut sw, d) = lone_downloader(4);
     let (h1, h2, h3) = (sw.accept(t0, d, hand_addr(1)), sw.accept(t0, d, hand_addr(2)), sw.accept(t0, d, hand_addr(3)));
     sw.greet(t0, d, h1, &f, &f.all(), Some(State::Available));
     sw.greet(t0, d, h2, &f, &f.all(), Some(State::Available));
@@ -905,10 +912,7 @@ fn an_inbound_poisoner_is_refused_by_its_address_for_longer_each_time() {
 
 #[test]
 fn a_peer_that_rejects_a_chunk_it_claimed_is_refused_by_its_address() {
-    let (t0, f, mut sw) = start(4);
-    let d = sw.peer(t0, &f, &[], |_| {});
-    sw.tracker_says.insert(d, Vec::new());
-    sw.run(t0);
+    let (t0, f, mut sw, d) = lone_downloader(4);
     let c = sw.accept(t0, d, hand_addr(1));
     sw.greet(t0, d, c, &f, &f.all(), Some(State::Available));
     let index = of(&sw.said_on(d, c), Seen::Request)[0];
@@ -949,10 +953,7 @@ fn a_stalled_peer_is_dropped_and_its_chunks_go_to_another() {
 /// makes it a source again.
 #[test]
 fn overdue_requests_are_asked_of_another_holder_and_the_slow_peer_stays() {
-    let (t0, f, mut sw) = start(8);
-    let d = sw.peer(t0, &f, &[], |_| {});
-    sw.tracker_says.insert(d, Vec::new());
-    sw.run(t0);
+    let (t0, f, mut sw, d) = lone_downloader(8);
     let slow = sw.accept(t0, d, hand_addr(1));
     sw.greet(t0, d, slow, &f, &f.all(), Some(State::Available));
     let owed = of(&sw.said_on(d, slow), Seen::Request);
@@ -979,10 +980,7 @@ fn overdue_requests_are_asked_of_another_holder_and_the_slow_peer_stays() {
 /// the swarm_core fuzz target: the only seeder was never asked again).
 #[test]
 fn a_peer_behind_that_owes_nothing_more_is_asked_again() {
-    let (t0, f, mut sw) = start(8);
-    let d = sw.peer(t0, &f, &[], |_| {});
-    sw.tracker_says.insert(d, Vec::new());
-    sw.run(t0);
+    let (t0, f, mut sw, d) = lone_downloader(8);
     let c = sw.accept(t0, d, hand_addr(1));
     sw.greet(t0, d, c, &f, &f.all(), Some(State::Available));
     let owed = of(&sw.said_on(d, c), Seen::Request);
@@ -1001,10 +999,7 @@ fn a_peer_behind_that_owes_nothing_more_is_asked_again() {
 /// times at that rate without a chunk, not after MIN_OVERDUE.
 #[test]
 fn a_peer_is_overdue_against_the_rate_it_has_shown() {
-    let (t0, f, mut sw) = start(16);
-    let d = sw.peer(t0, &f, &[], |_| {});
-    sw.tracker_says.insert(d, Vec::new());
-    sw.run(t0);
+    let (t0, f, mut sw, d) = lone_downloader(16);
     let c = sw.accept(t0, d, hand_addr(1));
     sw.greet(t0, d, c, &f, &f.all(), Some(State::Available));
     for k in 1..=3 {
@@ -1025,10 +1020,7 @@ fn a_peer_is_overdue_against_the_rate_it_has_shown() {
 /// other: saying it serves does not restart the stall window.
 #[test]
 fn requests_left_unanswered_after_unavailable_stall() {
-    let (t0, f, mut sw) = start(4);
-    let d = sw.peer(t0, &f, &[], |_| {});
-    sw.tracker_says.insert(d, Vec::new());
-    sw.run(t0);
+    let (t0, f, mut sw, d) = lone_downloader(4);
     let c = sw.accept(t0, d, hand_addr(1));
     sw.greet(t0, d, c, &f, &f.all(), Some(State::Available));
     assert!(!of(&sw.said_on(d, c), Seen::Request).is_empty());
