@@ -8,6 +8,7 @@ use std::rc::Rc;
 
 use super::*;
 use crate::meta::MIN_CHUNK;
+use crate::peer::torrent::CHUNK_REFUSALS;
 use crate::sim::content::Content;
 use crate::sim::harness::{addr, hand_addr, Harness, HAND};
 use crate::tracker::machine::{Config as TrackerConfig, Tracker};
@@ -1279,6 +1280,70 @@ fn spread_refusals_count_across_a_no_slot_and_an_offer() {
     sw.hosts[s].m.sessions.get_mut(&h).unwrap().slot_since = Some(t0 + secs(2));
     sw.inject(t0 + secs(3), s, h, Message::Request(0));
     assert_eq!(of(&sw.said_on(s, h), Seen::Chunk), [0], "refused twice, asked again with a slot: sent");
+}
+
+/// A chunk whose holders pass it on to nobody (poisoners, banned by every
+/// peer they sent a bad chunk to) is asked of the seed by peer after peer:
+/// refused `CHUNK_REFUSALS` times since it last went out, it is sent to the
+/// next asker, and refused again after that (the new holder spreads it).
+#[test]
+fn a_chunk_refused_to_many_askers_since_it_went_out_is_sent() {
+    let (t0, f, mut sw) = start(3);
+    let s = sw.peer(t0, &f, &f.all(), |c| (c.slots, c.max_peers) = (8, 16));
+    sw.run(t0);
+    let liar = sw.accept(t0, s, hand_addr(1));
+    sw.greet(t0, s, liar, &f, &[], None);
+    sw.inject(t0, s, liar, Message::Request(0));
+    let mut askers = Vec::new();
+    for n in 0..CHUNK_REFUSALS + 2 {
+        let at = t0 + ms(n as u64);
+        let h = sw.accept(at, s, hand_addr(n as u16 + 2));
+        sw.greet(at, s, h, &f, &[], None);
+        sw.inject(at, s, h, Message::Request(0));
+        let got = of(&sw.said_on(s, h), Seen::Chunk).contains(&0);
+        assert_eq!(got, n == CHUNK_REFUSALS, "asker {n}: refused {CHUNK_REFUSALS} times, then sent once");
+        askers.push(h);
+    }
+    assert!(sw.said_on(s, askers[CHUNK_REFUSALS + 1]).contains(&Seen::Reject(0, RejectReason::Spread)));
+}
+
+/// Host `h` (1 slot, held by a peer that asked for one chunk) is called by
+/// a peer holding 3 chunks, then by one holding none; the holder asks for
+/// nothing more. Returns the two callers once the holder's slot went.
+fn two_waiting(sw: &mut Harness, t0: Instant, h: usize, f: &TestFile) -> (ConnId, ConnId) {
+    let holder = sw.accept(t0, h, hand_addr(1));
+    sw.greet(t0, h, holder, f, &[], None);
+    sw.inject(t0, h, holder, Message::Request(0));
+    let older = sw.accept(t0 + ms(1), h, hand_addr(2));
+    sw.greet(t0 + ms(1), h, older, f, &[1, 2, 3], None);
+    let behind = sw.accept(t0 + ms(2), h, hand_addr(3));
+    sw.greet(t0 + ms(2), h, behind, f, &[], None);
+    sw.run(t0 + ASK_IDLE);
+    (older, behind)
+}
+
+/// A seed's slots go in turn (the longest waiting first), not to the peer
+/// that holds the fewest chunks: the peers behind are those the others shun
+/// (poisoners banned wherever they sent a bad chunk), and its view of what
+/// a peer holds is stale anyway (Haves reach it only while it serves the peer).
+#[test]
+fn a_seeds_slots_go_in_turn_not_to_the_peer_holding_fewest() {
+    let (t0, f, mut sw) = start(6);
+    let s = sw.peer(t0, &f, &f.all(), |c| c.slots = 1);
+    sw.run(t0);
+    let (older, behind) = two_waiting(&mut sw, t0, s, &f);
+    assert_eq!(sw.said_on(s, older).last(), Some(&Seen::State(State::Connected)), "the longest waiting");
+    assert_eq!(sw.said_on(s, behind).last(), Some(&Seen::State(State::Unavailable)));
+    // A leecher that completed still serves the furthest behind first.
+    let (t0, f, mut sw) = start(6);
+    let l = sw.peer(t0, &f, &[], |c| c.slots = 1);
+    sw.run(t0);
+    let seed = sw.accept(t0, l, hand_addr(9));
+    sw.greet(t0, l, seed, &f, &f.all(), Some(State::Available));
+    sw.serve(t0, l, seed, &f);
+    assert!(sw.holds_file(l, &f));
+    let (_, behind) = two_waiting(&mut sw, t0, l, &f);
+    assert_eq!(sw.said_on(l, behind).last(), Some(&Seen::State(State::Connected)), "the furthest behind");
 }
 
 #[test]
