@@ -169,7 +169,8 @@ fn connections_that_never_read_cannot_hold_the_upload_slots() {
 /// took end-game duplicates of each other's chunks held the last ones for
 /// the stall time, 15 s, and `--timeout 10` ended it; either rule alone
 /// passes).
-fn twenty_claimers_beside_a_seeder(hostility: Hostility, tag: &str, seed: u64) {
+/// Returns the requests the claimers answered.
+fn twenty_claimers_beside_a_seeder(hostility: Hostility, tag: &str, seed: u64) -> usize {
     let tmp = TempDir::new(tag);
     let src = random_file(&tmp.sub("src"), "wanted.bin", 8 * MIB + 9, seed);
     let meta = file_meta(&src, CHUNK);
@@ -186,12 +187,18 @@ fn twenty_claimers_beside_a_seeder(hostility: Hostility, tag: &str, seed: u64) {
     // A chunk stuck at a claimer for the stall time (15 s) ends the get.
     let leecher = spawn_leecher(addr, &["get", "wanted.bin", "--out", out_dir.to_str().unwrap(), "--timeout", "10"]);
     let started = std::time::Instant::now();
-    let result = leecher.finish(DOWNLOAD);
+    let (result, peak) = finish_sampling_rss(leecher);
     let asked = hostile.iter().filter(|h| h.connections.load(Ordering::SeqCst) >= 1).count();
-    eprintln!("beside 20 claimers ({hostility:?}): got 8 MiB in {:.1?}; {asked} of them dialled", started.elapsed());
+    let requests: usize = hostile.iter().map(|h| h.answered.load(Ordering::SeqCst)).sum();
+    eprintln!(
+        "beside 20 claimers ({hostility:?}): got 8 MiB in {:.1?}; {asked} of them dialled, {requests} requests to them; leecher peak RSS {peak} KiB",
+        started.elapsed()
+    );
     assert_success(&result, "an honest get beside 20 peers that claim every chunk");
     assert_same_file(&src, &out_dir.join("wanted.bin"));
     assert!(asked >= 10, "the leecher dialled the claimers ({asked} of 20)");
+    assert!(peak < RSS_BOUND_KIB, "leecher peak RSS {peak} KiB, bound {RSS_BOUND_KIB} KiB");
+    requests
 }
 
 #[test]
@@ -202,6 +209,16 @@ fn twenty_peers_that_claim_every_chunk_and_stall_do_not_hold_a_get() {
 #[test]
 fn twenty_peers_that_claim_every_chunk_and_trickle_do_not_hold_a_get() {
     twenty_claimers_beside_a_seeder(Hostility::Trickle, "claim-trickle", 15);
+}
+
+/// Claimers that answer every request Reject NoSlot, without a State: the
+/// leecher takes NoSlot as "not now" and asks such a peer again only once it
+/// offers a slot, so it asks each a pipeline's worth per connection (it sent
+/// them 1-2 million requests in 30 s and failed, with 13-16 s of CPU).
+#[test]
+fn twenty_peers_that_claim_every_chunk_and_answer_no_slot_do_not_hold_a_get() {
+    let requests = twenty_claimers_beside_a_seeder(Hostility::NoSlot, "claim-noslot", 16);
+    assert!(requests < 2000, "{requests} requests to 20 peers that answer NoSlot");
 }
 
 /// The leecher dials a peer that, from an address of its own, replays the

@@ -12,7 +12,7 @@ use std::time::Duration;
 use lmk::meta::FileMeta;
 use lmk::peer::bitfield::Bitfield;
 use lmk::wire::catalog::{self, ErrorCode, ListEntry, MAX_CATALOG_FRAME};
-use lmk::wire::peer::{Message, State, MAX_PEER_FRAME};
+use lmk::wire::peer::{Message, RejectReason, State, MAX_PEER_FRAME};
 use lmk::wire::split_frame;
 use lmk::wire::udp::{self, Event};
 
@@ -121,6 +121,9 @@ pub enum Hostility {
     Trickle,
     /// Full bitfield and Available; requests are read and never answered.
     Stall,
+    /// Full bitfield and Available; every request answered Reject NoSlot
+    /// (and no State Unavailable: the asker is to take it as "not now").
+    NoSlot,
     /// Full bitfield and Available; a request gets a frame header announcing
     /// 4 GiB, then silence.
     HugeHeader,
@@ -169,6 +172,7 @@ impl HostileSeeder {
                     let wrong: Vec<u8> = (0..len).map(|i| (i % 251) as u8 ^ 0x5a).collect();
                     match hostility {
                         Hostility::Lie => Message::Chunk { index, data: &wrong }.encode(out),
+                        Hostility::NoSlot => Message::Reject { index, reason: RejectReason::NoSlot }.encode(out),
                         Hostility::Unavailable | Hostility::Stall => {}
                         Hostility::Trickle => {
                             let mut frame = Vec::new();
