@@ -109,6 +109,35 @@ fn udp_flood_and_fake_seeders_are_capped_and_a_download_still_works() {
     assert!(hwm < RSS_BOUND_KIB, "tracker peak RSS {hwm} KiB, bound {RSS_BOUND_KIB} KiB");
 }
 
+/// The row: 640 fake seeders announced from 20 addresses, 32 each
+/// (within the tracker's caps), nothing listening behind them, and one real
+/// seeder. The tracker's answers favour peers of blocks not yet in them, and
+/// a leecher whose every known address failed announces again at once (with
+/// backoff), so it finds the real seeder in the first seconds (the real one
+/// was in 8% of the answers and the get failed).
+#[test]
+fn a_leecher_finds_the_real_seeder_among_640_fakes_from_20_addresses() {
+    let tmp = TempDir::new("fakes-20");
+    let src = random_file(&tmp.sub("src"), "real.bin", 1024 * 1024 + 3, 83);
+    let id = file_meta(&src, CHUNK).content_id();
+    // A 10 s interval, as by default: re-announcing at the interval alone is slow.
+    let (_tracker, addr) = start_tracker_with(10, 120, &[]);
+    let (_seeder, _) = start_seeder(addr, &[], &[&src]);
+    wait_until(Duration::from_secs(10), "the real seeder to join", || tracker_seeders(addr, id) == 1);
+    for n in 1..=20u8 {
+        let mut client = UdpClient::connect_from(addr, [127, 0, 3, n]);
+        let fakes = (0..MAX_PEERS_PER_IP_IN_SWARM as u16).map(|p| (id, 0, Event::Completed, 20_000 + p));
+        assert_eq!(announce_all(&mut client, fakes), (MAX_PEERS_PER_IP_IN_SWARM, 0), "fakes from 127.0.3.{n}");
+    }
+    assert_eq!(tracker_seeders(addr, id), 1 + 20 * MAX_PEERS_PER_IP_IN_SWARM);
+    let out_dir = tmp.sub("out");
+    let started = std::time::Instant::now();
+    let out = run_leecher(addr, &["get", "real.bin", "--out", out_dir.to_str().unwrap(), "--timeout", "20"]);
+    eprintln!("among 640 fake seeders from 20 addresses: got 1 MiB in {:.1?}", started.elapsed());
+    assert_success(&out, "leecher among 640 fake seeders from 20 addresses");
+    assert_same_file(&src, &out_dir.join("real.bin"));
+}
+
 #[test]
 fn catalog_only_tracks_published_files_only() {
     let tmp = TempDir::new("catalog-only");
