@@ -72,8 +72,9 @@ OUTPUT:
   --no-wall               leave the wall time out of the JSON line, so that two
                           runs compare byte for byte
   --trace PEER            print what downloader PEER (as numbered in
-                          the peers file, from 0) sends and receives,
-                          its connections and timers, to stderr
+                          the peers file, from 0), or the seed with
+                          `--trace seed`, sends and receives, its
+                          connections and timers, to stderr
   -v, --verbose           the cores' logs, at debug level (-vv: trace)
   -h, --help              this text
 
@@ -84,6 +85,7 @@ capacity) and, last, one JSON object per scenario.
 
 struct Config {
     runs: Rows,
+    /// The host traced: 0 the seed, n + 1 downloader n.
     trace: Option<usize>,
     out: Option<PathBuf>,
     wall: bool,
@@ -93,7 +95,15 @@ fn parse(mut args: Args) -> Result<Config, Usage> {
     let standard = args.flag("--standard");
     let wall = !args.flag("--no-wall");
     let out = args.path("--out")?;
-    let trace = args.whole("--trace", Range::new(Kind::Count, 0.0, 100_000.0))?;
+    let trace = match args.text("--trace")?.as_deref() {
+        Some("seed") => Some(0),
+        Some(peer) => Some(
+            1 + Range::new(Kind::Count, 0.0, 100_000.0)
+                .whole::<usize>(peer)
+                .map_err(|e| Usage(format!("--trace {peer:?}: {e} (or seed)")))?,
+        ),
+        None => None,
+    };
     let file = args.path("--scenario")?;
     let runs = match file {
         Some(_) if standard => return Err(Usage("--scenario and --standard: give one of them".into())),

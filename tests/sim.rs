@@ -66,14 +66,35 @@ fn mixed_uplinks_churn_and_liars() {
 
 #[test]
 fn bad_values_are_refused_with_one_line() {
-    for args in
-        [&["--peers", "-1"][..], &["--classes", "50%:5M"], &["--latency", "NaN"], &["--size", "0"], &["--bogus"]]
-    {
+    for args in [
+        &["--peers", "-1"][..],
+        &["--classes", "50%:5M"],
+        &["--latency", "NaN"],
+        &["--size", "0"],
+        &["--bogus"],
+        &["--trace", "x"],
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_lmk-sim")).args(args).output().expect("lmk-sim runs");
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.starts_with("lmk-sim: error: "), "{args:?}: {err}");
     }
+}
+
+/// `--trace seed` follows the seed, `--trace N` downloader N, on stderr.
+#[test]
+fn the_seed_or_one_downloader_is_traced() {
+    let trace = |who: &str| {
+        let args = ["--peers", "3", "--size", "1M", "--trace", who];
+        let out = Command::new(env!("CARGO_BIN_EXE_lmk-sim")).args(args).output().expect("lmk-sim runs");
+        assert!(out.status.success(), "--trace {who}");
+        String::from_utf8(out.stderr).expect("UTF-8")
+    };
+    let seed = trace("seed");
+    assert!(seed.lines().any(|l| l.contains("-> peer ") && l.contains(": Chunk ")), "the seed sends chunks:\n{seed}");
+    assert!(!seed.contains("<- seed"), "nothing to itself");
+    let peer = trace("0");
+    assert!(peer.lines().any(|l| l.contains("<- seed: Chunk ")), "downloader 0 gets chunks from the seed:\n{peer}");
 }
 
 /// Nobody starves: in a mixed swarm of 300 every peer gets its first chunk

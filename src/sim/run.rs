@@ -48,7 +48,8 @@ pub struct Outcome {
     pub wall: Duration,
 }
 
-/// Runs the scenario; with `trace`, that downloader's traffic is printed to stderr.
+/// Runs the scenario; with `trace`, that host's traffic is printed to stderr
+/// (host 0 is the seed, host n + 1 downloader n).
 pub fn run(s: &Scenario, trace: Option<usize>) -> Result<Outcome, BadValue> {
     let started = Instant::now();
     let content = Content::new("sim.bin", s.size, s.chunk(), s.seed)
@@ -56,7 +57,7 @@ pub fn run(s: &Scenario, trace: Option<usize>) -> Result<Outcome, BadValue> {
     let tracker =
         TrackerConfig { interval: s.interval, expiry: 3 * s.interval, seed: s.seed, ..TrackerConfig::default() };
     let mut world = World::new(content, tracker, s.latency, s.sndbuf);
-    world.trace = trace.map(|peer| peer + 1); // host 0 is the seed
+    world.trace = trace;
     let mut rng = Rng::new(s.seed);
     let config = |rng: &mut Rng| Config {
         slots: s.slots,
