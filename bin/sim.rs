@@ -75,6 +75,9 @@ OUTPUT:
                           the peers file, from 0), or the seed with
                           `--trace seed`, sends and receives, its
                           connections and timers, to stderr
+  --hops                  follow every chunk: print how many hops from the
+                          seed it came, how long after the seed's first
+                          send, and where each hop's time went
   -v, --verbose           the cores' logs, at debug level (-vv: trace)
   -h, --help              this text
 
@@ -89,11 +92,13 @@ struct Config {
     trace: Option<usize>,
     out: Option<PathBuf>,
     wall: bool,
+    hops: bool,
 }
 
 fn parse(mut args: Args) -> Result<Config, Usage> {
     let standard = args.flag("--standard");
     let wall = !args.flag("--no-wall");
+    let hops = args.flag("--hops");
     let out = args.path("--out")?;
     let trace = match args.text("--trace")?.as_deref() {
         Some("seed") => Some(0),
@@ -125,7 +130,7 @@ fn parse(mut args: Args) -> Result<Config, Usage> {
         }
     };
     args.no_operands()?;
-    Ok(Config { runs, trace, out, wall })
+    Ok(Config { runs, trace, out, wall, hops })
 }
 
 struct SimError(String);
@@ -148,7 +153,7 @@ fn simulate(config: Config) -> Result<(), SimError> {
     }
     let mut lines = Vec::new();
     for (name, scenario) in &config.runs {
-        let outcome = run::run(scenario, config.trace).map_err(|e| SimError(e.0))?;
+        let outcome = run::run(scenario, config.trace, config.hops).map_err(|e| SimError(e.0))?;
         // A reader that went away (`| head`) ends nothing but the output.
         lmk::say!("{name}: {}", report::table(&outcome).trim_end());
         if config.wall {

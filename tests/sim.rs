@@ -97,6 +97,26 @@ fn the_seed_or_one_downloader_is_traced() {
     assert!(peer.lines().any(|l| l.contains("<- seed: Chunk ")), "downloader 0 gets chunks from the seed:\n{peer}");
 }
 
+/// `--hops` follows every chunk: each downloader's first copy of each chunk
+/// is counted once, and among 3 downloaders a chunk comes from the seed in
+/// 1 to 3 hops.
+#[test]
+fn hops_follow_every_chunk_from_the_seed() {
+    let out = sim(&["--peers", "3", "--size", "1M", "--chunk-size", "64K", "--hops"]);
+    let line = out.lines().find(|l| l.starts_with("hops: ") && l.contains("chunks got")).expect("a hops line");
+    assert!(line.contains("hops: 48 chunks got;"), "3 downloaders x 16 chunks, first copies only: {line}");
+    let most: u32 = line
+        .split(" hops (median), ")
+        .nth(1)
+        .and_then(|r| r.split(" (p90), ").nth(1))
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the most hops");
+    assert!((1..=3).contains(&most), "at most 3 hops among 3 downloaders: {line}");
+    assert!(out.contains("hops: each hop, median / p90: held and not asked "), "{out}");
+    assert!(!sim(&["--peers", "3", "--size", "1M"]).contains("hops:"), "only when asked");
+}
+
 /// Nobody starves: in a mixed swarm of 300 every peer gets its first chunk
 /// within 10 s and finishes (with slots given to the peers furthest behind
 /// and no bound on waiting, 25 of them went 30 s without a chunk and gave

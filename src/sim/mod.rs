@@ -3,6 +3,7 @@
 
 pub mod content;
 pub mod harness;
+pub mod hops;
 pub mod link;
 pub mod options;
 mod queue;

@@ -115,6 +115,9 @@ pub fn table(o: &Outcome) -> String {
         o.rejected,
         o.events
     );
+    if let Some(hops) = &o.hops {
+        let _ = write!(out, "{hops}");
+    }
     out
 }
 

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::content::Content;
+use super::hops::{self, Hops};
 use super::scenario::{Arrivals, BadValue, Scenario};
 use super::world::{HostSpec, Hostile, World};
 use crate::common::rng::Rng;
@@ -46,11 +47,14 @@ pub struct Outcome {
     pub rejected: u64,
     pub events: u64,
     pub wall: Duration,
+    /// How chunks travelled, if asked.
+    pub hops: Option<hops::Summary>,
 }
 
 /// Runs the scenario; with `trace`, that host's traffic is printed to stderr
-/// (host 0 is the seed, host n + 1 downloader n).
-pub fn run(s: &Scenario, trace: Option<usize>) -> Result<Outcome, BadValue> {
+/// (host 0 is the seed, host n + 1 downloader n); with `hops`, how chunks
+/// travelled is followed.
+pub fn run(s: &Scenario, trace: Option<usize>, hops: bool) -> Result<Outcome, BadValue> {
     let started = Instant::now();
     let content = Content::new("sim.bin", s.size, s.chunk(), s.seed)
         .map_err(|e| BadValue(format!("--size {} with --chunk-size {}: {e}", s.size, s.chunk())))?;
@@ -58,6 +62,7 @@ pub fn run(s: &Scenario, trace: Option<usize>) -> Result<Outcome, BadValue> {
         TrackerConfig { interval: s.interval, expiry: 3 * s.interval, seed: s.seed, ..TrackerConfig::default() };
     let mut world = World::new(content, tracker, s.latency, s.sndbuf);
     world.trace = trace;
+    world.hops = hops.then(Hops::default);
     let mut rng = Rng::new(s.seed);
     let config = |rng: &mut Rng| Config {
         slots: s.slots,
@@ -165,5 +170,6 @@ pub fn run(s: &Scenario, trace: Option<usize>) -> Result<Outcome, BadValue> {
         rejected: world.content.rejected.get(),
         events: world.steps,
         wall: started.elapsed(),
+        hops: world.hops.take().map(Hops::summary),
     })
 }

@@ -15,6 +15,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::content::Content;
+use super::hops::Hops;
 use super::link::{Completion, FlowId, HostId, Links, Nanos};
 use super::queue::Queue;
 use super::shell;
@@ -157,6 +158,8 @@ pub struct World {
     settled: usize,
     /// The host whose frames, connections and timers are printed (`--trace`).
     pub trace: Option<usize>,
+    /// How chunks travel, if asked (`--hops`).
+    pub hops: Option<Hops>,
 }
 
 /// How a host is set up.
@@ -195,6 +198,7 @@ impl World {
             steps: 0,
             settled: 0,
             trace: None,
+            hops: None,
         };
         w.arm_tracker();
         w
@@ -563,6 +567,17 @@ impl World {
         let cost = chunk_frame_index(&frame).map_or(0, |index| 9 + self.content.chunk_len(index));
         let (from, to) = (self.conns[c].hosts[s], self.conns[c].hosts[1 - s]);
         self.trace(from, || format!("-> {}: {}", World::name(to), World::show(&frame)));
+        if let Some(hops) = self.hops.as_mut() {
+            match (chunk_frame_index(&frame), split_frame(&frame, MAX_PEER_FRAME)) {
+                (Some(index), _) => hops.on_send(self.now, from, to, index),
+                (None, Ok(Some((f, _)))) => {
+                    if let Ok(Message::Request(index)) = Message::decode(f) {
+                        hops.on_request(self.now, from, to, index);
+                    }
+                }
+                _ => {}
+            }
+        }
         let conn = &mut self.conns[c];
         conn.queued[s] += cost;
         conn.queues[s].push_back((frame, cost));
@@ -659,6 +674,9 @@ impl World {
         let h = self.conns[c].hosts[to];
         let from = self.conns[c].hosts[1 - to];
         self.trace(h, || format!("<- {}: {}", World::name(from), World::show(frame)));
+        if let (Some(hops), Some(index)) = (self.hops.as_mut(), chunk_frame_index(frame)) {
+            hops.on_receive(self.now, h, from, index);
+        }
         let now = self.instant();
         let Some(core) = self.hosts[h].core.as_mut() else { return };
         let Some(chunk) = shell::hand_over(core, now, ConnId(2 * c + to), frame, self.conns[c].limit[to]) else {
