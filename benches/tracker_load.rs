@@ -4,7 +4,7 @@
 //! ```text
 //! cargo bench --bench tracker_load -- --tracker 127.0.0.1:PORT [--seconds 5] [--sockets 4]
 //!     [--window 64] [--hashes 1000] [--peers 100000] [--pid PID] [--fill-timeout 60]
-//!     [--probe N] [--rate R [--realtime PRIO]]
+//!     [--probe N] [--rate R]
 //! cargo bench --bench tracker_load -- --hashes 1000 --whitelist-out FILE
 //! ```
 //!
@@ -34,11 +34,9 @@
 //! total, round-robin over the sockets, whatever comes back (a socket with
 //! all `--window` slots waiting skips its turn, counted as `skipped`; a send
 //! more than 1 ms behind its schedule is counted as `late`: the generator's
-//! own lag), and between sends the generator sleeps in `ppoll` rather than
+//! own lag), and between sends the generator sleeps in `epoll_wait` rather than
 //! spinning, leaving the cores to the server. Below saturation that round
-//! trip is the server's own latency. `--realtime PRIO` runs that open loop
-//! under `SCHED_FIFO` (root; after the fill), so the generator's sends stay
-//! on schedule on a busy machine instead of leaving in bursts.
+//! trip is the server's own latency.
 //!
 //! Prints one JSON line and exits: 0 on success, 1 if the fill phase did not
 //! finish in time or the tracker never answered a connect.
@@ -86,11 +84,10 @@ struct Args {
     whitelist_out: Option<String>,
     probe: Option<usize>,
     rate: Option<f64>,
-    realtime: Option<i32>,
 }
 
 const USAGE: &str = "usage: tracker_load --tracker ADDR [--seconds S] [--sockets N] [--window N] [--hashes N] \
-[--peers N] [--pid PID] [--fill-timeout S] [--probe N] [--rate R [--realtime PRIO]] | --hashes N --whitelist-out FILE";
+[--peers N] [--pid PID] [--fill-timeout S] [--probe N] [--rate R] | --hashes N --whitelist-out FILE";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -105,7 +102,6 @@ fn parse_args() -> Result<Args, String> {
         whitelist_out: None,
         probe: None,
         rate: None,
-        realtime: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -129,7 +125,6 @@ fn parse_args() -> Result<Args, String> {
             "--whitelist-out" => a.whitelist_out = Some(value),
             "--probe" => a.probe = Some(value.parse().map_err(|e| bad(&e))?),
             "--rate" => a.rate = Some(value.parse().map_err(|e| bad(&e))?),
-            "--realtime" => a.realtime = Some(value.parse().map_err(|e| bad(&e))?),
             _ => return Err(format!("unknown option {flag}\n{USAGE}")),
         }
     }
@@ -141,9 +136,6 @@ fn parse_args() -> Result<Args, String> {
     }
     if a.rate.is_some_and(|r| !(1.0..=10_000_000.0).contains(&r)) {
         return Err("--rate must be in [1, 10000000] announces per second".into());
-    }
-    if a.realtime.is_some_and(|p| !(1..=99).contains(&p)) || (a.realtime.is_some() && a.rate.is_none()) {
-        return Err("--realtime takes a priority 1..=99, and needs --rate (a closed loop never sleeps)".into());
     }
     if a.hashes == 0 {
         return Err("--hashes must be at least 1".into());
@@ -675,20 +667,6 @@ impl Sock {
     }
 }
 
-/// Runs this process under `SCHED_FIFO` at `priority` from now on: the open
-/// loop then sends on schedule however busy the machine is (a send late by a
-/// scheduler tick would go out in a burst with the ones after it, and the
-/// burst's queue would count as the server's latency). After the fill, whose
-/// closed loop never sleeps and must not hold a core at that priority.
-fn realtime_from_now(priority: i32) -> io::Result<()> {
-    let param = libc::sched_param { sched_priority: priority };
-    // SAFETY: pid 0 is this process; `param` is a valid sched_param.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// Round-trip percentiles of the timed phase, as JSON fields.
 fn latency_json(us: &mut [u32]) -> String {
     if us.is_empty() {
@@ -835,13 +813,6 @@ fn main() -> ExitCode {
             slot.seq = slot.seq.wrapping_add(1);
         }
     }
-    let realtime = args.realtime.map(|priority| match realtime_from_now(priority) {
-        Ok(()) => true,
-        Err(e) => {
-            eprintln!("tracker_load: --realtime {priority}: {e}; the timed phase runs as before");
-            false
-        }
-    });
     let cpu_before = args.pid.and_then(cpu_secs);
     let t = Instant::now();
     load.run(&mut socks, &mut ready, t + Duration::from_secs_f64(args.seconds));
@@ -854,8 +825,7 @@ fn main() -> ExitCode {
     let c = load.counts;
     let peers = if fill { per_socket * args.sockets } else { 0 };
     let extra = format!(
-        ", \"peers\": {peers}, \"realtime\": {}, \"fill_seconds\": {}, \"fill_errors\": {}, \"rss_before_kb\": {}, \"rss_after_fill_kb\": {}, \"rss_after_kb\": {}, \"tracker_cpu_pct\": {}",
-        json_opt(realtime),
+        ", \"peers\": {peers}, \"fill_seconds\": {}, \"fill_errors\": {}, \"rss_before_kb\": {}, \"rss_after_fill_kb\": {}, \"rss_after_kb\": {}, \"tracker_cpu_pct\": {}",
         json_opt(fill_seconds.map(|s| format!("{s:.3}"))),
         fill_counts.errors,
         json_opt(rss_before),
