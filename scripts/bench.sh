@@ -569,6 +569,7 @@ ot_only_loopback() { # every socket of opentracker is on 127.0.0.1:OT_PORT
 # its answers as long as lmk-tracker's (50 peers to a leecher, none to a seeder: the
 # generator's seeders and leechers sit in separate swarms), so both send the same bytes.
 start_echo() { # [ARGS]: sets EC_PID and EC_ADDR
+    rm -f "$RUN/echo.out" # else the last echo's line may be read before this one's shell truncates it
     "${SERVER_PREFIX[@]}" "$BIN/udp_echo" --listen 127.0.0.1:0 --peers 50 "$@" >"$RUN/echo.out" 2>"$RUN/echo.log" &
     EC_PID=$!
     PIDS+=("$EC_PID")
