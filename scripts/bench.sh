@@ -18,9 +18,11 @@
 #                page with 100,000 files in its catalog (benches/http_load.rs)
 #                after 100,000, 1,000,000 and 10,000,000 distinct peers, lmk-tracker
 #                and opentracker, beside a per-datagram UDP echo server (the
-#                ceiling of one recv_from and one send_to per datagram); announce
-#                latency while 1,000,000 peers expire; the same trackers and echo
-#                under aquatic_udp_load_test (cargo install, if missing)
+#                ceiling of one recv_from and one send_to per datagram, sending
+#                the tracker's bytes) and lmk-tracker's own batched loop with the
+#                echo as its core; announce latency while 1,000,000 peers expire
+#                (also with the server under SCHED_FIFO, when root); the same
+#                trackers and echo under aquatic_udp_load_test (cargo install)
 #
 # Prints a table with the targets (ratios, PASS/MISS) and, last, one JSON object.
 # Source and downloaded files live in a per-run directory on tmpfs (/dev/shm) so
