@@ -4,6 +4,7 @@
 //! ```text
 //! cargo bench --bench tracker_load -- --tracker 127.0.0.1:PORT [--seconds 5] [--sockets 4]
 //!     [--window 64] [--hashes 1000] [--peers 100000] [--pid PID] [--fill-timeout 60]
+//!     [--probe N] [--rate R]
 //! cargo bench --bench tracker_load -- --hashes 1000 --whitelist-out FILE
 //! ```
 //!
@@ -33,7 +34,7 @@
 //! total, round-robin over the sockets, whatever comes back (a socket with
 //! all `--window` slots waiting skips its turn, counted as `skipped`; a send
 //! more than 1 ms behind its schedule is counted as `late`: the generator's
-//! own lag), and between sends the generator sleeps in `ppoll` rather than
+//! own lag), and between sends the generator sleeps in `epoll_wait` rather than
 //! spinning, leaving the cores to the server. Below saturation that round
 //! trip is the server's own latency.
 //!
@@ -410,8 +411,11 @@ impl Load {
         s.flush();
     }
 
-    /// Drives every socket until `until`, or (fill phase) until every peer is answered.
-    fn run(&mut self, socks: &mut [Sock], until: Instant) -> bool {
+    /// Drives every socket until `until`, or (fill phase) until every peer
+    /// is answered. Only the sockets `ready` reports readable are read: with
+    /// 64 sockets a `recvmmsg` on each per turn, most finding nothing, made
+    /// the generator the bottleneck of its own open loop (late, then bursts).
+    fn run(&mut self, socks: &mut [Sock], ready: &mut Ready, until: Instant) -> bool {
         let mut next_tend = Instant::now();
         let mut next_send = next_tend;
         let mut turn = 0;
@@ -424,8 +428,10 @@ impl Load {
                 return true;
             }
             let mut any = false;
-            for s in socks.iter_mut() {
-                any |= self.receive(s);
+            for i in ready.wait(Duration::ZERO) {
+                if let Some(s) = socks.get_mut(i) {
+                    any |= self.receive(s);
+                }
             }
             if let Some(gap) = self.rate.filter(|_| !self.fill).map(|r| Duration::from_secs_f64(1.0 / r)) {
                 let now = Instant::now();
@@ -448,7 +454,11 @@ impl Load {
                 if !any {
                     // Nothing came back: sleep until an answer or the next send, so the
                     // generator does not hold a core the server may need.
-                    wait_readable(socks, next_send.min(next_tend).saturating_duration_since(Instant::now()));
+                    for i in ready.wait(next_send.min(next_tend).saturating_duration_since(Instant::now())) {
+                        if let Some(s) = socks.get_mut(i) {
+                            self.receive(s);
+                        }
+                    }
                 }
                 any = true;
             }
@@ -465,13 +475,46 @@ impl Load {
     }
 }
 
-/// Blocks until one of the sockets is readable or `timeout` has passed (`ppoll`).
-fn wait_readable(socks: &[Sock], timeout: Duration) {
-    let mut fds: Vec<libc::pollfd> =
-        socks.iter().map(|s| libc::pollfd { fd: s.sock.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
-    let ts = libc::timespec { tv_sec: timeout.as_secs() as libc::time_t, tv_nsec: timeout.subsec_nanos() as _ };
-    // SAFETY: `fds` is a live array of `fds.len()` pollfds; `ts` outlives the call.
-    unsafe { libc::ppoll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, &ts, std::ptr::null()) };
+/// The sockets that have datagrams waiting, from one epoll instance
+/// (level-triggered: a socket left unread is reported again).
+struct Ready {
+    fd: libc::c_int,
+    events: Vec<libc::epoll_event>,
+}
+
+impl Ready {
+    fn new(socks: &[Sock]) -> io::Result<Ready> {
+        // SAFETY: no pointers; a failure is -1 with errno.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let ready = Ready { fd, events: vec![libc::epoll_event { events: 0, u64: 0 }; socks.len()] };
+        for (i, s) in socks.iter().enumerate() {
+            let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: i as u64 };
+            // SAFETY: valid descriptors and a live event struct.
+            if unsafe { libc::epoll_ctl(fd, libc::EPOLL_CTL_ADD, s.sock.as_raw_fd(), &mut ev) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(ready)
+    }
+
+    /// Waits up to `timeout` (zero: not at all) for readable sockets; their indices.
+    fn wait(&mut self, timeout: Duration) -> impl Iterator<Item = usize> + '_ {
+        let ms = timeout.as_micros().div_ceil(1000).min(1000) as libc::c_int;
+        // SAFETY: `events` is a live array of the length given.
+        let n = unsafe { libc::epoll_wait(self.fd, self.events.as_mut_ptr(), self.events.len() as libc::c_int, ms) };
+        let found = usize::try_from(n).unwrap_or(0).min(self.events.len());
+        self.events[..found].iter().map(|e| e.u64 as usize)
+    }
+}
+
+impl Drop for Ready {
+    fn drop(&mut self) {
+        // SAFETY: our own descriptor, closed once.
+        unsafe { libc::close(self.fd) };
+    }
 }
 
 /// Datagrams per system call, each way: the generator batches its system
@@ -698,6 +741,13 @@ fn main() -> ExitCode {
             filled: 0,
         });
     }
+    let mut ready = match Ready::new(&socks) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tracker_load: epoll: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut load = Load {
         hashes,
         per_socket,
@@ -734,7 +784,7 @@ fn main() -> ExitCode {
     let mut fill_counts = Counts::default();
     if fill {
         let t = Instant::now();
-        let done = load.run(&mut socks, t + Duration::from_secs_f64(args.fill_timeout));
+        let done = load.run(&mut socks, &mut ready, t + Duration::from_secs_f64(args.fill_timeout));
         fill_seconds = Some(t.elapsed().as_secs_f64());
         fill_counts = load.counts;
         if !done {
@@ -765,7 +815,7 @@ fn main() -> ExitCode {
     }
     let cpu_before = args.pid.and_then(cpu_secs);
     let t = Instant::now();
-    load.run(&mut socks, t + Duration::from_secs_f64(args.seconds));
+    load.run(&mut socks, &mut ready, t + Duration::from_secs_f64(args.seconds));
     let seconds = t.elapsed().as_secs_f64();
     let cpu = match (cpu_before, args.pid.and_then(cpu_secs)) {
         (Some(a), Some(b)) => Some(format!("{:.1}", (b - a) / seconds * 100.0)),
