@@ -278,7 +278,11 @@ mod tests {
     #[test]
     fn a_chunk_frame_takes_what_its_reader_appends() {
         let mut out = vec![7];
-        put_chunk(&mut out, 3, |out| Ok::<_, ()>(out.extend_from_slice(b"abc"))).unwrap();
+        put_chunk(&mut out, 3, |out| {
+            out.extend_from_slice(b"abc");
+            Ok::<_, ()>(())
+        })
+        .unwrap();
         let (frame, used) = split_frame(&out[1..], MAX_PEER_FRAME).unwrap().unwrap();
         assert_eq!(used, out.len() - 1);
         assert_eq!(Message::decode(frame).unwrap(), Message::Chunk { index: 3, data: b"abc" });
