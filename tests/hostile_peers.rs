@@ -1,7 +1,7 @@
 //! Hostile peers against the real binaries: peers that never send a verified
 //! chunk (only Unavailable, a chunk a byte at a time, a 4 GiB frame header,
 //! twenty that claim every chunk and stall), callers that never greet or
-//! never read, and a third peer replaying a nonce. `--timeout` counts only
+//! never read, callers of every file of a seeder, and a third peer replaying a nonce. `--timeout` counts only
 //! verified chunks, so a leecher facing them alone gives up on time; with an
 //! honest seeder beside them it finishes.
 
@@ -250,4 +250,90 @@ fn a_replayed_nonce_does_not_drop_the_real_connection() {
     let accepted = log.lines().filter(|l| l.contains(" 127.0.0.1:") && l.ends_with(": accepted")).count();
     eprintln!("{replays} replayed Hellos; the seeder accepted the leecher {accepted} time(s)");
     assert_eq!(accepted, 1, "the leecher's connection was never dropped, so it dialled once");
+}
+
+/// A seeder of 20 files (128 KiB chunks, the default size) and a crowd from
+/// two addresses that opens `--max-peers-per-file` (50) connections to each
+/// file, 25 from each address. All say Hello and an empty Bitfield, ask for
+/// every chunk and never read; those of the first address also start a
+/// chunk-sized frame they never finish. A greeted caller of a seed takes no
+/// frame larger than a Bitfield, so those are closed on the header (each held
+/// a read buffer of about 256 KiB), and at most 128 callers are held over all
+/// files, so the others cannot hold 256 KiB of queue each in every file. The
+/// seeder stays under the bound, and an honest get of one file beside them
+/// finishes (a newcomer from another address takes the place of one of theirs).
+#[test]
+fn callers_of_many_files_cannot_fill_a_seeder() {
+    use lmk::peer::bitfield::Bitfield;
+    use lmk::wire::peer::{max_frame, Message};
+    use std::io::{Read, Write};
+    use std::net::{Ipv4Addr, TcpStream};
+    const FILES: usize = 20;
+    const PER_FILE: usize = 50;
+    const CHUNK_SIZE: u32 = 128 * 1024;
+    raise_nofile(4096);
+    let tmp = TempDir::new("manyfiles");
+    let dir = tmp.sub("src");
+    let srcs: Vec<_> = (0..FILES)
+        .map(|n| random_file(&dir, &format!("f{n:02}.bin"), 3 * CHUNK_SIZE as usize - 7 * n - 1, 40 + n as u64))
+        .collect();
+    let (_tracker, addr) = start_tracker(INTERVAL, EXPIRY);
+    let (seeder, seeder_addr) = start_seeder(addr, &["--chunk-size", &CHUNK_SIZE.to_string()], &[&dir]);
+    wait_listed(addr, "f19.bin", 1);
+    wait_listed(addr, "f07.bin", 1);
+
+    let (mut greeted, mut refused) = (0, 0);
+    let mut idle: Vec<TcpStream> = Vec::new();
+    let mut framing: Vec<TcpStream> = Vec::new();
+    for src in &srcs {
+        let meta = file_meta(src, CHUNK_SIZE);
+        let chunks = meta.chunk_count();
+        for n in 0..PER_FILE {
+            let framer = n < PER_FILE / 2;
+            let from = if framer { Ipv4Addr::new(127, 0, 0, 9) } else { Ipv4Addr::new(127, 0, 0, 10) };
+            let Ok(mut s) = connect_from(from, seeder_addr) else { continue };
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut out = Vec::new();
+            Message::Hello { id: meta.content_id(), port: 0, nonce: 0xc0de_0000 + greeted + refused }.encode(&mut out);
+            // Its Hello (35 + 4 bytes), then its Bitfield, or State Unavailable: no room.
+            let mut answer = [0u8; 39 + 6];
+            if s.write_all(&out).is_err() || s.read_exact(&mut answer).is_err() || answer[43] != 0x10 {
+                refused += 1;
+                continue;
+            }
+            greeted += 1;
+            out.clear();
+            Message::Bitfield(Bitfield::new(chunks).as_bytes()).encode(&mut out);
+            (0..chunks).for_each(|index| Message::Request(index).encode(&mut out));
+            if framer {
+                // A Chunk frame's header and all of its body but the last byte.
+                let len = max_frame(CHUNK_SIZE, chunks);
+                out.extend_from_slice(&len.to_be_bytes());
+                out.push(0x14);
+                out.resize(out.len() + len as usize - 2, 0xAA);
+            }
+            // The seeder may close it on the header: whatever it took is what counts.
+            let _ = s.write_all(&out);
+            if framer {
+                framing.push(s)
+            } else {
+                idle.push(s)
+            }
+        }
+    }
+    let out_dir = tmp.sub("out");
+    let leecher = spawn_leecher(addr, &["get", "f07.bin", "--out", out_dir.to_str().unwrap(), "--timeout", "10"]);
+    let (result, _) = finish_sampling_rss(leecher);
+    let peak = seeder.peak_rss_kib();
+    let held = idle.iter_mut().map(closed_by_peer).filter(|closed| !closed).count();
+    eprintln!(
+        "{greeted} callers greeted, {refused} refused over {FILES} files; {held} of the {} that only ask still held; seeder peak RSS {peak} KiB",
+        idle.len()
+    );
+    assert_success(&result, "an honest get beside callers of every file");
+    assert_same_file(&srcs[7], &out_dir.join("f07.bin"));
+    assert!(peak < RSS_BOUND_KIB, "seeder peak RSS {peak} KiB, bound {RSS_BOUND_KIB} KiB");
+    assert!(held <= 128, "{held} callers held over all files (at most 128)");
+    drop((idle, framing));
 }

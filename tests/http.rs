@@ -229,14 +229,3 @@ fn ten_thousand_connections_from_one_address() {
     assert_peak_below(&tracker, 16 * MIB, "10,000 connections from one address");
     drop(held);
 }
-
-/// Lets this test process hold `n` descriptors (the soft limit up to the hard one).
-fn raise_nofile(n: u64) {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit and setrlimit with a valid rlimit struct.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur = lim.rlim_max.min(n.max(lim.rlim_cur));
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-    }
-}

@@ -116,6 +116,7 @@ fuzz_target!(|input: Input| {
         port: 0,
         slots: 2,
         max_peers: 4,
+        max_inbound: 2,
         up_limit: None,
         down_limit: None,
         timeout: Duration::from_secs(12),

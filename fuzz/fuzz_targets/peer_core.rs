@@ -39,6 +39,7 @@ fuzz_target!(|input: Input| {
         port: 7000,
         slots: usize::from(input.slots % 4) + 1,
         max_peers: usize::from(input.max_peers % 8) + 1,
+        max_inbound: usize::from(input.max_peers / 8 % 8) + 1,
         up_limit: input.up_limit.map(|r| u64::from(r) * 64 + 1),
         down_limit: input.down_limit.map(|r| u64::from(r) * 64 + 1),
         timeout: Duration::from_secs(12),

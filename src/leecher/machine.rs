@@ -574,6 +574,7 @@ mod tests {
             port: 7000,
             slots: 8,
             max_peers: 50,
+            max_inbound: 128,
             up_limit: None,
             down_limit: None,
             timeout: Duration::from_secs(30),

@@ -25,7 +25,7 @@ use crate::common::net::ConnId;
 use crate::common::rng::Rng;
 use crate::hash::ContentId;
 use crate::meta::FileMeta;
-use crate::wire::peer::{max_frame, put_chunk, Message, RejectReason, State, HELLO_FRAME};
+use crate::wire::peer::{max_control_frame, max_frame, put_chunk, Message, RejectReason, State, HELLO_FRAME};
 use crate::wire::udp::Event as AnnounceEvent;
 use crate::wire::DecodeError;
 
@@ -114,6 +114,10 @@ pub struct Config {
     pub slots: usize,
     /// Connections per file.
     pub max_peers: usize,
+    /// Greeted callers over all files (at least a file's share of
+    /// `max_peers`): what callers make us hold stays bounded whatever the
+    /// number of files (see `room`).
+    pub max_inbound: usize,
     pub up_limit: Option<u64>,
     pub down_limit: Option<u64>,
     /// Give up a download when no chunk has been verified for this long.
@@ -127,6 +131,11 @@ pub struct Config {
 pub const DEFAULT_SLOTS: usize = 8;
 /// Connections per file, by default.
 pub const DEFAULT_MAX_PEERS: usize = 50;
+/// Greeted callers over all files, by default: each may make us hold its
+/// queue (under the 256 KiB low-water mark plus one answer, a chunk if it
+/// ever held a slot) and a read buffer of a few KiB, so 128 of them hold
+/// about 48 MiB at 128 KiB chunks (README, Seeder and leecher limits).
+pub const DEFAULT_MAX_INBOUND: usize = 128;
 
 impl Default for Config {
     /// The defaults of both daemons and of the simulator's peers.
@@ -136,6 +145,7 @@ impl Default for Config {
             port: 0,
             slots: DEFAULT_SLOTS,
             max_peers: DEFAULT_MAX_PEERS,
+            max_inbound: DEFAULT_MAX_INBOUND,
             up_limit: None,
             down_limit: None,
             timeout: Duration::from_secs(30),
@@ -596,24 +606,6 @@ impl Machine {
         self.sessions.values().filter(|s| s.phase == Phase::Open && s.torrent == Some(id)).count()
     }
 
-    /// Whether another peer that dialled us from `ip` may trade `id`:
-    /// inbound peers leave a quarter of `--max-peers` to our own dials, so a
-    /// peer filled by callers that hold nothing still reaches the ones it
-    /// chose (a seed that appears later, say), and one address block takes
-    /// at most half of them, so one address cannot fill a file.
-    fn inbound_room(&self, id: ContentId, ip: std::net::IpAddr) -> bool {
-        let (mut inbound, mut open, mut same) = (0, 0, 0);
-        let block = crate::common::ip_block(ip);
-        for s in self.sessions.values().filter(|s| s.phase == Phase::Open && s.torrent == Some(id)) {
-            open += 1;
-            inbound += usize::from(!s.outbound);
-            same += usize::from(!s.outbound && crate::common::ip_block(s.addr.ip()) == block);
-        }
-        let max = self.config.max_peers;
-        let reserve = (max / 4).max(1);
-        open < max && inbound < max.saturating_sub(reserve).max(1) && same < (max / 2).max(1)
-    }
-
     fn hello(&self, id: ContentId) -> Message<'static> {
         Message::Hello { id, port: self.config.port, nonce: self.nonce }
     }
@@ -636,6 +628,11 @@ impl Machine {
             return self.close(conn);
         };
         if t.stage == Stage::Done {
+            return self.close(conn);
+        }
+        let listen = if outbound { Some(addr) } else { (port != 0).then(|| SocketAddr::new(addr.ip(), port)) };
+        if listen.is_some_and(|l| t.is_banned(l)) {
+            debug!("{conn} {addr}: banned for {}; closed", t.meta.name());
             return self.close(conn);
         }
         // Two connections between the same peers for one file (both dialled
@@ -662,7 +659,8 @@ impl Machine {
             }
             self.disconnect(now, other);
         }
-        if !outbound && !self.inbound_room(id, addr.ip()) {
+        let room = outbound || (self.inbound_room(id, addr.ip()) && self.room_in_all(now, conn, id, addr.ip()));
+        if !room {
             // No room at all: say so, and the shell closes after the flush.
             debug!("{conn} {addr}: no room for another peer of {}", id.short());
             self.outputs.push_back(Output::Send(conn, self.hello(id)));
@@ -672,16 +670,15 @@ impl Machine {
             return;
         }
         let Some(t) = self.torrents.get_mut(&id) else { return };
-        let listen = if outbound { Some(addr) } else { (port != 0).then(|| SocketAddr::new(addr.ip(), port)) };
         if let Some(listen) = listen {
-            if t.is_banned(listen) {
-                debug!("{conn} {addr}: banned for {}; closed", t.meta.name());
-                return self.close(conn);
-            }
             t.mark_active(listen);
         }
         let bits = t.held().as_bytes().to_vec();
-        let limit = max_frame(t.meta.chunk_size(), t.meta.chunk_count());
+        // Holding the whole file we ask for no chunk: it may send control frames only.
+        let limit = match t.is_complete() {
+            true => max_control_frame(t.meta.chunk_count()),
+            false => max_frame(t.meta.chunk_size(), t.meta.chunk_count()),
+        };
         self.touched.push(conn);
         if !outbound {
             t.conns += 1;
@@ -1110,6 +1107,7 @@ fn stage_word(t: &Torrent) -> &'static str {
 }
 
 mod download;
+mod room;
 mod upload;
 
 #[cfg(test)]

@@ -151,6 +151,7 @@ impl Harness {
             port: addr(i).port(),
             slots: 4,
             max_peers: 8,
+            max_inbound: 128,
             up_limit: None,
             down_limit: None,
             timeout: Duration::from_secs(60),

@@ -28,8 +28,19 @@ pub const HELLO_FRAME: u32 = 1 + 3 + 1 + 20 + 2 + 8;
 /// The largest frame a peer of a file of `chunks` chunks of `chunk_size`
 /// bytes may send once greeted: one chunk, or its bitfield.
 pub fn max_frame(chunk_size: u32, chunks: u32) -> u32 {
-    (1 + CHUNK_PREFIX as u32 + chunk_size).max(1 + chunks.div_ceil(8)).min(MAX_PEER_FRAME)
+    (1 + CHUNK_PREFIX as u32 + chunk_size).max(max_control_frame(chunks)).min(MAX_PEER_FRAME)
 }
+
+/// The largest frame a peer of a file of `chunks` chunks may send once
+/// greeted when it is asked for no chunk (we hold the whole file): its
+/// bitfield, or a Reject. So a caller of a seed holds a read buffer of a few
+/// KiB at most, not one of a chunk.
+pub fn max_control_frame(chunks: u32) -> u32 {
+    (1 + chunks.div_ceil(8)).max(REJECT_FRAME)
+}
+
+/// A Reject frame's length field: type, index, reason.
+const REJECT_FRAME: u32 = 1 + 4 + 1;
 
 const HELLO: u8 = 0x01;
 const BITFIELD: u8 = 0x10;
@@ -322,6 +333,8 @@ mod tests {
         assert_eq!(HELLO_FRAME as usize, hello.len() - 4, "the limit before Hello is one Hello");
         assert_eq!(max_frame(16384, 8), 16389);
         assert_eq!(max_frame(16384, 1 << 20), 1 + (1 << 17), "a bitfield larger than a chunk");
+        assert_eq!(max_control_frame(8), 6, "a Reject, the largest frame but Chunk and Hello");
+        assert_eq!(max_control_frame(8192), 1025, "the bitfield of 8192 chunks");
         assert_eq!(enc(Message::Bitfield(&[0x81, 0x40])), [0, 0, 0, 3, 0x10, 0x81, 0x40]);
         assert_eq!(enc(Message::Have(0x0102_0304)), [0, 0, 0, 5, 0x11, 1, 2, 3, 4]);
         assert_eq!(enc(Message::State(State::Connected)), [0, 0, 0, 2, 0x12, 3]);

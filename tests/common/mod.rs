@@ -869,6 +869,17 @@ pub fn start_tracker_nofile(nofile: u64) -> (Proc, SocketAddr) {
     (p, addr)
 }
 
+/// Lets this test process hold `n` descriptors (the soft limit up to the hard one).
+pub fn raise_nofile(n: u64) {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit with a valid rlimit struct.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max.min(n.max(lim.rlim_cur));
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+}
+
 /// A TCP connection to `to` from the loopback address `src` (any of
 /// 127.0.0.0/8), so a test can be many clients for a per-IP cap.
 pub fn connect_from(src: std::net::Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {

@@ -257,7 +257,79 @@ fn before_hello_only_a_hello_is_taken_and_callers_not_greeted_are_capped() {
     let other = sw.accept(t0, s, hand_addr(1));
     assert!(!sw.closed.contains(&(s, other)), "another address is taken");
     sw.greet(t0, s, other, &f, &[], None);
-    assert_eq!(sw.limit(s, other), Some(max_frame(f.meta.chunk_size(), f.meta.chunk_count())));
+    assert_eq!(sw.limit(s, other), Some(max_control_frame(f.meta.chunk_count())), "a seed asks for no chunk");
+    let (t0, f, mut sw, d) = lone_downloader(4);
+    let caller = sw.accept(t0, d, hand_addr(1));
+    sw.greet(t0, d, caller, &f, &[], None);
+    assert_eq!(sw.limit(d, caller), Some(max_frame(f.meta.chunk_size(), f.meta.chunk_count())), "a downloader does");
+}
+
+/// Over all files at most `max_inbound` callers are held, whatever the
+/// number of files. A newcomer takes the place of a caller of the address
+/// block holding two more than its own, or of its own block in a file
+/// holding two more than its own; the most crowded block first, then the
+/// most crowded file, then the caller heard from longest ago; never of a
+/// slot holder; else it is refused.
+#[test]
+fn callers_over_all_files_are_capped_and_make_room_by_address_then_by_file() {
+    let t0 = Instant::now();
+    let files: Vec<TestFile> = (0..3u64)
+        .map(|n| Content::with_bytes(&format!("f{n}.bin"), 2 * CHUNK as u64, MIN_CHUNK, n + 1).unwrap())
+        .collect();
+    let mut sw = Harness::default();
+    // Per file 3 callers, 2 from one block; 4 over all files; one upload slot.
+    let s = sw.add_host(t0, |c| (c.max_peers, c.max_inbound, c.slots) = (4, 4, 1));
+    for f in &files {
+        sw.add_file(s, t0, f, &f.all(), Goal::Forever);
+    }
+    sw.run(t0);
+    // Within 500 ms, so the slot stays where it went first.
+    let call = |sw: &mut Harness, at: SocketAddr, f: &TestFile, after: u64| {
+        let now = t0 + ms(after);
+        let c = sw.accept(now, s, at);
+        sw.inject(now, s, c, Message::Hello { id: f.id(), port: 0, nonce: 1000 + c.0 as u64 });
+        if sw.is_open(s, c) {
+            sw.inject(now, s, c, Message::Bitfield(f.bits(&[]).as_bytes()));
+        }
+        c
+    };
+    let crowd = |n: u16| SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9)), 5000 + n);
+    let first: Vec<ConnId> =
+        (0..4u16).map(|n| call(&mut sw, crowd(n), &files[usize::from(n / 2)], 100 * u64::from(n))).collect();
+    assert_eq!(sw.hosts[s].m.peers(), 4, "two callers of one address in each of two files");
+    let holder = first[0];
+    assert!(sw.hosts[s].m.sessions[&holder].slot_since.is_some(), "the first holds the slot");
+
+    // Full: one more of that address, for the third file, takes the place of its
+    // own caller heard from longest ago in a file holding two: not the slot holder's.
+    let third = call(&mut sw, crowd(4), &files[2], 400);
+    assert!(sw.is_open(s, third));
+    assert!(sw.closed.contains(&(s, first[1])), "the oldest caller without a slot made room");
+    assert!(sw.is_open(s, holder));
+    assert_eq!(sw.hosts[s].m.peers(), 4);
+    // Its files hold 1, 2 and 1 callers now: one more from there is refused.
+    let refused = call(&mut sw, crowd(5), &files[2], 450);
+    assert!(sw.closed.contains(&(s, refused)));
+    assert_eq!(sw.said_on(s, refused).last(), Some(&Seen::State(State::Unavailable)));
+    assert_eq!(sw.hosts[s].m.peers(), 4);
+
+    // Another address takes the place of one of the crowd's, whatever the file:
+    // of the fullest file first.
+    let honest = call(&mut sw, hand_addr(1), &files[2], 460);
+    assert!(sw.is_open(s, honest), "a newcomer of an address holding none is taken");
+    assert!(sw.closed.contains(&(s, first[2])));
+    let second = call(&mut sw, hand_addr(2), &files[0], 470);
+    assert!(sw.is_open(s, second));
+    assert!(sw.closed.contains(&(s, third)), "the crowd's caller in the fullest file (2 against 1)");
+    // The crowd holds two, one of them the slot holder: the other makes room.
+    let late = call(&mut sw, hand_addr(3), &files[1], 480);
+    assert!(sw.is_open(s, late));
+    assert!(sw.closed.contains(&(s, first[3])) && sw.is_open(s, holder));
+    // Every address holds one caller now, the files 2, 1 and 1: a fourth address is refused.
+    let refused = call(&mut sw, hand_addr(4), &files[2], 490);
+    assert!(sw.closed.contains(&(s, refused)));
+    assert!([holder, honest, second, late].iter().all(|c| sw.is_open(s, *c)));
+    assert_eq!(sw.hosts[s].m.peers(), 4);
 }
 
 #[test]
