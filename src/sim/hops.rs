@@ -43,6 +43,11 @@ impl Hops {
         }
     }
 
+    /// A request that no chunk will answer (cancelled or rejected): not kept.
+    pub fn forget(&mut self, asker: usize, holder: usize, index: u32) {
+        self.asked.remove(&(asker, holder, index));
+    }
+
     /// A chunk frame reached `host` from `from`; only its first copy counts.
     pub fn on_receive(&mut self, now: Nanos, host: usize, from: usize, index: u32) {
         let asked = self.asked.remove(&(host, from, index));
