@@ -83,7 +83,9 @@ OUTPUT:
 
 Prints a table per scenario (per class: first, median and last finish over
 T_p2p, the worst wait for a first chunk, unfinished peers, use of the upload
-capacity) and, last, one JSON object per scenario.
+capacity; then how long finished peers stayed after done: the run goes on
+until each has left by its seeding goal) and, last, one JSON object per
+scenario.
 ";
 
 struct Config {

@@ -297,3 +297,26 @@ fn help_and_readme_list_the_same_options() {
         assert_eq!(options(&listed), options(&table), "{program}: --help (left) and README (right)");
     }
 }
+
+/// `--seed-idle`'s default is set once, in the peer core (`SEED_IDLE`):
+/// lmk-leecher's and lmk-sim's `--help` and the README say that value.
+#[test]
+fn the_seed_idle_default_is_said_where_it_is_set() {
+    let secs = lmk::peer::torrent::SEED_IDLE.as_secs();
+    for program in [LEECHER, env!("CARGO_BIN_EXE_lmk-sim")] {
+        let help = text(&run_bin(program, &["--help"], QUICK).stdout);
+        let option: Vec<&str> = help
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with("--seed-idle"))
+            .enumerate()
+            .take_while(|(i, l)| *i == 0 || !l.trim_start().starts_with('-'))
+            .map(|(_, l)| l)
+            .collect();
+        let said = format!("[default: {secs}s]");
+        assert!(option.concat().contains(&said), "{program} --help says {said} for --seed-idle: {option:#?}");
+    }
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for said in [format!("| `--seed-idle SECS` | `{secs}s` |"), format!("`--seed-idle` ({secs} s)")] {
+        assert!(readme.contains(&said), "README says {said}");
+    }
+}

@@ -34,6 +34,9 @@ fn fifty_peers_finish_every_chunk_checked_and_a_run_replays() {
     assert_eq!(field(json, "rejected"), 0.0);
     assert!(field(json, "ratio") >= 1.0, "no run beats the fluid bound: {json}");
     assert!(field(json, "seed_copies") >= 1.0, "the seed sent at least one copy: {json}");
+    assert_eq!(field(json, "staying"), 0.0, "with the defaults every finished peer leaves by itself: {json}");
+    let idle = lmk::peer::torrent::SEED_IDLE.as_secs_f64();
+    assert!(field(json, "stay_max") >= idle - 0.01, "the last to finish, asked by nobody, stays the idle time: {json}");
     assert_eq!(sim(&args), first, "the same scenario and seed replay byte for byte");
     let other = sim(&["--peers", "50", "--size", "64M", "--seed", "8"]);
     assert_ne!(other, first, "another seed is another run");

@@ -56,7 +56,9 @@ impl Goal {
 
 /// `--seed-idle`'s default: the longest a finished peer serves a swarm that
 /// asks it for nothing. A peer still asked is kept, so the fast peers of a
-/// mixed swarm stay while slow ones fetch from them.
+/// mixed swarm stay while slow ones fetch from them. The smallest value that
+/// cost nothing on any lmk-sim row (sparse arrivals needed 20 s, dense rows 5 s):
+/// docs/BENCHMARKS.md, "How long a finished peer serves".
 pub const SEED_IDLE: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

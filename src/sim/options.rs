@@ -27,6 +27,8 @@ const PEERS_PER_FILE: Range = Range::new(Kind::Count, 1.0, 65535.0);
 const RATIO: Range = Range::new(Kind::Number, 0.0, 1e6);
 const LATENCY: Range = Range::secs(0.0, 10.0);
 const TIME: Range = Range::secs(0.001, 1e6);
+/// `--seed-idle`: 0 leaves at completion, as lmk-leecher's.
+const IDLE: Range = Range::secs(0.0, 1e6);
 const SEED: Range = Range::new(Kind::Count, 0.0, 9.0e15);
 
 fn usage(e: sc::BadValue) -> Usage {
@@ -75,7 +77,7 @@ pub fn scenario(args: &mut Args) -> Result<Scenario, Usage> {
         sndbuf: args.whole("--sndbuf", SNDBUF)?.unwrap_or(d.sndbuf),
         slots: args.whole("--slots", SLOTS)?.unwrap_or(d.slots),
         max_peers: args.whole("--max-peers-per-file", PEERS_PER_FILE)?.unwrap_or(d.max_peers),
-        seed_idle: args.duration("--seed-idle", TIME)?.unwrap_or(d.seed_idle),
+        seed_idle: args.duration("--seed-idle", IDLE)?.unwrap_or(d.seed_idle),
         seed_ratio: args.number("--seed-ratio", RATIO)?,
         seed_time: args.duration("--seed-time", TIME)?,
         interval: args.duration("--interval", TIME)?.unwrap_or(d.interval),

@@ -21,6 +21,12 @@ pub struct Summary {
     pub seed_copies: f64,
     pub first_chunk_max: f64,
     pub unfinished: usize,
+    /// How long finished peers stayed after done (until their seeding goal
+    /// was met), on average and at most, seconds: what a user's `get` waits.
+    pub stay_mean: f64,
+    pub stay_max: f64,
+    /// Finished peers still serving at the limit.
+    pub staying: usize,
 }
 
 /// A peer expected to finish: it neither crashed nor is hostile.
@@ -32,6 +38,7 @@ pub fn summary(o: &Outcome) -> Summary {
     let honest: Vec<&Peer> = o.peers.iter().filter(|p| counted(p)).collect();
     let last = honest.iter().filter_map(|p| p.done).fold(0.0, f64::max);
     let own: Vec<f64> = honest.iter().filter_map(|p| Some((p.done? - p.arrive) / o.t_p2p)).collect();
+    let stays: Vec<f64> = honest.iter().filter_map(|p| Some(p.left? - p.done?)).collect();
     Summary {
         n: o.peers.len(),
         t_p2p: o.t_p2p,
@@ -41,6 +48,9 @@ pub fn summary(o: &Outcome) -> Summary {
         seed_copies: o.seed_uploaded as f64 / o.scenario.size as f64,
         first_chunk_max: honest.iter().filter_map(|p| Some(p.first_chunk? - p.arrive)).fold(0.0, f64::max),
         unfinished: honest.iter().filter(|p| p.done.is_none()).count(),
+        stay_mean: stays.iter().sum::<f64>() / stays.len().max(1) as f64,
+        stay_max: stays.iter().copied().fold(0.0, f64::max),
+        staying: honest.iter().filter(|p| p.done.is_some() && p.left.is_none()).count(),
     }
 }
 
@@ -115,6 +125,13 @@ pub fn table(o: &Outcome) -> String {
         o.rejected,
         o.events
     );
+    let _ = writeln!(
+        out,
+        "after done: peers stayed {:.2}s on average, {:.2}s at most{}",
+        sum.stay_mean,
+        sum.stay_max,
+        if sum.staying > 0 { format!("; {} still serving at the limit", sum.staying) } else { String::new() }
+    );
     if let Some(hops) = &o.hops {
         let _ = write!(out, "{hops}");
     }
@@ -138,7 +155,8 @@ pub fn json(o: &Outcome, wall: bool) -> String {
     let s = summary(o);
     let mut line = format!(
         "{{\"n\":{},\"t_p2p\":{:.3},\"last\":{:.3},\"ratio\":{:.4},\"own_ratio\":{:.4},\"seed_copies\":{:.4},\
-         \"first_chunk_max\":{:.3},\"unfinished\":{},\"verified\":{},\"rejected\":{},\"events\":{}",
+         \"first_chunk_max\":{:.3},\"unfinished\":{},\"stay_mean\":{:.3},\"stay_max\":{:.3},\"staying\":{},\
+         \"verified\":{},\"rejected\":{},\"events\":{}",
         s.n,
         s.t_p2p,
         s.last,
@@ -147,6 +165,9 @@ pub fn json(o: &Outcome, wall: bool) -> String {
         s.seed_copies,
         s.first_chunk_max,
         s.unfinished,
+        s.stay_mean,
+        s.stay_max,
+        s.staying,
         o.verified,
         o.rejected,
         o.events

@@ -79,9 +79,10 @@ pub struct Host {
 }
 
 impl Host {
-    /// Still expected to finish: not a seed or hostile, not done, failed, crashed or gone.
+    /// Still to finish, or finished and serving until its seeding goal is
+    /// met: not a seed or hostile, not failed, crashed or gone.
     pub fn pending(&self) -> bool {
-        !self.seed && self.hostile.is_none() && self.done.is_none() && self.failed.is_none() && self.gone.is_none()
+        !self.seed && self.hostile.is_none() && self.failed.is_none() && self.gone.is_none()
     }
 
     pub fn poisoner(&self) -> bool {
@@ -241,7 +242,8 @@ impl World {
         i
     }
 
-    /// Runs until every downloader is done, failed or gone, or `limit`.
+    /// Runs until every downloader has failed or gone (a finished one goes
+    /// when its seeding goal is met: how long it stayed is a figure), or `limit`.
     pub fn run(&mut self, limit: Duration) {
         let limit = nanos(limit);
         while self.pending() {
