@@ -67,6 +67,22 @@ fn lone_downloader(chunks: usize) -> (Instant, TestFile, Harness, usize) {
     (t0, f, sw, d)
 }
 
+/// A seed (its options tweaked) and two callers that hold nothing and have
+/// greeted it: their connections at the seed.
+fn seed_and_two_callers(
+    chunks: usize,
+    tweak: impl FnOnce(&mut Config),
+) -> (Instant, TestFile, Harness, usize, [ConnId; 2]) {
+    let (t0, f, mut sw) = start(chunks);
+    let s = sw.peer(t0, &f, &f.all(), tweak);
+    sw.run(t0);
+    let callers = [sw.accept(t0, s, hand_addr(1)), sw.accept(t0, s, hand_addr(2))];
+    for c in callers {
+        sw.greet(t0, s, c, &f, &[], None);
+    }
+    (t0, f, sw, s, callers)
+}
+
 /// A frame as its receiver decoded it (chunk bytes are checked in storage).
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Seen {
@@ -535,12 +551,7 @@ fn end_game_duplicates_of_peers_that_delivered_nothing_leave_room_for_one_that_d
 
 #[test]
 fn a_slot_rotates_to_the_waiting_peer_and_the_old_holder_gets_what_it_asked_before() {
-    let (t0, f, mut sw) = start(6);
-    let s = sw.peer(t0, &f, &f.all(), |c| c.slots = 1);
-    sw.run(t0);
-    let (h1, h2) = (sw.accept(t0, s, hand_addr(1)), sw.accept(t0, s, hand_addr(2)));
-    sw.greet(t0, s, h1, &f, &[], None);
-    sw.greet(t0, s, h2, &f, &[], None);
+    let (t0, f, mut sw, s, [h1, h2]) = seed_and_two_callers(6, |c| c.slots = 1);
     let bits = Seen::Bitfield(f.bits(&f.all()).as_bytes().to_vec());
     assert_eq!(sw.said_on(s, h1), [Seen::Hello, bits.clone(), Seen::State(State::Available)]);
     assert_eq!(sw.said_on(s, h2), [Seen::Hello, bits, Seen::State(State::Unavailable)]);
@@ -1280,13 +1291,7 @@ fn a_connection_to_ourselves_is_closed() {
 
 #[test]
 fn a_seed_sends_each_chunk_once_before_any_twice() {
-    let (t0, f, mut sw) = start(3);
-    let s = sw.peer(t0, &f, &f.all(), |_| {});
-    sw.run(t0);
-    let (h1, h2) = (sw.accept(t0, s, hand_addr(1)), sw.accept(t0, s, hand_addr(2)));
-    for h in [h1, h2] {
-        sw.greet(t0, s, h, &f, &[], None);
-    }
+    let (t0, _, mut sw, s, [h1, h2]) = seed_and_two_callers(3, |_| {});
     sw.inject(t0, s, h1, Message::Request(0));
     sw.inject(t0, s, h2, Message::Request(0));
     let refused =
@@ -1305,12 +1310,7 @@ fn a_seed_sends_each_chunk_once_before_any_twice() {
 /// every chunk): refused twice and asked again, the seed sends it.
 #[test]
 fn a_chunk_refused_with_spread_twice_and_asked_again_is_sent() {
-    let (t0, f, mut sw) = start(3);
-    let s = sw.peer(t0, &f, &f.all(), |_| {});
-    sw.run(t0);
-    let (liar, h) = (sw.accept(t0, s, hand_addr(1)), sw.accept(t0, s, hand_addr(2)));
-    sw.greet(t0, s, liar, &f, &[], None);
-    sw.greet(t0, s, h, &f, &[], None);
+    let (t0, _, mut sw, s, [liar, h]) = seed_and_two_callers(3, |_| {});
     sw.inject(t0, s, liar, Message::Request(0));
     sw.inject(t0, s, h, Message::Request(0));
     assert!(sw.said_on(s, h).contains(&Seen::Reject(0, RejectReason::Spread)), "refused: the liar has it");
@@ -1326,12 +1326,7 @@ fn a_chunk_refused_with_spread_twice_and_asked_again_is_sent() {
 /// honest peer for 10 s, alternating Spread and NoSlot).
 #[test]
 fn spread_refusals_count_across_a_no_slot_and_an_offer() {
-    let (t0, f, mut sw) = start(3);
-    let s = sw.peer(t0, &f, &f.all(), |c| c.slots = 2);
-    sw.run(t0);
-    let (liar, h) = (sw.accept(t0, s, hand_addr(1)), sw.accept(t0, s, hand_addr(2)));
-    sw.greet(t0, s, liar, &f, &[], None);
-    sw.greet(t0, s, h, &f, &[], None);
+    let (t0, f, mut sw, s, [liar, h]) = seed_and_two_callers(3, |c| c.slots = 2);
     sw.inject(t0, s, liar, Message::Request(0));
     sw.inject(t0, s, h, Message::Request(0));
     assert!(sw.said_on(s, h).contains(&Seen::Reject(0, RejectReason::Spread)), "refused: the liar has it");
