@@ -55,15 +55,16 @@ impl Hops {
         if self.got.contains_key(&(host, index)) {
             return;
         }
+        // The seed never gets a chunk: what came from it is one hop away.
         let had = self.got.get(&(from, index)).copied();
-        let depth = if from == 0 { 1 } else { had.map_or(1, |(_, d)| d + 1) };
+        let depth = had.map_or(1, |(_, d)| d + 1);
         self.got.insert((host, index), (now, depth));
         self.depths.push(depth);
         if let Some(seeded) = self.seeded.get(&index) {
             self.from_seed.push(now.saturating_sub(*seeded));
         }
         if let (Some(asked), Some(sent)) = (asked, sent) {
-            if let Some((had, _)) = had.filter(|_| from != 0) {
+            if let Some((had, _)) = had {
                 self.waited.push(asked.saturating_sub(had));
             }
             self.queued.push(sent.saturating_sub(asked));
