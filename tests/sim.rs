@@ -67,6 +67,21 @@ fn mixed_uplinks_churn_and_liars() {
     assert_eq!(field(last_line(&out), "unfinished"), 0.0, "every honest peer finishes beside them: {out}");
 }
 
+/// A chunk that takes longer on the link than the core's `SLOT_IDLE` (5 s)
+/// is an honest transfer: its sender's core hears the bytes leave while it
+/// is sent, as in the daemons. Told only once a whole chunk had left, the
+/// seed took every slot back after 5 s (here one 2 MiB chunk takes 8 s on
+/// a 2 MiB/s uplink split 8 ways) and no peer ever got a chunk.
+#[test]
+fn chunks_slower_than_the_slot_idle_time_still_arrive() {
+    let out =
+        sim(&["--peers", "8", "--size", "64M", "--chunk-size", "2M", "--classes", "50%:2M,50%:1M", "--seed-up", "2M"]);
+    let json = last_line(&out);
+    assert_eq!(field(json, "unfinished"), 0.0, "every peer finishes: {out}");
+    assert!(field(json, "first_chunk_max") > 5.0, "a first chunk took longer than SLOT_IDLE: {json}");
+    assert!(field(json, "ratio") >= 1.0, "{json}");
+}
+
 #[test]
 fn bad_values_are_refused_with_one_line() {
     for args in [

@@ -79,6 +79,11 @@ impl Links {
         self.flows[flow.0].busy
     }
 
+    /// The flows sending a frame on `host`'s uplink.
+    pub fn sending(&self, host: HostId) -> &[FlowId] {
+        &self.sending[host]
+    }
+
     /// The flow starts sending a frame of `bytes`.
     pub fn start(&mut self, now: Nanos, flow: FlowId, bytes: u64, out: &mut Vec<Completion>) {
         let f = &mut self.flows[flow.0];

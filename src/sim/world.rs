@@ -7,7 +7,9 @@
 //! scenario and seed replay to the event. A connection is two flows; frames
 //! on a flow arrive in order after the path's latency. Only Chunk frames take
 //! link capacity: the control frames (Have, Request, ...) pass at once but
-//! never overtake a chunk queued before them.
+//! never overtake a chunk queued before them. While a chunk is on the link
+//! its sender's core hears its bytes leave (`handle_written`), as the
+//! daemons' core hears it whenever the kernel takes bytes.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -26,6 +28,14 @@ use crate::peer::torrent::Goal;
 use crate::tracker::machine::{Config as TrackerConfig, Tracker};
 use crate::wire::peer::{chunk_frame_index, Message, RejectReason, MAX_PEER_FRAME};
 use crate::wire::split_frame;
+
+/// How often a core hears `handle_written` for each connection whose chunk
+/// is on the link. The daemons hear it whenever the kernel takes bytes,
+/// every few milliseconds on a moving stream; one event per sending host
+/// per period keeps the events few, and it is well under the shortest rule
+/// that reads it (a queue that takes nothing for `ASK_IDLE`, 500 ms, is
+/// passed over; for `SLOT_IDLE`, 5 s, closed).
+const PROGRESS: Nanos = 100_000_000;
 
 /// The tracker's address; hosts are 10.x.y.z:6881.
 pub const TRACKER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 255, 255, 254)), 6969);
@@ -76,6 +86,8 @@ pub struct Host {
     /// Chunk bytes sent, in whole seconds of simulated time.
     pub sent_per_sec: Vec<u64>,
     timer: Option<Nanos>,
+    /// A `Progress` event is pending for its uplink.
+    ticking: bool,
 }
 
 impl Host {
@@ -113,6 +125,8 @@ enum Ev {
     Timer(usize),
     TrackerTimer,
     Sent(Completion),
+    /// Host `h`'s uplink is sending: its core hears of the bytes leaving.
+    Progress(usize),
     Deliver {
         conn: usize,
         to: usize,
@@ -233,6 +247,7 @@ impl World {
             uploaded: 0,
             sent_per_sec: Vec::new(),
             timer: None,
+            ticking: false,
         });
         self.by_addr.insert(addr, i);
         self.push(nanos(spec.arrive), Ev::Arrive(i));
@@ -324,6 +339,7 @@ impl World {
                 }
             }
             Ev::Sent(c) => self.sent(c),
+            Ev::Progress(h) => self.progress(h),
             Ev::Deliver { conn, to, frame } => self.deliver(conn, to, &frame),
             Ev::Syn(c) => self.syn(c),
             Ev::Established(c) => {
@@ -605,6 +621,15 @@ impl World {
                 self.links.start(self.now, flow, cost, &mut out);
                 self.schedule(&mut out);
                 self.completions = out;
+                // Its first bytes leave at once (the kernel takes them), then more every `PROGRESS`.
+                let h = self.conns[c].hosts[s];
+                let now = self.instant();
+                if let Some(core) = self.hosts[h].core.as_mut() {
+                    core.handle_written(now, ConnId(2 * c + s));
+                }
+                if !std::mem::replace(&mut self.hosts[h].ticking, true) {
+                    self.push(self.now + PROGRESS, Ev::Progress(h));
+                }
                 return;
             }
             let Some((frame, _)) = self.conns[c].queues[s].pop_front() else { break };
@@ -651,6 +676,25 @@ impl World {
         self.transmit(conn, s);
         self.pump(conn, s);
         self.after(from);
+    }
+
+    /// Host `h`'s core hears that bytes left on each connection whose chunk
+    /// is on its uplink; again after `PROGRESS` while any is.
+    fn progress(&mut self, h: usize) {
+        let now = self.instant();
+        let link = self.hosts[h].link;
+        if let Some(core) = self.hosts[h].core.as_mut() {
+            for &flow in self.links.sending(link) {
+                if self.links.rate(flow) > 0.0 {
+                    core.handle_written(now, ConnId(flow.0)); // flow 2c + s is side s of c: its ConnId
+                }
+            }
+        }
+        let sending = !self.links.sending(link).is_empty();
+        self.hosts[h].ticking = sending;
+        if sending {
+            self.push(self.now + PROGRESS, Ev::Progress(h));
+        }
     }
 
     /// Asks the core for more while the side's queue is below the send buffer.
