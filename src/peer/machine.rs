@@ -871,10 +871,14 @@ impl Machine {
         }
     }
 
+    /// Connections we may still dial for `id`: within `--max-peers-per-file`
+    /// and within our dials' share of it (`dial_share`).
     fn dial_room(&self, id: ContentId) -> usize {
         let used = self.torrents.get(&id).map_or(0, |t| t.conns);
         debug_assert_eq!(used, self.sessions.values().filter(|s| s.torrent == Some(id)).count());
-        self.config.max_peers.saturating_sub(used)
+        let dialled = self.sessions.values().filter(|s| s.torrent == Some(id) && s.outbound).count();
+        let max = self.config.max_peers;
+        max.saturating_sub(used).min(room::dial_share(max).saturating_sub(dialled))
     }
 
     fn dial(&mut self, now: Instant) {
@@ -883,7 +887,7 @@ impl Machine {
             let room = self.dial_room(id);
             let Some(t) = self.torrents.get_mut(&id) else { continue };
             let penalties = &self.penalties;
-            let addrs = t.to_dial(now, room, |a| penalties.banned_until(a.ip(), now));
+            let addrs = t.to_dial(now, room, &mut self.rng, |a| penalties.banned_until(a.ip(), now));
             if addrs.is_empty() && t.conns == 0 && t.stage == Stage::Downloading {
                 // Nobody to trade with and nobody to try now: ask the tracker
                 // for more soon (1 s, doubling to the interval), not at the interval.

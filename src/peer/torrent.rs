@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::bitfield::Bitfield;
 use super::picker::Picker;
 use super::storage::Storage;
+use crate::common::rng::Rng;
 use crate::hash::ContentId;
 use crate::meta::FileMeta;
 
@@ -298,12 +299,15 @@ impl Torrent {
         }
     }
 
-    /// Addresses worth dialling now, at most `room`; each is marked active.
-    /// One whose address is refused for now (`banned_until`) waits until then.
+    /// Addresses worth dialling now, at most `room`, chosen at random (peers
+    /// that all dialled the lowest addresses they know would crowd the same
+    /// few); each is marked active. One whose address is refused for now
+    /// (`banned_until`) waits until then.
     pub fn to_dial(
         &mut self,
         now: Instant,
         room: usize,
+        rng: &mut Rng,
         banned_until: impl Fn(SocketAddr) -> Option<Instant>,
     ) -> Vec<SocketAddr> {
         if self.stage != Stage::Downloading || room == 0 {
@@ -323,7 +327,7 @@ impl Torrent {
         for (a, retry_at, failures) in deferred {
             self.remember(a, Known::Idle { retry_at, failures });
         }
-        ready.sort();
+        rng.shuffle(&mut ready);
         ready.truncate(room);
         for addr in &ready {
             self.mark_active(*addr);
@@ -425,6 +429,22 @@ mod tests {
 
     fn addr(n: u32) -> SocketAddr {
         SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n)), 6881)
+    }
+
+    #[test]
+    fn dials_go_to_known_addresses_at_random_not_the_lowest() {
+        let now = Instant::now();
+        let mut rng = Rng::new(7);
+        let known: Vec<SocketAddr> = (0..50).map(addr).collect();
+        let mut dialled = BTreeSet::new();
+        for _ in 0..4 {
+            let mut t = torrent(now);
+            t.learn(&known, now);
+            let picked = t.to_dial(now, 5, &mut rng, |_| None);
+            assert_eq!(picked.len(), 5);
+            dialled.extend(picked);
+        }
+        assert!(dialled.len() > 10, "four peers that know the same 50 spread their 20 dials: {}", dialled.len());
     }
 
     #[test]

@@ -413,6 +413,23 @@ fn callers_leave_room_for_our_own_dials() {
 }
 
 #[test]
+fn a_peer_dials_at_most_half_its_connections_so_later_peers_reach_it() {
+    let (t0, f, mut sw) = start(4);
+    let d = sw.peer(t0, &f, &[], |c| c.max_peers = 8);
+    let known: Vec<SocketAddr> = (1..=10).map(hand_addr).collect();
+    sw.blackholes.extend(&known); // dials that stay pending: each holds its place
+    sw.tracker_says.insert(d, known);
+    sw.run(t0);
+    assert_eq!(sw.dials.iter().filter(|x| x.host == d).count(), 4, "half of --max-peers-per-file");
+    let callers: Vec<ConnId> = (20..24).map(|n| sw.accept(t0, d, hand_addr(n))).collect();
+    for &c in &callers {
+        sw.greet(t0, d, c, &f, &[], None);
+    }
+    assert!(callers.iter().all(|c| !sw.closed.contains(&(d, *c))), "peers that arrive later are taken");
+    assert_eq!(sw.hosts[d].m.peers(), 4, "greeted: the callers; our dials are still pending");
+}
+
+#[test]
 fn requests_for_chunks_never_announced_or_without_a_slot_are_rejected() {
     let (t0, f, mut sw) = start(4);
     let a = sw.peer(t0, &f, &[0, 1], |c| c.slots = 1);
@@ -1014,10 +1031,11 @@ fn a_stalled_peer_is_dropped_and_its_chunks_go_to_another() {
     let staller = hand_addr(1);
     let (d, s) = (sw.peer(t0, &f, &[], |c| c.max_peers = 1), sw.peer(t0, &f, &f.all(), |_| {}));
     sw.listeners.push(staller);
-    sw.tracker_says.insert(d, vec![staller, addr(s)]); // one peer at a time: the staller first
+    sw.tracker_says.insert(d, vec![staller]); // one peer at a time: the staller first
     sw.run(t0);
     let c = sw.dialled(d, staller);
     sw.greet(t0, d, c, &f, &f.all(), Some(State::Available));
+    sw.tracker_says.insert(d, vec![staller, addr(s)]);
     let owed = of(&sw.said_on(d, c), Seen::Request);
     assert!(!owed.is_empty());
     assert!(sw.said(d, s).is_empty());
@@ -1025,6 +1043,9 @@ fn a_stalled_peer_is_dropped_and_its_chunks_go_to_another() {
     assert!(!sw.closed.contains(&(d, c)), "one tick before STALL");
     sw.run(t0 + secs(15));
     assert!(sw.closed.contains(&(d, c)), "nothing for STALL: dropped");
+    for n in 16..=30 {
+        sw.run(t0 + secs(n));
+    }
     let to_s = of(&sw.said(d, s), Seen::Request);
     assert!(owed.iter().all(|i| to_s.contains(i)), "its chunks went to the other peer");
     assert!(sw.holds_file(d, &f));
