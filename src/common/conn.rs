@@ -14,6 +14,10 @@ use crate::wire::{FrameLimit, FRAME_HEADER};
 
 /// Most bytes read per `read` call; the buffer grows to hold one whole frame at most.
 const READ_CHUNK: usize = 256 * 1024;
+/// The most capacity an empty write buffer keeps: one that held a chunk
+/// (up to 16 MiB) gives it back once sent, so every peer that was ever sent
+/// a chunk does not hold a chunk's worth of memory for good.
+const KEEP_WBUF: usize = 64 * 1024;
 /// First read size: a connection that sends small requests (or one byte at
 /// a time) costs this much, not `READ_CHUNK`. Doubles on every read that
 /// fills it, so a fast stream reaches `READ_CHUNK` within a few reads.
@@ -178,6 +182,9 @@ impl Conn {
         if self.wpos == self.wbuf.len() {
             self.wbuf.clear();
             self.wpos = 0;
+            if self.wbuf.capacity() > KEEP_WBUF {
+                self.wbuf = Vec::new(); // what a chunk grew it to goes back, not kept by an idle peer
+            }
         } else if self.wpos > self.wbuf.len() / 2 {
             self.wbuf.drain(..self.wpos);
             self.wpos = 0;

@@ -39,7 +39,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// wait in its queue. Small: bytes queued here are bytes whose sending can
 /// no longer be cancelled, and a Have or State waits behind them; the
 /// kernel's socket buffer keeps a fast stream going between refills.
-const LOW_WATER: usize = 256 * 1024;
+pub const LOW_WATER: usize = 256 * 1024;
 /// Bytes the kernel may hold unsent per socket (`TCP_NOTSENT_LOWAT`).
 /// Without a cap its send buffer grows to megabytes per connection: chunks
 /// already committed that a Cancel cannot stop, Haves and States stuck
