@@ -101,6 +101,19 @@ const ASK_IDLE: Duration = Duration::from_millis(500);
 const SLOT_IDLE: Duration = Duration::from_secs(5);
 /// Shares of the unsent-chunk budget beyond one per upload slot (see `budget`).
 const SPARE_SHARES: u64 = 2;
+/// While answers wait for the budget, a chunk may stay in a connection's
+/// queue this long, or as long as it takes at `MIN_DRAIN_RATE` if longer;
+/// then the connection is closed. A reader of a trickle (a byte a second
+/// keeps the 5 s rule quiet) would hold its share for good, and ten of them
+/// every upload of the process; an honest peer slower than that while others
+/// wait costs them more than it gains.
+const SHARE_HOLD: Duration = Duration::from_secs(30);
+const MIN_DRAIN_RATE: u64 = 32 * 1024;
+
+/// How long a chunk of `chunk_size` may stay queued while others wait for the budget.
+fn share_hold(chunk_size: u32) -> Duration {
+    SHARE_HOLD.max(Duration::from_secs(u64::from(chunk_size) / MIN_DRAIN_RATE))
+}
 
 /// The chunk bytes queued and not yet taken by the kernel that all
 /// connections together may hold, for a chunk of `chunk_size`: a chunk is
@@ -246,6 +259,9 @@ pub struct Machine {
     /// Of those, the bytes of connections we closed, until the shell says
     /// each is gone (its queue freed, or flushed after `CloseAfterFlush`).
     closing: BTreeMap<ConnId, u64>,
+    /// At the end of the last call some answer waited for the budget
+    /// (`share_hold` applies).
+    budget_short: bool,
     /// Creation time: earlier than any instant the buckets have seen.
     born: Instant,
     stopping: Option<Instant>,
@@ -277,6 +293,7 @@ impl Machine {
             turns: VecDeque::new(),
             unsent: 0,
             closing: BTreeMap::new(),
+            budget_short: false,
             rng,
             config,
             torrents: BTreeMap::new(),
@@ -589,7 +606,7 @@ impl Machine {
         #[cfg(debug_assertions)]
         {
             let ask = self.ask_idle();
-            let scan = self.sessions.values().map(|s| session_deadline(s, ask).0).min();
+            let scan = self.sessions.values().map(|s| session_deadline(s, ask, self.budget_short).0).min();
             debug_assert!(sessions.is_some() == scan.is_some() && sessions <= scan, "a session's timer is late");
         }
         let torrents = self.torrents.values().flat_map(|t| {
@@ -867,11 +884,12 @@ impl Machine {
             .iter()
             .filter_map(|&c| {
                 let s = self.sessions.get(&c)?;
-                let (at, why) = session_deadline(s, ask);
+                let (at, why) = session_deadline(s, ask, self.budget_short);
                 // An earlier reason due at the same time must not hide the idle or unread one.
                 let why = match () {
                     _ if now >= s.last_heard + IDLE => Why::Idle,
                     _ if unread(s, now) => Why::Unread,
+                    _ if self.budget_short && held_too_long(s, now) => Why::HeldShare,
                     _ => why,
                 };
                 (now >= at).then_some((c, why))
@@ -899,6 +917,9 @@ impl Machine {
                 }
                 // Its chunk holds a share of the budget for as long as it stays.
                 Why::Unread => self.close_non_reader(now, conn, "reads nothing of the chunk queued for it"),
+                Why::HeldShare => {
+                    self.close_non_reader(now, conn, "reads too slowly of the chunk queued for it while others wait")
+                }
                 Why::Overdue => self.overdue(now, conn),
                 // A chunk refused with Spread is asked again (respread).
                 Why::Respread => {}
@@ -1042,7 +1063,7 @@ impl Machine {
         }
         for &conn in &conns {
             let Some(s) = self.sessions.get_mut(&conn) else { continue };
-            let at = session_deadline(s, ask).0;
+            let at = session_deadline(s, ask, self.budget_short).0;
             let early = s.timer.is_some_and(|old| now < old && old <= at);
             if s.timer != Some(at) && !early {
                 if let Some(old) = s.timer.replace(at) {
@@ -1117,6 +1138,11 @@ impl Machine {
         while let Some(datagram) = self.announcer.poll_transmit() {
             self.outputs.push_back(Output::Datagram(datagram));
         }
+        let short = self.unsent > 0 && self.sessions.values().any(Session::waits_for_budget);
+        if short != self.budget_short {
+            self.budget_short = short;
+            self.all_touched = true; // every queue's hold time starts or stops counting
+        }
         self.retime(now);
     }
 }
@@ -1132,6 +1158,9 @@ enum Why {
     SlotIdle,
     /// A chunk is in its queue and nothing left the queue for `SLOT_IDLE`.
     Unread,
+    /// Answers wait for the budget and its oldest queued chunk has been
+    /// there longer than `share_hold`.
+    HeldShare,
     Idle,
     /// A chunk refused with `Spread` is asked of it again.
     Respread,
@@ -1149,7 +1178,8 @@ impl Machine {
     }
 }
 
-fn session_deadline(s: &Session, ask: Duration) -> (Instant, Why) {
+/// `short`: answers wait for the budget.
+fn session_deadline(s: &Session, ask: Duration, short: bool) -> (Instant, Why) {
     let idle = (s.last_heard + IDLE, Why::Idle);
     let respread = s.spread_to_us.iter().map(|(_, at)| (*at, Why::Respread)).min_by_key(|(at, _)| *at);
     let phase = match s.phase {
@@ -1162,13 +1192,19 @@ fn session_deadline(s: &Session, ask: Duration) -> (Instant, Why) {
     };
     let overdue = overdue_at(s).map(|at| (at, Why::Overdue));
     let unread = (!s.unsent.is_empty()).then(|| (s.last_sent + SLOT_IDLE, Why::Unread));
-    [phase, overdue, respread, unread].into_iter().flatten().fold(idle, |a, b| if b.0 < a.0 { b } else { a })
+    let held = s.unsent.oldest().filter(|_| short).map(|at| (at + share_hold(s.chunk_size), Why::HeldShare));
+    [phase, overdue, respread, unread, held].into_iter().flatten().fold(idle, |a, b| if b.0 < a.0 { b } else { a })
 }
 
 /// Whether a chunk is in its queue and nothing left the queue for `SLOT_IDLE`
 /// (since that chunk or a later answer went in).
 fn unread(s: &Session, now: Instant) -> bool {
     !s.unsent.is_empty() && now >= s.last_sent + SLOT_IDLE
+}
+
+/// Whether its oldest queued chunk has been there longer than `share_hold`.
+fn held_too_long(s: &Session, now: Instant) -> bool {
+    s.unsent.oldest().is_some_and(|at| now >= at + share_hold(s.chunk_size))
 }
 
 /// When the requests a peer owes us count as far overdue: `OVERDUE_CHUNKS`

@@ -119,7 +119,7 @@ impl Peers {
         }
         // A chunk was queued: it counts as sent once the kernel has taken its last byte.
         if chunk > 0 {
-            self.unsent.entry(conn).or_default().push(net.queued_through(conn), chunk);
+            self.unsent.entry(conn).or_default().push(net.queued_through(conn), chunk, None);
         }
         self.carry_out(core, net, now);
     }

@@ -781,6 +781,50 @@ fn answers_waiting_for_the_budget_go_once_bytes_drain() {
     assert!(sw.is_open(s, reader) && sw.is_open(s, slow));
 }
 
+/// The same, but the two read a byte a second of their queues: not idle,
+/// yet they would keep the budget for good. While the reader's answers wait,
+/// a chunk may stay queued `share_hold` (30 s for chunks under 1 MiB): then
+/// they are closed and the reader is served. With nobody waiting, a slow
+/// reader keeps its chunk as long as it reads.
+#[test]
+fn readers_of_a_trickle_keep_their_share_of_the_budget_only_so_long_while_others_wait() {
+    let (t0, f, mut sw) = start(120);
+    let (s, slow, reader) = budget_taken_by_two_non_readers(t0, &f, &mut sw);
+    let hold = share_hold(MIN_CHUNK);
+    assert_eq!(hold, SHARE_HOLD);
+    for n in 1..=hold.as_secs() {
+        let now = t0 + secs(n) - ms(1);
+        for c in slow {
+            sw.hosts[s].m.handle_written(now, c, 100 + n); // a byte a second
+        }
+        sw.run(now);
+    }
+    assert!(slow.iter().all(|&c| sw.is_open(s, c)), "one tick before the hold time");
+    assert_eq!(of(&sw.said_on(s, reader), Seen::Chunk), [] as [u32; 0]);
+    sw.run(t0 + hold);
+    assert!(slow.iter().all(|c| sw.closed.contains(&(s, *c))), "they held their share too long while others waited");
+    assert_eq!(of(&sw.said_on(s, reader), Seen::Chunk), [85, 86, 87, 88]);
+}
+
+/// With nobody waiting for the budget, a peer reading a byte a second keeps
+/// its queued chunks as long as it reads (it is only slow).
+#[test]
+fn a_reader_of_a_trickle_keeps_its_chunks_while_nobody_waits_for_the_budget() {
+    let (t0, f, mut sw) = start(12);
+    let s = sw.peer(t0, &f, &f.all(), |c| c.slots = 2);
+    sw.run(t0);
+    let slow = sw.accept(t0, s, hand_addr(1));
+    sw.greet(t0, s, slow, &f, &[], None);
+    sw.unread.insert((s, slow));
+    ask(&mut sw, t0, s, slow, 0..4);
+    for n in 1..=100 {
+        sw.hosts[s].m.handle_written(t0 + secs(n), slow, 100 + n);
+        sw.run(t0 + secs(n));
+    }
+    assert!(sw.is_open(s, slow));
+    assert_eq!(sw.unsent_chunks(s).len(), 4);
+}
+
 /// A non-reader closed for reading nothing calls back after its ban, holding
 /// no chunk: the slot goes to the other waiter, not to the peer furthest behind.
 #[test]

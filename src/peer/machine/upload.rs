@@ -85,7 +85,7 @@ impl Machine {
                 match put_chunk(out, index, |out| t.storage.read(offset, len, out)) {
                     Ok(()) => {
                         s.owed.pop_front();
-                        s.unsent.push(queued + (out.len() - start) as u64, len as u64);
+                        s.unsent.push(queued + (out.len() - start) as u64, len as u64, Some(now));
                         self.unsent += len as u64;
                         if self.up.rate().is_some() && matches!(s.owed.front(), Some(Answer::Chunk(_))) {
                             self.turns.push_back(conn);
