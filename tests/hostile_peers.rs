@@ -347,7 +347,7 @@ fn callers_of_many_files_cannot_fill_a_seeder() {
 /// to 524 MiB. Chunks are queued only within the process's budget of unsent
 /// chunk bytes, (8 slots + 2) x (4 MiB + 256 KiB), and a connection whose
 /// queue with a chunk in it moves nothing for 5 s is closed, freeing its
-/// share: the seeder peaks at 44 MiB, and the honest get beside them takes
+/// share: the seeder peaks at 49 MiB, and the honest get beside them takes
 /// 6 s (10 s before).
 #[test]
 fn callers_that_never_read_big_chunks_cannot_fill_a_seeder() {

@@ -501,6 +501,10 @@ impl Net {
         for (id, reason) in expired {
             self.mark_closing(id, reason);
         }
+        // The same scan gives back what idle write buffers grew to (a chunk).
+        for (_, c) in self.conns.iter_mut() {
+            c.shrink_idle(now);
+        }
     }
 }
 
