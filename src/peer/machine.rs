@@ -257,8 +257,9 @@ pub struct Machine {
     /// Chunk bytes queued on all connections and not yet taken by the kernel.
     unsent: u64,
     /// Of those, the bytes of connections we closed, until the shell says
-    /// each is gone (its queue freed, or flushed after `CloseAfterFlush`).
-    closing: BTreeMap<ConnId, u64>,
+    /// each is gone (its queue freed, or flushed after `CloseAfterFlush`),
+    /// and when one still flushing is closed outright (`share_hold` after).
+    closing: BTreeMap<ConnId, (u64, Option<Instant>)>,
     /// At the end of the last call some answer waited for the budget
     /// (`share_hold` applies).
     budget_short: bool,
@@ -469,7 +470,7 @@ impl Machine {
 
     /// The connection is gone (closed by either side, failed, idle).
     pub fn handle_closed(&mut self, now: Instant, conn: ConnId) {
-        if let Some(bytes) = self.closing.remove(&conn) {
+        if let Some((bytes, _)) = self.closing.remove(&conn) {
             self.unsent -= bytes;
             self.budget_freed();
         }
@@ -568,6 +569,11 @@ impl Machine {
             self.respread(now, &due);
             self.give_up(now);
             self.sweep(now);
+            // A connection left to flush that reads nothing would keep its share for good.
+            for (conn, (_, until)) in self.closing.iter_mut().filter(|(_, p)| p.1.is_some_and(|at| now >= at)) {
+                *until = None;
+                self.outputs.push_back(Output::Close(*conn));
+            }
         }
         self.settle(now);
     }
@@ -615,7 +621,9 @@ impl Machine {
         });
         let up = self.turns.front().and_then(|_| self.up.ready_at(self.born));
         let down = self.down.ready_at(self.born).filter(|_| self.wants_anything());
-        let mut next = torrents.chain([sessions, Some(self.next_rotation), announcer, up, down]).flatten().min();
+        let flushing = self.closing.values().filter_map(|p| p.1).min();
+        let mut next =
+            torrents.chain([sessions, Some(self.next_rotation), announcer, up, down, flushing]).flatten().min();
         // A redial counts only with room to dial, which takes a count: asked last.
         for t in self.torrents.values() {
             if let Some(retry) = t.next_retry().filter(|r| next.is_none_or(|n| *r < n)) {
@@ -837,7 +845,7 @@ impl Machine {
         let conns: Vec<ConnId> = self.sessions.iter().filter(|(_, s)| s.torrent == Some(id)).map(|(c, _)| *c).collect();
         // After what is queued (the chunk that met a seeding goal, a last Reject).
         for conn in conns {
-            self.park_unsent(conn);
+            self.park_unsent(now, conn);
             self.forget(conn);
             self.outputs.push_back(Output::CloseAfterFlush(conn));
         }
@@ -1008,7 +1016,7 @@ impl Machine {
 
     /// Closes `conn` and forgets it now, rather than when the shell reports it gone.
     fn disconnect(&mut self, now: Instant, conn: ConnId) {
-        self.park_unsent(conn);
+        self.park_unsent(now, conn);
         self.close(conn);
         self.on_closed(now, conn);
     }
@@ -1022,10 +1030,13 @@ impl Machine {
 
     /// The chunk bytes queued on `conn`, which we close, stay in the budget
     /// until the shell reports it gone: they are freed with its queue, or
-    /// sent first (`CloseAfterFlush`), not when we forget it.
-    fn park_unsent(&mut self, conn: ConnId) {
+    /// sent first (`CloseAfterFlush`, closed outright if that takes longer
+    /// than `share_hold`), not when we forget it.
+    fn park_unsent(&mut self, now: Instant, conn: ConnId) {
         if let Some(s) = self.sessions.get_mut(&conn).filter(|s| !s.unsent.is_empty()) {
-            *self.closing.entry(conn).or_default() += std::mem::take(&mut s.unsent).bytes();
+            let until = now + share_hold(s.chunk_size);
+            let parked = self.closing.entry(conn).or_insert((0, Some(until)));
+            parked.0 += std::mem::take(&mut s.unsent).bytes();
         }
     }
 

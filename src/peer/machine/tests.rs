@@ -825,6 +825,30 @@ fn a_reader_of_a_trickle_keeps_its_chunks_while_nobody_waits_for_the_budget() {
     assert_eq!(sw.unsent_chunks(s).len(), 4);
 }
 
+/// A file leaves (its seeding time is over) while a peer that reads nothing
+/// has chunks queued: its connection is left to flush, and its chunks stay
+/// in the budget until it is gone, closed outright after `share_hold`.
+#[test]
+fn a_connection_left_to_flush_that_reads_nothing_is_closed_after_the_hold_time() {
+    let (t0, f, mut sw) = start(12);
+    let s = sw.add_host(t0, |_| {});
+    sw.add_file(s, t0, &f, &f.all(), Goal::Until { idle: LONG, ratio: None, time: Some(secs(2)) });
+    sw.run(t0);
+    let never = sw.accept(t0, s, hand_addr(1));
+    sw.greet(t0, s, never, &f, &[], None);
+    sw.unread.insert((s, never));
+    ask(&mut sw, t0, s, never, 0..2);
+    sw.run(t0 + secs(2));
+    assert_eq!(sw.hosts[s].m.files().count(), 0, "the file left");
+    assert_eq!(sw.hosts[s].m.unsent, 2 * CHUNK as u64, "its chunks still count");
+    let at = t0 + secs(2) + share_hold(MIN_CHUNK);
+    sw.run(at - ms(1));
+    assert!(sw.is_open(s, never), "left to flush");
+    sw.run(at);
+    assert!(sw.closed.contains(&(s, never)), "closed outright");
+    assert_eq!(sw.hosts[s].m.unsent, 0);
+}
+
 /// A non-reader closed for reading nothing calls back after its ban, holding
 /// no chunk: the slot goes to the other waiter, not to the peer furthest behind.
 #[test]
