@@ -337,3 +337,96 @@ fn callers_of_many_files_cannot_fill_a_seeder() {
     assert!(held <= 128, "{held} callers held over all files (at most 128)");
     drop((idle, framing));
 }
+
+/// A seeder of 4 files of 4 MiB chunks and 128 callers (the most it holds)
+/// from four addresses, each asking for one chunk until the chunk starts to
+/// arrive (it peeks, it never reads; a small receive window keeps what is
+/// sent in the seeder's memory, not the kernel's). Each one given a slot has
+/// its chunk queued, asks for nothing more, and gives the slot back within
+/// 500 ms while others wait, keeping the chunk queued: that took the seeder
+/// to 524 MiB. Chunks are queued only within the process's budget of unsent
+/// chunk bytes, (8 slots + 2) x (4 MiB + 256 KiB), and a connection whose
+/// queue with a chunk in it moves nothing for 5 s is closed, freeing its
+/// share: the seeder peaks at 49 MiB, and the honest get beside them takes
+/// 6 s (10 s before).
+#[test]
+fn callers_that_never_read_big_chunks_cannot_fill_a_seeder() {
+    use lmk::peer::bitfield::Bitfield;
+    use lmk::wire::peer::Message;
+    use std::io::{Read, Write};
+    use std::net::{Ipv4Addr, TcpStream};
+    const FILES: usize = 4;
+    const PER_FILE: usize = 32;
+    const CHUNK_SIZE: u32 = 4 << 20;
+    /// How long the attack goes on: long enough for every caller to be given
+    /// a slot in turn (16 rounds of 8 slots, 500 ms each) before.
+    const ATTACK: Duration = Duration::from_secs(15);
+    raise_nofile(1024);
+    let tmp = TempDir::new("bigchunks");
+    let dir = tmp.sub("src");
+    let srcs: Vec<_> = (0..FILES)
+        .map(|n| random_file(&dir, &format!("b{n}.bin"), 2 * CHUNK_SIZE as usize - 11 * n - 1, 70 + n as u64))
+        .collect();
+    let (_tracker, addr) = start_tracker(INTERVAL, EXPIRY);
+    let (seeder, seeder_addr) = start_seeder(addr, &["--chunk-size", &CHUNK_SIZE.to_string()], &[&dir]);
+    for n in 0..FILES {
+        wait_listed(addr, &format!("b{n}.bin"), 1);
+    }
+    // Each caller with the request it repeats.
+    let mut callers: Vec<(TcpStream, Vec<u8>)> = Vec::new();
+    for src in &srcs {
+        let meta = file_meta(src, CHUNK_SIZE);
+        for n in 0..PER_FILE {
+            let from = Ipv4Addr::new(127, 0, 0, 9 + (n % 4) as u8);
+            let Ok(mut s) = connect_with_window(from, seeder_addr, Some(4096)) else { continue };
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut out = Vec::new();
+            Message::Hello { id: meta.content_id(), port: 0, nonce: 0xb16_0000 + callers.len() as u64 }
+                .encode(&mut out);
+            // Its Hello (35 + 4 bytes), then its Bitfield, or State Unavailable: no room.
+            let mut answer = [0u8; 39 + 6];
+            if s.write_all(&out).is_err() || s.read_exact(&mut answer).is_err() || answer[43] != 0x10 {
+                continue;
+            }
+            out.clear();
+            Message::Bitfield(Bitfield::new(meta.chunk_count()).as_bytes()).encode(&mut out);
+            let _ = s.write_all(&out);
+            s.set_nonblocking(true).unwrap();
+            let mut request = Vec::new();
+            Message::Request(n as u32 % meta.chunk_count()).encode(&mut request);
+            callers.push((s, request));
+        }
+    }
+    let started = std::time::Instant::now();
+    let out_dir = tmp.sub("out");
+    let mut leecher = spawn_leecher(addr, &["get", "b1.bin", "--out", out_dir.to_str().unwrap(), "--timeout", "30"]);
+    let (mut peak, mut got, mut served) = (0, None, 0);
+    let mut pending = vec![0u8; 65536];
+    while started.elapsed() < ATTACK {
+        // Ask again until the chunk starts to arrive (State and Rejects are a few bytes each).
+        served = 0;
+        for (s, request) in &mut callers {
+            if s.peek(&mut pending).unwrap_or(0) >= 2048 {
+                served += 1;
+            } else {
+                let _ = s.write_all(request);
+            }
+        }
+        peak = peak.max(seeder.peak_rss_kib());
+        if got.is_none() && leecher.try_exit().is_some() {
+            got = Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let result = leecher.finish(DOWNLOAD);
+    let peak = peak.max(seeder.peak_rss_kib());
+    let held = callers.iter_mut().map(|(s, _)| closed_by_peer(s)).filter(|closed| !closed).count();
+    eprintln!(
+        "{} callers of 4 MiB chunks that never read: {served} sent a chunk, {held} still held after {:.1?}; honest get done after {got:.1?}; seeder peak RSS {peak} KiB",
+        callers.len(),
+        started.elapsed()
+    );
+    assert_success(&result, "an honest get beside callers that never read");
+    assert_same_file(&srcs[1], &out_dir.join("b1.bin"));
+    assert!(peak < RSS_BOUND_KIB, "seeder peak RSS {peak} KiB, bound {RSS_BOUND_KIB} KiB");
+}

@@ -151,7 +151,8 @@ impl Peers {
             }
             PeerOp::Written { conn } => {
                 if let Some(c) = self.pick(conn, false) {
-                    self.sw.hosts[CORE].m.handle_written(now, c);
+                    let written = self.sw.queued_through(CORE, c);
+                    self.sw.hosts[CORE].m.handle_written(now, c, written);
                 }
             }
             PeerOp::Closed { conn } => {

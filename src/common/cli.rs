@@ -241,6 +241,7 @@ pub fn main<C, E: Failure>(
         return ExitCode::SUCCESS;
     }
     args.quiet = init_logging(&mut args);
+    super::alloc::map_large_buffers();
     match parse(args) {
         Ok(config) => match run(config) {
             Ok(()) => ExitCode::SUCCESS,

@@ -32,6 +32,7 @@ pub fn ip_block(ip: std::net::IpAddr) -> std::net::IpAddr {
 }
 
 pub mod admission;
+pub mod alloc;
 pub mod bar;
 pub mod cli;
 mod conn;

@@ -39,7 +39,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// wait in its queue. Small: bytes queued here are bytes whose sending can
 /// no longer be cancelled, and a Have or State waits behind them; the
 /// kernel's socket buffer keeps a fast stream going between refills.
-const LOW_WATER: usize = 256 * 1024;
+pub const LOW_WATER: usize = 256 * 1024;
 /// Bytes the kernel may hold unsent per socket (`TCP_NOTSENT_LOWAT`).
 /// Without a cap its send buffer grows to megabytes per connection: chunks
 /// already committed that a Cancel cannot stop, Haves and States stuck
@@ -500,6 +500,10 @@ impl Net {
             .collect();
         for (id, reason) in expired {
             self.mark_closing(id, reason);
+        }
+        // The same scan gives back what idle write buffers grew to (a chunk).
+        for (_, c) in self.conns.iter_mut() {
+            c.shrink_idle(now);
         }
     }
 }

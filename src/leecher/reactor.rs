@@ -218,8 +218,8 @@ impl Handler for Shell {
         Ok(())
     }
 
-    fn on_written(&mut self, _net: &mut Net, now: Instant, conn: ConnId, written: u64) {
-        self.peers.on_written(&mut self.core.peer, now, conn, written);
+    fn on_written(&mut self, net: &mut Net, now: Instant, conn: ConnId, written: u64) {
+        self.peers.on_written(&mut self.core.peer, net, now, conn, written);
     }
 
     fn on_read(&mut self, _net: &mut Net, _now: Instant, conn: ConnId, buffered: usize) {

@@ -96,8 +96,38 @@ const SPREAD_REFUSALS: usize = 2;
 /// downloader held back by its own `--down-limit` is not choked for it.
 const ASK_IDLE: Duration = Duration::from_millis(500);
 /// A slot holder whose queue drains nothing this long loses it (a non-reader,
-/// or a link too slow for one chunk in this time).
+/// or a link too slow for one chunk in this time); a connection with a chunk
+/// in its queue whose queue moves nothing this long is closed (it reads nothing).
 const SLOT_IDLE: Duration = Duration::from_secs(5);
+/// Shares of the unsent-chunk budget beyond one per upload slot (see `budget`).
+const SPARE_SHARES: u64 = 2;
+/// While answers wait for the budget, a chunk may stay in a connection's
+/// queue this long, or as long as it takes at `MIN_DRAIN_RATE` if longer;
+/// then the connection is closed. A reader of a trickle (a byte a second
+/// keeps the 5 s rule quiet) would hold its share for good, and ten of them
+/// every upload of the process; an honest peer slower than that while others
+/// wait costs them more than it gains.
+const SHARE_HOLD: Duration = Duration::from_secs(30);
+const MIN_DRAIN_RATE: u64 = 32 * 1024;
+
+/// How long a chunk of `chunk_size` may stay queued while others wait for the budget.
+fn share_hold(chunk_size: u32) -> Duration {
+    SHARE_HOLD.max(Duration::from_secs(u64::from(chunk_size) / MIN_DRAIN_RATE))
+}
+
+/// The chunk bytes queued and not yet taken by the kernel that all
+/// connections together may hold, for a chunk of `chunk_size`: a chunk is
+/// queued only within it, else its answer waits (the request stays owed)
+/// until bytes leave or a connection closes. A share is what one slot
+/// holder at full speed holds: the shell asks for more while its queue is
+/// under the low-water mark, so at most that mark plus one chunk. One share
+/// per slot and `SPARE_SHARES` more, for peers whose turn ended and still get
+/// what they asked before, so honest slot holders do not wait for it, while
+/// what callers that never read make us hold is this budget, not one chunk
+/// each (128 callers x 4 MiB chunks held 524 MiB; 10 x 4.25 = 42.5 MiB now).
+fn budget(slots: usize, chunk_size: u32) -> u64 {
+    (slots as u64 + SPARE_SHARES) * (u64::from(chunk_size) + crate::common::net::LOW_WATER as u64)
+}
 /// Peers asked of the tracker per announce while downloading.
 const NUM_WANT: i32 = 50;
 /// Ask the tracker again this soon while no peer is known at all.
@@ -132,9 +162,10 @@ pub const DEFAULT_SLOTS: usize = 8;
 /// Connections per file, by default.
 pub const DEFAULT_MAX_PEERS: usize = 50;
 /// Greeted callers over all files, by default: each may make us hold its
-/// queue (under the 256 KiB low-water mark plus one answer, a chunk if it
-/// ever held a slot) and a read buffer of a few KiB, so 128 of them hold
-/// about 48 MiB at 128 KiB chunks (README, Seeder and leecher limits).
+/// queue (under the 256 KiB low-water mark plus one answer) and a read
+/// buffer of a few KiB, about 33 MiB for 128 of them, and the chunk bytes
+/// of all queues are within `budget`: 3.75 MiB at 128 KiB chunks, 42.5 MiB
+/// at 4 MiB (README, Seeder and leecher limits).
 pub const DEFAULT_MAX_INBOUND: usize = 128;
 
 impl Default for Config {
@@ -223,6 +254,15 @@ pub struct Machine {
     /// Connections waiting for upload tokens, served in turn so that a
     /// limit is shared fairly (only used under `--up-limit`).
     turns: VecDeque<ConnId>,
+    /// Chunk bytes queued on all connections and not yet taken by the kernel.
+    unsent: u64,
+    /// Of those, the bytes of connections we closed, until the shell says
+    /// each is gone (its queue freed, or flushed after `CloseAfterFlush`),
+    /// and when one still flushing is closed outright (`share_hold` after).
+    closing: BTreeMap<ConnId, (u64, Option<Instant>)>,
+    /// At the end of the last call some answer waited for the budget
+    /// (`share_hold` applies).
+    budget_short: bool,
     /// Creation time: earlier than any instant the buckets have seen.
     born: Instant,
     stopping: Option<Instant>,
@@ -252,6 +292,9 @@ impl Machine {
             contended: false,
             born: now,
             turns: VecDeque::new(),
+            unsent: 0,
+            closing: BTreeMap::new(),
+            budget_short: false,
             rng,
             config,
             torrents: BTreeMap::new(),
@@ -384,9 +427,12 @@ impl Machine {
     }
 
     /// The connection's queue has room: append the next answer we owe.
-    pub fn handle_drained(&mut self, now: Instant, conn: ConnId, out: &mut Vec<u8>) {
+    /// `queued` is the stream offset just past the bytes queued on it so far
+    /// (those in `out` included), written or not: with it `handle_written`
+    /// tells when a chunk has left.
+    pub fn handle_drained(&mut self, now: Instant, conn: ConnId, queued: u64, out: &mut Vec<u8>) {
         self.touched.push(conn);
-        if self.answer(now, conn, out) {
+        if self.answer(now, conn, queued, out) {
             self.sweep(now); // the upload that meets a seeding goal ends it now
         }
         if std::mem::take(&mut self.turn_over) {
@@ -395,19 +441,39 @@ impl Machine {
         self.settle(now);
     }
 
-    /// The kernel took bytes of the connection's queue: it reads what we
-    /// send. A slot holder owed answers whose queue takes nothing for
-    /// `SLOT_IDLE` is closed (a reader that never reads).
-    pub fn handle_written(&mut self, now: Instant, conn: ConnId) {
+    /// The kernel took bytes of the connection's queue, `written` in all
+    /// since it opened: it reads what we send. A slot holder owed answers
+    /// whose queue takes nothing for `SLOT_IDLE` is closed (a reader that
+    /// never reads), and so is any connection with a chunk in its queue
+    /// that moves nothing that long. The chunks that left free their budget.
+    pub fn handle_written(&mut self, now: Instant, conn: ConnId, written: u64) {
         // Only later: its timer fires early once at worst, a no-op.
-        if let Some(s) = self.sessions.get_mut(&conn) {
-            s.last_sent = now;
-            s.unwritten = false;
+        let Some(s) = self.sessions.get_mut(&conn) else { return };
+        s.last_sent = now;
+        s.unwritten = false;
+        let gone = s.unsent.written(written);
+        self.unsent -= gone;
+        // A reader owed another chunk takes what its own chunk freed when its
+        // queue asks for more: answers waiting elsewhere (non-readers' among
+        // them) would otherwise take a reader's share each time it frees it.
+        if gone > 0 && !matches!(s.owed.front(), Some(Answer::Chunk(_))) {
+            self.budget_freed();
         }
+    }
+
+    /// Chunk bytes left the queues: the answers waiting for the budget are
+    /// asked for again (the first to fit goes).
+    fn budget_freed(&mut self) {
+        let waiting = self.sessions.iter().filter(|(_, s)| s.waits_for_budget());
+        self.outputs.extend(waiting.map(|(conn, _)| Output::Feed(*conn)));
     }
 
     /// The connection is gone (closed by either side, failed, idle).
     pub fn handle_closed(&mut self, now: Instant, conn: ConnId) {
+        if let Some((bytes, _)) = self.closing.remove(&conn) {
+            self.unsent -= bytes;
+            self.budget_freed();
+        }
         self.on_closed(now, conn);
         self.settle(now);
     }
@@ -503,6 +569,11 @@ impl Machine {
             self.respread(now, &due);
             self.give_up(now);
             self.sweep(now);
+            // A connection left to flush that reads nothing would keep its share for good.
+            for (conn, (_, until)) in self.closing.iter_mut().filter(|(_, p)| p.1.is_some_and(|at| now >= at)) {
+                *until = None;
+                self.outputs.push_back(Output::Close(*conn));
+            }
         }
         self.settle(now);
     }
@@ -541,7 +612,7 @@ impl Machine {
         #[cfg(debug_assertions)]
         {
             let ask = self.ask_idle();
-            let scan = self.sessions.values().map(|s| session_deadline(s, ask).0).min();
+            let scan = self.sessions.values().map(|s| session_deadline(s, ask, self.budget_short).0).min();
             debug_assert!(sessions.is_some() == scan.is_some() && sessions <= scan, "a session's timer is late");
         }
         let torrents = self.torrents.values().flat_map(|t| {
@@ -550,7 +621,9 @@ impl Machine {
         });
         let up = self.turns.front().and_then(|_| self.up.ready_at(self.born));
         let down = self.down.ready_at(self.born).filter(|_| self.wants_anything());
-        let mut next = torrents.chain([sessions, Some(self.next_rotation), announcer, up, down]).flatten().min();
+        let flushing = self.closing.values().filter_map(|p| p.1).min();
+        let mut next =
+            torrents.chain([sessions, Some(self.next_rotation), announcer, up, down, flushing]).flatten().min();
         // A redial counts only with room to dial, which takes a count: asked last.
         for t in self.torrents.values() {
             if let Some(retry) = t.next_retry().filter(|r| next.is_none_or(|n| *r < n)) {
@@ -772,6 +845,7 @@ impl Machine {
         let conns: Vec<ConnId> = self.sessions.iter().filter(|(_, s)| s.torrent == Some(id)).map(|(c, _)| *c).collect();
         // After what is queued (the chunk that met a seeding goal, a last Reject).
         for conn in conns {
+            self.park_unsent(now, conn);
             self.forget(conn);
             self.outputs.push_back(Output::CloseAfterFlush(conn));
         }
@@ -818,9 +892,14 @@ impl Machine {
             .iter()
             .filter_map(|&c| {
                 let s = self.sessions.get(&c)?;
-                let (at, why) = session_deadline(s, ask);
-                // An earlier reason due at the same time must not hide the idle one.
-                let why = if now >= s.last_heard + IDLE { Why::Idle } else { why };
+                let (at, why) = session_deadline(s, ask, self.budget_short);
+                // An earlier reason due at the same time must not hide the idle or unread one.
+                let why = match () {
+                    _ if now >= s.last_heard + IDLE => Why::Idle,
+                    _ if unread(s, now) => Why::Unread,
+                    _ if self.budget_short && held_too_long(s, now) => Why::HeldShare,
+                    _ => why,
+                };
                 (now >= at).then_some((c, why))
             })
             .collect();
@@ -841,10 +920,13 @@ impl Machine {
                 Why::SlotIdle => {
                     let Some(s) = self.sessions.get(&conn) else { continue };
                     if !s.owed.is_empty() && !self.turns.contains(&conn) {
-                        let ban = self.penalties.punish(s.addr.ip(), Offence::Stall, now);
-                        info!("{conn} {}: holds a slot and reads nothing; closed, refused for {ban:?}", s.addr);
-                        self.disconnect(now, conn);
+                        self.close_non_reader(now, conn, "holds a slot and reads nothing");
                     }
+                }
+                // Its chunk holds a share of the budget for as long as it stays.
+                Why::Unread => self.close_non_reader(now, conn, "reads nothing of the chunk queued for it"),
+                Why::HeldShare => {
+                    self.close_non_reader(now, conn, "reads too slowly of the chunk queued for it while others wait")
                 }
                 Why::Overdue => self.overdue(now, conn),
                 // A chunk refused with Spread is asked again (respread).
@@ -903,6 +985,23 @@ impl Machine {
         }
     }
 
+    /// Closes `conn`, which reads nothing of its queue, and refuses its
+    /// address for a while. The address's other connections wait behind
+    /// every other peer for a slot from now on: a crowd of non-readers from
+    /// one address does not go before a newcomer, each holding a share of the
+    /// budget of unsent chunks in turn.
+    fn close_non_reader(&mut self, now: Instant, conn: ConnId, what: &str) {
+        let Some(addr) = self.sessions.get(&conn).map(|s| s.addr) else { return };
+        let ban = self.penalties.punish(addr.ip(), Offence::Stall, now);
+        info!("{conn} {addr}: {what}; closed, refused for {ban:?}");
+        let block = crate::common::ip_block(addr.ip());
+        for s in self.sessions.values_mut().filter(|s| crate::common::ip_block(s.addr.ip()) == block) {
+            s.suspect = true;
+        }
+        self.all_touched = true;
+        self.disconnect(now, conn);
+    }
+
     fn violation(&mut self, now: Instant, conn: ConnId, what: &str) {
         self.violations += 1;
         if let Some(s) = self.sessions.get(&conn) {
@@ -921,6 +1020,7 @@ impl Machine {
 
     /// Closes `conn` and forgets it now, rather than when the shell reports it gone.
     fn disconnect(&mut self, now: Instant, conn: ConnId) {
+        self.park_unsent(now, conn);
         self.close(conn);
         self.on_closed(now, conn);
     }
@@ -932,9 +1032,25 @@ impl Machine {
         Some((s, t))
     }
 
+    /// The chunk bytes queued on `conn`, which we close, stay in the budget
+    /// until the shell reports it gone: they are freed with its queue, or
+    /// sent first (`CloseAfterFlush`, closed outright if that takes longer
+    /// than `share_hold`), not when we forget it.
+    fn park_unsent(&mut self, now: Instant, conn: ConnId) {
+        if let Some(s) = self.sessions.get_mut(&conn).filter(|s| !s.unsent.is_empty()) {
+            let until = now + share_hold(s.chunk_size);
+            let parked = self.closing.entry(conn).or_insert((0, Some(until)));
+            parked.0 += std::mem::take(&mut s.unsent).bytes();
+        }
+    }
+
     /// Removes a session and its timer.
     fn forget(&mut self, conn: ConnId) -> Option<Session> {
         let s = self.sessions.remove(&conn)?;
+        if !s.unsent.is_empty() {
+            self.unsent -= s.unsent.bytes(); // the shell dropped its queue
+            self.budget_freed();
+        }
         if let Some(t) = s.torrent.and_then(|id| self.torrents.get_mut(&id)) {
             t.conns = t.conns.saturating_sub(1);
         }
@@ -962,7 +1078,7 @@ impl Machine {
         }
         for &conn in &conns {
             let Some(s) = self.sessions.get_mut(&conn) else { continue };
-            let at = session_deadline(s, ask).0;
+            let at = session_deadline(s, ask, self.budget_short).0;
             let early = s.timer.is_some_and(|old| now < old && old <= at);
             if s.timer != Some(at) && !early {
                 if let Some(old) = s.timer.replace(at) {
@@ -1037,6 +1153,11 @@ impl Machine {
         while let Some(datagram) = self.announcer.poll_transmit() {
             self.outputs.push_back(Output::Datagram(datagram));
         }
+        let short = self.unsent > 0 && self.sessions.values().any(Session::waits_for_budget);
+        if short != self.budget_short {
+            self.budget_short = short;
+            self.all_touched = true; // every queue's hold time starts or stops counting
+        }
         self.retime(now);
     }
 }
@@ -1050,6 +1171,11 @@ enum Why {
     /// Its requests are far overdue (`overdue_at`).
     Overdue,
     SlotIdle,
+    /// A chunk is in its queue and nothing left the queue for `SLOT_IDLE`.
+    Unread,
+    /// Answers wait for the budget and its oldest queued chunk has been
+    /// there longer than `share_hold`.
+    HeldShare,
     Idle,
     /// A chunk refused with `Spread` is asked of it again.
     Respread,
@@ -1067,7 +1193,8 @@ impl Machine {
     }
 }
 
-fn session_deadline(s: &Session, ask: Duration) -> (Instant, Why) {
+/// `short`: answers wait for the budget.
+fn session_deadline(s: &Session, ask: Duration, short: bool) -> (Instant, Why) {
     let idle = (s.last_heard + IDLE, Why::Idle);
     let respread = s.spread_to_us.iter().map(|(_, at)| (*at, Why::Respread)).min_by_key(|(at, _)| *at);
     let phase = match s.phase {
@@ -1079,7 +1206,20 @@ fn session_deadline(s: &Session, ask: Duration) -> (Instant, Why) {
         Phase::Open => s.slot_idle_at(ask, SLOT_IDLE).map(|at| (at, Why::SlotIdle)),
     };
     let overdue = overdue_at(s).map(|at| (at, Why::Overdue));
-    [phase, overdue, respread].into_iter().flatten().fold(idle, |a, b| if b.0 < a.0 { b } else { a })
+    let unread = (!s.unsent.is_empty()).then(|| (s.last_sent + SLOT_IDLE, Why::Unread));
+    let held = s.unsent.oldest().filter(|_| short).map(|at| (at + share_hold(s.chunk_size), Why::HeldShare));
+    [phase, overdue, respread, unread, held].into_iter().flatten().fold(idle, |a, b| if b.0 < a.0 { b } else { a })
+}
+
+/// Whether a chunk is in its queue and nothing left the queue for `SLOT_IDLE`
+/// (since that chunk or a later answer went in).
+fn unread(s: &Session, now: Instant) -> bool {
+    !s.unsent.is_empty() && now >= s.last_sent + SLOT_IDLE
+}
+
+/// Whether its oldest queued chunk has been there longer than `share_hold`.
+fn held_too_long(s: &Session, now: Instant) -> bool {
+    s.unsent.oldest().is_some_and(|at| now >= at + share_hold(s.chunk_size))
 }
 
 /// When the requests a peer owes us count as far overdue: `OVERDUE_CHUNKS`

@@ -11,6 +11,7 @@ pub mod reactor;
 pub mod session;
 pub mod storage;
 pub mod torrent;
+pub mod unsent;
 
 /// What both command lines say about trading with peers.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,13 +2,14 @@
 //! peer connections and the core and carries out what the core asks. The
 //! seeder and leecher shells call these with the core they own.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use log::debug;
 
 use super::machine::{Machine, Output};
+use super::unsent::Unsent;
 use crate::common::net::{CloseReason, ConnId, Net};
 use crate::wire::peer::{Message, MAX_PEER_FRAME};
 use crate::wire::{split_frame, DecodeError, Frame};
@@ -18,9 +19,9 @@ pub struct Peers {
     /// Chunk bytes the kernel has taken, over all peer connections: what a
     /// status line may call sent (bytes merely queued die with the process).
     pub sent: u64,
-    /// Per connection, the chunks queued and not yet taken by the kernel:
-    /// the stream offset just past each and its chunk bytes.
-    unsent: BTreeMap<ConnId, VecDeque<(u64, u64)>>,
+    /// Per connection, the chunks queued and not yet taken by the kernel
+    /// (kept here too: a connection closing after its flush is no longer the core's).
+    unsent: BTreeMap<ConnId, Unsent>,
     /// Connections being dialled, and to where.
     dialling: HashMap<ConnId, SocketAddr>,
     /// Addresses whose last dial failed, and why, so that a download that
@@ -110,29 +111,29 @@ impl Peers {
 
     pub fn on_drained(&mut self, core: &mut Machine, net: &mut Net, now: Instant, conn: ConnId) {
         let mut chunk = 0;
+        let queued = net.queued_through(conn);
         if let Some(out) = net.out(conn) {
             let start = out.len();
-            core.handle_drained(now, conn, out);
+            core.handle_drained(now, conn, queued, out);
             chunk = chunk_bytes(out.get(start..).unwrap_or_default());
         }
         // A chunk was queued: it counts as sent once the kernel has taken its last byte.
         if chunk > 0 {
-            self.unsent.entry(conn).or_default().push_back((net.queued_through(conn), chunk));
+            self.unsent.entry(conn).or_default().push(net.queued_through(conn), chunk, None);
         }
         self.carry_out(core, net, now);
     }
 
     /// The kernel has taken `written` bytes of `conn` in all.
-    pub fn on_written(&mut self, core: &mut Machine, now: Instant, conn: ConnId, written: u64) {
-        core.handle_written(now, conn);
-        let Some(queue) = self.unsent.get_mut(&conn) else { return };
-        while let Some(&(_, chunk)) = queue.front().filter(|(end, _)| *end <= written) {
-            self.sent += chunk;
-            queue.pop_front();
+    pub fn on_written(&mut self, core: &mut Machine, net: &mut Net, now: Instant, conn: ConnId, written: u64) {
+        core.handle_written(now, conn, written);
+        if let Some(queue) = self.unsent.get_mut(&conn) {
+            self.sent += queue.written(written);
+            if queue.is_empty() {
+                self.unsent.remove(&conn);
+            }
         }
-        if queue.is_empty() {
-            self.unsent.remove(&conn);
-        }
+        self.carry_out(core, net, now); // bytes left: answers waiting for the budget may go
     }
 
     pub fn on_closed(&mut self, core: &mut Machine, net: &mut Net, now: Instant, conn: ConnId, reason: CloseReason) {
@@ -177,25 +178,6 @@ fn chunk_bytes(appended: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_chunk_counts_as_sent_once_the_kernel_took_its_last_byte() {
-        let mut peers = Peers::new(SocketAddr::from(([127, 0, 0, 1], 1)));
-        let (a, b) = (ConnId(1), ConnId(2));
-        peers.unsent.insert(a, VecDeque::from([(1009, 1000), (2018, 1000)]));
-        peers.unsent.insert(b, VecDeque::from([(509, 500)]));
-        let now = Instant::now();
-        let mut core = Machine::new(crate::peer::machine::Config::default(), now);
-        let mut on_written = |peers: &mut Peers, conn, written| peers.on_written(&mut core, now, conn, written);
-        on_written(&mut peers, a, 1008);
-        assert_eq!(peers.sent, 0, "one byte of the chunk is still queued");
-        on_written(&mut peers, a, 1500);
-        assert_eq!(peers.sent, 1000);
-        on_written(&mut peers, a, 2018);
-        on_written(&mut peers, b, 9);
-        assert_eq!(peers.sent, 2000);
-        assert!(!peers.unsent.contains_key(&a), "nothing is kept for a drained connection");
-    }
 
     #[test]
     fn only_a_chunk_frame_counts_and_only_its_data() {

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::bitfield::Bitfield;
+use super::unsent::Unsent;
 use crate::hash::ContentId;
 use crate::wire::peer::{RejectReason, State};
 
@@ -83,8 +84,8 @@ pub struct Session {
     pub slot_since: Option<Instant>,
     /// Since when it has waited for a slot.
     pub waiting_since: Instant,
-    /// Its address misbehaved before it connected: it waits for a slot
-    /// behind every other peer.
+    /// Its address misbehaved (before it connected, or read nothing on
+    /// another connection since): it waits for a slot behind every other peer.
     pub suspect: bool,
     /// It lost its slot for asking nothing (and has asked nothing since):
     /// what it seems to lack may be chunks it got elsewhere and did not tell
@@ -99,6 +100,11 @@ pub struct Session {
     pub last_sent: Instant,
     /// A chunk went into its queue and no byte has left since (`handle_written`).
     pub unwritten: bool,
+    /// The chunk bytes in its queue, counted against the core's budget.
+    pub unsent: Unsent,
+    /// The chunk it is owed next waits for the budget: not its idleness, so
+    /// a slot holder keeps its slot meanwhile.
+    pub waits_budget: bool,
     /// We told it our State (after its Bitfield).
     pub told_state: bool,
     /// Chunks we refused it with `Spread`: a Have for each once the spread is over.
@@ -186,6 +192,8 @@ impl Session {
             last_request: now,
             last_sent: now,
             unwritten: false,
+            unsent: Unsent::default(),
+            waits_budget: false,
             told_state: false,
             spread: Vec::new(),
             spread_refusals: Vec::new(),
@@ -196,6 +204,11 @@ impl Session {
             sent_rate: Rate::new(now),
             timer: None,
         }
+    }
+
+    /// Whether the chunk it is owed next waits for the core's budget.
+    pub fn waits_for_budget(&self) -> bool {
+        self.waits_budget && matches!(self.owed.front(), Some(Answer::Chunk(_)))
     }
 
     /// Whether it holds every chunk (or did when it said so: a seed that
@@ -238,9 +251,10 @@ impl Session {
     }
 
     /// A slot holder that has asked for nothing for `ask`, or whose queue has
-    /// not drained for `drain`, is idle.
+    /// not drained for `drain`, is idle (not while its answer waits for the budget).
     pub fn active(&self, now: Instant, ask: Duration, drain: Duration) -> bool {
-        self.slot_idle_at(ask, drain).is_some_and(|at| now < at)
+        (self.slot_since.is_some() && self.waits_for_budget())
+            || self.slot_idle_at(ask, drain).is_some_and(|at| now < at)
     }
 
     /// Whether chunks wait in its queue and nothing has left it for `patience`:
@@ -249,9 +263,10 @@ impl Session {
         self.unwritten && now >= self.last_sent + patience
     }
 
-    /// When a slot holder becomes idle unless it asks or drains something.
+    /// When a slot holder becomes idle unless it asks or drains something
+    /// (none while its answer waits for the budget).
     pub fn slot_idle_at(&self, ask: Duration, drain: Duration) -> Option<Instant> {
-        let since = self.slot_since?;
+        let since = self.slot_since.filter(|_| !self.waits_for_budget())?;
         Some(match self.owed.is_empty() {
             true => self.last_request.max(since) + ask,
             false => self.last_sent.max(since) + drain,

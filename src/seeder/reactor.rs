@@ -222,8 +222,8 @@ impl Handler for Shell {
         self.carry_out(net, now);
     }
 
-    fn on_written(&mut self, _net: &mut Net, now: Instant, conn: ConnId, written: u64) {
-        self.peers.on_written(&mut self.core, now, conn, written);
+    fn on_written(&mut self, net: &mut Net, now: Instant, conn: ConnId, written: u64) {
+        self.peers.on_written(&mut self.core, net, now, conn, written);
     }
 
     fn on_closed(&mut self, net: &mut Net, now: Instant, conn: ConnId, reason: CloseReason) {

@@ -21,7 +21,7 @@ use crate::peer::bitfield::Bitfield;
 use crate::peer::machine::{Config, Event, Machine, Output};
 use crate::peer::torrent::Goal;
 use crate::tracker::machine::Tracker;
-use crate::wire::peer::{Message, MAX_PEER_FRAME};
+use crate::wire::peer::{chunk_frame_index, Message, MAX_PEER_FRAME};
 use crate::wire::split_frame;
 use crate::wire::udp::AnnounceRequest;
 use crate::wire::Frame;
@@ -92,11 +92,15 @@ struct End {
     dialling: bool,
     /// Bytes that arrived short of a whole frame.
     partial: Vec<u8>,
+    /// The stream offset just past the bytes it wrote.
+    queued: u64,
 }
 
 /// Bytes (or, `None`, a close once they are sent) a connection's end wrote.
 struct Write {
     from: (usize, ConnId),
+    /// The stream offset just past these bytes.
+    end: u64,
     bytes: Option<Vec<u8>>,
 }
 
@@ -187,7 +191,7 @@ impl Harness {
         for key in [(a, ca), (b, cb)] {
             self.gone.remove(&key);
         }
-        let end = |far, dialling| End { far, limit: MAX_PEER_FRAME, dialling, partial: Vec::new() };
+        let end = |far, dialling| End { far, limit: MAX_PEER_FRAME, dialling, partial: Vec::new(), queued: 0 };
         self.ends.insert((a, ca), end((b, cb), dialling));
         self.ends.insert((b, cb), end((a, ca), false));
         (ca, cb)
@@ -319,7 +323,27 @@ impl Harness {
         if bytes.is_some() {
             self.dirty.insert((i, conn));
         }
-        self.wire.push_back(Write { from: (i, conn), bytes });
+        let end = self.advance(i, conn, bytes.as_ref().map_or(0, Vec::len));
+        self.wire.push_back(Write { from: (i, conn), end, bytes });
+    }
+
+    /// The stream offset of host `i`'s `conn` just past `len` more bytes it writes.
+    fn advance(&mut self, i: usize, conn: ConnId, len: usize) -> u64 {
+        self.ends.get_mut(&(i, conn)).map_or(0, |e| {
+            e.queued += len as u64;
+            e.queued
+        })
+    }
+
+    /// The chunks host `i` wrote that have not left its queues yet, and where.
+    pub fn unsent_chunks(&self, i: usize) -> Vec<(ConnId, u32)> {
+        let chunk = |w: &Write| Some((w.from.1, chunk_frame_index(w.bytes.as_deref()?)?));
+        self.wire.iter().filter(|w| w.from.0 == i).filter_map(chunk).collect()
+    }
+
+    /// The stream offset just past what host `i` wrote on `conn`.
+    pub fn queued_through(&self, i: usize, conn: ConnId) -> u64 {
+        self.ends.get(&(i, conn)).map_or(0, |e| e.queued)
     }
 
     /// What a shell does after a batch: feeds every touched connection until
@@ -341,9 +365,11 @@ impl Harness {
     /// One `handle_drained` on host `i`'s `conn`; what it gave goes on the wire.
     pub fn feed(&mut self, now: Instant, i: usize, conn: ConnId) -> bool {
         let mut frames = Vec::new();
-        let fed = shell::feed(&mut self.hosts[i].m, now, conn, |frame| frames.push(frame.to_vec()));
+        let queued = self.queued_through(i, conn);
+        let fed = shell::feed(&mut self.hosts[i].m, now, conn, queued, |frame| frames.push(frame.to_vec()));
         for frame in frames {
-            self.wire.push_back(Write { from: (i, conn), bytes: Some(frame) });
+            let end = self.advance(i, conn, frame.len());
+            self.wire.push_back(Write { from: (i, conn), end, bytes: Some(frame) });
         }
         fed
     }
@@ -361,9 +387,9 @@ impl Harness {
     }
 
     fn send(&mut self, now: Instant, at: usize) {
-        let Some(Write { from, bytes }) = self.wire.remove(at) else { return };
+        let Some(Write { from, end, bytes }) = self.wire.remove(at) else { return };
         if let (Some(host), Some(_)) = (self.hosts.get_mut(from.0), &bytes) {
-            host.m.handle_written(now, from.1); // its bytes left the queue, as the kernel takes them
+            host.m.handle_written(now, from.1, end); // its bytes left the queue, as the kernel takes them
         }
         match bytes {
             Some(bytes) => self.arrive(now, from, &bytes),

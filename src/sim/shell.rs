@@ -31,11 +31,12 @@ pub fn hand_over(core: &mut Machine, now: Instant, conn: ConnId, frame: &[u8], l
     Some(chunk)
 }
 
-/// Asks `core` once for more on a drained `conn`; calls `send` with each
-/// whole frame it gave. False if it had nothing.
-pub fn feed(core: &mut Machine, now: Instant, conn: ConnId, mut send: impl FnMut(&[u8])) -> bool {
+/// Asks `core` once for more on a drained `conn`, whose stream so far ends
+/// at offset `queued`; calls `send` with each whole frame it gave. False if
+/// it had nothing.
+pub fn feed(core: &mut Machine, now: Instant, conn: ConnId, queued: u64, mut send: impl FnMut(&[u8])) -> bool {
     let mut out = Vec::new();
-    core.handle_drained(now, conn, &mut out);
+    core.handle_drained(now, conn, queued, &mut out);
     let mut rest = &out[..];
     while let Ok(Some((_, used))) = split_frame(rest, MAX_PEER_FRAME) {
         let (frame, tail) = rest.split_at(used);

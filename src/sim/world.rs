@@ -107,10 +107,13 @@ impl Host {
 struct Conn {
     hosts: [usize; 2],
     flows: [FlowId; 2],
-    /// Frames not yet sent on each side's flow: bytes and their wire cost.
-    queues: [VecDeque<(Vec<u8>, u64)>; 2],
+    /// Frames not yet sent on each side's flow: bytes, their wire cost and
+    /// the stream offset just past them.
+    queues: [VecDeque<(Vec<u8>, u64, u64)>; 2],
     /// Bytes queued per side, the head frame whole.
     queued: [u64; 2],
+    /// The stream offset just past what each side's core wrote.
+    through: [u64; 2],
     open: [bool; 2],
     /// The core wants `handle_drained` calls on that side.
     feed: [bool; 2],
@@ -524,6 +527,7 @@ impl World {
             flows,
             queues: [VecDeque::new(), VecDeque::new()],
             queued: [0, 0],
+            through: [0, 0],
             open: [true, target.is_some()],
             feed: [false, false],
             flush_close: [false, false],
@@ -571,10 +575,18 @@ impl World {
         if !self.conns[c].open[s] {
             return;
         }
-        // A staller's chunks never leave; a rejecter says it does not hold them.
+        self.conns[c].through[s] += frame.len() as u64;
+        let end = self.conns[c].through[s];
+        // A staller's chunks never leave (its core is told they did); a rejecter says it does not hold them.
         let mut frame = frame;
         match (chunk_frame_index(&frame), self.hosts[self.conns[c].hosts[s]].hostile) {
-            (Some(_), Some(Hostile::Staller)) => return,
+            (Some(_), Some(Hostile::Staller)) => {
+                let now = self.instant();
+                if let Some(core) = self.hosts[self.conns[c].hosts[s]].core.as_mut() {
+                    core.handle_written(now, conn, end);
+                }
+                return;
+            }
             (Some(index), Some(Hostile::Rejecter)) => {
                 frame.clear();
                 Message::Reject { index, reason: RejectReason::NotHeld }.encode(&mut frame);
@@ -599,7 +611,7 @@ impl World {
         }
         let conn = &mut self.conns[c];
         conn.queued[s] += cost;
-        conn.queues[s].push_back((frame, cost));
+        conn.queues[s].push_back((frame, cost, end));
         if !self.links.is_busy(conn.flows[s]) {
             self.transmit(c, s);
         }
@@ -611,7 +623,7 @@ impl World {
         let delay = self.delay(self.conns[c].hosts[0], self.conns[c].hosts[1]);
         let to = 1 - s;
         let reads = self.hosts[self.conns[c].hosts[to]].hostile != Some(Hostile::NonReader);
-        while let Some((_, cost)) = self.conns[c].queues[s].front() {
+        while let Some((_, cost, _)) = self.conns[c].queues[s].front() {
             if *cost > 0 && !reads {
                 return; // a non-reader's chunks, and what follows them, wait for good
             }
@@ -632,7 +644,7 @@ impl World {
                 }
                 return;
             }
-            let Some((frame, _)) = self.conns[c].queues[s].pop_front() else { break };
+            let Some((frame, ..)) = self.conns[c].queues[s].pop_front() else { break };
             self.push_after(delay, Ev::Deliver { conn: c, to, frame });
         }
         if self.conns[c].flush_close[s] {
@@ -658,7 +670,7 @@ impl World {
         self.links.finish(self.now, done.flow, &mut out);
         self.schedule(&mut out);
         self.completions = out;
-        let Some((frame, cost)) = self.conns[conn].queues[s].pop_front() else { return };
+        let Some((frame, cost, end)) = self.conns[conn].queues[s].pop_front() else { return };
         self.conns[conn].queued[s] -= cost;
         let from = self.conns[conn].hosts[s];
         let sec = (self.now / 1_000_000_000) as usize;
@@ -669,7 +681,7 @@ impl World {
         per_sec[sec] += cost;
         let now = self.instant();
         if let Some(core) = self.hosts[from].core.as_mut() {
-            core.handle_written(now, ConnId(2 * conn + s));
+            core.handle_written(now, ConnId(2 * conn + s), end);
         }
         let delay = self.delay(self.conns[conn].hosts[0], self.conns[conn].hosts[1]);
         self.push_after(delay, Ev::Deliver { conn, to: 1 - s, frame });
@@ -704,7 +716,8 @@ impl World {
         while self.conns[c].open[s] && self.conns[c].feed[s] && self.conns[c].queued[s] < self.sndbuf {
             let Some(core) = self.hosts[h].core.as_mut() else { return };
             let mut frames = Vec::new();
-            if !shell::feed(core, now, ConnId(2 * c + s), |frame| frames.push(frame.to_vec())) {
+            let queued = self.conns[c].through[s];
+            if !shell::feed(core, now, ConnId(2 * c + s), queued, |frame| frames.push(frame.to_vec())) {
                 self.conns[c].feed[s] = false;
                 break;
             }

@@ -883,6 +883,13 @@ pub fn raise_nofile(n: u64) {
 /// A TCP connection to `to` from the loopback address `src` (any of
 /// 127.0.0.0/8), so a test can be many clients for a per-IP cap.
 pub fn connect_from(src: std::net::Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    connect_with_window(src, to, None)
+}
+
+/// `connect_from` with a receive buffer of `rcvbuf` bytes set before the
+/// handshake: a caller that never reads then leaves what is sent to it in
+/// the sender's memory, not in the kernel's buffers (up to 32 MiB here).
+pub fn connect_with_window(src: std::net::Ipv4Addr, to: SocketAddr, rcvbuf: Option<i32>) -> std::io::Result<TcpStream> {
     use std::os::fd::FromRawFd;
     let SocketAddr::V4(to) = to else { panic!("connect_from speaks IPv4") };
     let sockaddr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
@@ -900,6 +907,12 @@ pub fn connect_from(src: std::net::Ipv4Addr, to: SocketAddr) -> std::io::Result<
             return Err(std::io::Error::last_os_error());
         }
         let stream = TcpStream::from_raw_fd(fd);
+        if let Some(size) = rcvbuf {
+            let size_len = std::mem::size_of::<i32>() as libc::socklen_t;
+            if libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, (&size as *const i32).cast(), size_len) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
         let local = sockaddr(src, 0);
         if libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len) != 0 {
             return Err(std::io::Error::last_os_error());

@@ -65,6 +65,37 @@ fn emptied_queue_still_asks_for_more() {
     assert!(got[..100].iter().all(|&b| b == 1) && got[100..].iter().all(|&b| b == 2));
 }
 
+/// A write buffer that a large answer grew (a chunk) keeps its capacity
+/// while answers follow, and gives it back once empty for KEEP_IDLE.
+#[test]
+fn an_idle_write_buffer_gives_back_what_a_large_answer_grew_it_to() {
+    use crate::common::conn::KEEP_IDLE;
+    let mut net = Net::new().unwrap();
+    let addr = net.listen(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    let mut feeder = Feeder { conn: None, size: 200_000, feeds: 0, asked: 0 };
+    let now = Instant::now();
+    net.accept(&mut feeder, now, 0, FrameLimit::Any(64));
+    let conn = feeder.conn.expect("accepted");
+    net.finish_batch(&mut feeder, now);
+    client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    client.read_exact(&mut vec![0u8; 200_000]).unwrap();
+    let capacity = |net: &Net| net.conns.get(conn.0).unwrap().wbuf.capacity();
+    for _ in 0..100 {
+        if net.conns.get(conn.0).unwrap().queued() == 0 {
+            break;
+        }
+        net.mark_dirty(conn);
+        net.finish_batch(&mut feeder, now);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(capacity(&net) >= 200_000, "kept while it may be reused");
+    net.check_deadlines(now + KEEP_IDLE - Duration::from_millis(1));
+    assert!(capacity(&net) >= 200_000, "one tick before KEEP_IDLE");
+    net.check_deadlines(now + KEEP_IDLE);
+    assert_eq!(capacity(&net), 0, "given back once idle");
+}
+
 /// A handler that feeds only an empty queue (the tracker resumes reading
 /// a client once its answers are taken) is asked again after a write
 /// that empties the queue, even though it declined earlier in the pass.

@@ -69,6 +69,7 @@ impl Net {
             self.traffic.tcp_out += wrote as u64;
             if wrote > 0 {
                 c.last_active = now;
+                c.last_written = now;
                 let written = c.written;
                 handler.on_written(self, now, id, written);
             }

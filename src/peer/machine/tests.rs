@@ -3,6 +3,7 @@
 //! datagrams through a real tracker core, and peers played by hand where a
 //! test needs a liar, a staller or exact timing.
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::rc::Rc;
 
@@ -679,8 +680,9 @@ fn a_slot_holder_that_reads_nothing_is_closed_and_a_slow_reader_is_not() {
         sw.inject(t0, s, c, Message::Request(0));
     }
     assert_eq!(sw.hosts[s].m.slots_used(), 2);
-    let written = |sw: &mut Harness, now| {
-        sw.hosts[s].m.handle_written(now, slow);
+    let written = |sw: &mut Harness, now: Instant| {
+        let bytes = now.duration_since(t0).as_secs(); // a byte a second
+        sw.hosts[s].m.handle_written(now, slow, bytes);
         sw.run(now);
     };
     for n in 1..=4 {
@@ -697,6 +699,171 @@ fn a_slot_holder_that_reads_nothing_is_closed_and_a_slow_reader_is_not() {
     }
     assert!(sw.is_open(s, slow), "the slow reader stays");
     assert!(sw.hosts[s].m.sessions[&slow].slot_since.is_some(), "and keeps its slot");
+}
+
+/// The peer on host `i`'s `conn` asks for `chunks`, all in one write.
+fn ask(sw: &mut Harness, now: Instant, i: usize, conn: ConnId, chunks: std::ops::Range<u32>) {
+    let mut bytes = Vec::new();
+    chunks.for_each(|index| Message::Request(index).encode(&mut bytes));
+    sw.inject_bytes(now, i, conn, &bytes);
+}
+
+/// The chunk bytes host `i` has queued and not yet sent, over all its connections.
+fn unsent_bytes(sw: &Harness, i: usize, f: &TestFile) -> u64 {
+    sw.unsent_chunks(i).iter().map(|&(_, index)| u64::from(f.meta.chunk_len(index).unwrap())).sum()
+}
+
+/// Four slot holders ask for 50 chunks each and read nothing. The shell
+/// would take all 200 (this one has no low-water mark): chunks are queued
+/// only within the budget of unsent chunk bytes, and once the queues have
+/// moved nothing for SLOT_IDLE the non-readers are closed, freeing it.
+#[test]
+fn chunks_queued_for_peers_that_never_read_stay_within_the_budget() {
+    let (t0, f, mut sw) = start(200);
+    let s = sw.peer(t0, &f, &f.all(), |c| c.slots = 4);
+    sw.run(t0);
+    let callers: Vec<ConnId> = (1..=4).map(|n| sw.accept(t0, s, hand_addr(n))).collect();
+    for (k, &c) in callers.iter().enumerate() {
+        sw.greet(t0, s, c, &f, &[], None);
+        sw.unread.insert((s, c));
+        ask(&mut sw, t0, s, c, 50 * k as u32..50 * k as u32 + 50);
+    }
+    sw.run(t0 + ms(1));
+    let (queued, budget) = (unsent_bytes(&sw, s, &f), budget(4, MIN_CHUNK));
+    assert!(queued <= budget, "{queued} bytes of chunks queued, budget {budget}");
+    assert!(queued + CHUNK as u64 > budget, "{queued} bytes queued: the budget is used, not more");
+    let holding = |sw: &Harness| -> BTreeSet<ConnId> { sw.unsent_chunks(s).into_iter().map(|(c, _)| c).collect() };
+    let first = holding(&sw);
+    assert_eq!(first.len(), 3, "the fourth waits for the budget");
+    sw.run(t0 + SLOT_IDLE - ms(1));
+    assert!(callers.iter().all(|&c| sw.is_open(s, c)), "one tick before SLOT_IDLE");
+    sw.run(t0 + SLOT_IDLE);
+    assert!(first.iter().all(|c| sw.closed.contains(&(s, *c))), "their queues moved nothing for SLOT_IDLE");
+    let last: Vec<ConnId> = callers.iter().copied().filter(|c| !first.contains(c)).collect();
+    assert_eq!(holding(&sw).into_iter().collect::<Vec<_>>(), last, "the freed budget went to the one that waited");
+    assert!(unsent_bytes(&sw, s, &f) <= budget);
+    sw.run(t0 + SLOT_IDLE * 2);
+    assert!(callers.iter().all(|c| sw.closed.contains(&(s, *c))));
+    assert_eq!(sw.hosts[s].m.unsent, 0, "their chunks went with them");
+}
+
+/// A seed with 3 slots (a budget of 85 chunks of 16 KiB): two slot holders
+/// that read nothing take all of it; a reader asks for 4 chunks. Returns the
+/// seed, the two non-readers and the reader.
+fn budget_taken_by_two_non_readers(t0: Instant, f: &TestFile, sw: &mut Harness) -> (usize, [ConnId; 2], ConnId) {
+    let s = sw.peer(t0, f, &f.all(), |c| c.slots = 3);
+    sw.run(t0);
+    assert_eq!(budget(3, MIN_CHUNK), 85 * CHUNK as u64);
+    let never = [sw.accept(t0, s, hand_addr(1)), sw.accept(t0, s, hand_addr(2))];
+    for (c, chunks) in never.into_iter().zip([0..64, 64..85]) {
+        sw.greet(t0, s, c, f, &[], None);
+        sw.unread.insert((s, c));
+        ask(sw, t0, s, c, chunks);
+    }
+    let reader = sw.accept(t0, s, hand_addr(3));
+    sw.greet(t0, s, reader, f, &[], None);
+    ask(sw, t0, s, reader, 85..89);
+    sw.run(t0);
+    assert_eq!(unsent_bytes(sw, s, f), 85 * CHUNK as u64);
+    assert_eq!(of(&sw.said_on(s, reader), Seen::Chunk), [] as [u32; 0], "its answers wait for the budget");
+    (s, never, reader)
+}
+
+/// The non-readers' chunks hold the whole budget: the reader's answers wait
+/// (it keeps its slot meanwhile) until the non-readers are closed for
+/// SLOT_IDLE, then go at once, in order.
+#[test]
+fn answers_waiting_for_the_budget_go_once_the_non_readers_are_closed() {
+    let (t0, f, mut sw) = start(120);
+    let (s, never, reader) = budget_taken_by_two_non_readers(t0, &f, &mut sw);
+    sw.run(t0 + SLOT_IDLE - ms(1));
+    assert_eq!(of(&sw.said_on(s, reader), Seen::Chunk), [] as [u32; 0]);
+    assert!(sw.hosts[s].m.sessions[&reader].slot_since.is_some(), "waiting for the budget is not idleness");
+    sw.run(t0 + SLOT_IDLE);
+    assert!(never.iter().all(|c| sw.closed.contains(&(s, *c))));
+    assert_eq!(of(&sw.said_on(s, reader), Seen::Chunk), [85, 86, 87, 88], "served once the budget is free");
+    assert!(sw.is_open(s, reader));
+}
+
+/// The same, but one of the slow peers starts reading: its chunks leave, and
+/// the bytes they free go to the answers that waited.
+#[test]
+fn answers_waiting_for_the_budget_go_once_bytes_drain() {
+    let (t0, f, mut sw) = start(120);
+    let (s, [slow, _], reader) = budget_taken_by_two_non_readers(t0, &f, &mut sw);
+    sw.unread.remove(&(s, slow));
+    sw.run(t0 + secs(1));
+    assert_eq!(of(&sw.said_on(s, slow), Seen::Chunk).len(), 64, "it read all it was sent");
+    assert_eq!(of(&sw.said_on(s, reader), Seen::Chunk), [85, 86, 87, 88], "served as bytes left");
+    assert!(sw.is_open(s, reader) && sw.is_open(s, slow));
+}
+
+/// The same, but the two read a byte a second of their queues: not idle,
+/// yet they would keep the budget for good. While the reader's answers wait,
+/// a chunk may stay queued `share_hold` (30 s for chunks under 1 MiB): then
+/// they are closed and the reader is served. With nobody waiting, a slow
+/// reader keeps its chunk as long as it reads.
+#[test]
+fn readers_of_a_trickle_keep_their_share_of_the_budget_only_so_long_while_others_wait() {
+    let (t0, f, mut sw) = start(120);
+    let (s, slow, reader) = budget_taken_by_two_non_readers(t0, &f, &mut sw);
+    let hold = share_hold(MIN_CHUNK);
+    assert_eq!(hold, SHARE_HOLD);
+    for n in 1..=hold.as_secs() {
+        let now = t0 + secs(n) - ms(1);
+        for c in slow {
+            sw.hosts[s].m.handle_written(now, c, 100 + n); // a byte a second
+        }
+        sw.run(now);
+    }
+    assert!(slow.iter().all(|&c| sw.is_open(s, c)), "one tick before the hold time");
+    assert_eq!(of(&sw.said_on(s, reader), Seen::Chunk), [] as [u32; 0]);
+    sw.run(t0 + hold);
+    assert!(slow.iter().all(|c| sw.closed.contains(&(s, *c))), "they held their share too long while others waited");
+    assert_eq!(of(&sw.said_on(s, reader), Seen::Chunk), [85, 86, 87, 88]);
+}
+
+/// With nobody waiting for the budget, a peer reading a byte a second keeps
+/// its queued chunks as long as it reads (it is only slow).
+#[test]
+fn a_reader_of_a_trickle_keeps_its_chunks_while_nobody_waits_for_the_budget() {
+    let (t0, f, mut sw) = start(12);
+    let s = sw.peer(t0, &f, &f.all(), |c| c.slots = 2);
+    sw.run(t0);
+    let slow = sw.accept(t0, s, hand_addr(1));
+    sw.greet(t0, s, slow, &f, &[], None);
+    sw.unread.insert((s, slow));
+    ask(&mut sw, t0, s, slow, 0..4);
+    for n in 1..=100 {
+        sw.hosts[s].m.handle_written(t0 + secs(n), slow, 100 + n);
+        sw.run(t0 + secs(n));
+    }
+    assert!(sw.is_open(s, slow));
+    assert_eq!(sw.unsent_chunks(s).len(), 4);
+}
+
+/// A file leaves (its seeding time is over) while a peer that reads nothing
+/// has chunks queued: its connection is left to flush, and its chunks stay
+/// in the budget until it is gone, closed outright after `share_hold`.
+#[test]
+fn a_connection_left_to_flush_that_reads_nothing_is_closed_after_the_hold_time() {
+    let (t0, f, mut sw) = start(12);
+    let s = sw.add_host(t0, |_| {});
+    sw.add_file(s, t0, &f, &f.all(), Goal::Until { idle: LONG, ratio: None, time: Some(secs(2)) });
+    sw.run(t0);
+    let never = sw.accept(t0, s, hand_addr(1));
+    sw.greet(t0, s, never, &f, &[], None);
+    sw.unread.insert((s, never));
+    ask(&mut sw, t0, s, never, 0..2);
+    sw.run(t0 + secs(2));
+    assert_eq!(sw.hosts[s].m.files().count(), 0, "the file left");
+    assert_eq!(sw.hosts[s].m.unsent, 2 * CHUNK as u64, "its chunks still count");
+    let at = t0 + secs(2) + share_hold(MIN_CHUNK);
+    sw.run(at - ms(1));
+    assert!(sw.is_open(s, never), "left to flush");
+    sw.run(at);
+    assert!(sw.closed.contains(&(s, never)), "closed outright");
+    assert_eq!(sw.hosts[s].m.unsent, 0);
 }
 
 /// A non-reader closed for reading nothing calls back after its ban, holding
@@ -821,7 +988,8 @@ fn the_upload_bucket_paces_chunks_and_serves_downloaders_in_turn() {
     assert_eq!(served(&sw), [h1], "the first chunk overdraws the bucket");
     for (h, at) in [(h1, 100), (h2, 100), (h1, 249)] {
         let mut out = Vec::new();
-        sw.hosts[s].m.handle_drained(t0 + ms(at), h, &mut out);
+        let queued = sw.queued_through(s, h);
+        sw.hosts[s].m.handle_drained(t0 + ms(at), h, queued, &mut out);
         assert!(out.is_empty(), "nothing handed out while in debt");
     }
     for k in 1..8 {

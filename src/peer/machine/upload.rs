@@ -56,8 +56,9 @@ impl Machine {
         }
     }
 
-    /// Appends the next answer owed on `conn`; true if it changed a file's state.
-    pub(super) fn answer(&mut self, now: Instant, conn: ConnId, out: &mut Vec<u8>) -> bool {
+    /// Appends the next answer owed on `conn`, whose queue so far ends at
+    /// stream offset `queued`; true if it changed a file's state.
+    pub(super) fn answer(&mut self, now: Instant, conn: ConnId, queued: u64, out: &mut Vec<u8>) -> bool {
         self.touched.push(conn);
         let Some(s) = self.sessions.get_mut(&conn) else { return false };
         let Some(answer) = s.owed.front().copied() else { return false };
@@ -65,6 +66,11 @@ impl Machine {
         let reason = match answer {
             Answer::Reject(_, reason) => reason,
             Answer::Chunk(index) => {
+                let len = t.meta.chunk_len(index).unwrap_or(0) as usize;
+                s.waits_budget = self.unsent + len as u64 > budget(self.config.slots, t.meta.chunk_size());
+                if s.waits_budget {
+                    return false; // fed again when chunk bytes leave or a connection closes
+                }
                 if self.up.rate().is_some() {
                     if !self.turns.contains(&conn) {
                         self.turns.push_back(conn);
@@ -74,11 +80,13 @@ impl Machine {
                     }
                     self.turns.pop_front();
                 }
-                let len = t.meta.chunk_len(index).unwrap_or(0) as usize;
                 let offset = t.meta.chunk_offset(index);
+                let start = out.len();
                 match put_chunk(out, index, |out| t.storage.read(offset, len, out)) {
                     Ok(()) => {
                         s.owed.pop_front();
+                        s.unsent.push(queued + (out.len() - start) as u64, len as u64, Some(now));
+                        self.unsent += len as u64;
                         if self.up.rate().is_some() && matches!(s.owed.front(), Some(Answer::Chunk(_))) {
                             self.turns.push_back(conn);
                         }
@@ -155,7 +163,9 @@ impl Machine {
                 Some(Candidate {
                     conn: *c,
                     slot_since: s.slot_since,
-                    due: s.slot_since.is_some_and(|since| now.saturating_duration_since(since) >= ROTATION)
+                    // A suspect holder's turn is over as soon as another peer waits.
+                    due: s.suspect
+                        || s.slot_since.is_some_and(|since| now.saturating_duration_since(since) >= ROTATION)
                         || s.turn_sent >= turn_bytes(t.meta.chunk_size()),
                     interested: t.stage != Stage::Done && t.held().has_any_missing_from(theirs),
                     waiting_since: s.waiting_since,
