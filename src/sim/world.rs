@@ -636,8 +636,9 @@ impl World {
                 // Its first bytes leave at once (the kernel takes them), then more every `PROGRESS`.
                 let h = self.conns[c].hosts[s];
                 let now = self.instant();
+                let written = self.written_before(c, s);
                 if let Some(core) = self.hosts[h].core.as_mut() {
-                    core.handle_written(now, ConnId(2 * c + s));
+                    core.handle_written(now, ConnId(2 * c + s), written);
                 }
                 if !std::mem::replace(&mut self.hosts[h].ticking, true) {
                     self.push(self.now + PROGRESS, Ev::Progress(h));
@@ -690,16 +691,26 @@ impl World {
         self.after(from);
     }
 
+    /// Bytes of side `s` of connection `c` written in full: all before the
+    /// frame at the head of its queue (a chunk on the link counts once whole).
+    fn written_before(&self, c: usize, s: usize) -> u64 {
+        let conn = &self.conns[c];
+        conn.queues[s].front().map_or(conn.through[s], |(frame, _, end)| end - frame.len() as u64)
+    }
+
     /// Host `h`'s core hears that bytes left on each connection whose chunk
     /// is on its uplink; again after `PROGRESS` while any is.
     fn progress(&mut self, h: usize) {
         let now = self.instant();
         let link = self.hosts[h].link;
+        // Flow 2c + s is side s of c: its ConnId.
+        let moving: Vec<(usize, u64)> = (self.links.sending(link).iter())
+            .filter(|flow| self.links.rate(**flow) > 0.0)
+            .map(|flow| (flow.0, self.written_before(flow.0 / 2, flow.0 % 2)))
+            .collect();
         if let Some(core) = self.hosts[h].core.as_mut() {
-            for &flow in self.links.sending(link) {
-                if self.links.rate(flow) > 0.0 {
-                    core.handle_written(now, ConnId(flow.0)); // flow 2c + s is side s of c: its ConnId
-                }
+            for (conn, written) in moving {
+                core.handle_written(now, ConnId(conn), written);
             }
         }
         let sending = !self.links.sending(link).is_empty();
