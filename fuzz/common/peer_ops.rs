@@ -77,6 +77,12 @@ pub enum PeerOp {
     /// The kernel took bytes of the connection's queue (a reader reads).
     Written {
         conn: u8,
+        bytes: u32,
+    },
+    /// Bytes of a frame not yet whole arrived (a chunk under way, or a trickle).
+    Receiving {
+        conn: u8,
+        bytes: u32,
     },
     /// Closed by the far end, failed or idle.
     Closed {
@@ -149,9 +155,14 @@ impl Peers {
                     self.sw.feed(now, CORE, c);
                 }
             }
-            PeerOp::Written { conn } => {
+            PeerOp::Written { conn, bytes } => {
                 if let Some(c) = self.pick(conn, false) {
-                    self.sw.hosts[CORE].m.handle_written(now, c);
+                    self.sw.hosts[CORE].m.handle_written(now, c, u64::from(bytes));
+                }
+            }
+            PeerOp::Receiving { conn, bytes } => {
+                if let Some(c) = self.pick(conn, false) {
+                    self.sw.hosts[CORE].m.handle_receiving(now, c, u64::from(bytes));
                 }
             }
             PeerOp::Closed { conn } => {

@@ -21,6 +21,11 @@ pub struct Peers {
     /// Per connection, the chunks queued and not yet taken by the kernel:
     /// the stream offset just past each and its chunk bytes.
     unsent: BTreeMap<ConnId, VecDeque<(u64, u64)>>,
+    /// Per connection, the bytes the kernel has taken in all, as last told.
+    written: BTreeMap<ConnId, u64>,
+    /// Per connection, the bytes of its unfinished frame read so far (the
+    /// last read's count): what more arrived is told to the core.
+    partial: BTreeMap<ConnId, usize>,
     /// Connections being dialled, and to where.
     dialling: HashMap<ConnId, SocketAddr>,
     /// Addresses whose last dial failed, and why, so that a download that
@@ -33,7 +38,15 @@ const MAX_UNREACHABLE: usize = 64;
 
 impl Peers {
     pub fn new(tracker: SocketAddr) -> Peers {
-        Peers { tracker, sent: 0, unsent: BTreeMap::new(), dialling: HashMap::new(), unreachable: BTreeMap::new() }
+        Peers {
+            tracker,
+            sent: 0,
+            unsent: BTreeMap::new(),
+            written: BTreeMap::new(),
+            partial: BTreeMap::new(),
+            dialling: HashMap::new(),
+            unreachable: BTreeMap::new(),
+        }
     }
 
     fn dial_failed(&mut self, addr: SocketAddr, why: String) {
@@ -124,7 +137,8 @@ impl Peers {
 
     /// The kernel has taken `written` bytes of `conn` in all.
     pub fn on_written(&mut self, core: &mut Machine, now: Instant, conn: ConnId, written: u64) {
-        core.handle_written(now, conn);
+        let before = self.written.insert(conn, written).unwrap_or(0);
+        core.handle_written(now, conn, written.saturating_sub(before));
         let Some(queue) = self.unsent.get_mut(&conn) else { return };
         while let Some(&(_, chunk)) = queue.front().filter(|(end, _)| *end <= written) {
             self.sent += chunk;
@@ -133,6 +147,22 @@ impl Peers {
         if queue.is_empty() {
             self.unsent.remove(&conn);
         }
+    }
+
+    /// A read left `buffered` bytes of an unfinished frame on `conn`: the
+    /// core hears how many more arrived than the last read left (after a
+    /// frame ended, all of them: the frame's own end is its message).
+    pub fn on_read(&mut self, core: &mut Machine, now: Instant, conn: ConnId, buffered: usize) {
+        let before = self.partial.insert(conn, buffered).unwrap_or(0);
+        let more = if buffered >= before { buffered - before } else { buffered };
+        if more > 0 {
+            core.handle_receiving(now, conn, more as u64);
+        }
+    }
+
+    /// Bytes of unfinished frames (chunks under way) over all peer connections.
+    pub fn arriving(&self) -> u64 {
+        self.partial.values().map(|&n| n as u64).sum()
     }
 
     pub fn on_closed(&mut self, core: &mut Machine, net: &mut Net, now: Instant, conn: ConnId, reason: CloseReason) {
@@ -148,6 +178,8 @@ impl Peers {
             core.handle_malformed(conn, e);
         }
         self.unsent.remove(&conn);
+        self.partial.remove(&conn);
+        self.written.remove(&conn);
         core.handle_closed(now, conn);
         self.carry_out(core, net, now);
     }
@@ -195,6 +227,22 @@ mod tests {
         on_written(&mut peers, b, 9);
         assert_eq!(peers.sent, 2000);
         assert!(!peers.unsent.contains_key(&a), "nothing is kept for a drained connection");
+    }
+
+    #[test]
+    fn the_bytes_of_unfinished_frames_are_counted_once() {
+        let mut peers = Peers::new(SocketAddr::from(([127, 0, 0, 1], 1)));
+        let now = Instant::now();
+        let mut core = Machine::new(crate::peer::machine::Config::default(), now);
+        let (a, b) = (ConnId(1), ConnId(2));
+        peers.on_read(&mut core, now, a, 1000);
+        peers.on_read(&mut core, now, a, 3000);
+        peers.on_read(&mut core, now, b, 500);
+        assert_eq!(peers.arriving(), 3500);
+        peers.on_read(&mut core, now, a, 10); // a frame ended: 10 bytes of the next
+        assert_eq!(peers.arriving(), 510);
+        peers.on_closed(&mut core, &mut Net::new().unwrap(), now, b, CloseReason::Remote);
+        assert_eq!(peers.arriving(), 10, "nothing is kept for a closed connection");
     }
 
     #[test]

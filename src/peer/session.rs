@@ -68,8 +68,13 @@ pub struct Session {
     /// Its last State to us: may we request.
     pub their_state: State,
     pub asked: VecDeque<Asked>,
-    /// Last chunk from it, or when it was last given work while idle.
+    /// Its stall clock: its last chunk, or when it was last given work while
+    /// idle, moved on by the bytes of a chunk still arriving at `STALL_RATE`
+    /// (never past now).
     pub last_data: Instant,
+    /// The same for the overdue rule, the bytes counted at a quarter of its
+    /// shown rate (`overdue_at`).
+    pub due_from: Instant,
     /// Its requests went overdue and no chunk came since: it is asked for
     /// nothing more until one does.
     pub behind: bool,
@@ -174,6 +179,7 @@ impl Session {
             their_state: State::Unavailable,
             asked: VecDeque::new(),
             last_data: now,
+            due_from: now,
             behind: false,
             chunk_size: 0,
             last_heard: now,
@@ -202,6 +208,12 @@ impl Session {
     /// refuses a chunk with `Spread` has its bit cleared here for a while).
     pub fn is_seed(&self) -> bool {
         self.seed || self.theirs.as_ref().is_some_and(Bitfield::is_full)
+    }
+
+    /// A chunk came, or work for an idle peer: its stall and overdue windows start now.
+    pub fn restart_clocks(&mut self, now: Instant) {
+        self.last_data = now;
+        self.due_from = now;
     }
 
     /// Requests that will still be answered.

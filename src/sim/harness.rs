@@ -362,8 +362,8 @@ impl Harness {
 
     fn send(&mut self, now: Instant, at: usize) {
         let Some(Write { from, bytes }) = self.wire.remove(at) else { return };
-        if let (Some(host), Some(_)) = (self.hosts.get_mut(from.0), &bytes) {
-            host.m.handle_written(now, from.1); // its bytes left the queue, as the kernel takes them
+        if let (Some(host), Some(bytes)) = (self.hosts.get_mut(from.0), &bytes) {
+            host.m.handle_written(now, from.1, bytes.len() as u64); // they left the queue, as the kernel takes them
         }
         match bytes {
             Some(bytes) => self.arrive(now, from, &bytes),
