@@ -413,18 +413,23 @@ impl Machine {
 
     /// The kernel took `bytes` of the connection's queue: it reads what we
     /// send. A slot holder owed answers whose queue takes nothing for
-    /// `SLOT_IDLE` is closed (a reader that never reads). Our requests to it
-    /// wait behind our chunks to it on the one stream: they count for its
-    /// stall clock as its own bytes do (a 2 MiB chunk of ours at 64 KiB/s
-    /// holds a request for 32 s that it has not seen), not for the overdue
-    /// one (what it owes is asked of others meanwhile).
+    /// `SLOT_IDLE` is closed (a reader that never reads). A Request of ours
+    /// queued behind our chunks to it has not been seen: the bytes ahead of
+    /// it count for its stall clock as its own bytes do (a 2 MiB chunk of
+    /// ours at 64 KiB/s holds a Request for 32 s), not for the overdue one
+    /// (what it owes is asked of others meanwhile). Our bytes to a peer that
+    /// has our requests do not count: one that downloads from us and stalls
+    /// is dropped as any other.
     pub fn handle_written(&mut self, now: Instant, conn: ConnId, bytes: u64) {
         // Only later: its timer fires early once at worst, a no-op.
         if let Some(s) = self.sessions.get_mut(&conn) {
             s.last_sent = now;
             s.unwritten = false;
+            s.unsent = s.unsent.saturating_sub(bytes);
+            let ahead = bytes.min(s.ahead_of_request);
+            s.ahead_of_request -= ahead;
             if s.phase == Phase::Open && s.outstanding() > 0 {
-                s.last_data = catch_up(s.last_data, now, bytes, STALL_RATE);
+                s.last_data = catch_up(s.last_data, now, ahead, STALL_RATE);
             }
         }
     }

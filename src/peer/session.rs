@@ -104,6 +104,12 @@ pub struct Session {
     pub last_sent: Instant,
     /// A chunk went into its queue and no byte has left since (`handle_written`).
     pub unwritten: bool,
+    /// Bytes of our chunks put in its queue and not yet taken by the kernel
+    /// (`handle_written`)...
+    pub unsent: u64,
+    /// ... and of those, the bytes ahead of our last Request to it: until
+    /// they leave, it has not seen that Request.
+    pub ahead_of_request: u64,
     /// We told it our State (after its Bitfield).
     pub told_state: bool,
     /// Chunks we refused it with `Spread`: a Have for each once the spread is over.
@@ -192,6 +198,8 @@ impl Session {
             last_request: now,
             last_sent: now,
             unwritten: false,
+            unsent: 0,
+            ahead_of_request: 0,
             told_state: false,
             spread: Vec::new(),
             spread_refusals: Vec::new(),

@@ -164,6 +164,7 @@ impl Machine {
                 t.picker.release(index);
             }
             s.asked.push_back(Asked { overdue: spare, ..Asked::new(index) });
+            s.ahead_of_request = s.unsent;
             self.outputs.push_back(Output::Send(conn, Message::Request(index)));
         }
     }

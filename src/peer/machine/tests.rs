@@ -1090,9 +1090,17 @@ fn a_trickler_is_dropped_as_a_staller() {
 /// Our requests to a peer wait behind our chunk to it on the one stream:
 /// while that chunk's bytes leave at STALL_RATE or more, the peer has not
 /// seen them and is not dropped; once they stop, it stalls as any other.
+/// Our bytes leaving count only while a request is behind them.
 #[test]
 fn requests_behind_our_own_chunk_do_not_stall_while_it_leaves() {
     let (t0, _f, mut sw, d, c) = big_chunks_from_one_peer();
+    sw.hosts[d].m.handle_written(t0 + ms(50), c, 4 << 20);
+    sw.run(t0 + STALL);
+    assert!(!sw.is_open(d, c), "bytes that left before the Requests did not hold them");
+    let (t0, _f, mut sw, d, c) = big_chunks_from_one_peer();
+    // Our 4 MiB chunk to it was queued ahead of our Requests.
+    let s = sw.hosts[d].m.sessions.get_mut(&c).unwrap();
+    (s.unsent, s.ahead_of_request) = (4 << 20, 4 << 20);
     for tick in 1..=200 {
         let now = t0 + ms(100 * tick);
         sw.hosts[d].m.handle_written(now, c, 64 * 1024 / 10);

@@ -85,6 +85,7 @@ impl Machine {
                         s.last_sent = now;
                         s.sent_rate.add(now, len as u64);
                         s.unwritten = true;
+                        s.unsent += len as u64;
                         if t.is_complete() {
                             // It holds it now (its Have is on the way): a seed may send others there.
                             if let Some(theirs) = s.theirs.as_mut() {
