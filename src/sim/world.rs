@@ -31,11 +31,12 @@ use crate::wire::peer::{chunk_frame_index, Message, RejectReason, MAX_PEER_FRAME
 use crate::wire::split_frame;
 
 /// How often a core hears `handle_written` for each connection whose chunk
-/// is on the link (and its receiver `handle_receiving`). The daemons hear it whenever the kernel takes bytes,
-/// every few milliseconds on a moving stream; one event per sending host
-/// per period keeps the events few, and it is well under the shortest rule
-/// that reads it (a queue that takes nothing for `ASK_IDLE`, 500 ms, is
-/// passed over; for `SLOT_IDLE`, 5 s, closed).
+/// is on the link (and its receiver `handle_receiving`). The daemons hear
+/// them whenever the kernel takes bytes or a read adds to a frame, every few
+/// milliseconds on a moving stream; one event per sending host per period
+/// keeps the events few, and it is well under the shortest rule that reads
+/// it (a queue that takes nothing for `ASK_IDLE`, 500 ms, is passed over;
+/// for `SLOT_IDLE`, 5 s, closed; a peer 15 s behind 8 KiB/s is stalled).
 const PROGRESS: Nanos = 100_000_000;
 
 /// The tracker's address; hosts are 10.x.y.z:6881.
