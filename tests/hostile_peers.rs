@@ -1,9 +1,10 @@
 //! Hostile peers against the real binaries: peers that never send a verified
 //! chunk (only Unavailable, a chunk a byte at a time, a 4 GiB frame header,
 //! twenty that claim every chunk and stall), callers that never greet or
-//! never read, callers of every file of a seeder, and a third peer replaying a nonce. `--timeout` counts only
-//! verified chunks, so a leecher facing them alone gives up on time; with an
-//! honest seeder beside them it finishes.
+//! never read, callers of every file of a seeder, and a third peer replaying a nonce. `--timeout` counts
+//! verified chunks (and chunk bytes arriving at 8 KiB/s or more, which none of them send), so a leecher
+//! facing them alone gives up on time; with an honest seeder beside them it finishes. Against them, an
+//! honest seeder too slow for one chunk in the stall time is kept.
 
 mod common;
 
@@ -156,6 +157,31 @@ fn connections_that_never_read_cannot_hold_the_upload_slots() {
     assert_same_file(&src, &out_dir.join("wanted.bin"));
     assert!(peak < RSS_BOUND_KIB, "seeder peak RSS {peak} KiB, bound {RSS_BOUND_KIB} KiB");
     drop(socks);
+}
+
+/// The only seeder sends each 1 MiB chunk at 48 KiB/s: 21 s, longer than
+/// the stall time (15 s) and `--timeout 18`. The leecher's shell tells its
+/// core of the bytes as they arrive, so the seeder is kept and the get ends
+/// byte-exact (told only of whole chunks, the core dropped it at 15 s, and
+/// the get failed).
+#[test]
+fn a_seeder_slower_than_the_stall_time_is_kept() {
+    let tmp = TempDir::new("slow-seeder");
+    let src = random_file(&tmp.sub("src"), "wanted.bin", MIB, 16);
+    let meta = file_meta(&src, MIB as u32);
+    let id = meta.content_id();
+    let (_tracker, addr) = start_tracker_with(INTERVAL, EXPIRY, &["--open"]);
+    assert_eq!(catalog_request(addr, &Request::Publish(meta.clone())), Response::Published(id));
+    let slow = HostileSeeder::slow(meta, addr, &src);
+    wait_until(Duration::from_secs(10), "the slow seeder to be listed", || tracker_seeders(addr, id) == 1);
+    let out_dir = tmp.sub("out");
+    let leecher = spawn_leecher(addr, &["get", "wanted.bin", "--out", out_dir.to_str().unwrap(), "--timeout", "18"]);
+    let started = std::time::Instant::now();
+    let (result, _) = finish_sampling_rss(leecher);
+    eprintln!("from a 48 KiB/s seeder: 1 MiB in {:.1?}", started.elapsed());
+    assert_success(&result, "a get from a seeder slower than the stall time");
+    assert_same_file(&src, &out_dir.join("wanted.bin"));
+    assert_eq!(slow.connections.load(Ordering::SeqCst), 1, "never dropped and dialled again");
 }
 
 /// Twenty peers from addresses of their own announce themselves as seeders,

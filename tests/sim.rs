@@ -82,6 +82,19 @@ fn chunks_slower_than_the_slot_idle_time_still_arrive() {
     assert!(field(json, "ratio") >= 1.0, "{json}");
 }
 
+/// A chunk that takes longer than the core's `STALL` (15 s) to arrive is an
+/// honest transfer: its receiver's core hears its bytes arrive, as in the
+/// daemons. Told only of whole chunks, every downloader dropped its senders
+/// as stalled (2 MiB over a 1 MiB/s uplink split 8 ways takes 16 s) and
+/// gave up after 30 s with nothing.
+#[test]
+fn chunks_slower_than_the_stall_time_still_arrive() {
+    let out = sim(&["--peers", "16", "--size", "64M", "--chunk-size", "2M", "--up", "1M", "--seed-up", "1M"]);
+    let json = last_line(&out);
+    assert_eq!(field(json, "unfinished"), 0.0, "every peer finishes: {out}");
+    assert!(field(json, "first_chunk_max") > 15.0, "a first chunk took longer than STALL: {json}");
+}
+
 #[test]
 fn bad_values_are_refused_with_one_line() {
     for args in [

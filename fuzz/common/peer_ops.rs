@@ -74,9 +74,14 @@ pub enum PeerOp {
     Drained {
         conn: u8,
     },
-    /// The kernel took bytes of the connection's queue (a reader reads).
+    /// The kernel took the connection's queue (a reader reads).
     Written {
         conn: u8,
+    },
+    /// Bytes of a frame not yet whole arrived (a chunk under way, or a trickle).
+    Receiving {
+        conn: u8,
+        bytes: u32,
     },
     /// Closed by the far end, failed or idle.
     Closed {
@@ -153,6 +158,11 @@ impl Peers {
                 if let Some(c) = self.pick(conn, false) {
                     let written = self.sw.queued_through(CORE, c);
                     self.sw.hosts[CORE].m.handle_written(now, c, written);
+                }
+            }
+            PeerOp::Receiving { conn, bytes } => {
+                if let Some(c) = self.pick(conn, false) {
+                    self.sw.hosts[CORE].m.handle_receiving(now, c, u64::from(bytes));
                 }
             }
             PeerOp::Closed { conn } => {

@@ -21,7 +21,6 @@ use crate::peer::reactor::Peers;
 use crate::wire::catalog::{Response, MAX_CATALOG_FRAME};
 use crate::wire::peer::MAX_PEER_FRAME;
 use crate::wire::{DecodeError, Frame};
-use std::collections::HashMap;
 
 struct Shell {
     core: Leecher<Dir>,
@@ -31,9 +30,6 @@ struct Shell {
     view: View,
     /// `--json`: the listing as JSON lines.
     json: bool,
-    /// Bytes of unfinished frames (chunks under way) per peer connection,
-    /// so the bar moves as bytes arrive, not a whole chunk at a time.
-    arriving: HashMap<ConnId, usize>,
     started: Instant,
     out_dir: std::path::PathBuf,
     /// The stop signal, and what of the current download stays for a resume.
@@ -92,7 +88,6 @@ pub fn run(config: Config) -> Result<(), Error> {
         catalog_conn: None,
         view: View::new(config.mode, config.goal, config.out_dir.clone()),
         json: config.mode == super::Mode::Json,
-        arriving: HashMap::new(),
         started: now,
         out_dir: config.out_dir.clone(),
         interrupted: None,
@@ -222,9 +217,9 @@ impl Handler for Shell {
         self.peers.on_written(&mut self.core.peer, net, now, conn, written);
     }
 
-    fn on_read(&mut self, _net: &mut Net, _now: Instant, conn: ConnId, buffered: usize) {
+    fn on_read(&mut self, _net: &mut Net, now: Instant, conn: ConnId, buffered: usize) {
         if self.catalog_conn != Some(conn) {
-            self.arriving.insert(conn, buffered);
+            self.peers.on_read(&mut self.core.peer, now, conn, buffered);
         }
     }
 
@@ -235,7 +230,6 @@ impl Handler for Shell {
     }
 
     fn on_closed(&mut self, net: &mut Net, now: Instant, conn: ConnId, reason: CloseReason) {
-        self.arriving.remove(&conn);
         if self.catalog_conn == Some(conn) {
             self.catalog_conn = None;
             debug!("catalog connection closed: {reason:?}");
@@ -273,8 +267,8 @@ impl Handler for Shell {
         self.core.handle_timeout(now);
         self.carry_out(net, now);
         let peer = &self.core.peer;
-        let arriving = self.arriving.values().map(|&n| n as u64).sum();
-        self.view.tick(now, |id| peer.snapshot(id, now), arriving);
+        // The bar moves as bytes arrive, not a whole chunk at a time.
+        self.view.tick(now, |id| peer.snapshot(id, now), self.peers.arriving());
         self.finished = self.core.finished(now);
     }
 

@@ -47,13 +47,29 @@ const AHEAD_CHUNKS: f64 = 3.0;
 const AHEAD_MAX_SECS: f64 = 6.0;
 /// Requests kept outstanding per peer at least, whatever the chunk size.
 const MIN_PIPELINE: usize = 2;
-/// A peer owing chunks that sends nothing for this long is dropped.
+/// A peer owing chunks whose deliveries fall this far behind `STALL_RATE`
+/// is dropped: one that sends nothing, for this long.
 const STALL: Duration = Duration::from_secs(15);
+/// The rate a peer owing chunks must keep up, counting the bytes of a chunk
+/// still arriving (`handle_receiving`): each byte moves its stall clock on
+/// by 1/`STALL_RATE` s, never past now. Counted only whole, a chunk slower
+/// than `STALL` dropped its honest sender (2 MiB from a 1 MiB/s seed split
+/// 8 ways takes 16 s) and a swarm of big chunks on slow links starved. An
+/// honest slow link, 64 KiB/s per slot, keeps up 8 times over (and a burst
+/// after a pause of up to `STALL` catches up); a trickler at 1 byte/s
+/// falls behind as fast as one that sends nothing, and one just under this
+/// rate within a few times `STALL`. Bytes of a frame that is not a chunk
+/// count too, but a frame is at most a chunk's size and then decoded: at
+/// this rate it ends within the largest chunk's time, and a peer sending
+/// garbage is dropped for it then.
+const STALL_RATE: f64 = 8.0 * 1024.0;
 /// A peer owing chunks that sends none for this many times what one chunk
 /// takes at the rate it has shown (at least `MIN_OVERDUE`) is behind: what it
 /// owes may be asked of other holders (it may still answer), and it is asked
 /// for nothing more until a chunk comes. A staller costs the swarm this, not
-/// `STALL`; an honest slow peer is not dropped for it.
+/// `STALL`; an honest slow peer is not dropped for it. The bytes of a chunk
+/// still arriving count at 1/`OVERDUE_CHUNKS` of that rate (`overdue_at`):
+/// a big chunk on a slow link that keeps its pace is not overdue.
 const OVERDUE_CHUNKS: f64 = 4.0;
 const MIN_OVERDUE: Duration = Duration::from_secs(2);
 /// The rate assumed of a peer that has sent us nothing yet on a connection.
@@ -446,11 +462,23 @@ impl Machine {
     /// whose queue takes nothing for `SLOT_IDLE` is closed (a reader that
     /// never reads), and so is any connection with a chunk in its queue
     /// that moves nothing that long. The chunks that left free their budget.
+    /// A Request of ours queued behind our chunks to it has not been seen:
+    /// the bytes ahead of it count for its stall clock as its own bytes do
+    /// (a 2 MiB chunk of ours at 64 KiB/s holds a Request for 32 s), not for
+    /// the overdue one (what it owes is asked of others meanwhile). Our
+    /// bytes to a peer that has our requests do not count: one that
+    /// downloads from us and stalls is dropped as any other.
     pub fn handle_written(&mut self, now: Instant, conn: ConnId, written: u64) {
         // Only later: its timer fires early once at worst, a no-op.
         let Some(s) = self.sessions.get_mut(&conn) else { return };
         s.last_sent = now;
         s.unwritten = false;
+        let ahead = written.saturating_sub(s.written).min(s.ahead_of_request);
+        s.written = s.written.max(written);
+        s.ahead_of_request -= ahead;
+        if s.phase == Phase::Open && s.outstanding() > 0 {
+            s.last_data = catch_up(s.last_data, now, ahead, STALL_RATE);
+        }
         let gone = s.unsent.written(written);
         self.unsent -= gone;
         // A reader owed another chunk takes what its own chunk freed when its
@@ -458,6 +486,24 @@ impl Machine {
         // them) would otherwise take a reader's share each time it frees it.
         if gone > 0 && !matches!(s.owed.front(), Some(Answer::Chunk(_))) {
             self.budget_freed();
+        }
+    }
+
+    /// `bytes` more of a frame not yet whole arrived on `conn` (the shell
+    /// tells it whenever a read leaves a frame unfinished): a peer sending a
+    /// chunk slower than `STALL` keeps its requests while it keeps up
+    /// `STALL_RATE`, and is not overdue while it keeps a quarter of its
+    /// pace; a first chunk slower than `--timeout` does not end the download.
+    pub fn handle_receiving(&mut self, now: Instant, conn: ConnId, bytes: u64) {
+        // Timers only move later: each fires early once at worst, a no-op.
+        let Some(s) = self.sessions.get_mut(&conn).filter(|s| s.phase == Phase::Open && s.outstanding() > 0) else {
+            return;
+        };
+        s.last_data = catch_up(s.last_data, now, bytes, STALL_RATE);
+        s.due_from = catch_up(s.due_from, now, bytes, shown_rate(s) / OVERDUE_CHUNKS);
+        // The download is not given up (`--timeout`) while chunks arrive at that rate.
+        if let Some(t) = s.torrent.and_then(|id| self.torrents.get_mut(&id)) {
+            t.last_progress = catch_up(t.last_progress, now, bytes, STALL_RATE);
         }
     }
 
@@ -1224,15 +1270,34 @@ fn held_too_long(s: &Session, now: Instant) -> bool {
 
 /// When the requests a peer owes us count as far overdue: `OVERDUE_CHUNKS`
 /// chunk times at the rate it has shown on this connection (`FLOOR_RATE`
-/// before it has shown one) after its last chunk, at least `MIN_OVERDUE`.
-/// None while the picker counts none of them.
+/// before it has shown one) after its last chunk, at least `MIN_OVERDUE`,
+/// at most `STALL`; the bytes of a chunk still arriving move that start on
+/// (`due_from`). None while the picker counts none of them.
 fn overdue_at(s: &Session) -> Option<Instant> {
     if s.phase != Phase::Open || !s.asked.iter().any(Asked::counted) {
         return None;
     }
-    let rate = if s.rate.smoothed() > 0.0 { s.rate.smoothed() } else { FLOOR_RATE };
-    let secs = OVERDUE_CHUNKS * f64::from(s.chunk_size) / rate;
-    Some(s.last_data + Duration::from_secs_f64(secs.clamp(MIN_OVERDUE.as_secs_f64(), STALL.as_secs_f64())))
+    let secs = OVERDUE_CHUNKS * f64::from(s.chunk_size) / shown_rate(s);
+    Some(s.due_from + Duration::from_secs_f64(secs.clamp(MIN_OVERDUE.as_secs_f64(), STALL.as_secs_f64())))
+}
+
+/// The rate a peer has shown us on this connection, bytes per second
+/// (`FLOOR_RATE` before it has shown one).
+fn shown_rate(s: &Session) -> f64 {
+    if s.rate.smoothed() > 0.0 {
+        s.rate.smoothed()
+    } else {
+        FLOOR_RATE
+    }
+}
+
+/// A delivery clock at `clock` moved on by `bytes` at `rate` bytes per
+/// second, never past `now`: it falls behind only while the peer sends
+/// slower than `rate`, and a burst makes up for a pause.
+fn catch_up(clock: Instant, now: Instant, bytes: u64, rate: f64) -> Instant {
+    let behind = now.saturating_duration_since(clock).as_secs_f64();
+    let gained = (bytes as f64 / rate).min(behind);
+    clock + Duration::from_secs_f64(gained.max(0.0))
 }
 
 /// A local failure that ends one download (the disk refused a write).

@@ -22,6 +22,9 @@ pub struct Peers {
     /// Per connection, the chunks queued and not yet taken by the kernel
     /// (kept here too: a connection closing after its flush is no longer the core's).
     unsent: BTreeMap<ConnId, Unsent>,
+    /// Per connection, the bytes of its unfinished frame read so far (the
+    /// last read's count): what more arrived is told to the core.
+    partial: BTreeMap<ConnId, usize>,
     /// Connections being dialled, and to where.
     dialling: HashMap<ConnId, SocketAddr>,
     /// Addresses whose last dial failed, and why, so that a download that
@@ -34,7 +37,14 @@ const MAX_UNREACHABLE: usize = 64;
 
 impl Peers {
     pub fn new(tracker: SocketAddr) -> Peers {
-        Peers { tracker, sent: 0, unsent: BTreeMap::new(), dialling: HashMap::new(), unreachable: BTreeMap::new() }
+        Peers {
+            tracker,
+            sent: 0,
+            unsent: BTreeMap::new(),
+            partial: BTreeMap::new(),
+            dialling: HashMap::new(),
+            unreachable: BTreeMap::new(),
+        }
     }
 
     fn dial_failed(&mut self, addr: SocketAddr, why: String) {
@@ -136,6 +146,22 @@ impl Peers {
         self.carry_out(core, net, now); // bytes left: answers waiting for the budget may go
     }
 
+    /// A read left `buffered` bytes of an unfinished frame on `conn`: the
+    /// core hears how many more arrived than the last read left (after a
+    /// frame ended, all of them: the frame's own end is its message).
+    pub fn on_read(&mut self, core: &mut Machine, now: Instant, conn: ConnId, buffered: usize) {
+        let before = self.partial.insert(conn, buffered).unwrap_or(0);
+        let more = if buffered >= before { buffered - before } else { buffered };
+        if more > 0 {
+            core.handle_receiving(now, conn, more as u64);
+        }
+    }
+
+    /// Bytes of unfinished frames (chunks under way) over all peer connections.
+    pub fn arriving(&self) -> u64 {
+        self.partial.values().map(|&n| n as u64).sum()
+    }
+
     pub fn on_closed(&mut self, core: &mut Machine, net: &mut Net, now: Instant, conn: ConnId, reason: CloseReason) {
         match (self.dialling.remove(&conn), &reason) {
             (Some(addr), CloseReason::ConnectFailed(kind)) => {
@@ -149,6 +175,7 @@ impl Peers {
             core.handle_malformed(conn, e);
         }
         self.unsent.remove(&conn);
+        self.partial.remove(&conn);
         core.handle_closed(now, conn);
         self.carry_out(core, net, now);
     }
@@ -178,6 +205,22 @@ fn chunk_bytes(appended: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bytes_of_unfinished_frames_are_counted_once() {
+        let mut peers = Peers::new(SocketAddr::from(([127, 0, 0, 1], 1)));
+        let now = Instant::now();
+        let mut core = Machine::new(crate::peer::machine::Config::default(), now);
+        let (a, b) = (ConnId(1), ConnId(2));
+        peers.on_read(&mut core, now, a, 1000);
+        peers.on_read(&mut core, now, a, 3000);
+        peers.on_read(&mut core, now, b, 500);
+        assert_eq!(peers.arriving(), 3500);
+        peers.on_read(&mut core, now, a, 10); // a frame ended: 10 bytes of the next
+        assert_eq!(peers.arriving(), 510);
+        peers.on_closed(&mut core, &mut Net::new().unwrap(), now, b, CloseReason::Remote);
+        assert_eq!(peers.arriving(), 10, "nothing is kept for a closed connection");
+    }
 
     #[test]
     fn only_a_chunk_frame_counts_and_only_its_data() {

@@ -69,8 +69,13 @@ pub struct Session {
     /// Its last State to us: may we request.
     pub their_state: State,
     pub asked: VecDeque<Asked>,
-    /// Last chunk from it, or when it was last given work while idle.
+    /// Its stall clock: its last chunk, or when it was last given work while
+    /// idle, moved on by the bytes of a chunk still arriving at `STALL_RATE`
+    /// (never past now).
     pub last_data: Instant,
+    /// The same for the overdue rule, the bytes counted at a quarter of its
+    /// shown rate (`overdue_at`).
+    pub due_from: Instant,
     /// Its requests went overdue and no chunk came since: it is asked for
     /// nothing more until one does.
     pub behind: bool,
@@ -105,6 +110,11 @@ pub struct Session {
     /// The chunk it is owed next waits for the budget: not its idleness, so
     /// a slot holder keeps its slot meanwhile.
     pub waits_budget: bool,
+    /// Bytes of its queue the kernel has taken in all, as last told.
+    pub written: u64,
+    /// Of our chunk bytes queued to it, those ahead of our last Request:
+    /// until they leave, it has not seen that Request.
+    pub ahead_of_request: u64,
     /// We told it our State (after its Bitfield).
     pub told_state: bool,
     /// Chunks we refused it with `Spread`: a Have for each once the spread is over.
@@ -180,6 +190,7 @@ impl Session {
             their_state: State::Unavailable,
             asked: VecDeque::new(),
             last_data: now,
+            due_from: now,
             behind: false,
             chunk_size: 0,
             last_heard: now,
@@ -194,6 +205,8 @@ impl Session {
             unwritten: false,
             unsent: Unsent::default(),
             waits_budget: false,
+            written: 0,
+            ahead_of_request: 0,
             told_state: false,
             spread: Vec::new(),
             spread_refusals: Vec::new(),
@@ -215,6 +228,12 @@ impl Session {
     /// refuses a chunk with `Spread` has its bit cleared here for a while).
     pub fn is_seed(&self) -> bool {
         self.seed || self.theirs.as_ref().is_some_and(Bitfield::is_full)
+    }
+
+    /// A chunk came, or work for an idle peer: its stall and overdue windows start now.
+    pub fn restart_clocks(&mut self, now: Instant) {
+        self.last_data = now;
+        self.due_from = now;
     }
 
     /// Requests that will still be answered.

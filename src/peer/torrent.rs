@@ -106,7 +106,8 @@ pub struct Torrent {
     pub goal: Goal,
     pub stage: Stage,
     pub started: Instant,
-    /// Last verified chunk (or the start): `--timeout` counts from here.
+    /// Last verified chunk (or the start), moved on by the bytes of chunks
+    /// still arriving at `STALL_RATE` (never past now): `--timeout` counts from here.
     pub last_progress: Instant,
     /// Last request of any peer for this file (or the start): `Goal::Until`'s idle counts from here.
     pub last_asked: Instant,

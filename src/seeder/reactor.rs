@@ -226,6 +226,12 @@ impl Handler for Shell {
         self.peers.on_written(&mut self.core, net, now, conn, written);
     }
 
+    fn on_read(&mut self, _net: &mut Net, now: Instant, conn: ConnId, buffered: usize) {
+        if self.catalog_conn != Some(conn) {
+            self.peers.on_read(&mut self.core, now, conn, buffered);
+        }
+    }
+
     fn on_closed(&mut self, net: &mut Net, now: Instant, conn: ConnId, reason: CloseReason) {
         if self.catalog_conn == Some(conn) {
             self.catalog_conn = None;

@@ -41,6 +41,9 @@ struct Flow {
     rate: f64,
     since: Nanos,
     version: u32,
+    /// The head frame's size, and its bytes counted as arrived (`take_arrived`).
+    size: f64,
+    told: f64,
 }
 
 /// Capacities in bytes per second; `f64::INFINITY` for an unlimited link.
@@ -71,7 +74,17 @@ impl Links {
     }
 
     pub fn add_flow(&mut self, from: HostId, to: HostId) -> FlowId {
-        self.flows.push(Flow { from, to, busy: false, remaining: 0.0, rate: 0.0, since: 0, version: 0 });
+        self.flows.push(Flow {
+            from,
+            to,
+            busy: false,
+            remaining: 0.0,
+            rate: 0.0,
+            since: 0,
+            version: 0,
+            size: 0.0,
+            told: 0.0,
+        });
         FlowId(self.flows.len() - 1)
     }
 
@@ -92,6 +105,8 @@ impl Links {
         f.remaining = bytes as f64;
         f.since = now;
         f.rate = 0.0;
+        f.size = bytes as f64;
+        f.told = 0.0;
         let (from, to) = (f.from, f.to);
         self.sending[from].push(flow);
         self.receiving[to].push(flow);
@@ -110,6 +125,20 @@ impl Links {
         remove(&mut self.sending[from], flow);
         remove(&mut self.receiving[to], flow);
         self.reshare(now, from, out);
+    }
+
+    /// Bytes of the head frame sent since the last call (or its start), in
+    /// whole bytes: what its receiver has seen arrive of it.
+    pub fn take_arrived(&mut self, now: Nanos, flow: FlowId) -> u64 {
+        let f = &mut self.flows[flow.0];
+        if !f.busy {
+            return 0;
+        }
+        let dt = now.saturating_sub(f.since) as f64 / 1e9;
+        let left = if f.rate.is_infinite() { 0.0 } else { (f.remaining - f.rate * dt).max(0.0) };
+        let more = (f.size - left - f.told).floor().max(0.0);
+        f.told += more;
+        more as u64
     }
 
     /// Whether `c` is still the flow's pending completion.
@@ -334,6 +363,24 @@ mod tests {
         // 10 bytes each at 10/3 B/s, then 10 more each at 5 B/s, then 10 alone.
         let s = 1_000_000_000;
         assert_eq!(drain(&mut l, out), vec![(ab, 3 * s), (ac, 5 * s), (ad, 6 * s)]);
+    }
+
+    #[test]
+    fn what_arrived_of_a_frame_is_told_once() {
+        let mut l = Links::default();
+        let (a, b) = (l.add_host(10.0, INF), l.add_host(10.0, INF));
+        let ab = l.add_flow(a, b);
+        let mut out = Vec::new();
+        l.start(0, ab, 100, &mut out);
+        let s = 1_000_000_000;
+        assert_eq!(l.take_arrived(s, ab), 10);
+        assert_eq!(l.take_arrived(s, ab), 0, "told once");
+        let c = l.add_host(1.0, INF);
+        let ac = l.add_flow(a, c);
+        l.start(2 * s, ac, 100, &mut out); // from 2 s, ab's share is 5 B/s
+        assert_eq!(l.take_arrived(4 * s, ab), 10 + 10);
+        l.finish(4 * s, ab, &mut out);
+        assert_eq!(l.take_arrived(5 * s, ab), 0, "an idle flow sends nothing");
     }
 
     #[test]

@@ -8,8 +8,9 @@
 //! on a flow arrive in order after the path's latency. Only Chunk frames take
 //! link capacity: the control frames (Have, Request, ...) pass at once but
 //! never overtake a chunk queued before them. While a chunk is on the link
-//! its sender's core hears its bytes leave (`handle_written`), as the
-//! daemons' core hears it whenever the kernel takes bytes.
+//! its sender's core hears its bytes leave (`handle_written`) and its
+//! receiver's core how many arrived (`handle_receiving`), as the daemons'
+//! cores hear whenever the kernel takes bytes or a read adds to a frame.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -30,11 +31,12 @@ use crate::wire::peer::{chunk_frame_index, Message, RejectReason, MAX_PEER_FRAME
 use crate::wire::split_frame;
 
 /// How often a core hears `handle_written` for each connection whose chunk
-/// is on the link. The daemons hear it whenever the kernel takes bytes,
-/// every few milliseconds on a moving stream; one event per sending host
-/// per period keeps the events few, and it is well under the shortest rule
-/// that reads it (a queue that takes nothing for `ASK_IDLE`, 500 ms, is
-/// passed over; for `SLOT_IDLE`, 5 s, closed).
+/// is on the link (and its receiver `handle_receiving`). The daemons hear
+/// them whenever the kernel takes bytes or a read adds to a frame, every few
+/// milliseconds on a moving stream; one event per sending host per period
+/// keeps the events few, and it is well under the shortest rule that reads
+/// it (a queue that takes nothing for `ASK_IDLE`, 500 ms, is passed over;
+/// for `SLOT_IDLE`, 5 s, closed; a peer 15 s behind 8 KiB/s is stalled).
 const PROGRESS: Nanos = 100_000_000;
 
 /// The tracker's address; hosts are 10.x.y.z:6881.
@@ -667,6 +669,7 @@ impl World {
         }
         // Each connection made its two flows in turn: flow 2c + s is side s of c.
         let (conn, s) = (done.flow.0 / 2, done.flow.0 % 2);
+        self.links.take_arrived(self.now, done.flow); // the rest: the whole frame's arrival says it
         let mut out = std::mem::take(&mut self.completions);
         self.links.finish(self.now, done.flow, &mut out);
         self.schedule(&mut out);
@@ -699,18 +702,28 @@ impl World {
     }
 
     /// Host `h`'s core hears that bytes left on each connection whose chunk
-    /// is on its uplink; again after `PROGRESS` while any is.
+    /// is on its uplink, and the receiver's core how many arrived of it (a
+    /// latency early); again after `PROGRESS` while any is.
     fn progress(&mut self, h: usize) {
         let now = self.instant();
         let link = self.hosts[h].link;
-        // Flow 2c + s is side s of c: its ConnId.
-        let moving: Vec<(usize, u64)> = (self.links.sending(link).iter())
-            .filter(|flow| self.links.rate(**flow) > 0.0)
-            .map(|flow| (flow.0, self.written_before(flow.0 / 2, flow.0 % 2)))
-            .collect();
-        if let Some(core) = self.hosts[h].core.as_mut() {
-            for (conn, written) in moving {
-                core.handle_written(now, ConnId(conn), written);
+        for i in 0..self.links.sending(link).len() {
+            let flow = self.links.sending(link)[i];
+            if self.links.rate(flow) <= 0.0 {
+                continue;
+            }
+            // Flow 2c + s is side s of c: its ConnId; the receiver's is 2c + 1 - s.
+            // The sender hears the bytes before the chunk (the simulator's
+            // stream counts a chunk's frame as its token: it is written once whole).
+            let (c, s) = (flow.0 / 2, flow.0 % 2);
+            let arrived = self.links.take_arrived(self.now, flow);
+            let written = self.written_before(c, s);
+            if let Some(core) = self.hosts[h].core.as_mut() {
+                core.handle_written(now, ConnId(flow.0), written);
+            }
+            let open = self.conns[c].open[1 - s] && arrived > 0;
+            if let Some(core) = self.hosts[self.conns[c].hosts[1 - s]].core.as_mut().filter(|_| open) {
+                core.handle_receiving(now, ConnId(2 * c + 1 - s), arrived);
             }
         }
         let sending = !self.links.sending(link).is_empty();

@@ -127,6 +127,10 @@ pub enum Hostility {
     /// Full bitfield and Available; a request gets a frame header announcing
     /// 4 GiB, then silence.
     HugeHeader,
+    /// Not hostile, slow: full bitfield and Available; a request gets the
+    /// true chunk (read from the file given to [`HostileSeeder::slow`]) at
+    /// 48 KiB/s, 4 KiB at a time.
+    Slow,
 }
 
 /// A seeder that announces itself to the tracker as a seeder of `meta` every
@@ -147,6 +151,20 @@ static NEXT_HOSTILE: AtomicUsize = AtomicUsize::new(0);
 
 impl HostileSeeder {
     pub fn start(meta: FileMeta, tracker: SocketAddr, hostility: Hostility) -> HostileSeeder {
+        HostileSeeder::serving(meta, tracker, hostility, None)
+    }
+
+    /// An honest seeder of `src` whose uplink is 48 KiB/s (`Hostility::Slow`).
+    pub fn slow(meta: FileMeta, tracker: SocketAddr, src: &std::path::Path) -> HostileSeeder {
+        HostileSeeder::serving(meta, tracker, Hostility::Slow, Some(src.to_path_buf()))
+    }
+
+    fn serving(
+        meta: FileMeta,
+        tracker: SocketAddr,
+        hostility: Hostility,
+        src: Option<std::path::PathBuf>,
+    ) -> HostileSeeder {
         let (ip, listener) = hostile_listener();
         let addr = listener.local_addr().expect("local addr");
         let connections = Arc::new(AtomicUsize::new(0));
@@ -185,6 +203,17 @@ impl HostileSeeder {
                             }
                         }
                         Hostility::HugeHeader => out.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x14]),
+                        Hostility::Slow => {
+                            let data = src.as_deref().and_then(|p| read_at(p, meta2.chunk_offset(index), len));
+                            let mut frame = Vec::new();
+                            Message::Chunk { index, data: data.as_deref().unwrap_or(&wrong) }.encode(&mut frame);
+                            for piece in frame.chunks(4096) {
+                                if stop.load(Ordering::SeqCst) || writer.write_all(piece).is_err() {
+                                    return false;
+                                }
+                                std::thread::sleep(Duration::from_millis(83));
+                            }
+                        }
                     }
                     true
                 }
@@ -198,6 +227,16 @@ impl HostileSeeder {
         workers.spawn(move |stop| announce_as_seeder(tracker, ip, id, addr.port(), &stop));
         HostileSeeder { addr, connections, answered, _workers: workers }
     }
+}
+
+/// `len` bytes of the file at `path` from `offset`.
+fn read_at(path: &std::path::Path, offset: u64, len: u32) -> Option<Vec<u8>> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    file.seek(SeekFrom::Start(offset)).ok()?;
+    let mut data = vec![0; len as usize];
+    file.read_exact(&mut data).ok()?;
+    Some(data)
 }
 
 /// A listener on the next hostile loopback address (127.0.1.x).

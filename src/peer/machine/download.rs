@@ -11,7 +11,7 @@ impl Machine {
             self.violation(now, conn, &format!("chunk {index} that was not asked for"));
             return Ok(());
         };
-        s.last_data = now;
+        s.restart_clocks(now);
         s.behind = false;
         let (addr, listen) = (s.addr, s.listen);
         let expected_len = t.meta.chunk_len(index).unwrap_or(0) as usize;
@@ -137,10 +137,10 @@ impl Machine {
             s.behind = true;
             return;
         }
-        let Some(theirs) = s.theirs.as_ref() else { return };
-        if s.outstanding() == 0 && !was_behind {
-            s.last_data = now; // an idle peer given work starts a fresh stall window
+        if s.theirs.is_some() && s.outstanding() == 0 && !was_behind {
+            s.restart_clocks(now); // an idle peer given work starts a fresh stall window
         }
+        let Some(theirs) = s.theirs.as_ref() else { return };
         // An end-game duplicate asked of a peer that has delivered nothing is
         // not counted against `ENDGAME_MAX`: two such peers (stallers) holding
         // a last chunk must not keep a peer that delivers from being asked.
@@ -164,6 +164,7 @@ impl Machine {
                 t.picker.release(index);
             }
             s.asked.push_back(Asked { overdue: spare, ..Asked::new(index) });
+            s.ahead_of_request = s.unsent.bytes();
             self.outputs.push_back(Output::Send(conn, Message::Request(index)));
         }
     }

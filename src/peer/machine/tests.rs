@@ -1219,6 +1219,119 @@ fn a_stalled_peer_is_dropped_and_its_chunks_go_to_another() {
     assert!(sw.holds_file(d, &f));
 }
 
+/// A downloader with nothing and one caller holding every chunk of a file of
+/// two 4 MiB chunks, greeted: both are asked of it at once.
+fn big_chunks_from_one_peer() -> (Instant, TestFile, Harness, usize, ConnId) {
+    let (t0, mut sw) = (Instant::now(), Harness::default());
+    let f = Content::with_bytes("big.bin", 8 << 20, 4 << 20, 2).unwrap();
+    let d = sw.peer(t0, &f, &[], |_| {});
+    sw.tracker_says.insert(d, Vec::new());
+    sw.run(t0);
+    let c = sw.accept(t0, d, hand_addr(1));
+    sw.greet(t0, d, c, &f, &f.all(), Some(State::Available));
+    assert_eq!(of(&sw.said_on(d, c), Seen::Request), [0, 1]);
+    (t0, f, sw, d, c)
+}
+
+/// A 4 MiB chunk at 64 KiB/s (a slow uplink split among slots) takes 64 s,
+/// longer than STALL and the download's timeout (60 s here): its bytes as
+/// they arrive keep its sender from being dropped as stalled, or judged
+/// behind, and the download from being given up; the chunk counts (told
+/// only of whole frames, the core dropped it at 15 s and the swarm starved).
+#[test]
+fn an_honest_slow_sender_of_a_chunk_longer_than_stall_is_kept() {
+    let (t0, f, mut sw, d, c) = big_chunks_from_one_peer();
+    for tick in 1..=640 {
+        let now = t0 + ms(100 * tick);
+        sw.hosts[d].m.handle_receiving(now, c, 64 * 1024 / 10);
+        sw.run(now);
+        assert!(sw.is_open(d, c), "dropped at {tick} x 100 ms");
+        assert!(!sw.hosts[d].m.sessions[&c].behind, "behind at {tick} x 100 ms");
+    }
+    let late = t0 + secs(64);
+    sw.inject(late, d, c, Message::Chunk { index: 0, data: &f.chunk(0) });
+    assert!(sw.is_open(d, c));
+    assert_eq!(sw.hosts[d].m.sessions[&c].downloaded, 4 << 20, "the chunk counts");
+}
+
+/// A peer that claims chunks and sends one a byte a second is dropped as a
+/// staller is, just after STALL, and its address is refused: its bytes
+/// move its stall clock 1/STALL_RATE s each.
+#[test]
+fn a_trickler_is_dropped_as_a_staller() {
+    let (t0, _f, mut sw, d, c) = big_chunks_from_one_peer();
+    for second in 1..15 {
+        let now = t0 + secs(second);
+        sw.hosts[d].m.handle_receiving(now, c, 1);
+        sw.run(now);
+    }
+    sw.run(t0 + STALL - ms(1));
+    assert!(sw.is_open(d, c), "one tick before STALL");
+    sw.run(t0 + STALL + ms(1));
+    assert!(sw.hosts[d].m.sessions[&c].behind, "behind (STALL caps the overdue time)");
+    let at = t0 + STALL + ms(10);
+    sw.run(at);
+    assert!(!sw.is_open(d, c), "14 bytes in STALL: dropped");
+    let again = sw.accept(at + secs(1), d, hand_addr(1));
+    assert!(sw.closed.contains(&(d, again)), "its address is refused");
+}
+
+/// Our requests to a peer wait behind our chunk to it on the one stream:
+/// while that chunk's bytes leave at STALL_RATE or more, the peer has not
+/// seen them and is not dropped; once they stop, it stalls as any other.
+/// Our bytes leaving count only while a request is behind them.
+#[test]
+fn requests_behind_our_own_chunk_do_not_stall_while_it_leaves() {
+    let (t0, _f, mut sw, d, c) = big_chunks_from_one_peer();
+    sw.hosts[d].m.handle_written(t0 + ms(50), c, 4 << 20);
+    sw.run(t0 + STALL);
+    assert!(!sw.is_open(d, c), "bytes that left before the Requests did not hold them");
+    let (t0, _f, mut sw, d, c) = big_chunks_from_one_peer();
+    // Our 4 MiB chunk to it was queued ahead of our Requests.
+    let s = sw.hosts[d].m.sessions.get_mut(&c).unwrap();
+    s.ahead_of_request = 4 << 20;
+    for tick in 1..=200 {
+        let now = t0 + ms(100 * tick);
+        sw.hosts[d].m.handle_written(now, c, tick * 64 * 1024 / 10); // 64 KiB/s in all
+        sw.run(now);
+    }
+    assert!(sw.is_open(d, c), "20 s with our bytes leaving");
+    sw.run(t0 + secs(20) + STALL - ms(1));
+    assert!(sw.is_open(d, c), "one tick before STALL after the last");
+    sw.run(t0 + secs(20) + STALL);
+    assert!(!sw.is_open(d, c), "dropped STALL after our bytes stopped");
+}
+
+/// A trickler of small chunks is behind as one that sends nothing is, just
+/// after MIN_OVERDUE: what it owes is asked of others.
+#[test]
+fn a_trickler_is_behind_after_min_overdue() {
+    let (t0, f, mut sw, d) = lone_downloader(8);
+    let c = sw.accept(t0, d, hand_addr(1));
+    sw.greet(t0, d, c, &f, &f.all(), Some(State::Available));
+    sw.hosts[d].m.handle_receiving(t0 + secs(1), c, 1);
+    sw.run(t0 + MIN_OVERDUE - ms(1));
+    assert!(!sw.hosts[d].m.sessions[&c].behind, "one tick before MIN_OVERDUE");
+    sw.run(t0 + MIN_OVERDUE + ms(1));
+    assert!(sw.hosts[d].m.sessions[&c].behind, "a byte a second is nothing");
+}
+
+/// A peer that keeps up STALL_RATE and no more is not dropped; one just
+/// under it is, once it has fallen STALL behind.
+#[test]
+fn the_stall_rule_counts_a_rate_not_any_byte() {
+    for (per_sec, dropped) in [(STALL_RATE as u64, false), (STALL_RATE as u64 / 2, true)] {
+        let (t0, _f, mut sw, d, c) = big_chunks_from_one_peer();
+        for second in 1..=40 {
+            let now = t0 + secs(second);
+            sw.hosts[d].m.handle_receiving(now, c, per_sec);
+            sw.run(now);
+        }
+        // Half the rate falls behind half a second a second: STALL behind at 30 s.
+        assert_eq!(!sw.is_open(d, c), dropped, "{per_sec} B/s for 40 s");
+    }
+}
+
 /// A peer that claims every chunk and sends none is behind after
 /// MIN_OVERDUE (it has shown no rate): what it owes is asked of another
 /// holder at once, though the end game is far off, and it is asked for
