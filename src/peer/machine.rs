@@ -160,8 +160,8 @@ pub struct Config {
     pub slots: usize,
     /// Connections per file.
     pub max_peers: usize,
-    /// Greeted callers over all files (at least a file's share of
-    /// `max_peers`): what callers make us hold stays bounded whatever the
+    /// Greeted callers over all files (at least `max_peers`, what a
+    /// complete file may take): what callers make us hold stays bounded whatever the
     /// number of files (see `room`).
     pub max_inbound: usize,
     pub up_limit: Option<u64>,

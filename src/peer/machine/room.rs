@@ -1,13 +1,12 @@
 //! Room for callers once greeted: per file, and over all files. Per file a
-//! caller's address block takes at most half of `--max-peers-per-file` and
-//! callers at most three quarters; over all files at most `max_inbound`
+//! caller's address block takes at most half of `--max-peers-per-file`, and
+//! while we download it callers take at most half and our own dials the
+//! other half (`dial_share`); over all files at most `max_inbound`
 //! callers are held, whatever the number of files, so what they can make us
 //! hold (each its queue and read buffer) has one bound. When that is full a
 //! newcomer takes the place of a caller of the address block, else of the
 //! file, holding the most connections (at least two more than the
 //! newcomer's): neither one address nor one file keeps the others out.
-//! Our own dials take at most half of a file's connections, so peers that
-//! arrive later find room.
 
 use std::cmp::Reverse;
 use std::net::IpAddr;
@@ -24,11 +23,12 @@ struct Caller {
 }
 
 impl Machine {
-    /// Whether another peer that dialled us from `ip` may trade `id`:
-    /// inbound peers leave a quarter of `--max-peers` to our own dials, so a
-    /// peer filled by callers that hold nothing still reaches the ones it
-    /// chose (a seed that appears later, say), and one address block takes
-    /// at most half of them, so one address cannot fill a file.
+    /// Whether another peer that dialled us from `ip` may trade `id`: while
+    /// we download it, callers leave our dials their share (`dial_share`), so
+    /// a peer filled by callers that hold nothing still reaches the ones it
+    /// chose (a seed that appears later, say), and neither side fills a
+    /// file alone; one address block takes at most half of `--max-peers`,
+    /// so one address cannot fill a file.
     pub(super) fn inbound_room(&self, id: ContentId, ip: IpAddr) -> bool {
         let (mut inbound, mut open, mut same) = (0, 0, 0);
         let block = ip_block(ip);
@@ -38,7 +38,8 @@ impl Machine {
             same += usize::from(!s.outbound && ip_block(s.addr.ip()) == block);
         }
         let max = self.config.max_peers;
-        open < max && inbound < inbound_share(max) && same < (max / 2).max(1)
+        let downloading = self.torrents.get(&id).is_some_and(|t| t.stage == Stage::Downloading);
+        open < max && inbound < callers_share(max, downloading) && same < (max / 2).max(1)
     }
 
     /// Whether a caller from `ip` greeting on `conn` for `id` may be held
@@ -61,7 +62,7 @@ impl Machine {
                 Some((caller, s.slot_since.is_some()))
             })
             .collect();
-        if callers.len() < self.config.max_inbound.max(inbound_share(self.config.max_peers)) {
+        if callers.len() < self.config.max_inbound.max(self.config.max_peers) {
             return true;
         }
         let (mut blocks, mut files) = (BTreeMap::<IpAddr, usize>::new(), BTreeMap::<ContentId, usize>::new());
@@ -98,18 +99,23 @@ impl Machine {
     }
 }
 
-/// Callers one file takes at most: all of `max_peers` but a quarter kept for our own dials.
-fn inbound_share(max_peers: usize) -> usize {
-    max_peers.saturating_sub((max_peers / 4).max(1)).max(1)
-}
-
-/// Connections of a file we dial ourselves: half of `--max-peers-per-file`,
-/// so the other half waits for peers that learn of us later. Peers that all
-/// arrive at once otherwise fill each other: the first 50 to announce know
-/// only each other and, dialling every one, formed a clique the other 950
-/// could not reach, fed by the seed and served last (`lmk-sim --peers 1000
-/// --size 64M`, seeds 1, 2, 4: last 1.51-1.54 x T_p2p, 1.40-1.42 with this
-/// share and dials chosen at random; the seed's copies 1.49-1.54 -> 1.38-1.43).
+/// Connections of a file we dial ourselves while we download it: half of
+/// `--max-peers-per-file`, and callers the other half, so each side finds
+/// room. Peers that all arrive at once otherwise fill each other: the first
+/// 50 to announce know only each other and, dialling every one and taking
+/// each other's calls, formed a clique the other 950 could not reach, fed
+/// by the seed and served last (`lmk-sim --peers 1000 --size 64M`, seeds 1,
+/// 2, 4: last 1.51-1.54 x T_p2p; 1.38-1.43 with these shares and dials
+/// chosen at random; the seed's copies 1.49-1.54 -> 1.33-1.35).
 pub(super) fn dial_share(max_peers: usize) -> usize {
     (max_peers / 2).max(1)
+}
+
+/// Callers one file takes at most: while we download it, what our dials
+/// leave; once complete we dial nobody, and callers may take them all.
+fn callers_share(max_peers: usize, downloading: bool) -> usize {
+    match downloading {
+        true => max_peers.saturating_sub(dial_share(max_peers)).max(1),
+        false => max_peers,
+    }
 }

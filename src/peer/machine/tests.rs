@@ -394,23 +394,34 @@ fn one_address_takes_at_most_half_of_a_files_connections() {
 #[test]
 fn callers_leave_room_for_our_own_dials() {
     let (t0, f, mut sw) = start(4);
-    let d = sw.peer(t0, &f, &[], |c| c.max_peers = 4); // a quarter, one connection, is kept for dials
+    let d = sw.peer(t0, &f, &[], |c| c.max_peers = 4); // half, two connections, is kept for dials
     sw.tracker_says.insert(d, Vec::new());
-    let s = sw.peer(t0, &f, &f.all(), |_| {});
+    let s = sw.peer(t0, &f, &f.all(), |c| c.max_peers = 4);
     sw.run(t0);
-    let callers: Vec<ConnId> = (1..=4).map(|n| sw.accept(t0, d, hand_addr(n))).collect();
-    for &c in &callers[..3] {
+    let callers: Vec<ConnId> = (1..=3).map(|n| sw.accept(t0, d, hand_addr(n))).collect();
+    for &c in &callers[..2] {
         sw.greet(t0, d, c, &f, &[], None);
     }
-    sw.inject(t0, d, callers[3], Message::Hello { id: f.id(), port: 0, nonce: 77 });
-    assert_eq!(sw.hosts[d].m.peers(), 3, "the fourth caller is told Unavailable");
-    assert_eq!(sw.said_on(d, callers[3]).last(), Some(&Seen::State(State::Unavailable)));
+    sw.inject(t0, d, callers[2], Message::Hello { id: f.id(), port: 0, nonce: 77 });
+    assert_eq!(sw.hosts[d].m.peers(), 2, "the third caller is told Unavailable");
+    assert_eq!(sw.said_on(d, callers[2]).last(), Some(&Seen::State(State::Unavailable)));
     sw.tracker_says.insert(d, vec![addr(s)]);
     for n in 1..=60 {
         sw.run(t0 + secs(n));
     }
     assert!(sw.dials.iter().any(|x| x.host == d && x.to == addr(s)), "the seed it learnt of later is dialled");
     assert!(sw.holds_file(d, &f), "and the file fetched from it");
+    // A complete peer dials nobody: callers may take all its connections.
+    let t = t0 + secs(60);
+    let at_seed: Vec<ConnId> = (1..=4).map(|n| sw.accept(t, s, hand_addr(n))).collect();
+    for &c in &at_seed {
+        sw.greet(t, s, c, &f, &[], None);
+    }
+    assert!(
+        at_seed.iter().all(|c| !sw.closed.contains(&(s, *c))),
+        "the seed, whose downloader left, takes four callers"
+    );
+    assert_eq!(sw.hosts[s].m.peers(), 4);
 }
 
 #[test]
