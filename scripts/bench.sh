@@ -805,7 +805,7 @@ for i in $(seq "$RUNS"); do
     http_load opentracker "127.0.0.1:$OT_PORT" "$OT_PID" "$i"
     stop "$OT_PID"
 
-    start_tracker "tracker-page-$i" -q --max-files-per-ip 100000
+    start_tracker "tracker-page-$i" -q --open --max-files-per-ip 100000 # http_load publishes unsigned
     "$BIN/http_load" --tracker "$TR_ADDR" --publish 100000 --page-runs 5 --pid "$TR_PID" >"$RUN/page.json" 2>"$RUN/page.log" || {
         cat "$RUN/page.json" "$RUN/page.log" >&2
         fail "http_load --publish against lmk-tracker failed"
