@@ -131,10 +131,21 @@ impl Bitfield {
         })
     }
 
-    /// True if `self` holds some chunk that `other` lacks (same len assumed;
-    /// compared bytewise, `a & !b`).
+    /// True if `self` holds some chunk that `other` lacks (same len assumed).
+    /// Asked for every peer at every slot decision, so the counts answer
+    /// first: holding more than `other` settles it, and so does `other` full
+    /// or `self` empty; only the rest is compared, `a & !b`, a word at a time.
     pub fn has_any_missing_from(&self, other: &Bitfield) -> bool {
-        self.bytes.iter().zip(&other.bytes).any(|(&a, &b)| a & !b != 0)
+        if self.count > other.count {
+            return true;
+        }
+        if self.count == 0 || other.count == other.len {
+            return false;
+        }
+        let (ours, theirs) = (self.bytes.chunks_exact(8), other.bytes.chunks_exact(8));
+        let tail = ours.remainder().iter().zip(theirs.remainder()).any(|(&a, &b)| a & !b != 0);
+        let word = |w: &[u8]| u64::from_ne_bytes(w.try_into().unwrap_or_default());
+        tail || ours.zip(theirs).any(|(a, b)| word(a) & !word(b) != 0)
     }
 }
 
@@ -222,5 +233,27 @@ mod tests {
         assert!(b.has_any_missing_from(&a));
         assert!(!Bitfield::full(10).has_any_missing_from(&Bitfield::full(10)));
         assert!(Bitfield::full(10).has_any_missing_from(&b));
+    }
+
+    #[test]
+    fn missing_from_agrees_with_a_bit_by_bit_comparison_whatever_the_counts() {
+        // Lengths with and without a partial word; pairs with fewer, equal and more chunks.
+        for len in [1, 7, 64, 65, 200] {
+            let mut rng = crate::common::rng::Rng::new(len as u64);
+            for _ in 0..200 {
+                let (mut a, mut b) = (Bitfield::new(len), Bitfield::new(len));
+                let (pa, pb) = (rng.below(4), rng.below(4));
+                for i in 0..len {
+                    if rng.below(4) < pa {
+                        a.set(i);
+                    }
+                    if rng.below(4) < pb {
+                        b.set(i);
+                    }
+                }
+                let want = (0..len).any(|i| a.get(i) && !b.get(i));
+                assert_eq!(a.has_any_missing_from(&b), want, "len {len}");
+            }
+        }
     }
 }
