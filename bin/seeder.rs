@@ -28,8 +28,8 @@ OPTIONS:
                       connections per file, 1..65535         [default: 50]
   --up-limit RATE     upload limit in bytes/s, 1..1T         [default: none]
   --down-limit RATE   download limit in bytes/s, 1..1T       [default: none]
-  --chunk-size BYTES  chunk size, 16K..16M   [default: 128K, doubling for
-                      files over 1G so that none has over 8192 chunks]
+  --chunk-size BYTES  chunk size, 16K..16M   [default: 64K, doubling for
+                      files over 512M so that none has over 8192 chunks]
   --status SECS       show the status line this often, 0..1d
                       [default: 5; 0: never]
                       (redrawn on a terminal; else printed when it changed,

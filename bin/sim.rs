@@ -20,7 +20,7 @@ SCENARIO:
   --peers N               downloaders, besides one seed          [default: 50]
   --size BYTES            file size (64M, 1G)                    [default: 64M]
   --chunk-size BYTES      chunk size, 16K..=16M    [default: as lmk-seeder:
-                          128K, doubling for files over 1G]
+                          64K, doubling for files over 512M]
   --seed-up RATE          the seed's uplink, bytes/s (20M)       [default: 20M]
   --up RATE               every downloader's uplink              [default: 20M]
   --classes LIST          uplinks by share instead of --up:
