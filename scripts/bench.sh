@@ -391,8 +391,9 @@ leech() {
     rm -rf "$RUN/out" && mkdir -p "$RUN/out"
     prefault $(($4 >> 20))
     # time(1) reports the leecher's wall time, user+sys and peak RSS (timeout adds ~1 MB, not more).
+    # Not -q: its "done" line says how many peers sent (off a terminal, a plain progress line every few seconds).
     /usr/bin/time -f '%e %U %S %M' -o "$RUN/leech.time" timeout -k 5 300 \
-        "$BIN/lmk-leecher" -q --tracker "$2" --listen 127.0.0.1:0 --seed-ratio 0 get "$3" --out "$RUN/out" >"$RUN/leech.out" 2>"$RUN/leech.log" &
+        "$BIN/lmk-leecher" --tracker "$2" --listen 127.0.0.1:0 --seed-ratio 0 get "$3" --out "$RUN/out" >"$RUN/leech.out" 2>"$RUN/leech.log" &
     pid=$!
     PIDS+=("$pid")
     rc=0
