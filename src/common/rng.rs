@@ -7,8 +7,15 @@ pub struct Rng(u64);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        // A zero state would stay zero forever.
-        Rng(seed ^ 0x9E37_79B9_7F4A_7C15 | 1)
+        // SplitMix64's mixer is a bijection, so every seed draws its own
+        // sequence (setting the low bit, as before, made 2k and 2k+1 one
+        // seed); the one seed it maps to zero, a state xorshift never
+        // leaves, takes another.
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        Rng(if z == 0 { 0x9E37_79B9_7F4A_7C15 } else { z })
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -67,6 +74,13 @@ mod tests {
             counts[a.below(4)] += 1;
         }
         assert!(counts.iter().all(|&c| c > 800), "{counts:?}");
+    }
+
+    #[test]
+    fn neighbouring_seeds_draw_different_sequences() {
+        for seed in 0..64 {
+            assert_ne!(Rng::new(2 * seed).next_u64(), Rng::new(2 * seed + 1).next_u64(), "{seed}");
+        }
     }
 
     #[test]
