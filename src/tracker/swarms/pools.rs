@@ -162,6 +162,9 @@ impl<R: Record> Table<R> {
         let i = match self.pools.binary_search_by_key(&end, |p| p.end) {
             Ok(i) => i,
             Err(i) => {
+                // Exact fit: a 56-byte pool is rare per swarm (one per bucket in use),
+                // and doubling from four held 224 bytes in each swarm of one bucket.
+                self.pools.reserve_exact(1);
                 self.pools.insert(i, Pool { end, lists: [Vec::new(), Vec::new()] });
                 i
             }
@@ -193,7 +196,15 @@ impl<R: Record> Table<R> {
             list.shrink_to(list.len() + list.len() / 4);
         }
         if pool.lists.iter().all(Vec::is_empty) {
-            self.pools.remove(i);
+            self.remove_pool(i);
+        }
+    }
+
+    /// Drops an emptied pool, and the vector's room once it is half empty.
+    fn remove_pool(&mut self, i: usize) {
+        self.pools.remove(i);
+        if self.pools.len() * 2 < self.pools.capacity() {
+            self.pools.shrink_to_fit();
         }
     }
 
@@ -214,7 +225,7 @@ impl<R: Record> Table<R> {
             if pool.lists.iter().any(|l| !l.is_empty()) {
                 break; // out of budget
             }
-            self.pools.remove(0);
+            self.remove_pool(0);
         }
         n
     }
@@ -357,5 +368,48 @@ impl Blocks {
         if let Some(w) = self.0.get_mut(word) {
             *w |= bit;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(n: u16) -> V4 {
+        v4(Ipv4Addr::new(10, 0, 0, 1), n)
+    }
+
+    #[test]
+    fn pools_fit_exactly_and_give_room_back() {
+        let mut t = Table::<V4>::default();
+        for end in 1..=5 {
+            t.insert(peer(end as u16), false, end);
+            assert_eq!(t.pools.capacity(), t.pools.len(), "one pool more, one room more");
+        }
+        assert_eq!(t.pools.len(), 5);
+        let mut budget = usize::MAX;
+        t.expire(4, &mut budget, &mut |_| {}); // the pools ending at 1, 2 and 3
+        assert_eq!(t.pools.len(), 2);
+        assert!(t.pools.capacity() <= 2 * t.pools.len(), "room given back: {}", t.pools.capacity());
+        assert!(t.remove(&peer(5)));
+        assert!(t.pools.capacity() <= 2 * t.pools.len().max(1));
+    }
+
+    #[test]
+    fn a_list_grows_by_a_quarter() {
+        let mut t = Table::<V4>::default();
+        let mut caps = Vec::new();
+        for n in 0..200 {
+            t.insert(peer(n), false, 1);
+            let cap = t.pools[0].lists[0].capacity();
+            if caps.last() != Some(&cap) {
+                caps.push(cap);
+            }
+        }
+        assert_eq!(&caps[..4], &[4, 8, 12, 16]);
+        for w in caps.windows(2) {
+            assert!(w[1] <= w[0] + (w[0] / 4).max(4), "grew from {} to {}", w[0], w[1]);
+        }
+        assert!(*caps.last().unwrap() < 200 + 200 / 4 + 1);
     }
 }
