@@ -267,12 +267,21 @@ impl Response {
                 put_u32(out, *interval);
                 put_u32(out, *leechers);
                 put_u32(out, *seeders);
+                // One room check for the list and one copy per entry: this loop
+                // writes most of the bytes a busy tracker sends.
+                out.reserve(peers.len().min(MAX_PEERS) * if ipv6 { PEER_V6 } else { PEER_V4 });
                 for (ip, port) in peers.iter().filter_map(|p| wire_ip(p, ipv6)).take(MAX_PEERS) {
+                    let [p, q] = port.to_be_bytes();
                     match ip {
-                        IpAddr::V4(ip) => put_u32(out, u32::from(ip)),
-                        IpAddr::V6(ip) => out.extend_from_slice(&ip.octets()),
+                        IpAddr::V4(ip) => {
+                            let [a, b, c, d] = ip.octets();
+                            out.extend_from_slice(&[a, b, c, d, p, q]);
+                        }
+                        IpAddr::V6(ip) => {
+                            out.extend_from_slice(&ip.octets());
+                            out.extend_from_slice(&[p, q]);
+                        }
                     }
-                    put_u16(out, port);
                 }
             }
             Response::Scrape { transaction_id, stats } => {

@@ -15,6 +15,10 @@ use crate::common::rng::Rng;
 /// A peer as its table stores it: address then port, big-endian, so byte
 /// order is address order.
 pub(super) trait Record: Copy + Ord {
+    /// The record as numbers in the same order as its bytes: searches
+    /// compare these in registers instead of calling `memcmp` per step.
+    type Key: Ord + Copy;
+    fn key(&self) -> Self::Key;
     /// What the per-address caps count: an IPv4 address, an IPv6 /64.
     fn host(&self) -> Host;
     /// The block an answer spreads over: an IPv4 /24, an IPv6 /48.
@@ -41,6 +45,11 @@ pub(super) fn v6(ip: Ipv6Addr, port: u16) -> V6 {
 }
 
 impl Record for V4 {
+    type Key = u64;
+    fn key(&self) -> u64 {
+        let [a, b, c, d, p, q] = *self;
+        u64::from_be_bytes([0, 0, a, b, c, d, p, q])
+    }
     fn host(&self) -> Host {
         let [a, b, c, d, ..] = *self;
         Host::V4(u32::from_be_bytes([a, b, c, d]))
@@ -62,6 +71,12 @@ impl Record for V4 {
 }
 
 impl Record for V6 {
+    type Key = (u128, u16);
+    fn key(&self) -> (u128, u16) {
+        let mut ip = [0; 16];
+        ip.copy_from_slice(&self[..16]);
+        (u128::from_be_bytes(ip), u16::from_be_bytes([self[16], self[17]]))
+    }
     fn host(&self) -> Host {
         Host::V6(u64::from_be_bytes(prefix(self)))
     }
@@ -137,11 +152,10 @@ impl<R: Record> Table<R> {
     /// Pool, role and position of a peer.
     fn find(&self, r: &R) -> Option<(usize, usize, usize)> {
         // Newest first: a peer that announces on time sits near the end.
-        self.pools
-            .iter()
-            .enumerate()
-            .rev()
-            .find_map(|(i, p)| (0..2).find_map(|role| p.lists[role].binary_search(r).ok().map(|pos| (i, role, pos))))
+        let key = r.key();
+        self.pools.iter().enumerate().rev().find_map(|(i, p)| {
+            (0..2).find_map(|role| p.lists[role].binary_search_by_key(&key, R::key).ok().map(|pos| (i, role, pos)))
+        })
     }
 
     /// Moves a known peer to the pool of `end` (and its role); returns its
@@ -162,13 +176,16 @@ impl<R: Record> Table<R> {
         let i = match self.pools.binary_search_by_key(&end, |p| p.end) {
             Ok(i) => i,
             Err(i) => {
+                // Exact fit: a 56-byte pool is rare per swarm (one per bucket in use),
+                // and doubling from four held 224 bytes in each swarm of one bucket.
+                self.pools.reserve_exact(1);
                 self.pools.insert(i, Pool { end, lists: [Vec::new(), Vec::new()] });
                 i
             }
         };
         if let Some(pool) = self.pools.get_mut(i) {
             let list = &mut pool.lists[usize::from(seeder)];
-            if let Err(pos) = list.binary_search(&r) {
+            if let Err(pos) = list.binary_search_by_key(&r.key(), R::key) {
                 if list.len() == list.capacity() {
                     // Grow by a quarter, not double: slack is most of a record's cost.
                     list.reserve_exact((list.len() / 4).max(4));
@@ -193,7 +210,15 @@ impl<R: Record> Table<R> {
             list.shrink_to(list.len() + list.len() / 4);
         }
         if pool.lists.iter().all(Vec::is_empty) {
-            self.pools.remove(i);
+            self.remove_pool(i);
+        }
+    }
+
+    /// Drops an emptied pool, and the vector's room once it is half empty.
+    fn remove_pool(&mut self, i: usize) {
+        self.pools.remove(i);
+        if self.pools.len() * 2 < self.pools.capacity() {
+            self.pools.shrink_to_fit();
         }
     }
 
@@ -214,7 +239,7 @@ impl<R: Record> Table<R> {
             if pool.lists.iter().any(|l| !l.is_empty()) {
                 break; // out of budget
             }
-            self.pools.remove(0);
+            self.remove_pool(0);
         }
         n
     }
@@ -357,5 +382,64 @@ impl Blocks {
         if let Some(w) = self.0.get_mut(word) {
             *w |= bit;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(n: u16) -> V4 {
+        v4(Ipv4Addr::new(10, 0, 0, 1), n)
+    }
+
+    #[test]
+    fn keys_sort_as_the_records_bytes() {
+        let v4s = [peer(1), peer(256), v4(Ipv4Addr::new(9, 255, 255, 255), 65535), v4(Ipv4Addr::new(10, 0, 0, 2), 0)];
+        for a in &v4s {
+            for b in &v4s {
+                assert_eq!(a.key().cmp(&b.key()), a.cmp(b), "{a:?} {b:?}");
+            }
+        }
+        let v6s = [v6(Ipv6Addr::LOCALHOST, 2), v6(Ipv6Addr::LOCALHOST, 1), v6(Ipv6Addr::UNSPECIFIED, 9)];
+        for a in &v6s {
+            for b in &v6s {
+                assert_eq!(a.key().cmp(&b.key()), a.cmp(b), "{a:?} {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn pools_fit_exactly_and_give_room_back() {
+        let mut t = Table::<V4>::default();
+        for end in 1..=5 {
+            t.insert(peer(end as u16), false, end);
+            assert_eq!(t.pools.capacity(), t.pools.len(), "one pool more, one room more");
+        }
+        assert_eq!(t.pools.len(), 5);
+        let mut budget = usize::MAX;
+        t.expire(4, &mut budget, &mut |_| {}); // the pools ending at 1, 2 and 3
+        assert_eq!(t.pools.len(), 2);
+        assert!(t.pools.capacity() <= 2 * t.pools.len(), "room given back: {}", t.pools.capacity());
+        assert!(t.remove(&peer(5)));
+        assert!(t.pools.capacity() <= 2 * t.pools.len().max(1));
+    }
+
+    #[test]
+    fn a_list_grows_by_a_quarter() {
+        let mut t = Table::<V4>::default();
+        let mut caps = Vec::new();
+        for n in 0..200 {
+            t.insert(peer(n), false, 1);
+            let cap = t.pools[0].lists[0].capacity();
+            if caps.last() != Some(&cap) {
+                caps.push(cap);
+            }
+        }
+        assert_eq!(&caps[..4], &[4, 8, 12, 16]);
+        for w in caps.windows(2) {
+            assert!(w[1] <= w[0] + (w[0] / 4).max(4), "grew from {} to {}", w[0], w[1]);
+        }
+        assert!(*caps.last().unwrap() < 200 + 200 / 4 + 1);
     }
 }
