@@ -12,7 +12,7 @@ use super::machine::{Machine, Output};
 use super::unsent::Unsent;
 use crate::common::net::{CloseReason, ConnId, Net};
 use crate::wire::peer::{Message, MAX_PEER_FRAME};
-use crate::wire::{split_frame, DecodeError, Frame};
+use crate::wire::{DecodeError, Frame};
 
 pub struct Peers {
     tracker: SocketAddr,
@@ -123,11 +123,9 @@ impl Peers {
         let mut chunk = 0;
         let queued = net.queued_through(conn);
         if let Some(out) = net.out(conn) {
-            let start = out.len();
-            core.handle_drained(now, conn, queued, out);
-            chunk = chunk_bytes(out.get(start..).unwrap_or_default());
+            chunk = core.handle_drained(now, conn, queued, out);
         }
-        // A chunk was queued: it counts as sent once the kernel has taken its last byte.
+        // Chunk bytes were queued: they count as sent once the kernel has taken them.
         if chunk > 0 {
             self.unsent.entry(conn).or_default().push(net.queued_through(conn), chunk, None);
         }
@@ -193,15 +191,6 @@ impl Peers {
     }
 }
 
-/// The chunk bytes of the frame at the head of `appended` if it is a Chunk
-/// (an answer is one frame: a Chunk or a Reject), else 0.
-fn chunk_bytes(appended: &[u8]) -> u64 {
-    match split_frame(appended, MAX_PEER_FRAME).ok().flatten().map(|(frame, _)| Message::decode(frame)) {
-        Some(Ok(Message::Chunk { data, .. })) => data.len() as u64,
-        _ => 0,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,16 +209,5 @@ mod tests {
         assert_eq!(peers.arriving(), 510);
         peers.on_closed(&mut core, &mut Net::new().unwrap(), now, b, CloseReason::Remote);
         assert_eq!(peers.arriving(), 10, "nothing is kept for a closed connection");
-    }
-
-    #[test]
-    fn only_a_chunk_frame_counts_and_only_its_data() {
-        let mut out = Vec::new();
-        Message::Chunk { index: 3, data: &[7; 100] }.encode(&mut out);
-        assert_eq!(chunk_bytes(&out), 100);
-        out.clear();
-        Message::Reject { index: 3, reason: crate::wire::peer::RejectReason::NoSlot }.encode(&mut out);
-        assert_eq!(chunk_bytes(&out), 0);
-        assert_eq!(chunk_bytes(&[]), 0);
     }
 }

@@ -27,6 +27,17 @@ pub enum Answer {
     Reject(u32, RejectReason),
 }
 
+/// A Chunk frame begun on a connection and not yet whole: its answer stays
+/// at the head of `owed`, and nothing else is written on the connection
+/// until the frame's last piece is queued (frames never interleave).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sending {
+    /// Where in the file its next piece starts.
+    pub offset: u64,
+    /// Bytes of its body still to queue.
+    pub left: usize,
+}
+
 /// One of our requests, in the order it will be answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Asked {
@@ -85,6 +96,11 @@ pub struct Session {
     pub last_heard: Instant,
     /// What we owe it.
     pub owed: VecDeque<Answer>,
+    /// The chunk frame at the head of `owed`, once begun.
+    pub sending: Option<Sending>,
+    /// Control frames (encoded) that came while a chunk frame was under
+    /// way: written once it is whole.
+    pub deferred: Vec<u8>,
     /// Since when it holds one of our upload slots.
     pub slot_since: Option<Instant>,
     /// Since when it has waited for a slot.
@@ -195,6 +211,8 @@ impl Session {
             chunk_size: 0,
             last_heard: now,
             owed: VecDeque::new(),
+            sending: None,
+            deferred: Vec::new(),
             slot_since: None,
             waiting_since: now,
             suspect: false,
@@ -217,6 +235,26 @@ impl Session {
             sent_rate: Rate::new(now),
             timer: None,
         }
+    }
+
+    /// The answers owed that may still be dropped or changed: all but a
+    /// chunk whose frame has begun (it is finished whatever comes).
+    pub fn owed_pending(&mut self) -> impl Iterator<Item = &mut Answer> {
+        let begun = usize::from(self.sending.is_some());
+        self.owed.iter_mut().skip(begun)
+    }
+
+    /// Drops the answer owed for chunk `index` (a Cancel) unless its frame
+    /// has begun; true if one was dropped.
+    pub fn drop_owed(&mut self, index: u32) -> bool {
+        let begun = usize::from(self.sending.is_some());
+        let before = self.owed.len();
+        let mut at = 0;
+        self.owed.retain(|a| {
+            at += 1;
+            at <= begun || *a != Answer::Chunk(index)
+        });
+        self.owed.len() < before
     }
 
     /// Whether the chunk it is owed next waits for the core's budget.

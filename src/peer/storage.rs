@@ -22,7 +22,14 @@ pub enum ReadError {
 /// One file's bytes, by position.
 pub trait Storage {
     /// Appends `len` bytes from `offset` to `out`; on error `out` is unchanged.
+    /// A chunk is read in pieces (`machine::PIECE`) as its frame goes out, so
+    /// `offset` may be anywhere in a chunk.
     fn read(&mut self, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<(), ReadError>;
+    /// The bytes a chunk of `len` takes in a Chunk frame's body: `len`
+    /// itself (the simulator's storage sends a short token for it).
+    fn body_len(&self, len: usize) -> usize {
+        len
+    }
     fn write(&mut self, offset: u64, data: &[u8]) -> io::Result<()>;
     /// Whether `data` is a chunk of `len` bytes whose SHA-1 is `hash`. (The
     /// simulator's storage moves a token for a chunk's bytes and checks it

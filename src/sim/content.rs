@@ -136,8 +136,9 @@ struct Stored {
 }
 
 /// A host's file. It serves the chunks of its seed; a chunk it neither
-/// held at the start nor had written right is served empty, so a core that
-/// sends what it does not hold is caught by the receiver's check.
+/// held at the start nor had written right is served as 0xff bytes (a token
+/// of no chunk), so a core that sends what it does not hold is caught by the
+/// receiver's check.
 #[derive(Clone)]
 pub struct Store {
     content: Rc<Content>,
@@ -156,22 +157,37 @@ impl Store {
         let size = u64::from(self.content.meta.chunk_size());
         u32::try_from(offset / size).ok().filter(|_| offset.is_multiple_of(size))
     }
+
+    /// The chunk holding `offset`, and where in it `offset` is.
+    fn position(&self, offset: u64) -> Option<(u32, usize)> {
+        let size = u64::from(self.content.meta.chunk_size());
+        Some((u32::try_from(offset / size).ok()?, usize::try_from(offset % size).ok()?))
+    }
 }
 
 impl Storage for Store {
+    /// A piece of a chunk's bytes, or (tokens) the whole token from the chunk's start.
     fn read(&mut self, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<(), ReadError> {
-        let index = self.index(offset).ok_or(ReadError::Changed)?;
-        if self.content.meta.chunk_len(index) != u32::try_from(len).ok() {
-            return Err(ReadError::Changed);
-        }
-        if self.state.borrow().held.get(index) {
-            if self.content.bytes {
-                out.extend_from_slice(&self.content.chunk_of(self.seed, index));
-            } else {
-                out.extend_from_slice(&token(self.seed, index));
-            }
+        let (index, within) = self.position(offset).ok_or(ReadError::Changed)?;
+        let body = self.content.meta.chunk_len(index).map(|l| self.body_len(l as usize)).ok_or(ReadError::Changed)?;
+        let bytes = match self.content.bytes {
+            true => self.content.chunk_of(self.seed, index),
+            false => token(self.seed, index).to_vec(),
+        };
+        let piece = bytes.get(within..within.checked_add(len).filter(|end| *end <= body).ok_or(ReadError::Changed)?);
+        match piece.filter(|_| self.state.borrow().held.get(index)) {
+            Some(piece) => out.extend_from_slice(piece),
+            None => out.resize(out.len() + len, 0xff),
         }
         Ok(())
+    }
+
+    fn body_len(&self, len: usize) -> usize {
+        if self.content.bytes {
+            len
+        } else {
+            TOKEN
+        }
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
@@ -224,12 +240,12 @@ mod tests {
         let (mut honest, mut liar) = (c.store(None, Bitfield::full(count)), c.store(Some(8), Bitfield::full(count)));
         let hashes = c.meta.hashes().to_vec();
         let mut out = Vec::new();
-        honest.read(2 * 16384, 16384, &mut out).unwrap();
+        honest.read(2 * 16384, honest.body_len(16384), &mut out).unwrap();
         assert_eq!(out, c.chunk(2));
         assert!(honest.verify(&out, 16384, &hashes[2]));
         assert!(!honest.verify(&out, 16384, &hashes[1]), "chunk 2 for chunk 1");
         out.clear();
-        liar.read(3 * 16384, 5, &mut out).unwrap();
+        liar.read(3 * 16384, liar.body_len(5), &mut out).unwrap();
         assert!(!honest.verify(&out, 5, &hashes[3]), "another content's bytes");
         assert!(!honest.verify(b"short", 5, &hashes[3]));
         assert_eq!((c.verified.get(), c.rejected.get()), (1, 3));
@@ -247,13 +263,16 @@ mod tests {
         let mut s = c.store(None, Bitfield::new(2));
         let mut out = Vec::new();
         s.read(0, 16384, &mut out).unwrap();
-        assert!(out.is_empty(), "a chunk not held is served empty");
+        assert_eq!(out, [0xff; 16384], "a chunk not held is served as no chunk");
+        out.clear();
         s.write(0, &c.chunk(0)).unwrap();
         s.write(16384, &[0; 16384]).unwrap();
         s.finish().unwrap();
         assert!(!s.holds_file(), "chunk 1 is wrong");
         s.write(16384, &c.chunk(1)).unwrap();
         assert!(s.holds_file());
-        assert!(s.read(1, 16384, &mut out).is_err(), "not at a chunk's start");
+        assert!(s.read(1, 16384, &mut out).is_err(), "past the chunk's end");
+        s.read(16384 + 100, 50, &mut out).unwrap();
+        assert_eq!(out, c.chunk(1)[100..150], "a piece of a chunk");
     }
 }

@@ -164,7 +164,8 @@ impl Machine {
                 t.picker.release(index);
             }
             s.asked.push_back(Asked { overdue: spare, ..Asked::new(index) });
-            s.ahead_of_request = s.unsent.bytes();
+            // What is queued, and the rest of a chunk frame under way (our Request waits for its end).
+            s.ahead_of_request = s.unsent.bytes() + s.sending.map_or(0, |x| x.left as u64);
             self.outputs.push_back(Output::Send(conn, Message::Request(index)));
         }
     }
