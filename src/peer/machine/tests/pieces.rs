@@ -44,7 +44,7 @@ fn two_callers_one_asking(sw: &mut Harness, t0: Instant, s: usize, f: &TestFile)
 fn a_big_chunk_goes_out_in_pieces_as_the_queue_asks_and_nothing_cuts_into_it() {
     let (t0, f, mut sw) = (Instant::now(), big_file(2), Harness::default());
     let s = sw.peer(t0, &f, &f.all(), |c| c.slots = 1);
-    let (c, other) = two_callers_one_asking(&mut sw, t0, s, &f);
+    let (c, _other) = two_callers_one_asking(&mut sw, t0, s, &f);
     let mut pieces = Vec::new();
     for step in 0..20 {
         let now = t0 + ms(700 * step);
