@@ -544,6 +544,61 @@ impl Machine {
     /// `STALL_RATE`, and is not overdue while it keeps a quarter of its
     /// pace; a first chunk slower than `--timeout` does not end the download.
     pub fn handle_receiving(&mut self, now: Instant, conn: ConnId, bytes: u64) {
+        self.receiving(now, conn, bytes);
+    }
+
+    /// A Chunk frame's header came on `conn` (the shell hands a chunk's
+    /// data over as it arrives, so no connection holds a whole chunk): `len`
+    /// bytes of chunk `index` follow, through `handle_chunk_data`, then
+    /// `handle_chunk_end`. A whole frame may come as a message instead.
+    pub fn handle_chunk_begin(&mut self, now: Instant, conn: ConnId, index: u32, len: usize) {
+        if self.heard(now, conn) {
+            self.chunk_begin(now, conn, index, len);
+        }
+        self.settle(now);
+    }
+
+    /// More of the data of the Chunk frame under way on `conn`.
+    pub fn handle_chunk_data(&mut self, now: Instant, conn: ConnId, data: &[u8]) -> Result<(), Fatal> {
+        self.touched.push(conn);
+        if let Some(s) = self.sessions.get_mut(&conn) {
+            s.last_heard = now;
+        }
+        let result = self.chunk_data(now, conn, data);
+        self.settle(now);
+        result
+    }
+
+    /// The Chunk frame under way on `conn` is whole.
+    pub fn handle_chunk_end(&mut self, now: Instant, conn: ConnId) -> Result<(), Fatal> {
+        self.touched.push(conn);
+        let result = self.chunk_end(now, conn);
+        self.settle(now);
+        result
+    }
+
+    /// A frame began on `conn`: whether a Chunk may (its Hellos and the
+    /// Bitfield exchanged, as `on_message` requires of a whole one); if not,
+    /// the connection is closed for it.
+    fn heard(&mut self, now: Instant, conn: ConnId) -> bool {
+        self.touched.push(conn);
+        let Some(s) = self.sessions.get_mut(&conn) else { return false };
+        s.last_heard = now;
+        match (s.phase, s.theirs.is_some()) {
+            (Phase::Open, true) => true,
+            (Phase::Open, false) => {
+                self.violation(now, conn, "first frame after Hello is not a Bitfield");
+                false
+            }
+            _ => {
+                self.violation(now, conn, "unexpected Chunk");
+                false
+            }
+        }
+    }
+
+    /// `bytes` more of a frame arrived on `conn`: the sender's clocks move (see `handle_receiving`).
+    fn receiving(&mut self, now: Instant, conn: ConnId, bytes: u64) {
         // Timers only move later: each fires early once at worst, a no-op.
         let Some(s) = self.sessions.get_mut(&conn).filter(|s| s.phase == Phase::Open && s.outstanding() > 0) else {
             return;

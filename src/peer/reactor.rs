@@ -11,7 +11,7 @@ use log::debug;
 use super::machine::{Machine, Output};
 use super::unsent::Unsent;
 use crate::common::net::{CloseReason, ConnId, Net};
-use crate::wire::peer::{Message, MAX_PEER_FRAME};
+use crate::wire::peer::{chunk_head, Message, MAX_PEER_FRAME};
 use crate::wire::{DecodeError, Frame};
 
 pub struct Peers {
@@ -25,6 +25,9 @@ pub struct Peers {
     /// Per connection, the bytes of its unfinished frame read so far (the
     /// last read's count): what more arrived is told to the core.
     partial: BTreeMap<ConnId, usize>,
+    /// Per connection, the Chunk frame whose data is handed to the core as
+    /// it arrives: (bytes still to come, bytes come).
+    streaming: BTreeMap<ConnId, (usize, usize)>,
     /// Connections being dialled, and to where.
     dialling: HashMap<ConnId, SocketAddr>,
     /// Addresses whose last dial failed, and why, so that a download that
@@ -42,6 +45,7 @@ impl Peers {
             sent: 0,
             unsent: BTreeMap::new(),
             partial: BTreeMap::new(),
+            streaming: BTreeMap::new(),
             dialling: HashMap::new(),
             unreachable: BTreeMap::new(),
         }
@@ -119,6 +123,42 @@ impl Peers {
         Ok(())
     }
 
+    /// Bytes read on `conn` before the next frame is split: a Chunk frame
+    /// not yet whole is not held whole but handed to the core as its data
+    /// arrives (`Some(n)`: `n` bytes taken); anything else is split as a
+    /// frame (`None`), a whole Chunk frame included.
+    pub fn on_bytes(
+        &mut self,
+        core: &mut Machine,
+        net: &mut Net,
+        now: Instant,
+        conn: ConnId,
+        buf: &[u8],
+    ) -> Option<usize> {
+        if let Some((left, came)) = self.streaming.get_mut(&conn) {
+            let data = buf.get(..(*left).min(buf.len())).unwrap_or_default();
+            if data.is_empty() {
+                return Some(0);
+            }
+            (*left, *came) = (*left - data.len(), *came + data.len());
+            let mut result = core.handle_chunk_data(now, conn, data);
+            if *left == 0 {
+                self.streaming.remove(&conn);
+                result = result.and_then(|()| core.handle_chunk_end(now, conn));
+            }
+            if let Err(fatal) = result {
+                core.handle_fatal(now, fatal);
+            }
+            self.carry_out(core, net, now);
+            return Some(data.len());
+        }
+        let (index, len, head) = chunk_head(buf, net.limit(conn)?)?;
+        core.handle_chunk_begin(now, conn, index, len);
+        self.streaming.insert(conn, (len, 0));
+        self.carry_out(core, net, now);
+        Some(head)
+    }
+
     pub fn on_drained(&mut self, core: &mut Machine, net: &mut Net, now: Instant, conn: ConnId) {
         let mut chunk = 0;
         let queued = net.queued_through(conn);
@@ -157,7 +197,8 @@ impl Peers {
 
     /// Bytes of unfinished frames (chunks under way) over all peer connections.
     pub fn arriving(&self) -> u64 {
-        self.partial.values().map(|&n| n as u64).sum()
+        let streamed = self.streaming.values().map(|&(_, came)| came as u64);
+        self.partial.values().map(|&n| n as u64).chain(streamed).sum()
     }
 
     pub fn on_closed(&mut self, core: &mut Machine, net: &mut Net, now: Instant, conn: ConnId, reason: CloseReason) {
@@ -174,6 +215,7 @@ impl Peers {
         }
         self.unsent.remove(&conn);
         self.partial.remove(&conn);
+        self.streaming.remove(&conn);
         core.handle_closed(now, conn);
         self.carry_out(core, net, now);
     }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::bitfield::Bitfield;
+use super::storage::Check;
 use super::unsent::Unsent;
 use crate::hash::ContentId;
 use crate::wire::peer::{RejectReason, State};
@@ -36,6 +37,20 @@ pub struct Sending {
     pub offset: u64,
     /// Bytes of its body still to queue.
     pub left: usize,
+}
+
+/// A Chunk frame arriving from a peer, its body handed over in pieces: it
+/// is checked as it comes, and written as it comes only by its writer, the
+/// one connection that may write that chunk (an end-game duplicate arriving
+/// on another at once is only checked: a chunk is never written over while
+/// written, nor once verified).
+pub struct Incoming {
+    pub index: u32,
+    /// Bytes of its body the frame said, and those arrived so far.
+    pub len: usize,
+    pub got: usize,
+    pub check: Box<dyn Check>,
+    pub writer: bool,
 }
 
 /// One of our requests, in the order it will be answered.
@@ -145,6 +160,8 @@ pub struct Session {
     /// Dropped for stalling: its address backs off as after a failure,
     /// whatever it delivered before.
     pub stalled: bool,
+    /// The Chunk frame it is sending us, once its header is in.
+    pub incoming: Option<Incoming>,
     /// Its recent sending rate to us, bytes per second, for the pipeline depth.
     pub rate: Rate,
     /// Our recent sending rate to it: our requests wait behind those chunks.
@@ -231,6 +248,7 @@ impl Session {
             spread_to_us: Vec::new(),
             downloaded: 0,
             stalled: false,
+            incoming: None,
             rate: Rate::new(now),
             sent_rate: Rate::new(now),
             timer: None,
@@ -283,17 +301,23 @@ impl Session {
     /// it passed (they will never be answered) and takes the one it answers.
     /// `None`: an answer to nothing we asked, a protocol violation.
     pub fn take_answer(&mut self, index: u32) -> Option<Asked> {
+        self.expects(index).then(|| self.asked.pop_front()).flatten()
+    }
+
+    /// Whether an answer for `index` may come now: the oldest request not
+    /// cancelled asks for it. The cancelled ones before it are dropped (they
+    /// will never be answered); the request stays until `take_answer`.
+    pub fn expects(&mut self, index: u32) -> bool {
         while let Some(front) = self.asked.front().copied() {
             if front.index == index {
-                self.asked.pop_front();
-                return Some(front);
+                return true;
             }
             if !front.cancelled {
-                return None;
+                return false;
             }
             self.asked.pop_front();
         }
-        None
+        false
     }
 
     /// Marks our request for `index` cancelled; true if one was outstanding.

@@ -1778,3 +1778,4 @@ fn a_refused_announce_is_tried_again_soon_with_backoff() {
 }
 
 mod pieces;
+mod receive;
