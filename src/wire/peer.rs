@@ -256,22 +256,6 @@ pub fn chunk_frame_index(frame: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(frame.get(5..9)?.try_into().ok()?))
 }
 
-/// Appends a Chunk frame whose data `read` appends, straight into `out` (no
-/// copy of a chunk); the length is whatever `read` appended. On error `out`
-/// is as it was.
-pub fn put_chunk<E>(out: &mut Vec<u8>, index: u32, read: impl FnOnce(&mut Vec<u8>) -> Result<(), E>) -> Result<(), E> {
-    let start = out.len();
-    let mut result = Ok(());
-    super::put_frame(out, CHUNK, |out| {
-        put_index(out, index);
-        result = read(out);
-    });
-    if result.is_err() {
-        out.truncate(start);
-    }
-    result
-}
-
 fn put_index(out: &mut Vec<u8>, index: u32) {
     let _ = out.write_u32::<NetworkEndian>(index);
 }
@@ -305,24 +289,14 @@ mod tests {
     }
 
     #[test]
-    fn a_chunk_frame_takes_what_its_reader_appends() {
+    fn a_chunk_frame_sent_as_its_header_then_pieces_decodes_whole() {
         let mut out = vec![7];
-        put_chunk(&mut out, 3, |out| {
-            out.extend_from_slice(b"abc");
-            Ok::<_, ()>(())
-        })
-        .unwrap();
+        put_chunk_header(&mut out, 3, 6);
+        out.extend_from_slice(b"abc");
+        out.extend_from_slice(b"def");
         let (frame, used) = split_frame(&out[1..], MAX_PEER_FRAME).unwrap().unwrap();
         assert_eq!(used, out.len() - 1);
-        assert_eq!(Message::decode(frame).unwrap(), Message::Chunk { index: 3, data: b"abc" });
-        assert_eq!(
-            put_chunk(&mut out, 4, |out| {
-                out.push(1);
-                Err(())
-            }),
-            Err(())
-        );
-        assert_eq!(out.len(), used + 1, "a failed read leaves nothing behind");
+        assert_eq!(Message::decode(frame).unwrap(), Message::Chunk { index: 3, data: b"abcdef" });
     }
 
     #[test]
