@@ -370,11 +370,13 @@ fn callers_of_many_files_cannot_fill_a_seeder() {
 /// sent in the seeder's memory, not the kernel's). Each one given a slot has
 /// its chunk queued, asks for nothing more, and gives the slot back within
 /// 500 ms while others wait, keeping the chunk queued: that took the seeder
-/// to 524 MiB. Chunks are queued only within the process's budget of unsent
-/// chunk bytes, (8 slots + 2) x (4 MiB + 256 KiB), and a connection whose
-/// queue with a chunk in it moves nothing for 5 s is closed, freeing its
-/// share: the seeder peaks at 49 MiB, and the honest get beside them takes
-/// 6 s (10 s before).
+/// to 524 MiB, and 48 MiB once whole chunks were queued only within a budget
+/// of (8 slots + 2) x (4 MiB + 256 KiB). A chunk now goes out in pieces of
+/// 256 KiB as its queue takes them, within a budget of (8 + 2) x (256 KiB +
+/// 256 KiB), and a connection whose queue with a piece in it moves nothing
+/// for 5 s is closed, freeing its share: the seeder peaks at 9 MiB (at 16 MiB
+/// chunks too; 180 MiB before pieces), and the honest get beside them takes
+/// 5 s (10 s before the budget).
 #[test]
 fn callers_that_never_read_big_chunks_cannot_fill_a_seeder() {
     use lmk::peer::bitfield::Bitfield;
