@@ -558,13 +558,16 @@ impl Machine {
         self.settle(now);
     }
 
-    /// More of the data of the Chunk frame under way on `conn`.
+    /// More of the data of the Chunk frame under way on `conn`. Its bytes
+    /// move the sender's clocks as those of any frame still arriving do
+    /// (`handle_receiving`).
     pub fn handle_chunk_data(&mut self, now: Instant, conn: ConnId, data: &[u8]) -> Result<(), Fatal> {
         self.touched.push(conn);
         if let Some(s) = self.sessions.get_mut(&conn) {
             s.last_heard = now;
         }
-        let result = self.chunk_data(now, conn, data);
+        self.receiving(now, conn, data.len() as u64);
+        let result = self.chunk_data(conn, data);
         self.settle(now);
         result
     }

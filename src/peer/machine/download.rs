@@ -8,7 +8,7 @@ impl Machine {
     /// A whole Chunk frame: its body in one piece.
     pub(super) fn on_chunk(&mut self, now: Instant, conn: ConnId, index: u32, data: &[u8]) -> Result<(), Fatal> {
         self.chunk_begin(now, conn, index, data.len());
-        self.chunk_data(now, conn, data)?;
+        self.chunk_data(conn, data)?;
         self.chunk_end(now, conn)
     }
 
@@ -33,10 +33,8 @@ impl Machine {
     }
 
     /// More of the Chunk frame arriving on `conn`: checked, and written at
-    /// its place if this connection is the chunk's writer. The bytes move
-    /// the sender's clocks as those of any frame still arriving do.
-    pub(super) fn chunk_data(&mut self, now: Instant, conn: ConnId, data: &[u8]) -> Result<(), Fatal> {
-        self.receiving(now, conn, data.len() as u64);
+    /// its place if this connection is the chunk's writer.
+    pub(super) fn chunk_data(&mut self, conn: ConnId, data: &[u8]) -> Result<(), Fatal> {
         let Some((s, t)) = self.pair(conn) else { return Ok(()) };
         let Some(incoming) = s.incoming.as_mut() else { return Ok(()) };
         let take = data.get(..incoming.len.saturating_sub(incoming.got)).unwrap_or(data);

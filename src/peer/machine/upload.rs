@@ -73,7 +73,12 @@ impl Machine {
                     left: t.storage.body_len(t.meta.chunk_len(index).unwrap_or(0) as usize),
                 });
                 let len = left.min(PIECE);
-                s.waits_budget = self.unsent + len as u64 > budget(self.config.slots, t.meta.chunk_size());
+                // The chunk bytes this piece stands for: a frame sent in one
+                // piece counts the chunk's length (the simulator's token is
+                // 12 bytes on the wire but the chunk's on its link).
+                let whole = t.meta.chunk_len(index).map_or(0, u64::from);
+                let counted = if begun.is_none() && len == left { whole } else { len as u64 };
+                s.waits_budget = self.unsent + counted > budget(self.config.slots, t.meta.chunk_size());
                 if s.waits_budget {
                     return (false, 0); // fed again when chunk bytes leave or a connection closes
                 }
@@ -99,14 +104,14 @@ impl Machine {
                 };
                 let e = match read {
                     Ok(()) => {
-                        s.unsent.push(queued + (out.len() - start) as u64, len as u64, Some(now));
-                        self.unsent += len as u64;
+                        s.unsent.push(queued + (out.len() - start) as u64, counted, Some(now));
+                        self.unsent += counted;
                         s.last_sent = now;
-                        s.sent_rate.add(now, len as u64);
+                        s.sent_rate.add(now, counted);
                         s.unwritten = true;
                         if len < left {
                             s.sending = Some(Sending { offset: offset + len as u64, left: left - len });
-                            return (false, len as u64);
+                            return (false, counted);
                         }
                         // The frame is whole: what waited behind it follows.
                         s.sending = None;
@@ -121,7 +126,6 @@ impl Machine {
                                 theirs.set(index);
                             }
                         }
-                        let whole = u64::from(t.meta.chunk_len(index).unwrap_or(0));
                         t.counters.uploaded += whole;
                         s.turn_sent += whole;
                         let turn = turn_bytes(t.meta.chunk_size());
@@ -129,7 +133,7 @@ impl Machine {
                         if begun.is_none() {
                             self.up.take(now, whole);
                         }
-                        return (t.goal_met(now), len as u64);
+                        return (t.goal_met(now), counted);
                     }
                     Err(e) => e,
                 };
