@@ -19,8 +19,8 @@ impl<R: Record> Table<R> {
         let seeders = seeder_room.map_or(0, |room| self.sample(true, me, room, rng, out, &mut blocks));
         self.sample(false, me, want - seeders, rng, out, &mut blocks);
         let (s, l) = R::entries_mut(&mut out[begin..]).split_at_mut(seeders);
-        rng.shuffle(s);
-        rng.shuffle(l);
+        shuffle(s, rng);
+        shuffle(l, rng);
     }
 
     /// Appends to `out` up to `want` entries of the role's peers other than
@@ -142,6 +142,23 @@ impl<R: Record> Table<R> {
         }
         out.truncate(begin + taken * size_of::<R>());
         taken
+    }
+}
+
+/// Fisher-Yates over an answer's entries, two draws per random word: each
+/// half is a 32-bit number scaled to `0..=i` by multiply-high, whose bias
+/// (at most `i / 2^32`, `i` below `MAX_WANT`) no answer can show.
+fn shuffle<R: Copy>(entries: &mut [R], rng: &mut Rng) {
+    let below = |word: u64, n: usize| ((word & 0xFFFF_FFFF) * n as u64 >> 32) as usize;
+    let mut i = entries.len();
+    while i > 1 {
+        let word = rng.next_u64();
+        entries.swap(i - 1, below(word, i));
+        i -= 1;
+        if i > 1 {
+            entries.swap(i - 1, below(word >> 32, i));
+            i -= 1;
+        }
     }
 }
 
