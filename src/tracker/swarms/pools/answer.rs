@@ -149,7 +149,7 @@ impl<R: Record> Table<R> {
 /// half is a 32-bit number scaled to `0..=i` by multiply-high, whose bias
 /// (at most `i / 2^32`, `i` below `MAX_WANT`) no answer can show.
 fn shuffle<R: Copy>(entries: &mut [R], rng: &mut Rng) {
-    let below = |word: u64, n: usize| ((word & 0xFFFF_FFFF) * n as u64 >> 32) as usize;
+    let below = |word: u64, n: usize| (((word & 0xFFFF_FFFF) * n as u64) >> 32) as usize;
     let mut i = entries.len();
     while i > 1 {
         let word = rng.next_u64();
