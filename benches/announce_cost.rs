@@ -7,8 +7,12 @@
 //! fastest round in nanoseconds per announce (decode, connection id check,
 //! swarm update, answer picked and encoded) as one JSON line.
 //!
+//! With `--digest`, also prints an FNV-1a digest of every answer's bytes
+//! (untimed figures then): two builds that print the same digest gave the
+//! same answers, peer for peer and in the same order.
+//!
 //! ```text
-//! cargo bench --bench announce_cost [-- --peers 100000 --rounds 5]
+//! cargo bench --bench announce_cost [-- --peers 100000 --rounds 5 --digest]
 //! ```
 
 use std::net::Ipv4Addr;
@@ -24,12 +28,13 @@ const SOCKETS: usize = 4;
 const HASHES: usize = 1000;
 
 fn main() {
-    let (mut peers, mut rounds) = (100_000usize, 5usize);
+    let (mut peers, mut rounds, mut digest) = (100_000usize, 5usize, None);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         match flag.as_str() {
             "--peers" => peers = args.next().and_then(|v| v.parse().ok()).unwrap_or(peers),
             "--rounds" => rounds = args.next().and_then(|v| v.parse().ok()).unwrap_or(rounds).max(1),
+            "--digest" => digest = Some(0xcbf2_9ce4_8422_2325u64),
             _ => {}
         }
     }
@@ -83,12 +88,16 @@ fn main() {
         for (s, r) in &again {
             tracker.handle_datagram(now, from(*s), r, &mut out);
             bytes += out.len();
+            if let Some(d) = &mut digest {
+                *d = out.iter().fold(*d, |d, &b| (d ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+            }
         }
         ns.push(t.elapsed().as_nanos() as f64 / again.len() as f64);
     }
     ns.sort_by(f64::total_cmp);
+    let digest = digest.map_or(String::new(), |d| format!(", \"answers_digest\": \"{d:016x}\""));
     println!(
-        "{{\"peers\": {}, \"announces_per_round\": {}, \"rounds\": {rounds}, \"ns_per_announce_median\": {:.0}, \"ns_per_announce_min\": {:.0}, \"answer_bytes_mean\": {:.0}}}",
+        "{{\"peers\": {}, \"announces_per_round\": {}, \"rounds\": {rounds}, \"ns_per_announce_median\": {:.0}, \"ns_per_announce_min\": {:.0}, \"answer_bytes_mean\": {:.0}{digest}}}",
         tracker.stats().joins,
         again.len(),
         ns[ns.len() / 2],

@@ -147,8 +147,9 @@ pub struct Tracker {
     answers: Answers,
     gate: Gate,
     stats: Stats,
-    /// Reused for every announce answer: no allocation per datagram.
-    picked: Vec<SocketAddr>,
+    /// An HTTP answer's peer entries, reused: no allocation per announce.
+    /// (A UDP answer's entries go straight into its datagram.)
+    picked: Vec<u8>,
     next_sweep: Instant,
     changed: bool,
 }
@@ -170,7 +171,7 @@ impl Tracker {
             answers: Answers::default(),
             gate: Gate::new(Policy::default(), secret, now),
             stats: Stats::default(),
-            picked: Vec::with_capacity(udp::MAX_PEERS),
+            picked: Vec::new(),
             next_sweep,
             changed: true,
         }
@@ -207,7 +208,10 @@ impl Tracker {
                 debug!("udp {from}: refused: {UNKNOWN_CONNECTION_ID}");
                 self.error(req.transaction_id(), UNKNOWN_CONNECTION_ID, data.len())
             }
-            Ok(Request::Announce(a)) => self.announce(now, from, &a, data.len()),
+            Ok(Request::Announce(a)) => match self.announce(now, from, &a, data.len(), out) {
+                Some(error) => error,
+                None => return true,
+            },
             Ok(Request::Scrape(s)) => {
                 self.stats.scrapes += 1;
                 let stats = s
@@ -225,9 +229,6 @@ impl Tracker {
             }
         };
         response.encode(out, ipv6);
-        if let Response::Announce { peers, .. } = response {
-            self.picked = peers; // keep the buffer for the next announce
-        }
         true
     }
 
@@ -242,24 +243,27 @@ impl Tracker {
         Response::Error { transaction_id, message: message.get(..end).unwrap_or("").to_string() }
     }
 
-    fn announce(&mut self, now: Instant, from: SocketAddr, a: &udp::AnnounceRequest, len: usize) -> Response {
+    /// Writes the answer into `out` straight from the swarm's tables, or
+    /// returns the error to send instead.
+    fn announce(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        a: &udp::AnnounceRequest,
+        len: usize,
+        out: &mut Vec<u8>,
+    ) -> Option<Response> {
         self.stats.announces += 1;
         let num_want = usize::try_from(a.num_want).ok().filter(|&n| n > 0);
         let joined =
             Joining { peer: SocketAddr::new(from.ip(), a.port), hash: a.info_hash, event: a.event, left: a.left };
-        match self.join(now, &joined, &a.peer_id, num_want, udp::MAX_PEERS) {
-            Err(refusal) => {
-                debug!("udp {from}: announce for {} refused: {}", a.info_hash.short(), refusal.message());
-                self.error(a.transaction_id, refusal.message(), len)
-            }
-            Ok((seeders, leechers)) => Response::Announce {
-                transaction_id: a.transaction_id,
-                interval: self.interval_secs(),
-                leechers,
-                seeders,
-                peers: std::mem::take(&mut self.picked),
-            },
-        }
+        let (transaction_id, interval) = (a.transaction_id, self.interval_secs());
+        let head = |out: &mut Vec<u8>, seeders, leechers| {
+            udp::AnnounceHead { transaction_id, interval, leechers, seeders }.encode(out);
+        };
+        let refusal = self.join(now, &joined, &a.peer_id, num_want, udp::MAX_PEERS, out, head).err()?;
+        debug!("udp {from}: announce for {} refused: {}", a.info_hash.short(), refusal.message());
+        Some(self.error(a.transaction_id, refusal.message(), len))
     }
 
     fn interval_secs(&self) -> u32 {
@@ -267,8 +271,11 @@ impl Tracker {
     }
 
     /// An announce over either protocol: records, refreshes or removes the
-    /// peer under the caps and access rules, then picks up to `want` peers
-    /// (at most `max`) into `self.picked`. Returns the swarm's seeders and leechers.
+    /// peer under the caps and access rules; then `head` writes the answer's
+    /// fixed part into `out` from the swarm's seeders and leechers, and up to
+    /// `want` peers (at most `max`) follow it as compact entries of the
+    /// requester's family (`Swarm::answer`).
+    #[allow(clippy::too_many_arguments)]
     fn join(
         &mut self,
         now: Instant,
@@ -276,7 +283,9 @@ impl Tracker {
         peer_id: &[u8; 20],
         want: Option<usize>,
         max: usize,
-    ) -> Result<(u32, u32), Refusal> {
+        out: &mut Vec<u8>,
+        head: impl FnOnce(&mut Vec<u8>, u32, u32),
+    ) -> Result<(), Refusal> {
         let Joining { peer, hash, event, left } = *a;
         let seeder = left == 0;
         let change = match event {
@@ -309,19 +318,14 @@ impl Tracker {
             Ok(Change::Refreshed | Change::Unchanged) => {}
         }
         let want = want.unwrap_or(DEFAULT_NUM_WANT).min(max);
-        let mut peers = std::mem::take(&mut self.picked);
-        let counts = match self.swarms.get(&hash) {
+        match self.swarms.get(&hash) {
             Some(swarm) => {
-                swarm.pick(peer, seeder, want, &mut self.rng, &mut peers);
-                (swarm.seeders(), swarm.leechers())
+                head(out, swarm.seeders(), swarm.leechers());
+                swarm.answer(peer, seeder, want, &mut self.rng, out);
             }
-            None => {
-                peers.clear();
-                (0, 0)
-            }
-        };
-        self.picked = peers;
-        Ok(counts)
+            None => head(out, 0, 0),
+        }
+        Ok(())
     }
 
     /// How long a peer stays listed after an announce: short for LMK peers,

@@ -14,7 +14,7 @@ use slab::Slab;
 
 use crate::common::rng::Rng;
 use crate::hash::Hash20;
-use pools::{Blocks, Record, Table, V4, V6};
+use pools::{Record, Table, V4, V6};
 use usage::{Cells, Host, Usage};
 
 mod pools;
@@ -214,39 +214,35 @@ impl Swarm {
         n
     }
 
-    /// Up to `want` peers of the requester's address family: seeders then
-    /// leechers for a leecher, leechers only for a seeder, never the
-    /// requester itself, spread over address blocks, each role's part shuffled.
-    /// While other leechers exist, seeders fill at most half of a leecher's
-    /// answer: peers claiming to be seeders (a hundred fakes, say) cannot
-    /// keep leechers from learning of each other.
-    pub fn pick(
+    /// Appends to `out` up to `want` peers of the requester's address family
+    /// as an answer's entries (`wire::udp::PeerV4`, `PeerV6`: the records
+    /// themselves): seeders then leechers for a leecher, leechers only for a
+    /// seeder, never the requester itself, spread over address blocks, each
+    /// role's part shuffled. While other leechers exist, seeders fill at most
+    /// half of a leecher's answer: peers claiming to be seeders (a hundred
+    /// fakes, say) cannot keep leechers from learning of each other. At
+    /// most `pools::MAX_WANT` (both protocols cap `want` lower).
+    pub fn answer(
         &self,
         requester: SocketAddr,
         requester_is_seeder: bool,
         want: usize,
         rng: &mut Rng,
-        out: &mut Vec<SocketAddr>,
+        out: &mut Vec<u8>,
     ) {
-        out.clear();
-        let v4 = matches!(Key::of(requester), Key::V4(_));
-        let mut blocks = Blocks::new();
-        let mut sample = |seeders: bool, room: usize, out: &mut Vec<SocketAddr>| {
-            if v4 {
-                self.v4.sample(seeders, requester, room, rng, out, &mut blocks);
-            } else if let Some(t) = &self.v6 {
-                t.sample(seeders, requester, room, rng, out, &mut blocks);
-            }
-        };
-        if !requester_is_seeder {
+        let want = want.min(pools::MAX_WANT);
+        let seeder_room = (!requester_is_seeder).then(|| {
             let leechers = (self.leechers() as usize).saturating_sub(1); // the requester may be one
-            sample(true, want - leechers.min(want / 2), out);
+            want - leechers.min(want / 2)
+        });
+        match Key::of(requester) {
+            Key::V4(me) => self.v4.answer(me, seeder_room, want, rng, out),
+            Key::V6(me) => {
+                if let Some(t) = &self.v6 {
+                    t.answer(me, seeder_room, want, rng, out);
+                }
+            }
         }
-        let seeders = out.len();
-        sample(false, want - out.len(), out);
-        let (s, l) = out.split_at_mut(seeders);
-        rng.shuffle(s);
-        rng.shuffle(l);
     }
 }
 
@@ -256,6 +252,9 @@ impl Swarm {
 pub struct Swarms {
     swarms: Slab<Swarm>,
     by_hash: HashMap<Hash20, usize>,
+    /// The swarm an announce last changed: its answer is read next, and
+    /// this saves hashing the info hash again.
+    last: Option<usize>,
     /// Every swarm once, by when its oldest bucket expires.
     queue: BTreeSet<(Millis, usize)>,
     usage: Usage,
@@ -269,6 +268,7 @@ impl Swarms {
         Swarms {
             swarms: Slab::new(),
             by_hash: HashMap::new(),
+            last: None,
             queue: BTreeSet::new(),
             usage: Usage::new(limits.max_peers, seed),
             peers: 0,
@@ -277,6 +277,9 @@ impl Swarms {
     }
 
     pub fn get(&self, hash: &Hash20) -> Option<&Swarm> {
+        if let Some(swarm) = self.last.and_then(|i| self.swarms.get(i)).filter(|s| s.hash == *hash) {
+            return Some(swarm);
+        }
         self.swarms.get(*self.by_hash.get(hash)?)
     }
 
@@ -296,6 +299,7 @@ impl Swarms {
         let end = bucket_end(now, ttl);
         let key = Key::of(peer);
         let index = self.by_hash.get(&hash).copied();
+        self.last = index;
         // A refresh, most announces, touches only its swarm.
         let in_swarm = match index.and_then(|i| self.swarms.get_mut(i).map(|s| (i, s))) {
             Some((i, swarm)) => {
@@ -330,6 +334,7 @@ impl Swarms {
             None => {
                 let i = self.swarms.insert(Swarm::new(hash, cells));
                 self.by_hash.insert(hash, i);
+                self.last = Some(i);
                 i
             }
         };

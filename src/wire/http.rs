@@ -3,8 +3,6 @@
 //! and BEP 7 (`peers6`, 18 bytes each). The query is at most as long as a
 //! request head (8 KiB), so decoding holds at most that much.
 
-use std::net::SocketAddr;
-
 use super::bencode::{put_bytes, put_dict, put_int_entry};
 use super::udp::Event;
 use super::DecodeError;
@@ -120,42 +118,33 @@ pub fn decode_scrape(query: &str) -> Result<Vec<Hash20>, DecodeError> {
     Ok(hashes)
 }
 
-/// An announce answer. `peers` are of the requester's address family.
+/// An announce answer. `peers` are compact entries of the requester's
+/// address family (`udp::PeerV4` for IPv4, `udp::PeerV6` if `ipv6`), as the
+/// tracker stores them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnnounceAnswer<'a> {
     pub interval: u32,
     pub seeders: u32,
     pub leechers: u32,
-    pub peers: &'a [SocketAddr],
+    pub peers: &'a [u8],
+    pub ipv6: bool,
 }
 
 impl AnnounceAnswer<'_> {
     /// Appends the bencoded dictionary: IPv4 peers in `peers`, IPv6 peers
     /// in `peers6` (`peers` is then empty: some clients require the key).
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let mut v4 = Vec::with_capacity(self.peers.len() * 6);
-        let mut v6 = Vec::new();
-        for peer in self.peers {
-            match peer {
-                SocketAddr::V4(a) => v4.extend_from_slice(&a.ip().octets()),
-                SocketAddr::V6(a) => v6.extend_from_slice(&a.ip().octets()),
-            }
-            let port = peer.port().to_be_bytes();
-            match peer {
-                SocketAddr::V4(_) => v4.extend_from_slice(&port),
-                SocketAddr::V6(_) => v6.extend_from_slice(&port),
-            }
-        }
+        let (v4, v6) = if self.ipv6 { (&[][..], self.peers) } else { (self.peers, &[][..]) };
         put_dict(out, |out| {
             put_int_entry(out, "complete", self.seeders.into());
             put_int_entry(out, "incomplete", self.leechers.into());
             put_int_entry(out, "interval", self.interval.into());
             put_int_entry(out, "min interval", self.interval.into());
             put_bytes(out, b"peers");
-            put_bytes(out, &v4);
+            put_bytes(out, v4);
             if !v6.is_empty() {
                 put_bytes(out, b"peers6");
-                put_bytes(out, &v6);
+                put_bytes(out, v6);
             }
         });
     }
@@ -197,6 +186,7 @@ pub fn encode_failure(reason: &str, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::udp::{peer_v4, peer_v6};
 
     const HASH: &str = "%124Vx%9A%BC%DE%F1%23Eg%89%AB%CD%EF%124Vx%9A";
     const HASH_BYTES: [u8; 20] = [
@@ -250,16 +240,16 @@ mod tests {
 
     #[test]
     fn announce_answer_golden_bytes() {
-        let peers: Vec<SocketAddr> = vec!["10.0.0.1:6881".parse().unwrap(), "192.168.1.2:80".parse().unwrap()];
+        let peers = [peer_v4([10, 0, 0, 1].into(), 6881), peer_v4([192, 168, 1, 2].into(), 80)].concat();
         let mut out = Vec::new();
-        AnnounceAnswer { interval: 1800, seeders: 1, leechers: 2, peers: &peers }.encode(&mut out);
+        AnnounceAnswer { interval: 1800, seeders: 1, leechers: 2, peers: &peers, ipv6: false }.encode(&mut out);
         assert_eq!(
             out,
             b"d8:completei1e10:incompletei2e8:intervali1800e12:min intervali1800e5:peers12:\x0a\x00\x00\x01\x1a\xe1\xc0\xa8\x01\x02\x00\x50e"
         );
-        let peers: Vec<SocketAddr> = vec!["[2001:db8::1]:6881".parse().unwrap()];
+        let peers = peer_v6("2001:db8::1".parse().unwrap(), 6881);
         out.clear();
-        AnnounceAnswer { interval: 10, seeders: 0, leechers: 1, peers: &peers }.encode(&mut out);
+        AnnounceAnswer { interval: 10, seeders: 0, leechers: 1, peers: &peers, ipv6: true }.encode(&mut out);
         let mut want = b"d8:completei0e10:incompletei1e8:intervali10e12:min intervali10e5:peers0:6:peers618:".to_vec();
         want.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x1a, 0xe1]);
         want.push(b'e');

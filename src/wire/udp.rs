@@ -240,6 +240,48 @@ pub struct ScrapeStats {
     pub leechers: u32,
 }
 
+/// An announce answer's fixed part. Its peers follow as compact entries
+/// ([`peer_v4`], [`peer_v6`]), all of the requester's family, at most
+/// [`MAX_PEERS`]: a tracker that stores its peers as these entries appends
+/// them straight from its tables, with no address built per peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnnounceHead {
+    pub transaction_id: u32,
+    pub interval: u32,
+    pub leechers: u32,
+    pub seeders: u32,
+}
+
+impl AnnounceHead {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        put_u32(out, ACTION_ANNOUNCE);
+        put_u32(out, self.transaction_id);
+        put_u32(out, self.interval);
+        put_u32(out, self.leechers);
+        put_u32(out, self.seeders);
+    }
+}
+
+/// A peer entry of an IPv4 answer: `u32 ip | u16 port`, big-endian, so byte
+/// order is address order (BEP 23's compact form is the same bytes).
+pub type PeerV4 = [u8; PEER_V4];
+/// A peer entry of an IPv6 answer: `[u8; 16] ip | u16 port` (BEP 7's `peers6`).
+pub type PeerV6 = [u8; PEER_V6];
+
+pub fn peer_v4(ip: Ipv4Addr, port: u16) -> PeerV4 {
+    let [a, b, c, d] = ip.octets();
+    let [p, q] = port.to_be_bytes();
+    [a, b, c, d, p, q]
+}
+
+pub fn peer_v6(ip: Ipv6Addr, port: u16) -> PeerV6 {
+    let mut entry = [0; PEER_V6];
+    let (addr, rest) = entry.split_at_mut(16);
+    addr.copy_from_slice(&ip.octets());
+    rest.copy_from_slice(&port.to_be_bytes());
+    entry
+}
+
 /// A tracker-to-client datagram.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Response {
@@ -262,25 +304,19 @@ impl Response {
                 put_u64(out, *connection_id);
             }
             Response::Announce { transaction_id, interval, leechers, seeders, peers } => {
-                put_u32(out, ACTION_ANNOUNCE);
-                put_u32(out, *transaction_id);
-                put_u32(out, *interval);
-                put_u32(out, *leechers);
-                put_u32(out, *seeders);
-                // One room check for the list and one copy per entry: this loop
-                // writes most of the bytes a busy tracker sends.
+                let head = AnnounceHead {
+                    transaction_id: *transaction_id,
+                    interval: *interval,
+                    leechers: *leechers,
+                    seeders: *seeders,
+                };
+                head.encode(out);
+                // One room check for the list and one copy per entry.
                 out.reserve(peers.len().min(MAX_PEERS) * if ipv6 { PEER_V6 } else { PEER_V4 });
                 for (ip, port) in peers.iter().filter_map(|p| wire_ip(p, ipv6)).take(MAX_PEERS) {
-                    let [p, q] = port.to_be_bytes();
                     match ip {
-                        IpAddr::V4(ip) => {
-                            let [a, b, c, d] = ip.octets();
-                            out.extend_from_slice(&[a, b, c, d, p, q]);
-                        }
-                        IpAddr::V6(ip) => {
-                            out.extend_from_slice(&ip.octets());
-                            out.extend_from_slice(&[p, q]);
-                        }
+                        IpAddr::V4(ip) => out.extend_from_slice(&peer_v4(ip, port)),
+                        IpAddr::V6(ip) => out.extend_from_slice(&peer_v6(ip, port)),
                     }
                 }
             }

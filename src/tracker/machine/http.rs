@@ -32,17 +32,22 @@ impl Tracker {
         };
         let peer = SocketAddr::new(ip.to_canonical(), a.port);
         let joining = Joining { peer, hash: a.info_hash, event: a.event, left: a.left };
-        match self.join(now, &joining, &a.peer_id, a.num_want, MAX_HTTP_PEERS) {
+        let mut peers = std::mem::take(&mut self.picked);
+        peers.clear();
+        let mut counts = (0, 0);
+        let head = |_: &mut Vec<u8>, seeders, leechers| counts = (seeders, leechers);
+        match self.join(now, &joining, &a.peer_id, a.num_want, MAX_HTTP_PEERS, &mut peers, head) {
             Err(refusal) => {
                 self.stats.http_refused += 1;
                 debug!("http {ip}: announce for {} refused: {}", a.info_hash.short(), refusal.message());
                 encode_failure(refusal.message(), out);
             }
-            Ok((seeders, leechers)) => {
-                let interval = self.interval_secs();
-                AnnounceAnswer { interval, seeders, leechers, peers: &self.picked }.encode(out);
+            Ok(()) => {
+                let (interval, (seeders, leechers)) = (self.interval_secs(), counts);
+                AnnounceAnswer { interval, seeders, leechers, peers: &peers, ipv6: peer.is_ipv6() }.encode(out);
             }
         }
+        self.picked = peers;
     }
 
     /// `GET /scrape?query`: appends the bencoded counts of each info hash asked.

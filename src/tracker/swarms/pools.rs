@@ -6,11 +6,11 @@
 //! host's peers sit together, so the per-host count in a swarm is a binary
 //! search, not a table; and expiring a bucket drops its vectors whole.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-
 use super::usage::Host;
 use super::Millis;
-use crate::common::rng::Rng;
+
+mod answer;
+pub(super) use answer::MAX_WANT;
 
 /// A peer as its table stores it: address then port, big-endian, so byte
 /// order is address order.
@@ -23,26 +23,15 @@ pub(super) trait Record: Copy + Ord {
     fn host(&self) -> Host;
     /// The block an answer spreads over: an IPv4 /24, an IPv6 /48.
     fn block(&self) -> u64;
-    fn addr(&self) -> SocketAddr;
-    /// The record of `addr`, if it is of this family.
-    fn of(addr: SocketAddr) -> Option<Self>;
+    /// The whole record folded into 64 bits (IPv4: all of it).
+    fn fold(&self) -> u64;
+    /// Records as an answer's peer entries: the same bytes.
+    fn flat(records: &[Self]) -> &[u8];
+    /// The whole entries of an answer's bytes, as records.
+    fn entries_mut(bytes: &mut [u8]) -> &mut [Self];
 }
 
-pub(super) type V4 = [u8; 6];
-pub(super) type V6 = [u8; 18];
-
-pub(super) fn v4(ip: Ipv4Addr, port: u16) -> V4 {
-    let [a, b, c, d] = ip.octets();
-    let [p, q] = port.to_be_bytes();
-    [a, b, c, d, p, q]
-}
-
-pub(super) fn v6(ip: Ipv6Addr, port: u16) -> V6 {
-    let mut r = [0; 18];
-    r[..16].copy_from_slice(&ip.octets());
-    r[16..].copy_from_slice(&port.to_be_bytes());
-    r
-}
+pub(super) use crate::wire::udp::{peer_v4 as v4, peer_v6 as v6, PeerV4 as V4, PeerV6 as V6};
 
 impl Record for V4 {
     type Key = u64;
@@ -58,15 +47,14 @@ impl Record for V4 {
         let [a, b, c, ..] = *self;
         u64::from(u32::from_be_bytes([0, a, b, c]))
     }
-    fn addr(&self) -> SocketAddr {
-        let [a, b, c, d, p, q] = *self;
-        SocketAddr::from((Ipv4Addr::new(a, b, c, d), u16::from_be_bytes([p, q])))
+    fn fold(&self) -> u64 {
+        self.key()
     }
-    fn of(addr: SocketAddr) -> Option<V4> {
-        match addr.ip().to_canonical() {
-            IpAddr::V4(ip) => Some(v4(ip, addr.port())),
-            IpAddr::V6(_) => None,
-        }
+    fn flat(records: &[V4]) -> &[u8] {
+        records.as_flattened()
+    }
+    fn entries_mut(bytes: &mut [u8]) -> &mut [V4] {
+        bytes.as_chunks_mut().0
     }
 }
 
@@ -83,16 +71,15 @@ impl Record for V6 {
     fn block(&self) -> u64 {
         u64::from_be_bytes(prefix(self)) >> 16
     }
-    fn addr(&self) -> SocketAddr {
-        let mut ip = [0; 16];
-        ip.copy_from_slice(&self[..16]);
-        SocketAddr::from((Ipv6Addr::from(ip), u16::from_be_bytes([self[16], self[17]])))
+    fn fold(&self) -> u64 {
+        let (ip, port) = self.key();
+        (ip as u64) ^ ((ip >> 64) as u64).rotate_left(17) ^ u64::from(port)
     }
-    fn of(addr: SocketAddr) -> Option<V6> {
-        match addr.ip().to_canonical() {
-            IpAddr::V6(ip) => Some(v6(ip, addr.port())),
-            IpAddr::V4(_) => None,
-        }
+    fn flat(records: &[V6]) -> &[u8] {
+        records.as_flattened()
+    }
+    fn entries_mut(bytes: &mut [u8]) -> &mut [V6] {
+        bytes.as_chunks_mut().0
     }
 }
 
@@ -243,150 +230,12 @@ impl<R: Record> Table<R> {
         }
         n
     }
-
-    /// The peer at position `p` of the role's pools, taken in order.
-    fn at(&self, role: usize, mut p: usize) -> Option<(usize, usize)> {
-        for (i, pool) in self.pools.iter().enumerate() {
-            let len = pool.lists[role].len();
-            if p < len {
-                return Some((i, p));
-            }
-            p -= len;
-        }
-        None
-    }
-
-    fn get(&self, (i, pos): (usize, usize), role: usize) -> Option<&R> {
-        self.pools.get(i)?.lists[role].get(pos)
-    }
-
-    /// Appends up to `want` peers of one role other than `skip`, spread over
-    /// the address space: evenly spaced positions from a random start, and
-    /// a position whose /24 (IPv6: /48) the answer already holds moves on to
-    /// the next block. Only if that leaves the answer short are more peers
-    /// of blocks already in it added. `blocks` holds the answer's blocks.
-    pub fn sample(
-        &self,
-        seeders: bool,
-        skip: SocketAddr,
-        want: usize,
-        rng: &mut Rng,
-        out: &mut Vec<SocketAddr>,
-        blocks: &mut Blocks,
-    ) {
-        let role = usize::from(seeders);
-        let n = self.role_len(seeders);
-        if want == 0 || n == 0 {
-            return;
-        }
-        if n <= want {
-            let all = self.pools.iter().flat_map(|p| &p.lists[role]).map(Record::addr);
-            out.extend(all.filter(|a| *a != skip).take(want));
-            return;
-        }
-        let skip = R::of(skip);
-        let start = rng.below(n);
-        let stride = n / want;
-        // Positions (in the role's pools, taken in order) of the peers picked.
-        let mut taken = Vec::with_capacity(want);
-        // Positions run from `start` on, around the list at most twice
-        // (`q % n`): hops can carry the walk past later targets, and the
-        // second round finds the blocks a target skipped. A block is hopped
-        // only if taken, and each round passes it once, so the walk is O(want).
-        let mut cursor = start;
-        for j in 0..want {
-            let mut q = cursor.max(start + j * stride);
-            while q < start + 2 * n {
-                let Some((at, r)) = self.at(role, q % n).and_then(|at| Some((at, *self.get(at, role)?))) else {
-                    break;
-                };
-                if Some(r) == skip {
-                    q += 1;
-                } else if blocks.contains(r.block()) {
-                    q += self.block_left(at, role, r.block());
-                } else {
-                    blocks.insert(r.block());
-                    out.push(r.addr());
-                    taken.push(q % n);
-                    q += 1;
-                    break;
-                }
-            }
-            cursor = q;
-        }
-        // Short: fill from the evenly spaced positions (distinct, so only
-        // those the first pass took are skipped), then from every one in
-        // turn (at most `want` + 1 are skipped).
-        let spread = taken.len();
-        let mut q = start; // start + j * stride, around the list: no division per peer
-        for _ in 0..want {
-            if taken.len() >= want {
-                return;
-            }
-            if !taken[..spread].contains(&q) {
-                self.answer_with(role, q, skip, out, &mut taken);
-            }
-            q += stride;
-            if q >= n {
-                q -= n;
-            }
-        }
-        for q in (start..n).chain(0..start) {
-            if taken.len() >= want {
-                return;
-            }
-            if !taken.contains(&q) {
-                self.answer_with(role, q, skip, out, &mut taken);
-            }
-        }
-    }
-
-    /// Adds the peer at position `q` of the role to the answer, unless it is `skip`.
-    fn answer_with(&self, role: usize, q: usize, skip: Option<R>, out: &mut Vec<SocketAddr>, taken: &mut Vec<usize>) {
-        if let Some(r) = self.at(role, q).and_then(|at| self.get(at, role)).filter(|r| Some(**r) != skip) {
-            out.push(r.addr());
-            taken.push(q);
-        }
-    }
-
-    /// Peers from `at` to the end of its run of `block` in its list (sorted
-    /// lists keep a block together): how far to move to pass the block.
-    fn block_left(&self, (i, pos): (usize, usize), role: usize, block: u64) -> usize {
-        let Some(list) = self.pools.get(i).map(|p| &p.lists[role]) else { return 1 };
-        (list.partition_point(|r| r.block() <= block) - pos).max(1)
-    }
-}
-
-/// The blocks an answer already holds: a small bit set, so a check is one
-/// load (two blocks that share a bit count as one; the answer is merely a
-/// little less spread).
-pub(super) struct Blocks([u64; 16]);
-
-impl Blocks {
-    pub fn new() -> Blocks {
-        Blocks([0; 16])
-    }
-
-    fn bit(block: u64) -> (usize, u64) {
-        let h = block.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54; // 10 bits
-        ((h >> 6) as usize, 1 << (h & 63))
-    }
-
-    fn contains(&self, block: u64) -> bool {
-        let (word, bit) = Blocks::bit(block);
-        self.0.get(word).is_some_and(|w| w & bit != 0)
-    }
-
-    fn insert(&mut self, block: u64) {
-        let (word, bit) = Blocks::bit(block);
-        if let Some(w) = self.0.get_mut(word) {
-            *w |= bit;
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
     use super::*;
 
     fn peer(n: u16) -> V4 {

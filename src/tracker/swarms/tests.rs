@@ -28,6 +28,35 @@ fn h(n: u8) -> Hash20 {
     Hash20([n; 20])
 }
 
+impl Swarm {
+    /// `answer`'s entries read back as addresses into `out`.
+    fn pick(
+        &self,
+        requester: SocketAddr,
+        requester_is_seeder: bool,
+        want: usize,
+        rng: &mut Rng,
+        out: &mut Vec<SocketAddr>,
+    ) {
+        let mut entries = Vec::new();
+        self.answer(requester, requester_is_seeder, want, rng, &mut entries);
+        *out = addresses(&entries, matches!(Key::of(requester), Key::V6(_)));
+    }
+}
+
+/// An answer's entries (6 bytes each, or 18 for IPv6) as addresses.
+fn addresses(entries: &[u8], ipv6: bool) -> Vec<SocketAddr> {
+    let read = |e: &[u8]| {
+        let port = u16::from_be_bytes([e[e.len() - 2], e[e.len() - 1]]);
+        match e.len() {
+            6 => SocketAddr::from(([e[0], e[1], e[2], e[3]], port)),
+            _ => SocketAddr::from((<[u8; 16]>::try_from(&e[..16]).unwrap(), port)),
+        }
+    };
+    assert_eq!(entries.len() % if ipv6 { 18 } else { 6 }, 0, "whole entries");
+    entries.chunks(if ipv6 { 18 } else { 6 }).map(read).collect()
+}
+
 #[test]
 fn upsert_moves_between_roles_and_counts() {
     let mut all = roomy();
@@ -317,8 +346,116 @@ fn records_are_compact() {
     assert_eq!(std::mem::size_of::<V4>(), 6);
     assert_eq!(std::mem::size_of::<V6>(), 18);
     let r = pools::v4(std::net::Ipv4Addr::new(10, 1, 2, 3), 6881);
-    assert_eq!(r.addr(), SocketAddr::from(([10, 1, 2, 3], 6881)));
+    assert_eq!(addresses(&r, false), vec![SocketAddr::from(([10, 1, 2, 3], 6881))], "a record is its answer entry");
     let a = v6("[2001:db8::1]:7");
     let std::net::IpAddr::V6(ip) = a.ip() else { unreachable!() };
-    assert_eq!(pools::v6(ip, 7).addr(), a);
+    assert_eq!(addresses(&pools::v6(ip, 7), true), vec![a]);
+}
+
+/// Swarms of random shapes (a few /24s or many, peers in several expiry
+/// pools, both roles), each asked by a random peer, in it or not.
+#[test]
+fn answers_hold_distinct_peers_of_the_swarm_never_the_asker() {
+    let mut gen = Rng::new(11);
+    for case in 0..400 {
+        let mut all = roomy();
+        let blocks = 1 + gen.below(if case % 2 == 0 { 3 } else { 100 }) as u32;
+        let mut roles = std::collections::HashMap::new();
+        for _ in 0..gen.below(400) {
+            let ip =
+                std::net::Ipv4Addr::from((10 << 24) | ((gen.below(blocks as usize) as u32) << 8) | gen.below(8) as u32);
+            let peer = SocketAddr::from((ip, 1 + gen.below(4) as u16));
+            let seeder = gen.below(3) == 0;
+            // Heard at different times: several expiry pools.
+            if all.upsert(h(1), peer, seeder, false, gen.below(5) as u64 * 1000, 3200).is_ok() {
+                roles.insert(peer, seeder);
+            }
+        }
+        let Some(s) = all.get(&h(1)) else { continue };
+        let listed: Vec<SocketAddr> = roles.keys().copied().collect();
+        let me = if gen.below(2) == 0 { listed[gen.below(listed.len())] } else { at(200, 9) };
+        let me_seeder = roles.get(&me).copied().unwrap_or(gen.below(2) == 0);
+        let want = 1 + gen.below(200);
+        let mut out = Vec::new();
+        s.pick(me, me_seeder, want, &mut gen, &mut out);
+
+        let others = |seeder: bool| roles.iter().filter(|(a, r)| **r == seeder && **a != me).count();
+        let room = want - (s.leechers() as usize).saturating_sub(1).min(want / 2);
+        let seeders = if me_seeder { 0 } else { room.min(others(true)) };
+        let leechers = (want - seeders).min(others(false));
+        assert_eq!(out.len(), seeders + leechers, "case {case}: as full as the swarm allows");
+        assert!(out[..seeders].iter().all(|a| roles[a]), "case {case}: seeders first");
+        assert!(out[seeders..].iter().all(|a| !roles[a]), "case {case}: then leechers");
+        assert!(!out.contains(&me), "case {case}: never the asker");
+        let mut distinct = out.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), out.len(), "case {case}: no peer twice");
+    }
+}
+
+/// Over a fixed seed, every peer is answered as often as any other, and in
+/// every place of the answer as often: 20 seeders in 20 /24s, 5 wanted.
+#[test]
+fn answers_are_uniform() {
+    let mut all = roomy();
+    let seeders: Vec<SocketAddr> = (1..=20u8).map(|n| SocketAddr::from(([10, n, 0, 1], 7))).collect();
+    for &a in &seeders {
+        all.upsert(h(1), a, true, false, 0, 0).unwrap();
+    }
+    let s = all.get(&h(1)).unwrap();
+    let (answers, want) = (20_000, 5);
+    let mut rng = Rng::new(7);
+    let mut out = Vec::new();
+    let mut times = std::collections::HashMap::<SocketAddr, usize>::new();
+    let mut placed = std::collections::HashMap::<(usize, SocketAddr), usize>::new();
+    let mut firsts = std::collections::HashMap::<(SocketAddr, SocketAddr), usize>::new();
+    for _ in 0..answers {
+        s.pick(addr(99), false, want, &mut rng, &mut out);
+        assert_eq!(out.len(), want);
+        for (place, a) in out.iter().enumerate() {
+            *times.entry(*a).or_default() += 1;
+            *placed.entry((place, *a)).or_default() += 1;
+        }
+        *firsts.entry((out[0], out[1])).or_default() += 1;
+    }
+    // Expected: 5,000 answers per peer, 1,000 per peer and place. The bounds
+    // are 4 to 5 standard deviations of a fair draw (the seed is fixed).
+    for a in &seeders {
+        let n = times[a];
+        assert!(n.abs_diff(answers * want / 20) <= 250, "{a} answered {n} times");
+        for place in 0..want {
+            let n = placed[&(place, *a)];
+            assert!(n.abs_diff(answers / 20) <= 150, "{a} in place {place} {n} times");
+        }
+    }
+    // The stride sampler takes one of 4 sets of 5 (every fourth /24); in an
+    // answer, the first peer says nothing of the second: 4 x 5 x 4 ordered
+    // pairs, 250 times each (unshuffled, only 20 pairs would occur).
+    assert_eq!(firsts.len(), 80);
+    for (pair, n) in &firsts {
+        assert!(n.abs_diff(answers / 80) <= 80, "{pair:?} first and second {n} times");
+    }
+}
+
+#[test]
+fn a_v4_mapped_asker_is_not_answered_itself() {
+    let mut all = roomy();
+    all.upsert(h(1), addr(1), false, false, 0, 0).unwrap();
+    all.upsert(h(1), addr(2), false, false, 0, 0).unwrap();
+    let mapped: SocketAddr = "[::ffff:127.0.0.1]:1".parse().unwrap();
+    let mut out = Vec::new();
+    all.get(&h(1)).unwrap().pick(mapped, false, 50, &mut Rng::new(1), &mut out);
+    assert_eq!(out, vec![addr(2)], "127.0.0.1:1 itself is left out");
+}
+
+#[test]
+fn an_answer_holds_at_most_max_want_peers() {
+    let mut all = roomy();
+    for p in 1..=300 {
+        all.upsert(h(1), at((p % 250) as u8, p), true, false, 0, 0).unwrap();
+    }
+    let mut out = Vec::new();
+    all.get(&h(1)).unwrap().pick(addr(1), false, 1000, &mut Rng::new(1), &mut out);
+    assert_eq!(out.len(), pools::MAX_WANT);
 }

@@ -1,0 +1,277 @@
+//! An answer's peers, chosen from a table: as many as asked, spread over
+//! address blocks, each role's part shuffled, written straight into the
+//! answer as the records' own bytes. Nothing is allocated per answer.
+
+use super::{Pool, Record, Table};
+use crate::common::rng::Rng;
+
+/// Peers one answer holds at most (both protocols ask for 200 at most).
+pub const MAX_WANT: usize = 256;
+
+impl<R: Record> Table<R> {
+    /// Appends an answer's entries to `out`: up to `seeder_room` seeders
+    /// (none if None), then leechers up to `want` in all, never `me`, spread
+    /// over address blocks, each role's part shuffled.
+    /// `want` is at most `MAX_WANT`.
+    pub fn answer(&self, me: R, seeder_room: Option<usize>, want: usize, rng: &mut Rng, out: &mut Vec<u8>) {
+        let mut blocks = Bits::new();
+        let begin = out.len();
+        let seeders = seeder_room.map_or(0, |room| self.sample(true, me, room, rng, out, &mut blocks));
+        self.sample(false, me, want - seeders, rng, out, &mut blocks);
+        let (s, l) = R::entries_mut(&mut out[begin..]).split_at_mut(seeders);
+        shuffle(s, rng);
+        shuffle(l, rng);
+    }
+
+    /// Appends to `out` up to `want` entries of the role's peers other than
+    /// `skip`, spread over the address space: evenly spaced positions from a
+    /// random start, and a position whose /24 (IPv6: /48) the answer already
+    /// holds moves on to the next block. Only if that leaves the answer short
+    /// are more peers of blocks already in it added. `blocks` holds the
+    /// answer's blocks. Returns how many were appended.
+    fn sample(
+        &self,
+        seeders: bool,
+        skip: R,
+        want: usize,
+        rng: &mut Rng,
+        out: &mut Vec<u8>,
+        blocks: &mut Bits,
+    ) -> usize {
+        let role = usize::from(seeders);
+        let n = self.role_len(seeders);
+        if want == 0 || n == 0 {
+            return 0;
+        }
+        let begin = out.len();
+        if n <= want {
+            // All of them: whole lists copied, the asker cut out of its list.
+            for list in self.pools.iter().map(|p| &p.lists[role]) {
+                match list.binary_search_by_key(&skip.key(), R::key) {
+                    Ok(i) => {
+                        out.extend_from_slice(R::flat(&list[..i]));
+                        out.extend_from_slice(R::flat(&list[i + 1..]));
+                    }
+                    Err(_) => out.extend_from_slice(R::flat(list)),
+                }
+            }
+            return (out.len() - begin) / size_of::<R>();
+        }
+        // The answer's room, written in place and cut to what was taken.
+        out.resize(begin + want * size_of::<R>(), 0);
+        let slots = R::entries_mut(&mut out[begin..]);
+        let start = rng.below(n);
+        let stride = n / want;
+        // Positions run from `start` on, around the list at most twice: hops
+        // can carry the walk past later targets, and the second round finds
+        // the blocks a target skipped. A block is hopped only if taken, and
+        // each round passes it once, so the walk is O(want).
+        let mut walk = Walk::new(&self.pools, role);
+        let mut cursor = start;
+        let mut taken = 0;
+        // Which targets (`start + j * stride`) this pass took, for the next.
+        let mut on_target = Marks::default();
+        for j in 0..want {
+            let mut q = cursor.max(start + j * stride);
+            while q < start + 2 * n {
+                let Some((list, pos)) = walk.seek(wrap(q, n)) else { break };
+                let Some(&r) = list.get(pos) else { break };
+                if r == skip {
+                    q += 1;
+                } else if blocks.contains(r.block()) {
+                    q += block_left(list, pos, r.block());
+                } else if let Some(slot) = slots.get_mut(taken) {
+                    blocks.insert(r.block());
+                    *slot = r;
+                    taken += 1;
+                    let d = wrap(q - start, n); // how far past `start`, around the list
+                    if d == j * stride {
+                        on_target.insert(j); // most takes: no hop
+                    } else if d.is_multiple_of(stride) && d / stride < want {
+                        on_target.insert(d / stride);
+                    }
+                    q += 1;
+                    break;
+                }
+            }
+            cursor = q;
+            if cursor >= start + 2 * n {
+                break; // walked around twice: later targets would find nothing
+            }
+        }
+        // Short: fill from the targets this pass did not take, then from
+        // every position in turn, skipping the peers already taken.
+        let mut walk = Walk::new(&self.pools, role);
+        let mut q = start;
+        for j in 0..want {
+            if taken >= want {
+                break;
+            }
+            if !on_target.contains(j) {
+                if let (Some(r), Some(slot)) = (walk.get(q), slots.get_mut(taken)) {
+                    if r != skip {
+                        *slot = r;
+                        taken += 1;
+                    }
+                }
+            }
+            q += stride;
+            if q >= n {
+                q -= n;
+            }
+        }
+        if taken < want {
+            // Records are unique, so "taken" is "among the entries written",
+            // searched only when `seen` says maybe.
+            let mut seen = Bits::new();
+            slots.iter().take(taken).for_each(|r| seen.insert(r.fold()));
+            let mut walk = Walk::new(&self.pools, role);
+            for q in (start..n).chain(0..start) {
+                if taken >= want {
+                    break;
+                }
+                if let Some(r) = walk.get(q).filter(|r| *r != skip) {
+                    if !(seen.contains(r.fold()) && slots.get(..taken).is_some_and(|all| all.contains(&r))) {
+                        if let Some(slot) = slots.get_mut(taken) {
+                            *slot = r;
+                            taken += 1;
+                        }
+                    }
+                }
+            }
+        }
+        out.truncate(begin + taken * size_of::<R>());
+        taken
+    }
+}
+
+/// Fisher-Yates over an answer's entries, two draws per random word: each
+/// half is a 32-bit number scaled to `0..=i` by multiply-high, whose bias
+/// (at most `i / 2^32`, `i` below `MAX_WANT`) no answer can show.
+fn shuffle<R: Copy>(entries: &mut [R], rng: &mut Rng) {
+    let below = |word: u64, n: usize| (((word & 0xFFFF_FFFF) * n as u64) >> 32) as usize;
+    let mut i = entries.len();
+    while i > 1 {
+        let word = rng.next_u64();
+        entries.swap(i - 1, below(word, i));
+        i -= 1;
+        if i > 1 {
+            entries.swap(i - 1, below(word >> 32, i));
+            i -= 1;
+        }
+    }
+}
+
+/// A set of target indices below `MAX_WANT`, exact.
+#[derive(Default)]
+struct Marks([u64; MAX_WANT / 64]);
+
+impl Marks {
+    fn insert(&mut self, j: usize) {
+        if let Some(w) = self.0.get_mut(j / 64) {
+            *w |= 1 << (j % 64);
+        }
+    }
+
+    fn contains(&self, j: usize) -> bool {
+        self.0.get(j / 64).is_some_and(|w| w & (1 << (j % 64)) != 0)
+    }
+}
+
+/// Peers from `pos` to the end of its block's run in `list` (sorted lists
+/// keep a block together): how far to move to pass the block. A block that
+/// runs to the list's end (a swarm behind one /24, say) costs one compare.
+fn block_left<R: Record>(list: &[R], pos: usize, block: u64) -> usize {
+    let rest = list.get(pos..).unwrap_or_default();
+    if rest.last().is_some_and(|r| r.block() == block) {
+        return rest.len();
+    }
+    rest.partition_point(|r| r.block() <= block).max(1)
+}
+
+/// `q` (below `3 * n`) modulo `n`, without a division.
+fn wrap(q: usize, n: usize) -> usize {
+    if q >= 2 * n {
+        q - 2 * n
+    } else if q >= n {
+        q - n
+    } else {
+        q
+    }
+}
+
+/// One role's peers read by position, the pools taken in order. Each pass
+/// of a sample asks for positions in rising order (wrapping around once or
+/// twice), so the walk keeps the list of the last position and moves on from
+/// there: a position costs O(1), not a walk over every pool before it.
+struct Walk<'a, R> {
+    pools: &'a [Pool<R>],
+    role: usize,
+    /// The list of the last position, its pool, and the position of its first peer.
+    list: &'a [R],
+    pool: usize,
+    base: usize,
+}
+
+impl<'a, R: Record> Walk<'a, R> {
+    fn new(pools: &'a [Pool<R>], role: usize) -> Self {
+        let list = pools.first().map_or(&[][..], |p| &p.lists[role]);
+        Walk { pools, role, list, pool: 0, base: 0 }
+    }
+
+    /// The list holding position `p` and `p`'s place in it.
+    fn seek(&mut self, p: usize) -> Option<(&'a [R], usize)> {
+        let at = p.wrapping_sub(self.base);
+        if at < self.list.len() {
+            return Some((self.list, at)); // most positions: the list of the last one
+        }
+        if p < self.base {
+            (self.pool, self.base) = (0, 0); // wrapped around
+        } else {
+            self.base += self.list.len();
+            self.pool += 1;
+        }
+        loop {
+            self.list = &self.pools.get(self.pool)?.lists[self.role];
+            if p - self.base < self.list.len() {
+                return Some((self.list, p - self.base));
+            }
+            self.base += self.list.len();
+            self.pool += 1;
+        }
+    }
+
+    fn get(&mut self, p: usize) -> Option<R> {
+        let (list, at) = self.seek(p)?;
+        list.get(at).copied()
+    }
+}
+
+/// A small set of numbers as 1024 bits, so a check is one load: the blocks
+/// an answer holds (two blocks that share a bit count as one; the answer is
+/// merely a little less spread), and the peers a sample took (a bit set
+/// means "maybe": the entries are then searched).
+struct Bits([u64; 16]);
+
+impl Bits {
+    fn new() -> Bits {
+        Bits([0; 16])
+    }
+
+    fn bit(n: u64) -> (usize, u64) {
+        let h = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54; // 10 bits
+        ((h >> 6) as usize, 1 << (h & 63))
+    }
+
+    fn contains(&self, n: u64) -> bool {
+        let (word, bit) = Bits::bit(n);
+        self.0.get(word).is_some_and(|w| w & bit != 0)
+    }
+
+    fn insert(&mut self, n: u64) {
+        let (word, bit) = Bits::bit(n);
+        if let Some(w) = self.0.get_mut(word) {
+            *w |= bit;
+        }
+    }
+}
