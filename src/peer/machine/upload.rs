@@ -78,11 +78,7 @@ impl Machine {
                 // 12 bytes on the wire but the chunk's on its link).
                 let whole = t.meta.chunk_len(index).map_or(0, u64::from);
                 let counted = if begun.is_none() && len == left { whole } else { len as u64 };
-                // The budget holds a piece per frame under way, as the daemons
-                // queue it: a token standing for a whole big chunk takes one
-                // piece of it, or the simulator would send a chunk at a time.
-                let budgeted = counted.min(PIECE as u64);
-                s.waits_budget = self.unsent + budgeted > budget(self.config.slots, t.meta.chunk_size());
+                s.waits_budget = self.unsent + counted > budget(self.config.slots, t.meta.chunk_size());
                 if s.waits_budget {
                     return (false, 0); // fed again when chunk bytes leave or a connection closes
                 }
@@ -108,8 +104,8 @@ impl Machine {
                 };
                 let e = match read {
                     Ok(()) => {
-                        s.unsent.push(queued + (out.len() - start) as u64, budgeted, Some(now));
-                        self.unsent += budgeted;
+                        s.unsent.push(queued + (out.len() - start) as u64, counted, Some(now));
+                        self.unsent += counted;
                         s.last_sent = now;
                         s.sent_rate.add(now, counted);
                         s.unwritten = true;
