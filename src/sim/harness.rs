@@ -361,24 +361,14 @@ impl Harness {
         moved
     }
 
-    /// One `handle_drained` on host `i`'s `conn`; what it gave goes on the
-    /// wire, frame by frame (a piece of a chunk frame as it is), ahead of a
-    /// close after the flush asked before (the rest of a chunk frame goes
-    /// out before it).
+    /// One `handle_drained` on host `i`'s `conn`; what it gave goes on the wire.
     pub fn feed(&mut self, now: Instant, i: usize, conn: ConnId) -> bool {
         let mut frames = Vec::new();
-        let mut carry = Vec::new();
         let queued = self.queued_through(i, conn);
-        let fed = shell::feed(&mut self.hosts[i].m, now, conn, queued, &mut carry, |f| frames.push(f.to_vec()));
-        frames.extend((!carry.is_empty()).then_some(carry));
+        let fed = shell::feed(&mut self.hosts[i].m, now, conn, queued, |frame| frames.push(frame.to_vec()));
         for frame in frames {
             let end = self.advance(i, conn, frame.len());
-            let close = self.wire.iter().position(|w| w.from == (i, conn) && w.bytes.is_none());
-            let write = Write { from: (i, conn), end, bytes: Some(frame) };
-            match close {
-                Some(at) => self.wire.insert(at, write),
-                None => self.wire.push_back(write),
-            }
+            self.wire.push_back(Write { from: (i, conn), end, bytes: Some(frame) });
         }
         fed
     }
