@@ -370,11 +370,13 @@ fn callers_of_many_files_cannot_fill_a_seeder() {
 /// sent in the seeder's memory, not the kernel's). Each one given a slot has
 /// its chunk queued, asks for nothing more, and gives the slot back within
 /// 500 ms while others wait, keeping the chunk queued: that took the seeder
-/// to 524 MiB. Chunks are queued only within the process's budget of unsent
-/// chunk bytes, (8 slots + 2) x (4 MiB + 256 KiB), and a connection whose
-/// queue with a chunk in it moves nothing for 5 s is closed, freeing its
-/// share: the seeder peaks at 49 MiB, and the honest get beside them takes
-/// 6 s (10 s before).
+/// to 524 MiB, and 48 MiB once whole chunks were queued only within a budget
+/// of (8 slots + 2) x (4 MiB + 256 KiB). A chunk now goes out in pieces of
+/// 256 KiB as its queue takes them, within a budget of (8 + 2) x (256 KiB +
+/// 256 KiB), and a connection whose queue with a piece in it moves nothing
+/// for 5 s is closed, freeing its share: the seeder peaks at 9 MiB (at 16 MiB
+/// chunks too; 180 MiB before pieces), and the honest get beside them takes
+/// 5 s (10 s before the budget).
 #[test]
 fn callers_that_never_read_big_chunks_cannot_fill_a_seeder() {
     use lmk::peer::bitfield::Bitfield;
@@ -455,4 +457,31 @@ fn callers_that_never_read_big_chunks_cannot_fill_a_seeder() {
     assert_success(&result, "an honest get beside callers that never read");
     assert_same_file(&srcs[1], &out_dir.join("b1.bin"));
     assert!(peak < RSS_BOUND_KIB, "seeder peak RSS {peak} KiB, bound {RSS_BOUND_KIB} KiB");
+}
+
+/// 16 seeders send a leecher 4 MiB chunks at once. A chunk frame's data is
+/// handed to the core as it arrives (checked, and written by one connection
+/// per chunk), so a connection holds about one read (256 KiB), not a whole
+/// frame: the leecher stays under 32 MiB whatever the chunk size (it took 61
+/// MiB here when each connection held whole frames, 16 x 4.25 MiB at worst;
+/// 97 MiB with 50 seeders, 409 MiB with 50 at 16 MiB chunks; about 8 MiB now).
+#[test]
+fn a_leecher_fed_big_chunks_by_many_seeders_holds_no_whole_chunk() {
+    const SEEDERS: usize = 16;
+    const BOUND_KIB: u64 = 32 * 1024;
+    let tmp = TempDir::new("bigfed");
+    let src = random_file(&tmp.sub("src"), "fed.bin", 64 * MIB - 5, 91);
+    let cap = (SEEDERS + 4).to_string();
+    let (_tracker, addr) = start_tracker_with(INTERVAL, EXPIRY, &["--max-peers-per-ip-in-swarm", &cap]);
+    let _seeders: Vec<_> =
+        (0..SEEDERS).map(|_| start_seeder(addr, &["--chunk-size", &(4 * MIB).to_string()], &[&src]).0).collect();
+    let id = file_meta(&src, 4 * MIB as u32).content_id();
+    wait_until(Duration::from_secs(60), "every seeder to be listed", || tracker_seeders(addr, id) == SEEDERS);
+    let out_dir = tmp.sub("out");
+    let leecher = spawn_leecher(addr, &["get", "fed.bin", "--out", out_dir.to_str().unwrap(), "--timeout", "30"]);
+    let (result, peak) = finish_sampling_rss(leecher);
+    eprintln!("{SEEDERS} seeders of 4 MiB chunks: leecher peak RSS {peak} KiB");
+    assert_success(&result, "a leecher fed 4 MiB chunks by 16 seeders");
+    assert_same_file(&src, &out_dir.join("fed.bin"));
+    assert!(peak < BOUND_KIB, "leecher peak RSS {peak} KiB, bound {BOUND_KIB} KiB");
 }

@@ -1,12 +1,14 @@
 //! What the remote side of one peer core can do, for the core targets,
 //! carried out on the simulator's hand-driven harness (host 0 is the core):
 //! peers dial in, dials complete or fail, peers send frames (well-formed,
-//! with good or bad chunk data, or raw bytes through the decoder), queues
+//! with good or bad chunk data, whole or handed over in pieces as the
+//! daemons' shell does, or raw bytes through the decoder), queues
 //! drain, connections close, the tracker answers, the clock moves. After
 //! each op it checks what every output must satisfy: frames decode, served
 //! chunks hold the file's bytes, no output names a connection the core was
 //! told is gone, and a passed deadline does not stay passed.
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -83,6 +85,23 @@ pub enum PeerOp {
         conn: u8,
         bytes: u32,
     },
+    /// A Chunk frame's head arrived (the shell hands its data over as it comes): `len`
+    /// the chunk's own length, or off by one.
+    ChunkBegin {
+        conn: u8,
+        index: u32,
+        off: bool,
+    },
+    /// The next bytes of that chunk's data, true or not.
+    ChunkData {
+        conn: u8,
+        bytes: u16,
+        good: bool,
+    },
+    /// The frame ended.
+    ChunkEnd {
+        conn: u8,
+    },
     /// Closed by the far end, failed or idle.
     Closed {
         conn: u8,
@@ -110,6 +129,8 @@ pub struct Peers {
     pub file: Rc<Content>,
     /// Log entries already checked.
     checked: usize,
+    /// Per connection, the chunk a streamed frame carries and the bytes of it sent.
+    streaming: BTreeMap<ConnId, (u32, usize)>,
 }
 
 impl Peers {
@@ -122,7 +143,7 @@ impl Peers {
         sw.listeners = (0..48).map(peer_addr).collect();
         sw.add_host(now, |c| *c = config);
         sw.hosts[CORE].hold = true;
-        Peers { sw, now, file, checked: 0 }
+        Peers { sw, now, file, checked: 0, streaming: BTreeMap::new() }
     }
 
     /// The core's connection number `n` among its open (or, `dialling`, pending) ones.
@@ -163,6 +184,37 @@ impl Peers {
             PeerOp::Receiving { conn, bytes } => {
                 if let Some(c) = self.pick(conn, false) {
                     self.sw.hosts[CORE].m.handle_receiving(now, c, u64::from(bytes));
+                }
+            }
+            PeerOp::ChunkBegin { conn, index, off } => {
+                if let Some(c) = self.pick(conn, false) {
+                    let index = index % (self.file.meta.chunk_count() + 1);
+                    let len = self.file.chunk(index).len().max(1) + usize::from(off);
+                    self.streaming.insert(c, (index, 0));
+                    self.sw.hosts[CORE].m.handle_chunk_begin(now, c, index, len);
+                }
+            }
+            PeerOp::ChunkData { conn, bytes, good } => {
+                if let Some(c) = self.pick(conn, false) {
+                    let (index, sent) = self.streaming.get(&c).copied().unwrap_or((0, 0));
+                    let chunk = self.file.chunk(index);
+                    let mut data = chunk.get(sent..).unwrap_or_default().to_vec();
+                    data.truncate(usize::from(bytes));
+                    if !good || data.is_empty() {
+                        data = vec![0x5a; usize::from(bytes % 512) + 1];
+                    }
+                    self.streaming.insert(c, (index, sent + data.len()));
+                    if let Err(fatal) = self.sw.hosts[CORE].m.handle_chunk_data(now, c, &data) {
+                        self.sw.hosts[CORE].m.handle_fatal(now, fatal);
+                    }
+                }
+            }
+            PeerOp::ChunkEnd { conn } => {
+                if let Some(c) = self.pick(conn, false) {
+                    self.streaming.remove(&c);
+                    if let Err(fatal) = self.sw.hosts[CORE].m.handle_chunk_end(now, c) {
+                        self.sw.hosts[CORE].m.handle_fatal(now, fatal);
+                    }
                 }
             }
             PeerOp::Closed { conn } => {

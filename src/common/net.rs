@@ -102,7 +102,9 @@ pub trait Handler {
     /// A complete frame arrived. An error closes the connection as malformed.
     fn on_frame(&mut self, net: &mut Net, now: Instant, conn: ConnId, frame: Frame<'_>) -> Result<(), DecodeError>;
     /// Bytes of a connection that does not speak frames (the tracker's
-    /// HTTP face), offered before each frame is split: `Some(n)` consumes
+    /// HTTP face), or of a frame the handler takes as it arrives rather
+    /// than whole (a peer's Chunk frame), offered before each frame is
+    /// split: `Some(n)` consumes
     /// the first `n` bytes of `buf` (`Some(0)`: wait for more), `None`
     /// splits a frame as usual.
     fn on_bytes(&mut self, _net: &mut Net, _now: Instant, _conn: ConnId, _buf: &[u8]) -> Option<usize> {
@@ -305,6 +307,11 @@ impl Net {
         if let Some(c) = self.conns.get_mut(conn.0) {
             c.limit = limit;
         }
+    }
+
+    /// The largest frame `conn` takes (see [`Net::set_limit`]).
+    pub fn limit(&self, conn: ConnId) -> Option<u32> {
+        self.conns.get(conn.0).map(|c| c.limit.max())
     }
 
     /// Bytes queued and not yet written.

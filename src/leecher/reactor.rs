@@ -217,6 +217,18 @@ impl Handler for Shell {
         self.peers.on_written(&mut self.core.peer, net, now, conn, written);
     }
 
+    fn on_bytes(&mut self, net: &mut Net, now: Instant, conn: ConnId, buf: &[u8]) -> Option<usize> {
+        if self.catalog_conn == Some(conn) {
+            return None;
+        }
+        let taken = self.peers.on_bytes(&mut self.core.peer, net, now, conn, buf);
+        if taken.is_some() {
+            self.core.after_peer(now);
+            self.carry_out(net, now);
+        }
+        taken
+    }
+
     fn on_read(&mut self, _net: &mut Net, now: Instant, conn: ConnId, buffered: usize) {
         if self.catalog_conn != Some(conn) {
             self.peers.on_read(&mut self.core.peer, now, conn, buffered);

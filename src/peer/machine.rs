@@ -7,8 +7,10 @@
 //! close) and [`Machine::poll_event`] (what the user is told), and
 //! [`Machine::next_deadline`] says when to call [`Machine::handle_timeout`].
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
@@ -17,15 +19,16 @@ use super::bitfield::Bitfield;
 use super::choker::{self, Candidate};
 use super::penalty::{Offence, Penalties};
 use super::rate::Bucket;
-use super::session::{Answer, Asked, Phase, Session};
+use super::session::{Answer, Asked, Phase, Sending, Session};
 use super::storage::{ReadError, Storage};
 use super::torrent::{Counters, Goal, Stage, Torrent};
+use super::unsent::Unsent;
 use crate::announce::{Announce, Announcer, Reply};
 use crate::common::net::ConnId;
 use crate::common::rng::Rng;
 use crate::hash::ContentId;
 use crate::meta::FileMeta;
-use crate::wire::peer::{max_control_frame, max_frame, put_chunk, Message, RejectReason, State, HELLO_FRAME};
+use crate::wire::peer::{max_control_frame, max_frame, put_chunk_header, Message, RejectReason, State, HELLO_FRAME};
 use crate::wire::udp::Event as AnnounceEvent;
 use crate::wire::DecodeError;
 
@@ -115,34 +118,48 @@ const ASK_IDLE: Duration = Duration::from_millis(500);
 /// or a link too slow for one chunk in this time); a connection with a chunk
 /// in its queue whose queue moves nothing this long is closed (it reads nothing).
 const SLOT_IDLE: Duration = Duration::from_secs(5);
+/// Bytes of a chunk read from storage and queued at once, at most: a Chunk
+/// frame goes out in pieces, each read only when the connection's queue has
+/// room, so what a process holds does not grow with the chunk size (at 4 MiB
+/// chunks a queue held a whole chunk each, and the budget below was 42.5 MiB).
+pub const PIECE: usize = 256 * 1024;
 /// Shares of the unsent-chunk budget beyond one per upload slot (see `budget`).
 const SPARE_SHARES: u64 = 2;
-/// While answers wait for the budget, a chunk may stay in a connection's
-/// queue this long, or as long as it takes at `MIN_DRAIN_RATE` if longer;
-/// then the connection is closed. A reader of a trickle (a byte a second
-/// keeps the 5 s rule quiet) would hold its share for good, and ten of them
-/// every upload of the process; an honest peer slower than that while others
-/// wait costs them more than it gains.
+/// While answers wait for the budget, a piece may stay in a connection's
+/// queue this long; then the connection is closed. A reader of a trickle (a
+/// byte a second keeps the 5 s rule quiet) would hold its share for good,
+/// and ten of them every upload of the process; an honest peer slower than
+/// that while others wait costs them more than it gains. A connection left
+/// to flush (its file left) has this long, or its chunk's time at
+/// `MIN_DRAIN_RATE` if longer, to take the rest of it.
 const SHARE_HOLD: Duration = Duration::from_secs(30);
 const MIN_DRAIN_RATE: u64 = 32 * 1024;
 
-/// How long a chunk of `chunk_size` may stay queued while others wait for the budget.
-fn share_hold(chunk_size: u32) -> Duration {
+/// How long a connection left to flush may take to send the rest of a chunk of `chunk_size`.
+fn flush_hold(chunk_size: u32) -> Duration {
     SHARE_HOLD.max(Duration::from_secs(u64::from(chunk_size) / MIN_DRAIN_RATE))
 }
 
+/// The largest piece of a chunk of `chunk_size` queued at once.
+fn piece(chunk_size: u32) -> u64 {
+    u64::from(chunk_size).min(PIECE as u64)
+}
+
 /// The chunk bytes queued and not yet taken by the kernel that all
-/// connections together may hold, for a chunk of `chunk_size`: a chunk is
-/// queued only within it, else its answer waits (the request stays owed)
-/// until bytes leave or a connection closes. A share is what one slot
-/// holder at full speed holds: the shell asks for more while its queue is
-/// under the low-water mark, so at most that mark plus one chunk. One share
-/// per slot and `SPARE_SHARES` more, for peers whose turn ended and still get
-/// what they asked before, so honest slot holders do not wait for it, while
-/// what callers that never read make us hold is this budget, not one chunk
-/// each (128 callers x 4 MiB chunks held 524 MiB; 10 x 4.25 = 42.5 MiB now).
+/// connections together may hold, for a chunk of `chunk_size`: a piece is
+/// queued only within it, else its answer waits (the request stays owed, or
+/// the frame under way waits for its next piece) until bytes leave or a
+/// connection closes. A share is what one slot holder at full speed holds:
+/// the shell asks for more while its queue is under the low-water mark, so
+/// at most that mark plus one piece. One share per slot and `SPARE_SHARES`
+/// more, for peers whose turn ended and still get what they asked before, so
+/// honest slot holders do not wait for it, while what callers that never
+/// read make us hold is this budget, not one chunk each: 3.75 MiB at 128 KiB
+/// chunks, 5 MiB from 256 KiB up, whatever the chunk size (128 callers x 4
+/// MiB chunks held 524 MiB when each queue took a chunk; 42.5 MiB when the
+/// budget counted whole chunks).
 fn budget(slots: usize, chunk_size: u32) -> u64 {
-    (slots as u64 + SPARE_SHARES) * (u64::from(chunk_size) + crate::common::net::LOW_WATER as u64)
+    (slots as u64 + SPARE_SHARES) * (piece(chunk_size) + crate::common::net::LOW_WATER as u64)
 }
 /// Peers asked of the tracker per announce while downloading.
 const NUM_WANT: i32 = 50;
@@ -180,8 +197,8 @@ pub const DEFAULT_MAX_PEERS: usize = 50;
 /// Greeted callers over all files, by default: each may make us hold its
 /// queue (under the 256 KiB low-water mark plus one answer) and a read
 /// buffer of a few KiB, about 33 MiB for 128 of them, and the chunk bytes
-/// of all queues are within `budget`: 3.75 MiB at 128 KiB chunks, 42.5 MiB
-/// at 4 MiB (README, Seeder and leecher limits).
+/// of all queues are within `budget`: 3.75 MiB at 128 KiB chunks, 5 MiB
+/// from 256 KiB up whatever the chunk size (README, Seeder and leecher limits).
 pub const DEFAULT_MAX_INBOUND: usize = 128;
 
 impl Default for Config {
@@ -200,6 +217,23 @@ impl Default for Config {
             seed: 1,
         }
     }
+}
+
+/// A connection the core let go whose queue still holds chunk bytes, or
+/// whose file left in the middle of a chunk frame.
+struct Parked {
+    unsent: Unsent,
+    /// When it is closed outright if still flushing (`flush_hold` after).
+    until: Option<Instant>,
+    tail: Option<Tail>,
+}
+
+/// The rest of a chunk frame on a connection whose file left: it is sent
+/// (frames never end halfway) before the connection closes after its flush.
+struct Tail {
+    storage: Rc<RefCell<Box<dyn Storage>>>,
+    offset: u64,
+    left: usize,
 }
 
 /// What the shell must do.
@@ -272,12 +306,12 @@ pub struct Machine {
     turns: VecDeque<ConnId>,
     /// Chunk bytes queued on all connections and not yet taken by the kernel.
     unsent: u64,
-    /// Of those, the bytes of connections we closed, until the shell says
+    /// Of those, the bytes of connections we let go, until the shell says
     /// each is gone (its queue freed, or flushed after `CloseAfterFlush`),
-    /// and when one still flushing is closed outright (`share_hold` after).
-    closing: BTreeMap<ConnId, (u64, Option<Instant>)>,
+    /// with the rest of a chunk frame one was sending.
+    closing: BTreeMap<ConnId, Parked>,
     /// At the end of the last call some answer waited for the budget
-    /// (`share_hold` applies).
+    /// (`SHARE_HOLD` applies).
     budget_short: bool,
     /// Creation time: earlier than any instant the buckets have seen.
     born: Instant,
@@ -427,10 +461,9 @@ impl Machine {
             (Phase::Open, Message::State(state)) => self.on_state(now, conn, state),
             (Phase::Open, Message::Request(index)) => self.on_request(now, conn, index),
             (Phase::Open, Message::Cancel(index)) => {
+                // A chunk whose frame has begun is finished: it is mid-frame.
                 if let Some((s, t)) = self.pair(conn) {
-                    let before = s.owed.len();
-                    s.owed.retain(|a| *a != Answer::Chunk(index));
-                    if s.owed.len() < before {
+                    if s.drop_owed(index) {
                         t.unpromise(index);
                     }
                 }
@@ -442,19 +475,25 @@ impl Machine {
         Ok(())
     }
 
-    /// The connection's queue has room: append the next answer we owe.
+    /// The connection's queue has room: append the next answer we owe, or
+    /// the next piece (at most `PIECE` bytes) of the chunk frame under way.
     /// `queued` is the stream offset just past the bytes queued on it so far
     /// (those in `out` included), written or not: with it `handle_written`
-    /// tells when a chunk has left.
-    pub fn handle_drained(&mut self, now: Instant, conn: ConnId, queued: u64, out: &mut Vec<u8>) {
+    /// tells when a piece has left. Returns the chunk bytes appended.
+    pub fn handle_drained(&mut self, now: Instant, conn: ConnId, queued: u64, out: &mut Vec<u8>) -> u64 {
         self.touched.push(conn);
-        if self.answer(now, conn, queued, out) {
+        let (changed, bytes) = match self.sessions.contains_key(&conn) {
+            true => self.answer(now, conn, queued, out),
+            false => (false, self.feed_tail(now, conn, queued, out)),
+        };
+        if changed {
             self.sweep(now); // the upload that meets a seeding goal ends it now
         }
         if std::mem::take(&mut self.turn_over) {
             self.rechoke(now);
         }
         self.settle(now);
+        bytes
     }
 
     /// The kernel took bytes of the connection's queue, `written` in all
@@ -470,7 +509,17 @@ impl Machine {
     /// downloads from us and stalls is dropped as any other.
     pub fn handle_written(&mut self, now: Instant, conn: ConnId, written: u64) {
         // Only later: its timer fires early once at worst, a no-op.
-        let Some(s) = self.sessions.get_mut(&conn) else { return };
+        let Some(s) = self.sessions.get_mut(&conn) else {
+            // One we let go: what left of its queue is freed now.
+            if let Some(p) = self.closing.get_mut(&conn) {
+                let gone = p.unsent.written(written);
+                self.unsent -= gone;
+                if gone > 0 {
+                    self.budget_freed();
+                }
+            }
+            return;
+        };
         s.last_sent = now;
         s.unwritten = false;
         let ahead = written.saturating_sub(s.written).min(s.ahead_of_request);
@@ -495,6 +544,64 @@ impl Machine {
     /// `STALL_RATE`, and is not overdue while it keeps a quarter of its
     /// pace; a first chunk slower than `--timeout` does not end the download.
     pub fn handle_receiving(&mut self, now: Instant, conn: ConnId, bytes: u64) {
+        self.receiving(now, conn, bytes);
+    }
+
+    /// A Chunk frame's header came on `conn` (the shell hands a chunk's
+    /// data over as it arrives, so no connection holds a whole chunk): `len`
+    /// bytes of chunk `index` follow, through `handle_chunk_data`, then
+    /// `handle_chunk_end`. A whole frame may come as a message instead.
+    pub fn handle_chunk_begin(&mut self, now: Instant, conn: ConnId, index: u32, len: usize) {
+        if self.heard(now, conn) {
+            self.chunk_begin(now, conn, index, len);
+        }
+        self.settle(now);
+    }
+
+    /// More of the data of the Chunk frame under way on `conn`. Its bytes
+    /// move the sender's clocks as those of any frame still arriving do
+    /// (`handle_receiving`).
+    pub fn handle_chunk_data(&mut self, now: Instant, conn: ConnId, data: &[u8]) -> Result<(), Fatal> {
+        self.touched.push(conn);
+        if let Some(s) = self.sessions.get_mut(&conn) {
+            s.last_heard = now;
+        }
+        self.receiving(now, conn, data.len() as u64);
+        let result = self.chunk_data(conn, data);
+        self.settle(now);
+        result
+    }
+
+    /// The Chunk frame under way on `conn` is whole.
+    pub fn handle_chunk_end(&mut self, now: Instant, conn: ConnId) -> Result<(), Fatal> {
+        self.touched.push(conn);
+        let result = self.chunk_end(now, conn);
+        self.settle(now);
+        result
+    }
+
+    /// A frame began on `conn`: whether a Chunk may (its Hellos and the
+    /// Bitfield exchanged, as `on_message` requires of a whole one); if not,
+    /// the connection is closed for it.
+    fn heard(&mut self, now: Instant, conn: ConnId) -> bool {
+        self.touched.push(conn);
+        let Some(s) = self.sessions.get_mut(&conn) else { return false };
+        s.last_heard = now;
+        match (s.phase, s.theirs.is_some()) {
+            (Phase::Open, true) => true,
+            (Phase::Open, false) => {
+                self.violation(now, conn, "first frame after Hello is not a Bitfield");
+                false
+            }
+            _ => {
+                self.violation(now, conn, "unexpected Chunk");
+                false
+            }
+        }
+    }
+
+    /// `bytes` more of a frame arrived on `conn`: the sender's clocks move (see `handle_receiving`).
+    fn receiving(&mut self, now: Instant, conn: ConnId, bytes: u64) {
         // Timers only move later: each fires early once at worst, a no-op.
         let Some(s) = self.sessions.get_mut(&conn).filter(|s| s.phase == Phase::Open && s.outstanding() > 0) else {
             return;
@@ -516,8 +623,8 @@ impl Machine {
 
     /// The connection is gone (closed by either side, failed, idle).
     pub fn handle_closed(&mut self, now: Instant, conn: ConnId) {
-        if let Some((bytes, _)) = self.closing.remove(&conn) {
-            self.unsent -= bytes;
+        if let Some(p) = self.closing.remove(&conn) {
+            self.unsent -= p.unsent.bytes();
             self.budget_freed();
         }
         self.on_closed(now, conn);
@@ -616,8 +723,8 @@ impl Machine {
             self.give_up(now);
             self.sweep(now);
             // A connection left to flush that reads nothing would keep its share for good.
-            for (conn, (_, until)) in self.closing.iter_mut().filter(|(_, p)| p.1.is_some_and(|at| now >= at)) {
-                *until = None;
+            for (conn, p) in self.closing.iter_mut().filter(|(_, p)| p.until.is_some_and(|at| now >= at)) {
+                p.until = None;
                 self.outputs.push_back(Output::Close(*conn));
             }
         }
@@ -667,7 +774,7 @@ impl Machine {
         });
         let up = self.turns.front().and_then(|_| self.up.ready_at(self.born));
         let down = self.down.ready_at(self.born).filter(|_| self.wants_anything());
-        let flushing = self.closing.values().filter_map(|p| p.1).min();
+        let flushing = self.closing.values().filter_map(|p| p.until).min();
         let mut next =
             torrents.chain([sessions, Some(self.next_rotation), announcer, up, down, flushing]).flatten().min();
         // A redial counts only with room to dial, which takes a count: asked last.
@@ -681,8 +788,23 @@ impl Machine {
         next
     }
 
+    /// The next output. A frame for a connection in the middle of a chunk
+    /// frame waits in its session until that frame is whole (frames never
+    /// interleave); one for a connection let go in the middle of one is dropped.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        loop {
+            let output = self.outputs.pop_front()?;
+            if let Output::Send(conn, msg) = &output {
+                if let Some(s) = self.sessions.get_mut(conn).filter(|s| s.sending.is_some()) {
+                    msg.encode(&mut s.deferred);
+                    continue;
+                }
+                if self.closing.get(conn).is_some_and(|p| p.tail.is_some()) {
+                    continue;
+                }
+            }
+            return Some(output);
+        }
     }
 
     pub fn poll_event(&mut self) -> Option<Event> {
@@ -888,10 +1010,21 @@ impl Machine {
         let stopped =
             Announce { info_hash: id, left, event: AnnounceEvent::Stopped, port: self.config.port, num_want: 0 };
         self.announcer.announce(now, stopped);
-        let conns: Vec<ConnId> = self.sessions.iter().filter(|(_, s)| s.torrent == Some(id)).map(|(c, _)| *c).collect();
+        let conns: Vec<(ConnId, Option<Sending>)> =
+            self.sessions.iter().filter(|(_, s)| s.torrent == Some(id)).map(|(c, s)| (*c, s.sending)).collect();
+        // The storage stays while chunk frames under way are finished.
+        let storage = conns.iter().any(|(_, sending)| sending.is_some()).then(|| Rc::new(RefCell::new(t.storage)));
         // After what is queued (the chunk that met a seeding goal, a last Reject).
-        for conn in conns {
-            self.park_unsent(now, conn);
+        for (conn, sending) in conns {
+            let tail = sending.zip(storage.as_ref()).map(|(sending, storage)| Tail {
+                storage: Rc::clone(storage),
+                offset: sending.offset,
+                left: sending.left,
+            });
+            if tail.is_some() {
+                self.outputs.push_back(Output::Feed(conn)); // the rest of its frame first
+            }
+            self.park_unsent(now, conn, tail);
             self.forget(conn);
             self.outputs.push_back(Output::CloseAfterFlush(conn));
         }
@@ -1066,7 +1199,7 @@ impl Machine {
 
     /// Closes `conn` and forgets it now, rather than when the shell reports it gone.
     fn disconnect(&mut self, now: Instant, conn: ConnId) {
-        self.park_unsent(now, conn);
+        self.park_unsent(now, conn, None);
         self.close(conn);
         self.on_closed(now, conn);
     }
@@ -1078,16 +1211,43 @@ impl Machine {
         Some((s, t))
     }
 
-    /// The chunk bytes queued on `conn`, which we close, stay in the budget
-    /// until the shell reports it gone: they are freed with its queue, or
-    /// sent first (`CloseAfterFlush`, closed outright if that takes longer
-    /// than `share_hold`), not when we forget it.
-    fn park_unsent(&mut self, now: Instant, conn: ConnId) {
-        if let Some(s) = self.sessions.get_mut(&conn).filter(|s| !s.unsent.is_empty()) {
-            let until = now + share_hold(s.chunk_size);
-            let parked = self.closing.entry(conn).or_insert((0, Some(until)));
-            parked.0 += std::mem::take(&mut s.unsent).bytes();
+    /// The chunk bytes queued on `conn`, which we let go, stay in the budget
+    /// until the shell reports them gone: they are freed with its queue, or
+    /// as they are sent (`CloseAfterFlush`, closed outright if that takes
+    /// longer than `flush_hold`), not when we forget it. `tail`: the rest of
+    /// the chunk frame it is in the middle of, still to send.
+    fn park_unsent(&mut self, now: Instant, conn: ConnId, tail: Option<Tail>) {
+        let Some(s) = self.sessions.get_mut(&conn).filter(|s| !s.unsent.is_empty() || tail.is_some()) else { return };
+        let until = Some(now + flush_hold(s.chunk_size));
+        let unsent = std::mem::take(&mut s.unsent);
+        self.closing.insert(conn, Parked { unsent, until, tail });
+    }
+
+    /// The next piece of the chunk frame a connection we let go was in the
+    /// middle of: the frame is finished whatever the budget (it is at most
+    /// one piece beyond the low-water mark at a time, and the connection is
+    /// closed outright after `flush_hold`). A read that fails closes it.
+    fn feed_tail(&mut self, now: Instant, conn: ConnId, queued: u64, out: &mut Vec<u8>) -> u64 {
+        let Some(p) = self.closing.get_mut(&conn) else { return 0 };
+        let Some(tail) = p.tail.as_mut() else { return 0 };
+        let len = tail.left.min(PIECE);
+        let start = out.len();
+        let read = tail.storage.borrow_mut().read(tail.offset, len, out);
+        if read.is_err() || out.len() - start != len {
+            out.truncate(start);
+            p.tail = None;
+            debug!("{conn}: the rest of a chunk could not be read; closed");
+            self.outputs.push_back(Output::Close(conn));
+            return 0;
         }
+        tail.offset += len as u64;
+        tail.left -= len;
+        if tail.left == 0 {
+            p.tail = None;
+        }
+        p.unsent.push(queued + len as u64, len as u64, Some(now));
+        self.unsent += len as u64;
+        len as u64
     }
 
     /// Removes a session and its timer.
@@ -1219,8 +1379,8 @@ enum Why {
     SlotIdle,
     /// A chunk is in its queue and nothing left the queue for `SLOT_IDLE`.
     Unread,
-    /// Answers wait for the budget and its oldest queued chunk has been
-    /// there longer than `share_hold`.
+    /// Answers wait for the budget and its oldest queued piece has been
+    /// there longer than `SHARE_HOLD`.
     HeldShare,
     Idle,
     /// A chunk refused with `Spread` is asked of it again.
@@ -1253,7 +1413,7 @@ fn session_deadline(s: &Session, ask: Duration, short: bool) -> (Instant, Why) {
     };
     let overdue = overdue_at(s).map(|at| (at, Why::Overdue));
     let unread = (!s.unsent.is_empty()).then(|| (s.last_sent + SLOT_IDLE, Why::Unread));
-    let held = s.unsent.oldest().filter(|_| short).map(|at| (at + share_hold(s.chunk_size), Why::HeldShare));
+    let held = s.unsent.oldest().filter(|_| short).map(|at| (at + SHARE_HOLD, Why::HeldShare));
     [phase, overdue, respread, unread, held].into_iter().flatten().fold(idle, |a, b| if b.0 < a.0 { b } else { a })
 }
 
@@ -1263,9 +1423,9 @@ fn unread(s: &Session, now: Instant) -> bool {
     !s.unsent.is_empty() && now >= s.last_sent + SLOT_IDLE
 }
 
-/// Whether its oldest queued chunk has been there longer than `share_hold`.
+/// Whether its oldest queued piece has been there longer than `SHARE_HOLD`.
 fn held_too_long(s: &Session, now: Instant) -> bool {
-    s.unsent.oldest().is_some_and(|at| now >= at + share_hold(s.chunk_size))
+    s.unsent.oldest().is_some_and(|at| now >= at + SHARE_HOLD)
 }
 
 /// When the requests a peer owes us count as far overdue: `OVERDUE_CHUNKS`

@@ -11,8 +11,8 @@ use log::debug;
 use super::machine::{Machine, Output};
 use super::unsent::Unsent;
 use crate::common::net::{CloseReason, ConnId, Net};
-use crate::wire::peer::{Message, MAX_PEER_FRAME};
-use crate::wire::{split_frame, DecodeError, Frame};
+use crate::wire::peer::{chunk_head, Message, MAX_PEER_FRAME};
+use crate::wire::{DecodeError, Frame};
 
 pub struct Peers {
     tracker: SocketAddr,
@@ -25,6 +25,9 @@ pub struct Peers {
     /// Per connection, the bytes of its unfinished frame read so far (the
     /// last read's count): what more arrived is told to the core.
     partial: BTreeMap<ConnId, usize>,
+    /// Per connection, the Chunk frame whose data is handed to the core as
+    /// it arrives: (bytes still to come, bytes come).
+    streaming: BTreeMap<ConnId, (usize, usize)>,
     /// Connections being dialled, and to where.
     dialling: HashMap<ConnId, SocketAddr>,
     /// Addresses whose last dial failed, and why, so that a download that
@@ -42,6 +45,7 @@ impl Peers {
             sent: 0,
             unsent: BTreeMap::new(),
             partial: BTreeMap::new(),
+            streaming: BTreeMap::new(),
             dialling: HashMap::new(),
             unreachable: BTreeMap::new(),
         }
@@ -119,15 +123,49 @@ impl Peers {
         Ok(())
     }
 
+    /// Bytes read on `conn` before the next frame is split: a Chunk frame
+    /// not yet whole is not held whole but handed to the core as its data
+    /// arrives (`Some(n)`: `n` bytes taken); anything else is split as a
+    /// frame (`None`), a whole Chunk frame included.
+    pub fn on_bytes(
+        &mut self,
+        core: &mut Machine,
+        net: &mut Net,
+        now: Instant,
+        conn: ConnId,
+        buf: &[u8],
+    ) -> Option<usize> {
+        if let Some((left, came)) = self.streaming.get_mut(&conn) {
+            let data = buf.get(..(*left).min(buf.len())).unwrap_or_default();
+            if data.is_empty() {
+                return Some(0);
+            }
+            (*left, *came) = (*left - data.len(), *came + data.len());
+            let mut result = core.handle_chunk_data(now, conn, data);
+            if *left == 0 {
+                self.streaming.remove(&conn);
+                result = result.and_then(|()| core.handle_chunk_end(now, conn));
+            }
+            if let Err(fatal) = result {
+                core.handle_fatal(now, fatal);
+            }
+            self.carry_out(core, net, now);
+            return Some(data.len());
+        }
+        let (index, len, head) = chunk_head(buf, net.limit(conn)?)?;
+        core.handle_chunk_begin(now, conn, index, len);
+        self.streaming.insert(conn, (len, 0));
+        self.carry_out(core, net, now);
+        Some(head)
+    }
+
     pub fn on_drained(&mut self, core: &mut Machine, net: &mut Net, now: Instant, conn: ConnId) {
         let mut chunk = 0;
         let queued = net.queued_through(conn);
         if let Some(out) = net.out(conn) {
-            let start = out.len();
-            core.handle_drained(now, conn, queued, out);
-            chunk = chunk_bytes(out.get(start..).unwrap_or_default());
+            chunk = core.handle_drained(now, conn, queued, out);
         }
-        // A chunk was queued: it counts as sent once the kernel has taken its last byte.
+        // Chunk bytes were queued: they count as sent once the kernel has taken them.
         if chunk > 0 {
             self.unsent.entry(conn).or_default().push(net.queued_through(conn), chunk, None);
         }
@@ -159,7 +197,8 @@ impl Peers {
 
     /// Bytes of unfinished frames (chunks under way) over all peer connections.
     pub fn arriving(&self) -> u64 {
-        self.partial.values().map(|&n| n as u64).sum()
+        let streamed = self.streaming.values().map(|&(_, came)| came as u64);
+        self.partial.values().map(|&n| n as u64).chain(streamed).sum()
     }
 
     pub fn on_closed(&mut self, core: &mut Machine, net: &mut Net, now: Instant, conn: ConnId, reason: CloseReason) {
@@ -176,6 +215,7 @@ impl Peers {
         }
         self.unsent.remove(&conn);
         self.partial.remove(&conn);
+        self.streaming.remove(&conn);
         core.handle_closed(now, conn);
         self.carry_out(core, net, now);
     }
@@ -190,15 +230,6 @@ impl Peers {
     pub fn on_tick(&mut self, core: &mut Machine, net: &mut Net, now: Instant) {
         core.handle_timeout(now);
         self.carry_out(core, net, now);
-    }
-}
-
-/// The chunk bytes of the frame at the head of `appended` if it is a Chunk
-/// (an answer is one frame: a Chunk or a Reject), else 0.
-fn chunk_bytes(appended: &[u8]) -> u64 {
-    match split_frame(appended, MAX_PEER_FRAME).ok().flatten().map(|(frame, _)| Message::decode(frame)) {
-        Some(Ok(Message::Chunk { data, .. })) => data.len() as u64,
-        _ => 0,
     }
 }
 
@@ -220,16 +251,5 @@ mod tests {
         assert_eq!(peers.arriving(), 510);
         peers.on_closed(&mut core, &mut Net::new().unwrap(), now, b, CloseReason::Remote);
         assert_eq!(peers.arriving(), 10, "nothing is kept for a closed connection");
-    }
-
-    #[test]
-    fn only_a_chunk_frame_counts_and_only_its_data() {
-        let mut out = Vec::new();
-        Message::Chunk { index: 3, data: &[7; 100] }.encode(&mut out);
-        assert_eq!(chunk_bytes(&out), 100);
-        out.clear();
-        Message::Reject { index: 3, reason: crate::wire::peer::RejectReason::NoSlot }.encode(&mut out);
-        assert_eq!(chunk_bytes(&out), 0);
-        assert_eq!(chunk_bytes(&[]), 0);
     }
 }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::bitfield::Bitfield;
+use super::storage::Check;
 use super::unsent::Unsent;
 use crate::hash::ContentId;
 use crate::wire::peer::{RejectReason, State};
@@ -25,6 +26,31 @@ pub enum Phase {
 pub enum Answer {
     Chunk(u32),
     Reject(u32, RejectReason),
+}
+
+/// A Chunk frame begun on a connection and not yet whole: its answer stays
+/// at the head of `owed`, and nothing else is written on the connection
+/// until the frame's last piece is queued (frames never interleave).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sending {
+    /// Where in the file its next piece starts.
+    pub offset: u64,
+    /// Bytes of its body still to queue.
+    pub left: usize,
+}
+
+/// A Chunk frame arriving from a peer, its body handed over in pieces: it
+/// is checked as it comes, and written as it comes only by its writer, the
+/// one connection that may write that chunk (an end-game duplicate arriving
+/// on another at once is only checked: a chunk is never written over while
+/// written, nor once verified).
+pub struct Incoming {
+    pub index: u32,
+    /// Bytes of its body the frame said, and those arrived so far.
+    pub len: usize,
+    pub got: usize,
+    pub check: Box<dyn Check>,
+    pub writer: bool,
 }
 
 /// One of our requests, in the order it will be answered.
@@ -85,6 +111,11 @@ pub struct Session {
     pub last_heard: Instant,
     /// What we owe it.
     pub owed: VecDeque<Answer>,
+    /// The chunk frame at the head of `owed`, once begun.
+    pub sending: Option<Sending>,
+    /// Control frames (encoded) that came while a chunk frame was under
+    /// way: written once it is whole.
+    pub deferred: Vec<u8>,
     /// Since when it holds one of our upload slots.
     pub slot_since: Option<Instant>,
     /// Since when it has waited for a slot.
@@ -129,6 +160,8 @@ pub struct Session {
     /// Dropped for stalling: its address backs off as after a failure,
     /// whatever it delivered before.
     pub stalled: bool,
+    /// The Chunk frame it is sending us, once its header is in.
+    pub incoming: Option<Incoming>,
     /// Its recent sending rate to us, bytes per second, for the pipeline depth.
     pub rate: Rate,
     /// Our recent sending rate to it: our requests wait behind those chunks.
@@ -195,6 +228,8 @@ impl Session {
             chunk_size: 0,
             last_heard: now,
             owed: VecDeque::new(),
+            sending: None,
+            deferred: Vec::new(),
             slot_since: None,
             waiting_since: now,
             suspect: false,
@@ -213,10 +248,31 @@ impl Session {
             spread_to_us: Vec::new(),
             downloaded: 0,
             stalled: false,
+            incoming: None,
             rate: Rate::new(now),
             sent_rate: Rate::new(now),
             timer: None,
         }
+    }
+
+    /// The answers owed that may still be dropped or changed: all but a
+    /// chunk whose frame has begun (it is finished whatever comes).
+    pub fn owed_pending(&mut self) -> impl Iterator<Item = &mut Answer> {
+        let begun = usize::from(self.sending.is_some());
+        self.owed.iter_mut().skip(begun)
+    }
+
+    /// Drops the answer owed for chunk `index` (a Cancel) unless its frame
+    /// has begun; true if one was dropped.
+    pub fn drop_owed(&mut self, index: u32) -> bool {
+        let begun = usize::from(self.sending.is_some());
+        let before = self.owed.len();
+        let mut at = 0;
+        self.owed.retain(|a| {
+            at += 1;
+            at <= begun || *a != Answer::Chunk(index)
+        });
+        self.owed.len() < before
     }
 
     /// Whether the chunk it is owed next waits for the core's budget.
@@ -245,17 +301,23 @@ impl Session {
     /// it passed (they will never be answered) and takes the one it answers.
     /// `None`: an answer to nothing we asked, a protocol violation.
     pub fn take_answer(&mut self, index: u32) -> Option<Asked> {
+        self.expects(index).then(|| self.asked.pop_front()).flatten()
+    }
+
+    /// Whether an answer for `index` may come now: the oldest request not
+    /// cancelled asks for it. The cancelled ones before it are dropped (they
+    /// will never be answered); the request stays until `take_answer`.
+    pub fn expects(&mut self, index: u32) -> bool {
         while let Some(front) = self.asked.front().copied() {
             if front.index == index {
-                self.asked.pop_front();
-                return Some(front);
+                return true;
             }
             if !front.cancelled {
-                return None;
+                return false;
             }
             self.asked.pop_front();
         }
-        None
+        false
     }
 
     /// Marks our request for `index` cancelled; true if one was outstanding.

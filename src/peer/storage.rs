@@ -9,7 +9,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::time::SystemTime;
 
-use crate::hash::Hash20;
+use crate::hash::{Hash20, Hasher};
 
 /// Why a chunk could not be read.
 #[derive(Debug)]
@@ -22,16 +22,50 @@ pub enum ReadError {
 /// One file's bytes, by position.
 pub trait Storage {
     /// Appends `len` bytes from `offset` to `out`; on error `out` is unchanged.
+    /// A chunk is read in pieces (`machine::PIECE`) as its frame goes out, so
+    /// `offset` may be anywhere in a chunk.
     fn read(&mut self, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<(), ReadError>;
+    /// The bytes a chunk of `len` takes in a Chunk frame's body: `len`
+    /// itself (the simulator's storage sends a short token for it).
+    fn body_len(&self, len: usize) -> usize {
+        len
+    }
+    /// Writes `data` at `offset`: a whole chunk, or a piece of one as it arrives.
     fn write(&mut self, offset: u64, data: &[u8]) -> io::Result<()>;
-    /// Whether `data` is a chunk of `len` bytes whose SHA-1 is `hash`. (The
+    /// The check of a chunk arriving, fed its body piece by piece. (The
     /// simulator's storage moves a token for a chunk's bytes and checks it
     /// against the same hash.)
-    fn verify(&self, data: &[u8], len: usize, hash: &Hash20) -> bool {
-        data.len() == len && Hash20::of(data) == *hash
+    fn check(&self) -> Box<dyn Check> {
+        Box::new(Sha1Check::default())
     }
     /// Every chunk is verified: make the file durable under its final name.
     fn finish(&mut self) -> io::Result<()>;
+}
+
+/// A chunk's body checked as it arrives, so that no connection holds a
+/// whole chunk to check it.
+pub trait Check {
+    fn update(&mut self, data: &[u8]);
+    /// Whether what came is a chunk of `len` bytes whose SHA-1 is `hash`.
+    fn passes(self: Box<Self>, len: usize, hash: &Hash20) -> bool;
+}
+
+/// SHA-1 over the bytes, as they come.
+#[derive(Default)]
+pub struct Sha1Check {
+    hasher: Hasher,
+    len: usize,
+}
+
+impl Check for Sha1Check {
+    fn update(&mut self, data: &[u8]) {
+        self.hasher.update(data);
+        self.len = self.len.saturating_add(data.len());
+    }
+
+    fn passes(self: Box<Self>, len: usize, hash: &Hash20) -> bool {
+        self.len == len && self.hasher.finish() == *hash
+    }
 }
 
 /// Appends `len` bytes of `file` at `offset` to `out`.
@@ -100,6 +134,21 @@ mod tests {
     use super::*;
     use crate::common::test_dir::fresh;
     use std::io::Write;
+
+    #[test]
+    fn a_chunk_checked_in_pieces_passes_as_a_whole() {
+        let data: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+        let hash = Hash20::of(&data);
+        let mut check: Box<dyn Check> = Box::new(Sha1Check::default());
+        data.chunks(300).for_each(|piece| check.update(piece));
+        assert!(check.passes(1000, &hash));
+        let mut short: Box<dyn Check> = Box::new(Sha1Check::default());
+        short.update(&data[..999]);
+        assert!(!short.passes(1000, &hash), "a byte short");
+        let mut long: Box<dyn Check> = Box::new(Sha1Check::default());
+        long.update(&data);
+        assert!(!long.passes(999, &Hash20::of(&data[..999])), "a byte long");
+    }
 
     #[test]
     fn a_changed_shared_file_is_not_served() {

@@ -13,10 +13,10 @@ use std::io;
 use std::rc::Rc;
 
 use crate::common::rng::Rng;
-use crate::hash::Hash20;
+use crate::hash::{Hash20, Hasher};
 use crate::meta::FileMeta;
 use crate::peer::bitfield::Bitfield;
-use crate::peer::storage::{ReadError, Storage};
+use crate::peer::storage::{Check, ReadError, Storage};
 
 const TOKEN: usize = 12;
 
@@ -95,7 +95,7 @@ impl Content {
     /// A host's storage of this file holding the chunks of `held`, sending
     /// chunks of content `lie` (`None`: this file's own, honest ones).
     pub fn store(self: &Rc<Content>, lie: Option<u64>, held: Bitfield) -> Store {
-        let state = Rc::new(RefCell::new(Stored { held, finished: false }));
+        let state = Rc::new(RefCell::new(Stored { held, partial: BTreeMap::new(), finished: false }));
         Store { content: Rc::clone(self), seed: lie.unwrap_or(self.seed), state }
     }
 
@@ -132,12 +132,15 @@ fn token(seed: u64, index: u32) -> [u8; TOKEN] {
 struct Stored {
     /// Chunks held from the start or written right since.
     held: Bitfield,
+    /// Chunks being written in pieces: the bytes written right so far.
+    partial: BTreeMap<u32, usize>,
     finished: bool,
 }
 
 /// A host's file. It serves the chunks of its seed; a chunk it neither
-/// held at the start nor had written right is served empty, so a core that
-/// sends what it does not hold is caught by the receiver's check.
+/// held at the start nor had written right is served as 0xff bytes (a token
+/// of no chunk), so a core that sends what it does not hold is caught by the
+/// receiver's check.
 #[derive(Clone)]
 pub struct Store {
     content: Rc<Content>,
@@ -152,40 +155,56 @@ impl Store {
         state.held.is_full() && state.finished
     }
 
-    fn index(&self, offset: u64) -> Option<u32> {
+    /// Whether chunk `index` is held right (from the start, or written right since).
+    pub fn holds(&self, index: u32) -> bool {
+        self.state.borrow().held.get(index)
+    }
+
+    /// The chunk holding `offset`, and where in it `offset` is.
+    fn position(&self, offset: u64) -> Option<(u32, usize)> {
         let size = u64::from(self.content.meta.chunk_size());
-        u32::try_from(offset / size).ok().filter(|_| offset.is_multiple_of(size))
+        Some((u32::try_from(offset / size).ok()?, usize::try_from(offset % size).ok()?))
     }
 }
 
 impl Storage for Store {
+    /// A piece of a chunk's bytes, or (tokens) the whole token from the chunk's start.
     fn read(&mut self, offset: u64, len: usize, out: &mut Vec<u8>) -> Result<(), ReadError> {
-        let index = self.index(offset).ok_or(ReadError::Changed)?;
-        if self.content.meta.chunk_len(index) != u32::try_from(len).ok() {
-            return Err(ReadError::Changed);
-        }
-        if self.state.borrow().held.get(index) {
-            if self.content.bytes {
-                out.extend_from_slice(&self.content.chunk_of(self.seed, index));
-            } else {
-                out.extend_from_slice(&token(self.seed, index));
-            }
+        let (index, within) = self.position(offset).ok_or(ReadError::Changed)?;
+        let body = self.content.meta.chunk_len(index).map(|l| self.body_len(l as usize)).ok_or(ReadError::Changed)?;
+        let bytes = self.content.chunk_of(self.seed, index);
+        let piece = bytes.get(within..within.checked_add(len).filter(|end| *end <= body).ok_or(ReadError::Changed)?);
+        match piece.filter(|_| self.state.borrow().held.get(index)) {
+            Some(piece) => out.extend_from_slice(piece),
+            None => out.resize(out.len() + len, 0xff),
         }
         Ok(())
     }
 
+    fn body_len(&self, len: usize) -> usize {
+        if self.content.bytes {
+            len
+        } else {
+            TOKEN
+        }
+    }
+
+    /// A chunk is held once its body is written right from its start to
+    /// its end, in order, whole or in pieces; anything else clears it.
     fn write(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
-        let index = self.index(offset).ok_or(io::ErrorKind::InvalidInput)?;
-        let right = if self.content.bytes {
-            data == self.content.chunk(index)
-        } else {
-            data == token(self.content.seed, index)
-        };
+        let (index, within) = self.position(offset).ok_or(io::ErrorKind::InvalidInput)?;
+        let body = self.content.chunk(index);
         let mut state = self.state.borrow_mut();
-        if right {
-            state.held.set(index);
-        } else {
-            state.held.clear(index);
+        let after = state.partial.remove(&index).unwrap_or(0);
+        let end = within.saturating_add(data.len());
+        let right = within == after && body.get(within..end) == Some(data);
+        match (right, end == body.len()) {
+            (true, true) => _ = state.held.set(index),
+            (true, false) => {
+                state.held.clear(index);
+                state.partial.insert(index, end);
+            }
+            (false, _) => _ = state.held.clear(index),
         }
         Ok(())
     }
@@ -195,11 +214,36 @@ impl Storage for Store {
         Ok(())
     }
 
-    fn verify(&self, data: &[u8], len: usize, hash: &Hash20) -> bool {
-        let ok = if self.content.bytes {
-            data.len() == len && Hash20::of(data) == *hash
-        } else {
-            parse(data).and_then(|(seed, index)| self.content.hash(seed, index)).is_some_and(|h| h == *hash)
+    fn check(&self) -> Box<dyn Check> {
+        Box::new(Checking { content: Rc::clone(&self.content), hasher: Hasher::default(), len: 0, token: Vec::new() })
+    }
+}
+
+/// A chunk arriving at a host: hashed as in the daemons when chunks travel
+/// as their bytes, else its token (at most `TOKEN` bytes kept) checked
+/// against the hash of the chunk it names. Counted in `verified` or `rejected`.
+struct Checking {
+    content: Rc<Content>,
+    hasher: Hasher,
+    len: usize,
+    token: Vec<u8>,
+}
+
+impl Check for Checking {
+    fn update(&mut self, data: &[u8]) {
+        self.len = self.len.saturating_add(data.len());
+        match self.content.bytes {
+            true => self.hasher.update(data),
+            false => self.token.extend(data.iter().take((TOKEN + 1).saturating_sub(self.token.len()))),
+        }
+    }
+
+    fn passes(self: Box<Self>, len: usize, hash: &Hash20) -> bool {
+        let ok = match self.content.bytes {
+            true => self.len == len && self.hasher.finish() == *hash,
+            false => {
+                parse(&self.token).and_then(|(seed, index)| self.content.hash(seed, index)).is_some_and(|h| h == *hash)
+            }
         };
         self.content.count(ok);
         ok
@@ -219,19 +263,25 @@ fn parse(data: &[u8]) -> Option<(u64, u32)> {
 mod tests {
     use super::*;
 
+    fn verify(store: &Store, data: &[u8], len: usize, hash: &Hash20) -> bool {
+        let mut check = store.check();
+        check.update(data);
+        check.passes(len, hash)
+    }
+
     fn check(c: &Rc<Content>) {
         let count = c.meta.chunk_count();
         let (mut honest, mut liar) = (c.store(None, Bitfield::full(count)), c.store(Some(8), Bitfield::full(count)));
         let hashes = c.meta.hashes().to_vec();
         let mut out = Vec::new();
-        honest.read(2 * 16384, 16384, &mut out).unwrap();
+        honest.read(2 * 16384, honest.body_len(16384), &mut out).unwrap();
         assert_eq!(out, c.chunk(2));
-        assert!(honest.verify(&out, 16384, &hashes[2]));
-        assert!(!honest.verify(&out, 16384, &hashes[1]), "chunk 2 for chunk 1");
+        assert!(verify(&honest, &out, 16384, &hashes[2]));
+        assert!(!verify(&honest, &out, 16384, &hashes[1]), "chunk 2 for chunk 1");
         out.clear();
-        liar.read(3 * 16384, 5, &mut out).unwrap();
-        assert!(!honest.verify(&out, 5, &hashes[3]), "another content's bytes");
-        assert!(!honest.verify(b"short", 5, &hashes[3]));
+        liar.read(3 * 16384, liar.body_len(5), &mut out).unwrap();
+        assert!(!verify(&honest, &out, 5, &hashes[3]), "another content's bytes");
+        assert!(!verify(&honest, b"short", 5, &hashes[3]));
         assert_eq!((c.verified.get(), c.rejected.get()), (1, 3));
     }
 
@@ -247,13 +297,21 @@ mod tests {
         let mut s = c.store(None, Bitfield::new(2));
         let mut out = Vec::new();
         s.read(0, 16384, &mut out).unwrap();
-        assert!(out.is_empty(), "a chunk not held is served empty");
+        assert_eq!(out, [0xff; 16384], "a chunk not held is served as no chunk");
+        out.clear();
         s.write(0, &c.chunk(0)).unwrap();
         s.write(16384, &[0; 16384]).unwrap();
         s.finish().unwrap();
         assert!(!s.holds_file(), "chunk 1 is wrong");
+        s.write(16384, &c.chunk(1)[..100]).unwrap();
+        s.write(16384 + 100, &c.chunk(1)[100..]).unwrap();
+        assert!(s.holds_file(), "written right in two pieces");
+        s.write(16384 + 100, &c.chunk(1)[100..]).unwrap();
+        assert!(!s.holds_file(), "a piece that does not follow the last one");
         s.write(16384, &c.chunk(1)).unwrap();
         assert!(s.holds_file());
-        assert!(s.read(1, 16384, &mut out).is_err(), "not at a chunk's start");
+        assert!(s.read(1, 16384, &mut out).is_err(), "past the chunk's end");
+        s.read(16384 + 100, 50, &mut out).unwrap();
+        assert_eq!(out, c.chunk(1)[100..150], "a piece of a chunk");
     }
 }

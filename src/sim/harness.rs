@@ -361,14 +361,24 @@ impl Harness {
         moved
     }
 
-    /// One `handle_drained` on host `i`'s `conn`; what it gave goes on the wire.
+    /// One `handle_drained` on host `i`'s `conn`; what it gave goes on the
+    /// wire, frame by frame (a piece of a chunk frame as it is), ahead of a
+    /// close after the flush asked before (the rest of a chunk frame goes
+    /// out before it).
     pub fn feed(&mut self, now: Instant, i: usize, conn: ConnId) -> bool {
         let mut frames = Vec::new();
+        let mut carry = Vec::new();
         let queued = self.queued_through(i, conn);
-        let fed = shell::feed(&mut self.hosts[i].m, now, conn, queued, |frame| frames.push(frame.to_vec()));
+        let fed = shell::feed(&mut self.hosts[i].m, now, conn, queued, &mut carry, |f| frames.push(f.to_vec()));
+        frames.extend((!carry.is_empty()).then_some(carry));
         for frame in frames {
             let end = self.advance(i, conn, frame.len());
-            self.wire.push_back(Write { from: (i, conn), end, bytes: Some(frame) });
+            let close = self.wire.iter().position(|w| w.from == (i, conn) && w.bytes.is_none());
+            let write = Write { from: (i, conn), end, bytes: Some(frame) };
+            match close {
+                Some(at) => self.wire.insert(at, write),
+                None => self.wire.push_back(write),
+            }
         }
         fed
     }

@@ -32,16 +32,25 @@ pub fn hand_over(core: &mut Machine, now: Instant, conn: ConnId, frame: &[u8], l
 }
 
 /// Asks `core` once for more on a drained `conn`, whose stream so far ends
-/// at offset `queued`; calls `send` with each whole frame it gave. False if
-/// it had nothing.
-pub fn feed(core: &mut Machine, now: Instant, conn: ConnId, queued: u64, mut send: impl FnMut(&[u8])) -> bool {
-    let mut out = Vec::new();
-    core.handle_drained(now, conn, queued, &mut out);
-    let mut rest = &out[..];
-    while let Ok(Some((_, used))) = split_frame(rest, MAX_PEER_FRAME) {
-        let (frame, tail) = rest.split_at(used);
-        send(frame);
-        rest = tail;
+/// at offset `queued` (`carry` included); calls `send` with each whole frame
+/// at the head of `carry` and what it gave, and leaves the start of an
+/// unfinished one there (a chunk frame comes in pieces). False if it had nothing.
+pub fn feed(
+    core: &mut Machine,
+    now: Instant,
+    conn: ConnId,
+    queued: u64,
+    carry: &mut Vec<u8>,
+    mut send: impl FnMut(&[u8]),
+) -> bool {
+    let before = carry.len();
+    core.handle_drained(now, conn, queued, carry);
+    let fed = carry.len() > before;
+    let mut used = 0;
+    while let Ok(Some((_, n))) = split_frame(carry.get(used..).unwrap_or_default(), MAX_PEER_FRAME) {
+        send(carry.get(used..used + n).unwrap_or_default());
+        used += n;
     }
-    !out.is_empty()
+    carry.drain(..used);
+    fed
 }

@@ -121,6 +121,9 @@ struct Conn {
     feed: [bool; 2],
     /// Close that side once its queue is sent.
     flush_close: [bool; 2],
+    /// The start of a frame each side's core has not finished giving (a
+    /// chunk frame comes in pieces; a token fits in one).
+    carry: [Vec<u8>; 2],
     /// The largest frame each side takes, as its core said.
     limit: [u32; 2],
 }
@@ -533,6 +536,7 @@ impl World {
             open: [true, target.is_some()],
             feed: [false, false],
             flush_close: [false, false],
+            carry: [Vec::new(), Vec::new()],
             limit: [MAX_PEER_FRAME; 2],
         });
         let delay = self.delay(h, far);
@@ -740,8 +744,11 @@ impl World {
         while self.conns[c].open[s] && self.conns[c].feed[s] && self.conns[c].queued[s] < self.sndbuf {
             let Some(core) = self.hosts[h].core.as_mut() else { return };
             let mut frames = Vec::new();
-            let queued = self.conns[c].through[s];
-            if !shell::feed(core, now, ConnId(2 * c + s), queued, |frame| frames.push(frame.to_vec())) {
+            let mut carry = std::mem::take(&mut self.conns[c].carry[s]);
+            let queued = self.conns[c].through[s] + carry.len() as u64;
+            let fed = shell::feed(core, now, ConnId(2 * c + s), queued, &mut carry, |f| frames.push(f.to_vec()));
+            self.conns[c].carry[s] = carry;
+            if !fed {
                 self.conns[c].feed[s] = false;
                 break;
             }

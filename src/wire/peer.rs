@@ -229,6 +229,24 @@ pub fn put_chunk_header(out: &mut Vec<u8>, index: u32, data_len: usize) {
     put_index(out, index);
 }
 
+/// The start of a Chunk frame not yet whole in `buf` (its header and
+/// index are in, its data not all): the chunk's index, the data's length and
+/// the bytes taken by header and index. `None` for anything else: another
+/// type, a whole frame, too few bytes, or a length the ordinary split
+/// refuses (over `limit`, or no data), so the frame is split and checked
+/// as usual. A receiver hands such a chunk's data on as it arrives instead
+/// of holding the whole frame.
+pub fn chunk_head(buf: &[u8], limit: u32) -> Option<(u32, usize, usize)> {
+    let head = super::FRAME_HEADER + CHUNK_PREFIX;
+    let mut input = buf.get(..head)?;
+    let len = input.read_u32::<NetworkEndian>().ok()?;
+    let kind = input.read_u8().ok()?;
+    let index = input.read_u32::<NetworkEndian>().ok()?;
+    let data = usize::try_from(len).ok()?.checked_sub(1 + CHUNK_PREFIX).filter(|d| *d > 0)?;
+    let whole = buf.len() >= head + data;
+    (kind == CHUNK && len <= limit && !whole).then_some((index, data, head))
+}
+
 /// The index of an encoded Chunk frame; `None` for any other frame. (The
 /// simulator charges a chunk's length for it on the link.)
 pub fn chunk_frame_index(frame: &[u8]) -> Option<u32> {
@@ -236,22 +254,6 @@ pub fn chunk_frame_index(frame: &[u8]) -> Option<u32> {
         return None;
     }
     Some(u32::from_be_bytes(frame.get(5..9)?.try_into().ok()?))
-}
-
-/// Appends a Chunk frame whose data `read` appends, straight into `out` (no
-/// copy of a chunk); the length is whatever `read` appended. On error `out`
-/// is as it was.
-pub fn put_chunk<E>(out: &mut Vec<u8>, index: u32, read: impl FnOnce(&mut Vec<u8>) -> Result<(), E>) -> Result<(), E> {
-    let start = out.len();
-    let mut result = Ok(());
-    super::put_frame(out, CHUNK, |out| {
-        put_index(out, index);
-        result = read(out);
-    });
-    if result.is_err() {
-        out.truncate(start);
-    }
-    result
 }
 
 fn put_index(out: &mut Vec<u8>, index: u32) {
@@ -287,24 +289,30 @@ mod tests {
     }
 
     #[test]
-    fn a_chunk_frame_takes_what_its_reader_appends() {
+    fn a_chunk_frame_sent_as_its_header_then_pieces_decodes_whole() {
         let mut out = vec![7];
-        put_chunk(&mut out, 3, |out| {
-            out.extend_from_slice(b"abc");
-            Ok::<_, ()>(())
-        })
-        .unwrap();
+        put_chunk_header(&mut out, 3, 6);
+        out.extend_from_slice(b"abc");
+        out.extend_from_slice(b"def");
         let (frame, used) = split_frame(&out[1..], MAX_PEER_FRAME).unwrap().unwrap();
         assert_eq!(used, out.len() - 1);
-        assert_eq!(Message::decode(frame).unwrap(), Message::Chunk { index: 3, data: b"abc" });
-        assert_eq!(
-            put_chunk(&mut out, 4, |out| {
-                out.push(1);
-                Err(())
-            }),
-            Err(())
-        );
-        assert_eq!(out.len(), used + 1, "a failed read leaves nothing behind");
+        assert_eq!(Message::decode(frame).unwrap(), Message::Chunk { index: 3, data: b"abcdef" });
+    }
+
+    #[test]
+    fn a_chunk_head_is_taken_only_from_a_chunk_frame_not_yet_whole_within_the_limit() {
+        let mut out = Vec::new();
+        Message::Chunk { index: 7, data: &[1; 100] }.encode(&mut out);
+        assert_eq!(chunk_head(&out[..9], 105), Some((7, 100, 9)));
+        assert_eq!(chunk_head(&out[..50], 105), Some((7, 100, 9)));
+        assert_eq!(chunk_head(&out, 105), None, "whole: split as usual");
+        assert_eq!(chunk_head(&out[..8], 105), None, "the index is not in yet");
+        assert_eq!(chunk_head(&out[..9], 104), None, "over the limit: refused by the split");
+        let mut other = Vec::new();
+        Message::Have(7).encode(&mut other);
+        other.extend_from_slice(&[0; 10]);
+        assert_eq!(chunk_head(&other, 105), None);
+        assert_eq!(chunk_head(&[0, 0, 0, 5, CHUNK, 0, 0, 0, 1, 9], 105), None, "no data: refused by decoding");
     }
 
     #[test]

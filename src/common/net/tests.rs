@@ -188,6 +188,27 @@ fn paused_reading_resumes_without_an_edge() {
     }
 }
 
+/// A close after the flush asked while the handler still feeds the queue
+/// (the rest of a frame) waits until the handler has nothing more, even when
+/// the kernel takes each answer whole at once.
+#[test]
+fn a_close_after_flush_waits_for_what_the_handler_still_feeds() {
+    let mut net = Net::new().unwrap();
+    net.low_water = 8;
+    let addr = net.listen(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    let mut feeder = Feeder { conn: None, size: 100, feeds: 3, asked: 0 };
+    let now = Instant::now();
+    net.accept(&mut feeder, now, 0, FrameLimit::Any(64));
+    net.close_after_flush(feeder.conn.expect("accepted"));
+    net.finish_batch(&mut feeder, now);
+    assert_eq!(feeder.feeds, 0, "every answer was asked for before the close");
+    client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = Vec::new();
+    client.read_to_end(&mut got).unwrap();
+    assert_eq!(got.len(), 400, "the first answer and the three fed after it, then EOF");
+}
+
 /// A lingering close: the queue is flushed, the peer reads every byte and
 /// then EOF, and the connection stays (reading) until the peer closes; the
 /// handler is told each time the kernel takes bytes, in stream offsets.

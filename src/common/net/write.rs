@@ -84,7 +84,10 @@ impl Net {
                 }
                 c.writable_interest = pending;
             }
-            if !pending && c.close_after_flush {
+            // A handler that feeds the queue is asked until it has nothing
+            // more (the rest of a chunk frame) before the close, even when
+            // the kernel took the queue whole before it was asked.
+            if !pending && c.close_after_flush && (!c.want_drained || (asked && !fed)) {
                 if !self.linger {
                     self.mark_closing(id, CloseReason::Local);
                 } else if !std::mem::replace(&mut c.write_shut, true) {

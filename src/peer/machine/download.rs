@@ -2,11 +2,60 @@
 //! what comes back and whether it is true, and the file's completion.
 
 use super::*;
+use crate::peer::session::Incoming;
 
 impl Machine {
+    /// A whole Chunk frame: its body in one piece.
     pub(super) fn on_chunk(&mut self, now: Instant, conn: ConnId, index: u32, data: &[u8]) -> Result<(), Fatal> {
-        self.down.take(now, data.len() as u64);
+        self.chunk_begin(now, conn, index, data.len());
+        self.chunk_data(conn, data)?;
+        self.chunk_end(now, conn)
+    }
+
+    /// A Chunk frame of `len` bytes of data for chunk `index` begins. It must
+    /// answer our oldest request still to be answered. Its connection is the
+    /// chunk's writer unless we hold the chunk, another connection is
+    /// writing it, or its length is wrong (then it fails its check at the end).
+    pub(super) fn chunk_begin(&mut self, now: Instant, conn: ConnId, index: u32, len: usize) {
+        self.down.take(now, len as u64);
+        let Some(id) = self.sessions.get(&conn).and_then(|s| s.torrent) else { return };
+        let written = self
+            .sessions
+            .values()
+            .any(|o| o.torrent == Some(id) && o.incoming.as_ref().is_some_and(|i| i.index == index && i.writer));
+        let Some((s, t)) = self.pair(conn) else { return };
+        if s.incoming.is_some() || !s.expects(index) {
+            return self.violation(now, conn, &format!("chunk {index} that was not asked for"));
+        }
+        let expected = t.storage.body_len(t.meta.chunk_len(index).unwrap_or(0) as usize);
+        let writer = len == expected && !written && !t.held().get(index);
+        s.incoming = Some(Incoming { index, len, got: 0, check: t.storage.check(), writer });
+    }
+
+    /// More of the Chunk frame arriving on `conn`: checked, and written at
+    /// its place if this connection is the chunk's writer.
+    pub(super) fn chunk_data(&mut self, conn: ConnId, data: &[u8]) -> Result<(), Fatal> {
         let Some((s, t)) = self.pair(conn) else { return Ok(()) };
+        let Some(incoming) = s.incoming.as_mut() else { return Ok(()) };
+        let take = data.get(..incoming.len.saturating_sub(incoming.got)).unwrap_or(data);
+        incoming.check.update(take);
+        if incoming.writer {
+            let at = t.meta.chunk_offset(incoming.index) + incoming.got as u64;
+            t.storage
+                .write(at, take)
+                .map_err(|e| Fatal { id: t.id, reason: format!("cannot write {}.part: {e}", t.meta.name()) })?;
+        }
+        incoming.got += take.len();
+        Ok(())
+    }
+
+    /// The Chunk frame on `conn` is whole: its check says whether it is
+    /// true. A true chunk from its writer is held from now on; one from
+    /// another connection (an end-game duplicate) is dropped.
+    pub(super) fn chunk_end(&mut self, now: Instant, conn: ConnId) -> Result<(), Fatal> {
+        let Some((s, t)) = self.pair(conn) else { return Ok(()) };
+        let Some(incoming) = s.incoming.take() else { return Ok(()) };
+        let index = incoming.index;
         let Some(asked) = s.take_answer(index) else {
             self.violation(now, conn, &format!("chunk {index} that was not asked for"));
             return Ok(());
@@ -16,7 +65,8 @@ impl Machine {
         let (addr, listen) = (s.addr, s.listen);
         let expected_len = t.meta.chunk_len(index).unwrap_or(0) as usize;
         let expected_hash = t.meta.hashes().get(index as usize).copied().unwrap_or_default();
-        if !t.storage.verify(data, expected_len, &expected_hash) {
+        let whole = incoming.got == incoming.len;
+        if !(whole && incoming.check.passes(expected_len, &expected_hash)) {
             t.counters.bad_chunks += 1;
             if asked.counted() {
                 t.picker.release(index);
@@ -32,15 +82,16 @@ impl Machine {
             self.refill(now, id);
             return Ok(());
         }
-        if t.held().get(index) {
-            // A duplicate from the end game.
+        if t.held().get(index) || !incoming.writer {
+            // A duplicate from the end game, or one that came while another
+            // connection was writing the chunk: that one's bytes count.
+            if asked.counted() && !t.held().get(index) {
+                t.picker.release(index);
+            }
             let id = t.id;
             self.fill(now, conn, id);
             return Ok(());
         }
-        t.storage
-            .write(t.meta.chunk_offset(index), data)
-            .map_err(|e| Fatal { id: t.id, reason: format!("cannot write {}.part: {e}", t.meta.name()) })?;
         t.picker.complete(index);
         // Counted by the metadata's length: the bytes that verified (in the
         // simulator a short token stands for them, and the pipeline's depth
@@ -164,7 +215,8 @@ impl Machine {
                 t.picker.release(index);
             }
             s.asked.push_back(Asked { overdue: spare, ..Asked::new(index) });
-            s.ahead_of_request = s.unsent.bytes();
+            // What is queued, and the rest of a chunk frame under way (our Request waits for its end).
+            s.ahead_of_request = s.unsent.bytes() + s.sending.map_or(0, |x| x.left as u64);
             self.outputs.push_back(Output::Send(conn, Message::Request(index)));
         }
     }

@@ -811,15 +811,14 @@ fn answers_waiting_for_the_budget_go_once_bytes_drain() {
 
 /// The same, but the two read a byte a second of their queues: not idle,
 /// yet they would keep the budget for good. While the reader's answers wait,
-/// a chunk may stay queued `share_hold` (30 s for chunks under 1 MiB): then
+/// a piece may stay queued `SHARE_HOLD` (30 s): then
 /// they are closed and the reader is served. With nobody waiting, a slow
 /// reader keeps its chunk as long as it reads.
 #[test]
 fn readers_of_a_trickle_keep_their_share_of_the_budget_only_so_long_while_others_wait() {
     let (t0, f, mut sw) = start(120);
     let (s, slow, reader) = budget_taken_by_two_non_readers(t0, &f, &mut sw);
-    let hold = share_hold(MIN_CHUNK);
-    assert_eq!(hold, SHARE_HOLD);
+    let hold = SHARE_HOLD;
     for n in 1..=hold.as_secs() {
         let now = t0 + secs(n) - ms(1);
         for c in slow {
@@ -855,7 +854,7 @@ fn a_reader_of_a_trickle_keeps_its_chunks_while_nobody_waits_for_the_budget() {
 
 /// A file leaves (its seeding time is over) while a peer that reads nothing
 /// has chunks queued: its connection is left to flush, and its chunks stay
-/// in the budget until it is gone, closed outright after `share_hold`.
+/// in the budget until it is gone, closed outright after `flush_hold`.
 #[test]
 fn a_connection_left_to_flush_that_reads_nothing_is_closed_after_the_hold_time() {
     let (t0, f, mut sw) = start(12);
@@ -869,7 +868,7 @@ fn a_connection_left_to_flush_that_reads_nothing_is_closed_after_the_hold_time()
     sw.run(t0 + secs(2));
     assert_eq!(sw.hosts[s].m.files().count(), 0, "the file left");
     assert_eq!(sw.hosts[s].m.unsent, 2 * CHUNK as u64, "its chunks still count");
-    let at = t0 + secs(2) + share_hold(MIN_CHUNK);
+    let at = t0 + secs(2) + flush_hold(MIN_CHUNK);
     sw.run(at - ms(1));
     assert!(sw.is_open(s, never), "left to flush");
     sw.run(at);
@@ -1777,3 +1776,6 @@ fn a_refused_announce_is_tried_again_soon_with_backoff() {
     sw.run(t0 + secs(67));
     assert_eq!(announced(&sw), 5);
 }
+
+mod pieces;
+mod receive;

@@ -57,66 +57,107 @@ impl Machine {
     }
 
     /// Appends the next answer owed on `conn`, whose queue so far ends at
-    /// stream offset `queued`; true if it changed a file's state.
-    pub(super) fn answer(&mut self, now: Instant, conn: ConnId, queued: u64, out: &mut Vec<u8>) -> bool {
-        self.touched.push(conn);
-        let Some(s) = self.sessions.get_mut(&conn) else { return false };
-        let Some(answer) = s.owed.front().copied() else { return false };
-        let Some(t) = s.torrent.and_then(|id| self.torrents.get_mut(&id)) else { return false };
+    /// stream offset `queued`: a Reject, or the next piece of a Chunk frame
+    /// (its header with the first). Returns whether it changed a file's
+    /// state, and the chunk bytes appended.
+    pub(super) fn answer(&mut self, now: Instant, conn: ConnId, queued: u64, out: &mut Vec<u8>) -> (bool, u64) {
+        let Some(s) = self.sessions.get_mut(&conn) else { return (false, 0) };
+        let Some(answer) = s.owed.front().copied() else { return (false, 0) };
+        let Some(t) = s.torrent.and_then(|id| self.torrents.get_mut(&id)) else { return (false, 0) };
         let reason = match answer {
             Answer::Reject(_, reason) => reason,
             Answer::Chunk(index) => {
-                let len = t.meta.chunk_len(index).unwrap_or(0) as usize;
-                s.waits_budget = self.unsent + len as u64 > budget(self.config.slots, t.meta.chunk_size());
+                let begun = s.sending;
+                let Sending { offset, left } = begun.unwrap_or(Sending {
+                    offset: t.meta.chunk_offset(index),
+                    left: t.storage.body_len(t.meta.chunk_len(index).unwrap_or(0) as usize),
+                });
+                let len = left.min(PIECE);
+                // The chunk bytes this piece stands for: a frame sent in one
+                // piece counts the chunk's length (the simulator's token is
+                // 12 bytes on the wire but the chunk's on its link).
+                let whole = t.meta.chunk_len(index).map_or(0, u64::from);
+                let counted = if begun.is_none() && len == left { whole } else { len as u64 };
+                // The budget holds a piece per frame under way, as the daemons
+                // queue it: a token standing for a whole big chunk takes one
+                // piece of it, or the simulator would send a chunk at a time.
+                let budgeted = counted.min(PIECE as u64);
+                s.waits_budget = self.unsent + budgeted > budget(self.config.slots, t.meta.chunk_size());
                 if s.waits_budget {
-                    return false; // fed again when chunk bytes leave or a connection closes
+                    return (false, 0); // fed again when chunk bytes leave or a connection closes
                 }
-                if self.up.rate().is_some() {
+                if begun.is_none() && self.up.rate().is_some() {
                     if !self.turns.contains(&conn) {
                         self.turns.push_back(conn);
                     }
                     if self.turns.front() != Some(&conn) || !self.up.ready(now) {
-                        return false; // the bucket refills on a timer, which feeds the next in turn
+                        return (false, 0); // the bucket refills on a timer, which feeds the next in turn
                     }
                     self.turns.pop_front();
                 }
-                let offset = t.meta.chunk_offset(index);
                 let start = out.len();
-                match put_chunk(out, index, |out| t.storage.read(offset, len, out)) {
+                if begun.is_none() {
+                    put_chunk_header(out, index, left);
+                }
+                let body = out.len();
+                let read = t.storage.read(offset, len, out);
+                let read = match read {
+                    Ok(()) if out.len() - body == len => Ok(()),
+                    Ok(()) => Err(ReadError::Io(std::io::Error::other("short read"))),
+                    Err(e) => Err(e),
+                };
+                let e = match read {
                     Ok(()) => {
+                        s.unsent.push(queued + (out.len() - start) as u64, budgeted, Some(now));
+                        self.unsent += budgeted;
+                        s.last_sent = now;
+                        s.sent_rate.add(now, counted);
+                        s.unwritten = true;
+                        if len < left {
+                            s.sending = Some(Sending { offset: offset + len as u64, left: left - len });
+                            return (false, counted);
+                        }
+                        // The frame is whole: what waited behind it follows.
+                        s.sending = None;
+                        out.append(&mut s.deferred);
                         s.owed.pop_front();
-                        s.unsent.push(queued + (out.len() - start) as u64, len as u64, Some(now));
-                        self.unsent += len as u64;
                         if self.up.rate().is_some() && matches!(s.owed.front(), Some(Answer::Chunk(_))) {
                             self.turns.push_back(conn);
                         }
-                        s.last_sent = now;
-                        s.sent_rate.add(now, len as u64);
-                        s.unwritten = true;
                         if t.is_complete() {
                             // It holds it now (its Have is on the way): a seed may send others there.
                             if let Some(theirs) = s.theirs.as_mut() {
                                 theirs.set(index);
                             }
                         }
-                        t.counters.uploaded += len as u64;
-                        s.turn_sent += len as u64;
+                        t.counters.uploaded += whole;
+                        s.turn_sent += whole;
                         let turn = turn_bytes(t.meta.chunk_size());
-                        self.turn_over |= s.turn_sent >= turn && s.turn_sent - (len as u64) < turn;
-                        self.up.take(now, len as u64);
-                        return t.goal_met(now);
+                        self.turn_over |= s.turn_sent >= turn && s.turn_sent - whole < turn;
+                        if begun.is_none() {
+                            self.up.take(now, whole);
+                        }
+                        return (t.goal_met(now), counted);
                     }
-                    Err(e) => match e {
-                        ReadError::Changed => {
-                            warn!("{} changed on disk since it was hashed: withdrawn", t.meta.name());
-                            t.stage = Stage::Done;
-                            RejectReason::Withdrawn
-                        }
-                        ReadError::Io(e) => {
-                            warn!("{}: read failed: {e}", t.meta.name());
-                            RejectReason::ReadError
-                        }
-                    },
+                    Err(e) => e,
+                };
+                out.truncate(start);
+                let changed = matches!(e, ReadError::Changed);
+                match e {
+                    ReadError::Changed => {
+                        warn!("{} changed on disk since it was hashed: withdrawn", t.meta.name());
+                        t.stage = Stage::Done;
+                    }
+                    ReadError::Io(e) => warn!("{}: read failed: {e}", t.meta.name()),
+                }
+                if begun.is_some() {
+                    // In the middle of its frame: nothing else may follow on this connection.
+                    self.disconnect(now, conn);
+                    return (changed, 0);
+                }
+                match changed {
+                    true => RejectReason::Withdrawn,
+                    false => RejectReason::ReadError,
                 }
             }
         };
@@ -125,7 +166,7 @@ impl Machine {
             Answer::Chunk(i) | Answer::Reject(i, _) => i,
         };
         Message::Reject { index, reason }.encode(out);
-        true
+        (true, 0)
     }
 
     /// Whether another peer of `conn`'s file holds chunk `index` or is owed it
@@ -214,7 +255,7 @@ impl Machine {
                     // so it can ask elsewhere.
                     let t = s.torrent.and_then(|id| self.torrents.get_mut(&id));
                     let mut dropped = Vec::new();
-                    for a in s.owed.iter_mut().filter(|_| !c.active) {
+                    for a in s.owed_pending().filter(|_| !c.active) {
                         if let Answer::Chunk(i) = *a {
                             *a = Answer::Reject(i, RejectReason::NoSlot);
                             dropped.push(i);
