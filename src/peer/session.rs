@@ -40,10 +40,9 @@ pub struct Sending {
 }
 
 /// A Chunk frame arriving from a peer, its body handed over in pieces: it
-/// is checked as it comes, and written as it comes only by its writer, the
-/// one connection that may write that chunk (an end-game duplicate arriving
-/// on another at once is only checked: a chunk is never written over while
-/// written, nor once verified).
+/// is checked as it comes, and written as it comes if it is the chunk's
+/// writer (of the right length, for a chunk not held when it began; two
+/// connections may write one chunk in the end game, see `chunk_begin`).
 pub struct Incoming {
     pub index: u32,
     /// Bytes of its body the frame said, and those arrived so far.

@@ -136,6 +136,10 @@ pub struct Torrent {
     origin: bool,
     /// A seed's `Spread` refusals of each chunk since it last went out.
     refusals: Vec<u8>,
+    /// Chunks two connections wrote at once (an end-game duplicate): the
+    /// first to pass its check is read back and checked again before it is
+    /// held, since the other's bytes may have landed over its own.
+    pub contested: BTreeSet<u32>,
 }
 
 impl Torrent {
@@ -165,6 +169,7 @@ impl Torrent {
             at_level: if origin { chunks } else { 0 },
             origin,
             refusals: if origin { vec![0; chunks as usize] } else { Vec::new() },
+            contested: BTreeSet::new(),
         }
     }
 

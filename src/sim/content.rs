@@ -120,6 +120,25 @@ fn generate(seed: u64, index: u32, len: usize) -> Vec<u8> {
     bytes
 }
 
+/// `spans` (sorted, apart) after bytes `(from, to)` are written, right or not.
+fn overwrite(spans: &mut Vec<(usize, usize)>, (from, to): (usize, usize), right: bool) {
+    let mut kept = Vec::with_capacity(spans.len() + 2);
+    for &(a, b) in spans.iter() {
+        kept.extend([(a, b.min(from)), (a.max(to), b)].into_iter().filter(|(x, y)| x < y));
+    }
+    if right && from < to {
+        kept.push((from, to));
+        kept.sort_unstable();
+    }
+    spans.clear();
+    for (a, b) in kept {
+        match spans.last_mut() {
+            Some(last) if last.1 >= a => last.1 = last.1.max(b),
+            _ => spans.push((a, b)),
+        }
+    }
+}
+
 fn token(seed: u64, index: u32) -> [u8; TOKEN] {
     let mut t = [0; TOKEN];
     t[..8].copy_from_slice(&seed.to_be_bytes());
@@ -132,8 +151,9 @@ fn token(seed: u64, index: u32) -> [u8; TOKEN] {
 struct Stored {
     /// Chunks held from the start or written right since.
     held: Bitfield,
-    /// Chunks being written in pieces: the bytes written right so far.
-    partial: BTreeMap<u32, usize>,
+    /// Chunks being written in pieces: the spans written right so far, in
+    /// order (two connections may write one chunk at once).
+    partial: BTreeMap<u32, Vec<(usize, usize)>>,
     finished: bool,
 }
 
@@ -189,22 +209,24 @@ impl Storage for Store {
         }
     }
 
-    /// A chunk is held once its body is written right from its start to
-    /// its end, in order, whole or in pieces; anything else clears it.
+    /// A chunk is held once every byte of its body was last written right,
+    /// whole or in pieces, in any order; a wrong piece clears what it covers.
     fn write(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
         let (index, within) = self.position(offset).ok_or(io::ErrorKind::InvalidInput)?;
         let body = self.content.chunk(index);
-        let mut state = self.state.borrow_mut();
-        let after = state.partial.remove(&index).unwrap_or(0);
         let end = within.saturating_add(data.len());
-        let right = within == after && body.get(within..end) == Some(data);
-        match (right, end == body.len()) {
-            (true, true) => _ = state.held.set(index),
-            (true, false) => {
-                state.held.clear(index);
-                state.partial.insert(index, end);
-            }
-            (false, _) => _ = state.held.clear(index),
+        let right = body.get(within..end) == Some(data);
+        let mut state = self.state.borrow_mut();
+        let mut spans = match state.held.get(index) {
+            true => vec![(0, body.len())],
+            false => state.partial.remove(&index).unwrap_or_default(),
+        };
+        overwrite(&mut spans, (within, end), right);
+        if spans == [(0, body.len())] {
+            state.held.set(index);
+        } else {
+            state.held.clear(index);
+            state.partial.insert(index, spans);
         }
         Ok(())
     }
@@ -306,10 +328,15 @@ mod tests {
         s.write(16384, &c.chunk(1)[..100]).unwrap();
         s.write(16384 + 100, &c.chunk(1)[100..]).unwrap();
         assert!(s.holds_file(), "written right in two pieces");
-        s.write(16384 + 100, &c.chunk(1)[100..]).unwrap();
-        assert!(!s.holds_file(), "a piece that does not follow the last one");
-        s.write(16384, &c.chunk(1)).unwrap();
-        assert!(s.holds_file());
+        s.write(16384 + 100, &[0; 50]).unwrap();
+        assert!(!s.holds_file(), "a wrong piece over a chunk held");
+        s.write(16384 + 100, &c.chunk(1)[100..150]).unwrap();
+        assert!(s.holds_file(), "that piece written right again");
+        s.write(16384, &[0; 16384]).unwrap();
+        s.write(16384 + 8192, &c.chunk(1)[8192..]).unwrap();
+        assert!(!s.holds_file(), "half of it right");
+        s.write(16384, &c.chunk(1)[..8192]).unwrap();
+        assert!(s.holds_file(), "pieces in any order, the last write of each byte right");
         assert!(s.read(1, 16384, &mut out).is_err(), "past the chunk's end");
         s.read(16384 + 100, 50, &mut out).unwrap();
         assert_eq!(out, c.chunk(1)[100..150], "a piece of a chunk");

@@ -13,9 +13,12 @@ impl Machine {
     }
 
     /// A Chunk frame of `len` bytes of data for chunk `index` begins. It must
-    /// answer our oldest request still to be answered. Its connection is the
-    /// chunk's writer unless we hold the chunk, another connection is
-    /// writing it, or its length is wrong (then it fails its check at the end).
+    /// answer our oldest request still to be answered. Its connection writes
+    /// the chunk as it comes unless we hold the chunk or its length is wrong
+    /// (then it fails its check at the end). Two may write one chunk at once
+    /// (an end-game duplicate): either may be the one that ends, the other
+    /// may stall, leave or lie, and a chunk that came whole and true is
+    /// never thrown away for one still coming.
     pub(super) fn chunk_begin(&mut self, now: Instant, conn: ConnId, index: u32, len: usize) {
         self.down.take(now, len as u64);
         let Some(id) = self.sessions.get(&conn).and_then(|s| s.torrent) else { return };
@@ -28,18 +31,22 @@ impl Machine {
             return self.violation(now, conn, &format!("chunk {index} that was not asked for"));
         }
         let expected = t.storage.body_len(t.meta.chunk_len(index).unwrap_or(0) as usize);
-        let writer = len == expected && !written && !t.held().get(index);
+        let writer = len == expected && !t.held().get(index);
+        if writer && written {
+            t.contested.insert(index);
+        }
         s.incoming = Some(Incoming { index, len, got: 0, check: t.storage.check(), writer });
     }
 
     /// More of the Chunk frame arriving on `conn`: checked, and written at
-    /// its place if this connection is the chunk's writer.
+    /// its place if this connection is a writer of the chunk.
     pub(super) fn chunk_data(&mut self, conn: ConnId, data: &[u8]) -> Result<(), Fatal> {
         let Some((s, t)) = self.pair(conn) else { return Ok(()) };
         let Some(incoming) = s.incoming.as_mut() else { return Ok(()) };
         let take = data.get(..incoming.len.saturating_sub(incoming.got)).unwrap_or(data);
         incoming.check.update(take);
-        if incoming.writer {
+        // Never over a chunk another connection finished meanwhile.
+        if incoming.writer && !t.held().get(incoming.index) {
             let at = t.meta.chunk_offset(incoming.index) + incoming.got as u64;
             t.storage
                 .write(at, take)
@@ -50,8 +57,9 @@ impl Machine {
     }
 
     /// The Chunk frame on `conn` is whole: its check says whether it is
-    /// true. A true chunk from its writer is held from now on; one from
-    /// another connection (an end-game duplicate) is dropped.
+    /// true. A true chunk is held from now on, if it was written and (when
+    /// another connection wrote it too) it reads back true; a duplicate of
+    /// a chunk held is dropped.
     pub(super) fn chunk_end(&mut self, now: Instant, conn: ConnId) -> Result<(), Fatal> {
         let Some((s, t)) = self.pair(conn) else { return Ok(()) };
         let Some(incoming) = s.incoming.take() else { return Ok(()) };
@@ -82,9 +90,10 @@ impl Machine {
             self.refill(now, id);
             return Ok(());
         }
-        if t.held().get(index) || !incoming.writer {
-            // A duplicate from the end game, or one that came while another
-            // connection was writing the chunk: that one's bytes count.
+        let overwritten = t.contested.contains(&index) && !written_true(t, index);
+        if t.held().get(index) || !incoming.writer || overwritten {
+            // A duplicate from the end game, or one whose bytes another
+            // connection wrote over (that one's end decides, or it is asked again).
             if asked.counted() && !t.held().get(index) {
                 t.picker.release(index);
             }
@@ -92,6 +101,7 @@ impl Machine {
             self.fill(now, conn, id);
             return Ok(());
         }
+        t.contested.remove(&index);
         t.picker.complete(index);
         // Counted by the metadata's length: the bytes that verified (in the
         // simulator a short token stands for them, and the pipeline's depth
@@ -340,6 +350,26 @@ enum Duplicates {
     Except(Vec<u32>),
     No,
 }
+/// Whether chunk `index` as it stands in `t`'s storage passes its check:
+/// read back a piece at a time, so nothing holds the whole chunk.
+fn written_true(t: &mut Torrent, index: u32) -> bool {
+    let len = t.meta.chunk_len(index).unwrap_or(0) as usize;
+    let Some(hash) = t.meta.hashes().get(index as usize).copied() else { return false };
+    let (offset, body) = (t.meta.chunk_offset(index), t.storage.body_len(len));
+    let mut check = t.storage.check();
+    let mut piece = Vec::with_capacity(body.min(PIECE));
+    let mut at = 0;
+    while at < body {
+        let n = (body - at).min(PIECE);
+        piece.clear();
+        if t.storage.read(offset + at as u64, n, &mut piece).is_err() || piece.len() != n {
+            return false;
+        }
+        check.update(&piece);
+        at += n;
+    }
+    check.passes(len, &hash)
+}
 
 #[cfg(test)]
 mod tests {
@@ -358,3 +388,4 @@ mod tests {
         assert_eq!(depth(1e12, 0.0, CHUNK), MAX_PIPELINE, "capped");
     }
 }
+

@@ -1,6 +1,7 @@
 //! Chunk frames received in pieces: the shell hands a chunk's data to the
-//! core as it arrives, the core checks it as it comes and writes it from one
-//! connection per chunk only, so no connection holds a whole chunk.
+//! core as it arrives, the core checks and writes it as it comes, so no
+//! connection holds a whole chunk; a chunk two connections wrote at once is
+//! held only once it reads back true.
 
 use super::*;
 
@@ -61,16 +62,16 @@ fn one_chunk_from_two() -> (Instant, TestFile, Harness, usize, [ConnId; 2]) {
     (t0, f, sw, d, conns)
 }
 
-/// The same chunk arrives on two connections at once: only the first
-/// writes it; the other's bytes (here a liar's) are only checked, so they
-/// never land over the true ones; the liar is banned as ever.
+/// The same chunk arrives on two connections at once, a liar's copy whole
+/// while the true one is under way: the liar is banned as ever, and what
+/// it wrote is written over by the true copy, held once it reads back true.
 #[test]
-fn a_duplicate_arriving_at_once_never_writes_over_the_chunk() {
+fn a_duplicate_arriving_at_once_is_held_only_as_it_reads_back() {
     let (t0, f, mut sw, d, [first, second]) = one_chunk_from_two();
     sw.hosts[d].m.handle_chunk_begin(t0, first, 0, BIG);
     send(&mut sw, t0, d, second, 0, &vec![7; BIG], true);
     assert!(sw.closed.contains(&(d, second)), "the liar is dropped");
-    assert_eq!(holds(&sw, d, &f, 0), (false, false), "nothing written over, nothing held yet");
+    assert_eq!(holds(&sw, d, &f, 0), (false, false), "nothing held yet");
     for piece in f.chunk(0).chunks(256 * 1024) {
         sw.hosts[d].m.handle_chunk_data(t0, first, piece).unwrap();
     }
@@ -80,26 +81,48 @@ fn a_duplicate_arriving_at_once_never_writes_over_the_chunk() {
     assert!(sw.holds_file(d, &f));
 }
 
-/// The writer of a chunk sends garbage while a true copy arrives on
-/// another connection: the copy is checked and dropped (it was not its to
-/// write), the writer is banned, and the chunk is asked again and written
-/// by the next connection that sends it.
+/// A liar's bytes land over half of a true copy still arriving: the true
+/// copy passes its own check but not read back, so it is not held; the
+/// liar is banned and the chunk asked again, then held once it comes alone.
 #[test]
-fn a_chunk_whose_writer_lied_is_fetched_again_and_rewritten() {
-    let (t0, f, mut sw, d, [liar, honest]) = one_chunk_from_two();
-    sw.hosts[d].m.handle_chunk_begin(t0, liar, 0, BIG);
-    send(&mut sw, t0, d, honest, 0, &f.chunk(0), true);
-    assert_eq!(holds(&sw, d, &f, 0), (false, false), "a true copy that was not its to write");
-    for piece in vec![9; BIG].chunks(256 * 1024) {
-        sw.hosts[d].m.handle_chunk_data(t0, liar, piece).unwrap();
+fn a_true_copy_written_over_by_a_liar_is_asked_again() {
+    let (t0, f, mut sw, d, [honest, liar]) = one_chunk_from_two();
+    let chunk = f.chunk(0);
+    let (front, back) = chunk.split_at(BIG / 2);
+    sw.hosts[d].m.handle_chunk_begin(t0, honest, 0, BIG);
+    sw.hosts[d].m.handle_chunk_data(t0, honest, front).unwrap();
+    send(&mut sw, t0, d, liar, 0, &vec![9; BIG], true);
+    assert!(sw.closed.contains(&(d, liar)), "the liar is dropped");
+    for piece in back.chunks(256 * 1024) {
+        sw.hosts[d].m.handle_chunk_data(t0, honest, piece).unwrap();
     }
-    sw.hosts[d].m.handle_chunk_end(t0, liar).unwrap();
+    sw.hosts[d].m.handle_chunk_end(t0, honest).unwrap();
     sw.run(t0);
-    assert!(sw.closed.contains(&(d, liar)), "the writer that lied is dropped");
-    assert!(of(&sw.said_on(d, honest), Seen::Request).len() >= 2, "asked again");
+    assert!(!holds(&sw, d, &f, 0).0, "its first half was written over");
+    assert!(sw.is_open(d, honest), "the true copy's sender is not blamed");
+    assert_eq!(of(&sw.said_on(d, honest), Seen::Request), [0, 0], "asked again");
     send(&mut sw, t0, d, honest, 0, &f.chunk(0), true);
     assert_eq!(holds(&sw, d, &f, 0), (true, true));
     assert!(sw.holds_file(d, &f));
+}
+
+/// A true copy comes whole while the first sender of the chunk is still
+/// under way, and that sender then leaves: the copy is held at once (a
+/// chunk that came true is never dropped for one still coming, which may
+/// never end), and nothing the slow one sends after lands over it.
+#[test]
+fn a_true_copy_that_ends_first_is_held_whoever_began_first() {
+    let (t0, f, mut sw, d, [slow, fast]) = one_chunk_from_two();
+    sw.hosts[d].m.handle_chunk_begin(t0, slow, 0, BIG);
+    sw.hosts[d].m.handle_chunk_data(t0, slow, &f.chunk(0)[..BIG / 4]).unwrap();
+    send(&mut sw, t0, d, fast, 0, &f.chunk(0), true);
+    assert_eq!(holds(&sw, d, &f, 0), (true, true));
+    assert!(sw.holds_file(d, &f));
+    sw.hosts[d].m.handle_chunk_data(t0, slow, &vec![5; BIG / 4]).unwrap();
+    sw.run(t0);
+    assert_eq!(holds(&sw, d, &f, 0), (true, true), "not written over once held");
+    sw.close(t0, d, slow);
+    assert_eq!(sw.events(d), ["Complete"]);
 }
 
 /// A 4 MiB chunk trickling in pieces at 64 KiB/s takes 64 s: its pieces
