@@ -350,6 +350,7 @@ enum Duplicates {
     Except(Vec<u32>),
     No,
 }
+
 /// Whether chunk `index` as it stands in `t`'s storage passes its check:
 /// read back a piece at a time, so nothing holds the whole chunk.
 fn written_true(t: &mut Torrent, index: u32) -> bool {
@@ -388,4 +389,3 @@ mod tests {
         assert_eq!(depth(1e12, 0.0, CHUNK), MAX_PIPELINE, "capped");
     }
 }
-
