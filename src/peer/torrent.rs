@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::answers::AnswerTimes;
 use super::bitfield::Bitfield;
 use super::picker::Picker;
 use super::storage::Storage;
@@ -136,6 +137,8 @@ pub struct Torrent {
     origin: bool,
     /// A seed's `Spread` refusals of each chunk since it last went out.
     refusals: Vec<u8>,
+    /// How long our requests take to be answered (`UNPROVEN_ANSWERS`).
+    pub answers: AnswerTimes,
 }
 
 impl Torrent {
@@ -165,6 +168,7 @@ impl Torrent {
             at_level: if origin { chunks } else { 0 },
             origin,
             refusals: if origin { vec![0; chunks as usize] } else { Vec::new() },
+            answers: AnswerTimes::default(),
         }
     }
 

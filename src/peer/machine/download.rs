@@ -11,6 +11,9 @@ impl Machine {
             self.violation(now, conn, &format!("chunk {index} that was not asked for"));
             return Ok(());
         };
+        if !asked.cancelled {
+            t.answers.add(now.saturating_duration_since(asked.at));
+        }
         s.restart_clocks(now);
         s.behind = false;
         let (addr, listen) = (s.addr, s.listen);
@@ -107,7 +110,7 @@ impl Machine {
     /// staller, and the peers that hold it may all be new to us).
     fn duplicates_for(&self, conn: ConnId, id: ContentId) -> Duplicates {
         let (Some(s), Some(t)) = (self.sessions.get(&conn), self.torrents.get(&id)) else { return Duplicates::No };
-        let proven = |s: &Session| s.downloaded > 0 || t.delivered_from(s.addr.ip());
+        let proven = |s: &Session| proven(s, t);
         if proven(s) {
             return Duplicates::Any;
         }
@@ -140,6 +143,7 @@ impl Machine {
         if s.theirs.is_some() && s.outstanding() == 0 && !was_behind {
             s.restart_clocks(now); // an idle peer given work starts a fresh stall window
         }
+        s.patience = if proven(s, t) { None } else { patience(&t.answers) };
         let Some(theirs) = s.theirs.as_ref() else { return };
         // An end-game duplicate asked of a peer that has delivered nothing is
         // not counted against `ENDGAME_MAX`: two such peers (stallers) holding
@@ -163,7 +167,7 @@ impl Machine {
             if spare {
                 t.picker.release(index);
             }
-            s.asked.push_back(Asked { overdue: spare, ..Asked::new(index) });
+            s.asked.push_back(Asked { overdue: spare, ..Asked::new(index, now) });
             s.ahead_of_request = s.unsent.bytes();
             self.outputs.push_back(Output::Send(conn, Message::Request(index)));
         }
@@ -184,9 +188,19 @@ impl Machine {
 
     /// A peer's requests are far overdue: the picker counts them no more, so
     /// other holders are asked for them (its answers still count), and it is
-    /// asked for nothing more until a chunk comes from it.
+    /// asked for nothing more until a chunk comes from it. One that has
+    /// delivered nothing, judged by the file's answer times, is closed
+    /// instead (`UNPROVEN_ANSWERS`): its chunks go to the others as well.
     pub(super) fn overdue(&mut self, now: Instant, conn: ConnId) {
         let Some((s, t)) = self.pair(conn) else { return };
+        if unproven_patience(s).is_some() && !proven(s, t) {
+            debug!(
+                "{conn} {}: has delivered nothing in {:?}; closed",
+                s.addr,
+                now.saturating_duration_since(s.due_from)
+            );
+            return self.disconnect(now, conn);
+        }
         for a in s.asked.iter_mut().filter(|a| a.counted()) {
             a.overdue = true;
             t.picker.release(a.index);
@@ -279,6 +293,12 @@ fn depth(rate: f64, sent: f64, chunk: f64) -> usize {
     let most = (PIPELINE_BYTES as f64 / chunk).clamp(MIN_PIPELINE as f64, MAX_PIPELINE as f64);
     let ahead = if sent > 0.0 { (AHEAD_CHUNKS * chunk / sent).min(AHEAD_MAX_SECS) } else { 0.0 };
     (1.0 + (rate * (PIPELINE_SECS + ahead) / chunk).ceil()).clamp(MIN_PIPELINE as f64, most) as usize
+}
+
+/// Whether the peer has sent us a verified chunk of the file, on this
+/// connection or an earlier one from its address.
+fn proven(s: &Session, t: &Torrent) -> bool {
+    s.downloaded > 0 || t.delivered_from(s.addr.ip())
 }
 
 /// Which end-game duplicates a peer may be asked for.
