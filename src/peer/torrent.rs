@@ -270,7 +270,8 @@ impl Torrent {
 
     /// Whether a peer at `ip` has sent us a verified chunk of this file.
     pub fn delivered_from(&self, ip: std::net::IpAddr) -> bool {
-        self.sources.iter().any(|a| a.ip() == ip)
+        // Ordered by address first: its lowest entry is a lookup, not a scan.
+        self.sources.range(SocketAddr::new(ip, 0)..).next().is_some_and(|a| a.ip() == ip)
     }
 
     /// True once a seeding goal is met.

@@ -143,12 +143,14 @@ impl Machine {
         if s.theirs.is_some() && s.outstanding() == 0 && !was_behind {
             s.restart_clocks(now); // an idle peer given work starts a fresh stall window
         }
-        s.patience = if proven(s, t) { None } else { patience(&t.answers) };
         let Some(theirs) = s.theirs.as_ref() else { return };
         // An end-game duplicate asked of a peer that has delivered nothing is
         // not counted against `ENDGAME_MAX`: two such peers (stallers) holding
         // a last chunk must not keep a peer that delivers from being asked.
         let spare = matches!(duplicates, Duplicates::Except(_));
+        if s.outstanding() < depth {
+            s.patience = if proven(s, t) { None } else { patience(&t.answers) };
+        }
         // Cancelled requests may still sit in its queue: they count against its cap.
         while s.outstanding() < depth && s.asked.len() < MAX_PIPELINE {
             let asked = &s.asked;
