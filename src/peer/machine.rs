@@ -82,7 +82,7 @@ const MIN_OVERDUE: Duration = Duration::from_secs(2);
 /// staller (it claims every chunk, takes requests, sends none) costs what
 /// the swarm takes, not 2 s, and not a connection for 15 s (300 peers of 64
 /// MiB, 10% stallers, median answer about 65 ms: the last honest peer 4.49
-/// -> 4.08 s at seed 1, the same run without stallers 4.08 s). An honest
+/// -> 4.13 s at seed 1, the same run without stallers 4.08 s). An honest
 /// newcomer whose first chunk is that late, sending no byte of it, is
 /// closed and dialled again after the backoff; one whose bytes arrive at a
 /// quarter of `FLOOR_RATE` is not overdue, and its first chunk proves it.
