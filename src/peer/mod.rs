@@ -1,6 +1,7 @@
 //! One peer core for both roles: a seeder is a peer that starts with every
 //! chunk, a leecher one that starts with none.
 
+pub mod answers;
 pub mod bitfield;
 pub mod choker;
 pub mod machine;

@@ -62,11 +62,13 @@ pub struct Asked {
     /// delivered nothing: still awaited, but not counted by the picker, so
     /// another holder may be asked for it.
     pub overdue: bool,
+    /// When we sent it: its answer's time feeds the file's `AnswerTimes`.
+    pub at: Instant,
 }
 
 impl Asked {
-    pub fn new(index: u32) -> Asked {
-        Asked { index, cancelled: false, overdue: false }
+    pub fn new(index: u32, at: Instant) -> Asked {
+        Asked { index, cancelled: false, overdue: false, at }
     }
 
     /// Whether the picker counts it as a request outstanding.
@@ -104,6 +106,10 @@ pub struct Session {
     /// Its requests went overdue and no chunk came since: it is asked for
     /// nothing more until one does.
     pub behind: bool,
+    /// While it has delivered nothing (nor any peer at its address): how
+    /// long it may owe chunks without sending one before it is behind, from
+    /// the file's answer times when it was last asked (`UNPROVEN_ANSWERS`).
+    pub patience: Option<Duration>,
     /// The file's chunk size (from the Hello): how long a chunk should take.
     pub chunk_size: u32,
     /// Last frame of any kind from it (or the connection's start).
@@ -224,6 +230,7 @@ impl Session {
             last_data: now,
             due_from: now,
             behind: false,
+            patience: None,
             chunk_size: 0,
             last_heard: now,
             owed: VecDeque::new(),
@@ -365,14 +372,15 @@ mod tests {
     #[test]
     fn answers_match_in_order_skipping_cancelled() {
         let mut s = session();
+        let t0 = Instant::now();
         for index in [1, 2, 3] {
-            s.asked.push_back(Asked::new(index));
+            s.asked.push_back(Asked::new(index, t0));
         }
         assert_eq!(s.take_answer(2), None, "out of order");
         assert!(s.cancel(1));
         assert!(!s.cancel(1), "cancelled once");
         assert_eq!(s.outstanding(), 2);
-        assert_eq!(s.take_answer(2), Some(Asked::new(2)), "the cancelled request was dropped by the other side");
+        assert_eq!(s.take_answer(2), Some(Asked::new(2, t0)), "the cancelled request was dropped by the other side");
         assert!(s.cancel(3));
         let late = s.take_answer(3).unwrap();
         assert!(late.cancelled && !late.counted(), "a cancelled request answered anyway");

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::answers::AnswerTimes;
 use super::bitfield::Bitfield;
 use super::picker::Picker;
 use super::storage::Storage;
@@ -140,6 +141,8 @@ pub struct Torrent {
     /// first to pass its check is read back and checked again before it is
     /// held, since the other's bytes may have landed over its own.
     pub contested: BTreeSet<u32>,
+    /// How long our requests take to be answered (`UNPROVEN_ANSWERS`).
+    pub answers: AnswerTimes,
 }
 
 impl Torrent {
@@ -170,6 +173,7 @@ impl Torrent {
             origin,
             refusals: if origin { vec![0; chunks as usize] } else { Vec::new() },
             contested: BTreeSet::new(),
+            answers: AnswerTimes::default(),
         }
     }
 
@@ -271,7 +275,8 @@ impl Torrent {
 
     /// Whether a peer at `ip` has sent us a verified chunk of this file.
     pub fn delivered_from(&self, ip: std::net::IpAddr) -> bool {
-        self.sources.iter().any(|a| a.ip() == ip)
+        // Ordered by address first: its lowest entry is a lookup, not a scan.
+        self.sources.range(SocketAddr::new(ip, 0)..).next().is_some_and(|a| a.ip() == ip)
     }
 
     /// True once a seeding goal is met.

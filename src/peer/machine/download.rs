@@ -68,6 +68,9 @@ impl Machine {
             self.violation(now, conn, &format!("chunk {index} that was not asked for"));
             return Ok(());
         };
+        if !asked.cancelled {
+            t.answers.add(now.saturating_duration_since(asked.at));
+        }
         s.restart_clocks(now);
         s.behind = false;
         let (addr, listen) = (s.addr, s.listen);
@@ -168,7 +171,7 @@ impl Machine {
     /// staller, and the peers that hold it may all be new to us).
     fn duplicates_for(&self, conn: ConnId, id: ContentId) -> Duplicates {
         let (Some(s), Some(t)) = (self.sessions.get(&conn), self.torrents.get(&id)) else { return Duplicates::No };
-        let proven = |s: &Session| s.downloaded > 0 || t.delivered_from(s.addr.ip());
+        let proven = |s: &Session| proven(s, t);
         if proven(s) {
             return Duplicates::Any;
         }
@@ -206,6 +209,9 @@ impl Machine {
         // not counted against `ENDGAME_MAX`: two such peers (stallers) holding
         // a last chunk must not keep a peer that delivers from being asked.
         let spare = matches!(duplicates, Duplicates::Except(_));
+        if s.outstanding() < depth {
+            s.patience = if proven(s, t) { None } else { patience(&t.answers) };
+        }
         // Cancelled requests may still sit in its queue: they count against its cap.
         while s.outstanding() < depth && s.asked.len() < MAX_PIPELINE {
             let asked = &s.asked;
@@ -224,7 +230,7 @@ impl Machine {
             if spare {
                 t.picker.release(index);
             }
-            s.asked.push_back(Asked { overdue: spare, ..Asked::new(index) });
+            s.asked.push_back(Asked { overdue: spare, ..Asked::new(index, now) });
             // What is queued, and the rest of a chunk frame under way (our Request waits for its end).
             s.ahead_of_request = s.unsent.bytes() + s.sending.map_or(0, |x| x.left as u64);
             self.outputs.push_back(Output::Send(conn, Message::Request(index)));
@@ -246,9 +252,19 @@ impl Machine {
 
     /// A peer's requests are far overdue: the picker counts them no more, so
     /// other holders are asked for them (its answers still count), and it is
-    /// asked for nothing more until a chunk comes from it.
+    /// asked for nothing more until a chunk comes from it. One that has
+    /// delivered nothing, judged by the file's answer times, is closed
+    /// instead (`UNPROVEN_ANSWERS`): its chunks go to the others as well.
     pub(super) fn overdue(&mut self, now: Instant, conn: ConnId) {
         let Some((s, t)) = self.pair(conn) else { return };
+        if unproven_patience(s).is_some() && !proven(s, t) {
+            debug!(
+                "{conn} {}: has delivered nothing in {:?}; closed",
+                s.addr,
+                now.saturating_duration_since(s.due_from)
+            );
+            return self.disconnect(now, conn);
+        }
         for a in s.asked.iter_mut().filter(|a| a.counted()) {
             a.overdue = true;
             t.picker.release(a.index);
@@ -341,6 +357,12 @@ fn depth(rate: f64, sent: f64, chunk: f64) -> usize {
     let most = (PIPELINE_BYTES as f64 / chunk).clamp(MIN_PIPELINE as f64, MAX_PIPELINE as f64);
     let ahead = if sent > 0.0 { (AHEAD_CHUNKS * chunk / sent).min(AHEAD_MAX_SECS) } else { 0.0 };
     (1.0 + (rate * (PIPELINE_SECS + ahead) / chunk).ceil()).clamp(MIN_PIPELINE as f64, most) as usize
+}
+
+/// Whether the peer has sent us a verified chunk of the file, on this
+/// connection or an earlier one from its address.
+fn proven(s: &Session, t: &Torrent) -> bool {
+    s.downloaded > 0 || t.delivered_from(s.addr.ip())
 }
 
 /// Which end-game duplicates a peer may be asked for.

@@ -1371,6 +1371,85 @@ fn overdue_requests_are_asked_of_another_holder_and_the_slow_peer_stays() {
     assert!(!sw.closed.contains(&(d, slow)), "not dropped before STALL without a chunk");
 }
 
+/// A downloader of 40 chunks whose one peer, holding the first 24, answers
+/// each request 100 ms after it was sent until it has nothing more we lack:
+/// the file's median answer time is 100 ms. Returns when it ended.
+fn answers_of_100ms(t0: Instant, f: &TestFile, sw: &mut Harness, d: usize) -> Instant {
+    let p = sw.accept(t0, d, hand_addr(1));
+    sw.greet(t0, d, p, f, &(0..24).collect::<Vec<_>>(), Some(State::Available));
+    let (mut now, mut answered) = (t0, 0);
+    loop {
+        let asked = of(&sw.said_on(d, p), Seen::Request);
+        if asked.len() == answered {
+            break;
+        }
+        now += ms(100);
+        for &index in &asked[answered..] {
+            sw.inject(now, d, p, Message::Chunk { index, data: &f.chunk(index) });
+        }
+        answered = asked.len();
+    }
+    assert_eq!(sw.hosts[d].m.torrents[&f.id()].answers.median(), Some(ms(100)));
+    now
+}
+
+/// A peer that has delivered nothing and owes chunks is closed after
+/// UNPROVEN_ANSWERS times the file's median answer time (a staller that
+/// claims every chunk), not after MIN_OVERDUE; what it owed is asked of
+/// another holder at once, and its address is backed off, not banned.
+#[test]
+fn a_peer_that_has_delivered_nothing_is_closed_after_four_times_the_swarms_answer_time() {
+    let (t0, f, mut sw, d) = lone_downloader(40);
+    let t = answers_of_100ms(t0, &f, &mut sw, d);
+    let staller = sw.accept(t, d, hand_addr(2));
+    sw.greet(t, d, staller, &f, &f.all(), Some(State::Available));
+    let owed = of(&sw.said_on(d, staller), Seen::Request);
+    assert!(!owed.is_empty());
+    // Another holds exactly those: not asked while the staller's requests count.
+    let other = sw.accept(t + ms(100), d, hand_addr(3));
+    sw.greet(t + ms(100), d, other, &f, &owed, Some(State::Available));
+    assert_eq!(of(&sw.said_on(d, other), Seen::Request), []);
+    let patience = ms(100) * UNPROVEN_ANSWERS;
+    sw.run(t + patience - ms(1));
+    assert!(sw.is_open(d, staller), "one tick before four answer times");
+    sw.run(t + patience);
+    assert!(!sw.is_open(d, staller), "closed after four answer times");
+    assert_eq!(sorted(of(&sw.said_on(d, other), Seen::Request)), sorted(owed), "asked of the other holder");
+    let again = sw.accept(t + secs(1), d, hand_addr(2));
+    assert!(!sw.closed.contains(&(d, again)), "backed off for our dials, not refused");
+}
+
+/// A newcomer whose first chunk is slow but whose bytes arrive (at a quarter
+/// of FLOOR_RATE or more) is not closed, though the chunk takes eight answer times; once
+/// the chunk is in, the rate it shows rules its requests, not the swarm's
+/// answer times.
+#[test]
+fn a_slow_newcomer_sending_its_first_chunk_is_not_closed() {
+    // Chunks of 64 KiB, so that one can take four answer times at that rate.
+    let (t0, mut sw) = (Instant::now(), Harness::default());
+    let f = Content::with_bytes("f.bin", 40 << 16, 1 << 16, 40).unwrap();
+    let d = sw.peer(t0, &f, &[], |_| {});
+    sw.tracker_says.insert(d, Vec::new());
+    sw.run(t0);
+    let t = answers_of_100ms(t0, &f, &mut sw, d);
+    let slow = sw.accept(t, d, hand_addr(2));
+    sw.greet(t, d, slow, &f, &f.all(), Some(State::Available));
+    let first = of(&sw.said_on(d, slow), Seen::Request)[0];
+    // 16 KiB every 200 ms, 80 KiB/s: its chunk takes 800 ms, eight answer times.
+    for tick in 1..4 {
+        let now = t + ms(200 * tick);
+        sw.hosts[d].m.handle_receiving(now, slow, 16 << 10);
+        sw.run(now);
+    }
+    let late = t + ms(800);
+    sw.run(late);
+    assert!(sw.is_open(d, slow), "still sending its first chunk");
+    sw.inject(late, d, slow, Message::Chunk { index: first, data: &f.chunk(first) });
+    sw.run(late + MIN_OVERDUE - ms(1));
+    assert!(sw.is_open(d, slow), "proven: MIN_OVERDUE at least, not four answer times");
+    assert!(!sw.hosts[d].m.sessions[&slow].behind);
+}
+
 /// A peer behind that answers what it owed with NoSlot (it took our slot
 /// away) owes nothing more: once it serves again it is asked again (found by
 /// the swarm_core fuzz target: the only seeder was never asked again).
