@@ -93,8 +93,8 @@ impl Machine {
             self.refill(now, id);
             return Ok(());
         }
-        let overwritten = t.contested.contains(&index) && !written_true(t, index);
-        if t.held().get(index) || !incoming.writer || overwritten {
+        // Read back only when all else says it is ours to hold.
+        if t.held().get(index) || !incoming.writer || (t.contested.contains(&index) && !written_true(t, index)) {
             // A duplicate from the end game, or one whose bytes another
             // connection wrote over (that one's end decides, or it is asked again).
             if asked.counted() && !t.held().get(index) {
