@@ -1,4 +1,4 @@
-//! How long a file's requests take to be answered with a verified chunk,
+//! How long a file's requests take to be answered with a whole Chunk frame,
 //! over its most recent ones: the yardstick for a peer that has delivered
 //! nothing yet. A staller claims every chunk, takes requests and sends none;
 //! it is told from an honest newcomer by how long it keeps us waiting next
@@ -12,7 +12,8 @@ const KEPT: usize = 32;
 /// download say little of the swarm.
 const ENOUGH: usize = 8;
 
-/// The request-to-chunk times of a file's most recent verified chunks.
+/// The request-to-chunk times of a file's most recent answered requests
+/// (not cancelled ones), timed when the frame is whole, before its check.
 #[derive(Debug, Default)]
 pub struct AnswerTimes {
     /// A ring of the last `KEPT` times; `next` is where the next one goes.
@@ -23,7 +24,7 @@ pub struct AnswerTimes {
 }
 
 impl AnswerTimes {
-    /// A request answered with a verified chunk `took` after it was sent.
+    /// A request answered with a whole Chunk frame `took` after it was sent.
     pub fn add(&mut self, took: Duration) {
         if self.recent.len() < KEPT {
             self.recent.push(took);
@@ -32,9 +33,12 @@ impl AnswerTimes {
         }
         self.next = (self.next + 1) % KEPT;
         if self.recent.len() >= ENOUGH {
-            let mut sorted = self.recent.clone();
-            sorted.sort_unstable();
-            self.median = sorted.get(sorted.len() / 2).copied();
+            // On the stack: this runs once per chunk.
+            let mut copy = [Duration::ZERO; KEPT];
+            let times = copy.get_mut(..self.recent.len()).unwrap_or_default();
+            times.copy_from_slice(&self.recent);
+            let mid = times.len() / 2;
+            self.median = (!times.is_empty()).then(|| *times.select_nth_unstable(mid).1);
         }
     }
 
