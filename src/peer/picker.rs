@@ -31,6 +31,9 @@ const RANDOM_TRIES: u32 = 32;
 
 pub struct Picker {
     held: Bitfield,
+    /// The chunks in buckets 2 and up (wanted, unrequested), so a walk over
+    /// a peer's chunks skips what it could not be asked for a word at a time.
+    pickable: Bitfield,
     /// Other connected peers holding each chunk.
     avail: Vec<u32>,
     /// Outstanding requests per chunk; 0 unless in bucket 1.
@@ -62,8 +65,11 @@ impl Picker {
         for (p, &c) in (0u32..).zip(&order) {
             pos[c as usize] = p;
         }
+        let mut pickable = Bitfield::new(n);
+        order[held as usize..].iter().for_each(|&c| _ = pickable.set(c));
         Picker {
             held: have.clone(),
+            pickable,
             avail: vec![0; n as usize],
             requests: vec![0; n as usize],
             order,
@@ -221,15 +227,8 @@ impl Picker {
     fn sample_theirs(&mut self, theirs: &Bitfield, key: impl Fn(usize) -> usize) -> Option<u32> {
         let mut best: Option<(usize, u32)> = None;
         let mut ties = 0;
-        for c in theirs.ones() {
-            let b = match c < self.held.len() {
-                true => self.bucket(c),
-                false => break,
-            };
-            if b < 2 {
-                continue;
-            }
-            let k = key(b);
+        for c in theirs.common(&self.pickable) {
+            let k = key(self.bucket(c));
             match best {
                 Some((bk, _)) if k > bk => continue,
                 Some((bk, _)) if k == bk => ties += 1,
@@ -284,6 +283,11 @@ impl Picker {
         let mut from = self.bucket(c);
         change(self);
         let to = self.bucket(c);
+        match (from >= 2, to >= 2) {
+            (true, false) => _ = self.pickable.clear(c),
+            (false, true) => _ = self.pickable.set(c),
+            _ => {}
+        }
         while from < to {
             if self.start.len() < from + 2 {
                 self.start.push(self.order.len() as u32);
