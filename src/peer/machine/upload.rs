@@ -82,8 +82,16 @@ impl Machine {
                 // queue it: a token standing for a whole big chunk takes one
                 // piece of it, or the simulator would send a chunk at a time.
                 let budgeted = counted.min(PIECE as u64);
-                s.waits_budget = self.unsent + budgeted > budget(self.config.slots, t.meta.chunk_size());
-                if s.waits_budget {
+                let waits = self.unsent + budgeted > budget(self.config.slots, t.meta.chunk_size());
+                if waits != s.waits_budget {
+                    s.waits_budget = waits;
+                    if waits {
+                        self.budget_waiters += 1;
+                    } else {
+                        self.budget_waiters -= 1;
+                    }
+                }
+                if waits {
                     return (false, 0); // fed again when chunk bytes leave or a connection closes
                 }
                 if begun.is_none() && self.up.rate().is_some() {
@@ -230,9 +238,12 @@ impl Machine {
         }
         let chosen = choker::choose(&cands, self.config.slots, now, ROTATION);
         for c in &cands {
-            self.touched.push(c.conn);
             let Some(s) = self.sessions.get_mut(&c.conn) else { continue };
             let keep = chosen.contains(&c.conn);
+            // Only a slot given or taken moves a session's timers.
+            if s.slot_since.is_some() != keep {
+                self.touched.push(c.conn);
+            }
             match (s.slot_since.is_some(), keep) {
                 (false, true) => {
                     s.slot_since = Some(now);
