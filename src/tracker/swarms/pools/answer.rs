@@ -121,23 +121,16 @@ impl<R: Record> Table<R> {
             }
         }
         if taken < want {
-            // Records are unique, so "taken" is "among the entries written",
-            // searched only when `seen` says maybe.
-            let mut seen = Bits::new();
-            slots.iter().take(taken).for_each(|r| seen.insert(r.fold()));
-            let mut walk = Walk::new(&self.pools, role);
-            for q in (start..n).chain(0..start) {
-                if taken >= want {
-                    break;
-                }
-                if let Some(r) = walk.get(q).filter(|r| *r != skip) {
-                    if !(seen.contains(r.fold()) && slots.get(..taken).is_some_and(|all| all.contains(&r))) {
-                        if let Some(slot) = slots.get_mut(taken) {
-                            *slot = r;
-                            taken += 1;
-                        }
-                    }
-                }
+            // Short: the fill-up took every target but `skip`'s, and a take
+            // off target would have made up for that one. So the answer is
+            // one short and no peer off target is taken: the first position
+            // off target is the one to add.
+            let first_off = if stride > 1 { 1 } else { want };
+            if let (Some(r), Some(slot)) =
+                (Walk::new(&self.pools, role).get(wrap(start + first_off, n)), slots.get_mut(taken))
+            {
+                *slot = r;
+                taken += 1;
             }
         }
         out.truncate(begin + taken * size_of::<R>());
@@ -247,10 +240,9 @@ impl<'a, R: Record> Walk<'a, R> {
     }
 }
 
-/// A small set of numbers as 1024 bits, so a check is one load: the blocks
-/// an answer holds (two blocks that share a bit count as one; the answer is
-/// merely a little less spread), and the peers a sample took (a bit set
-/// means "maybe": the entries are then searched).
+/// The blocks an answer holds as 1024 bits, so a check is one load (two
+/// blocks that share a bit count as one; the answer is merely a little less
+/// spread).
 struct Bits([u64; 16]);
 
 impl Bits {
