@@ -143,16 +143,25 @@ impl<R: Record> Table<R> {
 /// (at most `i / 2^32`, `i` below `MAX_WANT`) no answer can show.
 fn shuffle<R: Copy>(entries: &mut [R], rng: &mut Rng) {
     let below = |word: u64, n: usize| (((word & 0xFFFF_FFFF) * n as u64) >> 32) as usize;
-    let mut i = entries.len();
-    while i > 1 {
+    let mut rest = entries;
+    while rest.len() > 1 {
         let word = rng.next_u64();
-        entries.swap(i - 1, below(word, i));
-        i -= 1;
-        if i > 1 {
-            entries.swap(i - 1, below(word >> 32, i));
-            i -= 1;
+        rest = swap_last(rest, below(word, rest.len()));
+        if rest.len() > 1 {
+            rest = swap_last(rest, below(word >> 32, rest.len()));
         }
     }
+}
+
+/// Swaps entry `k` with the last one (`k` the last: nothing to do) and
+/// returns the entries before the last. Two distinct places swap through
+/// registers; `slice::swap` went through a copy on the stack.
+fn swap_last<R>(entries: &mut [R], k: usize) -> &mut [R] {
+    let (head, last) = entries.split_at_mut(entries.len().saturating_sub(1));
+    if let (Some(e), Some(last)) = (head.get_mut(k), last.first_mut()) {
+        std::mem::swap(e, last);
+    }
+    head
 }
 
 /// A set of target indices below `MAX_WANT`, exact.
