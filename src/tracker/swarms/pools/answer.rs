@@ -139,8 +139,8 @@ impl<R: Record> Table<R> {
 }
 
 /// Fisher-Yates over an answer's entries, two draws per random word: each
-/// half is a 32-bit number scaled to `0..=i` by multiply-high, whose bias
-/// (at most `i / 2^32`, `i` below `MAX_WANT`) no answer can show.
+/// half is a 32-bit number scaled to `0..n` by multiply-high, whose bias
+/// (at most `n / 2^32`, `n` at most `MAX_WANT`) no answer can show.
 fn shuffle<R: Copy>(entries: &mut [R], rng: &mut Rng) {
     let below = |word: u64, n: usize| (((word & 0xFFFF_FFFF) * n as u64) >> 32) as usize;
     let mut rest = entries;
