@@ -14,9 +14,11 @@ use slab::Slab;
 
 use crate::common::rng::Rng;
 use crate::hash::Hash20;
+use keyed::Keyed;
 use pools::{Record, Table, V4, V6};
 use usage::{Cells, Host, Usage};
 
+mod keyed;
 mod pools;
 mod usage;
 
@@ -251,7 +253,7 @@ impl Swarm {
 #[derive(Debug)]
 pub struct Swarms {
     swarms: Slab<Swarm>,
-    by_hash: HashMap<Hash20, usize>,
+    by_hash: HashMap<Hash20, usize, Keyed>,
     /// The swarm an announce last changed: its answer is read next, and
     /// this saves hashing the info hash again.
     last: Option<usize>,
@@ -263,11 +265,11 @@ pub struct Swarms {
 }
 
 impl Swarms {
-    /// `seed` keys the per-address counts.
+    /// `seed` keys the per-address counts and the map of info hashes.
     pub fn new(limits: Limits, seed: u64) -> Swarms {
         Swarms {
             swarms: Slab::new(),
-            by_hash: HashMap::new(),
+            by_hash: HashMap::with_hasher(Keyed::new(seed)),
             last: None,
             queue: BTreeSet::new(),
             usage: Usage::new(limits.max_peers, seed),

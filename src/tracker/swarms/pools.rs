@@ -23,8 +23,6 @@ pub(super) trait Record: Copy + Ord {
     fn host(&self) -> Host;
     /// The block an answer spreads over: an IPv4 /24, an IPv6 /48.
     fn block(&self) -> u64;
-    /// The whole record folded into 64 bits (IPv4: all of it).
-    fn fold(&self) -> u64;
     /// Records as an answer's peer entries: the same bytes.
     fn flat(records: &[Self]) -> &[u8];
     /// The whole entries of an answer's bytes, as records.
@@ -47,9 +45,6 @@ impl Record for V4 {
         let [a, b, c, ..] = *self;
         u64::from(u32::from_be_bytes([0, a, b, c]))
     }
-    fn fold(&self) -> u64 {
-        self.key()
-    }
     fn flat(records: &[V4]) -> &[u8] {
         records.as_flattened()
     }
@@ -70,10 +65,6 @@ impl Record for V6 {
     }
     fn block(&self) -> u64 {
         u64::from_be_bytes(prefix(self)) >> 16
-    }
-    fn fold(&self) -> u64 {
-        let (ip, port) = self.key();
-        (ip as u64) ^ ((ip >> 64) as u64).rotate_left(17) ^ u64::from(port)
     }
     fn flat(records: &[V6]) -> &[u8] {
         records.as_flattened()

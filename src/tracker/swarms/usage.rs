@@ -105,7 +105,7 @@ impl Usage {
 }
 
 /// A 64-bit finaliser (MurmurHash3's): every input bit moves every output bit.
-fn mix(mut x: u64) -> u64 {
+pub(super) fn mix(mut x: u64) -> u64 {
     x ^= x >> 33;
     x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
     x ^= x >> 33;

@@ -121,23 +121,16 @@ impl<R: Record> Table<R> {
             }
         }
         if taken < want {
-            // Records are unique, so "taken" is "among the entries written",
-            // searched only when `seen` says maybe.
-            let mut seen = Bits::new();
-            slots.iter().take(taken).for_each(|r| seen.insert(r.fold()));
-            let mut walk = Walk::new(&self.pools, role);
-            for q in (start..n).chain(0..start) {
-                if taken >= want {
-                    break;
-                }
-                if let Some(r) = walk.get(q).filter(|r| *r != skip) {
-                    if !(seen.contains(r.fold()) && slots.get(..taken).is_some_and(|all| all.contains(&r))) {
-                        if let Some(slot) = slots.get_mut(taken) {
-                            *slot = r;
-                            taken += 1;
-                        }
-                    }
-                }
+            // Short: the fill-up took every target but `skip`'s, and a take
+            // off target would have made up for that one. So the answer is
+            // one short and no peer off target is taken: the first position
+            // off target is the one to add.
+            let first_off = if stride > 1 { 1 } else { want };
+            if let (Some(r), Some(slot)) =
+                (Walk::new(&self.pools, role).get(wrap(start + first_off, n)), slots.get_mut(taken))
+            {
+                *slot = r;
+                taken += 1;
             }
         }
         out.truncate(begin + taken * size_of::<R>());
@@ -146,20 +139,29 @@ impl<R: Record> Table<R> {
 }
 
 /// Fisher-Yates over an answer's entries, two draws per random word: each
-/// half is a 32-bit number scaled to `0..=i` by multiply-high, whose bias
-/// (at most `i / 2^32`, `i` below `MAX_WANT`) no answer can show.
+/// half is a 32-bit number scaled to `0..n` by multiply-high, whose bias
+/// (at most `n / 2^32`, `n` at most `MAX_WANT`) no answer can show.
 fn shuffle<R: Copy>(entries: &mut [R], rng: &mut Rng) {
     let below = |word: u64, n: usize| (((word & 0xFFFF_FFFF) * n as u64) >> 32) as usize;
-    let mut i = entries.len();
-    while i > 1 {
+    let mut rest = entries;
+    while rest.len() > 1 {
         let word = rng.next_u64();
-        entries.swap(i - 1, below(word, i));
-        i -= 1;
-        if i > 1 {
-            entries.swap(i - 1, below(word >> 32, i));
-            i -= 1;
+        rest = swap_last(rest, below(word, rest.len()));
+        if rest.len() > 1 {
+            rest = swap_last(rest, below(word >> 32, rest.len()));
         }
     }
+}
+
+/// Swaps entry `k` with the last one (`k` the last: nothing to do) and
+/// returns the entries before the last. Two distinct places swap through
+/// registers; `slice::swap` went through a copy on the stack.
+fn swap_last<R>(entries: &mut [R], k: usize) -> &mut [R] {
+    let (head, last) = entries.split_at_mut(entries.len().saturating_sub(1));
+    if let (Some(e), Some(last)) = (head.get_mut(k), last.first_mut()) {
+        std::mem::swap(e, last);
+    }
+    head
 }
 
 /// A set of target indices below `MAX_WANT`, exact.
@@ -247,10 +249,9 @@ impl<'a, R: Record> Walk<'a, R> {
     }
 }
 
-/// A small set of numbers as 1024 bits, so a check is one load: the blocks
-/// an answer holds (two blocks that share a bit count as one; the answer is
-/// merely a little less spread), and the peers a sample took (a bit set
-/// means "maybe": the entries are then searched).
+/// The blocks an answer holds as 1024 bits, so a check is one load (two
+/// blocks that share a bit count as one; the answer is merely a little less
+/// spread).
 struct Bits([u64; 16]);
 
 impl Bits {
