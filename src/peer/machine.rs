@@ -330,8 +330,8 @@ pub struct Machine {
     /// (`SHARE_HOLD` applies).
     budget_short: bool,
     /// Sessions whose `waits_budget` is set: `budget_short` scans the
-    /// sessions only while there is one (a scan per call was a tenth of a
-    /// peer's CPU at 32 peers).
+    /// sessions only while there is one (a scan per call was a tenth of
+    /// lmk-sim's time at 32 peers).
     budget_waiters: usize,
     /// Creation time: earlier than any instant the buckets have seen.
     born: Instant,
