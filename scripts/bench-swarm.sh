@@ -31,12 +31,6 @@
 #             t0 to the last finish (near 100%: the machine is the limit).
 #             T_p2p = max(F/u_s, N*F/(u_s + sum u_i)) with u in bytes/s
 #             (downloads uncapped: no F/d_min term).
-#   pages     this VM's balloon takes freed memory back, and the first write to
-#             such a page faults in the host (2 GiB to tmpfs: 5.5 s of system
-#             time, against 0.8 s to pages freed a moment before). Right before
-#             t0, for every system alike, as many zeros as the downloaders will
-#             write are written to SHM and deleted (as make bench does before
-#             each download; PREFAULT=0 turns it off).
 #
 # Every copy is compared with the source (cmp). A run not done within DEADLINE
 # seconds is marked TIMEOUT. When all downloaders are done every process of the
@@ -50,9 +44,8 @@
 #      LMK_SEEDER_ARGS / LMK_LEECHER_ARGS (extra options; none by default),
 #      LT_SET ("name=value ..." libtorrent settings for every peer; none by default,
 #      e.g. "enable_outgoing_utp=false enable_incoming_utp=false" for TCP only),
-#      SHM (/dev/shm), PREFAULT (1; 0: no zeros written before t0), KEEP=1 keeps
-#      the run directory (logs of the last run), NO_INSTALL=1 never calls apt-get,
-#      LMK_BIN_DIR=dir with the lmk-* binaries (else cargo builds them).
+#      SHM (/dev/shm), KEEP=1 keeps the run directory (logs of the last run), NO_INSTALL=1 never calls
+#      apt-get, LMK_BIN_DIR=dir with the lmk-* binaries (else cargo builds them).
 # Needs root (ip netns, tc). Every namespace, veth and bridge made here is
 # removed on exit, and every process started here is stopped by its PID.
 set -euo pipefail
@@ -488,11 +481,7 @@ run_one() {
         done
     fi
 
-    # go: t0, then every downloader starts at once, into recently freed pages
-    [ "$status" != ok ] || [ "${PREFAULT:-1}" != 1 ] || {
-        dd if=/dev/zero of="$RUN/prefault.bin" bs=1M count=$((n * mib)) status=none
-        rm -f "$RUN/prefault.bin"
-    }
+    # go: t0, then every downloader starts at once
     local done_ns=() finished=0 failed_dl="" ns
     tx0=$(tx_bytes s)
     read -r busy0 total0 < <(cpu_ticks)
