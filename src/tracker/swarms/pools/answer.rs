@@ -46,13 +46,15 @@ impl<R: Record> Table<R> {
         let begin = out.len();
         if n <= want {
             // All of them: whole lists copied, the asker cut out of its list.
-            for list in self.pools.iter().map(|p| &p.lists[role]) {
-                match list.binary_search_by_key(&skip.key(), R::key) {
-                    Ok(i) => {
-                        out.extend_from_slice(R::flat(&list[..i]));
-                        out.extend_from_slice(R::flat(&list[i + 1..]));
+            for pool in &self.pools {
+                for list in pool.lists[role].segments() {
+                    match list.binary_search_by_key(&skip.key(), R::key) {
+                        Ok(i) => {
+                            out.extend_from_slice(R::flat(&list[..i]));
+                            out.extend_from_slice(R::flat(&list[i + 1..]));
+                        }
+                        Err(_) => out.extend_from_slice(R::flat(list)),
                     }
-                    Err(_) => out.extend_from_slice(R::flat(list)),
                 }
             }
             return (out.len() - begin) / size_of::<R>();
@@ -79,7 +81,7 @@ impl<R: Record> Table<R> {
                 if r == skip {
                     q += 1;
                 } else if blocks.contains(r.block()) {
-                    q += block_left(list, pos, r.block());
+                    q += walk.block_left(pos, r.block());
                 } else if let Some(slot) = slots.get_mut(taken) {
                     blocks.insert(r.block());
                     *slot = r;
@@ -180,17 +182,6 @@ impl Marks {
     }
 }
 
-/// Peers from `pos` to the end of its block's run in `list` (sorted lists
-/// keep a block together): how far to move to pass the block. A block that
-/// runs to the list's end (a swarm behind one /24, say) costs one compare.
-fn block_left<R: Record>(list: &[R], pos: usize, block: u64) -> usize {
-    let rest = list.get(pos..).unwrap_or_default();
-    if rest.last().is_some_and(|r| r.block() == block) {
-        return rest.len();
-    }
-    rest.partition_point(|r| r.block() <= block).max(1)
-}
-
 /// `q` (below `3 * n`) modulo `n`, without a division.
 fn wrap(q: usize, n: usize) -> usize {
     if q >= 2 * n {
@@ -202,50 +193,104 @@ fn wrap(q: usize, n: usize) -> usize {
     }
 }
 
-/// One role's peers read by position, the pools taken in order. Each pass
-/// of a sample asks for positions in rising order (wrapping around once or
-/// twice), so the walk keeps the list of the last position and moves on from
-/// there: a position costs O(1), not a walk over every pool before it.
+/// One role's peers read by position, the pools' lists taken in order (and
+/// a list's runs in order). Each pass of a sample asks for positions in
+/// rising order (wrapping around once or twice), so the walk keeps the run
+/// of the last position and moves on from there: a position costs O(1), not
+/// a walk over every pool and run before it, and a pool it jumps over costs
+/// one step, not one per run.
 struct Walk<'a, R> {
     pools: &'a [Pool<R>],
     role: usize,
-    /// The list of the last position, its pool, and the position of its first peer.
+    /// The run of the last position (empty after a failed seek); its pool
+    /// and place in the pool's list, the position of its first peer, and
+    /// the positions where its list begins and ends.
     list: &'a [R],
     pool: usize,
+    run: usize,
     base: usize,
+    pool_base: usize,
+    pool_end: usize,
 }
 
 impl<'a, R: Record> Walk<'a, R> {
     fn new(pools: &'a [Pool<R>], role: usize) -> Self {
-        let list = pools.first().map_or(&[][..], |p| &p.lists[role]);
-        Walk { pools, role, list, pool: 0, base: 0 }
+        let first = pools.first().map(|p| &p.lists[role]);
+        let list = first.and_then(|l| l.segments().first()).map_or(&[][..], Vec::as_slice);
+        let pool_end = first.map_or(0, |l| l.len());
+        Walk { pools, role, list, pool: 0, run: 0, base: 0, pool_base: 0, pool_end }
     }
 
-    /// The list holding position `p` and `p`'s place in it.
+    /// The run holding position `p` and `p`'s place in it.
     fn seek(&mut self, p: usize) -> Option<(&'a [R], usize)> {
         let at = p.wrapping_sub(self.base);
         if at < self.list.len() {
-            return Some((self.list, at)); // most positions: the list of the last one
+            return Some((self.list, at)); // most positions: the run of the last one
         }
+        self.move_to(p)
+    }
+
+    /// `seek` past the run of the last position, out of line: inlined, it
+    /// cost the loops around `seek` registers, and instructions in every turn.
+    #[inline(never)]
+    fn move_to(&mut self, p: usize) -> Option<(&'a [R], usize)> {
+        self.list = &[];
         if p < self.base {
-            (self.pool, self.base) = (0, 0); // wrapped around
-        } else {
-            self.base += self.list.len();
-            self.pool += 1;
+            (self.pool, self.run, self.base, self.pool_base) = (0, 0, 0, 0); // wrapped around
         }
         loop {
-            self.list = &self.pools.get(self.pool)?.lists[self.role];
-            if p - self.base < self.list.len() {
-                return Some((self.list, p - self.base));
+            let list = &self.pools.get(self.pool)?.lists[self.role];
+            self.pool_end = self.pool_base + list.len();
+            if p >= self.pool_end {
+                self.pool_base = self.pool_end;
+                (self.pool, self.run, self.base) = (self.pool + 1, 0, self.pool_base);
+                continue;
             }
-            self.base += self.list.len();
-            self.pool += 1;
+            let runs = list.segments();
+            loop {
+                let run = runs.get(self.run)?;
+                if p - self.base < run.len() {
+                    self.list = run;
+                    return Some((run, p - self.base));
+                }
+                self.base += run.len();
+                self.run += 1;
+            }
         }
     }
 
     fn get(&mut self, p: usize) -> Option<R> {
         let (list, at) = self.seek(p)?;
         list.get(at).copied()
+    }
+
+    /// Peers from place `pos` of the last run sought to the end of its block
+    /// in its list (a sorted list keeps a block together): how far to move to
+    /// pass the block. A block that runs to the list's end (a swarm behind
+    /// one /24, say) costs one compare.
+    fn block_left(&self, pos: usize, block: u64) -> usize {
+        let rest = self.list.get(pos..).unwrap_or_default();
+        if rest.last().is_none_or(|r| r.block() != block) {
+            return rest.partition_point(|r| r.block() <= block).max(1);
+        }
+        if self.base + self.list.len() == self.pool_end {
+            return rest.len();
+        }
+        rest.len() + self.block_in_next_runs(block)
+    }
+
+    /// The peers of `block` in the runs after the last one sought.
+    #[inline(never)]
+    fn block_in_next_runs(&self, block: u64) -> usize {
+        let Some(list) = self.pools.get(self.pool).map(|p| &p.lists[self.role]) else { return 0 };
+        let next = list.segments().get(self.run + 1..).unwrap_or_default();
+        if next.last().and_then(|s| s.last()).is_some_and(|r| r.block() == block) {
+            return self.pool_end - self.base - self.list.len();
+        }
+        // The runs wholly in the block, then the run it ends in.
+        let whole = next.partition_point(|s| s.last().is_some_and(|r| r.block() <= block));
+        let within = next.get(whole).map_or(0, |s| s.partition_point(|r| r.block() <= block));
+        next.iter().take(whole).map(Vec::len).sum::<usize>() + within
     }
 }
 
