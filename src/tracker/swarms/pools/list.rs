@@ -372,7 +372,7 @@ mod tests {
             let mut peers = Vec::new();
             for _ in 0..span {
                 let r = peer(rng.below(blocks) as u8, rng.below(span) as u16);
-                let end = 1 + rng.below(3) as u64;
+                let end = 1 + rng.below(1 + case / 9 % 3) as u64; // one pool in a third of the cases
                 if t.refresh(r, rng.below(4) == 0, end).is_none() {
                     t.insert(r, rng.below(4) == 0, end);
                 }
