@@ -331,15 +331,18 @@ impl<'a, R: Record> Place<'a, R> {
                 (self.pool, self.run, self.base) = (self.pool + 1, 0, self.pool_base);
                 continue;
             }
-            let runs = list.segments();
-            loop {
-                let run = runs.get(self.run)?;
-                if p - self.base < run.len() {
-                    return Some((run, self.base));
+            // The runs before `p`'s, their lengths summed in registers.
+            let (mut i, mut base) = (self.run, self.base);
+            let run = loop {
+                let run = list.segments().get(i)?;
+                if p - base < run.len() {
+                    break run;
                 }
-                self.base += run.len();
-                self.run += 1;
-            }
+                base += run.len();
+                i += 1;
+            };
+            (self.run, self.base) = (i, base);
+            return Some((run, base));
         }
     }
 
