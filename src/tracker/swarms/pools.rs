@@ -3,9 +3,9 @@
 //! address, one pair of lists (leechers, seeders) per expiry bucket. A
 //! peer's role and expiry are where it sits, not fields it carries, so an
 //! IPv4 peer costs 6 bytes (an IPv6 one 18) plus the vectors' slack (and in
-//! a list of over 1024 peers, cut into runs so that a peer moving costs the
-//! same in any swarm (`list.rs`), a run's 24-byte handle per few hundred
-//! peers); one host's peers sit together, so the per-host count in a swarm
+//! a list of over 4096 peers, cut into runs so that a peer moving costs the
+//! same in any swarm (`list.rs`), a run's 24-byte handle per thousand peers
+//! or more); one host's peers sit together, so the per-host count in a swarm
 //! is a binary search, not a table; and expiring a bucket empties its lists
 //! from their ends.
 
