@@ -1,5 +1,5 @@
 //! The tracker's peer tables: one swarm per info hash. A swarm keeps its
-//! peers as compact records in address-sorted vectors, one pair per expiry
+//! peers as compact records in address-sorted lists, one pair per expiry
 //! bucket (`pools.rs`); the swarms wait in one queue ordered by their oldest
 //! bucket, so expiry visits only what expires, a bounded number of peers at a
 //! time. Everything an announce can make us hold is capped (`Limits`), in

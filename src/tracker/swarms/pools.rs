@@ -1,16 +1,21 @@
 //! One swarm's peers of one address family, as opentracker keeps them:
-//! compact records (address and port, nothing else) in vectors sorted by
-//! address, one pair of vectors (leechers, seeders) per expiry bucket. A
+//! compact records (address and port, nothing else) in lists sorted by
+//! address, one pair of lists (leechers, seeders) per expiry bucket. A
 //! peer's role and expiry are where it sits, not fields it carries, so an
-//! IPv4 peer costs 6 bytes (an IPv6 one 18) plus the vectors' slack; one
-//! host's peers sit together, so the per-host count in a swarm is a binary
-//! search, not a table; and expiring a bucket drops its vectors whole.
+//! IPv4 peer costs 6 bytes (an IPv6 one 18) plus the vectors' slack (and in
+//! a list of over 4096 peers, cut into runs so that a peer moving costs the
+//! same in any swarm (`list.rs`), a run's 24-byte handle per thousand peers
+//! or more); one host's peers sit together, so the per-host count in a swarm
+//! is a binary search, not a table; and expiring a bucket empties its lists
+//! from their ends.
 
 use super::usage::Host;
 use super::Millis;
 
 mod answer;
+mod list;
 pub(super) use answer::MAX_WANT;
+use list::List;
 
 /// A peer as its table stores it: address then port, big-endian, so byte
 /// order is address order.
@@ -87,7 +92,7 @@ fn prefix(r: &V6) -> [u8; 8] {
 struct Pool<R> {
     end: Millis,
     /// `[leechers, seeders]`, each sorted by address.
-    lists: [Vec<R>; 2],
+    lists: [List<R>; 2],
 }
 
 /// Peers of one family in one swarm: pools sorted by `end`, none empty.
@@ -118,33 +123,30 @@ impl<R: Record> Table<R> {
 
     /// Peers of `host` here: a range of each sorted list.
     pub fn of_host(&self, host: Host) -> u32 {
-        let n: usize = self
-            .pools
-            .iter()
-            .flat_map(|p| &p.lists)
-            .map(|l| l.partition_point(|r| r.host() <= host) - l.partition_point(|r| r.host() < host))
-            .sum();
+        let n: usize = self.pools.iter().flat_map(|p| &p.lists).map(|l| l.of_host(host)).sum();
         n.try_into().unwrap_or(u32::MAX)
     }
 
     /// Pool, role and position of a peer.
-    fn find(&self, r: &R) -> Option<(usize, usize, usize)> {
+    fn find(&self, r: &R) -> Option<(usize, usize, list::At)> {
         // Newest first: a peer that announces on time sits near the end.
         let key = r.key();
-        self.pools.iter().enumerate().rev().find_map(|(i, p)| {
-            (0..2).find_map(|role| p.lists[role].binary_search_by_key(&key, R::key).ok().map(|pos| (i, role, pos)))
-        })
+        self.pools
+            .iter()
+            .enumerate()
+            .rev()
+            .find_map(|(i, p)| (0..2).find_map(|role| p.lists[role].find(key).map(|at| (i, role, at))))
     }
 
     /// Moves a known peer to the pool of `end` (and its role); returns its
     /// previous role, or None if the peer is new.
     pub fn refresh(&mut self, r: R, seeder: bool, end: Millis) -> Option<bool> {
-        let (i, role, pos) = self.find(&r)?;
+        let (i, role, at) = self.find(&r)?;
         let was_seeder = role == 1;
         if self.pools.get(i).is_some_and(|p| p.end == end) && was_seeder == seeder {
             return Some(was_seeder);
         }
-        self.take(i, role, pos);
+        self.take(i, role, at);
         self.insert(r, seeder, end);
         Some(was_seeder)
     }
@@ -157,37 +159,26 @@ impl<R: Record> Table<R> {
                 // Exact fit: a 56-byte pool is rare per swarm (one per bucket in use),
                 // and doubling from four held 224 bytes in each swarm of one bucket.
                 self.pools.reserve_exact(1);
-                self.pools.insert(i, Pool { end, lists: [Vec::new(), Vec::new()] });
+                self.pools.insert(i, Pool { end, lists: Default::default() });
                 i
             }
         };
         if let Some(pool) = self.pools.get_mut(i) {
-            let list = &mut pool.lists[usize::from(seeder)];
-            if let Err(pos) = list.binary_search_by_key(&r.key(), R::key) {
-                if list.len() == list.capacity() {
-                    // Grow by a quarter, not double: slack is most of a record's cost.
-                    list.reserve_exact((list.len() / 4).max(4));
-                }
-                list.insert(pos, r);
-            }
+            pool.lists[usize::from(seeder)].insert(r);
         }
     }
 
     /// Forgets the peer; returns true if it was known.
     pub fn remove(&mut self, r: &R) -> bool {
-        let Some((i, role, pos)) = self.find(r) else { return false };
-        self.take(i, role, pos);
+        let Some((i, role, at)) = self.find(r) else { return false };
+        self.take(i, role, at);
         true
     }
 
-    fn take(&mut self, i: usize, role: usize, pos: usize) {
+    fn take(&mut self, i: usize, role: usize, at: list::At) {
         let Some(pool) = self.pools.get_mut(i) else { return };
-        let list = &mut pool.lists[role];
-        list.remove(pos);
-        if list.capacity() > 16 && list.len() * 2 < list.capacity() {
-            list.shrink_to(list.len() + list.len() / 4);
-        }
-        if pool.lists.iter().all(Vec::is_empty) {
+        pool.lists[role].remove(at);
+        if pool.lists.iter().all(List::is_empty) {
             self.remove_pool(i);
         }
     }
@@ -271,7 +262,7 @@ mod tests {
         let mut caps = Vec::new();
         for n in 0..200 {
             t.insert(peer(n), false, 1);
-            let cap = t.pools[0].lists[0].capacity();
+            let cap = t.pools[0].lists[0].segments()[0].capacity();
             if caps.last() != Some(&cap) {
                 caps.push(cap);
             }

@@ -46,13 +46,15 @@ impl<R: Record> Table<R> {
         let begin = out.len();
         if n <= want {
             // All of them: whole lists copied, the asker cut out of its list.
-            for list in self.pools.iter().map(|p| &p.lists[role]) {
-                match list.binary_search_by_key(&skip.key(), R::key) {
-                    Ok(i) => {
-                        out.extend_from_slice(R::flat(&list[..i]));
-                        out.extend_from_slice(R::flat(&list[i + 1..]));
+            for pool in &self.pools {
+                for list in pool.lists[role].segments() {
+                    match list.binary_search_by_key(&skip.key(), R::key) {
+                        Ok(i) => {
+                            out.extend_from_slice(R::flat(&list[..i]));
+                            out.extend_from_slice(R::flat(&list[i + 1..]));
+                        }
+                        Err(_) => out.extend_from_slice(R::flat(list)),
                     }
-                    Err(_) => out.extend_from_slice(R::flat(list)),
                 }
             }
             return (out.len() - begin) / size_of::<R>();
@@ -61,81 +63,107 @@ impl<R: Record> Table<R> {
         out.resize(begin + want * size_of::<R>(), 0);
         let slots = R::entries_mut(&mut out[begin..]);
         let start = rng.below(n);
-        let stride = n / want;
-        // Positions run from `start` on, around the list at most twice: hops
-        // can carry the walk past later targets, and the second round finds
-        // the blocks a target skipped. A block is hopped only if taken, and
-        // each round passes it once, so the walk is O(want).
-        let mut walk = Walk::new(&self.pools, role);
-        let mut cursor = start;
-        let mut taken = 0;
-        // Which targets (`start + j * stride`) this pass took, for the next.
-        let mut on_target = Marks::default();
-        for j in 0..want {
-            let mut q = cursor.max(start + j * stride);
-            while q < start + 2 * n {
-                let Some((list, pos)) = walk.seek(wrap(q, n)) else { break };
-                let Some(&r) = list.get(pos) else { break };
-                if r == skip {
-                    q += 1;
-                } else if blocks.contains(r.block()) {
-                    q += block_left(list, pos, r.block());
-                } else if let Some(slot) = slots.get_mut(taken) {
-                    blocks.insert(r.block());
-                    *slot = r;
-                    taken += 1;
-                    let d = wrap(q - start, n); // how far past `start`, around the list
-                    if d == j * stride {
-                        on_target.insert(j); // most takes: no hop
-                    } else if d.is_multiple_of(stride) && d / stride < want {
-                        on_target.insert(d / stride);
-                    }
-                    q += 1;
-                    break;
-                }
-            }
-            cursor = q;
-            if cursor >= start + 2 * n {
-                break; // walked around twice: later targets would find nothing
-            }
-        }
-        // Short: fill from the targets this pass did not take, then from
-        // every position in turn, skipping the peers already taken.
-        let mut walk = Walk::new(&self.pools, role);
-        let mut q = start;
-        for j in 0..want {
-            if taken >= want {
-                break;
-            }
-            if !on_target.contains(j) {
-                if let (Some(r), Some(slot)) = (walk.get(q), slots.get_mut(taken)) {
-                    if r != skip {
-                        *slot = r;
-                        taken += 1;
-                    }
-                }
-            }
-            q += stride;
-            if q >= n {
-                q -= n;
-            }
-        }
-        if taken < want {
-            // Short: the fill-up took every target but `skip`'s, and a take
-            // off target would have made up for that one. So the answer is
-            // one short and no peer off target is taken: the first position
-            // off target is the one to add.
-            let first_off = if stride > 1 { 1 } else { want };
-            if let (Some(r), Some(slot)) =
-                (Walk::new(&self.pools, role).get(wrap(start + first_off, n)), slots.get_mut(taken))
-            {
-                *slot = r;
-                taken += 1;
-            }
-        }
+        // Most swarms hold a role's peers in one bucket and one run: read
+        // it by index, without a walk's state between the sampling loop's turns.
+        let one = match &self.pools[..] {
+            [pool] => match pool.lists[role].segments() {
+                [run] => Some(run.as_slice()),
+                _ => None,
+            },
+            _ => None,
+        };
+        let taken = match one {
+            Some(run) => spread(|| run, n, start, skip, slots, blocks),
+            None => spread(|| Walk::new(&self.pools, role), n, start, skip, slots, blocks),
+        };
         out.truncate(begin + taken * size_of::<R>());
         taken
     }
+}
+
+/// `sample`'s spread of `slots.len()` (`want`) peers over `n` positions
+/// (more than `want`) read through `new_walk()`, from position `start`; returns
+/// how many it took.
+fn spread<'a, R: Record + 'a, W: Positions<'a, R>>(
+    new_walk: impl Fn() -> W,
+    n: usize,
+    start: usize,
+    skip: R,
+    slots: &mut [R],
+    blocks: &mut Bits,
+) -> usize {
+    let want = slots.len();
+    let stride = n / want;
+    // Positions run from `start` on, around the list at most twice: hops
+    // can carry the walk past later targets, and the second round finds
+    // the blocks a target skipped. A block is hopped only if taken, and
+    // each round passes it once, so the walk is O(want).
+    let mut walk = new_walk();
+    let mut cursor = start;
+    let mut taken = 0;
+    // Which targets (`start + j * stride`) this pass took, for the next.
+    let mut on_target = Marks::default();
+    for j in 0..want {
+        let mut q = cursor.max(start + j * stride);
+        while q < start + 2 * n {
+            let Some((list, pos)) = walk.seek(wrap(q, n)) else { break };
+            let Some(&r) = list.get(pos) else { break };
+            if r == skip {
+                q += 1;
+            } else if blocks.contains(r.block()) {
+                q += walk.block_left(pos, r.block());
+            } else if let Some(slot) = slots.get_mut(taken) {
+                blocks.insert(r.block());
+                *slot = r;
+                taken += 1;
+                let d = wrap(q - start, n); // how far past `start`, around the list
+                if d == j * stride {
+                    on_target.insert(j); // most takes: no hop
+                } else if d.is_multiple_of(stride) && d / stride < want {
+                    on_target.insert(d / stride);
+                }
+                q += 1;
+                break;
+            }
+        }
+        cursor = q;
+        if cursor >= start + 2 * n {
+            break; // walked around twice: later targets would find nothing
+        }
+    }
+    // Short: fill from the targets this pass did not take, then from
+    // every position in turn, skipping the peers already taken.
+    let mut walk = new_walk();
+    let mut q = start;
+    for j in 0..want {
+        if taken >= want {
+            break;
+        }
+        if !on_target.contains(j) {
+            if let (Some(r), Some(slot)) = (walk.get(q), slots.get_mut(taken)) {
+                if r != skip {
+                    *slot = r;
+                    taken += 1;
+                }
+            }
+        }
+        q += stride;
+        if q >= n {
+            q -= n;
+        }
+    }
+    if taken < want {
+        // Short: the fill-up took every target but `skip`'s, and a take
+        // off target would have made up for that one. So the answer is
+        // one short and no peer off target is taken: the first position
+        // off target is the one to add.
+        let first_off = if stride > 1 { 1 } else { want };
+        if let (Some(r), Some(slot)) = (new_walk().get(wrap(start + first_off, n)), slots.get_mut(taken)) {
+            *slot = r;
+            taken += 1;
+        }
+    }
+    taken
 }
 
 /// Fisher-Yates over an answer's entries, two draws per random word: each
@@ -180,17 +208,6 @@ impl Marks {
     }
 }
 
-/// Peers from `pos` to the end of its block's run in `list` (sorted lists
-/// keep a block together): how far to move to pass the block. A block that
-/// runs to the list's end (a swarm behind one /24, say) costs one compare.
-fn block_left<R: Record>(list: &[R], pos: usize, block: u64) -> usize {
-    let rest = list.get(pos..).unwrap_or_default();
-    if rest.last().is_some_and(|r| r.block() == block) {
-        return rest.len();
-    }
-    rest.partition_point(|r| r.block() <= block).max(1)
-}
-
 /// `q` (below `3 * n`) modulo `n`, without a division.
 fn wrap(q: usize, n: usize) -> usize {
     if q >= 2 * n {
@@ -202,50 +219,145 @@ fn wrap(q: usize, n: usize) -> usize {
     }
 }
 
-/// One role's peers read by position, the pools taken in order. Each pass
-/// of a sample asks for positions in rising order (wrapping around once or
-/// twice), so the walk keeps the list of the last position and moves on from
-/// there: a position costs O(1), not a walk over every pool before it.
+/// One role's peers read by position, as `spread` reads them.
+trait Positions<'a, R: Record + 'a> {
+    /// The run holding position `p` and `p`'s place in it.
+    fn seek(&mut self, p: usize) -> Option<(&'a [R], usize)>;
+
+    /// Peers from place `pos` of the last run sought to the end of its block
+    /// in its list (a sorted list keeps a block together): how far to move
+    /// to pass the block.
+    fn block_left(&self, pos: usize, block: u64) -> usize;
+
+    fn get(&mut self, p: usize) -> Option<R> {
+        let (run, at) = self.seek(p)?;
+        run.get(at).copied()
+    }
+}
+
+/// A role's peers in one vector.
+impl<'a, R: Record> Positions<'a, R> for &'a [R] {
+    fn seek(&mut self, p: usize) -> Option<(&'a [R], usize)> {
+        (p < self.len()).then_some((*self, p))
+    }
+
+    fn block_left(&self, pos: usize, block: u64) -> usize {
+        block_left(self, pos, block)
+    }
+}
+
+/// Peers from `pos` to the end of its block's run in `list` (sorted lists
+/// keep a block together). A block that runs to the list's end (a swarm
+/// behind one /24, say) costs one compare.
+fn block_left<R: Record>(list: &[R], pos: usize, block: u64) -> usize {
+    let rest = list.get(pos..).unwrap_or_default();
+    if rest.last().is_some_and(|r| r.block() == block) {
+        return rest.len();
+    }
+    rest.partition_point(|r| r.block() <= block).max(1)
+}
+
+/// One role's peers read by position, the pools' lists taken in order (and
+/// a list's runs in order). Each pass of a sample asks for positions in
+/// rising order (wrapping around once or twice), so the walk keeps the run
+/// of the last position and moves on from there: a position costs O(1), not
+/// a walk over every pool and run before it, and a pool it jumps over costs
+/// one step, not one per run.
 struct Walk<'a, R> {
+    /// The run of the last position (empty after a failed seek) and the
+    /// position of its first peer: all that most seeks read, kept apart from
+    /// `place` so the loops around them hold both in registers.
+    run: &'a [R],
+    base: usize,
+    place: Place<'a, R>,
+}
+
+/// Where a walk is in the pools.
+struct Place<'a, R> {
     pools: &'a [Pool<R>],
     role: usize,
-    /// The list of the last position, its pool, and the position of its first peer.
-    list: &'a [R],
+    /// The pool of the walk's run, the run's place in the pool's list and
+    /// its first peer's position, and the positions where the list begins and ends.
     pool: usize,
+    run: usize,
     base: usize,
+    pool_base: usize,
+    pool_end: usize,
 }
 
 impl<'a, R: Record> Walk<'a, R> {
     fn new(pools: &'a [Pool<R>], role: usize) -> Self {
-        let list = pools.first().map_or(&[][..], |p| &p.lists[role]);
-        Walk { pools, role, list, pool: 0, base: 0 }
+        let first = pools.first().map(|p| &p.lists[role]);
+        let run = first.and_then(|l| l.segments().first()).map_or(&[][..], Vec::as_slice);
+        let pool_end = first.map_or(0, |l| l.len());
+        Walk { run, base: 0, place: Place { pools, role, pool: 0, run: 0, base: 0, pool_base: 0, pool_end } }
     }
+}
 
-    /// The list holding position `p` and `p`'s place in it.
+impl<'a, R: Record> Positions<'a, R> for Walk<'a, R> {
     fn seek(&mut self, p: usize) -> Option<(&'a [R], usize)> {
         let at = p.wrapping_sub(self.base);
-        if at < self.list.len() {
-            return Some((self.list, at)); // most positions: the list of the last one
+        if at < self.run.len() {
+            return Some((self.run, at)); // most positions: the run of the last one
         }
+        self.run = &[];
+        let (run, base) = self.place.move_to(p)?;
+        (self.run, self.base) = (run, base);
+        Some((run, p - base))
+    }
+
+    fn block_left(&self, pos: usize, block: u64) -> usize {
+        let left = block_left(self.run, pos, block);
+        if pos + left < self.run.len() || self.base + self.run.len() == self.place.pool_end {
+            return left; // the block ends in this run, or this run ends its list
+        }
+        left + self.place.block_in_next_runs(block)
+    }
+}
+
+impl<'a, R: Record> Place<'a, R> {
+    /// The run holding position `p`, and the position of its first peer.
+    /// Out of line: inlined, it cost the loops around `seek` registers.
+    #[inline(never)]
+    fn move_to(&mut self, p: usize) -> Option<(&'a [R], usize)> {
         if p < self.base {
-            (self.pool, self.base) = (0, 0); // wrapped around
-        } else {
-            self.base += self.list.len();
-            self.pool += 1;
+            (self.pool, self.run, self.base, self.pool_base) = (0, 0, 0, 0); // wrapped around
         }
         loop {
-            self.list = &self.pools.get(self.pool)?.lists[self.role];
-            if p - self.base < self.list.len() {
-                return Some((self.list, p - self.base));
+            let list = &self.pools.get(self.pool)?.lists[self.role];
+            self.pool_end = self.pool_base + list.len();
+            if p >= self.pool_end {
+                self.pool_base = self.pool_end;
+                (self.pool, self.run, self.base) = (self.pool + 1, 0, self.pool_base);
+                continue;
             }
-            self.base += self.list.len();
-            self.pool += 1;
+            // The runs before `p`'s, their lengths summed in registers.
+            let (mut i, mut base) = (self.run, self.base);
+            let run = loop {
+                let run = list.segments().get(i)?;
+                if p - base < run.len() {
+                    break run;
+                }
+                base += run.len();
+                i += 1;
+            };
+            (self.run, self.base) = (i, base);
+            return Some((run, base));
         }
     }
 
-    fn get(&mut self, p: usize) -> Option<R> {
-        let (list, at) = self.seek(p)?;
-        list.get(at).copied()
+    /// The peers of `block` in the runs after this one.
+    #[inline(never)]
+    fn block_in_next_runs(&self, block: u64) -> usize {
+        let Some(list) = self.pools.get(self.pool).map(|p| &p.lists[self.role]) else { return 0 };
+        let next = list.segments().get(self.run + 1..).unwrap_or_default();
+        if next.last().and_then(|s| s.last()).is_some_and(|r| r.block() == block) {
+            return self.pool_end - self.base - list.segments().get(self.run).map_or(0, Vec::len);
+        }
+        // The runs wholly in the block, then the run it ends in.
+        let whole = next.partition_point(|s| s.last().is_some_and(|r| r.block() <= block));
+        let within = next.get(whole).map_or(0, |s| s.partition_point(|r| r.block() <= block));
+        next.iter().take(whole).map(Vec::len).sum::<usize>() + within
     }
 }
 
