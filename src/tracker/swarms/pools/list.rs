@@ -234,7 +234,7 @@ fn give_back<R>(v: &mut Vec<R>) {
 mod tests {
     use std::net::Ipv4Addr;
 
-    use super::super::{v4, Pool, Table, MAX_WANT, V4};
+    use super::super::{v4, v6, Pool, Table, MAX_WANT, V4, V6};
     use super::*;
     use crate::common::rng::Rng;
 
@@ -370,6 +370,36 @@ mod tests {
             while list.pop().is_some() {
                 check(&list);
             }
+        }
+    }
+
+    /// The same with IPv6 records, whose hosts are /64s: runs stay sorted,
+    /// and a /64's count spans the runs it fills.
+    #[test]
+    fn ipv6_runs_read_as_the_sorted_vector() {
+        use std::net::Ipv6Addr;
+        let peer6 = |net: u16, n: usize| v6(Ipv6Addr::new(0x2001, 0xdb8, 0, net, 0, 0, 0, n as u16), 6881);
+        let mut rng = Rng::new(11);
+        let mut list: List<V6> = List::default();
+        let mut reference: Vec<V6> = Vec::new();
+        for _ in 0..4 * RUN {
+            let r = peer6(rng.below(3) as u16, rng.below(3 * RUN));
+            list.insert(r);
+            if let Err(i) = reference.binary_search(&r) {
+                reference.insert(i, r);
+            }
+            if rng.below(4) == 0 {
+                let gone = reference[rng.below(reference.len())];
+                list.remove(list.find(gone.key()).unwrap());
+                reference.retain(|x| *x != gone);
+            }
+        }
+        assert!(list.segments().len() > 1, "{} records in one vector", list.len());
+        assert!(list.segments().iter().all(|s| !s.is_empty() && s.len() <= RUN));
+        assert_eq!(list.segments().concat(), reference);
+        for net in 0..4 {
+            let host = peer6(net, 0).host();
+            assert_eq!(list.of_host(host), reference.iter().filter(|r| r.host() == host).count(), "/64 {net}");
         }
     }
 
