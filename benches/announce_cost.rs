@@ -113,7 +113,7 @@ fn main() {
             let twins = if skewed {
                 [false, true].map(|role| encode(peer, role, aquatic_event(role)))
             } else {
-                let r = encode(peer, peer.0.is_multiple_of(4), Event::None);
+                let r = encode(peer, seeder(peer.0), Event::None);
                 [r.clone(), r]
             };
             (peer.1, twins)
