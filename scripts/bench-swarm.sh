@@ -8,7 +8,9 @@
 #             in a namespace with a veth (eth0) to the bridge. Each host's uplink
 #             (egress of its eth0) is capped by tc tbf at RATE_MIB MiB/s (the
 #             slow half of the heterogeneous row: SLOW_MIB); downloads are not
-#             capped. Checked first with iperf3 between two namespaces.
+#             capped. Every host and the bridge know every address from the
+#             start (static ARP and bridge entries). Checked first with iperf3
+#             between two namespaces.
 #   rows      N = each of NS, all uplinks RATE_MIB; then N = HETERO_N with the
 #             second half of the downloaders at SLOW_MIB. A SIZE_MIB random file
 #             (half of it for N >= 16). Per run, for each system: a fresh
