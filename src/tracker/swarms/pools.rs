@@ -28,8 +28,6 @@ pub(super) trait Record: Copy + Ord {
     fn host(&self) -> Host;
     /// The block an answer spreads over: an IPv4 /24, an IPv6 /48.
     fn block(&self) -> u64;
-    /// Records as an answer's peer entries: the same bytes.
-    fn flat(records: &[Self]) -> &[u8];
     /// The whole entries of an answer's bytes, as records.
     fn entries_mut(bytes: &mut [u8]) -> &mut [Self];
 }
@@ -50,9 +48,6 @@ impl Record for V4 {
         let [a, b, c, ..] = *self;
         u64::from(u32::from_be_bytes([0, a, b, c]))
     }
-    fn flat(records: &[V4]) -> &[u8] {
-        records.as_flattened()
-    }
     fn entries_mut(bytes: &mut [u8]) -> &mut [V4] {
         bytes.as_chunks_mut().0
     }
@@ -70,9 +65,6 @@ impl Record for V6 {
     }
     fn block(&self) -> u64 {
         u64::from_be_bytes(prefix(self)) >> 16
-    }
-    fn flat(records: &[V6]) -> &[u8] {
-        records.as_flattened()
     }
     fn entries_mut(bytes: &mut [u8]) -> &mut [V6] {
         bytes.as_chunks_mut().0
