@@ -277,21 +277,22 @@ struct Walk<'a, R> {
 struct Place<'a, R> {
     pools: &'a [Pool<R>],
     role: usize,
-    /// The pool of the walk's run, the run's place in the pool's list and
-    /// its first peer's position, and the positions where the list begins and ends.
+    /// The pool of the walk's run and the runs of its list (kept, so moving
+    /// on to the next run reads no pool), the run's place in them and its
+    /// first peer's position, and the position where the list ends.
     pool: usize,
+    runs: &'a [Vec<R>],
     run: usize,
     base: usize,
-    pool_base: usize,
     pool_end: usize,
 }
 
 impl<'a, R: Record> Walk<'a, R> {
     fn new(pools: &'a [Pool<R>], role: usize) -> Self {
-        let first = pools.first().map(|p| &p.lists[role]);
-        let run = first.and_then(|l| l.segments().first()).map_or(&[][..], Vec::as_slice);
-        let pool_end = first.map_or(0, |l| l.len());
-        Walk { run, base: 0, place: Place { pools, role, pool: 0, run: 0, base: 0, pool_base: 0, pool_end } }
+        let mut place = Place { pools, role, pool: 0, runs: &[], run: 0, base: 0, pool_end: 0 };
+        place.enter(0, 0);
+        let run = place.runs.first().map_or(&[][..], Vec::as_slice);
+        Walk { run, base: 0, place }
     }
 }
 
@@ -322,38 +323,39 @@ impl<'a, R: Record> Place<'a, R> {
     #[inline(never)]
     fn move_to(&mut self, p: usize) -> Option<(&'a [R], usize)> {
         if p < self.base {
-            (self.pool, self.run, self.base, self.pool_base) = (0, 0, 0, 0); // wrapped around
+            self.enter(0, 0)?; // wrapped around
         }
-        loop {
-            let list = &self.pools.get(self.pool)?.lists[self.role];
-            self.pool_end = self.pool_base + list.len();
-            if p >= self.pool_end {
-                self.pool_base = self.pool_end;
-                (self.pool, self.run, self.base) = (self.pool + 1, 0, self.pool_base);
-                continue;
+        while p >= self.pool_end {
+            self.enter(self.pool + 1, self.pool_end)?;
+        }
+        // The runs before `p`'s, their lengths summed in registers.
+        let (mut i, mut base) = (self.run, self.base);
+        let run = loop {
+            let run = self.runs.get(i)?;
+            if p - base < run.len() {
+                break run;
             }
-            // The runs before `p`'s, their lengths summed in registers.
-            let (mut i, mut base) = (self.run, self.base);
-            let run = loop {
-                let run = list.segments().get(i)?;
-                if p - base < run.len() {
-                    break run;
-                }
-                base += run.len();
-                i += 1;
-            };
-            (self.run, self.base) = (i, base);
-            return Some((run, base));
-        }
+            base += run.len();
+            i += 1;
+        };
+        (self.run, self.base) = (i, base);
+        Some((run, base))
+    }
+
+    /// Moves to the first run of pool `pool`, whose list begins at position `base`.
+    fn enter(&mut self, pool: usize, base: usize) -> Option<()> {
+        let list = &self.pools.get(pool)?.lists[self.role];
+        (self.pool, self.runs, self.run, self.base) = (pool, list.segments(), 0, base);
+        self.pool_end = base + list.len();
+        Some(())
     }
 
     /// The peers of `block` in the runs after this one.
     #[inline(never)]
     fn block_in_next_runs(&self, block: u64) -> usize {
-        let Some(list) = self.pools.get(self.pool).map(|p| &p.lists[self.role]) else { return 0 };
-        let next = list.segments().get(self.run + 1..).unwrap_or_default();
+        let next = self.runs.get(self.run + 1..).unwrap_or_default();
         if next.last().and_then(|s| s.last()).is_some_and(|r| r.block() == block) {
-            return self.pool_end - self.base - list.segments().get(self.run).map_or(0, Vec::len);
+            return self.pool_end - self.base - self.runs.get(self.run).map_or(0, Vec::len);
         }
         // The runs wholly in the block, then the run it ends in.
         let whole = next.partition_point(|s| s.last().is_some_and(|r| r.block() <= block));
