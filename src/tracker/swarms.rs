@@ -121,7 +121,8 @@ pub struct Swarm {
     /// The cells of the address that opened the swarm, charged for it while it lives.
     owner: Cells,
     /// Its place in the expiry queue: the end of its oldest bucket when
-    /// queued (that bucket may have emptied since; the visit finds out).
+    /// queued (that bucket may have emptied since; the visit finds out), so
+    /// never later than the end of any bucket it holds.
     due: Millis,
 }
 
@@ -309,7 +310,7 @@ impl Swarms {
                     if completed && seeder && !was_seeder {
                         swarm.completed = swarm.completed.saturating_add(1);
                     }
-                    self.requeue(i);
+                    self.requeue(i, end);
                     return Ok(Change::Refreshed);
                 }
                 Some(swarm.of_host(&key))
@@ -348,19 +349,20 @@ impl Swarms {
         }
         self.peers += 1;
         self.usage.add(cells, 1, u32::from(index.is_none()));
-        self.requeue(i);
+        self.requeue(i, end);
         Ok(Change::Joined)
     }
 
-    /// Queues swarm `i` by its oldest bucket if that is earlier than its
-    /// place (a bucket that empties leaves the place as it is: the visit is early, not missed).
-    fn requeue(&mut self, i: usize) {
+    /// Queues swarm `i` by `end`, the bucket a peer just went to, if that is
+    /// earlier than its place. No other bucket can be: a place is never later
+    /// than the buckets held (a bucket that empties leaves the place as it
+    /// is: the visit is early, not missed).
+    fn requeue(&mut self, i: usize, end: Millis) {
         let Some(swarm) = self.swarms.get_mut(i) else { return };
-        let Some(first) = swarm.first_end() else { return };
-        if first < swarm.due {
+        if end < swarm.due {
             self.queue.remove(&(swarm.due, i));
-            self.queue.insert((first, i));
-            swarm.due = first;
+            self.queue.insert((end, i));
+            swarm.due = end;
         }
     }
 

@@ -28,8 +28,6 @@ pub(super) trait Record: Copy + Ord {
     fn host(&self) -> Host;
     /// The block an answer spreads over: an IPv4 /24, an IPv6 /48.
     fn block(&self) -> u64;
-    /// Records as an answer's peer entries: the same bytes.
-    fn flat(records: &[Self]) -> &[u8];
     /// The whole entries of an answer's bytes, as records.
     fn entries_mut(bytes: &mut [u8]) -> &mut [Self];
 }
@@ -50,9 +48,6 @@ impl Record for V4 {
         let [a, b, c, ..] = *self;
         u64::from(u32::from_be_bytes([0, a, b, c]))
     }
-    fn flat(records: &[V4]) -> &[u8] {
-        records.as_flattened()
-    }
     fn entries_mut(bytes: &mut [u8]) -> &mut [V4] {
         bytes.as_chunks_mut().0
     }
@@ -70,9 +65,6 @@ impl Record for V6 {
     }
     fn block(&self) -> u64 {
         u64::from_be_bytes(prefix(self)) >> 16
-    }
-    fn flat(records: &[V6]) -> &[u8] {
-        records.as_flattened()
     }
     fn entries_mut(bytes: &mut [u8]) -> &mut [V6] {
         bytes.as_chunks_mut().0
@@ -93,6 +85,17 @@ struct Pool<R> {
     end: Millis,
     /// `[leechers, seeders]`, each sorted by address.
     lists: [List<R>; 2],
+}
+
+/// Where `Table::find` met a peer: its pool, role and place there, and
+/// where it would go in the same pool's list of the role searched first if
+/// it was met in the other (`List::insert_at` takes it: a role change
+/// searches no list twice).
+struct Found {
+    pool: usize,
+    role: usize,
+    at: list::At,
+    place: Option<list::At>,
 }
 
 /// Peers of one family in one swarm: pools sorted by `end`, none empty.
@@ -127,26 +130,35 @@ impl<R: Record> Table<R> {
         n.try_into().unwrap_or(u32::MAX)
     }
 
-    /// Pool, role and position of a peer.
-    fn find(&self, r: &R) -> Option<(usize, usize, list::At)> {
-        // Newest first: a peer that announces on time sits near the end.
-        let key = r.key();
-        self.pools
-            .iter()
-            .enumerate()
-            .rev()
-            .find_map(|(i, p)| (0..2).find_map(|role| p.lists[role].find(key).map(|at| (i, role, at))))
+    /// Where a peer is, searched pool by pool, newest first (a peer that
+    /// announces on time sits near the end), each pool's list of role
+    /// `first` before the other.
+    fn find(&self, key: R::Key, first: usize) -> Option<Found> {
+        self.pools.iter().enumerate().rev().find_map(|(pool, p)| {
+            let place = match p.lists[first].find(key) {
+                Ok(at) => return Some(Found { pool, role: first, at, place: None }),
+                Err(place) => place,
+            };
+            let other = 1 - first;
+            p.lists[other].find(key).ok().map(|at| Found { pool, role: other, at, place: Some(place) })
+        })
     }
 
     /// Moves a known peer to the pool of `end` (and its role); returns its
     /// previous role, or None if the peer is new.
     pub fn refresh(&mut self, r: R, seeder: bool, end: Millis) -> Option<bool> {
-        let (i, role, at) = self.find(&r)?;
-        let was_seeder = role == 1;
-        if self.pools.get(i).is_some_and(|p| p.end == end) && was_seeder == seeder {
+        let role = usize::from(seeder);
+        let found = self.find(r.key(), role)?;
+        let was_seeder = found.role == 1;
+        if let Some(pool) = self.pools.get_mut(found.pool).filter(|p| p.end == end) {
+            // Its bucket already: at most a role change, whose place the search gave.
+            if let Some(place) = found.place {
+                pool.lists[role].insert_at(place, r); // first, so the pool never empties
+                pool.lists[found.role].remove(found.at);
+            }
             return Some(was_seeder);
         }
-        self.take(i, role, at);
+        self.take(found.pool, found.role, found.at);
         self.insert(r, seeder, end);
         Some(was_seeder)
     }
@@ -170,8 +182,8 @@ impl<R: Record> Table<R> {
 
     /// Forgets the peer; returns true if it was known.
     pub fn remove(&mut self, r: &R) -> bool {
-        let Some((i, role, at)) = self.find(r) else { return false };
-        self.take(i, role, at);
+        let Some(found) = self.find(r.key(), 0) else { return false };
+        self.take(found.pool, found.role, found.at);
         true
     }
 
@@ -254,6 +266,41 @@ mod tests {
         assert!(t.pools.capacity() <= 2 * t.pools.len(), "room given back: {}", t.pools.capacity());
         assert!(t.remove(&peer(5)));
         assert!(t.pools.capacity() <= 2 * t.pools.len().max(1));
+    }
+
+    /// Random refreshes, role changes and removals in lists long enough for
+    /// runs, over three pools, against a map of each peer's pool and role.
+    #[test]
+    fn refresh_moves_peers_as_a_reference_says() {
+        use std::collections::BTreeMap;
+        let mut rng = crate::common::rng::Rng::new(3);
+        let mut t = Table::<V4>::default();
+        let mut reference = BTreeMap::new();
+        for step in 0..60_000 {
+            let r = v4(Ipv4Addr::new(10, 0, rng.below(4) as u8, 1), rng.below(6000) as u16);
+            let (seeder, end) = (rng.below(4) == 0, 1 + (step / 20_000) as u64 + rng.below(2) as u64);
+            if rng.below(8) == 0 {
+                assert_eq!(t.remove(&r), reference.remove(&r).is_some());
+                continue;
+            }
+            let was = reference.insert(r, (end, seeder)).map(|(_, s)| s);
+            let refreshed = t.refresh(r, seeder, end);
+            assert_eq!(refreshed, was, "step {step}");
+            if refreshed.is_none() {
+                t.insert(r, seeder, end);
+            }
+        }
+        let mut held = BTreeMap::new();
+        for pool in &t.pools {
+            for (role, list) in pool.lists.iter().enumerate() {
+                let records = list.segments().concat();
+                assert!(records.windows(2).all(|w| w[0] < w[1]), "sorted");
+                held.extend(records.into_iter().map(|r| (r, (pool.end, role == 1))));
+            }
+        }
+        assert_eq!(held, reference);
+        let runs = t.pools.iter().flat_map(|p| &p.lists).filter(|l| l.segments().len() > 1).count();
+        assert!(runs > 0, "no list in runs");
     }
 
     #[test]

@@ -76,12 +76,17 @@ impl<R: Record> List<R> {
         (run, runs.get(run).map_or(Err(0), |s| s.binary_search_by_key(&key, R::key)))
     }
 
-    pub fn find(&self, key: R::Key) -> Option<At> {
+    /// Where the record of `key` is, or else where it would go: a place
+    /// `insert_at` takes while the list is unchanged.
+    pub fn find(&self, key: R::Key) -> Result<At, At> {
         match self {
-            List::Flat(v) => v.binary_search_by_key(&key, R::key).ok().map(|pos| At { run: 0, pos }),
+            List::Flat(v) => match v.binary_search_by_key(&key, R::key) {
+                Ok(pos) => Ok(At { run: 0, pos }),
+                Err(pos) => Err(At { run: 0, pos }),
+            },
             List::Runs(runs) => match List::search(&runs.runs, key) {
-                (run, Ok(pos)) => Some(At { run, pos }),
-                (_, Err(_)) => None,
+                (run, Ok(pos)) => Ok(At { run, pos }),
+                (run, Err(pos)) => Err(At { run, pos }),
             },
         }
     }
@@ -101,23 +106,23 @@ impl<R: Record> List<R> {
 
     /// Adds `r` unless a record of its key is there.
     pub fn insert(&mut self, r: R) {
-        let (run, segment) = match self {
-            List::Flat(v) => match v.binary_search_by_key(&r.key(), R::key) {
-                Ok(_) => return,
-                Err(pos) => (0, Some((v, pos))),
-            },
-            List::Runs(runs) => match List::search(&runs.runs, r.key()) {
-                (_, Ok(_)) => return,
-                (run, Err(pos)) => (run, runs.runs.get_mut(run).map(|s| (s, pos))),
-            },
-        };
-        if let Some((segment, pos)) = segment {
-            if segment.len() == segment.capacity() {
-                // Grow by a quarter, not double: slack is most of a record's cost.
-                segment.reserve_exact((segment.len() / 4).max(4));
-            }
-            segment.insert(pos, r);
+        if let Err(place) = self.find(r.key()) {
+            self.insert_at(place, r);
         }
+    }
+
+    /// Adds `r` at `place`, where `find` said its key would go.
+    pub fn insert_at(&mut self, place: At, r: R) {
+        let segment = match self {
+            List::Flat(v) => Some(v),
+            List::Runs(runs) => runs.runs.get_mut(place.run),
+        };
+        let Some(segment) = segment.filter(|s| place.pos <= s.len()) else { return };
+        if segment.len() == segment.capacity() {
+            // Grow by a quarter, not double: slack is most of a record's cost.
+            segment.reserve_exact((segment.len() / 4).max(4));
+        }
+        segment.insert(place.pos, r);
         match self {
             List::Flat(v) if v.len() > RUN => {
                 let right = split(v);
@@ -126,8 +131,8 @@ impl<R: Record> List<R> {
             List::Flat(_) => {}
             List::Runs(runs) => {
                 runs.len += 1;
-                if let Some(right) = runs.runs.get_mut(run).filter(|s| s.len() > RUN).map(split) {
-                    runs.runs.insert(run + 1, right);
+                if let Some(right) = runs.runs.get_mut(place.run).filter(|s| s.len() > RUN).map(split) {
+                    runs.runs.insert(place.run + 1, right);
                 }
             }
         }
@@ -300,13 +305,13 @@ mod tests {
             // A flip: out of one role's list, into the other's, and back.
             let at = leechers.find(r.key()).unwrap();
             leechers.remove(at);
-            assert!(leechers.find(r.key()).is_none());
+            assert!(leechers.find(r.key()).is_err());
             seeders.insert(r);
             let at = seeders.find(r.key()).unwrap();
             seeders.remove(at);
             leechers.insert(r);
             check(&leechers);
-            assert!(leechers.find(r.key()).is_some());
+            assert!(leechers.find(r.key()).is_ok());
         }
         let before = leechers.len();
         leechers.insert(between);
@@ -356,8 +361,8 @@ mod tests {
                     }
                     6..=8 => {
                         let found = list.find(r.key());
-                        assert_eq!(found.is_some(), reference.binary_search(&r).is_ok());
-                        if let Some(at) = found {
+                        assert_eq!(found.is_ok(), reference.binary_search(&r).is_ok());
+                        if let Ok(at) = found {
                             list.remove(at);
                             reference.retain(|x| *x != r);
                         }
