@@ -257,8 +257,11 @@ mkns() {
     NETNS+=("$1")
     ip -n "$1" link set lo up
 }
-# host NAME IP: namespace P-NAME with eth0 (IP/24), its peer v-NAME on the bridge.
+# host NAME IP: namespace P-NAME with eth0 (IP/24), its peer v-NAME on the bridge;
+# IP[NAME] holds the address.
+declare -A IP
 host() {
+    IP[$1]=$2
     mkns "$P-$1"
     ip link add eth0 netns "$P-$1" type veth peer name "v-$1" netns "$BRNS" || fail "veth for $1"
     ip -n "$BRNS" link set dev "v-$1" master br0 up || fail "v-$1 on the bridge"
@@ -299,7 +302,7 @@ for ((i = 1; i <= MAX_N; i++)); do HOSTS+=("d$i"); done
 declare -A NEIGH
 for h in "${HOSTS[@]}"; do
     mac=$(ip netns exec "$P-$h" cat /sys/class/net/eth0/address)
-    NEIGH[$h]="$(ip -n "$P-$h" -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1) lladdr $mac"
+    NEIGH[$h]="${IP[$h]} lladdr $mac"
     bridge -n "$BRNS" fdb replace "$mac" dev "v-$h" master static || fail "bridge entry for $h"
 done
 for h in "${HOSTS[@]}"; do
@@ -334,8 +337,7 @@ until_ok() {
 # --- tbf check: iperf3 between two namespaces -------------------------------------------
 TBF_JSON="null"
 iperf_check() { # FROM TO MiB/s: one 4 s TCP stream FROM -> TO (the first second omitted)
-    local from=$1 to=$2 mib=$3 ip tx0 tx1 t0 t1
-    ip=$(ip -n "$P-$to" -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1)
+    local from=$1 to=$2 mib=$3 ip=${IP[$2]} tx0 tx1 t0 t1
     spawn "iperf3-server-$to" "$P-$to" iperf3 -s -B "$ip" -1
     until_ok 10 "iperf3 server listening" bash -c "ip netns exec $P-$to ss -tlnH 'sport = :5201' | grep -q ." ||
         fail "iperf3 server did not start"
