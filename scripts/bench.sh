@@ -972,6 +972,10 @@ for part in ("half", "quarter"):
     target(f"lmk-tracker p99.9 < 1 ms while 1M expire, realtime, {part} rate", f"{fmt(v)} us", None if v is None else v / 1000, "<=", 1.0)
 floor = med("echo_open_latency_p999_us")
 target("UDP echo p99.9 < 1 ms, same open loop (the floor)", f"{fmt(floor)} us", None if floor is None else floor / 1000, "<=", 1.0)
+# Whether the tracker adds to the machine's tail: its p99.9 beside the echo's under the same load.
+for row, label in (("open", "open loop"), ("rt_half", "realtime, half"), ("rt_quarter", "realtime, quarter")):
+    ours, echo = f"lmk_expiry_{row}_latency_p999_us", f"echo_{row}_latency_p999_us"
+    target(f"lmk-tracker p99.9 within the echo's, {label}", f"{fmt(med(ours))} vs {fmt(med(echo))} us", ratio(ours, echo), "<=", 1.0)
 core = med("core_expiry_datagram_us_p999")
 target("core alone: p99.9 announce < 1 ms while 1M expire", f"{fmt(core)} us", None if core is None else core / 1000, "<=", 1.0)
 print()
