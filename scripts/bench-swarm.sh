@@ -32,7 +32,8 @@
 #             is ~1.05) / file size; and how busy the machine's CPUs were from
 #             t0 to the last finish (near 100%: the machine is the limit).
 #             T_p2p = max(F/u_s, N*F/(u_s + sum u_i)) with u in bytes/s
-#             (downloads uncapped: no F/d_min term).
+#             (downloads uncapped: no F/d_min term). Beside each row, seed@T:
+#             the copies a seed busy until T_p2p sends (u_s * T_p2p / F).
 #
 # Every copy is compared with the source (cmp). A run not done within DEADLINE
 # seconds is marked TIMEOUT. When all downloaders are done every process of the
@@ -613,7 +614,7 @@ for r in "${!ROW_N[@]}"; do
 n, F, us, uf, usl, fs = $n, $mib * 2**20, $up * 2**20, $up * 2**20, $SLOW_MIB * 2**20, $first_slow
 ups = [usl if fs and i >= fs else uf for i in range(1, n + 1)]
 print(round(max(F / us, n * F / (us + sum(ups))), 4))")
-    printf '%s\t%s\t%s\t%s\t%s\n' "$r" "$n" "$mib" "${TP2P[$r]}" "${ROW_LABEL[r]}" >>"$RUN/rows.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$n" "$mib" "${TP2P[$r]}" "$up" "${ROW_LABEL[r]}" >>"$RUN/rows.tsv"
     set_rate s "$up"
     for ((i = 1; i <= n; i++)); do
         rate=$up
@@ -647,7 +648,7 @@ systems = "${ACTIVE[*]}".split()
 skipped = [s for s in "$SYSTEMS".split() if s not in systems]
 out_rows = []
 def f2(v): return "-" if v is None else f"{v:.2f}"
-hdr = f"{'row':<44} {'MiB':>4} {'T_p2p':>7}"
+hdr = f"{'row':<44} {'MiB':>4} {'T_p2p':>7} {'seed@T':>6}"
 for s in "$SYSTEMS".split():
     hdr += f" | {s + ': last':>16} {'mean':>5} {'seed':>5} {'cpu%':>4}"
 print()
@@ -655,12 +656,15 @@ print("Swarm: 1 seed + N downloaders released together; uplinks capped by tbf at
 print("last, mean: the last and the mean downloader's finish time / T_p2p; seed: the seed's veth tx bytes / file size (whole frames: one copy ~1.05);")
 print("cpu%: the machine's CPUs busy from t0 to the last finish (all $CORES cores; near 100: the machine, not the network, is the limit).")
 print("T_p2p = max(F/u_s, N*F/(u_s + sum u_i)); floor ~$FLOOR x T_p2p (TCP payload is 0.956 of a tbf rate). Medians over $RUNS run(s).")
+print("seed@T: the copies a seed sending at its full rate until T_p2p uploads (u_s * T_p2p / F). 1 where the seed's uplink is the bound;")
+print("above 1 the peers' uplinks are, and finishing at T_p2p takes that much of the seed: fewer copies leave more to the peers.")
 print(hdr)
 print("-" * len(hdr))
-for r, n, mib, tp, label in rows:
+for r, n, mib, tp, up, label in rows:
     tp = float(tp)
-    line = f"{label:<44} {mib:>4} {tp:>6.2f}s"
-    js = {"row": label, "n": int(n), "size_mib": int(mib), "t_p2p_s": tp, "systems": {}}
+    at_bound = int(up) * 2**20 * tp / (int(mib) * 2**20)
+    line = f"{label:<44} {mib:>4} {tp:>6.2f}s {at_bound:>6.2f}"
+    js = {"row": label, "n": int(n), "size_mib": int(mib), "t_p2p_s": tp, "seed_copies_at_bound": round(at_bound, 3), "systems": {}}
     for s in "$SYSTEMS".split():
         if s not in systems:
             line += f" | {'SKIP':>16} {'':>5} {'':>5} {'':>4}"
