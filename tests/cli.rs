@@ -253,13 +253,13 @@ fn leecher_fails_cleanly() {
 
     // Nobody listens at the tracker address: gives up after its timeout.
     let dead = dead_addr();
-    let proc = spawn_leecher(dead, &["get", "anything", "--out", out_arg, "--timeout", "2"]);
+    let proc = spawn_leecher(dead.addr(), &["get", "anything", "--out", out_arg, "--timeout", "2"]);
     let out = proc.finish(QUICK);
     let stderr = text(&out.stderr);
     assert!(!out.status.success(), "get from a dead tracker must fail:\n{stderr}");
     assert!(stderr.contains("lmk-leecher: anything: "), "stderr names the file and the reason:\n{stderr}");
 
-    let out = spawn_leecher(dead, &["list", "--timeout", "2"]).finish(QUICK);
+    let out = spawn_leecher(dead.addr(), &["list", "--timeout", "2"]).finish(QUICK);
     assert!(!out.status.success(), "list from a dead tracker must fail:\n{}", text(&out.stderr));
 }
 

@@ -19,14 +19,16 @@ const WARNING: Duration = Duration::from_secs(20);
 fn a_seeder_warns_of_a_silent_tracker_and_publishes_as_soon_as_it_answers() {
     let tmp = TempDir::new("silent");
     let src = random_file(&tmp.sub("src"), "early.bin", 50_000, 1);
-    let addr = dead_addr();
+    let dead = dead_addr();
+    let addr = dead.addr();
     let (mut seeder, _) = start_seeder(addr, &["--status", "1"], &[&src]);
     seeder.wait_stderr(WARNING, &format!("the tracker {addr} has not answered for 10.0s since the start"));
     seeder.wait_stdout_contains(WARNING, "| tracker SILENT ");
     // The tracker comes up on that address: the seeder publishes within a few
     // seconds (its announce retries are at most 4 s apart), not after its
     // catalog backoff (30 s by now).
-    let (_tracker, _) = start_tracker_on(&addr.to_string(), INTERVAL, EXPIRY).expect("the released port is free");
+    let (_tracker, _) =
+        start_tracker_on(&dead.release().to_string(), INTERVAL, EXPIRY).expect("the released port is free");
     wait_until(Duration::from_secs(15), "early.bin listed", || list(addr).iter().any(|e| e.name == "early.bin"));
     seeder.wait_stderr(WARNING, &format!("the tracker {addr} answers again"));
     seeder.wait_stdout_contains(WARNING, "| tracker ok");
@@ -37,7 +39,8 @@ fn loopback_listener_with_a_tracker_elsewhere_is_warned_about() {
     let tmp = TempDir::new("loopback");
     let src = random_file(&tmp.sub("src"), "f.bin", 1000, 2);
     // 0.0.0.0 is not a loopback address (Linux delivers it locally, so nothing leaves the host).
-    let tracker = format!("0.0.0.0:{}", dead_addr().port());
+    let dead = dead_addr();
+    let tracker = format!("0.0.0.0:{}", dead.addr().port());
     let args: Vec<String> = ["--tracker", &tracker, "--listen", "127.0.0.1:0", "--status", "0", src.to_str().unwrap()]
         .map(String::from)
         .into();
@@ -98,7 +101,8 @@ fn a_seeder_binds_before_hashing_and_mentions_skipped_subdirectories() {
     std::fs::create_dir(share.join("sub")).unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let listen = taken.local_addr().unwrap().to_string();
-    let tracker = dead_addr().to_string();
+    let dead = dead_addr();
+    let tracker = dead.addr().to_string();
     let args = ["--tracker", &tracker, "--listen", &listen, "--status", "0", share.to_str().unwrap()];
     let out = run_bin(SEEDER, &args, Duration::from_secs(10));
     let stderr = text(&out.stderr);
@@ -106,6 +110,6 @@ fn a_seeder_binds_before_hashing_and_mentions_skipped_subdirectories() {
     assert!(stderr.contains(&format!("cannot bind {listen}")), "{stderr}");
     assert!(!stderr.contains("hashed in"), "nothing hashed before the bind failed:\n{stderr}");
 
-    let (seeder, _) = start_seeder(dead_addr(), &[], &[&share]);
+    let (seeder, _) = start_seeder(dead.addr(), &[], &[&share]);
     seeder.wait_stderr(Duration::from_secs(10), "1 subdirectory skipped: only the files directly in it are shared");
 }

@@ -99,11 +99,11 @@ fn a_refused_tracker_is_named_at_once() {
     let tmp = TempDir::new("refused");
     for args in [&["list"][..], &["get", "x", "--out", tmp.path().to_str().unwrap()]] {
         // Well below the default --timeout of 30 s: the refusal is reported, not waited out.
-        let out = spawn_leecher(dead, args).finish(Duration::from_secs(20));
+        let out = spawn_leecher(dead.addr(), args).finish(Duration::from_secs(20));
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
         assert!(
-            stderr.contains(&format!("cannot reach the tracker's catalog at {dead}: connection refused")),
+            stderr.contains(&format!("cannot reach the tracker's catalog at {}: connection refused", dead.addr())),
             "{stderr}"
         );
     }

@@ -4,6 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -452,10 +453,58 @@ fn bind_pair() -> (UdpSocket, TcpListener) {
     panic!("no port free for both UDP and TCP after 50 tries");
 }
 
-/// A loopback address nobody listens on (bound, then released).
-pub fn dead_addr() -> SocketAddr {
-    let (udp, tcp) = bind_pair();
-    let addr = udp.local_addr().expect("local addr");
-    drop((udp, tcp));
-    addr
+/// A loopback address where nothing answers, held while this lives: a UDP
+/// socket that never reads (datagrams go unanswered) and a TCP socket bound
+/// but not listening (connections are refused). Holding the port keeps every
+/// other process, the tests running beside this one included, from taking it
+/// meanwhile, which would answer for the dead tracker or keep a tracker
+/// started there later from binding.
+pub struct Dead {
+    addr: SocketAddr,
+    _udp: UdpSocket,
+    _tcp: OwnedFd,
+}
+
+impl Dead {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Frees the port, for a tracker to start there at once.
+    pub fn release(self) -> SocketAddr {
+        self.addr
+    }
+}
+
+pub fn dead_addr() -> Dead {
+    for _ in 0..50 {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        let addr = udp.local_addr().expect("local addr");
+        if let Some(tcp) = bound_tcp(addr) {
+            return Dead { addr, _udp: udp, _tcp: tcp };
+        }
+    }
+    panic!("no port free for both UDP and TCP after 50 tries");
+}
+
+/// A TCP socket bound to `addr` and not listening, or None when the port is taken.
+fn bound_tcp(addr: SocketAddr) -> Option<OwnedFd> {
+    let SocketAddr::V4(v4) = addr else { return None };
+    // SAFETY: socket(2) returns a new descriptor or -1; a new descriptor is ours to own.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` is a fresh descriptor nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: v4.port().to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from(*v4.ip()).to_be() },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: a valid descriptor and a sockaddr_in of the length given.
+    let rc = unsafe { libc::bind(fd.as_raw_fd(), (&sin as *const libc::sockaddr_in).cast(), len) };
+    (rc == 0).then_some(fd)
 }
