@@ -662,7 +662,7 @@ print(hdr)
 print("-" * len(hdr))
 for r, n, mib, tp, up, label in rows:
     tp = float(tp)
-    at_bound = int(up) * 2**20 * tp / (int(mib) * 2**20)
+    at_bound = int(up) * tp / int(mib)  # MiB/s x s / MiB
     line = f"{label:<44} {mib:>4} {tp:>6.2f}s {at_bound:>6.2f}"
     js = {"row": label, "n": int(n), "size_mib": int(mib), "t_p2p_s": tp, "seed_copies_at_bound": round(at_bound, 3), "systems": {}}
     for s in "$SYSTEMS".split():
