@@ -40,7 +40,10 @@ pub enum PeerFrame {
     FullBitfield,
     Have(u32),
     State(u8),
-    Request(u32),
+    Request {
+        index: u32,
+        sole: bool,
+    },
     /// The chunk's true bytes, or bytes that fail its hash.
     Chunk {
         index: u32,
@@ -256,7 +259,7 @@ impl Peers {
             PeerFrame::State(s) => {
                 Message::State([State::Available, State::Unavailable, State::Connected][usize::from(s % 3)])
             }
-            PeerFrame::Request(i) => Message::Request(i % (count + 2)),
+            PeerFrame::Request { index, sole } => Message::Request { index: index % (count + 2), sole },
             PeerFrame::Chunk { index, good } => {
                 let index = index % (count + 1);
                 bytes = match self.file.chunk(index) {

@@ -29,7 +29,9 @@ use crate::common::net::ConnId;
 use crate::common::rng::Rng;
 use crate::hash::ContentId;
 use crate::meta::FileMeta;
-use crate::wire::peer::{max_control_frame, max_frame, put_chunk_header, Message, RejectReason, State, HELLO_FRAME};
+use crate::wire::peer::{
+    max_control_frame, max_frame, put_chunk_header, Message, RejectReason, State, HELLO_FRAME, PEER_VERSION,
+};
 use crate::wire::udp::Event as AnnounceEvent;
 use crate::wire::DecodeError;
 
@@ -124,6 +126,9 @@ fn turn_bytes(chunk_size: u32) -> u64 {
 const RESPREAD: Duration = Duration::from_millis(500);
 /// Times a seed refuses one peer one chunk with `Spread` before sending it.
 const SPREAD_REFUSALS: usize = 2;
+/// A seed's chunk queued whole for a peer counts as on its way there until
+/// its Have comes, or this long: a second copy asked meanwhile is refused.
+const IN_FLIGHT: Duration = Duration::from_millis(300);
 /// A slot holder that asks for nothing this long while others wait loses it:
 /// a peer that got what it wanted elsewhere gives its turn back within a
 /// round trip or two (500 ms against 5 s: 1.07 x T_p2p against 1.42 x at 100
@@ -480,7 +485,7 @@ impl Machine {
             }
             (Phase::Open, Message::Have(index)) => self.on_have(now, conn, index),
             (Phase::Open, Message::State(state)) => self.on_state(now, conn, state),
-            (Phase::Open, Message::Request(index)) => self.on_request(now, conn, index),
+            (Phase::Open, Message::Request { index, sole }) => self.on_request(now, conn, index, sole),
             (Phase::Open, Message::Cancel(index)) => {
                 // A chunk whose frame has begun is finished: it is mid-frame.
                 if let Some((s, t)) = self.pair(conn) {
@@ -659,7 +664,7 @@ impl Machine {
                 info!("{conn}: refused a peer speaking protocol version {got} (we speak {want})");
             }
             DecodeError::UnknownType(2) => {
-                info!("{conn}: refused a version 1 leecher (protocol version 2 starts with Hello)");
+                info!("{conn}: refused a version 1 leecher (protocol version {PEER_VERSION} starts with Hello)");
             }
             e => {
                 self.malformed += 1;
@@ -990,9 +995,11 @@ impl Machine {
         if index >= t.meta.chunk_count() {
             return self.violation(now, conn, "Have past the last chunk");
         }
+        s.arriving.retain(|(i, _)| *i != index);
         if !theirs.set(index) {
             return;
         }
+        t.relayed();
         t.picker.add_have(index);
         if theirs.is_full() && t.is_complete() {
             return self.close(conn);

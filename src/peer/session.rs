@@ -158,6 +158,9 @@ pub struct Session {
     /// Chunks we refused it with `Spread`, once per refusal, until each is
     /// sent (a chunk refused `SPREAD_REFUSALS` times is sent when asked again).
     pub spread_refusals: Vec<u32>,
+    /// Chunks whose frame to it is queued whole and whose Have has not come,
+    /// and when (a seed's chunks in flight, `IN_FLIGHT`).
+    pub arriving: Vec<(u32, Instant)>,
     /// Chunks it refused us with `Spread`, and when we ask it again anyway
     /// (should its Have be lost, or the peer it sent us to be of no use).
     pub spread_to_us: Vec<(u32, Instant)>,
@@ -251,6 +254,7 @@ impl Session {
             told_state: false,
             spread: Vec::new(),
             spread_refusals: Vec::new(),
+            arriving: Vec::new(),
             spread_to_us: Vec::new(),
             downloaded: 0,
             stalled: false,

@@ -30,6 +30,12 @@ const RANDOM_FIRST: u32 = 4;
 /// than 4 times between two sends, a few 3 or 4 times).
 pub const CHUNK_REFUSALS: usize = 4;
 
+/// How long a seed serves before it judges what bounds the swarm.
+const JUDGE_AFTER: Duration = Duration::from_millis(500);
+/// The peers bound the swarm while each upload slot's peer got from the
+/// others less than this share of what the seed sent (`Torrent::peers_bound`).
+const RELAY_SHARE: f64 = 0.9;
+
 /// How long a complete file is served.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Goal {
@@ -137,6 +143,10 @@ pub struct Torrent {
     origin: bool,
     /// A seed's `Spread` refusals of each chunk since it last went out.
     refusals: Vec<u8>,
+    /// A seed's first Request, and the chunks the peers it serves got from
+    /// others since (their Haves of chunks it did not send them).
+    serving_since: Option<Instant>,
+    relayed: u64,
     /// Chunks two connections wrote at once (an end-game duplicate): the
     /// first to pass its check is read back and checked again before it is
     /// held, since the other's bytes may have landed over its own.
@@ -172,6 +182,8 @@ impl Torrent {
             at_level: if origin { chunks } else { 0 },
             origin,
             refusals: if origin { vec![0; chunks as usize] } else { Vec::new() },
+            serving_since: None,
+            relayed: 0,
             contested: BTreeSet::new(),
             answers: AnswerTimes::default(),
         }
@@ -184,6 +196,38 @@ impl Torrent {
     pub fn spreading(&self, index: u32) -> bool {
         let refused = self.refusals.get(index as usize).is_some_and(|&n| usize::from(n) >= CHUNK_REFUSALS);
         self.origin && !refused && self.promised.get(index as usize).is_some_and(|&n| n > self.level)
+    }
+
+    /// Whether a seed has sent chunk `index` or owes it.
+    pub fn promised_once(&self, index: u32) -> bool {
+        self.promised.get(index as usize).is_some_and(|&n| n > 0)
+    }
+
+    /// A seed was asked for a chunk: what bounds the swarm is judged from here.
+    pub fn asked(&mut self, now: Instant) {
+        if self.origin {
+            self.serving_since.get_or_insert(now);
+        }
+    }
+
+    /// A peer of a seed said it got a chunk the seed did not send it.
+    pub fn relayed(&mut self) {
+        if self.origin {
+            self.relayed += 1;
+        }
+    }
+
+    /// Whether the peers' uplinks, not ours, bound a seed's swarm: each of the
+    /// `served` peers (those on our upload slots, the only ones that send
+    /// Haves to a seed) got less from the others than `RELAY_SHARE` x what
+    /// we sent. Then a second copy from us is worth more than a refusal;
+    /// otherwise our uplink is the bound and distinct chunks come first.
+    pub fn peers_bound(&self, now: Instant, served: usize) -> bool {
+        if !self.serving_since.is_some_and(|since| now >= since + JUDGE_AFTER) {
+            return false;
+        }
+        let each = self.relayed as f64 * f64::from(self.meta.chunk_size()) / served.max(1) as f64;
+        each < RELAY_SHARE * self.counters.uploaded as f64
     }
 
     /// Whether it held every chunk from the start (a seed).
@@ -440,6 +484,28 @@ mod tests {
 
     fn addr(n: u32) -> SocketAddr {
         SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n)), 6881)
+    }
+
+    /// A seed judges after `JUDGE_AFTER`: the peers bound the swarm while
+    /// each served peer got less from the others than 0.9 x what it sent.
+    #[test]
+    fn a_seed_judges_what_bounds_the_swarm_from_what_its_peers_relayed() {
+        let now = Instant::now();
+        let meta = FileMeta::new("f".into(), 1 << 20, crate::meta::MIN_CHUNK, vec![Hash20([0; 20]); 64]).unwrap();
+        let all = Bitfield::full(64);
+        let store = Content::with_bytes("f", 1 << 20, crate::meta::MIN_CHUNK, 1).unwrap().store(None, all.clone());
+        let mut t = Torrent::new(meta, Box::new(store), all, Goal::Forever, 1, now);
+        let chunk = u64::from(crate::meta::MIN_CHUNK);
+        assert!(!t.peers_bound(now + JUDGE_AFTER, 2), "not asked yet");
+        t.asked(now);
+        t.counters.uploaded = 10 * chunk;
+        assert!(!t.peers_bound(now + JUDGE_AFTER / 2, 2), "too early to judge");
+        assert!(t.peers_bound(now + JUDGE_AFTER, 2), "sent 10 chunks, its peers got none from each other");
+        (0..17).for_each(|_| t.relayed());
+        assert!(t.peers_bound(now + JUDGE_AFTER, 2), "8.5 chunks each against 10 sent");
+        (0..2).for_each(|_| t.relayed());
+        assert!(!t.peers_bound(now + JUDGE_AFTER, 2), "9.5 chunks each: our uplink is the bound");
+        assert!(t.peers_bound(now + JUDGE_AFTER, 3), "6.3 each among three");
     }
 
     #[test]

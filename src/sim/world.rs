@@ -607,7 +607,7 @@ impl World {
             match (chunk_frame_index(&frame), split_frame(&frame, MAX_PEER_FRAME)) {
                 (Some(index), _) => hops.on_send(self.now, from, to, index),
                 (None, Ok(Some((f, _)))) => match Message::decode(f) {
-                    Ok(Message::Request(index)) => hops.on_request(self.now, from, to, index),
+                    Ok(Message::Request { index, .. }) => hops.on_request(self.now, from, to, index),
                     Ok(Message::Cancel(index)) => hops.forget(from, to, index),
                     Ok(Message::Reject { index, .. }) => hops.forget(to, from, index),
                     _ => {}

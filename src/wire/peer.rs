@@ -1,4 +1,4 @@
-//! Peer <-> peer frames, version 2. One connection carries one file in both
+//! Peer <-> peer frames, version 3. One connection carries one file in both
 //! directions. The dialler sends Hello naming the file; the other side
 //! answers with its own Hello (or closes: it does not share that file). Then
 //! both send their Bitfield, then a State saying whether the other may
@@ -11,9 +11,10 @@ use super::{finish, put_frame, put_frame_header, read_hash, take, DecodeError, F
 use crate::hash::ContentId;
 use crate::meta::{MAX_CHUNK, MAX_CHUNKS};
 
-/// Protocol version carried in Hello. Version 1 (seeder-only, the seeder
-/// spoke first with its state) is refused.
-pub const PEER_VERSION: u8 = 2;
+/// Protocol version carried in Hello; any other is refused. Version 3 added
+/// Request's flags; version 1 (seeder-only, the seeder spoke first with its
+/// state) and 2 are refused.
+pub const PEER_VERSION: u8 = 3;
 /// Magic bytes that open Hello, so a peer that dialled the wrong service finds out at once.
 pub const MAGIC: [u8; 3] = *b"LMK";
 /// Bytes of a chunk frame's body before the data: the index.
@@ -33,13 +34,13 @@ pub fn max_frame(chunk_size: u32, chunks: u32) -> u32 {
 
 /// The largest frame a peer of a file of `chunks` chunks may send once
 /// greeted when it is asked for no chunk (we hold the whole file): its
-/// bitfield, or a Reject. So a caller of a seed holds a read buffer of a few
+/// bitfield, a Reject or a Request. So a caller of a seed holds a read buffer of a few
 /// KiB at most, not one of a chunk.
 pub fn max_control_frame(chunks: u32) -> u32 {
     (1 + chunks.div_ceil(8)).max(REJECT_FRAME)
 }
 
-/// A Reject frame's length field: type, index, reason.
+/// A Reject or Request frame's length field: type, index, reason or flags.
 const REJECT_FRAME: u32 = 1 + 4 + 1;
 
 const HELLO: u8 = 0x01;
@@ -50,6 +51,9 @@ const REQUEST: u8 = 0x13;
 const CHUNK: u8 = 0x14;
 const REJECT: u8 = 0x15;
 const CANCEL: u8 = 0x16;
+
+/// Request's flag: the asker can use no other holder of this chunk.
+const SOLE: u8 = 0x01;
 
 /// The seed notes' three states, said by the uploading side of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +107,13 @@ pub enum Message<'a> {
     Bitfield(&'a [u8]),
     Have(u32),
     State(State),
-    Request(u32),
+    /// `sole`: the asker has no other holder of the chunk it can use now (one
+    /// that serves it and has delivered a verified chunk), so a seed that
+    /// refuses chunks held elsewhere sends this one.
+    Request {
+        index: u32,
+        sole: bool,
+    },
     /// Borrowed from the receive buffer: hashed and written in place.
     Chunk {
         index: u32,
@@ -125,7 +135,8 @@ impl std::fmt::Display for Message<'_> {
             Message::Bitfield(b) => write!(f, "Bitfield ({} bytes)", b.len()),
             Message::Have(i) => write!(f, "Have {i}"),
             Message::State(s) => write!(f, "State {s:?}"),
-            Message::Request(i) => write!(f, "Request {i}"),
+            Message::Request { index, sole: false } => write!(f, "Request {index}"),
+            Message::Request { index, sole: true } => write!(f, "Request {index} (sole)"),
             Message::Chunk { index, data } => write!(f, "Chunk {index} ({} bytes)", data.len()),
             Message::Reject { index, reason } => write!(f, "Reject {index} {reason:?}"),
             Message::Cancel(i) => write!(f, "Cancel {i}"),
@@ -148,7 +159,10 @@ impl Message<'_> {
             Message::Bitfield(bits) => put_frame(out, BITFIELD, |o| o.extend_from_slice(bits)),
             Message::Have(index) => put_frame(out, HAVE, |o| put_index(o, index)),
             Message::State(state) => put_frame(out, STATE, |o| o.push(state as u8)),
-            Message::Request(index) => put_frame(out, REQUEST, |o| put_index(o, index)),
+            Message::Request { index, sole } => put_frame(out, REQUEST, |o| {
+                put_index(o, index);
+                o.push(if sole { SOLE } else { 0 });
+            }),
             Message::Chunk { index, data } => {
                 put_chunk_header(out, index, data.len());
                 out.extend_from_slice(data);
@@ -193,7 +207,15 @@ impl Message<'_> {
                 3 => State::Connected,
                 _ => return Err(DecodeError::BadValue { field: "state" }),
             }),
-            REQUEST => Message::Request(input.read_u32::<NetworkEndian>()?),
+            REQUEST => {
+                let index = input.read_u32::<NetworkEndian>()?;
+                let sole = match input.read_u8()? {
+                    0 => false,
+                    SOLE => true,
+                    _ => return Err(DecodeError::BadValue { field: "request flags" }),
+                };
+                Message::Request { index, sole }
+            }
             CHUNK => {
                 let index = input.read_u32::<NetworkEndian>()?;
                 if input.is_empty() {
@@ -276,7 +298,8 @@ mod tests {
             Message::State(State::Available),
             Message::State(State::Unavailable),
             Message::State(State::Connected),
-            Message::Request(7),
+            Message::Request { index: 7, sole: false },
+            Message::Request { index: 7, sole: true },
             Message::Chunk { index: u32::MAX, data },
             Message::Reject { index: 1, reason: RejectReason::NotHeld },
             Message::Reject { index: 1, reason: RejectReason::BadIndex },
@@ -334,7 +357,7 @@ mod tests {
             m.encode(&mut b);
             b
         };
-        let mut hello = vec![0, 0, 0, 35, 0x01, b'L', b'M', b'K', 2];
+        let mut hello = vec![0, 0, 0, 35, 0x01, b'L', b'M', b'K', 3];
         hello.extend_from_slice(&[0xAB; 20]);
         hello.extend_from_slice(&[0x1B, 0x58, 0, 0, 0, 0, 0, 0, 0, 0x2A]);
         assert_eq!(enc(Message::Hello { id: Hash20([0xAB; 20]), port: 7000, nonce: 42 }), hello);
@@ -346,7 +369,8 @@ mod tests {
         assert_eq!(enc(Message::Bitfield(&[0x81, 0x40])), [0, 0, 0, 3, 0x10, 0x81, 0x40]);
         assert_eq!(enc(Message::Have(0x0102_0304)), [0, 0, 0, 5, 0x11, 1, 2, 3, 4]);
         assert_eq!(enc(Message::State(State::Connected)), [0, 0, 0, 2, 0x12, 3]);
-        assert_eq!(enc(Message::Request(5)), [0, 0, 0, 5, 0x13, 0, 0, 0, 5]);
+        assert_eq!(enc(Message::Request { index: 5, sole: false }), [0, 0, 0, 6, 0x13, 0, 0, 0, 5, 0]);
+        assert_eq!(enc(Message::Request { index: 5, sole: true }), [0, 0, 0, 6, 0x13, 0, 0, 0, 5, 1]);
         assert_eq!(enc(Message::Chunk { index: 2, data: b"xy" }), [0, 0, 0, 7, 0x14, 0, 0, 0, 2, b'x', b'y']);
         assert_eq!(enc(Message::Reject { index: 5, reason: RejectReason::NotHeld }), [0, 0, 0, 6, 0x15, 0, 0, 0, 5, 1]);
         assert_eq!(enc(Message::Reject { index: 5, reason: RejectReason::Spread }), [0, 0, 0, 6, 0x15, 0, 0, 0, 5, 6]);
@@ -376,7 +400,13 @@ mod tests {
         assert_eq!(Message::decode(f(0x02, &[0; 24])), Err(DecodeError::UnknownType(0x02)), "a version 1 request");
         assert_eq!(Message::decode(f(HELLO, b"XYZ\x02")), Err(DecodeError::BadValue { field: "magic" }));
         // A version 1 seeder's first frame (State Available) is a Hello of version 1.
-        assert_eq!(Message::decode(f(HELLO, b"LMK\x01\x01")), Err(DecodeError::Version { got: 1, want: 2 }));
+        assert_eq!(Message::decode(f(HELLO, b"LMK\x01\x01")), Err(DecodeError::Version { got: 1, want: 3 }));
+        assert_eq!(Message::decode(f(HELLO, b"LMK\x02")), Err(DecodeError::Version { got: 2, want: 3 }));
+        assert_eq!(
+            Message::decode(f(REQUEST, &[0, 0, 0, 1, 2])),
+            Err(DecodeError::BadValue { field: "request flags" })
+        );
+        assert_eq!(Message::decode(f(REQUEST, &[0, 0, 0, 1])), Err(DecodeError::Truncated), "a version 2 Request");
         assert_eq!(Message::decode(f(STATE, &[7])), Err(DecodeError::BadValue { field: "state" }));
         assert_eq!(Message::decode(f(STATE, &[1, 0])), Err(DecodeError::TrailingBytes));
         assert_eq!(Message::decode(f(CHUNK, &[0; 4])), Err(DecodeError::BadValue { field: "chunk data" }));

@@ -185,7 +185,7 @@ impl HostileSeeder {
                     true
                 }
                 Ok(Message::Bitfield(_) | Message::State(_) | Message::Have(_) | Message::Cancel(_)) => true,
-                Ok(Message::Request(index)) => {
+                Ok(Message::Request { index, .. }) => {
                     let Some(len) = meta2.chunk_len(index) else { return false };
                     count.fetch_add(1, Ordering::SeqCst);
                     let wrong: Vec<u8> = (0..len).map(|i| (i % 251) as u8 ^ 0x5a).collect();

@@ -212,6 +212,7 @@ impl Machine {
         if s.outstanding() < depth {
             s.patience = if proven(s, t) { None } else { patience(&t.answers) };
         }
+        let mut picked = Vec::new();
         // Cancelled requests may still sit in its queue: they count against its cap.
         while s.outstanding() < depth && s.asked.len() < MAX_PIPELINE {
             let asked = &s.asked;
@@ -233,8 +234,29 @@ impl Machine {
             s.asked.push_back(Asked { overdue: spare, ..Asked::new(index, now) });
             // What is queued, and the rest of a chunk frame under way (our Request waits for its end).
             s.ahead_of_request = s.unsent.bytes() + s.sending.map_or(0, |x| x.left as u64);
-            self.outputs.push_back(Output::Send(conn, Message::Request(index)));
+            picked.push(index);
         }
+        // Only a holder of every chunk may be a seed, which refuses chunks it
+        // sent before unless told it is the only holder we can use.
+        let whole = self.sessions.get(&conn).and_then(|s| s.theirs.as_ref()).is_some_and(|b| b.is_full());
+        for index in picked {
+            let sole = whole && self.sole_holder(conn, id, index);
+            self.outputs.push_back(Output::Send(conn, Message::Request { index, sole }));
+        }
+    }
+
+    /// Whether `conn` is the only peer of file `id` we can use for chunk
+    /// `index` now: no other holds it, serves us and has delivered.
+    fn sole_holder(&self, conn: ConnId, id: ContentId, index: u32) -> bool {
+        let Some(t) = self.torrents.get(&id) else { return true };
+        !self.sessions.iter().any(|(c, o)| {
+            *c != conn
+                && o.torrent == Some(id)
+                && o.phase == Phase::Open
+                && o.their_state.serves()
+                && proven(o, t)
+                && o.theirs.as_ref().is_some_and(|b| b.get(index))
+        })
     }
 
     /// How deep the peer's pipeline may be, if it may be asked for more:

@@ -104,7 +104,7 @@ impl From<Message<'_>> for Seen {
             Message::Bitfield(bits) => Seen::Bitfield(bits.to_vec()),
             Message::Have(i) => Seen::Have(i),
             Message::State(s) => Seen::State(s),
-            Message::Request(i) => Seen::Request(i),
+            Message::Request { index: i, .. } => Seen::Request(i),
             Message::Chunk { index, .. } => Seen::Chunk(index),
             Message::Reject { index, reason } => Seen::Reject(index, reason),
             Message::Cancel(i) => Seen::Cancel(i),
@@ -454,14 +454,14 @@ fn requests_for_chunks_never_announced_or_without_a_slot_are_rejected() {
 
     let before = sw.hosts[a].m.violations;
     for index in [2, 0, 9] {
-        sw.inject(t0, a, h1, Message::Request(index));
+        sw.inject(t0, a, h1, Message::Request { index: index, sole: false });
     }
     let answers = sw.said_on(a, h1).split_off(3);
     let reject = Seen::Reject;
     assert_eq!(answers, [reject(2, RejectReason::NotHeld), Seen::Chunk(0), reject(9, RejectReason::BadIndex)]);
     assert_eq!(sw.hosts[a].m.violations, before + 1, "asking for what we never announced is a violation");
 
-    sw.inject(t0, a, h2, Message::Request(1));
+    sw.inject(t0, a, h2, Message::Request { index: 1, sole: false });
     assert_eq!(sw.said_on(a, h2).last(), Some(&reject(1, RejectReason::NoSlot)));
     assert_eq!(sw.hosts[a].m.violations, before + 1, "a request that crossed a lost slot is no violation");
     assert_eq!(sw.hosts[a].m.peers(), 2);
@@ -585,11 +585,11 @@ fn a_slot_rotates_to_the_waiting_peer_and_the_old_holder_gets_what_it_asked_befo
     assert_eq!(sw.said_on(s, h1), [Seen::Hello, bits.clone(), Seen::State(State::Available)]);
     assert_eq!(sw.said_on(s, h2), [Seen::Hello, bits, Seen::State(State::Unavailable)]);
     // The holder keeps asking, so it is never idle; at 9.5 s its queue stops draining.
-    sw.inject(t0 + secs(4), s, h1, Message::Request(0));
-    sw.inject(t0 + secs(8), s, h1, Message::Request(1));
+    sw.inject(t0 + secs(4), s, h1, Message::Request { index: 0, sole: false });
+    sw.inject(t0 + secs(8), s, h1, Message::Request { index: 1, sole: false });
     sw.hosts[s].hold = true;
     for index in [2, 3, 4] {
-        sw.inject(t0 + ms(9500), s, h1, Message::Request(index));
+        sw.inject(t0 + ms(9500), s, h1, Message::Request { index: index, sole: false });
     }
     sw.run(t0 + secs(10) - ms(1));
     assert_eq!(sw.said_on(s, h1).len(), 5, "one tick before the rotation nothing changes");
@@ -599,7 +599,7 @@ fn a_slot_rotates_to_the_waiting_peer_and_the_old_holder_gets_what_it_asked_befo
     let no_slot = |i| Seen::Reject(i, RejectReason::NoSlot);
     let (chunk, unavailable) = (Seen::Chunk, Seen::State(State::Unavailable));
     assert_eq!(sw.said_on(s, h1)[3..], [chunk(0), chunk(1), unavailable.clone(), chunk(2), chunk(3), chunk(4)]);
-    sw.inject(t0 + secs(10), s, h1, Message::Request(5));
+    sw.inject(t0 + secs(10), s, h1, Message::Request { index: 5, sole: false });
     assert_eq!(sw.said_on(s, h1).last(), Some(&no_slot(5)), "what it asks after Unavailable is refused");
     assert_eq!(sw.said_on(s, h2).last(), Some(&Seen::State(State::Connected)));
     assert_eq!(sw.hosts[s].m.sessions[&h2].slot_since, Some(t0 + secs(10)));
@@ -617,7 +617,7 @@ fn upload_slots_are_shared_by_address() {
     let crowd: Vec<ConnId> = (0..6).map(|n| sw.accept(t0, s, one(n))).collect();
     for &c in &crowd {
         sw.greet(t0, s, c, &f, &[], None);
-        sw.inject(t0, s, c, Message::Request(0)); // they keep asking
+        sw.inject(t0, s, c, Message::Request { index: 0, sole: false }); // they keep asking
     }
     assert_eq!(sw.hosts[s].m.slots_used(), 4);
     let other = sw.accept(t0 + secs(1), s, hand_addr(1));
@@ -635,7 +635,7 @@ fn an_idle_slot_holder_loses_its_slot_to_a_waiting_peer() {
     let at = t0 + secs(1);
     let h1 = sw.accept(at, s, hand_addr(1));
     sw.greet(at, s, h1, &f, &[], None);
-    sw.inject(at, s, h1, Message::Request(0)); // one request, then nothing
+    sw.inject(at, s, h1, Message::Request { index: 0, sole: false }); // one request, then nothing
     let h2 = sw.accept(at, s, hand_addr(2));
     sw.greet(at, s, h2, &f, &[], None);
     assert_eq!(sw.said_on(s, h2).last(), Some(&Seen::State(State::Unavailable)));
@@ -688,7 +688,7 @@ fn a_slot_holder_that_reads_nothing_is_closed_and_a_slow_reader_is_not() {
     let (slow, never) = (sw.accept(t0, s, hand_addr(1)), sw.accept(t0, s, hand_addr(2)));
     for c in [slow, never] {
         sw.greet(t0, s, c, &f, &[], None);
-        sw.inject(t0, s, c, Message::Request(0));
+        sw.inject(t0, s, c, Message::Request { index: 0, sole: false });
     }
     assert_eq!(sw.hosts[s].m.slots_used(), 2);
     let written = |sw: &mut Harness, now: Instant| {
@@ -715,7 +715,7 @@ fn a_slot_holder_that_reads_nothing_is_closed_and_a_slow_reader_is_not() {
 /// The peer on host `i`'s `conn` asks for `chunks`, all in one write.
 fn ask(sw: &mut Harness, now: Instant, i: usize, conn: ConnId, chunks: std::ops::Range<u32>) {
     let mut bytes = Vec::new();
-    chunks.for_each(|index| Message::Request(index).encode(&mut bytes));
+    chunks.for_each(|index| Message::Request { index: index, sole: false }.encode(&mut bytes));
     sw.inject_bytes(now, i, conn, &bytes);
 }
 
@@ -886,7 +886,7 @@ fn an_address_that_read_nothing_waits_behind_the_other_peers() {
     sw.hosts[s].hold = true;
     let never = sw.accept(t0, s, hand_addr(1));
     sw.greet(t0, s, never, &f, &[], None);
-    sw.inject(t0, s, never, Message::Request(0));
+    sw.inject(t0, s, never, Message::Request { index: 0, sole: false });
     sw.run(t0 + SLOT_IDLE);
     assert!(sw.closed.contains(&(s, never)), "its queue took nothing for SLOT_IDLE");
     sw.hosts[s].hold = false;
@@ -899,7 +899,8 @@ fn an_address_that_read_nothing_waits_behind_the_other_peers() {
     let other = sw.accept(at, s, hand_addr(3));
     sw.greet(at, s, other, &f, &[4, 5, 6], None);
     for index in 0..4 {
-        sw.inject(at, s, reader, Message::Request(index)); // a whole turn
+        sw.inject(at, s, reader, Message::Request { index: index, sole: false });
+        // a whole turn
     }
     sw.run(at);
     assert_eq!(sw.said_on(s, other).last(), Some(&Seen::State(State::Connected)), "the turn goes to the other waiter");
@@ -917,7 +918,7 @@ fn a_peer_that_reads_nothing_of_its_queue_waits_behind_the_others() {
     let never = sw.accept(t0, s, hand_addr(1));
     sw.greet(t0, s, never, &f, &[], None);
     sw.unread.insert((s, never)); // from now on not a byte of its queue leaves
-    sw.inject(t0, s, never, Message::Request(0));
+    sw.inject(t0, s, never, Message::Request { index: 0, sole: false });
     let (other, fresh) = (sw.accept(t0, s, hand_addr(2)), sw.accept(t0, s, hand_addr(3)));
     sw.greet(t0, s, other, &f, &[8, 9, 10], None);
     sw.greet(t0, s, fresh, &f, &[7, 8, 9, 10], None);
@@ -925,7 +926,8 @@ fn a_peer_that_reads_nothing_of_its_queue_waits_behind_the_others() {
     sw.run(t1);
     assert_eq!(sw.said_on(s, other).last(), Some(&Seen::State(State::Connected)), "it asked for nothing more");
     for index in 1..=4 {
-        sw.inject(t1, s, other, Message::Request(index)); // a whole turn, read at once
+        sw.inject(t1, s, other, Message::Request { index: index, sole: false });
+        // a whole turn, read at once
     }
     sw.run(t1);
     assert_eq!(sw.said_on(s, fresh).last(), Some(&Seen::State(State::Connected)), "the turn skips the non-reader");
@@ -951,12 +953,13 @@ fn a_peer_that_asked_for_nothing_in_its_turn_waits_behind_the_others() {
     assert_eq!(sw.said_on(s, done).last(), Some(&Seen::State(State::Unavailable)), "asked for nothing in its turn");
     assert_eq!(sw.said_on(s, other).last(), Some(&Seen::State(State::Connected)));
     for index in 1..=4 {
-        sw.inject(t1, s, other, Message::Request(index)); // a whole turn
+        sw.inject(t1, s, other, Message::Request { index: index, sole: false });
+        // a whole turn
     }
     sw.run(t1);
     assert_eq!(sw.said_on(s, wants).last(), Some(&Seen::State(State::Connected)), "not the idle peer with fewer");
     // Once it asks again (a slot nobody else wants), it is an ordinary waiter.
-    sw.inject(t1, s, done, Message::Request(5));
+    sw.inject(t1, s, done, Message::Request { index: 5, sole: false });
     assert!(!sw.hosts[s].m.sessions[&done].idle_turn);
 }
 
@@ -985,7 +988,7 @@ fn the_upload_bucket_paces_chunks_and_serves_downloaders_in_turn() {
     for (k, h) in [h1, h2].into_iter().enumerate() {
         sw.greet(t0, s, h, &f, &[], None);
         for index in 4 * k as u32..4 * k as u32 + 4 {
-            sw.inject(t0, s, h, Message::Request(index));
+            sw.inject(t0, s, h, Message::Request { index: index, sole: false });
         }
     }
     let served = |sw: &Harness| -> Vec<ConnId> {
@@ -1034,7 +1037,7 @@ fn upload_all_but_the_last(sw: &mut Harness, d: usize, f: &TestFile, t0: Instant
     let h = sw.accept(t0 + secs(1), d, hand_addr(1));
     sw.greet(t0 + secs(1), d, h, f, &[], None);
     for index in 0..3 {
-        sw.inject(t0 + secs(1), d, h, Message::Request(index));
+        sw.inject(t0 + secs(1), d, h, Message::Request { index: index, sole: false });
     }
     assert_eq!(of(&sw.said_on(d, h), Seen::Chunk), [0, 1, 2]);
     h
@@ -1046,7 +1049,7 @@ fn a_ratio_goal_keeps_seeding_until_one_file_size_is_uploaded() {
     let h = upload_all_but_the_last(&mut sw, d, &f, t0);
     assert!(!sw.events(d).contains(&"Finished"), "short of one file size");
     assert!(!sw.stopped(d, &f));
-    sw.inject(t0 + secs(2), d, h, Message::Request(3));
+    sw.inject(t0 + secs(2), d, h, Message::Request { index: 3, sole: false });
     assert_eq!(of(&sw.said_on(d, h), Seen::Chunk), [0, 1, 2, 3]);
     // At the latest at the core's next deadline (the ignored test below wants it at once).
     let at = sw.hosts[d].m.next_deadline().unwrap();
@@ -1063,7 +1066,7 @@ fn a_met_ratio_goal_finishes_with_the_upload_that_meets_it() {
     let h = upload_all_but_the_last(&mut sw, d, &f, t0);
     let at = t0 + secs(1) + ASK_IDLE / 2;
     assert!(sw.hosts[d].m.next_deadline().unwrap() > at, "no timer of its own fires then");
-    sw.inject(at, d, h, Message::Request(3));
+    sw.inject(at, d, h, Message::Request { index: 3, sole: false });
     assert_eq!(of(&sw.said_on(d, h), Seen::Chunk), [0, 1, 2, 3]);
     assert!(sw.events(d).contains(&"Finished"), "the upload that meets the goal ends seeding");
 }
@@ -1102,7 +1105,7 @@ fn an_idle_goal_leaves_once_nobody_has_asked_for_anything_that_long() {
     let (mut sw, d, f, t0) = seeding(Goal::Until { idle, ratio: None, time: None });
     let h = sw.accept(t0 + secs(10), d, hand_addr(1));
     sw.greet(t0 + secs(10), d, h, &f, &[], None);
-    sw.inject(t0 + secs(10), d, h, Message::Request(0));
+    sw.inject(t0 + secs(10), d, h, Message::Request { index: 0, sole: false });
     assert_eq!(of(&sw.said_on(d, h), Seen::Chunk), [0]);
     sw.run(t0 + secs(25));
     assert!(!sw.stopped(d, &f), "asked at 10 s: 20 s of idle run from there");
@@ -1683,31 +1686,32 @@ fn a_connection_to_ourselves_is_closed() {
 #[test]
 fn a_seed_sends_each_chunk_once_before_any_twice() {
     let (t0, _, mut sw, s, [h1, h2]) = seed_and_two_callers(3, |_| {});
-    sw.inject(t0, s, h1, Message::Request(0));
-    sw.inject(t0, s, h2, Message::Request(0));
+    sw.inject(t0, s, h1, Message::Request { index: 0, sole: false });
+    sw.inject(t0, s, h2, Message::Request { index: 0, sole: false });
     let refused =
         |sw: &Harness| sw.said_on(s, h2).into_iter().filter(|m| matches!(m, Seen::Reject(..))).collect::<Vec<_>>();
     assert_eq!(refused(&sw), [Seen::Reject(0, RejectReason::Spread)], "chunk 0 went to h1: h2 gets it there");
     assert!(!sw.said_on(s, h2).contains(&Seen::Have(0)), "no Have while chunks 1 and 2 have gone to nobody");
-    sw.inject(t0, s, h2, Message::Request(1));
-    sw.inject(t0, s, h1, Message::Request(2));
+    sw.inject(t0, s, h2, Message::Request { index: 1, sole: false });
+    sw.inject(t0, s, h1, Message::Request { index: 2, sole: false });
     assert_eq!(of(&sw.said_on(s, h2), Seen::Chunk), [1]);
     assert!(sw.said_on(s, h2).contains(&Seen::Have(0)), "every chunk has left once: chunk 0 is offered again");
-    sw.inject(t0, s, h2, Message::Request(0));
+    sw.inject(t0, s, h2, Message::Request { index: 0, sole: false });
     assert_eq!(of(&sw.said_on(s, h2), Seen::Chunk), [1, 0], "and served on request");
 }
 
 /// The peer a seed points to may not give the chunk (a poisoner claims
-/// every chunk): refused twice and asked again, the seed sends it.
+/// every chunk): refused twice and asked again, the seed sends it. (Within
+/// `JUDGE_AFTER` of its first request a seed takes its own uplink for the bound.)
 #[test]
 fn a_chunk_refused_with_spread_twice_and_asked_again_is_sent() {
     let (t0, _, mut sw, s, [liar, h]) = seed_and_two_callers(3, |_| {});
-    sw.inject(t0, s, liar, Message::Request(0));
-    sw.inject(t0, s, h, Message::Request(0));
+    sw.inject(t0, s, liar, Message::Request { index: 0, sole: false });
+    sw.inject(t0, s, h, Message::Request { index: 0, sole: false });
     assert!(sw.said_on(s, h).contains(&Seen::Reject(0, RejectReason::Spread)), "refused: the liar has it");
-    sw.inject(t0 + secs(3), s, h, Message::Request(0));
+    sw.inject(t0 + ms(100), s, h, Message::Request { index: 0, sole: false });
     assert_eq!(of(&sw.said_on(s, h), Seen::Chunk), [], "refused twice");
-    sw.inject(t0 + secs(6), s, h, Message::Request(0));
+    sw.inject(t0 + ms(200), s, h, Message::Request { index: 0, sole: false });
     assert_eq!(of(&sw.said_on(s, h), Seen::Chunk), [0], "asked a third time: sent");
 }
 
@@ -1718,8 +1722,8 @@ fn a_chunk_refused_with_spread_twice_and_asked_again_is_sent() {
 #[test]
 fn spread_refusals_count_across_a_no_slot_and_an_offer() {
     let (t0, f, mut sw, s, [liar, h]) = seed_and_two_callers(3, |c| c.slots = 2);
-    sw.inject(t0, s, liar, Message::Request(0));
-    sw.inject(t0, s, h, Message::Request(0));
+    sw.inject(t0, s, liar, Message::Request { index: 0, sole: false });
+    sw.inject(t0, s, h, Message::Request { index: 0, sole: false });
     assert!(sw.said_on(s, h).contains(&Seen::Reject(0, RejectReason::Spread)), "refused: the liar has it");
     // A peer comes and goes: the refused chunk is offered again.
     let passer = sw.accept(t0, s, hand_addr(3));
@@ -1727,16 +1731,16 @@ fn spread_refusals_count_across_a_no_slot_and_an_offer() {
     sw.close(t0, s, passer);
     sw.run(t0);
     assert!(sw.said_on(s, h).contains(&Seen::Have(0)), "offered again");
-    sw.inject(t0 + secs(1), s, h, Message::Request(0));
+    sw.inject(t0 + ms(100), s, h, Message::Request { index: 0, sole: false });
     let spreads =
         |sw: &Harness| sw.said_on(s, h).iter().filter(|m| **m == Seen::Reject(0, RejectReason::Spread)).count();
     assert_eq!(spreads(&sw), 2, "refused a second time");
     // It asks again while the slot is away: NoSlot, which does not use up the count.
     sw.hosts[s].m.sessions.get_mut(&h).unwrap().slot_since = None;
-    sw.inject(t0 + secs(2), s, h, Message::Request(0));
+    sw.inject(t0 + ms(200), s, h, Message::Request { index: 0, sole: false });
     assert!(sw.said_on(s, h).contains(&Seen::Reject(0, RejectReason::NoSlot)));
-    sw.hosts[s].m.sessions.get_mut(&h).unwrap().slot_since = Some(t0 + secs(2));
-    sw.inject(t0 + secs(3), s, h, Message::Request(0));
+    sw.hosts[s].m.sessions.get_mut(&h).unwrap().slot_since = Some(t0 + ms(200));
+    sw.inject(t0 + ms(100), s, h, Message::Request { index: 0, sole: false });
     assert_eq!(of(&sw.said_on(s, h), Seen::Chunk), [0], "refused twice, asked again with a slot: sent");
 }
 
@@ -1751,18 +1755,78 @@ fn a_chunk_refused_to_many_askers_since_it_went_out_is_sent() {
     sw.run(t0);
     let liar = sw.accept(t0, s, hand_addr(1));
     sw.greet(t0, s, liar, &f, &[], None);
-    sw.inject(t0, s, liar, Message::Request(0));
+    sw.inject(t0, s, liar, Message::Request { index: 0, sole: false });
     let mut askers = Vec::new();
     for n in 0..CHUNK_REFUSALS + 2 {
         let at = t0 + ms(n as u64);
         let h = sw.accept(at, s, hand_addr(n as u16 + 2));
         sw.greet(at, s, h, &f, &[], None);
-        sw.inject(at, s, h, Message::Request(0));
+        sw.inject(at, s, h, Message::Request { index: 0, sole: false });
         let got = of(&sw.said_on(s, h), Seen::Chunk).contains(&0);
         assert_eq!(got, n == CHUNK_REFUSALS, "asker {n}: refused {CHUNK_REFUSALS} times, then sent once");
         askers.push(h);
     }
     assert!(sw.said_on(s, askers[CHUNK_REFUSALS + 1]).contains(&Seen::Reject(0, RejectReason::Spread)));
+}
+
+/// While the peers bound the swarm (here they relayed nothing), a seed sends
+/// a chunk a second time only to an asker with no other holder to use, and
+/// to nobody while its copy to another peer is on its way (no Have yet).
+#[test]
+fn a_seed_bound_by_its_peers_sends_a_chunk_again_only_to_a_sole_asker() {
+    let (t0, _, mut sw, s, [h1, h2]) = seed_and_two_callers(3, |_| {});
+    sw.inject(t0, s, h1, Message::Request { index: 0, sole: false });
+    let t1 = t0 + secs(1);
+    sw.inject(t1, s, h2, Message::Request { index: 0, sole: false });
+    let spread = |sw: &Harness| of(&sw.said_on(s, h2), |i| Seen::Reject(i, RejectReason::Spread));
+    assert_eq!(spread(&sw), [0], "h1 holds it and h2 may use h1");
+    sw.inject(t1, s, h2, Message::Request { index: 0, sole: true });
+    assert_eq!(of(&sw.said_on(s, h2), Seen::Chunk), [0], "h2 cannot use h1");
+    sw.inject(t1, s, h1, Message::Request { index: 1, sole: false });
+    assert_eq!(of(&sw.said_on(s, h1), Seen::Chunk), [0, 1], "a first copy goes to anyone");
+    sw.inject(t1 + ms(299), s, h2, Message::Request { index: 1, sole: true });
+    assert_eq!(spread(&sw), [0, 1], "on its way to h1");
+    sw.inject(t1 + IN_FLIGHT, s, h2, Message::Request { index: 1, sole: true });
+    assert_eq!(of(&sw.said_on(s, h2), Seen::Chunk), [0, 1], "h1 has had it for a while");
+    sw.inject(t1, s, h1, Message::Request { index: 2, sole: false });
+    sw.inject(t1, s, h1, Message::Have(2));
+    sw.inject(t1, s, h2, Message::Request { index: 2, sole: true });
+    assert_eq!(of(&sw.said_on(s, h2), Seen::Chunk), [0, 1, 2], "h1 said it has it");
+}
+
+/// An asker tells a holder of every chunk (a seed, perhaps, which then sends
+/// a chunk it sent before) when it can use no other holder of that chunk:
+/// one that holds it, serves it and has delivered a verified chunk.
+#[test]
+fn a_request_says_sole_while_no_other_holder_serves_and_has_delivered() {
+    let (t0, f, mut sw) = start(16);
+    let l = sw.peer(t0, &f, &[], |_| {});
+    sw.run(t0);
+    let asked = |sw: &Harness, conn| {
+        let requests = sw.messages_on(l, conn).filter_map(|m| match m {
+            Message::Request { index, sole } => Some((index, sole)),
+            _ => None,
+        });
+        requests.collect::<Vec<_>>()
+    };
+    let deliver = |sw: &mut Harness, conn, nth: usize| {
+        let (index, _) = asked(sw, conn)[nth];
+        sw.inject(t0, l, conn, Message::Chunk { index, data: &f.chunk(index) });
+    };
+    let (a, b) = (sw.accept(t0, l, hand_addr(1)), sw.accept(t0, l, hand_addr(2)));
+    sw.greet(t0, l, a, &f, &f.all(), Some(State::Available));
+    sw.greet(t0, l, b, &f, &f.all(), Some(State::Available));
+    assert!(asked(&sw, a).iter().chain(&asked(&sw, b)).all(|(_, sole)| *sole), "neither has delivered");
+    deliver(&mut sw, b, 0);
+    let before = asked(&sw, a).len();
+    deliver(&mut sw, a, 0);
+    let later = asked(&sw, a)[before..].to_vec();
+    assert!(!later.is_empty() && later.iter().all(|(_, sole)| !sole), "b delivered: {later:?}");
+    sw.inject(t0, l, b, Message::State(State::Unavailable));
+    let before = asked(&sw, a).len();
+    deliver(&mut sw, a, 1);
+    let later = asked(&sw, a)[before..].to_vec();
+    assert!(!later.is_empty() && later.iter().all(|(_, sole)| *sole), "b serves no more: {later:?}");
 }
 
 /// Host `h` (1 slot, held by a peer that asked for one chunk) is called by
@@ -1771,7 +1835,7 @@ fn a_chunk_refused_to_many_askers_since_it_went_out_is_sent() {
 fn two_waiting(sw: &mut Harness, t0: Instant, h: usize, f: &TestFile) -> (ConnId, ConnId) {
     let holder = sw.accept(t0, h, hand_addr(1));
     sw.greet(t0, h, holder, f, &[], None);
-    sw.inject(t0, h, holder, Message::Request(0));
+    sw.inject(t0, h, holder, Message::Request { index: 0, sole: false });
     let older = sw.accept(t0 + ms(1), h, hand_addr(2));
     sw.greet(t0 + ms(1), h, older, f, &[1, 2, 3], None);
     let behind = sw.accept(t0 + ms(2), h, hand_addr(3));

@@ -5,19 +5,11 @@
 use super::*;
 
 impl Machine {
-    pub(super) fn on_request(&mut self, now: Instant, conn: ConnId, index: u32) {
+    pub(super) fn on_request(&mut self, now: Instant, conn: ConnId, index: u32, sole: bool) {
         let mut spread_over = false;
-        // Only a seed that would refuse asks whether another peer has it: the
-        // scan over every connection stays off the common path. A chunk
-        // refused twice and asked again is sent: the peers we pointed to did
-        // not give it (a poisoner that claims it, one that left or stalls).
-        // The refusals are counted until it is sent, whatever came between
-        // (a NoSlot, the chunk offered again with a Have).
-        let Some(s) = self.sessions.get(&conn) else { return };
-        let again = s.spread_refusals.iter().filter(|i| **i == index).count() >= SPREAD_REFUSALS;
-        let spreading = !again && s.torrent.and_then(|id| self.torrents.get(&id)).is_some_and(|t| t.spreading(index));
-        let refuse = spreading && self.elsewhere(conn, index);
+        let (again, refuse) = self.spread_rule(now, conn, index, sole);
         let Some((s, t)) = self.pair(conn) else { return };
+        t.asked(now);
         if s.owed.len() >= MAX_PIPELINE {
             return self.violation(now, conn, "too many requests outstanding");
         }
@@ -137,6 +129,8 @@ impl Machine {
                             if let Some(theirs) = s.theirs.as_mut() {
                                 theirs.set(index);
                             }
+                            s.arriving.retain(|(_, at)| now < *at + IN_FLIGHT);
+                            s.arriving.push((index, now));
                         }
                         t.counters.uploaded += whole;
                         s.turn_sent += whole;
@@ -175,6 +169,44 @@ impl Machine {
         };
         Message::Reject { index, reason }.encode(out);
         (true, 0)
+    }
+
+    /// Whether a seed refuses `conn` chunk `index` with `Spread`, and whether
+    /// that peer is owed it whatever its past refusals (`again`). Only a seed
+    /// looks at its other connections: a leecher's requests stay off the scans.
+    ///
+    /// While our uplink bounds the swarm, distinct chunks go first
+    /// (`Torrent::spreading`). A chunk refused twice and asked again is sent:
+    /// the peers we pointed to did not give it (a poisoner that claims it, one
+    /// that left or stalls). The refusals are counted until it is sent,
+    /// whatever came between (a NoSlot, the chunk offered again with a Have).
+    ///
+    /// While the peers' uplinks bound it (`Torrent::peers_bound`), a chunk we
+    /// sent before goes to an asker that has no other holder to use
+    /// (`sole`), and to no one while a copy of ours is on its way to another.
+    fn spread_rule(&self, now: Instant, conn: ConnId, index: u32, sole: bool) -> (bool, bool) {
+        let Some(s) = self.sessions.get(&conn) else { return (false, false) };
+        let Some((id, t)) = s.torrent.and_then(|id| Some((id, self.torrents.get(&id)?))) else { return (false, false) };
+        let served = || self.sessions.values().filter(|o| o.torrent == Some(id) && o.phase == Phase::Open).count();
+        if t.is_origin() && t.peers_bound(now, served().min(self.config.slots)) {
+            let refuse =
+                t.promised_once(index) && (self.in_flight(now, conn, index) || (!sole && self.elsewhere(conn, index)));
+            return (sole, refuse);
+        }
+        let again = s.spread_refusals.iter().filter(|i| **i == index).count() >= SPREAD_REFUSALS;
+        (again, !again && t.spreading(index) && self.elsewhere(conn, index))
+    }
+
+    /// Whether another peer of `conn`'s file is owed chunk `index` by us, or
+    /// got it from us less than `IN_FLIGHT` ago and has not said so yet.
+    fn in_flight(&self, now: Instant, conn: ConnId, index: u32) -> bool {
+        let Some(id) = self.sessions.get(&conn).and_then(|s| s.torrent) else { return false };
+        self.sessions.iter().any(|(c, s)| {
+            *c != conn
+                && s.torrent == Some(id)
+                && (s.owed.contains(&Answer::Chunk(index))
+                    || s.arriving.iter().any(|(i, at)| *i == index && now < *at + IN_FLIGHT))
+        })
     }
 
     /// Whether another peer of `conn`'s file holds chunk `index` or is owed it
