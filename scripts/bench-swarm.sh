@@ -47,7 +47,8 @@
 #      LMK_SEEDER_ARGS / LMK_LEECHER_ARGS (extra options; none by default),
 #      LT_SET ("name=value ..." libtorrent settings for every peer; none by default,
 #      e.g. "enable_outgoing_utp=false enable_incoming_utp=false" for TCP only),
-#      SHM (/dev/shm), KEEP=1 keeps the run directory (logs of the last run), NO_INSTALL=1 never calls
+#      SHM (/dev/shm), KEEP=1 keeps the run directory (the last run's logs at its top, earlier ones in
+#      logs/rowR-SYSTEM-RUN), NO_INSTALL=1 never calls
 #      apt-get, LMK_BIN_DIR=dir with the lmk-* binaries (else cargo builds them).
 # Needs root (ip netns, tc). Every namespace, veth and bridge made here is
 # removed on exit, and every process started here is stopped by its PID.
@@ -441,6 +442,12 @@ RESULTS=$RUN/results.tsv
 run_one() {
     local sys=$1 row=$2 n=$3 mib=$4 k=$5 name src i status="ok" tx0 tx1 t0 end busy0 total0 busy1 total1 cpu
     name=$(file_name "$mib") src=$RUN/src/$name
+    if [ -n "${KEEP:-}" ] && [ -n "${LAST_RUN:-}" ]; then
+        # The previous run's logs, for a run that was slow for no reason seen in the table.
+        mkdir -p "$RUN/logs/$LAST_RUN"
+        mv "$RUN"/*.out "$RUN"/*.log "$RUN/logs/$LAST_RUN/" 2>/dev/null || true
+    fi
+    LAST_RUN=row$row-$sys-$k
     rm -rf "$RUN/out" "$RUN"/done.* "$RUN"/ready.* "$RUN"/*.out "$RUN"/*.log "$RUN/go"
     mkdir -p "$RUN/out"
     for ((i = 1; i <= n; i++)); do mkdir -p "$RUN/out/d$i"; done

@@ -30,8 +30,11 @@ const RANDOM_FIRST: u32 = 4;
 /// than 4 times between two sends, a few 3 or 4 times).
 pub const CHUNK_REFUSALS: usize = 4;
 
-/// How long a seed serves before it judges what bounds the swarm.
-const JUDGE_AFTER: Duration = Duration::from_millis(500);
+/// How long a seed serves before it judges what bounds the swarm. At first
+/// its peers hold only what it sent them, so every swarm looks bound by the
+/// peers: judged after 500 ms, 1000 peers in three classes finished at
+/// 1.162 x T_p2p against 1.105 (simulator, seed 1); after 2 s as built.
+const JUDGE_AFTER: Duration = Duration::from_secs(2);
 /// The peers bound the swarm while each upload slot's peer got from the
 /// others less than this share of what the seed sent (`Torrent::peers_bound`).
 const RELAY_SHARE: f64 = 0.9;

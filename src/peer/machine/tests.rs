@@ -1776,7 +1776,7 @@ fn a_chunk_refused_to_many_askers_since_it_went_out_is_sent() {
 fn a_seed_bound_by_its_peers_sends_a_chunk_again_only_to_a_sole_asker() {
     let (t0, _, mut sw, s, [h1, h2]) = seed_and_two_callers(3, |_| {});
     sw.inject(t0, s, h1, Message::Request { index: 0, sole: false });
-    let t1 = t0 + secs(1);
+    let t1 = t0 + secs(2);
     sw.inject(t1, s, h2, Message::Request { index: 0, sole: false });
     let spread = |sw: &Harness| of(&sw.said_on(s, h2), |i| Seen::Reject(i, RejectReason::Spread));
     assert_eq!(spread(&sw), [0], "h1 holds it and h2 may use h1");
