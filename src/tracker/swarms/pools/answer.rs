@@ -60,8 +60,11 @@ impl<R: Record> Table<R> {
                 _ => None,
             };
             match one {
-                Some(run) => spread(|| run, n, start, skip, &mut part, rng, blocks),
-                None => spread(|| Walk::new(&self.pools, role), n, start, skip, &mut part, rng, blocks),
+                Some(run) => spread(|| run, || std::iter::once(run), n, start, skip, &mut part, rng, blocks),
+                None => {
+                    let runs = || self.pools.iter().flat_map(move |p| p.lists[role].segments()).map(Vec::as_slice);
+                    spread(|| Walk::new(&self.pools, role), runs, n, start, skip, &mut part, rng, blocks);
+                }
             }
         }
         let taken = part.len;
@@ -71,10 +74,12 @@ impl<R: Record> Table<R> {
 }
 
 /// `sample`'s spread of as many peers as `part` has room for (`want`) over
-/// `n` positions (more than `want`) read through `new_walk()`, from position
-/// `start`.
-fn spread<'a, R: Record + 'a, W: Positions<'a, R>>(
+/// `n` positions (more than `want`) read through `new_walk()` (or in order,
+/// the list's `runs()`), from position `start`.
+#[allow(clippy::too_many_arguments)]
+fn spread<'a, R: Record + 'a, W: Positions<'a, R>, I: Iterator<Item = &'a [R]>>(
     new_walk: impl Fn() -> W,
+    runs: impl Fn() -> I,
     n: usize,
     start: usize,
     skip: R,
@@ -122,20 +127,21 @@ fn spread<'a, R: Record + 'a, W: Positions<'a, R>>(
     }
     // Short: fill from the targets this pass did not take, then from
     // every position in turn, skipping the peers already taken.
-    let mut walk = new_walk();
+    let mut cursor = Cursor::new(runs());
     let mut q = start;
     for j in 0..want {
         if part.is_full() {
             break;
         }
         if !on_target.contains(j) {
-            if let Some(r) = walk.get(q).filter(|r| *r != skip) {
+            if let Some(r) = cursor.get(q).filter(|r| *r != skip) {
                 part.push(r, rng);
             }
         }
         q += stride;
         if q >= n {
             q -= n;
+            cursor = Cursor::new(runs());
         }
     }
     if !part.is_full() {
@@ -146,6 +152,33 @@ fn spread<'a, R: Record + 'a, W: Positions<'a, R>>(
         let first_off = if stride > 1 { 1 } else { want };
         if let Some(r) = new_walk().get(wrap(start + first_off, n)) {
             part.push(r, rng);
+        }
+    }
+}
+
+/// A role's runs read at rising positions, as the fill-up reads its
+/// targets: the run of the last position and where it begins stay in
+/// registers (a `Walk` keeps its place in memory for its out-of-line moves),
+/// and moving on is taking the next run.
+struct Cursor<'a, R, I> {
+    run: &'a [R],
+    base: usize,
+    rest: I,
+}
+
+impl<'a, R: Copy, I: Iterator<Item = &'a [R]>> Cursor<'a, R, I> {
+    fn new(mut runs: I) -> Self {
+        Cursor { run: runs.next().unwrap_or_default(), base: 0, rest: runs }
+    }
+
+    /// The peer at position `p`, not below the last one asked for.
+    fn get(&mut self, p: usize) -> Option<R> {
+        loop {
+            if let Some(r) = self.run.get(p.wrapping_sub(self.base)) {
+                return Some(*r);
+            }
+            self.base += self.run.len();
+            self.run = self.rest.next()?;
         }
     }
 }
