@@ -97,7 +97,14 @@ fn spread<'a, R: Record + 'a, W: Positions<'a, R>, I: Iterator<Item = &'a [R]>>(
     let mut cursor = start;
     // Which targets (`start + j * stride`) this pass took, for the next.
     let mut on_target = Marks::default();
+    // The block of all the peers, if they share one (a swarm behind one /24,
+    // or aquatic's load): once the answer holds it, every position hops,
+    // around the list and back, and the pass can stop there.
+    let whole = one_block(runs());
     for j in 0..want {
+        if whole.is_some_and(|b| blocks.contains(b)) {
+            break;
+        }
         let mut q = cursor.max(start + j * stride);
         while q < start + 2 * n {
             let Some((list, pos)) = walk.seek(wrap(q, n)) else { break };
@@ -154,6 +161,14 @@ fn spread<'a, R: Record + 'a, W: Positions<'a, R>, I: Iterator<Item = &'a [R]>>(
             part.push(r, rng);
         }
     }
+}
+
+/// The block of all the peers in `runs`, if they share one: each run is
+/// sorted, so its ends tell (the runs of two pools are not in order).
+fn one_block<'a, R: Record + 'a>(runs: impl Iterator<Item = &'a [R]>) -> Option<u64> {
+    let mut ends = runs.flat_map(|s| s.first().into_iter().chain(s.last())).map(R::block);
+    let first = ends.next()?;
+    ends.all(|b| b == first).then_some(first)
 }
 
 /// A role's runs read at rising positions, as the fill-up reads its
