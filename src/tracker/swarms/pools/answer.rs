@@ -59,11 +59,12 @@ impl<R: Record> Table<R> {
                 },
                 _ => None,
             };
+            let whole = one_block(self.pools.iter().map(|p| p.lists[role].segments()));
             match one {
-                Some(run) => spread(|| run, || std::iter::once(run), n, start, skip, &mut part, rng, blocks),
+                Some(run) => spread(|| run, || std::iter::once(run), whole, n, start, skip, &mut part, rng, blocks),
                 None => {
                     let runs = || self.pools.iter().flat_map(move |p| p.lists[role].segments()).map(Vec::as_slice);
-                    spread(|| Walk::new(&self.pools, role), runs, n, start, skip, &mut part, rng, blocks);
+                    spread(|| Walk::new(&self.pools, role), runs, whole, n, start, skip, &mut part, rng, blocks);
                 }
             }
         }
@@ -75,11 +76,13 @@ impl<R: Record> Table<R> {
 
 /// `sample`'s spread of as many peers as `part` has room for (`want`) over
 /// `n` positions (more than `want`) read through `new_walk()` (or in order,
-/// the list's `runs()`), from position `start`.
+/// the list's `runs()`), from position `start`; `whole` is the block of all
+/// of them if they share one.
 #[allow(clippy::too_many_arguments)]
 fn spread<'a, R: Record + 'a, W: Positions<'a, R>, I: Iterator<Item = &'a [R]>>(
     new_walk: impl Fn() -> W,
     runs: impl Fn() -> I,
+    whole: Option<u64>,
     n: usize,
     start: usize,
     skip: R,
@@ -97,10 +100,8 @@ fn spread<'a, R: Record + 'a, W: Positions<'a, R>, I: Iterator<Item = &'a [R]>>(
     let mut cursor = start;
     // Which targets (`start + j * stride`) this pass took, for the next.
     let mut on_target = Marks::default();
-    // The block of all the peers, if they share one (a swarm behind one /24,
-    // or aquatic's load): once the answer holds it, every position hops,
-    // around the list and back, and the pass can stop there.
-    let whole = one_block(runs());
+    // Once the answer holds the block all the peers share (`whole`), every
+    // position hops, around the list and back: the pass can stop there.
     for j in 0..want {
         if whole.is_some_and(|b| blocks.contains(b)) {
             break;
@@ -163,12 +164,15 @@ fn spread<'a, R: Record + 'a, W: Positions<'a, R>, I: Iterator<Item = &'a [R]>>(
     }
 }
 
-/// The block of all the peers in `runs`, if they share one: each run is
-/// sorted, so its ends tell (the runs of two pools are not in order).
-fn one_block<'a, R: Record + 'a>(runs: impl Iterator<Item = &'a [R]>) -> Option<u64> {
-    let mut ends = runs.flat_map(|s| s.first().into_iter().chain(s.last())).map(R::block);
-    let first = ends.next()?;
-    ends.all(|b| b == first).then_some(first)
+/// The block of all the peers of `lists` (each given as its runs), if
+/// they share one (a swarm behind one /24, or aquatic's load): a list is
+/// sorted, so its two ends tell.
+fn one_block<'a, R: Record + 'a>(lists: impl Iterator<Item = &'a [Vec<R>]>) -> Option<u64> {
+    let ends =
+        |runs: &'a [Vec<R>]| runs.first().and_then(|s| s.first()).into_iter().chain(runs.last().and_then(|s| s.last()));
+    let mut blocks = lists.flat_map(ends).map(R::block);
+    let first = blocks.next()?;
+    blocks.all(|b| b == first).then_some(first)
 }
 
 /// A role's runs read at rising positions, as the fill-up reads its
