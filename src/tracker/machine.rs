@@ -15,12 +15,12 @@ use super::swarms::{Change, Millis, Swarms};
 pub use super::swarms::{Full, Limits};
 use crate::common::fmt;
 use crate::common::rng::Rng;
-use crate::common::siphash::siphash24;
 use crate::common::text::escape;
 use crate::hash::Hash20;
 use crate::meta::FileMeta;
 use crate::wire::catalog as cat;
 use crate::wire::udp::{self, Event, Request, RequestError, Response, ScrapeStats};
+use ids::ConnectionIds;
 
 /// Connection ids are valid for the epoch they were made in and the next:
 /// at least 2 minutes, as BEP 15 asks.
@@ -143,6 +143,7 @@ pub struct Tracker {
     /// The last `now` seen and its time since `start` (`since_start`).
     elapsed: Cell<(Instant, Duration)>,
     secret: [u8; 16],
+    ids: ConnectionIds,
     rng: Rng,
     swarms: Swarms,
     catalog: Catalog,
@@ -169,6 +170,7 @@ impl Tracker {
             start: now,
             elapsed: Cell::new((now, Duration::ZERO)),
             secret,
+            ids: ConnectionIds::new(secret),
             rng,
             swarms,
             catalog: Catalog::default(),
@@ -206,9 +208,9 @@ impl Tracker {
             }
             Ok(Request::Connect { transaction_id }) => {
                 self.stats.connects += 1;
-                Response::Connect { transaction_id, connection_id: self.connection_id(from.ip(), self.epoch(now)) }
+                Response::Connect { transaction_id, connection_id: self.ids.issue(from.ip(), self.epoch(now)) }
             }
-            Ok(req) if !self.valid_connection_id(from.ip(), now, connection_id(&req)) => {
+            Ok(req) if !self.ids.check(from.ip(), self.epoch(now), connection_id(&req)) => {
                 debug!("udp {from}: refused: {UNKNOWN_CONNECTION_ID}");
                 self.error(req.transaction_id(), UNKNOWN_CONNECTION_ID, data.len())
             }
@@ -516,26 +518,6 @@ impl Tracker {
         self.elapsed.set((now, since));
         since
     }
-
-    /// Keyed hash (SipHash-2-4 under the secret) of the client's IP address
-    /// and a coarse time: stateless, and a spoofed source cannot learn an id
-    /// it could use. Not the port: BEP 15 ties nothing to it, and libtorrent
-    /// uses one id from all its sockets.
-    fn connection_id(&self, ip: IpAddr, epoch: u64) -> u64 {
-        let ip = match ip.to_canonical() {
-            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-            IpAddr::V6(v6) => v6.octets(),
-        };
-        let mut input = [0u8; 24];
-        input[..16].copy_from_slice(&ip);
-        input[16..].copy_from_slice(&epoch.to_be_bytes());
-        siphash24(&self.secret, &input)
-    }
-
-    fn valid_connection_id(&self, ip: IpAddr, now: Instant, id: u64) -> bool {
-        let epoch = self.epoch(now);
-        id == self.connection_id(ip, epoch) || (epoch > 0 && id == self.connection_id(ip, epoch - 1))
-    }
 }
 
 fn connection_id(req: &Request) -> u64 {
@@ -563,5 +545,6 @@ fn role(seeder: bool) -> &'static str {
 }
 
 mod http;
+mod ids;
 #[cfg(test)]
 mod tests;

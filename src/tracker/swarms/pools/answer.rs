@@ -59,9 +59,13 @@ impl<R: Record> Table<R> {
                 },
                 _ => None,
             };
+            let whole = one_block(self.pools.iter().map(|p| p.lists[role].segments()));
             match one {
-                Some(run) => spread(|| run, n, start, skip, &mut part, rng, blocks),
-                None => spread(|| Walk::new(&self.pools, role), n, start, skip, &mut part, rng, blocks),
+                Some(run) => spread(|| run, || std::iter::once(run), whole, n, start, skip, &mut part, rng, blocks),
+                None => {
+                    let runs = || self.pools.iter().flat_map(move |p| p.lists[role].segments()).map(Vec::as_slice);
+                    spread(|| Walk::new(&self.pools, role), runs, whole, n, start, skip, &mut part, rng, blocks);
+                }
             }
         }
         let taken = part.len;
@@ -71,10 +75,14 @@ impl<R: Record> Table<R> {
 }
 
 /// `sample`'s spread of as many peers as `part` has room for (`want`) over
-/// `n` positions (more than `want`) read through `new_walk()`, from position
-/// `start`.
-fn spread<'a, R: Record + 'a, W: Positions<'a, R>>(
+/// `n` positions (more than `want`) read through `new_walk()` (or in order,
+/// the list's `runs()`), from position `start`; `whole` is the block of all
+/// of them if they share one.
+#[allow(clippy::too_many_arguments)]
+fn spread<'a, R: Record + 'a, W: Positions<'a, R>, I: Iterator<Item = &'a [R]>>(
     new_walk: impl Fn() -> W,
+    runs: impl Fn() -> I,
+    whole: Option<u64>,
     n: usize,
     start: usize,
     skip: R,
@@ -92,7 +100,12 @@ fn spread<'a, R: Record + 'a, W: Positions<'a, R>>(
     let mut cursor = start;
     // Which targets (`start + j * stride`) this pass took, for the next.
     let mut on_target = Marks::default();
+    // Once the answer holds the block all the peers share (`whole`), every
+    // position hops, around the list and back: the pass can stop there.
     for j in 0..want {
+        if whole.is_some_and(|b| blocks.contains(b)) {
+            break;
+        }
         let mut q = cursor.max(start + j * stride);
         while q < start + 2 * n {
             let Some((list, pos)) = walk.seek(wrap(q, n)) else { break };
@@ -122,20 +135,21 @@ fn spread<'a, R: Record + 'a, W: Positions<'a, R>>(
     }
     // Short: fill from the targets this pass did not take, then from
     // every position in turn, skipping the peers already taken.
-    let mut walk = new_walk();
+    let mut cursor = Cursor::new(runs());
     let mut q = start;
     for j in 0..want {
         if part.is_full() {
             break;
         }
         if !on_target.contains(j) {
-            if let Some(r) = walk.get(q).filter(|r| *r != skip) {
+            if let Some(r) = cursor.get(q).filter(|r| *r != skip) {
                 part.push(r, rng);
             }
         }
         q += stride;
         if q >= n {
             q -= n;
+            cursor = Cursor::new(runs());
         }
     }
     if !part.is_full() {
@@ -146,6 +160,44 @@ fn spread<'a, R: Record + 'a, W: Positions<'a, R>>(
         let first_off = if stride > 1 { 1 } else { want };
         if let Some(r) = new_walk().get(wrap(start + first_off, n)) {
             part.push(r, rng);
+        }
+    }
+}
+
+/// The block of all the peers of `lists` (each given as its runs), if
+/// they share one (a swarm behind one /24, or aquatic's load): a list is
+/// sorted, so its two ends tell.
+fn one_block<'a, R: Record + 'a>(lists: impl Iterator<Item = &'a [Vec<R>]>) -> Option<u64> {
+    let ends =
+        |runs: &'a [Vec<R>]| runs.first().and_then(|s| s.first()).into_iter().chain(runs.last().and_then(|s| s.last()));
+    let mut blocks = lists.flat_map(ends).map(R::block);
+    let first = blocks.next()?;
+    blocks.all(|b| b == first).then_some(first)
+}
+
+/// A role's runs read at rising positions, as the fill-up reads its
+/// targets: the run of the last position and where it begins stay in
+/// registers (a `Walk` keeps its place in memory for its out-of-line moves),
+/// and moving on is taking the next run.
+struct Cursor<'a, R, I> {
+    run: &'a [R],
+    base: usize,
+    rest: I,
+}
+
+impl<'a, R: Copy, I: Iterator<Item = &'a [R]>> Cursor<'a, R, I> {
+    fn new(mut runs: I) -> Self {
+        Cursor { run: runs.next().unwrap_or_default(), base: 0, rest: runs }
+    }
+
+    /// The peer at position `p`, not below the last one asked for.
+    fn get(&mut self, p: usize) -> Option<R> {
+        loop {
+            if let Some(r) = self.run.get(p.wrapping_sub(self.base)) {
+                return Some(*r);
+            }
+            self.base += self.run.len();
+            self.run = self.rest.next()?;
         }
     }
 }
