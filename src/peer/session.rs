@@ -158,8 +158,8 @@ pub struct Session {
     /// Chunks we refused it with `Spread`, once per refusal, until each is
     /// sent (a chunk refused `SPREAD_REFUSALS` times is sent when asked again).
     pub spread_refusals: Vec<u32>,
-    /// Chunks whose frame to it is queued whole and whose Have has not come,
-    /// and when (a seed's chunks in flight, `IN_FLIGHT`).
+    /// Chunks of a file we hold whole whose frame to it is queued whole, and
+    /// when, until its Have comes or `IN_FLIGHT` passes (a seed's copies on their way).
     pub arriving: Vec<(u32, Instant)>,
     /// Chunks it refused us with `Spread`, and when we ask it again anyway
     /// (should its Have be lost, or the peer it sent us to be of no use).
