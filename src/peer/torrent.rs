@@ -226,7 +226,7 @@ impl Torrent {
     /// we sent. Then a second copy from us is worth more than a refusal;
     /// otherwise our uplink is the bound and distinct chunks come first.
     pub fn peers_bound(&self, now: Instant, served: usize) -> bool {
-        if !self.serving_since.is_some_and(|since| now >= since + JUDGE_AFTER) {
+        if self.serving_since.is_none_or(|since| now < since + JUDGE_AFTER) {
             return false;
         }
         let each = self.relayed as f64 * f64::from(self.meta.chunk_size()) / served.max(1) as f64;

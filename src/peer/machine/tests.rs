@@ -454,7 +454,7 @@ fn requests_for_chunks_never_announced_or_without_a_slot_are_rejected() {
 
     let before = sw.hosts[a].m.violations;
     for index in [2, 0, 9] {
-        sw.inject(t0, a, h1, Message::Request { index: index, sole: false });
+        sw.inject(t0, a, h1, Message::Request { index, sole: false });
     }
     let answers = sw.said_on(a, h1).split_off(3);
     let reject = Seen::Reject;
@@ -589,7 +589,7 @@ fn a_slot_rotates_to_the_waiting_peer_and_the_old_holder_gets_what_it_asked_befo
     sw.inject(t0 + secs(8), s, h1, Message::Request { index: 1, sole: false });
     sw.hosts[s].hold = true;
     for index in [2, 3, 4] {
-        sw.inject(t0 + ms(9500), s, h1, Message::Request { index: index, sole: false });
+        sw.inject(t0 + ms(9500), s, h1, Message::Request { index, sole: false });
     }
     sw.run(t0 + secs(10) - ms(1));
     assert_eq!(sw.said_on(s, h1).len(), 5, "one tick before the rotation nothing changes");
@@ -715,7 +715,7 @@ fn a_slot_holder_that_reads_nothing_is_closed_and_a_slow_reader_is_not() {
 /// The peer on host `i`'s `conn` asks for `chunks`, all in one write.
 fn ask(sw: &mut Harness, now: Instant, i: usize, conn: ConnId, chunks: std::ops::Range<u32>) {
     let mut bytes = Vec::new();
-    chunks.for_each(|index| Message::Request { index: index, sole: false }.encode(&mut bytes));
+    chunks.for_each(|index| Message::Request { index, sole: false }.encode(&mut bytes));
     sw.inject_bytes(now, i, conn, &bytes);
 }
 
@@ -899,8 +899,7 @@ fn an_address_that_read_nothing_waits_behind_the_other_peers() {
     let other = sw.accept(at, s, hand_addr(3));
     sw.greet(at, s, other, &f, &[4, 5, 6], None);
     for index in 0..4 {
-        sw.inject(at, s, reader, Message::Request { index: index, sole: false });
-        // a whole turn
+        sw.inject(at, s, reader, Message::Request { index, sole: false }); // a whole turn
     }
     sw.run(at);
     assert_eq!(sw.said_on(s, other).last(), Some(&Seen::State(State::Connected)), "the turn goes to the other waiter");
@@ -926,8 +925,7 @@ fn a_peer_that_reads_nothing_of_its_queue_waits_behind_the_others() {
     sw.run(t1);
     assert_eq!(sw.said_on(s, other).last(), Some(&Seen::State(State::Connected)), "it asked for nothing more");
     for index in 1..=4 {
-        sw.inject(t1, s, other, Message::Request { index: index, sole: false });
-        // a whole turn, read at once
+        sw.inject(t1, s, other, Message::Request { index, sole: false }); // a whole turn, read at once
     }
     sw.run(t1);
     assert_eq!(sw.said_on(s, fresh).last(), Some(&Seen::State(State::Connected)), "the turn skips the non-reader");
@@ -953,8 +951,7 @@ fn a_peer_that_asked_for_nothing_in_its_turn_waits_behind_the_others() {
     assert_eq!(sw.said_on(s, done).last(), Some(&Seen::State(State::Unavailable)), "asked for nothing in its turn");
     assert_eq!(sw.said_on(s, other).last(), Some(&Seen::State(State::Connected)));
     for index in 1..=4 {
-        sw.inject(t1, s, other, Message::Request { index: index, sole: false });
-        // a whole turn
+        sw.inject(t1, s, other, Message::Request { index, sole: false }); // a whole turn
     }
     sw.run(t1);
     assert_eq!(sw.said_on(s, wants).last(), Some(&Seen::State(State::Connected)), "not the idle peer with fewer");
@@ -988,7 +985,7 @@ fn the_upload_bucket_paces_chunks_and_serves_downloaders_in_turn() {
     for (k, h) in [h1, h2].into_iter().enumerate() {
         sw.greet(t0, s, h, &f, &[], None);
         for index in 4 * k as u32..4 * k as u32 + 4 {
-            sw.inject(t0, s, h, Message::Request { index: index, sole: false });
+            sw.inject(t0, s, h, Message::Request { index, sole: false });
         }
     }
     let served = |sw: &Harness| -> Vec<ConnId> {
@@ -1037,7 +1034,7 @@ fn upload_all_but_the_last(sw: &mut Harness, d: usize, f: &TestFile, t0: Instant
     let h = sw.accept(t0 + secs(1), d, hand_addr(1));
     sw.greet(t0 + secs(1), d, h, f, &[], None);
     for index in 0..3 {
-        sw.inject(t0 + secs(1), d, h, Message::Request { index: index, sole: false });
+        sw.inject(t0 + secs(1), d, h, Message::Request { index, sole: false });
     }
     assert_eq!(of(&sw.said_on(d, h), Seen::Chunk), [0, 1, 2]);
     h
@@ -1740,7 +1737,7 @@ fn spread_refusals_count_across_a_no_slot_and_an_offer() {
     sw.inject(t0 + ms(200), s, h, Message::Request { index: 0, sole: false });
     assert!(sw.said_on(s, h).contains(&Seen::Reject(0, RejectReason::NoSlot)));
     sw.hosts[s].m.sessions.get_mut(&h).unwrap().slot_since = Some(t0 + ms(200));
-    sw.inject(t0 + ms(100), s, h, Message::Request { index: 0, sole: false });
+    sw.inject(t0 + ms(300), s, h, Message::Request { index: 0, sole: false });
     assert_eq!(of(&sw.said_on(s, h), Seen::Chunk), [0], "refused twice, asked again with a slot: sent");
 }
 
