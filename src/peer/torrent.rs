@@ -146,10 +146,12 @@ pub struct Torrent {
     origin: bool,
     /// A seed's `Spread` refusals of each chunk since it last went out.
     refusals: Vec<u8>,
-    /// A seed's first Request, and the chunks the peers it serves got from
-    /// others since (their Haves of chunks it did not send them).
+    /// A seed's first Request, the chunks the peers it serves got from
+    /// others since (their Haves of chunks it did not send them), and the
+    /// most peers it served at once, whose Haves those are.
     serving_since: Option<Instant>,
     relayed: u64,
+    served_most: usize,
     /// Chunks two connections wrote at once (an end-game duplicate): the
     /// first to pass its check is read back and checked again before it is
     /// held, since the other's bytes may have landed over its own.
@@ -187,6 +189,7 @@ impl Torrent {
             refusals: if origin { vec![0; chunks as usize] } else { Vec::new() },
             serving_since: None,
             relayed: 0,
+            served_most: 0,
             contested: BTreeSet::new(),
             answers: AnswerTimes::default(),
         }
@@ -206,10 +209,12 @@ impl Torrent {
         self.promised.get(index as usize).is_some_and(|&n| n > 0)
     }
 
-    /// A seed was asked for a chunk: what bounds the swarm is judged from here.
-    pub fn asked(&mut self, now: Instant) {
+    /// A seed was asked for a chunk while serving `served` peers: what
+    /// bounds the swarm is judged from here.
+    pub fn asked(&mut self, now: Instant, served: usize) {
         if self.origin {
             self.serving_since.get_or_insert(now);
+            self.served_most = self.served_most.max(served);
         }
     }
 
@@ -221,15 +226,19 @@ impl Torrent {
     }
 
     /// Whether the peers' uplinks, not ours, bound a seed's swarm: each of the
-    /// `served` peers (those on our upload slots, the only ones that send
-    /// Haves to a seed) got less from the others than `RELAY_SHARE` x what
-    /// we sent. Then a second copy from us is worth more than a refusal;
-    /// otherwise our uplink is the bound and distinct chunks come first.
-    pub fn peers_bound(&self, now: Instant, served: usize) -> bool {
+    /// most peers served at once (those on our upload slots, the only ones
+    /// that send Haves to a seed) got less from the others than
+    /// `RELAY_SHARE` x what we sent. Then a second copy from us is worth more
+    /// than a refusal; otherwise our uplink is the bound and distinct chunks
+    /// come first. The most, not the peers served now: finished peers that
+    /// leave take no relayed chunk with them (with half the peers at 5 MiB/s
+    /// the seed judged itself the bound once the fast ones left, and sent the
+    /// slow ones 0.25 copies more that the finished peers were serving).
+    pub fn peers_bound(&self, now: Instant) -> bool {
         if self.serving_since.is_none_or(|since| now < since + JUDGE_AFTER) {
             return false;
         }
-        let each = self.relayed as f64 * f64::from(self.meta.chunk_size()) / served.max(1) as f64;
+        let each = self.relayed as f64 * f64::from(self.meta.chunk_size()) / self.served_most.max(1) as f64;
         each < RELAY_SHARE * self.counters.uploaded as f64
     }
 
@@ -499,16 +508,19 @@ mod tests {
         let store = Content::with_bytes("f", 1 << 20, crate::meta::MIN_CHUNK, 1).unwrap().store(None, all.clone());
         let mut t = Torrent::new(meta, Box::new(store), all, Goal::Forever, 1, now);
         let chunk = u64::from(crate::meta::MIN_CHUNK);
-        assert!(!t.peers_bound(now + JUDGE_AFTER, 2), "not asked yet");
-        t.asked(now);
+        assert!(!t.peers_bound(now + JUDGE_AFTER), "not asked yet");
+        t.asked(now, 2);
         t.counters.uploaded = 10 * chunk;
-        assert!(!t.peers_bound(now + JUDGE_AFTER / 2, 2), "too early to judge");
-        assert!(t.peers_bound(now + JUDGE_AFTER, 2), "sent 10 chunks, its peers got none from each other");
+        assert!(!t.peers_bound(now + JUDGE_AFTER / 2), "too early to judge");
+        assert!(t.peers_bound(now + JUDGE_AFTER), "sent 10 chunks, its peers got none from each other");
         (0..17).for_each(|_| t.relayed());
-        assert!(t.peers_bound(now + JUDGE_AFTER, 2), "8.5 chunks each against 10 sent");
+        assert!(t.peers_bound(now + JUDGE_AFTER), "8.5 chunks each against 10 sent");
         (0..2).for_each(|_| t.relayed());
-        assert!(!t.peers_bound(now + JUDGE_AFTER, 2), "9.5 chunks each: our uplink is the bound");
-        assert!(t.peers_bound(now + JUDGE_AFTER, 3), "6.3 each among three");
+        assert!(!t.peers_bound(now + JUDGE_AFTER), "9.5 chunks each: our uplink is the bound");
+        t.asked(now, 3);
+        assert!(t.peers_bound(now + JUDGE_AFTER), "6.3 each among three");
+        t.asked(now, 1);
+        assert!(t.peers_bound(now + JUDGE_AFTER), "two of the three left: still 6.3 each");
     }
 
     #[test]

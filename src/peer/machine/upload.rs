@@ -7,9 +7,12 @@ use super::*;
 impl Machine {
     pub(super) fn on_request(&mut self, now: Instant, conn: ConnId, index: u32, sole: bool) {
         let mut spread_over = false;
+        let served = self.served(conn).min(self.config.slots);
+        if let Some((_, t)) = self.pair(conn) {
+            t.asked(now, served);
+        }
         let (again, refuse) = self.spread_rule(now, conn, index, sole);
         let Some((s, t)) = self.pair(conn) else { return };
-        t.asked(now);
         if s.owed.len() >= MAX_PIPELINE {
             return self.violation(now, conn, "too many requests outstanding");
         }
@@ -186,15 +189,22 @@ impl Machine {
     /// (`sole`), and to no one while a copy of ours is on its way to another.
     fn spread_rule(&self, now: Instant, conn: ConnId, index: u32, sole: bool) -> (bool, bool) {
         let Some(s) = self.sessions.get(&conn) else { return (false, false) };
-        let Some((id, t)) = s.torrent.and_then(|id| Some((id, self.torrents.get(&id)?))) else { return (false, false) };
-        let served = || self.sessions.values().filter(|o| o.torrent == Some(id) && o.phase == Phase::Open).count();
-        if t.is_origin() && t.peers_bound(now, served().min(self.config.slots)) {
+        let Some(t) = s.torrent.and_then(|id| self.torrents.get(&id)) else { return (false, false) };
+        if t.is_origin() && t.peers_bound(now) {
             let refuse =
                 t.promised_once(index) && (self.in_flight(now, conn, index) || (!sole && self.elsewhere(conn, index)));
             return (sole, refuse);
         }
         let again = s.spread_refusals.iter().filter(|i| **i == index).count() >= SPREAD_REFUSALS;
         (again, !again && t.spreading(index) && self.elsewhere(conn, index))
+    }
+
+    /// How many open sessions share `conn`'s file (counted only at a seed,
+    /// whose judge needs them: a leecher's requests stay off the scans).
+    fn served(&self, conn: ConnId) -> usize {
+        let Some(s) = self.sessions.get(&conn) else { return 0 };
+        let Some(id) = s.torrent.filter(|id| self.torrents.get(id).is_some_and(|t| t.is_origin())) else { return 0 };
+        self.sessions.values().filter(|o| o.torrent == Some(id) && o.phase == Phase::Open).count()
     }
 
     /// Whether another peer of `conn`'s file is owed chunk `index` by us, or
