@@ -37,6 +37,7 @@
 #      the run directory, NO_INSTALL=1 never calls apt-get, PREFAULT=0 skips the
 #      pre-faulting, LMK_BIN_DIR=dir with the lmk-* binaries (else cargo builds them),
 #      TRACKERS_ONLY=1 runs only the UDP tracker sections (6), not transfers or HTTP,
+#      TRANSFERS_ONLY=1 only the references and transfers (1-5), not the trackers,
 #      MANY (50; 0 skips): seeders sending at once in section 5b.
 set -euo pipefail
 
@@ -385,15 +386,15 @@ start_seeders() {
     done
     fail "the tracker does not list $want seeders of $4"
 }
-# leech LABEL TRACKER NAME BYTES SOURCE RUN SEEDERS: one verified download, timed.
+# leech LABEL TRACKER NAME BYTES SOURCE RUN SEEDERS [LEECHER OPTION...]: one verified download, timed.
 leech() {
-    local label=$1 pid rc mbps cpu used
+    local label=$1 pid rc mbps cpu used extra=("${@:8}")
     rm -rf "$RUN/out" && mkdir -p "$RUN/out"
     prefault $(($4 >> 20))
     # time(1) reports the leecher's wall time, user+sys and peak RSS (timeout adds ~1 MB, not more).
     # Not -q: its "done" line says how many peers sent (off a terminal, a plain progress line every few seconds).
     /usr/bin/time -f '%e %U %S %M' -o "$RUN/leech.time" timeout -k 5 300 \
-        "$BIN/lmk-leecher" --tracker "$2" --listen 127.0.0.1:0 --seed-ratio 0 get "$3" --out "$RUN/out" >"$RUN/leech.out" 2>"$RUN/leech.log" &
+        "$BIN/lmk-leecher" --tracker "$2" --listen 127.0.0.1:0 --seed-ratio 0 "${extra[@]}" get "$3" --out "$RUN/out" >"$RUN/leech.out" 2>"$RUN/leech.log" &
     pid=$!
     PIDS+=("$pid")
     rc=0
@@ -528,7 +529,10 @@ if [ "$MANY" -gt 0 ]; then
     section "LMKtorrent: 256 MiB from $MANY seeders sending at once, $RUNS run(s): leecher peak RSS"
     make_file "$RUN/src/many.bin" 256
     start_seeders "$MANY" "$LMK_TRACKER" "$RUN/src/many.bin" many
-    for i in $(seq "$RUNS"); do leech lmkmany "$LMK_TRACKER" many.bin $((256 << 20)) "$RUN/src/many.bin" "$i" "$MANY"; done
+    # A downloader dials at most half of --max-peers-per-file (the rest is for callers): twice MANY dials them all.
+    for i in $(seq "$RUNS"); do
+        leech lmkmany "$LMK_TRACKER" many.bin $((256 << 20)) "$RUN/src/many.bin" "$i" "$MANY" --max-peers-per-file $((2 * MANY))
+    done
     stop "${SEEDER_PIDS[@]}"
     SEEDER_PIDS=()
     rm -f "$RUN/src/many.bin"
@@ -538,6 +542,7 @@ fi # sections 1-5
 rm -rf "$RUN/src" "$RUN/out"
 
 # --- 6. trackers under load ---------------------------------------------------------
+if [ -z "${TRANSFERS_ONLY:-}" ]; then # sections 6-7
 section "trackers: BEP 15 announces/s (tracker_load: 4 sockets, window 64, 1000 hashes, ${TRACKER_SECONDS}s) and RSS after $TRACKER_PEERS peers"
 mkdir -p "$RUN/ot" "$RUN/aq"
 "$BIN/tracker_load" --hashes 1000 --whitelist-out "$RUN/ot/whitelist.txt" || fail "tracker_load --whitelist-out failed"
@@ -822,6 +827,7 @@ for i in $(seq "$RUNS"); do
     stop "$TR_PID"
 done
 fi
+fi # sections 6-7
 
 # --- 8. summary ------------------------------------------------------------------------
 ELAPSED=$(($(date +%s) - T0))
