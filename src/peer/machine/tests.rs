@@ -1791,6 +1791,28 @@ fn a_seed_bound_by_its_peers_sends_a_chunk_again_only_to_a_sole_asker() {
     assert_eq!(of(&sw.said_on(s, h2), Seen::Chunk), [0, 1, 2], "h1 said it has it");
 }
 
+/// A seed judges by the most peers it served at once: one that leaves takes
+/// no relayed chunk with it, so the judgement stands. (Over the two left,
+/// the 6 relayed chunks would be 3 each, above 0.9 x the 3 sent: the seed
+/// would take its own uplink for the bound and refuse h1's *sole* request.)
+#[test]
+fn a_seed_judges_by_the_most_peers_it_served_when_some_leave() {
+    let (t0, f, mut sw, s, [h1, h2]) = seed_and_two_callers(8, |_| {});
+    let h3 = sw.accept(t0, s, hand_addr(3));
+    sw.greet(t0, s, h3, &f, &[], None);
+    for (h, index) in [(h1, 0), (h2, 1), (h3, 2)] {
+        sw.inject(t0, s, h, Message::Request { index, sole: false });
+    }
+    for index in 3..8 {
+        sw.inject(t0, s, h1, Message::Have(index));
+    }
+    sw.inject(t0, s, h2, Message::Have(0));
+    let t1 = t0 + secs(2);
+    sw.close(t1, s, h3);
+    sw.inject(t1, s, h1, Message::Request { index: 1, sole: true });
+    assert_eq!(of(&sw.said_on(s, h1), Seen::Chunk), [0, 1], "2 relayed each of three: still the peers' bound");
+}
+
 /// An asker tells a holder of every chunk (a seed, perhaps, which then sends
 /// a chunk it sent before) when it can use no other holder of that chunk:
 /// one that holds it, serves it and has delivered a verified chunk.
