@@ -1014,6 +1014,36 @@ fn the_upload_bucket_paces_chunks_and_serves_downloaders_in_turn() {
     assert_eq!(served(&sw), [h1, h1, h2, h1, h2, h1, h2, h2], "served in turn");
 }
 
+/// Under an upload limit a peer in turn whose queue the kernel has not taken
+/// is passed over: a slow or non-reading peer held every other's chunks.
+#[test]
+fn the_upload_bucket_passes_over_a_peer_whose_queue_is_not_taken() {
+    let (t0, f, mut sw) = start(9);
+    let s = sw.peer(t0, &f, &f.all(), |c| c.up_limit = Some(4 * CHUNK as u64)); // 4 chunks a second
+    sw.run(t0);
+    let (h1, h2) = (sw.accept(t0, s, hand_addr(1)), sw.accept(t0, s, hand_addr(2)));
+    sw.unread.insert((s, h1)); // from now on not a byte of its queue leaves
+    for (k, h) in [h1, h2].into_iter().enumerate() {
+        sw.greet(t0, s, h, &f, &[], None);
+        for index in 4 * k as u32..4 * k as u32 + 4 {
+            sw.inject(t0, s, h, Message::Request { index, sole: false });
+        }
+    }
+    sw.run(t0 + secs(1));
+    let served: Vec<ConnId> = sw
+        .log
+        .iter()
+        .filter(|l| l.from == s && matches!(l.message(), Some(Message::Chunk { .. })))
+        .map(|l| l.conn)
+        .collect();
+    assert_eq!(served, [h2; 4], "one every 250 ms: h1 is first in turn but its first chunk has not left");
+    assert_eq!(
+        sw.hosts[s].m.sessions[&h1].unsent.bytes(),
+        CHUNK as u64,
+        "h1 got only the chunk that overdrew the bucket"
+    );
+}
+
 /// An idle time no test reaches.
 const LONG: Duration = Duration::from_secs(1 << 20);
 

@@ -56,6 +56,14 @@ impl Machine {
     /// (its header with the first). Returns whether it changed a file's
     /// state, and the chunk bytes appended.
     pub(super) fn answer(&mut self, now: Instant, conn: ConnId, queued: u64, out: &mut Vec<u8>) -> (bool, u64) {
+        // Under an upload limit a chunk begins in turn, but a turn ahead whose
+        // queue the kernel has not taken yet cannot use the bucket: one slow
+        // or non-reading peer at the front held every other peer's chunks.
+        let free_ahead = self
+            .turns
+            .iter()
+            .take_while(|c| **c != conn)
+            .any(|c| self.sessions.get(c).is_some_and(|o| o.unsent.is_empty()));
         let Some(s) = self.sessions.get_mut(&conn) else { return (false, 0) };
         let Some(answer) = s.owed.front().copied() else { return (false, 0) };
         let Some(t) = s.torrent.and_then(|id| self.torrents.get_mut(&id)) else { return (false, 0) };
@@ -93,10 +101,10 @@ impl Machine {
                     if !self.turns.contains(&conn) {
                         self.turns.push_back(conn);
                     }
-                    if self.turns.front() != Some(&conn) || !self.up.ready(now) {
+                    if free_ahead || !self.up.ready(now) {
                         return (false, 0); // the bucket refills on a timer, which feeds the next in turn
                     }
-                    self.turns.pop_front();
+                    self.turns.retain(|c| *c != conn);
                 }
                 let start = out.len();
                 if begun.is_none() {
