@@ -115,7 +115,7 @@ impl fmt::Display for OutOfRange {
         let (what, examples) = match self.kind {
             Kind::Duration => ("a duration", " (e.g. 30, 1.5, 2m)"),
             Kind::WholeSeconds => ("whole seconds", " (e.g. 10, 2m)"),
-            Kind::Bytes => ("a size", " (e.g. 300000, 512K, 1.5M)"),
+            Kind::Bytes => ("a whole number of bytes", " (e.g. 300000, 512K, 1.5M)"),
             Kind::Count => ("a whole number", ""),
             Kind::Number => ("a number", ""),
         };
@@ -235,7 +235,8 @@ mod tests {
             "must be whole seconds from 1s to 1d (e.g. 10, 2m)"
         );
         let chunk = Range::new(Kind::Bytes, 16384.0, 16777216.0);
-        assert_eq!(e(chunk, "100"), "must be a size from 16K to 16M (e.g. 300000, 512K, 1.5M)");
+        assert_eq!(e(chunk, "100"), "must be a whole number of bytes from 16K to 16M (e.g. 300000, 512K, 1.5M)");
+        assert!(e(chunk, "4.2M").starts_with("must be a whole number of bytes"), "4.2M is 4404019.2 bytes");
         assert_eq!(e(Range::new(Kind::Count, 1.0, 1024.0), "0"), "must be a whole number from 1 to 1024");
         assert_eq!(e(Range::new(Kind::Number, 0.0, 1000.0), "-1"), "must be a number from 0 to 1000");
         assert_eq!(e(Range::secs(0.1, 90.0), "0"), "must be a duration from 0.1s to 90s (e.g. 30, 1.5, 2m)");
