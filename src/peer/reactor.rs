@@ -33,6 +33,8 @@ pub struct Peers {
     /// Addresses whose last dial failed, and why, so that a download that
     /// gives up can name them (at most `MAX_UNREACHABLE`; the caller clears it).
     pub unreachable: BTreeMap<SocketAddr, String>,
+    /// A datagram went to the tracker since the caller last took this.
+    pub asked_tracker: bool,
 }
 
 /// Unreachable addresses remembered at most.
@@ -48,6 +50,7 @@ impl Peers {
             streaming: BTreeMap::new(),
             dialling: HashMap::new(),
             unreachable: BTreeMap::new(),
+            asked_tracker: false,
         }
     }
 
@@ -61,7 +64,10 @@ impl Peers {
     pub fn carry_out(&mut self, core: &mut Machine, net: &mut Net, now: Instant) {
         while let Some(output) = core.poll_output() {
             match output {
-                Output::Datagram(d) => net.send_to(self.tracker, &d),
+                Output::Datagram(d) => {
+                    net.send_to(self.tracker, &d);
+                    self.asked_tracker = true;
+                }
                 // The core times the dial and the connection's idleness.
                 Output::Connect(addr, id) => match net.connect(addr, MAX_PEER_FRAME, now, None) {
                     Ok(conn) => {

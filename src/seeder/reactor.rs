@@ -119,6 +119,9 @@ impl Shell {
     /// Carries out everything the cores asked for.
     fn carry_out(&mut self, net: &mut Net, now: Instant) {
         self.peers.carry_out(&mut self.core, net, now);
+        if std::mem::take(&mut self.peers.asked_tracker) {
+            self.watch.asked(now);
+        }
         while let Some(event) = self.core.poll_event() {
             match event {
                 Event::Reconnected => self.publisher.republish(now),
@@ -184,7 +187,7 @@ impl Shell {
 impl Shell {
     /// Anything came from the tracker: it is up, so a waiting publish goes now.
     fn tracker_heard(&mut self, now: Instant) {
-        if self.watch.heard(now) == Some(Change::Back) {
+        if self.watch.heard() == Some(Change::Back) {
             info!("the tracker {} answers again", self.tracker);
         }
         self.publisher.handle_tracker_heard(now);
