@@ -999,6 +999,8 @@ impl Machine {
         }
         s.arriving.retain(|(i, _)| *i != index);
         if !theirs.set(index) {
+            // A seed offering again a chunk we asked of it: its refusal may be on the way.
+            s.asked.iter_mut().filter(|a| a.index == index).for_each(|a| a.offered = true);
             return;
         }
         t.relayed();

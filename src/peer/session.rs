@@ -64,11 +64,15 @@ pub struct Asked {
     pub overdue: bool,
     /// When we sent it: its answer's time feeds the file's `AnswerTimes`.
     pub at: Instant,
+    /// The peer said Have for it since: a `Spread` refusal of it was decided
+    /// before the seed offered it again (answers keep their order, so the
+    /// Reject can arrive after that Have) and does not clear its bit.
+    pub offered: bool,
 }
 
 impl Asked {
     pub fn new(index: u32, at: Instant) -> Asked {
-        Asked { index, cancelled: false, overdue: false, at }
+        Asked { index, cancelled: false, overdue: false, at, offered: false }
     }
 
     /// Whether the picker counts it as a request outstanding.

@@ -139,6 +139,8 @@ impl Machine {
             // "Not now": asked again only once it says we hold a slot (a peer
             // that answers NoSlot without its State Unavailable is not asked in a loop).
             RejectReason::NoSlot => s.their_state = State::Unavailable,
+            // Offered again since we asked: the refusal is stale, ask again.
+            RejectReason::Spread if asked.offered => {}
             RejectReason::Spread => {
                 // Ask it of the peer that got it; the sender says Have again
                 // later, and we ask it again after a while whatever it says.

@@ -1934,6 +1934,26 @@ fn a_chunk_refused_with_spread_is_asked_again_later() {
     assert_eq!(again(&sw), 2, "asked again, should the seed's Have be lost");
 }
 
+/// A seed answers in order, so its Spread refusal can arrive after the Have
+/// with which it offered the chunk again (every chunk went out as often, or
+/// the peer it pointed to left). That refusal is stale: the chunk is asked
+/// again at once, not after RESPREAD (with the other downloaders gone, the
+/// last one waited for it with the seed idle).
+#[test]
+fn a_spread_refusal_that_comes_after_the_chunk_was_offered_again_is_stale() {
+    let (t0, f, mut sw) = start(2);
+    let d = sw.peer(t0, &f, &[], |_| {});
+    sw.run(t0);
+    let h = sw.accept(t0, d, hand_addr(1));
+    sw.greet(t0, d, h, &f, &f.all(), Some(State::Available));
+    let first = of(&sw.said_on(d, h), Seen::Request)[0];
+    sw.inject(t0, d, h, Message::Have(first));
+    sw.inject(t0, d, h, Message::Reject { index: first, reason: RejectReason::Spread });
+    sw.run(t0);
+    let asked = of(&sw.said_on(d, h), Seen::Request).iter().filter(|&&i| i == first).count();
+    assert_eq!(asked, 2, "asked again at once");
+}
+
 /// A seeder's first announce can beat its own publish (`--catalog-only`):
 /// refused announces are tried again after 1 s, doubling, not a whole
 /// interval later, and the first accepted one brings the normal interval back.
