@@ -119,9 +119,7 @@ impl Shell {
     /// Carries out everything the cores asked for.
     fn carry_out(&mut self, net: &mut Net, now: Instant) {
         self.peers.carry_out(&mut self.core, net, now);
-        if std::mem::take(&mut self.peers.asked_tracker) {
-            self.watch.asked(now);
-        }
+        self.note_asked(now);
         while let Some(event) = self.core.poll_event() {
             match event {
                 Event::Reconnected => self.publisher.republish(now),
@@ -185,8 +183,16 @@ impl Shell {
 }
 
 impl Shell {
+    /// The peer core sent the tracker a datagram: its answer is awaited.
+    fn note_asked(&mut self, now: Instant) {
+        if std::mem::take(&mut self.peers.asked_tracker) {
+            self.watch.asked(now);
+        }
+    }
+
     /// Anything came from the tracker: it is up, so a waiting publish goes now.
     fn tracker_heard(&mut self, now: Instant) {
+        self.note_asked(now); // an ask not yet noted came before this answer
         if self.watch.heard() == Some(Change::Back) {
             info!("the tracker {} answers again", self.tracker);
         }
