@@ -736,9 +736,7 @@ impl Machine {
             // Owed chunks held back by the upload bucket, requests by the download one.
             let sessions = &self.sessions;
             self.turns.retain(|c| sessions.get(c).is_some_and(|s| matches!(s.owed.front(), Some(Answer::Chunk(_)))));
-            // The first in turn whose queue the kernel has taken: the one `answer` lets begin.
-            let free = self.turns.iter().find(|c| sessions.get(c).is_some_and(|s| s.unsent.is_empty()));
-            if let Some(&next) = free.filter(|_| self.up.ready(now)) {
+            if let Some(next) = self.next_turn(None).filter(|_| self.up.ready(now)) {
                 self.outputs.push_back(Output::Feed(next));
             }
             if self.down.ready(now) {

@@ -1917,21 +1917,31 @@ fn a_seeds_slots_go_in_turn_not_to_the_peer_holding_fewest() {
     assert_eq!(sw.said_on(l, behind).last(), Some(&Seen::State(State::Connected)), "the furthest behind");
 }
 
-#[test]
-fn a_chunk_refused_with_spread_is_asked_again_later() {
+/// A downloader greeted by a holder of every chunk (a seed, say): the
+/// harness, the downloader, the seed's connection and the first chunk asked.
+fn asking_a_seed() -> (Instant, Harness, usize, ConnId, u32) {
     let (t0, f, mut sw) = start(2);
     let d = sw.peer(t0, &f, &[], |_| {});
     sw.run(t0);
     let h = sw.accept(t0, d, hand_addr(1));
     sw.greet(t0, d, h, &f, &f.all(), Some(State::Available));
-    let asked = of(&sw.said_on(d, h), Seen::Request);
-    let first = asked[0];
+    let first = of(&sw.said_on(d, h), Seen::Request)[0];
+    (t0, sw, d, h, first)
+}
+
+/// How often `d` asked for chunk `index` on `h`.
+fn times_asked(sw: &Harness, d: usize, h: ConnId, index: u32) -> usize {
+    of(&sw.said_on(d, h), Seen::Request).iter().filter(|&&i| i == index).count()
+}
+
+#[test]
+fn a_chunk_refused_with_spread_is_asked_again_later() {
+    let (t0, mut sw, d, h, first) = asking_a_seed();
     sw.inject(t0, d, h, Message::Reject { index: first, reason: RejectReason::Spread });
-    let again = |sw: &Harness| of(&sw.said_on(d, h), Seen::Request).iter().filter(|&&i| i == first).count();
     sw.run(t0 + RESPREAD - ms(1));
-    assert_eq!(again(&sw), 1, "not before RESPREAD: it is to be fetched from the peer that got it");
+    assert_eq!(times_asked(&sw, d, h, first), 1, "not before RESPREAD: it is to be fetched from the peer that got it");
     sw.run(t0 + RESPREAD);
-    assert_eq!(again(&sw), 2, "asked again, should the seed's Have be lost");
+    assert_eq!(times_asked(&sw, d, h, first), 2, "asked again, should the seed's Have be lost");
 }
 
 /// A seed answers in order, so its Spread refusal can arrive after the Have
@@ -1941,17 +1951,11 @@ fn a_chunk_refused_with_spread_is_asked_again_later() {
 /// last one waited for it with the seed idle).
 #[test]
 fn a_spread_refusal_that_comes_after_the_chunk_was_offered_again_is_stale() {
-    let (t0, f, mut sw) = start(2);
-    let d = sw.peer(t0, &f, &[], |_| {});
-    sw.run(t0);
-    let h = sw.accept(t0, d, hand_addr(1));
-    sw.greet(t0, d, h, &f, &f.all(), Some(State::Available));
-    let first = of(&sw.said_on(d, h), Seen::Request)[0];
+    let (t0, mut sw, d, h, first) = asking_a_seed();
     sw.inject(t0, d, h, Message::Have(first));
     sw.inject(t0, d, h, Message::Reject { index: first, reason: RejectReason::Spread });
     sw.run(t0);
-    let asked = of(&sw.said_on(d, h), Seen::Request).iter().filter(|&&i| i == first).count();
-    assert_eq!(asked, 2, "asked again at once");
+    assert_eq!(times_asked(&sw, d, h, first), 2, "asked again at once");
 }
 
 /// A seeder's first announce can beat its own publish (`--catalog-only`):

@@ -56,14 +56,7 @@ impl Machine {
     /// (its header with the first). Returns whether it changed a file's
     /// state, and the chunk bytes appended.
     pub(super) fn answer(&mut self, now: Instant, conn: ConnId, queued: u64, out: &mut Vec<u8>) -> (bool, u64) {
-        // Under an upload limit a chunk begins in turn, but a turn ahead whose
-        // queue the kernel has not taken yet cannot use the bucket: one slow
-        // or non-reading peer at the front held every other peer's chunks.
-        let free_ahead = self
-            .turns
-            .iter()
-            .take_while(|c| **c != conn)
-            .any(|c| self.sessions.get(c).is_some_and(|o| o.unsent.is_empty()));
+        let free_ahead = self.next_turn(Some(conn)).is_some_and(|next| next != conn);
         let Some(s) = self.sessions.get_mut(&conn) else { return (false, 0) };
         let Some(answer) = s.owed.front().copied() else { return (false, 0) };
         let Some(t) = s.torrent.and_then(|id| self.torrents.get_mut(&id)) else { return (false, 0) };
@@ -180,6 +173,15 @@ impl Machine {
         };
         Message::Reject { index, reason }.encode(out);
         (true, 0)
+    }
+
+    /// Under an upload limit, whose chunk may begin next: the first in turn
+    /// that is `asking` (its queue has room) or whose queue the kernel has
+    /// taken. A turn whose chunk bytes still wait for the kernel is passed
+    /// over: one slow or non-reading peer at the front held every other's.
+    pub(super) fn next_turn(&self, asking: Option<ConnId>) -> Option<ConnId> {
+        let free = |c: &ConnId| Some(*c) == asking || self.sessions.get(c).is_some_and(|s| s.unsent.is_empty());
+        self.turns.iter().copied().find(|c| free(c))
     }
 
     /// Whether a seed refuses `conn` chunk `index` with `Spread`, and whether
