@@ -59,7 +59,8 @@ def log(work, msg):
 class Peer:
     """One session holding one torrent; `events` is what it has seen, as
     (monotonic time, kind, detail); kind is announce, reply, error (a tracker
-    error answer), warning, finished or torrent-error."""
+    error answer), warning, finished, torrent-error, or connect, disconnect
+    and peer-error (a peer connection's life, to say why a transfer stalled)."""
 
     def __init__(self):
         cat = lt.alert.category_t
@@ -70,7 +71,12 @@ class Peer:
             "enable_lsd": False,
             "enable_upnp": False,
             "enable_natpmp": False,
-            "alert_mask": cat.status_notification | cat.error_notification | cat.tracker_notification,
+            # libtorrent waits 60 s before it tries again a peer whose
+            # connection failed or dropped, past TRANSFER_DEADLINE: a first
+            # attempt lost on a loaded machine would fail the check.
+            "min_reconnect_time": 1,
+            "alert_mask": cat.status_notification | cat.error_notification | cat.tracker_notification
+            | cat.connect_notification | cat.peer_notification,
         })
         self.events = []
         self.handle = None
@@ -106,6 +112,12 @@ class Peer:
                 new.append(("finished", ""))
             elif isinstance(al, lt.torrent_error_alert):
                 new.append(("torrent-error", al.message()))
+            elif isinstance(al, lt.peer_connect_alert):
+                new.append(("connect", str(al.endpoint)))
+            elif isinstance(al, lt.peer_disconnected_alert):
+                new.append(("disconnect", f"{al.endpoint} {al.message()}"))
+            elif isinstance(al, lt.peer_error_alert):
+                new.append(("peer-error", f"{al.endpoint} {al.message()}"))
         now = time.monotonic()
         self.events += [(now, k, d) for k, d in new]
         return new
@@ -210,6 +222,8 @@ def no_luck(work, tracker, port, peer):
     replies = [d for _, d in peer.of("reply")]
     logged = tracker_lines(work, tracker, rf"udp 127\.0\.0\.1:{port}: ")
     msg = f"announce answers: {replies or 'none'}; error answers: {len(peer.of('error'))}"
+    links = [f"{k} {d}" for k in ("connect", "disconnect", "peer-error") for _, d in peer.of(k)]
+    msg += f"; peer connections: {' | '.join(links[:6]) or 'none'}"
     return msg + (f"; lmk-tracker log: '{' | '.join(logged[:3])}'" if logged else "")
 
 
