@@ -68,11 +68,15 @@ pub struct Asked {
     /// before the seed offered it again (answers keep their order, so the
     /// Reject can arrive after that Have) and does not clear its bit.
     pub offered: bool,
+    /// The peer gave us a slot since (a State that serves): a `NoSlot`
+    /// refusal of it was decided before, its Reject queued behind answers
+    /// while the State went out at once, and takes no slot away.
+    pub granted: bool,
 }
 
 impl Asked {
     pub fn new(index: u32, at: Instant) -> Asked {
-        Asked { index, cancelled: false, overdue: false, at, offered: false }
+        Asked { index, cancelled: false, overdue: false, at, offered: false, granted: false }
     }
 
     /// Whether the picker counts it as a request outstanding.

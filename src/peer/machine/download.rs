@@ -136,6 +136,8 @@ impl Machine {
         }
         let id = t.id;
         match reason {
+            // Refused before the slot it has given us since: ask again.
+            RejectReason::NoSlot if asked.granted => {}
             // "Not now": asked again only once it says we hold a slot (a peer
             // that answers NoSlot without its State Unavailable is not asked in a loop).
             RejectReason::NoSlot => s.their_state = State::Unavailable,

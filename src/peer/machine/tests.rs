@@ -1958,6 +1958,32 @@ fn a_spread_refusal_that_comes_after_the_chunk_was_offered_again_is_stale() {
     assert_eq!(times_asked(&sw, d, h, first), 2, "asked again at once");
 }
 
+/// A slot taken and given back at once: the uploader's State Connected goes
+/// out at once, but its NoSlot refusals of the requests it got in between
+/// follow the answers queued before them, so they arrive after it. They are
+/// stale: the downloader asks again, not wait for a State that will not come
+/// (on loopback the last leecher waited 8 s, until the seed took back the
+/// slot it did not use).
+#[test]
+fn a_no_slot_refusal_that_comes_after_a_slot_was_given_is_stale() {
+    let (t0, mut sw, d, h, _) = asking_a_seed();
+    let asked = of(&sw.said_on(d, h), Seen::Request);
+    sw.inject(t0, d, h, Message::State(State::Unavailable));
+    sw.inject(t0, d, h, Message::State(State::Connected));
+    for &index in &asked {
+        sw.inject(t0, d, h, Message::Reject { index, reason: RejectReason::NoSlot });
+    }
+    sw.run(t0);
+    let again = of(&sw.said_on(d, h), Seen::Request);
+    assert!(again.len() > asked.len(), "asked again at once");
+    // A refusal of a request made under the slot it has now does take it away.
+    for &index in again.get(asked.len()..).unwrap_or_default() {
+        sw.inject(t0, d, h, Message::Reject { index, reason: RejectReason::NoSlot });
+    }
+    sw.run(t0 + secs(1));
+    assert_eq!(of(&sw.said_on(d, h), Seen::Request).len(), again.len(), "not asked again: it has no slot for us");
+}
+
 /// A seeder's first announce can beat its own publish (`--catalog-only`):
 /// refused announces are tried again after 1 s, doubling, not a whole
 /// interval later, and the first accepted one brings the normal interval back.
