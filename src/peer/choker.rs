@@ -79,14 +79,20 @@ pub fn choose(cands: &[Candidate], slots: usize, now: Instant, starve: Duration)
     };
     let mut over_share = Vec::new();
     let mut given = vec![false; deferred.len()];
+    // A turn ends only for a peer that would wait otherwise: with a slot
+    // for everyone, a holder that yielded would take a free one back at
+    // once, its requests between the two refused (4 peers of a seed with 8
+    // slots: one of them always without).
+    let scarce = holders.len() + waiters.len() + deferred.len() > slots;
     for h in holders {
-        if let Some(i) = next_waiter(&taken, &blocks).filter(|_| h.due) {
+        let yields = h.due && scarce;
+        if let Some(i) = next_waiter(&taken, &blocks).filter(|_| yields) {
             taken[i] = true;
             kept.push(waiters[i].conn);
             *blocks.entry(waiters[i].block).or_default() += 1;
             continue;
         }
-        if let Some(j) = (0..deferred.len()).find(|&j| !given[j] && starved(deferred[j])).filter(|_| h.due) {
+        if let Some(j) = (0..deferred.len()).find(|&j| !given[j] && starved(deferred[j])).filter(|_| yields) {
             given[j] = true;
             kept.push(deferred[j].conn);
             continue;
@@ -198,6 +204,18 @@ mod tests {
         assert_eq!(choose(&cands, 1, t0 + secs(2), ROT), vec![ConnId(1)], "its turn goes on");
         cands[0].due = true;
         assert_eq!(choose(&cands, 1, t0 + secs(2), ROT), vec![ConnId(2)], "its turn is over");
+    }
+
+    #[test]
+    fn a_turn_ends_only_when_slots_are_short() {
+        let t0 = Instant::now();
+        let mut holder = cand(1, Some(0), 0, t0);
+        holder.due = true;
+        let mut deferred = cand(3, None, 0, t0);
+        deferred.deferred = true;
+        let cands = [holder, cand(2, None, 1, t0), deferred];
+        assert_eq!(choose(&cands, 3, t0 + ROT, ROT), vec![ConnId(1), ConnId(2), ConnId(3)], "a slot for each");
+        assert_eq!(choose(&cands, 2, t0 + ROT, ROT), vec![ConnId(2), ConnId(3)], "short: its turn is over");
     }
 
     #[test]
