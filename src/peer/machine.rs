@@ -1016,12 +1016,10 @@ impl Machine {
         self.touched.push(conn);
         let Some(s) = self.sessions.get_mut(&conn) else { return };
         s.their_state = state;
-        if state.serves() {
-            s.asked.iter_mut().for_each(|a| a.granted = true);
-        }
         // The stall window runs on: a peer that owes us chunks cannot
         // restart it by saying it serves (a staller rotating its slots did).
         if state.serves() {
+            s.asked.iter_mut().for_each(|a| a.granted = true);
             if let Some(id) = s.torrent {
                 self.fill(now, conn, id);
             }
