@@ -241,8 +241,9 @@ impl Machine {
             picked.push(index);
         }
         // Only a holder of every chunk may be a seed, which refuses chunks it
-        // sent before unless told it is the only holder we can use.
-        let whole = self.sessions.get(&conn).and_then(|s| s.theirs.as_ref()).is_some_and(|b| b.is_full());
+        // sent before unless told it is the only holder we can use (its
+        // refusals clear bits for a while: it is still a seed).
+        let whole = self.sessions.get(&conn).is_some_and(Session::is_seed);
         for index in picked {
             let sole = whole && self.sole_holder(conn, id, index);
             self.outputs.push_back(Output::Send(conn, Message::Request { index, sole }));

@@ -1878,6 +1878,33 @@ fn a_request_says_sole_while_no_other_holder_serves_and_has_delivered() {
     assert!(!later.is_empty() && later.iter().all(|(_, sole)| *sole), "b serves no more: {later:?}");
 }
 
+/// A seed's `Spread` refusal clears its bit for a while (we ask the chunk
+/// elsewhere), but it is still a seed: the requests that follow still say
+/// *sole* (they said nothing once the seed had refused anything, and it sent
+/// no second copy to the slow half of the mixed row: lmk-sim 1.105 x T_p2p
+/// against 1.095).
+#[test]
+fn a_seed_that_refused_a_chunk_is_still_told_when_it_is_the_sole_holder() {
+    let (t0, f, mut sw) = start(16);
+    let l = sw.peer(t0, &f, &[], |_| {});
+    sw.run(t0);
+    let seed = sw.accept(t0, l, hand_addr(1));
+    sw.greet(t0, l, seed, &f, &f.all(), Some(State::Available));
+    let asked = |sw: &Harness| {
+        let requests = sw.messages_on(l, seed).filter_map(|m| match m {
+            Message::Request { index, sole } => Some((index, sole)),
+            _ => None,
+        });
+        requests.collect::<Vec<_>>()
+    };
+    let first = asked(&sw);
+    assert!(first.len() >= 2 && first.iter().all(|(_, sole)| *sole), "no other holder: {first:?}");
+    sw.inject(t0, l, seed, Message::Reject { index: first[0].0, reason: RejectReason::Spread });
+    sw.inject(t0, l, seed, Message::Chunk { index: first[1].0, data: &f.chunk(first[1].0) });
+    let later = asked(&sw)[first.len()..].to_vec();
+    assert!(!later.is_empty() && later.iter().all(|(_, sole)| *sole), "still the sole holder: {later:?}");
+}
+
 /// Host `h` (1 slot, held by a peer that asked for one chunk) is called by
 /// a peer holding 3 chunks, then by one holding none; the holder asks for
 /// nothing more. Returns the two callers once the holder's slot went.
