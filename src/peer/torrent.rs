@@ -196,9 +196,10 @@ impl Torrent {
     }
 
     /// Whether a seed should refuse `index` for now: it owes or sent that
-    /// chunk more often than some other chunk (`level` times), so the least
-    /// spread chunks go out first: each once before any twice, and so on;
-    /// but not once refused `CHUNK_REFUSALS` times since it last went out.
+    /// chunk more often than some other chunk (`level` times), so that each
+    /// goes out once before any twice (after that the asker's *sole* flag
+    /// decides: `Machine::spread_rule`); but not once refused
+    /// `CHUNK_REFUSALS` times since it last went out.
     pub fn spreading(&self, index: u32) -> bool {
         let refused = self.refusals.get(index as usize).is_some_and(|&n| usize::from(n) >= CHUNK_REFUSALS);
         self.origin && !refused && self.promised.get(index as usize).is_some_and(|&n| n > self.level)
@@ -240,6 +241,11 @@ impl Torrent {
         }
         let each = self.relayed as f64 * f64::from(self.meta.chunk_size()) / self.served_most.max(1) as f64;
         each < RELAY_SHARE * self.counters.uploaded as f64
+    }
+
+    /// Whether a seed has sent (or owes) every chunk at least once.
+    pub fn every_chunk_out(&self) -> bool {
+        self.origin && self.level > 0
     }
 
     /// Whether it held every chunk from the start (a seed).

@@ -1723,8 +1723,26 @@ fn a_seed_sends_each_chunk_once_before_any_twice() {
     sw.inject(t0, s, h1, Message::Request { index: 2, sole: false });
     assert_eq!(of(&sw.said_on(s, h2), Seen::Chunk), [1]);
     assert!(sw.said_on(s, h2).contains(&Seen::Have(0)), "every chunk has left once: chunk 0 is offered again");
-    sw.inject(t0, s, h2, Message::Request { index: 0, sole: false });
-    assert_eq!(of(&sw.said_on(s, h2), Seen::Chunk), [1, 0], "and served on request");
+}
+
+/// Once every chunk has gone out, a seed whose own uplink bounds the swarm
+/// sends a chunk again only to an asker with no other holder to use, as one
+/// bound by its peers does: no rounds of second copies to whoever asks.
+#[test]
+fn a_seed_that_sent_every_chunk_sends_one_again_only_to_a_sole_asker() {
+    let (t0, _, mut sw, s, [h1, h2]) = seed_and_two_callers(2, |_| {});
+    sw.inject(t0, s, h1, Message::Request { index: 0, sole: false });
+    sw.inject(t0, s, h2, Message::Request { index: 1, sole: false });
+    sw.inject(t0, s, h1, Message::Have(0));
+    sw.inject(t0, s, h2, Message::Have(1));
+    let at = t0 + ms(100); // long before the seed judges what bounds the swarm
+    for n in 1..=SPREAD_REFUSALS + 1 {
+        sw.inject(at, s, h2, Message::Request { index: 0, sole: false });
+        let spread = sw.said_on(s, h2).iter().filter(|m| **m == Seen::Reject(0, RejectReason::Spread)).count();
+        assert_eq!(spread, n, "h1 holds it: refused however often h2 asks");
+    }
+    sw.inject(at, s, h2, Message::Request { index: 0, sole: true });
+    assert_eq!(of(&sw.said_on(s, h2), Seen::Chunk), [1, 0], "h2 has nobody else");
 }
 
 /// The peer a seed points to may not give the chunk (a poisoner claims
@@ -1845,7 +1863,7 @@ fn a_seed_judges_by_the_most_peers_it_served_when_some_leave() {
 
 /// An asker tells a holder of every chunk (a seed, perhaps, which then sends
 /// a chunk it sent before) when it can use no other holder of that chunk:
-/// one that holds it, serves it and has delivered a verified chunk.
+/// one that holds it and has delivered a verified chunk, serving us now or not.
 #[test]
 fn a_request_says_sole_while_no_other_holder_serves_and_has_delivered() {
     let (t0, f, mut sw) = start(16);
@@ -1875,7 +1893,12 @@ fn a_request_says_sole_while_no_other_holder_serves_and_has_delivered() {
     let before = asked(&sw, a).len();
     deliver(&mut sw, a, 1);
     let later = asked(&sw, a)[before..].to_vec();
-    assert!(!later.is_empty() && later.iter().all(|(_, sole)| *sole), "b serves no more: {later:?}");
+    assert!(!later.is_empty() && later.iter().all(|(_, sole)| !sole), "b serves us again in its turn: {later:?}");
+    sw.close(t0, l, b);
+    let before = asked(&sw, a).len();
+    deliver(&mut sw, a, 2);
+    let later = asked(&sw, a)[before..].to_vec();
+    assert!(!later.is_empty() && later.iter().all(|(_, sole)| *sole), "b is gone: {later:?}");
 }
 
 /// A seed's `Spread` refusal clears its bit for a while (we ask the chunk
