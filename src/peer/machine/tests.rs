@@ -1865,7 +1865,7 @@ fn a_seed_judges_by_the_most_peers_it_served_when_some_leave() {
 /// a chunk it sent before) when it can use no other holder of that chunk:
 /// one that holds it and has delivered a verified chunk, serving us now or not.
 #[test]
-fn a_request_says_sole_while_no_other_holder_serves_and_has_delivered() {
+fn a_request_says_sole_while_no_other_open_holder_has_delivered() {
     let (t0, f, mut sw) = start(16);
     let l = sw.peer(t0, &f, &[], |_| {});
     sw.run(t0);
