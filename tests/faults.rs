@@ -179,7 +179,7 @@ fn garbage_on_every_port() {
         Message::Hello { id: meta.content_id(), port: 0, nonce: 1 }.encode(&mut out);
         Message::Bitfield(Bitfield::new(meta.chunk_count()).as_bytes()).encode(&mut out);
         for index in 0..requests {
-            Message::Request { index: index % meta.chunk_count(), sole: false }.encode(&mut out);
+            Message::Request { index: index % meta.chunk_count(), sole: false, more: false }.encode(&mut out);
         }
         let _ = s.write_all(&out);
     }

@@ -56,7 +56,7 @@ fn slow_reader(seeder: SocketAddr, meta: FileMeta, data: Vec<u8>, verified: Arc<
                 if request {
                     asked = true;
                     let mut out = Vec::new();
-                    (0..meta.chunk_count()).for_each(|i| Message::Request { index: i, sole: false }.encode(&mut out));
+                    (0..meta.chunk_count()).for_each(|i| Message::Request { index: i, sole: false, more: false }.encode(&mut out));
                     stream.write_all(&out).unwrap();
                 }
             }

@@ -130,7 +130,7 @@ fn connections_that_never_read_cannot_hold_the_upload_slots() {
     let chunks = meta.chunk_count();
     Message::Bitfield(Bitfield::new(chunks).as_bytes()).encode(&mut hello);
     for index in 0..chunks {
-        Message::Request { index, sole: false }.encode(&mut hello);
+        Message::Request { index, sole: false, more: false }.encode(&mut hello);
     }
     let mut socks: Vec<std::net::TcpStream> = Vec::new();
     for n in 0..90u64 {
@@ -331,7 +331,7 @@ fn callers_of_many_files_cannot_fill_a_seeder() {
             greeted += 1;
             out.clear();
             Message::Bitfield(Bitfield::new(chunks).as_bytes()).encode(&mut out);
-            (0..chunks).for_each(|index| Message::Request { index, sole: false }.encode(&mut out));
+            (0..chunks).for_each(|index| Message::Request { index, sole: false, more: false }.encode(&mut out));
             if framer {
                 // A Chunk frame's header and all of its body but the last byte.
                 let len = max_frame(CHUNK_SIZE, chunks);
@@ -421,7 +421,7 @@ fn callers_that_never_read_big_chunks_cannot_fill_a_seeder() {
             let _ = s.write_all(&out);
             s.set_nonblocking(true).unwrap();
             let mut request = Vec::new();
-            Message::Request { index: n as u32 % meta.chunk_count(), sole: false }.encode(&mut request);
+            Message::Request { index: n as u32 % meta.chunk_count(), sole: false, more: false }.encode(&mut request);
             callers.push((s, request));
         }
     }

@@ -43,6 +43,7 @@ pub enum PeerFrame {
     Request {
         index: u32,
         sole: bool,
+        more: bool,
     },
     /// The chunk's true bytes, or bytes that fail its hash.
     Chunk {
@@ -259,7 +260,7 @@ impl Peers {
             PeerFrame::State(s) => {
                 Message::State([State::Available, State::Unavailable, State::Connected][usize::from(s % 3)])
             }
-            PeerFrame::Request { index, sole } => Message::Request { index: index % (count + 2), sole },
+            PeerFrame::Request { index, sole, more } => Message::Request { index: index % (count + 2), sole, more },
             PeerFrame::Chunk { index, good } => {
                 let index = index % (count + 1);
                 bytes = match self.file.chunk(index) {

@@ -485,7 +485,7 @@ impl Machine {
             }
             (Phase::Open, Message::Have(index)) => self.on_have(now, conn, index),
             (Phase::Open, Message::State(state)) => self.on_state(now, conn, state),
-            (Phase::Open, Message::Request { index, sole }) => self.on_request(now, conn, index, sole),
+            (Phase::Open, Message::Request { index, sole, more }) => self.on_request(now, conn, index, sole, more),
             (Phase::Open, Message::Cancel(index)) => {
                 // A chunk whose frame has begun is finished: it is mid-frame.
                 if let Some((s, t)) = self.pair(conn) {

@@ -54,6 +54,8 @@ const CANCEL: u8 = 0x16;
 
 /// Request's flag: the asker can use no other holder of this chunk.
 const SOLE: u8 = 0x01;
+/// Request's flag: the asker has chunks left that it has asked nobody for.
+const MORE: u8 = 0x02;
 
 /// The seed notes' three states, said by the uploading side of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,12 +109,14 @@ pub enum Message<'a> {
     Bitfield(&'a [u8]),
     Have(u32),
     State(State),
-    /// `sole`: the asker has no other holder of the chunk it can use now (one
-    /// that serves it and has delivered a verified chunk), so a seed that
-    /// refuses chunks held elsewhere sends this one.
+    /// `sole`: the asker has no other holder of the chunk it can use (one
+    /// that has delivered a verified chunk), so a seed that refuses chunks
+    /// held elsewhere sends this one. `more`: the asker has chunks left that
+    /// it has asked nobody for, so a refusal costs it no time.
     Request {
         index: u32,
         sole: bool,
+        more: bool,
     },
     /// Borrowed from the receive buffer: hashed and written in place.
     Chunk {
@@ -135,8 +139,15 @@ impl std::fmt::Display for Message<'_> {
             Message::Bitfield(b) => write!(f, "Bitfield ({} bytes)", b.len()),
             Message::Have(i) => write!(f, "Have {i}"),
             Message::State(s) => write!(f, "State {s:?}"),
-            Message::Request { index, sole: false } => write!(f, "Request {index}"),
-            Message::Request { index, sole: true } => write!(f, "Request {index} (sole)"),
+            Message::Request { index, sole, more } => {
+                write!(f, "Request {index}")?;
+                match (sole, more) {
+                    (true, true) => write!(f, " (sole, more)"),
+                    (true, false) => write!(f, " (sole)"),
+                    (false, true) => write!(f, " (more)"),
+                    (false, false) => Ok(()),
+                }
+            }
             Message::Chunk { index, data } => write!(f, "Chunk {index} ({} bytes)", data.len()),
             Message::Reject { index, reason } => write!(f, "Reject {index} {reason:?}"),
             Message::Cancel(i) => write!(f, "Cancel {i}"),
@@ -159,9 +170,9 @@ impl Message<'_> {
             Message::Bitfield(bits) => put_frame(out, BITFIELD, |o| o.extend_from_slice(bits)),
             Message::Have(index) => put_frame(out, HAVE, |o| put_index(o, index)),
             Message::State(state) => put_frame(out, STATE, |o| o.push(state as u8)),
-            Message::Request { index, sole } => put_frame(out, REQUEST, |o| {
+            Message::Request { index, sole, more } => put_frame(out, REQUEST, |o| {
                 put_index(o, index);
-                o.push(if sole { SOLE } else { 0 });
+                o.push(if sole { SOLE } else { 0 } | if more { MORE } else { 0 });
             }),
             Message::Chunk { index, data } => {
                 put_chunk_header(out, index, data.len());
@@ -209,12 +220,11 @@ impl Message<'_> {
             }),
             REQUEST => {
                 let index = input.read_u32::<NetworkEndian>()?;
-                let sole = match input.read_u8()? {
-                    0 => false,
-                    SOLE => true,
-                    _ => return Err(DecodeError::BadValue { field: "request flags" }),
-                };
-                Message::Request { index, sole }
+                let flags = input.read_u8()?;
+                if flags & !(SOLE | MORE) != 0 {
+                    return Err(DecodeError::BadValue { field: "request flags" });
+                }
+                Message::Request { index, sole: flags & SOLE != 0, more: flags & MORE != 0 }
             }
             CHUNK => {
                 let index = input.read_u32::<NetworkEndian>()?;
@@ -298,8 +308,10 @@ mod tests {
             Message::State(State::Available),
             Message::State(State::Unavailable),
             Message::State(State::Connected),
-            Message::Request { index: 7, sole: false },
-            Message::Request { index: 7, sole: true },
+            Message::Request { index: 7, sole: false, more: false },
+            Message::Request { index: 7, sole: true, more: false },
+            Message::Request { index: 7, sole: false, more: true },
+            Message::Request { index: 7, sole: true, more: true },
             Message::Chunk { index: u32::MAX, data },
             Message::Reject { index: 1, reason: RejectReason::NotHeld },
             Message::Reject { index: 1, reason: RejectReason::BadIndex },
@@ -369,8 +381,10 @@ mod tests {
         assert_eq!(enc(Message::Bitfield(&[0x81, 0x40])), [0, 0, 0, 3, 0x10, 0x81, 0x40]);
         assert_eq!(enc(Message::Have(0x0102_0304)), [0, 0, 0, 5, 0x11, 1, 2, 3, 4]);
         assert_eq!(enc(Message::State(State::Connected)), [0, 0, 0, 2, 0x12, 3]);
-        assert_eq!(enc(Message::Request { index: 5, sole: false }), [0, 0, 0, 6, 0x13, 0, 0, 0, 5, 0]);
-        assert_eq!(enc(Message::Request { index: 5, sole: true }), [0, 0, 0, 6, 0x13, 0, 0, 0, 5, 1]);
+        assert_eq!(enc(Message::Request { index: 5, sole: false, more: false }), [0, 0, 0, 6, 0x13, 0, 0, 0, 5, 0]);
+        assert_eq!(enc(Message::Request { index: 5, sole: true, more: false }), [0, 0, 0, 6, 0x13, 0, 0, 0, 5, 1]);
+        assert_eq!(enc(Message::Request { index: 5, sole: false, more: true }), [0, 0, 0, 6, 0x13, 0, 0, 0, 5, 2]);
+        assert_eq!(enc(Message::Request { index: 5, sole: true, more: true }), [0, 0, 0, 6, 0x13, 0, 0, 0, 5, 3]);
         assert_eq!(enc(Message::Chunk { index: 2, data: b"xy" }), [0, 0, 0, 7, 0x14, 0, 0, 0, 2, b'x', b'y']);
         assert_eq!(enc(Message::Reject { index: 5, reason: RejectReason::NotHeld }), [0, 0, 0, 6, 0x15, 0, 0, 0, 5, 1]);
         assert_eq!(enc(Message::Reject { index: 5, reason: RejectReason::Spread }), [0, 0, 0, 6, 0x15, 0, 0, 0, 5, 6]);
@@ -403,7 +417,7 @@ mod tests {
         assert_eq!(Message::decode(f(HELLO, b"LMK\x01\x01")), Err(DecodeError::Version { got: 1, want: 3 }));
         assert_eq!(Message::decode(f(HELLO, b"LMK\x02")), Err(DecodeError::Version { got: 2, want: 3 }));
         assert_eq!(
-            Message::decode(f(REQUEST, &[0, 0, 0, 1, 2])),
+            Message::decode(f(REQUEST, &[0, 0, 0, 1, 4])),
             Err(DecodeError::BadValue { field: "request flags" })
         );
         assert_eq!(Message::decode(f(REQUEST, &[0, 0, 0, 1])), Err(DecodeError::Truncated), "a version 2 Request");

@@ -244,9 +244,10 @@ impl Machine {
         // sent before unless told it is the only holder we can use (its
         // refusals clear bits for a while: it is still a seed).
         let whole = self.sessions.get(&conn).is_some_and(Session::is_seed);
+        let more = self.torrents.get(&id).is_some_and(|t| !t.picker.all_requested());
         for index in picked {
             let sole = whole && self.sole_holder(conn, id, index);
-            self.outputs.push_back(Output::Send(conn, Message::Request { index, sole }));
+            self.outputs.push_back(Output::Send(conn, Message::Request { index, sole, more }));
         }
     }
 

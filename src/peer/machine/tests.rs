@@ -454,14 +454,14 @@ fn requests_for_chunks_never_announced_or_without_a_slot_are_rejected() {
 
     let before = sw.hosts[a].m.violations;
     for index in [2, 0, 9] {
-        sw.inject(t0, a, h1, Message::Request { index, sole: false });
+        sw.inject(t0, a, h1, Message::Request { index, sole: false, more: false });
     }
     let answers = sw.said_on(a, h1).split_off(3);
     let reject = Seen::Reject;
     assert_eq!(answers, [reject(2, RejectReason::NotHeld), Seen::Chunk(0), reject(9, RejectReason::BadIndex)]);
     assert_eq!(sw.hosts[a].m.violations, before + 1, "asking for what we never announced is a violation");
 
-    sw.inject(t0, a, h2, Message::Request { index: 1, sole: false });
+    sw.inject(t0, a, h2, Message::Request { index: 1, sole: false, more: false });
     assert_eq!(sw.said_on(a, h2).last(), Some(&reject(1, RejectReason::NoSlot)));
     assert_eq!(sw.hosts[a].m.violations, before + 1, "a request that crossed a lost slot is no violation");
     assert_eq!(sw.hosts[a].m.peers(), 2);
@@ -585,11 +585,11 @@ fn a_slot_rotates_to_the_waiting_peer_and_the_old_holder_gets_what_it_asked_befo
     assert_eq!(sw.said_on(s, h1), [Seen::Hello, bits.clone(), Seen::State(State::Available)]);
     assert_eq!(sw.said_on(s, h2), [Seen::Hello, bits, Seen::State(State::Unavailable)]);
     // The holder keeps asking, so it is never idle; at 9.5 s its queue stops draining.
-    sw.inject(t0 + secs(4), s, h1, Message::Request { index: 0, sole: false });
-    sw.inject(t0 + secs(8), s, h1, Message::Request { index: 1, sole: false });
+    sw.inject(t0 + secs(4), s, h1, Message::Request { index: 0, sole: false, more: false });
+    sw.inject(t0 + secs(8), s, h1, Message::Request { index: 1, sole: false, more: false });
     sw.hosts[s].hold = true;
     for index in [2, 3, 4] {
-        sw.inject(t0 + ms(9500), s, h1, Message::Request { index, sole: false });
+        sw.inject(t0 + ms(9500), s, h1, Message::Request { index, sole: false, more: false });
     }
     sw.run(t0 + secs(10) - ms(1));
     assert_eq!(sw.said_on(s, h1).len(), 5, "one tick before the rotation nothing changes");
@@ -599,7 +599,7 @@ fn a_slot_rotates_to_the_waiting_peer_and_the_old_holder_gets_what_it_asked_befo
     let no_slot = |i| Seen::Reject(i, RejectReason::NoSlot);
     let (chunk, unavailable) = (Seen::Chunk, Seen::State(State::Unavailable));
     assert_eq!(sw.said_on(s, h1)[3..], [chunk(0), chunk(1), unavailable.clone(), chunk(2), chunk(3), chunk(4)]);
-    sw.inject(t0 + secs(10), s, h1, Message::Request { index: 5, sole: false });
+    sw.inject(t0 + secs(10), s, h1, Message::Request { index: 5, sole: false, more: false });
     assert_eq!(sw.said_on(s, h1).last(), Some(&no_slot(5)), "what it asks after Unavailable is refused");
     assert_eq!(sw.said_on(s, h2).last(), Some(&Seen::State(State::Connected)));
     assert_eq!(sw.hosts[s].m.sessions[&h2].slot_since, Some(t0 + secs(10)));
@@ -617,7 +617,8 @@ fn upload_slots_are_shared_by_address() {
     let crowd: Vec<ConnId> = (0..6).map(|n| sw.accept(t0, s, one(n))).collect();
     for &c in &crowd {
         sw.greet(t0, s, c, &f, &[], None);
-        sw.inject(t0, s, c, Message::Request { index: 0, sole: false }); // they keep asking
+        sw.inject(t0, s, c, Message::Request { index: 0, sole: false, more: false });
+        // they keep asking
     }
     assert_eq!(sw.hosts[s].m.slots_used(), 4);
     let other = sw.accept(t0 + secs(1), s, hand_addr(1));
@@ -635,7 +636,7 @@ fn an_idle_slot_holder_loses_its_slot_to_a_waiting_peer() {
     let at = t0 + secs(1);
     let h1 = sw.accept(at, s, hand_addr(1));
     sw.greet(at, s, h1, &f, &[], None);
-    sw.inject(at, s, h1, Message::Request { index: 0, sole: false }); // one request, then nothing
+    sw.inject(at, s, h1, Message::Request { index: 0, sole: false, more: false }); // one request, then nothing
     let h2 = sw.accept(at, s, hand_addr(2));
     sw.greet(at, s, h2, &f, &[], None);
     assert_eq!(sw.said_on(s, h2).last(), Some(&Seen::State(State::Unavailable)));
@@ -688,7 +689,7 @@ fn a_slot_holder_that_reads_nothing_is_closed_and_a_slow_reader_is_not() {
     let (slow, never) = (sw.accept(t0, s, hand_addr(1)), sw.accept(t0, s, hand_addr(2)));
     for c in [slow, never] {
         sw.greet(t0, s, c, &f, &[], None);
-        sw.inject(t0, s, c, Message::Request { index: 0, sole: false });
+        sw.inject(t0, s, c, Message::Request { index: 0, sole: false, more: false });
     }
     assert_eq!(sw.hosts[s].m.slots_used(), 2);
     let written = |sw: &mut Harness, now: Instant| {
@@ -715,7 +716,7 @@ fn a_slot_holder_that_reads_nothing_is_closed_and_a_slow_reader_is_not() {
 /// The peer on host `i`'s `conn` asks for `chunks`, all in one write.
 fn ask(sw: &mut Harness, now: Instant, i: usize, conn: ConnId, chunks: std::ops::Range<u32>) {
     let mut bytes = Vec::new();
-    chunks.for_each(|index| Message::Request { index, sole: false }.encode(&mut bytes));
+    chunks.for_each(|index| Message::Request { index, sole: false, more: false }.encode(&mut bytes));
     sw.inject_bytes(now, i, conn, &bytes);
 }
 
@@ -886,7 +887,7 @@ fn an_address_that_read_nothing_waits_behind_the_other_peers() {
     sw.hosts[s].hold = true;
     let never = sw.accept(t0, s, hand_addr(1));
     sw.greet(t0, s, never, &f, &[], None);
-    sw.inject(t0, s, never, Message::Request { index: 0, sole: false });
+    sw.inject(t0, s, never, Message::Request { index: 0, sole: false, more: false });
     sw.run(t0 + SLOT_IDLE);
     assert!(sw.closed.contains(&(s, never)), "its queue took nothing for SLOT_IDLE");
     sw.hosts[s].hold = false;
@@ -899,7 +900,8 @@ fn an_address_that_read_nothing_waits_behind_the_other_peers() {
     let other = sw.accept(at, s, hand_addr(3));
     sw.greet(at, s, other, &f, &[4, 5, 6], None);
     for index in 0..4 {
-        sw.inject(at, s, reader, Message::Request { index, sole: false }); // a whole turn
+        sw.inject(at, s, reader, Message::Request { index, sole: false, more: false });
+        // a whole turn
     }
     sw.run(at);
     assert_eq!(sw.said_on(s, other).last(), Some(&Seen::State(State::Connected)), "the turn goes to the other waiter");
@@ -917,7 +919,7 @@ fn a_peer_that_reads_nothing_of_its_queue_waits_behind_the_others() {
     let never = sw.accept(t0, s, hand_addr(1));
     sw.greet(t0, s, never, &f, &[], None);
     sw.unread.insert((s, never)); // from now on not a byte of its queue leaves
-    sw.inject(t0, s, never, Message::Request { index: 0, sole: false });
+    sw.inject(t0, s, never, Message::Request { index: 0, sole: false, more: false });
     let (other, fresh) = (sw.accept(t0, s, hand_addr(2)), sw.accept(t0, s, hand_addr(3)));
     sw.greet(t0, s, other, &f, &[8, 9, 10], None);
     sw.greet(t0, s, fresh, &f, &[7, 8, 9, 10], None);
@@ -925,7 +927,8 @@ fn a_peer_that_reads_nothing_of_its_queue_waits_behind_the_others() {
     sw.run(t1);
     assert_eq!(sw.said_on(s, other).last(), Some(&Seen::State(State::Connected)), "it asked for nothing more");
     for index in 1..=4 {
-        sw.inject(t1, s, other, Message::Request { index, sole: false }); // a whole turn, read at once
+        sw.inject(t1, s, other, Message::Request { index, sole: false, more: false });
+        // a whole turn, read at once
     }
     sw.run(t1);
     assert_eq!(sw.said_on(s, fresh).last(), Some(&Seen::State(State::Connected)), "the turn skips the non-reader");
@@ -951,12 +954,13 @@ fn a_peer_that_asked_for_nothing_in_its_turn_waits_behind_the_others() {
     assert_eq!(sw.said_on(s, done).last(), Some(&Seen::State(State::Unavailable)), "asked for nothing in its turn");
     assert_eq!(sw.said_on(s, other).last(), Some(&Seen::State(State::Connected)));
     for index in 1..=4 {
-        sw.inject(t1, s, other, Message::Request { index, sole: false }); // a whole turn
+        sw.inject(t1, s, other, Message::Request { index, sole: false, more: false });
+        // a whole turn
     }
     sw.run(t1);
     assert_eq!(sw.said_on(s, wants).last(), Some(&Seen::State(State::Connected)), "not the idle peer with fewer");
     // Once it asks again (a slot nobody else wants), it is an ordinary waiter.
-    sw.inject(t1, s, done, Message::Request { index: 5, sole: false });
+    sw.inject(t1, s, done, Message::Request { index: 5, sole: false, more: false });
     assert!(!sw.hosts[s].m.sessions[&done].idle_turn);
 }
 
@@ -985,7 +989,7 @@ fn the_upload_bucket_paces_chunks_and_serves_downloaders_in_turn() {
     for (k, h) in [h1, h2].into_iter().enumerate() {
         sw.greet(t0, s, h, &f, &[], None);
         for index in 4 * k as u32..4 * k as u32 + 4 {
-            sw.inject(t0, s, h, Message::Request { index, sole: false });
+            sw.inject(t0, s, h, Message::Request { index, sole: false, more: false });
         }
     }
     let served = |sw: &Harness| -> Vec<ConnId> {
@@ -1026,7 +1030,7 @@ fn the_upload_bucket_passes_over_a_peer_whose_queue_is_not_taken() {
     for (k, h) in [h1, h2].into_iter().enumerate() {
         sw.greet(t0, s, h, &f, &[], None);
         for index in 4 * k as u32..4 * k as u32 + 4 {
-            sw.inject(t0, s, h, Message::Request { index, sole: false });
+            sw.inject(t0, s, h, Message::Request { index, sole: false, more: false });
         }
     }
     sw.run(t0 + secs(1));
@@ -1064,7 +1068,7 @@ fn upload_all_but_the_last(sw: &mut Harness, d: usize, f: &TestFile, t0: Instant
     let h = sw.accept(t0 + secs(1), d, hand_addr(1));
     sw.greet(t0 + secs(1), d, h, f, &[], None);
     for index in 0..3 {
-        sw.inject(t0 + secs(1), d, h, Message::Request { index, sole: false });
+        sw.inject(t0 + secs(1), d, h, Message::Request { index, sole: false, more: false });
     }
     assert_eq!(of(&sw.said_on(d, h), Seen::Chunk), [0, 1, 2]);
     h
@@ -1076,7 +1080,7 @@ fn a_ratio_goal_keeps_seeding_until_one_file_size_is_uploaded() {
     let h = upload_all_but_the_last(&mut sw, d, &f, t0);
     assert!(!sw.events(d).contains(&"Finished"), "short of one file size");
     assert!(!sw.stopped(d, &f));
-    sw.inject(t0 + secs(2), d, h, Message::Request { index: 3, sole: false });
+    sw.inject(t0 + secs(2), d, h, Message::Request { index: 3, sole: false, more: false });
     assert_eq!(of(&sw.said_on(d, h), Seen::Chunk), [0, 1, 2, 3]);
     // At the latest at the core's next deadline (the ignored test below wants it at once).
     let at = sw.hosts[d].m.next_deadline().unwrap();
@@ -1093,7 +1097,7 @@ fn a_met_ratio_goal_finishes_with_the_upload_that_meets_it() {
     let h = upload_all_but_the_last(&mut sw, d, &f, t0);
     let at = t0 + secs(1) + ASK_IDLE / 2;
     assert!(sw.hosts[d].m.next_deadline().unwrap() > at, "no timer of its own fires then");
-    sw.inject(at, d, h, Message::Request { index: 3, sole: false });
+    sw.inject(at, d, h, Message::Request { index: 3, sole: false, more: false });
     assert_eq!(of(&sw.said_on(d, h), Seen::Chunk), [0, 1, 2, 3]);
     assert!(sw.events(d).contains(&"Finished"), "the upload that meets the goal ends seeding");
 }
@@ -1132,7 +1136,7 @@ fn an_idle_goal_leaves_once_nobody_has_asked_for_anything_that_long() {
     let (mut sw, d, f, t0) = seeding(Goal::Until { idle, ratio: None, time: None });
     let h = sw.accept(t0 + secs(10), d, hand_addr(1));
     sw.greet(t0 + secs(10), d, h, &f, &[], None);
-    sw.inject(t0 + secs(10), d, h, Message::Request { index: 0, sole: false });
+    sw.inject(t0 + secs(10), d, h, Message::Request { index: 0, sole: false, more: false });
     assert_eq!(of(&sw.said_on(d, h), Seen::Chunk), [0]);
     sw.run(t0 + secs(25));
     assert!(!sw.stopped(d, &f), "asked at 10 s: 20 s of idle run from there");
@@ -1713,14 +1717,14 @@ fn a_connection_to_ourselves_is_closed() {
 #[test]
 fn a_seed_sends_each_chunk_once_before_any_twice() {
     let (t0, _, mut sw, s, [h1, h2]) = seed_and_two_callers(3, |_| {});
-    sw.inject(t0, s, h1, Message::Request { index: 0, sole: false });
-    sw.inject(t0, s, h2, Message::Request { index: 0, sole: false });
+    sw.inject(t0, s, h1, Message::Request { index: 0, sole: false, more: false });
+    sw.inject(t0, s, h2, Message::Request { index: 0, sole: false, more: false });
     let refused =
         |sw: &Harness| sw.said_on(s, h2).into_iter().filter(|m| matches!(m, Seen::Reject(..))).collect::<Vec<_>>();
     assert_eq!(refused(&sw), [Seen::Reject(0, RejectReason::Spread)], "chunk 0 went to h1: h2 gets it there");
     assert!(!sw.said_on(s, h2).contains(&Seen::Have(0)), "no Have while chunks 1 and 2 have gone to nobody");
-    sw.inject(t0, s, h2, Message::Request { index: 1, sole: false });
-    sw.inject(t0, s, h1, Message::Request { index: 2, sole: false });
+    sw.inject(t0, s, h2, Message::Request { index: 1, sole: false, more: false });
+    sw.inject(t0, s, h1, Message::Request { index: 2, sole: false, more: false });
     assert_eq!(of(&sw.said_on(s, h2), Seen::Chunk), [1]);
     assert!(sw.said_on(s, h2).contains(&Seen::Have(0)), "every chunk has left once: chunk 0 is offered again");
 }
@@ -1731,18 +1735,38 @@ fn a_seed_sends_each_chunk_once_before_any_twice() {
 #[test]
 fn a_seed_that_sent_every_chunk_sends_one_again_only_to_a_sole_asker() {
     let (t0, _, mut sw, s, [h1, h2]) = seed_and_two_callers(2, |_| {});
-    sw.inject(t0, s, h1, Message::Request { index: 0, sole: false });
-    sw.inject(t0, s, h2, Message::Request { index: 1, sole: false });
+    sw.inject(t0, s, h1, Message::Request { index: 0, sole: false, more: false });
+    sw.inject(t0, s, h2, Message::Request { index: 1, sole: false, more: false });
     sw.inject(t0, s, h1, Message::Have(0));
     sw.inject(t0, s, h2, Message::Have(1));
     let at = t0 + ms(100); // long before the seed judges what bounds the swarm
     for n in 1..=SPREAD_REFUSALS + 1 {
-        sw.inject(at, s, h2, Message::Request { index: 0, sole: false });
+        sw.inject(at, s, h2, Message::Request { index: 0, sole: false, more: false });
         let spread = sw.said_on(s, h2).iter().filter(|m| **m == Seen::Reject(0, RejectReason::Spread)).count();
         assert_eq!(spread, n, "h1 holds it: refused however often h2 asks");
     }
-    sw.inject(at, s, h2, Message::Request { index: 0, sole: true });
+    sw.inject(at, s, h2, Message::Request { index: 0, sole: true, more: false });
     assert_eq!(of(&sw.said_on(s, h2), Seen::Chunk), [1, 0], "h2 has nobody else");
+}
+
+/// A seed sees only the chunks of its own peers. An asker that has other
+/// holders and chunks left to fetch (`more`) is sent to them whatever the
+/// seed knows; one in its end game is refused only for a holder the seed
+/// knows (Poisson arrivals, 1000 x 64 MiB in lmk-sim: 3.26 copies -> 1.42).
+#[test]
+fn a_seed_sends_an_asker_with_more_to_fetch_to_holders_it_does_not_know() {
+    let (t0, _, mut sw, s, [h1, h2]) = seed_and_two_callers(2, |_| {});
+    sw.inject(t0, s, h1, Message::Request { index: 0, sole: false, more: true });
+    sw.inject(t0, s, h1, Message::Have(0));
+    sw.close(t0, s, h1);
+    sw.inject(t0, s, h2, Message::Request { index: 1, sole: false, more: true });
+    sw.inject(t0, s, h2, Message::Have(1));
+    let at = t0 + ms(500); // every chunk has gone out
+    sw.inject(at, s, h2, Message::Request { index: 0, sole: false, more: true });
+    assert!(sw.said_on(s, h2).contains(&Seen::Reject(0, RejectReason::Spread)), "it has chunks left and a holder");
+    assert_eq!(of(&sw.said_on(s, h2), Seen::Chunk), [1]);
+    sw.inject(at + ms(100), s, h2, Message::Request { index: 0, sole: false, more: false });
+    assert_eq!(of(&sw.said_on(s, h2), Seen::Chunk), [1, 0], "its end game, and no holder the seed knows of");
 }
 
 /// The peer a seed points to may not give the chunk (a poisoner claims
@@ -1751,12 +1775,12 @@ fn a_seed_that_sent_every_chunk_sends_one_again_only_to_a_sole_asker() {
 #[test]
 fn a_chunk_refused_with_spread_twice_and_asked_again_is_sent() {
     let (t0, _, mut sw, s, [liar, h]) = seed_and_two_callers(3, |_| {});
-    sw.inject(t0, s, liar, Message::Request { index: 0, sole: false });
-    sw.inject(t0, s, h, Message::Request { index: 0, sole: false });
+    sw.inject(t0, s, liar, Message::Request { index: 0, sole: false, more: false });
+    sw.inject(t0, s, h, Message::Request { index: 0, sole: false, more: false });
     assert!(sw.said_on(s, h).contains(&Seen::Reject(0, RejectReason::Spread)), "refused: the liar has it");
-    sw.inject(t0 + ms(100), s, h, Message::Request { index: 0, sole: false });
+    sw.inject(t0 + ms(100), s, h, Message::Request { index: 0, sole: false, more: false });
     assert_eq!(of(&sw.said_on(s, h), Seen::Chunk), [], "refused twice");
-    sw.inject(t0 + ms(200), s, h, Message::Request { index: 0, sole: false });
+    sw.inject(t0 + ms(200), s, h, Message::Request { index: 0, sole: false, more: false });
     assert_eq!(of(&sw.said_on(s, h), Seen::Chunk), [0], "asked a third time: sent");
 }
 
@@ -1767,8 +1791,8 @@ fn a_chunk_refused_with_spread_twice_and_asked_again_is_sent() {
 #[test]
 fn spread_refusals_count_across_a_no_slot_and_an_offer() {
     let (t0, f, mut sw, s, [liar, h]) = seed_and_two_callers(3, |c| c.slots = 2);
-    sw.inject(t0, s, liar, Message::Request { index: 0, sole: false });
-    sw.inject(t0, s, h, Message::Request { index: 0, sole: false });
+    sw.inject(t0, s, liar, Message::Request { index: 0, sole: false, more: false });
+    sw.inject(t0, s, h, Message::Request { index: 0, sole: false, more: false });
     assert!(sw.said_on(s, h).contains(&Seen::Reject(0, RejectReason::Spread)), "refused: the liar has it");
     // A peer comes and goes: the refused chunk is offered again.
     let passer = sw.accept(t0, s, hand_addr(3));
@@ -1776,16 +1800,16 @@ fn spread_refusals_count_across_a_no_slot_and_an_offer() {
     sw.close(t0, s, passer);
     sw.run(t0);
     assert!(sw.said_on(s, h).contains(&Seen::Have(0)), "offered again");
-    sw.inject(t0 + ms(100), s, h, Message::Request { index: 0, sole: false });
+    sw.inject(t0 + ms(100), s, h, Message::Request { index: 0, sole: false, more: false });
     let spreads =
         |sw: &Harness| sw.said_on(s, h).iter().filter(|m| **m == Seen::Reject(0, RejectReason::Spread)).count();
     assert_eq!(spreads(&sw), 2, "refused a second time");
     // It asks again while the slot is away: NoSlot, which does not use up the count.
     sw.hosts[s].m.sessions.get_mut(&h).unwrap().slot_since = None;
-    sw.inject(t0 + ms(200), s, h, Message::Request { index: 0, sole: false });
+    sw.inject(t0 + ms(200), s, h, Message::Request { index: 0, sole: false, more: false });
     assert!(sw.said_on(s, h).contains(&Seen::Reject(0, RejectReason::NoSlot)));
     sw.hosts[s].m.sessions.get_mut(&h).unwrap().slot_since = Some(t0 + ms(200));
-    sw.inject(t0 + ms(300), s, h, Message::Request { index: 0, sole: false });
+    sw.inject(t0 + ms(300), s, h, Message::Request { index: 0, sole: false, more: false });
     assert_eq!(of(&sw.said_on(s, h), Seen::Chunk), [0], "refused twice, asked again with a slot: sent");
 }
 
@@ -1800,13 +1824,13 @@ fn a_chunk_refused_to_many_askers_since_it_went_out_is_sent() {
     sw.run(t0);
     let liar = sw.accept(t0, s, hand_addr(1));
     sw.greet(t0, s, liar, &f, &[], None);
-    sw.inject(t0, s, liar, Message::Request { index: 0, sole: false });
+    sw.inject(t0, s, liar, Message::Request { index: 0, sole: false, more: false });
     let mut askers = Vec::new();
     for n in 0..CHUNK_REFUSALS + 2 {
         let at = t0 + ms(n as u64);
         let h = sw.accept(at, s, hand_addr(n as u16 + 2));
         sw.greet(at, s, h, &f, &[], None);
-        sw.inject(at, s, h, Message::Request { index: 0, sole: false });
+        sw.inject(at, s, h, Message::Request { index: 0, sole: false, more: false });
         let got = of(&sw.said_on(s, h), Seen::Chunk).contains(&0);
         assert_eq!(got, n == CHUNK_REFUSALS, "asker {n}: refused {CHUNK_REFUSALS} times, then sent once");
         askers.push(h);
@@ -1820,22 +1844,22 @@ fn a_chunk_refused_to_many_askers_since_it_went_out_is_sent() {
 #[test]
 fn a_seed_bound_by_its_peers_sends_a_chunk_again_only_to_a_sole_asker() {
     let (t0, _, mut sw, s, [h1, h2]) = seed_and_two_callers(3, |_| {});
-    sw.inject(t0, s, h1, Message::Request { index: 0, sole: false });
+    sw.inject(t0, s, h1, Message::Request { index: 0, sole: false, more: false });
     let t1 = t0 + secs(2);
-    sw.inject(t1, s, h2, Message::Request { index: 0, sole: false });
+    sw.inject(t1, s, h2, Message::Request { index: 0, sole: false, more: false });
     let spread = |sw: &Harness| of(&sw.said_on(s, h2), |i| Seen::Reject(i, RejectReason::Spread));
     assert_eq!(spread(&sw), [0], "h1 holds it and h2 may use h1");
-    sw.inject(t1, s, h2, Message::Request { index: 0, sole: true });
+    sw.inject(t1, s, h2, Message::Request { index: 0, sole: true, more: false });
     assert_eq!(of(&sw.said_on(s, h2), Seen::Chunk), [0], "h2 cannot use h1");
-    sw.inject(t1, s, h1, Message::Request { index: 1, sole: false });
+    sw.inject(t1, s, h1, Message::Request { index: 1, sole: false, more: false });
     assert_eq!(of(&sw.said_on(s, h1), Seen::Chunk), [0, 1], "a first copy goes to anyone");
-    sw.inject(t1 + ms(299), s, h2, Message::Request { index: 1, sole: true });
+    sw.inject(t1 + ms(299), s, h2, Message::Request { index: 1, sole: true, more: false });
     assert_eq!(spread(&sw), [0, 1], "on its way to h1");
-    sw.inject(t1 + IN_FLIGHT, s, h2, Message::Request { index: 1, sole: true });
+    sw.inject(t1 + IN_FLIGHT, s, h2, Message::Request { index: 1, sole: true, more: false });
     assert_eq!(of(&sw.said_on(s, h2), Seen::Chunk), [0, 1], "h1 has had it for a while");
-    sw.inject(t1, s, h1, Message::Request { index: 2, sole: false });
+    sw.inject(t1, s, h1, Message::Request { index: 2, sole: false, more: false });
     sw.inject(t1, s, h1, Message::Have(2));
-    sw.inject(t1, s, h2, Message::Request { index: 2, sole: true });
+    sw.inject(t1, s, h2, Message::Request { index: 2, sole: true, more: false });
     assert_eq!(of(&sw.said_on(s, h2), Seen::Chunk), [0, 1, 2], "h1 said it has it");
 }
 
@@ -1849,7 +1873,7 @@ fn a_seed_judges_by_the_most_peers_it_served_when_some_leave() {
     let h3 = sw.accept(t0, s, hand_addr(3));
     sw.greet(t0, s, h3, &f, &[], None);
     for (h, index) in [(h1, 0), (h2, 1), (h3, 2)] {
-        sw.inject(t0, s, h, Message::Request { index, sole: false });
+        sw.inject(t0, s, h, Message::Request { index, sole: false, more: false });
     }
     for index in 3..8 {
         sw.inject(t0, s, h1, Message::Have(index));
@@ -1857,7 +1881,7 @@ fn a_seed_judges_by_the_most_peers_it_served_when_some_leave() {
     sw.inject(t0, s, h2, Message::Have(0));
     let t1 = t0 + secs(2);
     sw.close(t1, s, h3);
-    sw.inject(t1, s, h1, Message::Request { index: 1, sole: true });
+    sw.inject(t1, s, h1, Message::Request { index: 1, sole: true, more: false });
     assert_eq!(of(&sw.said_on(s, h1), Seen::Chunk), [0, 1], "2 relayed each of three: still the peers' bound");
 }
 
@@ -1871,7 +1895,7 @@ fn a_request_says_sole_while_no_other_open_holder_has_delivered() {
     sw.run(t0);
     let asked = |sw: &Harness, conn| {
         let requests = sw.messages_on(l, conn).filter_map(|m| match m {
-            Message::Request { index, sole } => Some((index, sole)),
+            Message::Request { index, sole, .. } => Some((index, sole)),
             _ => None,
         });
         requests.collect::<Vec<_>>()
@@ -1901,6 +1925,34 @@ fn a_request_says_sole_while_no_other_open_holder_has_delivered() {
     assert!(!later.is_empty() && later.iter().all(|(_, sole)| *sole), "b is gone: {later:?}");
 }
 
+/// An asker says `more` while some chunk it lacks is asked of nobody (a
+/// refusal costs it no time then), and no more in its end game.
+#[test]
+fn a_request_says_more_until_every_missing_chunk_is_asked() {
+    let (t0, f, mut sw) = start(16);
+    let l = sw.peer(t0, &f, &[], |_| {});
+    sw.run(t0);
+    let seed = sw.accept(t0, l, hand_addr(1));
+    sw.greet(t0, l, seed, &f, &f.all(), Some(State::Available));
+    let asked = |sw: &Harness| {
+        let requests = sw.messages_on(l, seed).filter_map(|m| match m {
+            Message::Request { index, more, .. } => Some((index, more)),
+            _ => None,
+        });
+        requests.collect::<Vec<_>>()
+    };
+    let mut delivered = 0;
+    while asked(&sw).len() < 16 {
+        let first = asked(&sw);
+        assert!(first.iter().all(|(_, more)| *more), "chunks are left to ask: {first:?}");
+        let (index, _) = first[delivered];
+        sw.inject(t0, l, seed, Message::Chunk { index, data: &f.chunk(index) });
+        delivered += 1;
+    }
+    let last = asked(&sw).last().copied();
+    assert_eq!(last.map(|(_, more)| more), Some(false), "the last chunk is asked: its end game");
+}
+
 /// A seed's `Spread` refusal clears its bit for a while (we ask the chunk
 /// elsewhere), but it is still a seed: the requests that follow still say
 /// *sole* (they said nothing once the seed had refused anything, and it sent
@@ -1915,7 +1967,7 @@ fn a_seed_that_refused_a_chunk_is_still_told_when_it_is_the_sole_holder() {
     sw.greet(t0, l, seed, &f, &f.all(), Some(State::Available));
     let asked = |sw: &Harness| {
         let requests = sw.messages_on(l, seed).filter_map(|m| match m {
-            Message::Request { index, sole } => Some((index, sole)),
+            Message::Request { index, sole, .. } => Some((index, sole)),
             _ => None,
         });
         requests.collect::<Vec<_>>()
@@ -1934,7 +1986,7 @@ fn a_seed_that_refused_a_chunk_is_still_told_when_it_is_the_sole_holder() {
 fn two_waiting(sw: &mut Harness, t0: Instant, h: usize, f: &TestFile) -> (ConnId, ConnId) {
     let holder = sw.accept(t0, h, hand_addr(1));
     sw.greet(t0, h, holder, f, &[], None);
-    sw.inject(t0, h, holder, Message::Request { index: 0, sole: false });
+    sw.inject(t0, h, holder, Message::Request { index: 0, sole: false, more: false });
     let older = sw.accept(t0 + ms(1), h, hand_addr(2));
     sw.greet(t0 + ms(1), h, older, f, &[1, 2, 3], None);
     let behind = sw.accept(t0 + ms(2), h, hand_addr(3));

@@ -5,13 +5,13 @@
 use super::*;
 
 impl Machine {
-    pub(super) fn on_request(&mut self, now: Instant, conn: ConnId, index: u32, sole: bool) {
+    pub(super) fn on_request(&mut self, now: Instant, conn: ConnId, index: u32, sole: bool, more: bool) {
         let mut spread_over = false;
         let served = self.served(conn).min(self.config.slots);
         if let Some((_, t)) = self.pair(conn) {
             t.asked(now, served);
         }
-        let (again, refuse) = self.spread_rule(now, conn, index, sole);
+        let (again, refuse) = self.spread_rule(now, conn, index, sole, more);
         let Some((s, t)) = self.pair(conn) else { return };
         if s.owed.len() >= MAX_PIPELINE {
             return self.violation(now, conn, "too many requests outstanding");
@@ -200,13 +200,18 @@ impl Machine {
     /// that has no other holder to use (`sole`), and to no one while a copy of
     /// ours is on its way to another. Rounds of second copies to whoever asked
     /// kept a seed busy to the end of 1000 peers (lmk-sim, seed 1: 1.097
-    /// copies, last at 1.094 x T_p2p; 1.022 copies at 1.101 this way).
-    fn spread_rule(&self, now: Instant, conn: ConnId, index: u32, sole: bool) -> (bool, bool) {
+    /// copies, last at 1.094 x T_p2p; 1.022 copies at 1.101 this way). The
+    /// holders we know of are only our peers, which hold what we sent them:
+    /// an asker with chunks left to fetch (`more`) loses no time to a
+    /// refusal and is sent to its own holders whatever we know; one in its
+    /// end game only to a holder we know (sending Poisson arrivals to their
+    /// own holders: 3.26 -> 1.42 copies; every asker: churn's last 1.18 -> 1.25).
+    fn spread_rule(&self, now: Instant, conn: ConnId, index: u32, sole: bool, more: bool) -> (bool, bool) {
         let Some(s) = self.sessions.get(&conn) else { return (false, false) };
         let Some(t) = s.torrent.and_then(|id| self.torrents.get(&id)) else { return (false, false) };
         if t.is_origin() && (t.every_chunk_out() || t.peers_bound(now)) {
-            let refuse =
-                t.promised_once(index) && (self.in_flight(now, conn, index) || (!sole && self.elsewhere(conn, index)));
+            let refuse = t.promised_once(index)
+                && (self.in_flight(now, conn, index) || (!sole && (more || self.elsewhere(conn, index))));
             return (sole, refuse);
         }
         let again = s.spread_refusals.iter().filter(|i| **i == index).count() >= SPREAD_REFUSALS;

@@ -32,7 +32,7 @@ fn two_callers_one_asking(sw: &mut Harness, t0: Instant, s: usize, f: &TestFile)
     let (c, other) = (sw.accept(t0, s, hand_addr(1)), sw.accept(t0, s, hand_addr(2)));
     sw.greet(t0, s, c, f, &[], None);
     sw.greet(t0, s, other, f, &[], None);
-    sw.inject(t0, s, c, Message::Request { index: 0, sole: false });
+    sw.inject(t0, s, c, Message::Request { index: 0, sole: false, more: false });
     (c, other)
 }
 
@@ -163,7 +163,7 @@ fn a_chunk_begun_when_its_file_leaves_is_finished_before_the_close() {
     let c = sw.accept(t0, s, hand_addr(1));
     sw.greet(t0, s, c, &f, &[], None);
     sw.unread.insert((s, c));
-    sw.inject(t0, s, c, Message::Request { index: 0, sole: false });
+    sw.inject(t0, s, c, Message::Request { index: 0, sole: false, more: false });
     assert_eq!(sw.hosts[s].m.unsent, budget(1, BIG) / (PIECE + LOW_WATER) as u64 * PIECE as u64 * 2);
     sw.run(t0 + secs(2));
     assert_eq!(sw.hosts[s].m.files().count(), 0, "the file left");
