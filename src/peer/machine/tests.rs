@@ -1925,32 +1925,40 @@ fn a_request_says_sole_while_no_other_open_holder_has_delivered() {
     assert!(!later.is_empty() && later.iter().all(|(_, sole)| *sole), "b is gone: {later:?}");
 }
 
-/// An asker says `more` while some chunk it lacks is asked of nobody (a
-/// refusal costs it no time then), and no more in its end game.
-#[test]
-fn a_request_says_more_until_every_missing_chunk_is_asked() {
+/// A leecher of 16 chunks that holds nothing, greeted by a seed that gives it a slot.
+fn a_leecher_and_its_seed() -> (Instant, TestFile, Harness, usize, ConnId) {
     let (t0, f, mut sw) = start(16);
     let l = sw.peer(t0, &f, &[], |_| {});
     sw.run(t0);
     let seed = sw.accept(t0, l, hand_addr(1));
     sw.greet(t0, l, seed, &f, &f.all(), Some(State::Available));
-    let asked = |sw: &Harness| {
-        let requests = sw.messages_on(l, seed).filter_map(|m| match m {
-            Message::Request { index, more, .. } => Some((index, more)),
-            _ => None,
-        });
-        requests.collect::<Vec<_>>()
-    };
+    (t0, f, sw, l, seed)
+}
+
+/// The Requests host `h` sent on `conn`: index, *sole* and *more*.
+fn requests(sw: &Harness, h: usize, conn: ConnId) -> Vec<(u32, bool, bool)> {
+    let requests = sw.messages_on(h, conn).filter_map(|m| match m {
+        Message::Request { index, sole, more } => Some((index, sole, more)),
+        _ => None,
+    });
+    requests.collect()
+}
+
+/// An asker says `more` while some chunk it lacks is asked of nobody (a
+/// refusal costs it no time then), and no more in its end game.
+#[test]
+fn a_request_says_more_until_every_missing_chunk_is_asked() {
+    let (t0, f, mut sw, l, seed) = a_leecher_and_its_seed();
     let mut delivered = 0;
-    while asked(&sw).len() < 16 {
-        let first = asked(&sw);
-        assert!(first.iter().all(|(_, more)| *more), "chunks are left to ask: {first:?}");
-        let (index, _) = first[delivered];
+    while requests(&sw, l, seed).len() < 16 {
+        let first = requests(&sw, l, seed);
+        assert!(first.iter().all(|(_, _, more)| *more), "chunks are left to ask: {first:?}");
+        let (index, _, _) = first[delivered];
         sw.inject(t0, l, seed, Message::Chunk { index, data: &f.chunk(index) });
         delivered += 1;
     }
-    let last = asked(&sw).last().copied();
-    assert_eq!(last.map(|(_, more)| more), Some(false), "the last chunk is asked: its end game");
+    let last = requests(&sw, l, seed).last().copied();
+    assert_eq!(last.map(|(_, _, more)| more), Some(false), "the last chunk is asked: its end game");
 }
 
 /// A seed's `Spread` refusal clears its bit for a while (we ask the chunk
@@ -1960,24 +1968,13 @@ fn a_request_says_more_until_every_missing_chunk_is_asked() {
 /// against 1.095).
 #[test]
 fn a_seed_that_refused_a_chunk_is_still_told_when_it_is_the_sole_holder() {
-    let (t0, f, mut sw) = start(16);
-    let l = sw.peer(t0, &f, &[], |_| {});
-    sw.run(t0);
-    let seed = sw.accept(t0, l, hand_addr(1));
-    sw.greet(t0, l, seed, &f, &f.all(), Some(State::Available));
-    let asked = |sw: &Harness| {
-        let requests = sw.messages_on(l, seed).filter_map(|m| match m {
-            Message::Request { index, sole, .. } => Some((index, sole)),
-            _ => None,
-        });
-        requests.collect::<Vec<_>>()
-    };
-    let first = asked(&sw);
-    assert!(first.len() >= 2 && first.iter().all(|(_, sole)| *sole), "no other holder: {first:?}");
+    let (t0, f, mut sw, l, seed) = a_leecher_and_its_seed();
+    let first = requests(&sw, l, seed);
+    assert!(first.len() >= 2 && first.iter().all(|(_, sole, _)| *sole), "no other holder: {first:?}");
     sw.inject(t0, l, seed, Message::Reject { index: first[0].0, reason: RejectReason::Spread });
     sw.inject(t0, l, seed, Message::Chunk { index: first[1].0, data: &f.chunk(first[1].0) });
-    let later = asked(&sw)[first.len()..].to_vec();
-    assert!(!later.is_empty() && later.iter().all(|(_, sole)| *sole), "still the sole holder: {later:?}");
+    let later = requests(&sw, l, seed)[first.len()..].to_vec();
+    assert!(!later.is_empty() && later.iter().all(|(_, sole, _)| *sole), "still the sole holder: {later:?}");
 }
 
 /// Host `h` (1 slot, held by a peer that asked for one chunk) is called by
