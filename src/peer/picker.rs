@@ -170,6 +170,11 @@ impl Picker {
         self.bucket_start(2) >= self.order.len()
     }
 
+    /// True if `theirs` holds a chunk we lack and have asked nobody for.
+    pub fn unasked_in(&self, theirs: &Bitfield) -> bool {
+        theirs.len() == self.held.len() && theirs.common(&self.pickable).next().is_some()
+    }
+
     /// True if `theirs` holds any chunk we lack (the peer is worth asking).
     pub fn wants_from(&self, theirs: &Bitfield) -> bool {
         if theirs.len() == self.held.len() {
@@ -370,6 +375,21 @@ mod tests {
         assert_eq!((p.availability(0), p.availability(1), p.availability(2)), (0, 0, 2));
         assert_eq!(picks(&mut p, &a, 2), BTreeSet::from([0, 1]));
         check(&p);
+    }
+
+    #[test]
+    fn unasked_in_sees_only_chunks_asked_of_nobody() {
+        let b = bits(10, [3, 4]);
+        let mut p = with(10, 0, 1, &[&b]);
+        assert!(p.unasked_in(&b));
+        assert!(!p.unasked_in(&bits(10, [])), "holds nothing");
+        let first = p.pick(&b, never);
+        assert!(p.unasked_in(&b), "one of its two is still unasked");
+        p.pick(&b, never);
+        assert!(!p.unasked_in(&b), "both asked");
+        p.release(first.unwrap());
+        assert!(p.unasked_in(&b), "a refused one is unasked again");
+        assert!(!p.unasked_in(&bits(11, [3])), "a bitfield of another length");
     }
 
     #[test]

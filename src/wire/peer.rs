@@ -54,7 +54,7 @@ const CANCEL: u8 = 0x16;
 
 /// Request's flag: the asker can use no other holder of this chunk.
 const SOLE: u8 = 0x01;
-/// Request's flag: the asker has chunks left that it has asked nobody for.
+/// Request's flag: the asker has other chunks to fetch meanwhile.
 const MORE: u8 = 0x02;
 
 /// The seed notes' three states, said by the uploading side of a connection.
@@ -111,8 +111,8 @@ pub enum Message<'a> {
     State(State),
     /// `sole`: the asker has no other holder of the chunk it can use (one
     /// that has delivered a verified chunk), so a seed that refuses chunks
-    /// held elsewhere sends this one. `more`: the asker has chunks left that
-    /// it has asked nobody for, so a refusal costs it no time.
+    /// held elsewhere sends this one. `more`: another peer that serves the
+    /// asker holds chunks it has asked nobody for, so a refusal costs it no time.
     Request {
         index: u32,
         sole: bool,

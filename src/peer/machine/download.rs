@@ -244,11 +244,26 @@ impl Machine {
         // sent before unless told it is the only holder we can use (its
         // refusals clear bits for a while: it is still a seed).
         let whole = self.sessions.get(&conn).is_some_and(Session::is_seed);
-        let more = self.torrents.get(&id).is_some_and(|t| !t.picker.all_requested());
+        let more = whole && self.more_to_fetch(conn, id);
         for index in picked {
             let sole = whole && self.sole_holder(conn, id, index);
             self.outputs.push_back(Output::Send(conn, Message::Request { index, sole, more }));
         }
+    }
+
+    /// Whether we have other chunks of file `id` to fetch meanwhile, so that
+    /// a seed's refusal on `conn` costs us no time: another peer that serves
+    /// us holds one we have asked nobody for.
+    fn more_to_fetch(&self, conn: ConnId, id: ContentId) -> bool {
+        let Some(t) = self.torrents.get(&id) else { return false };
+        self.sessions.iter().any(|(c, o)| {
+            *c != conn
+                && o.torrent == Some(id)
+                && o.phase == Phase::Open
+                && o.their_state.serves()
+                && !o.behind
+                && o.theirs.as_ref().is_some_and(|b| t.picker.unasked_in(b))
+        })
     }
 
     /// Whether `conn` is the only peer of file `id` we can use for chunk

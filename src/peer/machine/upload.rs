@@ -202,10 +202,10 @@ impl Machine {
     /// kept a seed busy to the end of 1000 peers (lmk-sim, seed 1: 1.097
     /// copies, last at 1.094 x T_p2p; 1.022 copies at 1.101 this way). The
     /// holders we know of are only our peers, which hold what we sent them:
-    /// an asker with chunks left to fetch (`more`) loses no time to a
-    /// refusal and is sent to its own holders whatever we know; one in its
-    /// end game only to a holder we know (sending Poisson arrivals to their
-    /// own holders: 3.26 -> 1.42 copies; every asker: churn's last 1.18 -> 1.25).
+    /// an asker with other chunks to fetch meanwhile (`more`) loses no time
+    /// to a refusal and is sent to its own holders whatever we know; any
+    /// other only to a holder we know (sending Poisson arrivals to their own
+    /// holders: 3.26 -> 1.42 copies; every asker: churn's last 1.18 -> 1.25).
     fn spread_rule(&self, now: Instant, conn: ConnId, index: u32, sole: bool, more: bool) -> (bool, bool) {
         let Some(s) = self.sessions.get(&conn) else { return (false, false) };
         let Some(t) = s.torrent.and_then(|id| self.torrents.get(&id)) else { return (false, false) };
