@@ -242,7 +242,8 @@ impl Machine {
         }
         // Only a holder of every chunk may be a seed, which refuses chunks it
         // sent before unless told it is the only holder we can use (its
-        // refusals clear bits for a while: it is still a seed).
+        // refusals clear bits for a while: it is still a seed), and refuses
+        // them whatever it knows when told we have others to fetch.
         let whole = self.sessions.get(&conn).is_some_and(Session::is_seed);
         let more = whole && self.more_to_fetch(conn, id);
         for index in picked {

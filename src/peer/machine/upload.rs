@@ -204,8 +204,9 @@ impl Machine {
     /// holders we know of are only our peers, which hold what we sent them:
     /// an asker with other chunks to fetch meanwhile (`more`) loses no time
     /// to a refusal and is sent to its own holders whatever we know; any
-    /// other only to a holder we know (sending Poisson arrivals to their own
-    /// holders: 3.26 -> 1.42 copies; every asker: churn's last 1.18 -> 1.25).
+    /// other only to a holder we know (1000 peers of 64 MiB arriving over
+    /// 30 s: 3.26 -> 1.42 copies; refusing every asker that is not `sole`
+    /// put the last of 200 with churn at 1.25 x T_p2p against 1.18).
     fn spread_rule(&self, now: Instant, conn: ConnId, index: u32, sole: bool, more: bool) -> (bool, bool) {
         let Some(s) = self.sessions.get(&conn) else { return (false, false) };
         let Some(t) = s.torrent.and_then(|id| self.torrents.get(&id)) else { return (false, false) };
