@@ -1750,9 +1750,10 @@ fn a_seed_that_sent_every_chunk_sends_one_again_only_to_a_sole_asker() {
 }
 
 /// A seed sees only the chunks of its own peers. An asker that has other
-/// holders and chunks left to fetch (`more`) is sent to them whatever the
-/// seed knows; one in its end game is refused only for a holder the seed
-/// knows (Poisson arrivals, 1000 x 64 MiB in lmk-sim: 3.26 copies -> 1.42).
+/// holders and other chunks to fetch meanwhile (`more`) is sent to them
+/// whatever the seed knows; one that says nothing is refused only for a
+/// holder the seed knows (Poisson arrivals, 1000 x 64 MiB in lmk-sim: 3.26
+/// copies -> 1.42).
 #[test]
 fn a_seed_sends_an_asker_with_more_to_fetch_to_holders_it_does_not_know() {
     let (t0, _, mut sw, s, [h1, h2]) = seed_and_two_callers(2, |_| {});
@@ -1763,10 +1764,10 @@ fn a_seed_sends_an_asker_with_more_to_fetch_to_holders_it_does_not_know() {
     sw.inject(t0, s, h2, Message::Have(1));
     let at = t0 + ms(500); // every chunk has gone out
     sw.inject(at, s, h2, Message::Request { index: 0, sole: false, more: true });
-    assert!(sw.said_on(s, h2).contains(&Seen::Reject(0, RejectReason::Spread)), "it has chunks left and a holder");
+    assert!(sw.said_on(s, h2).contains(&Seen::Reject(0, RejectReason::Spread)), "it has a holder and more to fetch");
     assert_eq!(of(&sw.said_on(s, h2), Seen::Chunk), [1]);
     sw.inject(at + ms(100), s, h2, Message::Request { index: 0, sole: false, more: false });
-    assert_eq!(of(&sw.said_on(s, h2), Seen::Chunk), [1, 0], "its end game, and no holder the seed knows of");
+    assert_eq!(of(&sw.said_on(s, h2), Seen::Chunk), [1, 0], "no more to fetch, and no holder the seed knows of");
 }
 
 /// The peer a seed points to may not give the chunk (a poisoner claims
@@ -1893,13 +1894,8 @@ fn a_request_says_sole_while_no_other_open_holder_has_delivered() {
     let (t0, f, mut sw) = start(16);
     let l = sw.peer(t0, &f, &[], |_| {});
     sw.run(t0);
-    let asked = |sw: &Harness, conn| {
-        let requests = sw.messages_on(l, conn).filter_map(|m| match m {
-            Message::Request { index, sole, .. } => Some((index, sole)),
-            _ => None,
-        });
-        requests.collect::<Vec<_>>()
-    };
+    let asked =
+        |sw: &Harness, conn| requests(sw, l, conn).into_iter().map(|(i, sole, _)| (i, sole)).collect::<Vec<_>>();
     let deliver = |sw: &mut Harness, conn, nth: usize| {
         let (index, _) = asked(sw, conn)[nth];
         sw.inject(t0, l, conn, Message::Chunk { index, data: &f.chunk(index) });
@@ -1925,9 +1921,9 @@ fn a_request_says_sole_while_no_other_open_holder_has_delivered() {
     assert!(!later.is_empty() && later.iter().all(|(_, sole)| *sole), "b is gone: {later:?}");
 }
 
-/// A leecher of 16 chunks that holds nothing, greeted by a seed that gives it a slot.
-fn a_leecher_and_its_seed() -> (Instant, TestFile, Harness, usize, ConnId) {
-    let (t0, f, mut sw) = start(16);
+/// A leecher of `chunks` that holds nothing, greeted by a seed that gives it a slot.
+fn a_leecher_and_its_seed(chunks: usize) -> (Instant, TestFile, Harness, usize, ConnId) {
+    let (t0, f, mut sw) = start(chunks);
     let l = sw.peer(t0, &f, &[], |_| {});
     sw.run(t0);
     let seed = sw.accept(t0, l, hand_addr(1));
@@ -1951,7 +1947,7 @@ fn requests(sw: &Harness, h: usize, conn: ConnId) -> Vec<(u32, bool, bool)> {
 /// every 40 ms for 0.4 s, saying *more*).
 #[test]
 fn a_request_says_more_while_a_peer_that_serves_us_has_chunks_left_to_ask() {
-    let (t0, f, mut sw, l, seed) = a_leecher_and_its_seed();
+    let (t0, f, mut sw, l, seed) = a_leecher_and_its_seed(16);
     let first = requests(&sw, l, seed);
     assert!(first.iter().all(|(_, _, more)| !more), "nobody else serves us: {first:?}");
     let p = sw.accept(t0, l, hand_addr(2));
@@ -1975,7 +1971,7 @@ fn a_request_says_more_while_a_peer_that_serves_us_has_chunks_left_to_ask() {
 /// against 1.095).
 #[test]
 fn a_seed_that_refused_a_chunk_is_still_told_when_it_is_the_sole_holder() {
-    let (t0, f, mut sw, l, seed) = a_leecher_and_its_seed();
+    let (t0, f, mut sw, l, seed) = a_leecher_and_its_seed(16);
     let first = requests(&sw, l, seed);
     assert!(first.len() >= 2 && first.iter().all(|(_, sole, _)| *sole), "no other holder: {first:?}");
     sw.inject(t0, l, seed, Message::Reject { index: first[0].0, reason: RejectReason::Spread });
@@ -2026,11 +2022,7 @@ fn a_seeds_slots_go_in_turn_not_to_the_peer_holding_fewest() {
 /// A downloader greeted by a holder of every chunk (a seed, say): the
 /// harness, the downloader, the seed's connection and the first chunk asked.
 fn asking_a_seed() -> (Instant, Harness, usize, ConnId, u32) {
-    let (t0, f, mut sw) = start(2);
-    let d = sw.peer(t0, &f, &[], |_| {});
-    sw.run(t0);
-    let h = sw.accept(t0, d, hand_addr(1));
-    sw.greet(t0, d, h, &f, &f.all(), Some(State::Available));
+    let (t0, _, sw, d, h) = a_leecher_and_its_seed(2);
     let first = of(&sw.said_on(d, h), Seen::Request)[0];
     (t0, sw, d, h, first)
 }
