@@ -483,6 +483,7 @@ impl Machine {
             (Phase::Open, _) if s.theirs.is_none() => {
                 self.violation(now, conn, "first frame after Hello is not a Bitfield")
             }
+            (Phase::Open, Message::Bitfield(bytes)) => self.on_refresh(now, conn, bytes),
             (Phase::Open, Message::Have(index)) => self.on_have(now, conn, index),
             (Phase::Open, Message::State(state)) => self.on_state(now, conn, state),
             (Phase::Open, Message::Request { index, sole, more }) => self.on_request(now, conn, index, sole, more),
@@ -1012,6 +1013,37 @@ impl Machine {
         }
     }
 
+    /// A later Bitfield: the peer's chunks now, sent when it was given a slot
+    /// it had no use for. We heard of no chunk it got that we held, so we took
+    /// it to want those: its slot goes to a peer that wants something now,
+    /// not after `ASK_IDLE`. Every chunk we knew it to hold must be in it.
+    fn on_refresh(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        let Some((s, t)) = self.pair(conn) else { return };
+        let Some(now_held) = Bitfield::from_wire(bytes, t.meta.chunk_count()) else {
+            return self.violation(now, conn, "bitfield of the wrong length");
+        };
+        let Some(theirs) = s.theirs.as_mut() else { return };
+        if theirs.has_any_missing_from(&now_held) {
+            return self.violation(now, conn, "a later bitfield without chunks it said it held");
+        }
+        let mut wanted = false;
+        for index in now_held.ones() {
+            if theirs.set(index) {
+                t.picker.add_have(index);
+                wanted |= !t.held().get(index);
+            }
+        }
+        s.arriving.retain(|(i, _)| !now_held.get(*i));
+        if now_held.is_full() && t.is_complete() {
+            return self.close(conn);
+        }
+        let id = t.id;
+        if wanted {
+            self.fill(now, conn, id);
+        }
+        self.rechoke(now);
+    }
+
     fn on_state(&mut self, now: Instant, conn: ConnId, state: State) {
         self.touched.push(conn);
         let Some(s) = self.sessions.get_mut(&conn) else { return };
@@ -1020,8 +1052,13 @@ impl Machine {
         // restart it by saying it serves (a staller rotating its slots did).
         if state.serves() {
             s.asked.iter_mut().for_each(|a| a.granted = true);
-            if let Some(id) = s.torrent {
-                self.fill(now, conn, id);
+            let Some(id) = s.torrent else { return };
+            self.fill(now, conn, id);
+            // A slot we have no use for: it took us to want chunks we got elsewhere.
+            let Some((s, t)) = self.pair(conn) else { return };
+            if s.theirs.as_ref().is_some_and(|b| !b.has_any_missing_from(t.held())) {
+                let bits = t.held().as_bytes().to_vec();
+                self.outputs.push_back(Output::Bitfield(conn, bits));
             }
         }
     }

@@ -353,6 +353,7 @@ impl Machine {
             return self.fail(now, id, reason);
         }
         t.stage = Stage::Seeding { since: now };
+        let bits = t.held().as_bytes().to_vec();
         info!("{}: complete and verified; seeding", t.meta.name());
         self.events.push_back(Event::Complete {
             id,
@@ -370,6 +371,11 @@ impl Machine {
             self.sessions.iter().filter(|(_, s)| s.torrent == Some(id) && s.is_seed()).map(|(c, _)| *c).collect();
         for conn in seeds {
             self.close(conn);
+        }
+        // The others heard of no chunk we got that they held: each would
+        // give us a slot for them. Our chunks now, once (a complete one closes).
+        for (conn, _) in self.sessions.iter().filter(|(_, s)| s.torrent == Some(id) && s.phase == Phase::Open) {
+            self.outputs.push_back(Output::Bitfield(*conn, bits.clone()));
         }
         self.sweep(now);
         self.rechoke(now);

@@ -2119,3 +2119,80 @@ fn a_refused_announce_is_tried_again_soon_with_backoff() {
 
 mod pieces;
 mod receive;
+
+/// A peer given a slot it has no use for sends its chunks now: the uploader
+/// heard of no chunk we got that it held, and took us to want them.
+#[test]
+fn a_slot_we_have_no_use_for_is_answered_with_our_chunks_now() {
+    let (t0, f, mut sw) = start(8);
+    let l = sw.peer(t0, &f, &[0, 1, 2], |_| {});
+    sw.run(t0);
+    let useful = sw.accept(t0, l, hand_addr(1));
+    sw.greet(t0, l, useful, &f, &[3], Some(State::Available));
+    let bitfields = |sw: &Harness, conn| sw.said_on(l, conn).iter().filter(|m| matches!(m, Seen::Bitfield(_))).count();
+    assert_eq!(bitfields(&sw, useful), 1, "the greeting's only: it holds a chunk we lack");
+    let useless = sw.accept(t0, l, hand_addr(2));
+    sw.greet(t0, l, useless, &f, &[1, 2], Some(State::Available));
+    let said = sw.said_on(l, useless);
+    assert_eq!(said.last(), Some(&Seen::Bitfield(f.bits(&[0, 1, 2]).as_bytes().to_vec())), "{said:?}");
+    assert_eq!(bitfields(&sw, useless), 2);
+}
+
+/// An uploader whose holder says it holds what we hold gives its slot to a
+/// peer that wants something at once, not after `ASK_IDLE`.
+#[test]
+fn a_later_bitfield_frees_the_slot_of_a_holder_that_wants_nothing() {
+    let (t0, f, mut sw) = start(8);
+    let u = sw.peer(t0, &f, &[0, 1, 2, 3], |c| c.slots = 1);
+    sw.tracker_says.insert(u, Vec::new());
+    sw.run(t0);
+    let (holder, waiter) = (sw.accept(t0, u, hand_addr(1)), sw.accept(t0, u, hand_addr(2)));
+    sw.greet(t0, u, holder, &f, &[], None);
+    sw.greet(t0, u, waiter, &f, &[], None);
+    assert_eq!(sw.said_on(u, holder).last(), Some(&Seen::State(State::Available)));
+    assert_eq!(sw.said_on(u, waiter).last(), Some(&Seen::State(State::Unavailable)));
+    sw.inject(t0, u, holder, Message::Bitfield(f.bits(&[0, 1, 2, 3, 7]).as_bytes()));
+    assert_eq!(sw.theirs(u, holder), vec![0, 1, 2, 3, 7]);
+    assert_eq!(sw.said_on(u, holder).last(), Some(&Seen::State(State::Unavailable)));
+    assert_eq!(sw.said_on(u, waiter).last(), Some(&Seen::State(State::Connected)), "the same instant");
+}
+
+#[test]
+fn a_later_bitfield_may_not_drop_chunks_or_change_length() {
+    let (t0, f, mut sw) = start(8);
+    let u = sw.peer(t0, &f, &[0], |_| {});
+    sw.tracker_says.insert(u, Vec::new());
+    sw.run(t0);
+    let good = sw.accept(t0, u, hand_addr(1));
+    sw.greet(t0, u, good, &f, &[5], None);
+    sw.inject(t0, u, good, Message::Bitfield(f.bits(&[5, 6]).as_bytes()));
+    sw.inject(t0, u, good, Message::Bitfield(f.bits(&[5, 6]).as_bytes()));
+    assert_eq!((sw.theirs(u, good), sw.hosts[u].m.violations), (vec![5, 6], 0), "the same chunks again is no fault");
+    let (dropper, longer) = (sw.accept(t0, u, hand_addr(2)), sw.accept(t0, u, hand_addr(3)));
+    sw.greet(t0, u, dropper, &f, &[5, 6], None);
+    sw.greet(t0, u, longer, &f, &[5], None);
+    sw.inject(t0, u, dropper, Message::Bitfield(f.bits(&[5]).as_bytes()));
+    sw.inject(t0, u, longer, Message::Bitfield(&[0, 0]));
+    assert!(sw.closed.contains(&(u, dropper)) && sw.closed.contains(&(u, longer)));
+    assert_eq!(sw.hosts[u].m.violations, 2);
+}
+
+/// On completion a peer sends its chunks to every peer left: those that held
+/// chunks it got elsewhere would give it slots for them, and a complete one
+/// closes.
+#[test]
+fn a_peer_that_completes_tells_every_peer_left_its_chunks() {
+    let (t0, f, mut sw) = start(4);
+    let l = sw.peer(t0, &f, &[0, 1, 2], |_| {});
+    sw.tracker_says.insert(l, Vec::new());
+    sw.run(t0);
+    let (server, partial) = (sw.accept(t0, l, hand_addr(1)), sw.accept(t0, l, hand_addr(2)));
+    sw.greet(t0, l, server, &f, &[3], Some(State::Available));
+    sw.greet(t0, l, partial, &f, &[0, 1], None);
+    assert_eq!(of(&sw.said_on(l, server), Seen::Request), vec![3]);
+    sw.inject(t0, l, server, Message::Chunk { index: 3, data: &f.chunk(3) });
+    assert!(sw.holds_file(l, &f));
+    let full = Seen::Bitfield(f.bits(&f.all()).as_bytes().to_vec());
+    assert_eq!(sw.said_on(l, partial).last(), Some(&full), "it heard of no chunk: it held 0 and 1, and we lack none");
+    assert!(sw.said_on(l, server).contains(&full));
+}
