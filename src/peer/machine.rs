@@ -941,7 +941,7 @@ impl Machine {
         if let Some(listen) = listen {
             t.mark_active(listen);
         }
-        let bits = t.held().as_bytes().to_vec();
+        let (bits, told) = (t.held().as_bytes().to_vec(), t.held().clone());
         // Holding the whole file we ask for no chunk: it may send control frames only.
         let limit = match t.is_complete() {
             true => max_control_frame(t.meta.chunk_count()),
@@ -959,6 +959,7 @@ impl Machine {
             s.chunk_size = t.meta.chunk_size();
             s.phase = Phase::Open;
             s.waiting_since = now;
+            s.told = told;
         }
         if !outbound {
             self.outputs.push_back(Output::Send(conn, self.hello(id)));
@@ -1007,9 +1008,14 @@ impl Machine {
         if theirs.is_full() && t.is_complete() {
             return self.close(conn);
         }
+        // A holder that now wants nothing of ours gives its slot back at once.
+        let sated = s.slot_since.is_some() && !t.held().has_any_missing_from(theirs);
         let id = t.id;
         if !t.held().get(index) {
             self.fill(now, conn, id);
+        }
+        if sated {
+            self.rechoke(now);
         }
     }
 
@@ -1057,8 +1063,7 @@ impl Machine {
             // A slot we have no use for: it took us to want chunks we got elsewhere.
             let Some((s, t)) = self.pair(conn) else { return };
             if s.theirs.as_ref().is_some_and(|b| !b.has_any_missing_from(t.held())) {
-                let bits = t.held().as_bytes().to_vec();
-                self.outputs.push_back(Output::Bitfield(conn, bits));
+                self.tell(conn, false);
             }
         }
     }

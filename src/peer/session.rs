@@ -161,6 +161,8 @@ pub struct Session {
     pub ahead_of_request: u64,
     /// We told it our State (after its Bitfield).
     pub told_state: bool,
+    /// The chunks we told it we hold (Bitfield, Haves): none is told twice.
+    pub told: Bitfield,
     /// Chunks we refused it with `Spread`: a Have for each once the spread is over.
     pub spread: Vec<u32>,
     /// Chunks we refused it with `Spread`, once per refusal, until each is
@@ -260,6 +262,7 @@ impl Session {
             written: 0,
             ahead_of_request: 0,
             told_state: false,
+            told: Bitfield::new(0),
             spread: Vec::new(),
             spread_refusals: Vec::new(),
             arriving: Vec::new(),

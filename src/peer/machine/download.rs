@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::peer::session::Incoming;
+use crate::wire::FRAME_HEADER;
 
 impl Machine {
     /// A whole Chunk frame: its body in one piece.
@@ -340,10 +341,36 @@ impl Machine {
             // A peer that serves us hears of every chunk, so it sees when we want nothing more of it.
             let lacks = s.theirs.as_ref().is_none_or(|b| !b.get(index));
             if s.their_state.serves() || lacks {
+                s.told.set(index);
                 self.outputs.push_back(Output::Send(*conn, Message::Have(index)));
             }
             s.idle_turn &= !lacks; // it may want this one
         }
+    }
+
+    /// Tells the peer on `conn` of the chunks we hold and never told it of:
+    /// every one (`all`), or those it holds, which it takes us to want. As
+    /// Haves, or as a later Bitfield where that is fewer bytes: no chunk is
+    /// told twice, so a peer that gives and takes slots without end makes us
+    /// queue no more than a Have per chunk.
+    pub(super) fn tell(&mut self, conn: ConnId, all: bool) {
+        let Some((s, t)) = self.pair(conn) else { return };
+        let (held, told) = (t.held(), &s.told);
+        let untold: Vec<u32> = match (&s.theirs, all) {
+            (Some(theirs), false) => theirs.common(held).filter(|i| !told.get(*i)).collect(),
+            _ => held.ones().filter(|i| !told.get(*i)).collect(),
+        };
+        // A Have frame is its header and an index; a Bitfield's, its header and bytes.
+        let said: Vec<Output> = if (FRAME_HEADER + 4) * untold.len() < FRAME_HEADER + held.as_bytes().len() {
+            for &index in &untold {
+                s.told.set(index);
+            }
+            untold.into_iter().map(|index| Output::Send(conn, Message::Have(index))).collect()
+        } else {
+            s.told = held.clone();
+            vec![Output::Bitfield(conn, held.as_bytes().to_vec())]
+        };
+        self.outputs.extend(said);
     }
 
     pub(super) fn complete(&mut self, now: Instant, id: ContentId) {
@@ -353,7 +380,6 @@ impl Machine {
             return self.fail(now, id, reason);
         }
         t.stage = Stage::Seeding { since: now };
-        let bits = t.held().as_bytes().to_vec();
         info!("{}: complete and verified; seeding", t.meta.name());
         self.events.push_back(Event::Complete {
             id,
@@ -373,9 +399,15 @@ impl Machine {
             self.close(conn);
         }
         // The others heard of no chunk we got that they held: each would
-        // give us a slot for them. Our chunks now, once (a complete one closes).
-        for (conn, _) in self.sessions.iter().filter(|(_, s)| s.torrent == Some(id) && s.phase == Phase::Open) {
-            self.outputs.push_back(Output::Bitfield(*conn, bits.clone()));
+        // give us a slot for them. Every chunk now (a complete one closes).
+        let open: Vec<ConnId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.torrent == Some(id) && s.phase == Phase::Open)
+            .map(|(c, _)| *c)
+            .collect();
+        for conn in open {
+            self.tell(conn, true);
         }
         self.sweep(now);
         self.rechoke(now);

@@ -2120,22 +2120,34 @@ fn a_refused_announce_is_tried_again_soon_with_backoff() {
 mod pieces;
 mod receive;
 
-/// A peer given a slot it has no use for sends its chunks now: the uploader
-/// heard of no chunk we got that it held, and took us to want them.
+/// A peer given a slot it has no use for tells the uploader of the chunks it
+/// holds that we got elsewhere (we told it of none: it held them), as a
+/// Bitfield or as Haves, whichever is fewer bytes. No chunk is told twice:
+/// a peer that gives and takes slots without end makes us queue no more
+/// than a Have per chunk.
 #[test]
-fn a_slot_we_have_no_use_for_is_answered_with_our_chunks_now() {
-    let (t0, f, mut sw) = start(8);
-    let l = sw.peer(t0, &f, &[0, 1, 2], |_| {});
-    sw.run(t0);
-    let useful = sw.accept(t0, l, hand_addr(1));
-    sw.greet(t0, l, useful, &f, &[3], Some(State::Available));
-    let bitfields = |sw: &Harness, conn| sw.said_on(l, conn).iter().filter(|m| matches!(m, Seen::Bitfield(_))).count();
-    assert_eq!(bitfields(&sw, useful), 1, "the greeting's only: it holds a chunk we lack");
-    let useless = sw.accept(t0, l, hand_addr(2));
-    sw.greet(t0, l, useless, &f, &[1, 2], Some(State::Available));
-    let said = sw.said_on(l, useless);
-    assert_eq!(said.last(), Some(&Seen::Bitfield(f.bits(&[0, 1, 2]).as_bytes().to_vec())), "{said:?}");
-    assert_eq!(bitfields(&sw, useless), 2);
+fn a_slot_we_have_no_use_for_is_answered_with_the_chunks_it_did_not_know() {
+    for (chunks, as_haves) in [(8, false), (200, true)] {
+        let (t0, f, mut sw) = start(chunks);
+        let l = sw.peer(t0, &f, &[0], |_| {});
+        sw.tracker_says.insert(l, Vec::new());
+        sw.run(t0);
+        let (server, stale) = (sw.accept(t0, l, hand_addr(1)), sw.accept(t0, l, hand_addr(2)));
+        sw.greet(t0, l, stale, &f, &[1, 2], None);
+        sw.greet(t0, l, server, &f, &[1, 2, 3], Some(State::Available));
+        sw.serve(t0, l, server, &f);
+        let told = |sw: &Harness| chunks_told(sw, l, stale)[1..].to_vec(); // after the greeting's Bitfield
+        assert_eq!(told(&sw), vec![Seen::Have(3)], "it lacked 3 only");
+        sw.inject(t0, l, stale, Message::State(State::Available));
+        let fresh = match as_haves {
+            true => vec![Seen::Have(1), Seen::Have(2)],
+            false => vec![Seen::Bitfield(f.bits(&[0, 1, 2, 3]).as_bytes().to_vec())],
+        };
+        assert_eq!(told(&sw)[1..], fresh, "{chunks} chunks");
+        sw.inject(t0, l, stale, Message::State(State::Unavailable));
+        sw.inject(t0, l, stale, Message::State(State::Connected));
+        assert_eq!(told(&sw)[1..], fresh, "nothing twice");
+    }
 }
 
 /// An uploader whose holder says it holds what we hold gives its slot to a
@@ -2153,6 +2165,24 @@ fn a_later_bitfield_frees_the_slot_of_a_holder_that_wants_nothing() {
     assert_eq!(sw.said_on(u, waiter).last(), Some(&Seen::State(State::Unavailable)));
     sw.inject(t0, u, holder, Message::Bitfield(f.bits(&[0, 1, 2, 3, 7]).as_bytes()));
     assert_eq!(sw.theirs(u, holder), vec![0, 1, 2, 3, 7]);
+    assert_eq!(sw.said_on(u, holder).last(), Some(&Seen::State(State::Unavailable)));
+    assert_eq!(sw.said_on(u, waiter).last(), Some(&Seen::State(State::Connected)), "the same instant");
+}
+
+/// So does one whose Haves say it holds all we hold (a chunk it got
+/// elsewhere, or the chunks a later Bitfield would have cost more bytes).
+#[test]
+fn a_holder_whose_haves_leave_it_nothing_to_want_frees_its_slot_at_once() {
+    let (t0, f, mut sw) = start(8);
+    let u = sw.peer(t0, &f, &[0, 1], |c| c.slots = 1);
+    sw.tracker_says.insert(u, Vec::new());
+    sw.run(t0);
+    let (holder, waiter) = (sw.accept(t0, u, hand_addr(1)), sw.accept(t0, u, hand_addr(2)));
+    sw.greet(t0, u, holder, &f, &[], None);
+    sw.greet(t0, u, waiter, &f, &[], None);
+    sw.inject(t0, u, holder, Message::Have(0));
+    assert_eq!(sw.said_on(u, holder).last(), Some(&Seen::State(State::Available)), "it still lacks 1");
+    sw.inject(t0, u, holder, Message::Have(1));
     assert_eq!(sw.said_on(u, holder).last(), Some(&Seen::State(State::Unavailable)));
     assert_eq!(sw.said_on(u, waiter).last(), Some(&Seen::State(State::Connected)), "the same instant");
 }
@@ -2183,16 +2213,21 @@ fn a_later_bitfield_may_not_drop_chunks_or_change_length() {
 #[test]
 fn a_peer_that_completes_tells_every_peer_left_its_chunks() {
     let (t0, f, mut sw) = start(4);
-    let l = sw.peer(t0, &f, &[0, 1, 2], |_| {});
+    let l = sw.peer(t0, &f, &[0], |_| {});
     sw.tracker_says.insert(l, Vec::new());
     sw.run(t0);
     let (server, partial) = (sw.accept(t0, l, hand_addr(1)), sw.accept(t0, l, hand_addr(2)));
-    sw.greet(t0, l, server, &f, &[3], Some(State::Available));
-    sw.greet(t0, l, partial, &f, &[0, 1], None);
-    assert_eq!(of(&sw.said_on(l, server), Seen::Request), vec![3]);
-    sw.inject(t0, l, server, Message::Chunk { index: 3, data: &f.chunk(3) });
+    sw.greet(t0, l, partial, &f, &[0, 1, 2], None);
+    sw.greet(t0, l, server, &f, &[1, 2, 3], Some(State::Available));
+    sw.serve(t0, l, server, &f);
     assert!(sw.holds_file(l, &f));
     let full = Seen::Bitfield(f.bits(&f.all()).as_bytes().to_vec());
-    assert_eq!(sw.said_on(l, partial).last(), Some(&full), "it heard of no chunk: it held 0 and 1, and we lack none");
-    assert!(sw.said_on(l, server).contains(&full));
+    assert_eq!(chunks_told(&sw, l, partial)[1..], [Seen::Have(3), full], "it heard of 3 only: it held 1 and 2");
+    let bitfields = sw.said_on(l, server).into_iter().filter(|m| matches!(m, Seen::Bitfield(_))).count();
+    assert_eq!(bitfields, 1, "it serves us: it heard of every chunk");
+}
+
+/// The Bitfields and Haves host `h` sent on `conn`.
+fn chunks_told(sw: &Harness, h: usize, conn: ConnId) -> Vec<Seen> {
+    sw.said_on(h, conn).into_iter().filter(|m| matches!(m, Seen::Bitfield(_) | Seen::Have(_))).collect()
 }
