@@ -454,13 +454,8 @@ impl Machine {
         self.touched.push(conn);
         let Some(s) = self.sessions.get_mut(&conn) else { return };
         s.phase = Phase::Greeting { since: now };
-        // Our Bitfield at once, not after its Hello: its State can come a
-        // round trip sooner.
-        if let Some(t) = s.torrent.and_then(|id| self.torrents.get(&id)) {
-            s.told = t.held().clone();
-            let bits = t.held().as_bytes().to_vec();
-            self.outputs.push_back(Output::Send(conn, self.hello(t.id)));
-            self.outputs.push_back(Output::Bitfield(conn, bits));
+        if let Some(id) = s.torrent {
+            self.outputs.push_back(Output::Send(conn, self.hello(id)));
         }
         self.settle(now);
     }
@@ -964,16 +959,12 @@ impl Machine {
             s.chunk_size = t.meta.chunk_size();
             s.phase = Phase::Open;
             s.waiting_since = now;
-            if !outbound {
-                s.told = told;
-            }
+            s.told = told;
+        }
+        if !outbound {
+            self.outputs.push_back(Output::Send(conn, self.hello(id)));
         }
         self.outputs.push_back(Output::Limit(conn, limit));
-        if outbound {
-            // Our Bitfield went with our Hello: the chunks verified since.
-            return self.tell(conn, true);
-        }
-        self.outputs.push_back(Output::Send(conn, self.hello(id)));
         self.outputs.push_back(Output::Bitfield(conn, bits));
     }
 

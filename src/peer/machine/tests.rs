@@ -240,28 +240,6 @@ fn bitfield_and_have_tell_each_side_what_the_other_holds() {
     assert_eq!(sw.hosts[a].m.peers(), 3, "the others stay");
 }
 
-/// A dialler sends its Bitfield with its Hello, not after the other's: the
-/// other's State comes a round trip sooner. A chunk verified before the
-/// other's Hello is told then.
-#[test]
-fn a_dialler_sends_its_bitfield_with_its_hello() {
-    let (t0, f, mut sw) = start(8);
-    let far = hand_addr(1);
-    let d = sw.peer(t0, &f, &[0], |_| {});
-    sw.listeners.push(far);
-    sw.tracker_says.insert(d, vec![far]);
-    sw.run(t0);
-    let c = sw.dials.iter().find(|x| x.to == far).and_then(|x| x.conn).expect("dialled");
-    assert_eq!(sw.said_on(d, c), [Seen::Hello, Seen::Bitfield(f.bits(&[0]).as_bytes().to_vec())]);
-    let server = sw.accept(t0, d, hand_addr(2));
-    sw.greet(t0, d, server, &f, &[1], Some(State::Available));
-    sw.serve(t0, d, server, &f);
-    assert_eq!(sw.said_on(d, c).len(), 2, "no Have before its Hello");
-    sw.greet(t0, d, c, &f, &[], None);
-    let told = [f.bits(&[0]), f.bits(&[0, 1])].map(|b| Seen::Bitfield(b.as_bytes().to_vec()));
-    assert_eq!(chunks_told(&sw, d, c), told, "a later Bitfield: 6 bytes against a Have's 9");
-}
-
 #[test]
 fn requests_go_only_to_peers_that_hold_the_chunk() {
     let (t0, f, mut sw) = start(6);
