@@ -19,9 +19,10 @@
 //! nothing in its last turn. It takes only a slot nobody else wants, or the
 //! slot of a holder whose turn is over once it has waited `starve`. A
 //! non-reader does not take the first slot again at each rechoke or call,
-//! and peers that want nothing from us (complete ones whose progress we do
-//! not hear of: a peer tells a complete one of no chunk) neither go before
-//! one that still wants something nor take its slot at the end of its turn.
+//! and peers that want nothing from us (complete ones whose progress we did
+//! not hear of: a peer tells a complete one of no chunk until it completes,
+//! or is given a slot it has no use for) neither go before one that still
+//! wants something nor take its slot at the end of its turn.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -936,9 +936,10 @@ fn a_peer_that_reads_nothing_of_its_queue_waits_behind_the_others() {
 }
 
 /// A peer that asked for nothing in its turn waits behind the others, though
-/// it seems to hold fewer chunks: a complete peer hears of no chunk from a
-/// peer that completed, so it would hand its turns to those that want
-/// nothing before the one that still does.
+/// it seems to hold fewer chunks: a complete peer hears of no chunk a peer
+/// verifies (ours tell it all at completion; a peer that does not would
+/// have it hand its turns to those that want nothing before the one that
+/// still does).
 #[test]
 fn a_peer_that_asked_for_nothing_in_its_turn_waits_behind_the_others() {
     let (t0, f, mut sw) = start(12);
