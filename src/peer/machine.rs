@@ -1019,10 +1019,11 @@ impl Machine {
         }
     }
 
-    /// A later Bitfield: the peer's chunks now, sent when it was given a slot
-    /// it had no use for. We heard of no chunk it got that we held, so we took
-    /// it to want those: its slot goes to a peer that wants something now,
-    /// not after `ASK_IDLE`. Every chunk we knew it to hold must be in it.
+    /// A later Bitfield: the peer's chunks now, sent when we gave it a slot it
+    /// had no use for, or when it completed. We heard of no chunk it got that
+    /// we held, so we took it to want those: its slot goes to a peer that
+    /// wants something now, not after `ASK_IDLE`. Every chunk we knew it to
+    /// hold must be in it.
     fn on_refresh(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
         let Some((s, t)) = self.pair(conn) else { return };
         let Some(now_held) = Bitfield::from_wire(bytes, t.meta.chunk_count()) else {
