@@ -84,6 +84,23 @@ fn seed_and_two_callers(
     (t0, f, sw, s, callers)
 }
 
+/// A peer with one upload slot that holds `held` of `chunks` (the tracker
+/// gives it no address) and two callers that hold nothing and have greeted
+/// it: the first holds the slot, the second waits.
+fn one_slot_and_two_callers(chunks: usize, held: &[u32]) -> (Instant, TestFile, Harness, usize, [ConnId; 2]) {
+    let (t0, f, mut sw) = start(chunks);
+    let u = sw.peer(t0, &f, held, |c| c.slots = 1);
+    sw.tracker_says.insert(u, Vec::new());
+    sw.run(t0);
+    let callers = [sw.accept(t0, u, hand_addr(1)), sw.accept(t0, u, hand_addr(2))];
+    for c in callers {
+        sw.greet(t0, u, c, &f, &[], None);
+    }
+    assert_eq!(sw.said_on(u, callers[0]).last(), Some(&Seen::State(State::Available)));
+    assert_eq!(sw.said_on(u, callers[1]).last(), Some(&Seen::State(State::Unavailable)));
+    (t0, f, sw, u, callers)
+}
+
 /// A frame as its receiver decoded it (chunk bytes are checked in storage).
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Seen {
@@ -443,14 +460,7 @@ fn a_peer_dials_at_most_half_its_connections_so_later_peers_reach_it() {
 
 #[test]
 fn requests_for_chunks_never_announced_or_without_a_slot_are_rejected() {
-    let (t0, f, mut sw) = start(4);
-    let a = sw.peer(t0, &f, &[0, 1], |c| c.slots = 1);
-    sw.run(t0);
-    let (h1, h2) = (sw.accept(t0, a, hand_addr(1)), sw.accept(t0, a, hand_addr(2)));
-    sw.greet(t0, a, h1, &f, &[], None);
-    sw.greet(t0, a, h2, &f, &[], None);
-    assert_eq!(sw.said_on(a, h1).last(), Some(&Seen::State(State::Available)));
-    assert_eq!(sw.said_on(a, h2).last(), Some(&Seen::State(State::Unavailable)));
+    let (t0, _, mut sw, a, [h1, h2]) = one_slot_and_two_callers(4, &[0, 1]);
 
     let before = sw.hosts[a].m.violations;
     for index in [2, 0, 9] {
@@ -2155,15 +2165,7 @@ fn a_slot_we_have_no_use_for_is_answered_with_the_chunks_it_did_not_know() {
 /// peer that wants something at once, not after `ASK_IDLE`.
 #[test]
 fn a_later_bitfield_frees_the_slot_of_a_holder_that_wants_nothing() {
-    let (t0, f, mut sw) = start(8);
-    let u = sw.peer(t0, &f, &[0, 1, 2, 3], |c| c.slots = 1);
-    sw.tracker_says.insert(u, Vec::new());
-    sw.run(t0);
-    let (holder, waiter) = (sw.accept(t0, u, hand_addr(1)), sw.accept(t0, u, hand_addr(2)));
-    sw.greet(t0, u, holder, &f, &[], None);
-    sw.greet(t0, u, waiter, &f, &[], None);
-    assert_eq!(sw.said_on(u, holder).last(), Some(&Seen::State(State::Available)));
-    assert_eq!(sw.said_on(u, waiter).last(), Some(&Seen::State(State::Unavailable)));
+    let (t0, f, mut sw, u, [holder, waiter]) = one_slot_and_two_callers(8, &[0, 1, 2, 3]);
     sw.inject(t0, u, holder, Message::Bitfield(f.bits(&[0, 1, 2, 3, 7]).as_bytes()));
     assert_eq!(sw.theirs(u, holder), vec![0, 1, 2, 3, 7]);
     assert_eq!(sw.said_on(u, holder).last(), Some(&Seen::State(State::Unavailable)));
@@ -2174,13 +2176,7 @@ fn a_later_bitfield_frees_the_slot_of_a_holder_that_wants_nothing() {
 /// elsewhere, or the chunks a later Bitfield would have cost more bytes).
 #[test]
 fn a_holder_whose_haves_leave_it_nothing_to_want_frees_its_slot_at_once() {
-    let (t0, f, mut sw) = start(8);
-    let u = sw.peer(t0, &f, &[0, 1], |c| c.slots = 1);
-    sw.tracker_says.insert(u, Vec::new());
-    sw.run(t0);
-    let (holder, waiter) = (sw.accept(t0, u, hand_addr(1)), sw.accept(t0, u, hand_addr(2)));
-    sw.greet(t0, u, holder, &f, &[], None);
-    sw.greet(t0, u, waiter, &f, &[], None);
+    let (t0, _, mut sw, u, [holder, waiter]) = one_slot_and_two_callers(8, &[0, 1]);
     sw.inject(t0, u, holder, Message::Have(0));
     assert_eq!(sw.said_on(u, holder).last(), Some(&Seen::State(State::Available)), "it still lacks 1");
     sw.inject(t0, u, holder, Message::Have(1));
