@@ -5,16 +5,29 @@
 //! this very file (device and inode) before and after, so the final file is
 //! the one whose chunks were verified, whatever was swapped in meanwhile.
 //! The open descriptor survives the rename, so the file is served on from it.
+//!
+//! The file's space is reserved (`fallocate`) `RESERVE_STEP` bytes per write,
+//! not all at open: on tmpfs reserving means zeroing every page, 0.1-0.3 s
+//! for 128 MiB while 16 downloads start at once, and the first request
+//! would wait for it. The free space was checked at open (`scratch.rs`).
 
 use std::fs::File;
 use std::io::{self, ErrorKind};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 
 use super::out_dir::{Identity, OutDir, ScratchDir};
 use crate::peer::storage::{read_into, ReadError, Storage};
 
+/// Bytes reserved ahead with each write until the whole file is: a 128 MiB
+/// file is reserved by its 32nd write, a 4 GiB one by its 1024th.
+const RESERVE_STEP: u64 = 4 << 20;
+
 pub struct PartFile {
     file: File,
+    /// The file's length, and how much of it from the start is reserved.
+    len: u64,
+    reserved: u64,
     /// The directories, until the file is finished.
     dirs: Option<(OutDir, ScratchDir)>,
     part: String,
@@ -25,10 +38,42 @@ pub struct PartFile {
 }
 
 impl PartFile {
-    /// Wraps the open, sized scratch file `scratch/part` that becomes `out/name` when complete.
-    pub fn new(file: File, out: OutDir, scratch: ScratchDir, part: String, name: String, replace: bool) -> PartFile {
+    /// Wraps the open scratch file `scratch/part`, sized to `len`, that becomes `out/name` when complete.
+    pub fn new(
+        file: File,
+        len: u64,
+        out: OutDir,
+        scratch: ScratchDir,
+        part: String,
+        name: String,
+        replace: bool,
+    ) -> PartFile {
         let pid = part.replace(".part", ".pid");
-        PartFile { file, dirs: Some((out, scratch)), part, pid, name, replace }
+        PartFile { file, len, reserved: 0, dirs: Some((out, scratch)), part, pid, name, replace }
+    }
+
+    /// Reserves the next `RESERVE_STEP` bytes of the file, if any are left.
+    /// A file system without `fallocate` gets a sparse file.
+    fn reserve_more(&mut self) -> io::Result<()> {
+        let len = RESERVE_STEP.min(self.len.saturating_sub(self.reserved));
+        if len == 0 {
+            return Ok(());
+        }
+        let (Ok(offset), Ok(len_off)) = (libc::off_t::try_from(self.reserved), libc::off_t::try_from(len)) else {
+            self.reserved = self.len;
+            return Ok(());
+        };
+        // SAFETY: fallocate on a descriptor we own; no memory is involved.
+        if unsafe { libc::fallocate(self.file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, offset, len_off) } != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
+                return Err(e);
+            }
+            self.reserved = self.len;
+            return Ok(());
+        }
+        self.reserved += len;
+        Ok(())
     }
 }
 
@@ -38,6 +83,7 @@ impl Storage for PartFile {
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.reserve_more()?;
         self.file.write_all_at(data, offset)
     }
 
@@ -84,7 +130,7 @@ mod tests {
         let scratch = out.scratch().unwrap();
         let (file, _) = scratch.open_own("x.part").unwrap();
         file.set_len(len).unwrap();
-        PartFile::new(file, out, scratch, "x.part".into(), name.into(), replace)
+        PartFile::new(file, len, out, scratch, "x.part".into(), name.into(), replace)
     }
 
     #[test]
@@ -132,6 +178,25 @@ mod tests {
         let e = d.finish().unwrap_err();
         assert!(e.to_string().contains("was replaced during the download"), "{e}");
         assert!(!dir.join("f.bin").exists());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_space_is_reserved_a_step_per_write_not_at_open() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = fresh("part-reserve");
+        let len = 2 * RESERVE_STEP + 1000;
+        let mut d = part(&dir, "f.bin", len, false);
+        let allocated = |d: &PartFile| d.file.metadata().unwrap().blocks() * 512;
+        assert!(allocated(&d) < RESERVE_STEP, "nothing reserved at open: {}", allocated(&d));
+        d.write(len - 3, b"end").unwrap();
+        let first = allocated(&d);
+        assert!((RESERVE_STEP..len).contains(&first), "a step with the first write: {first}");
+        d.write(0, b"abc").unwrap();
+        d.write(3, b"def").unwrap();
+        assert!(allocated(&d) >= len, "the whole file by the third: {}", allocated(&d));
+        d.write(6, b"ghi").unwrap();
+        assert_eq!(d.file.metadata().unwrap().len(), len, "the length stays");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -9,10 +9,11 @@
 //! shared download directory cannot be turned against its user.
 //!
 //! Opening a download: a `DIR/NAME` that already holds the content ends it;
-//! one that differs is refused unless replacing was asked for; the space is
-//! reserved (`fallocate`) before any byte is fetched; the chunks already in
-//! the scratch file are verified by SHA-1 (nothing else is trusted), and
-//! those become the chunks the download starts with.
+//! one that differs is refused unless replacing was asked for; too little
+//! free space is refused before any byte is fetched (the space itself is
+//! reserved as the first chunks are written: `part_file.rs`); the chunks
+//! already in the scratch file are verified by SHA-1 (nothing else is
+//! trusted), and those become the chunks the download starts with.
 
 use std::fmt;
 use std::fs::File;
@@ -117,7 +118,7 @@ pub fn open(dir: &Path, meta: &FileMeta, overwrite: bool) -> Result<Opened, Erro
     // Only a writer holding the lock writes the PID file.
     let _ = scratch.replace_with(&pid, format!("{}\n", std::process::id()).as_bytes());
     let scratch_path = scratch.path().join(&part);
-    if let Err(e) = reserve(&file, meta.size()) {
+    if let Err(e) = make_room(&file, meta.size()) {
         if created {
             // Ours and empty: nothing of value is lost.
             scratch.remove(&part);
@@ -127,7 +128,7 @@ pub fn open(dir: &Path, meta: &FileMeta, overwrite: bool) -> Result<Opened, Erro
         return Err(e);
     }
     let have = verify(&file, meta).map_err(io_err("cannot read", &scratch_path))?;
-    let mut part = PartFile::new(file, out, scratch, part, meta.name().to_string(), overwrite);
+    let mut part = PartFile::new(file, meta.size(), out, scratch, part, meta.name().to_string(), overwrite);
     if have.is_full() {
         part.finish().map_err(io_err("cannot finish", &target))?;
         return Ok(Opened::Complete);
@@ -207,29 +208,15 @@ fn holder(out: &OutDir, part: &str, pid: &str) -> String {
     }
 }
 
-/// Reserves `size` bytes for the file, or says how much is missing.
-fn reserve(file: &File, size: u64) -> Result<(), Error> {
+/// Sizes the file to `size` if its file system has room for the bytes not
+/// allocated yet, or says how much is missing.
+fn make_room(file: &File, size: u64) -> Result<(), Error> {
     let info = file.metadata().map_err(|e| Error::Io("cannot inspect the scratch file".into(), e))?;
     let allocated = info.blocks().saturating_mul(512);
     let need = size.saturating_sub(allocated);
     let free = free_space(file).unwrap_or(u64::MAX);
     if need > free {
         return Err(Error::NoSpace { size, need, free });
-    }
-    let len = libc::off_t::try_from(size).map_err(|_| Error::NoSpace { size, need, free })?;
-    // SAFETY: fallocate on a descriptor we own; no memory is involved.
-    if len > 0 && unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) } != 0 {
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::ENOSPC) | Some(libc::EFBIG) => {
-                let free = free_space(file).unwrap_or(0);
-                let _ = file.set_len(info.len());
-                return Err(Error::NoSpace { size, need, free });
-            }
-            // A file system without fallocate: a sparse file it is.
-            Some(libc::EOPNOTSUPP) => {}
-            _ => return Err(Error::Io("cannot reserve space".into(), e)),
-        }
     }
     file.set_len(size).map_err(|e| Error::Io("cannot size the scratch file".into(), e))
 }
@@ -341,6 +328,19 @@ mod tests {
         assert!(matches!(open(&dir, &meta, false), Ok(Opened::Complete)));
         assert_eq!(std::fs::read(dir.join("f")).unwrap(), data);
         assert!(!dir.join(SCRATCH_DIR).exists());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// The space is checked at open and reserved by the writes
+    /// (`part_file.rs`), so that reserving does not hold up the first request.
+    #[test]
+    fn opening_a_download_reserves_nothing_yet() {
+        let dir = fresh("scratch-room");
+        let (_, meta) = sample("f");
+        let _download = part(open(&dir, &meta, false));
+        let info =
+            std::fs::metadata(dir.join(SCRATCH_DIR).join(format!("{}.part", meta.content_id().to_hex()))).unwrap();
+        assert_eq!((info.len(), info.blocks()), (meta.size(), 0), "sized, not allocated");
         std::fs::remove_dir_all(dir).unwrap();
     }
 
