@@ -993,62 +993,72 @@ impl Machine {
 
     fn on_have(&mut self, now: Instant, conn: ConnId, index: u32) {
         let Some((s, t)) = self.pair(conn) else { return };
-        let Some(theirs) = s.theirs.as_mut() else { return };
+        let Some(theirs) = s.theirs.as_ref() else { return };
         if index >= t.meta.chunk_count() {
             return self.violation(now, conn, "Have past the last chunk");
         }
         s.arriving.retain(|(i, _)| *i != index);
-        if !theirs.set(index) {
+        if theirs.get(index) {
             // A seed offering again a chunk we asked of it: its refusal may be on the way.
             s.asked.iter_mut().filter(|a| a.index == index).for_each(|a| a.offered = true);
             return;
         }
-        t.relayed();
-        t.picker.add_have(index);
-        if theirs.is_full() && t.is_complete() {
-            return self.close(conn);
-        }
-        // A holder that now wants nothing of ours gives its slot back at once.
-        let sated = s.slot_since.is_some() && !t.held().has_any_missing_from(theirs);
-        let id = t.id;
-        if !t.held().get(index) {
-            self.fill(now, conn, id);
-        }
-        if sated {
+        if self.learn(now, conn, std::iter::once(index)) == Some(true) {
             self.rechoke(now);
         }
     }
 
     /// A later Bitfield: the peer's chunks now, sent when we gave it a slot it
     /// had no use for, or when it completed. We heard of no chunk it got that
-    /// we held, so we took it to want those: its slot goes to a peer that
-    /// wants something now, not after `ASK_IDLE`. Every chunk we knew it to
-    /// hold must be in it.
+    /// we held, so we took it to want those. Every chunk we knew it to hold
+    /// must be in it.
     fn on_refresh(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
         let Some((s, t)) = self.pair(conn) else { return };
         let Some(now_held) = Bitfield::from_wire(bytes, t.meta.chunk_count()) else {
             return self.violation(now, conn, "bitfield of the wrong length");
         };
-        let Some(theirs) = s.theirs.as_mut() else { return };
+        let Some(theirs) = s.theirs.as_ref() else { return };
         if theirs.has_any_missing_from(&now_held) {
             return self.violation(now, conn, "a later bitfield without chunks it said it held");
         }
+        s.arriving.retain(|(i, _)| !now_held.get(*i));
+        // One frame per useless slot or completion, not per chunk: the slots
+        // are decided again whatever it changed, as a waiting peer that now
+        // wants nothing no longer puts idle holders on `ASK_IDLE`. (Only for
+        // a sated holder, as after a Have: three classes of 1000 peers in
+        // lmk-sim 1.045 -> 1.053 x T_p2p.)
+        if self.learn(now, conn, now_held.ones()).is_some() {
+            self.rechoke(now);
+        }
+    }
+
+    /// Chunks the peer on `conn` holds, from a Have or a later Bitfield: those
+    /// we did not know of go into its view, the picker's counts and a seed's
+    /// tally of relayed chunks. Then we close if both are complete, or ask it
+    /// for those we lack. Says whether it holds a slot of ours and now wants
+    /// nothing of ours (the slot should go at once to a peer that does, not
+    /// after `ASK_IDLE`); `None` when the connection is gone or closed.
+    fn learn(&mut self, now: Instant, conn: ConnId, chunks: impl Iterator<Item = u32>) -> Option<bool> {
+        let (s, t) = self.pair(conn)?;
+        let theirs = s.theirs.as_mut()?;
         let mut wanted = false;
-        for index in now_held.ones() {
+        for index in chunks {
             if theirs.set(index) {
+                t.relayed();
                 t.picker.add_have(index);
                 wanted |= !t.held().get(index);
             }
         }
-        s.arriving.retain(|(i, _)| !now_held.get(*i));
-        if now_held.is_full() && t.is_complete() {
-            return self.close(conn);
+        if theirs.is_full() && t.is_complete() {
+            self.close(conn);
+            return None;
         }
+        let sated = s.slot_since.is_some() && !t.held().has_any_missing_from(theirs);
         let id = t.id;
         if wanted {
             self.fill(now, conn, id);
         }
-        self.rechoke(now);
+        Some(sated)
     }
 
     fn on_state(&mut self, now: Instant, conn: ConnId, state: State) {
