@@ -28,8 +28,9 @@
 #             torrent_finished_alert. Default settings (uTP included) unless LT_SET.
 #   figures   T_last (the last downloader done, seconds from t0) / T_p2p, mean
 #             finish time / T_p2p, and the seed's copies: bytes sent on the seed
-#             host's veth during the run (frames, headers included: one copy
-#             is ~1.05) / file size; and how busy the machine's CPUs were from
+#             host's veth during the run / file size (the veth counts a GSO
+#             packet's headers once: one copy is ~1.00, where tbf meters ~1.05
+#             of whole frames); and how busy the machine's CPUs were from
 #             t0 to the last finish (near 100%: the machine is the limit).
 #             T_p2p = max(F/u_s, N*F/(u_s + sum u_i)) with u in bytes/s
 #             (downloads uncapped: no F/d_min term). Beside each row, seed@T:
@@ -47,6 +48,8 @@
 #      LMK_SEEDER_ARGS / LMK_LEECHER_ARGS (extra options; none by default),
 #      LT_SET ("name=value ..." libtorrent settings for every peer; none by default,
 #      e.g. "enable_outgoing_utp=false enable_incoming_utp=false" for TCP only),
+#      LINKS=1 prints after each run every host's uplink second by second (MiB/s as its veth counts: the seed,
+#      then the downloaders' least, median and most, the slow ones apart in the heterogeneous row),
 #      SHM (/dev/shm), KEEP=1 keeps the run directory (the last run's logs at its top, earlier ones in
 #      logs/rowR-SYSTEM-RUN), NO_INSTALL=1 never calls
 #      apt-get, LMK_BIN_DIR=dir with the lmk-* binaries (else cargo builds them).
@@ -71,6 +74,7 @@ LMK_INTERVAL=${LMK_INTERVAL:-2}
 LMK_SEEDER_ARGS=${LMK_SEEDER_ARGS:-}
 LMK_LEECHER_ARGS=${LMK_LEECHER_ARGS:-}
 LT_SET=${LT_SET:-}
+LINKS=${LINKS:-0}
 SHM=${SHM:-/dev/shm}
 # tbf on every host's eth0: burst 256 KiB (several 64 KiB GSO frames, ~12 ms
 # at 20 MiB/s), a queue of at most 50 ms.
@@ -277,6 +281,23 @@ set_rate() {
         fail "tc tbf on $1"
 }
 tx_bytes() { ip netns exec "$P-$1" cat /sys/class/net/eth0/statistics/tx_bytes; }
+# links_start N: with LINKS=1, a sampler in the bridge's namespace writes to RUN/links.txt, once a
+# second until stopped (or DEADLINE + 5 s), the time and what each host (s, d1..dN) has sent: the
+# bridge's side of its veth receives what its eth0 sends. One process reading sysfs, so that the
+# sampling costs the machine next to nothing.
+links_start() {
+    [ "$LINKS" = 1 ] || return 0
+    # shellcheck disable=SC2016 # expanded by the sampler's shell
+    ip netns exec "$BRNS" bash -c '
+        end=$((SECONDS + $1 + 5)); shift
+        while [ "$SECONDS" -lt "$end" ]; do
+            line=$EPOCHREALTIME
+            for h in "$@"; do read -r b <"/sys/class/net/v-$h/statistics/rx_bytes"; line+=" $b"; done
+            echo "$line"
+            sleep 1
+        done' _ "$DEADLINE" s $(seq -f 'd%g' 1 "$1") >"$RUN/links.txt" 8>&- &
+    PIDS+=("$!")
+}
 # cpu_ticks: "busy total" jiffies of all CPUs so far (/proc/stat; idle = idle + iowait).
 cpu_ticks() {
     local _cpu user nice sys idle iowait irq softirq steal
@@ -516,6 +537,7 @@ run_one() {
 
     # go: t0, then every downloader starts at once
     local done_ns=() finished=0 failed_dl="" ns
+    [ "$status" != ok ] || links_start "$n"
     tx0=$(tx_bytes s)
     read -r busy0 total0 < <(cpu_ticks)
     t0=$(now_ns)
@@ -573,6 +595,28 @@ if t:
 line += f", seed sent {int(tx) / F:.2f} copies, CPU {cpu}% busy; done at " + " ".join(f"{x:.1f}" for x in t)
 print(line)
 EOF
+    if [ "$LINKS" = 1 ] && [ -s "$RUN/links.txt" ]; then
+        "$PY" - "$RUN/links.txt" "$t0" "${times%,}" "${ROW_SLOW[$row]}" <<'EOF'
+import statistics, sys
+path, t0, times, first_slow = sys.argv[1], int(sys.argv[2]) / 1e9, sys.argv[3], int(sys.argv[4])
+last = max([int(x) / 1000 for x in times.split(",") if x != "-"] or [0.0])
+rows = [[float(v) for v in l.split()] for l in open(path) if l.strip()]
+rows = [r for r in rows if len(r) == len(rows[0])]  # a line cut short when the sampler stopped
+n = len(rows[0]) - 2 if rows else 0
+fast = [i for i in range(1, n + 1) if not first_slow or i < first_slow]
+slow = [i for i in range(1, n + 1) if first_slow and i >= first_slow]
+def spread(v): return f"{min(v):5.1f} {statistics.median(v):5.1f} {max(v):5.1f}"
+head = f"    {'t (s)':>11} {'seed':>5} | {'downloaders' + (' (fast)' if slow else ''):<17}"
+print(head + (f" | {'slow':<17}" if slow else "") + "   uplinks, MiB/s as the veths count (about the payload): least, median, most")
+for a, b in zip(rows, rows[1:]):
+    if a[0] - t0 > last + 1:
+        break
+    rate = [(y - x) / (b[0] - a[0]) / 2**20 for x, y in zip(a[1:], b[1:])]
+    line = f"    {a[0] - t0:5.1f}-{b[0] - t0:<5.1f} {rate[0]:5.1f} | {spread([rate[i] for i in fast])}"
+    print(line + (f" | {spread([rate[i] for i in slow])}" if slow else ""))
+EOF
+        rm -f "$RUN/links.txt"
+    fi
     if [ "$status" != ok ]; then
         [ -n "$failed_dl" ] || failed_dl=$(for ((i = 1; i <= n; i++)); do [ -n "${done_ns[i]:-}" ] || { echo "d$i"; break; }; done)
         for f in "$RUN/tracker.log" "$RUN/seeder.out" "$RUN/seeder.log" ${failed_dl:+"$RUN/$failed_dl.out" "$RUN/$failed_dl.log"}; do
@@ -660,7 +704,7 @@ for s in "$SYSTEMS".split():
     hdr += f" | {s + ': last':>16} {'mean':>5} {'seed':>5} {'cpu%':>4}"
 print()
 print("Swarm: 1 seed + N downloaders released together; uplinks capped by tbf at $RATE_MIB MiB/s (slow: $SLOW_MIB), downloads uncapped.")
-print("last, mean: the last and the mean downloader's finish time / T_p2p; seed: the seed's veth tx bytes / file size (whole frames: one copy ~1.05);")
+print("last, mean: the last and the mean downloader's finish time / T_p2p; seed: the seed's veth tx bytes / file size (about its payload: one copy ~1.00);")
 print("cpu%: the machine's CPUs busy from t0 to the last finish (all $CORES cores; near 100: the machine, not the network, is the limit).")
 print("T_p2p = max(F/u_s, N*F/(u_s + sum u_i)); floor ~$FLOOR x T_p2p (TCP payload is 0.956 of a tbf rate). Medians over $RUNS run(s).")
 print("seed@T: the copies a seed sending at its full rate until T_p2p uploads (u_s * T_p2p / F). 1 where the seed's uplink is the bound;")
