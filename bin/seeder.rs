@@ -24,6 +24,8 @@ OPTIONS:
   --listen ADDR       address peers connect to
                       [default: 0.0.0.0:0]
   --slots N           peers uploaded to at once, 1..1024     [default: 8]
+                      (at most: one per 1.5 MiB/s the upload reaches,
+                      at least 4)
   --max-peers-per-file N
                       connections per file, 1..65535         [default: 50]
   --up-limit RATE     upload limit in bytes/s, 1..1T         [default: none]

@@ -44,7 +44,8 @@ SCENARIO:
   --seed S                seed of every random choice: the same
                           scenario and seed give the same run    [default: 1]
 PEERS (as lmk-leecher's options):
-  --slots N               upload slots                           [default: 8]
+  --slots N               upload slots, at most (one per 1.5M/s
+                          of upload, at least 4)                 [default: 8]
   --max-peers-per-file N  connections per file                   [default: 50]
   --seed-idle TIME        a complete peer leaves once nobody has
                           asked it for anything this long        [default: 20s]

@@ -20,7 +20,7 @@ use super::bitfield::Bitfield;
 use super::choker::{self, Candidate};
 use super::penalty::{Offence, Penalties};
 use super::rate::Bucket;
-use super::session::{Answer, Asked, Phase, Sending, Session};
+use super::session::{Answer, Asked, Phase, Rate, Sending, Session};
 use super::storage::{ReadError, Storage};
 use super::torrent::{Counters, Goal, Stage, Torrent};
 use super::unsent::Unsent;
@@ -114,6 +114,31 @@ const ROTATION: Duration = Duration::from_secs(10);
 /// something, so nobody falls far behind (at 100 peers in the simulator,
 /// 1 MiB chunks: 1.31 x T_p2p with turns of 4 chunks, 1.71 x with 10 s turns).
 const TURN_CHUNKS: u64 = 4;
+
+/// Upload rate per slot: while our uplink sends less than `slots` x this,
+/// fewer peers hold a slot at once. Each connection we send on keeps a few
+/// segments queued at our uplink whatever its rate, and the acknowledgements
+/// of our own downloads wait behind them: at a fixed delay that queue allows
+/// a fixed rate per connection. With half the peers at 5 MiB/s and 8 slots
+/// each (`make bench-swarm`), the slow ones received 6-10 MiB/s for the
+/// first 14 s and the last finished at 1.13-1.18 x T_p2p; with 4 slots on
+/// them, 12-17 MiB/s, every uplink full from the first second to the last,
+/// and 1.12-1.14 x over 5 runs. At 1.25 MiB/s a 5 MiB/s uplink sat on the
+/// edge, its slots going 4, 5, 4 every few seconds.
+const SLOT_RATE: f64 = 1.5 * 1024.0 * 1024.0;
+/// Slots held whatever the rate, unless `--slots` says fewer: the rate
+/// follows the slots too (2 on the slow half fed it the most and left the
+/// fast half last at 1.15 x).
+const MIN_SLOTS: usize = 4;
+
+/// Upload slots for an uplink measured at `rate` bytes a second (0: not yet
+/// measured), `most` at most.
+fn slots_for(rate: f64, most: usize) -> usize {
+    if rate <= 0.0 {
+        return most;
+    }
+    ((rate / SLOT_RATE).ceil() as usize).clamp(MIN_SLOTS.min(most), most)
+}
 
 /// The bytes of one slot turn for a file of chunks of `chunk_size`.
 fn turn_bytes(chunk_size: u32) -> u64 {
@@ -338,6 +363,11 @@ pub struct Machine {
     /// sessions only while there is one (a scan per call was a tenth of
     /// lmk-sim's time at 32 peers).
     budget_waiters: usize,
+    /// Chunk bytes the kernel took, over all connections: what our uplink
+    /// sends, which sets how many slots we give (`slots`).
+    up_rate: Rate,
+    /// The slots the last rechoke gave, to log a change.
+    slots_given: usize,
     /// Creation time: earlier than any instant the buckets have seen.
     born: Instant,
     stopping: Option<Instant>,
@@ -366,6 +396,8 @@ impl Machine {
             turn_over: false,
             contended: false,
             born: now,
+            up_rate: Rate::new(now),
+            slots_given: config.slots,
             turns: VecDeque::new(),
             unsent: 0,
             closing: BTreeMap::new(),
@@ -557,11 +589,15 @@ impl Machine {
         }
         let gone = s.unsent.written(written);
         self.unsent -= gone;
+        self.up_rate.add(now, gone);
         // A reader owed another chunk takes what its own chunk freed when its
         // queue asks for more: answers waiting elsewhere (non-readers' among
         // them) would otherwise take a reader's share each time it frees it.
         if gone > 0 && !matches!(s.owed.front(), Some(Answer::Chunk(_))) {
             self.budget_freed();
+        }
+        if self.slots() != self.slots_given {
+            self.rechoke(now);
         }
     }
 
@@ -858,6 +894,13 @@ impl Machine {
     /// Connections trading, over all files.
     pub fn peers(&self) -> usize {
         self.sessions.values().filter(|s| s.phase == Phase::Open).count()
+    }
+
+    /// Upload slots given at once: `--slots`, or one per `SLOT_RATE` of
+    /// what our uplink has been sending, at least `MIN_SLOTS` (all of them
+    /// until a first rate is measured).
+    pub fn slots(&self) -> usize {
+        slots_for(self.up_rate.smoothed(), self.config.slots)
     }
 
     /// Upload slots held now.

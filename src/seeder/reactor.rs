@@ -103,7 +103,7 @@ pub fn run(config: Config, bound: Bound, files: Vec<(FileMeta, SharedFile)>) -> 
         finished: false,
     };
     info!(
-        "sharing {}, {}, up to {} per file; tracker {}",
+        "sharing {}, at most {}, up to {} per file; tracker {}",
         human::plural(shell.core.files().count() as u64, "file"),
         human::plural(config.peer.slots as u64, "upload slot"),
         human::plural(config.peer.max_peers as u64, "peer"),

@@ -117,7 +117,7 @@ impl Machine {
         t.count_download(addr, seed, len, now);
         let id = t.id;
         self.announce_have(id, index);
-        if self.slots_used() < self.config.slots {
+        if self.slots_used() < self.slots() {
             self.rechoke(now); // peers that lacked nothing we had may want this chunk
         }
         self.fill(now, conn, id);

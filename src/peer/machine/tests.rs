@@ -2228,3 +2228,36 @@ fn a_peer_that_completes_tells_every_peer_left_its_chunks() {
 fn chunks_told(sw: &Harness, h: usize, conn: ConnId) -> Vec<Seen> {
     sw.said_on(h, conn).into_iter().filter(|m| matches!(m, Seen::Bitfield(_) | Seen::Have(_))).collect()
 }
+
+/// Upload slots follow the uplink: one per `SLOT_RATE` of what it sends,
+/// at least `MIN_SLOTS`, at most `--slots`, and all of them until a rate is
+/// measured.
+#[test]
+fn upload_slots_follow_the_uplinks_rate() {
+    const MIB: f64 = 1048576.0;
+    assert_eq!(slots_for(0.0, 8), 8, "not measured yet");
+    assert_eq!(slots_for(4.8 * MIB, 8), 4);
+    assert_eq!(slots_for(0.5 * MIB, 8), MIN_SLOTS);
+    assert_eq!(slots_for(0.5 * MIB, 2), 2, "never more than --slots");
+    assert_eq!(slots_for(8.0 * MIB, 8), 6);
+    assert_eq!(slots_for(20.0 * MIB, 8), 8);
+    // A seed held to 1 MiB/s, six callers asking for 40 chunks each.
+    let (t0, f, mut sw) = start(240);
+    let s = sw.peer(t0, &f, &f.all(), |c| (c.slots, c.max_peers, c.up_limit) = (8, 16, Some(1 << 20)));
+    sw.run(t0);
+    let callers: Vec<ConnId> = (1..=6).map(|n| sw.accept(t0, s, hand_addr(n))).collect();
+    for (k, &c) in callers.iter().enumerate() {
+        sw.greet(t0, s, c, &f, &[], None);
+        for index in 40 * k as u32..40 * (k as u32 + 1) {
+            sw.inject(t0, s, c, Message::Request { index, sole: false, more: false });
+        }
+    }
+    assert_eq!(sw.hosts[s].m.slots_used(), 6, "a slot each until the uplink is measured");
+    for step in 1..=200 {
+        sw.run(t0 + ms(10) * step);
+    }
+    let rate = sw.hosts[s].m.up_rate.smoothed() / MIB;
+    assert!((0.8..1.2).contains(&rate), "measured {rate:.2} MiB/s");
+    assert_eq!(sw.hosts[s].m.slots(), MIN_SLOTS);
+    assert_eq!(sw.hosts[s].m.slots_used(), MIN_SLOTS, "rate {rate}");
+}

@@ -7,7 +7,7 @@ use super::*;
 impl Machine {
     pub(super) fn on_request(&mut self, now: Instant, conn: ConnId, index: u32, sole: bool, more: bool) {
         let mut spread_over = false;
-        let served = self.served(conn).min(self.config.slots);
+        let served = self.served(conn).min(self.slots());
         if let Some((_, t)) = self.pair(conn) {
             t.asked(now, served);
         }
@@ -298,7 +298,12 @@ impl Machine {
                 c.active = self.sessions.get(&c.conn).is_some_and(|s| s.active(now, ASK_IDLE, SLOT_IDLE));
             }
         }
-        let chosen = choker::choose(&cands, self.config.slots, now, ROTATION);
+        let slots = self.slots();
+        if slots != self.slots_given {
+            debug!("upload slots: {slots} (uplink {:.1} MiB/s)", self.up_rate.smoothed() / 1048576.0);
+            self.slots_given = slots;
+        }
+        let chosen = choker::choose(&cands, slots, now, ROTATION);
         for c in &cands {
             let Some(s) = self.sessions.get_mut(&c.conn) else { continue };
             let keep = chosen.contains(&c.conn);
