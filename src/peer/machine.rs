@@ -123,7 +123,7 @@ const TURN_CHUNKS: u64 = 4;
 /// each (`make bench-swarm`), the slow ones received 6-10 MiB/s for the
 /// first 14 s and the last finished at 1.12-1.18 x T_p2p, median 1.15; with
 /// 4 slots on them, 14 on average, every uplink full from the second second
-/// to the last, and 1.12-1.16 x over 11 runs, median 1.127. At 1.25 MiB/s a
+/// to the last, and 1.12-1.16 x over 16 runs, median 1.126. At 1.25 MiB/s a
 /// 5 MiB/s uplink sat on the edge, its slots going 4, 5, 4 every few seconds.
 const SLOT_RATE: f64 = 1.5 * 1024.0 * 1024.0;
 /// Slots held whatever the rate, unless `--slots` says fewer: the rate
