@@ -366,7 +366,8 @@ pub struct Machine {
     /// Chunk bytes the kernel took, over all connections: what our uplink
     /// sends, which sets how many slots we give (`slots`).
     up_rate: Rate,
-    /// The slots the last rechoke gave, to log a change.
+    /// The slots the last rechoke gave: a new rate that changes the number
+    /// rechokes at once (`handle_written`), and the change is logged.
     slots_given: usize,
     /// Creation time: earlier than any instant the buckets have seen.
     born: Instant,

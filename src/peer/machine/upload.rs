@@ -300,7 +300,7 @@ impl Machine {
         }
         let slots = self.slots();
         if slots != self.slots_given {
-            debug!("upload slots: {slots} (uplink {:.1} MiB/s)", self.up_rate.smoothed() / 1048576.0);
+            debug!("upload slots: {slots} (uplink {})", crate::common::fmt::rate(self.up_rate.smoothed()));
             self.slots_given = slots;
         }
         let chosen = choker::choose(&cands, slots, now, ROTATION);
